@@ -1,0 +1,116 @@
+/**
+ * Configuration: read once from the environment at start-up, validated against
+ * one schema, every problem reported at once with the name of the setting, then
+ * frozen. Defaults carry their units in the key name (…Ms, …Bytes).
+ */
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const url = z.string().url();
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** Environment variable → schema. Keys are the env names, so errors name the setting. */
+const envSchema = z.object({
+  CBMIR_HOST: z.string().min(1).default('127.0.0.1'),
+  CBMIR_PORT: int(0, 65535).default(8080),
+  /** Public base URL of the gateway as viewers see it (for rewritten URLs); default derived from the request Host. */
+  CBMIR_PUBLIC_URL: url.optional(),
+  /** DICOMweb root of the PACS, e.g. http://127.0.0.1:8042/dicom-web */
+  CBMIR_PACS_URL: url.default('http://127.0.0.1:8042/dicom-web'),
+  CBMIR_PACS_USER: z.string().optional(),
+  CBMIR_PACS_PASSWORD: z.string().optional(),
+  CBMIR_PACS_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  CBMIR_REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  /** Elasticsearch URL; when unset the embedded single-machine index is used. */
+  CBMIR_ES_URL: url.optional(),
+  CBMIR_ES_INDEX: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).default('cbmir-vectors'),
+  CBMIR_DATA_DIR: z.string().default('.cbmir-data'),
+  /** Path to the model manifest (models/manifest.json) or an .onnx file. */
+  CBMIR_MODEL: z.string().optional(),
+  CBMIR_CORS_ORIGINS: z.string().default('*'),
+  CBMIR_MAX_HEADER_BYTES: int(1024, 1 << 20).default(16 * 1024),
+  CBMIR_MAX_BODY_BYTES: int(1024, 16 * (1 << 30)).default(2 * (1 << 30)),
+  CBMIR_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  CBMIR_THUMBNAIL_CACHE_ENTRIES: int(0, 1_000_000).default(2000),
+  CBMIR_WORKER_CONCURRENCY: int(1, 256).default(4),
+  CBMIR_BATCH_SIZE: int(1, 256).default(16),
+  CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
+  CBMIR_SHOW_PATIENT: bool.default('false'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly publicUrl: string | undefined;
+  readonly pacs: {
+    readonly url: string;
+    readonly user: string | undefined;
+    readonly password: string | undefined;
+    readonly timeoutMs: number;
+  };
+  readonly redisUrl: string;
+  readonly es: { readonly url: string; readonly index: string } | undefined;
+  readonly dataDir: string;
+  readonly model: string | undefined;
+  readonly corsOrigins: readonly string[] | '*';
+  readonly maxHeaderBytes: number;
+  readonly maxBodyBytes: number;
+  readonly logLevel: Env['CBMIR_LOG_LEVEL'];
+  readonly thumbnailCacheEntries: number;
+  readonly worker: { readonly concurrency: number; readonly batchSize: number; readonly batchWaitMs: number };
+  readonly showPatient: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse and freeze configuration; throws ConfigError listing every bad setting by name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  if ((e.CBMIR_PACS_USER === undefined) !== (e.CBMIR_PACS_PASSWORD === undefined)) {
+    problems.push('CBMIR_PACS_USER / CBMIR_PACS_PASSWORD: set both or neither');
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const origins = e.CBMIR_CORS_ORIGINS.trim();
+  return Object.freeze({
+    host: e.CBMIR_HOST,
+    port: e.CBMIR_PORT,
+    publicUrl: e.CBMIR_PUBLIC_URL?.replace(/\/+$/, ''),
+    pacs: Object.freeze({
+      url: e.CBMIR_PACS_URL.replace(/\/+$/, ''),
+      user: e.CBMIR_PACS_USER,
+      password: e.CBMIR_PACS_PASSWORD,
+      timeoutMs: e.CBMIR_PACS_TIMEOUT_MS,
+    }),
+    redisUrl: e.CBMIR_REDIS_URL,
+    es: e.CBMIR_ES_URL ? Object.freeze({ url: e.CBMIR_ES_URL, index: e.CBMIR_ES_INDEX }) : undefined,
+    dataDir: e.CBMIR_DATA_DIR,
+    model: e.CBMIR_MODEL,
+    corsOrigins: origins === '*' ? '*' : Object.freeze(origins.split(',').map((s) => s.trim()).filter(Boolean)),
+    maxHeaderBytes: e.CBMIR_MAX_HEADER_BYTES,
+    maxBodyBytes: e.CBMIR_MAX_BODY_BYTES,
+    logLevel: e.CBMIR_LOG_LEVEL,
+    thumbnailCacheEntries: e.CBMIR_THUMBNAIL_CACHE_ENTRIES,
+    worker: Object.freeze({
+      concurrency: e.CBMIR_WORKER_CONCURRENCY,
+      batchSize: e.CBMIR_BATCH_SIZE,
+      batchWaitMs: e.CBMIR_BATCH_WAIT_MS,
+    }),
+    showPatient: e.CBMIR_SHOW_PATIENT,
+  });
+}
