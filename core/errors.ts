@@ -52,8 +52,8 @@ export class HttpProblem extends Error {
   }
 }
 
-/** DICOM UID: digits and dots, ≤ 64 chars, no empty components, no leading zeros in multi-digit components. */
-const UID_RE = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
+/** DICOM UID: digits and dots, ≤ 64 chars, no empty components (leading zeros tolerated: real archives have them). */
+const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 export function isValidUid(s: unknown): s is string {
   return typeof s === 'string' && s.length > 0 && s.length <= 64 && UID_RE.test(s);
 }
