@@ -38,7 +38,7 @@ const envSchema = z.object({
   CBMIR_WORKER_CONCURRENCY: int(1, 256).default(4),
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
-  CBMIR_SHOW_PATIENT: bool.default('false'),
+  CBMIR_SHOW_PATIENT: bool.default(false),
 });
 
 export type Env = z.infer<typeof envSchema>;

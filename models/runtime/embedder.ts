@@ -1,0 +1,89 @@
+/**
+ * ONNX embedding runtime (onnxruntime-node). Input contract (models/PREPROCESSING.md):
+ * `image` float32 [N,1,S,S] in [0,1], already resized and normalised; outputs
+ * `embedding` [N,D] (L2-normalised) and optionally `feature_map` [N,C,h,w].
+ * GPU execution provider when present, CPU otherwise.
+ */
+import * as ort from 'onnxruntime-node';
+import type { ModelManifest } from './model-manifest.js';
+
+export interface EmbedOutput {
+  readonly embeddings: Float32Array[];
+  readonly featureMaps?: { data: Float32Array; channels: number; height: number; width: number }[];
+}
+
+export interface EmbedderOptions {
+  /** Intra-op threads; default: onnxruntime's choice (all cores). */
+  readonly threads?: number;
+  /** Try CUDA first (falls back to CPU if unavailable). */
+  readonly preferGpu?: boolean;
+}
+
+export class Embedder {
+  private constructor(
+    readonly manifest: ModelManifest,
+    private readonly session: ort.InferenceSession,
+    readonly executionProvider: string,
+  ) {}
+
+  static async load(manifest: ModelManifest, opts: EmbedderOptions = {}): Promise<Embedder> {
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    };
+    if (opts.preferGpu ?? process.env.CBMIR_GPU !== '0') {
+      try {
+        const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cuda'] });
+        return new Embedder(manifest, s, 'cuda');
+      } catch {
+        // No CUDA provider in this build/machine: CPU it is.
+      }
+    }
+    const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cpu'] });
+    return new Embedder(manifest, s, 'cpu');
+  }
+
+  get inputSize(): number {
+    return this.manifest.inputSize;
+  }
+
+  get hasFeatureMap(): boolean {
+    return this.session.outputNames.includes('feature_map');
+  }
+
+  /** Embed a batch of preprocessed images (each S×S floats in [0,1]). */
+  async embed(images: readonly Float32Array[], withFeatureMap = false): Promise<EmbedOutput> {
+    const s = this.inputSize;
+    const n = images.length;
+    if (n === 0) return { embeddings: [] };
+    const input = new Float32Array(n * s * s);
+    images.forEach((img, i) => {
+      if (img.length !== s * s) throw new Error(`image ${i} has ${img.length} values, expected ${s * s}`);
+      input.set(img, i * s * s);
+    });
+    const fetches = withFeatureMap && this.hasFeatureMap ? ['embedding', 'feature_map'] : ['embedding'];
+    const out = await this.session.run({ image: new ort.Tensor('float32', input, [n, 1, s, s]) }, fetches);
+    const emb = out.embedding as ort.Tensor;
+    const d = emb.dims[1] as number;
+    const data = emb.data as Float32Array;
+    const embeddings = Array.from({ length: n }, (_, i) => data.slice(i * d, (i + 1) * d));
+    if (!out.feature_map) return { embeddings };
+    const fm = out.feature_map as ort.Tensor;
+    const [, c, h, w] = fm.dims as number[];
+    const per = (c as number) * (h as number) * (w as number);
+    const fd = fm.data as Float32Array;
+    return {
+      embeddings,
+      featureMaps: Array.from({ length: n }, (_, i) => ({
+        data: fd.slice(i * per, (i + 1) * per),
+        channels: c as number,
+        height: h as number,
+        width: w as number,
+      })),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}
