@@ -1,0 +1,115 @@
+/**
+ * The PACS as a DICOMweb server (PS3.18): the few calls workers and the
+ * /similar routes make themselves (the gateway's pass-through does not use
+ * this). One keep-alive pool per PACS; every call has a deadline.
+ */
+import { Pool, errors as undiciErrors } from 'undici';
+import { parseMultipart } from '@remix-run/multipart-parser';
+import type { DicomJsonDataset } from '../dicom-json.js';
+
+export interface PacsClientOptions {
+  /** DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web */
+  readonly url: string;
+  readonly user?: string | undefined;
+  readonly password?: string | undefined;
+  readonly timeoutMs?: number;
+  readonly connections?: number;
+}
+
+export interface CallOptions {
+  /** The caller's Authorization header, passed through unchanged. */
+  readonly authorization?: string | undefined;
+  readonly signal?: AbortSignal;
+}
+
+/** A PACS answer that says the thing is not there (404) or not ours to see (401/403). */
+export class PacsHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly path: string,
+  ) {
+    super(`PACS answered ${status} for ${path.split('?')[0]}`);
+    this.name = 'PacsHttpError';
+  }
+  /** 5xx, 429 and 408 are worth retrying; 4xx are not. */
+  get transient(): boolean {
+    return this.status >= 500 || this.status === 429 || this.status === 408;
+  }
+}
+
+export function isTransientPacsError(err: unknown): boolean {
+  if (err instanceof PacsHttpError) return err.transient;
+  return (
+    err instanceof undiciErrors.UndiciError ||
+    (err instanceof Error && /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|socket|timeout/i.test(`${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`))
+  );
+}
+
+export class PacsClient {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly fallbackAuth: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(opts: PacsClientOptions) {
+    const u = new URL(opts.url);
+    this.pool = new Pool(u.origin, { connections: opts.connections ?? 16, keepAliveTimeout: 30_000 });
+    this.basePath = u.pathname.replace(/\/+$/, '');
+    this.fallbackAuth = opts.user !== undefined ? `Basic ${Buffer.from(`${opts.user}:${opts.password ?? ''}`).toString('base64')}` : undefined;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  private async get(path: string, accept: string, call: CallOptions): Promise<{ status: number; contentType: string; body: Buffer }> {
+    const authorization = call.authorization ?? this.fallbackAuth;
+    const res = await this.pool.request({
+      method: 'GET',
+      path: this.basePath + path,
+      headers: { accept, ...(authorization ? { authorization } : {}) },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      ...(call.signal ? { signal: call.signal } : {}),
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    const ct = res.headers['content-type'];
+    return { status: res.statusCode, contentType: Array.isArray(ct) ? (ct[0] ?? '') : (ct ?? ''), body };
+  }
+
+  /** QIDO-RS search; `path` like "/studies" or "/studies/{uid}/instances". [] on 204. */
+  async qido(path: string, params: Record<string, string | number | undefined>, call: CallOptions = {}): Promise<DicomJsonDataset[]> {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) qs.set(k, String(v));
+    const full = qs.size ? `${path}?${qs}` : path;
+    const r = await this.get(full, 'application/dicom+json', call);
+    if (r.status === 204 || (r.status === 200 && r.body.length === 0)) return [];
+    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    return JSON.parse(r.body.toString('utf8')) as DicomJsonDataset[];
+  }
+
+  /** WADO-RS: one instance as stored (transfer-syntax=*), Part-10 bytes. */
+  async retrieveInstance(study: string, series: string, sop: string, call: CallOptions = {}): Promise<Uint8Array> {
+    const path = `/studies/${study}/series/${series}/instances/${sop}`;
+    const r = await this.get(path, 'multipart/related; type="application/dicom"; transfer-syntax=*', call);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    const boundary = /boundary="?([^";]+)"?/i.exec(r.contentType)?.[1];
+    if (!boundary) throw new Error(`WADO-RS answer for an instance is not multipart (${r.contentType || 'no content-type'})`);
+    for (const part of parseMultipart(new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.length), { boundary, maxFileSize: 2 ** 31 - 1 })) {
+      return part.bytes;
+    }
+    throw new Error('WADO-RS answer held no part');
+  }
+
+  /** True when the caller may read this study (QIDO with its own credentials finds it). */
+  async canReadStudy(study: string, call: CallOptions): Promise<boolean> {
+    try {
+      const r = await this.qido('/studies', { StudyInstanceUID: study, includefield: '00080020' }, call);
+      return r.length > 0;
+    } catch (err) {
+      if (err instanceof PacsHttpError && (err.status === 401 || err.status === 403)) return false;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

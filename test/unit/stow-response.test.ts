@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { storedInstances } from '../../core/pacs/stow-response.js';
+
+// Shape of Orthanc 1.10 + DICOMweb 1.7's STOW answer (captured from a real run).
+const body = {
+  '00081190': { vr: 'UR', Value: ['http://127.0.0.1:8042/dicom-web/studies/1.2.3'] },
+  '00081198': { vr: 'SQ', Value: [{ '00081150': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.4'] }, '00081155': { vr: 'UI', Value: ['1.2.3.4.9'] } }] },
+  '00081199': {
+    vr: 'SQ',
+    Value: [
+      {
+        '00081150': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.4'] },
+        '00081155': { vr: 'UI', Value: ['1.2.3.4.5'] },
+        '00081190': { vr: 'UR', Value: ['http://127.0.0.1:8042/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5'] },
+      },
+      { '00081155': { vr: 'UI', Value: ['not-a-uid'] }, '00081190': { vr: 'UR', Value: ['x'] } },
+    ],
+  },
+};
+
+test('stored instances come from ReferencedSOPSequence with UIDs from RetrieveURL', () => {
+  const out = storedInstances(JSON.stringify(body));
+  assert.deepEqual(out, [
+    { studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.4', sopInstanceUid: '1.2.3.4.5', sopClassUid: '1.2.840.10008.5.1.4.1.1.4' },
+  ]);
+});
+
+test('failed instances and malformed items are not reported as stored', () => {
+  const uids = storedInstances(Buffer.from(JSON.stringify([body]))).map((s) => s.sopInstanceUid);
+  assert.deepEqual(uids, ['1.2.3.4.5']);
+});
+
+test('garbage and XML answers give nothing, never throw', () => {
+  assert.deepEqual(storedInstances('<NativeDicomModel/>'), []);
+  assert.deepEqual(storedInstances(new Uint8Array([0xff, 0x00])), []);
+  assert.deepEqual(storedInstances('null'), []);
+  assert.deepEqual(storedInstances('{}'), []);
+});
