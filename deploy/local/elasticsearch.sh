@@ -1,0 +1,236 @@
+# shellcheck shell=bash
+# Elasticsearch from the integ-test distribution zip on Maven Central
+# (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<ver>:zip): the
+# server with only the core modules (transport-netty4, x-pack-core,
+# x-pack-security, apm). dense_vector fields and kNN search are part of the
+# server itself, which is all the vector index needs.
+# Sourced by stack.sh.
+#
+# Maven Central has no 9.x build of this artifact (newest: 8.19.21, checked
+# 2026-11-28 in maven-metadata.xml), hence the 8.x default; see
+# docs/operations.md for what that means for the @elastic/elasticsearch client.
+#
+# Settings (environment):
+#   ES_VERSION    distribution version (8.19.21)
+#   ES_PORT       HTTP port on 127.0.0.1 (9200)
+#   ES_TRANSPORT_PORT  transport port or range on 127.0.0.1 (9300-9399)
+#   ES_HEAP       heap size for -Xms/-Xmx, e.g. 512m, 1g (Xms 512m, Xmx 1g)
+#   ES_JAVA_HOME  JDK to run on (default: temurin-25 if present, else newest suitable)
+#
+# Elasticsearch refuses to run as root: when root, it runs as the system user
+# $CBMIR_SERVICE_USER (created on demand), which owns its state directory.
+
+ES_VERSION="${ES_VERSION:-8.19.21}"
+ES_ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
+
+_es_vars() {
+  ES_PORT="${ES_PORT:-9200}"
+  if [[ "${1:-}" == saved && -f "$STACK_DIR/es.instance.env" ]]; then
+    # shellcheck disable=SC1091
+    source "$STACK_DIR/es.instance.env"
+  fi
+  ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300-9399}"
+  ES_HOME="$CBMIR_CACHE_DIR/elasticsearch-$ES_VERSION"
+  ES_DIR="$STACK_DIR/es"
+  ES_PIDFILE="$ES_DIR/es.pid"
+  ES_LOG="$ES_DIR/logs/cbmir-es.log"
+  ES_LAUNCH_LOG="$ES_DIR/launcher.log"
+  ES_URL="http://127.0.0.1:$ES_PORT"
+}
+
+# Major version the JDK must have at least for this ES version.
+_es_min_java() { [[ "${ES_VERSION%%.*}" -ge 9 ]] && echo 21 || echo 17; }
+
+_java_major() { # JAVA_HOME → major version number
+  "$1/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | head -1 | cut -d. -f1
+}
+
+# Pick the JDK: $ES_JAVA_HOME, else Temurin 25, else the newest suitable in /usr/lib/jvm.
+_es_java_home() {
+  local min best="" best_v=0 d v
+  min="$(_es_min_java)"
+  if [[ -n "${ES_JAVA_HOME:-}" ]]; then
+    [[ -x "$ES_JAVA_HOME/bin/java" ]] || die "ES_JAVA_HOME=$ES_JAVA_HOME has no bin/java"
+    echo "$ES_JAVA_HOME"
+    return
+  fi
+  if [[ -x /usr/lib/jvm/temurin-25-jdk-amd64/bin/java ]]; then
+    echo /usr/lib/jvm/temurin-25-jdk-amd64
+    return
+  fi
+  for d in /usr/lib/jvm/*/; do
+    d="${d%/}"
+    [[ -x "$d/bin/java" && ! -L "$d" ]] || continue
+    v="$(_java_major "$d")"
+    [[ "$v" =~ ^[0-9]+$ ]] || continue
+    if ((v > best_v)); then best_v=$v; best="$d"; fi
+  done
+  ((best_v >= min)) || die "Elasticsearch $ES_VERSION needs Java $min+; found none in /usr/lib/jvm (set ES_JAVA_HOME)"
+  echo "$best"
+}
+
+es_install() {
+  _es_vars
+  apt_ensure unzip curl maven
+  if [[ -x "$ES_HOME/bin/elasticsearch" ]]; then
+    log "elasticsearch: $ES_VERSION already unpacked in $ES_HOME"
+  else
+    local repo="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}" zip
+    zip="$repo/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+    if [[ ! -s "$zip" ]]; then
+      log "elasticsearch: fetching $ES_ARTIFACT from Maven Central"
+      mvn -B -q -Dmaven.repo.local="$repo" dependency:get -Dartifact="$ES_ARTIFACT" -Dtransitive=false >&2 \
+        || die "mvn could not fetch $ES_ARTIFACT (Maven Central has no 9.x build of this artifact; ES_VERSION must be one listed in its maven-metadata.xml)"
+    fi
+    [[ -s "$zip" ]] || die "expected $zip after mvn dependency:get"
+    log "elasticsearch: unpacking into $ES_HOME"
+    mkdir -p "$CBMIR_CACHE_DIR"
+    local tmp
+    tmp="$(mktemp -d "$CBMIR_CACHE_DIR/.unpack.XXXXXX")"
+    unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp"; die "unzip $zip failed"; }
+    rm -rf "$ES_HOME"
+    mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+    rm -rf "$tmp"
+    chmod -R a+rX "$ES_HOME"
+  fi
+  local jh
+  jh="$(_es_java_home)"
+  log "elasticsearch: will run on $jh (Java $(_java_major "$jh"))"
+  [[ $EUID -eq 0 ]] && ensure_service_user
+  return 0
+}
+
+# ES state must be writable by the service user. If the repository sits below
+# a directory that user cannot enter (e.g. /root, mode 0700), the state lives
+# in /var/lib/cbmir/<hash> instead and $STACK_DIR/es is a symlink to it.
+_es_prepare_dir() {
+  mkdir -p "$STACK_DIR"
+  if [[ $EUID -eq 0 ]]; then
+    if [[ ! -e "$ES_DIR" && ! -L "$ES_DIR" ]]; then
+      mkdir -p "$ES_DIR"
+    fi
+    chown -R "$CBMIR_SERVICE_USER:" "$ES_DIR/" 2>/dev/null || true
+    if ! as_service_user test -w "$ES_DIR/"; then
+      local alt
+      alt="/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
+      log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $ES_DIR; keeping its state in $alt"
+      rm -rf "$ES_DIR"
+      mkdir -p "$alt"
+      chown -R "$CBMIR_SERVICE_USER:" "$alt"
+      ln -sfn "$alt" "$ES_DIR"
+      as_service_user test -w "$ES_DIR/" || die "$CBMIR_SERVICE_USER cannot write $alt"
+    fi
+    as_service_user test -r "$ES_HOME/bin/elasticsearch" || die "$CBMIR_SERVICE_USER cannot read $ES_HOME (set CBMIR_CACHE_DIR to a directory readable by it)"
+  else
+    mkdir -p "$ES_DIR"
+  fi
+}
+
+_es_write_config() {
+  local conf="$ES_DIR/config" heap_min heap_max
+  heap_min="${ES_HEAP:-512m}"
+  heap_max="${ES_HEAP:-1g}"
+  # Start from the distribution's config (jvm.options, log4j2) once; ES writes
+  # its keystore there, so it must not be the shared cached copy.
+  if [[ ! -f "$conf/jvm.options" ]]; then
+    mkdir -p "$conf"
+    cp -R "$ES_HOME/config/." "$conf/"
+  fi
+  cat >"$conf/elasticsearch.yml" <<EOF
+# Generated by deploy/local/elasticsearch.sh; edits are overwritten on start.
+cluster.name: cbmir-es
+node.name: cbmir-es-1
+network.host: 127.0.0.1
+http.port: $ES_PORT
+transport.port: $ES_TRANSPORT_PORT
+discovery.type: single-node
+path.data: $ES_DIR/data
+path.logs: $ES_DIR/logs
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+# Tests delete their indices by pattern (cbmir-test-*).
+action.destructive_requires_name: false
+EOF
+  mkdir -p "$conf/jvm.options.d"
+  printf -- '-Xms%s\n-Xmx%s\n' "$heap_min" "$heap_max" >"$conf/jvm.options.d/heap.options"
+  mkdir -p "$ES_DIR/data" "$ES_DIR/logs" "$ES_DIR/tmp"
+  [[ $EUID -eq 0 ]] && chown -R "$CBMIR_SERVICE_USER:" "$ES_DIR/"
+  return 0
+}
+
+_es_ready() {
+  curl -fsS -m 3 "$ES_URL/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1
+}
+
+es_start() {
+  _es_vars
+  local pid
+  if pid="$(read_pid "$ES_PIDFILE")"; then
+    log "elasticsearch: already running (pid $pid) at $ES_URL"
+    return 0
+  fi
+  [[ -x "$ES_HOME/bin/elasticsearch" ]] || die "Elasticsearch $ES_VERSION is not unpacked in $ES_HOME: run 'bash deploy/local/stack.sh install' first"
+  [[ $EUID -eq 0 ]] && ensure_service_user
+  require_free_port elasticsearch "$ES_PORT"
+  local jh
+  jh="$(_es_java_home)"
+  _es_prepare_dir
+  _es_write_config
+  printf 'ES_PORT=%q\n' "$ES_PORT" >"$STACK_DIR/es.instance.env"
+  rm -f "$ES_PIDFILE"
+  log "elasticsearch: starting $ES_VERSION on $ES_URL (Java $(_java_major "$jh"), heap ${ES_HEAP:-512m..1g})"
+  # -d: the launcher returns once the node has started (or failed); -p: pid
+  # file of the server JVM itself, which is what stop signals.
+  setsid bash -c "$(declare -f as_service_user); CBMIR_SERVICE_USER=$(printf %q "$CBMIR_SERVICE_USER"); \
+    as_service_user env ES_JAVA_HOME=$(printf %q "$jh") ES_PATH_CONF=$(printf %q "$ES_DIR/config") \
+      ES_TMPDIR=$(printf %q "$ES_DIR/tmp") $(printf %q "$ES_HOME/bin/elasticsearch") -d -p $(printf %q "$ES_PIDFILE")" \
+    >"$ES_LAUNCH_LOG" 2>&1 </dev/null &
+  local launcher=$! deadline=$((SECONDS + CBMIR_READY_TIMEOUT_S)) rc
+  while :; do
+    if _es_ready; then break; fi
+    if ! pid_alive "$launcher"; then
+      wait "$launcher" && rc=0 || rc=$?
+      if ((rc != 0)) || { [[ -s "$ES_PIDFILE" ]] && ! read_pid "$ES_PIDFILE" >/dev/null; }; then
+        printf '[stack] ERROR: elasticsearch failed to start (launcher exit %s). Last lines of %s and %s:\n' "$rc" "$ES_LAUNCH_LOG" "$ES_LOG" >&2
+        tail -n 20 "$ES_LAUNCH_LOG" >&2 2>/dev/null || true
+        tail -n 30 "$ES_LOG" >&2 2>/dev/null || true
+        es_stop >/dev/null 2>&1
+        return 1
+      fi
+    fi
+    if ((SECONDS >= deadline)); then
+      printf '[stack] ERROR: elasticsearch not ready after %ss. Last lines of %s:\n' "$CBMIR_READY_TIMEOUT_S" "$ES_LOG" >&2
+      tail -n 30 "$ES_LOG" >&2 2>/dev/null || tail -n 20 "$ES_LAUNCH_LOG" >&2 2>/dev/null || true
+      kill "$launcher" 2>/dev/null || true
+      es_stop >/dev/null 2>&1
+      return 1
+    fi
+    sleep 1
+  done
+  pid="$(read_pid "$ES_PIDFILE" || echo '?')"
+  log "elasticsearch: ready (pid $pid) at $ES_URL"
+}
+
+es_stop() {
+  _es_vars saved
+  stop_pidfile elasticsearch "$ES_PIDFILE" 60
+}
+
+es_status() {
+  _es_vars saved
+  local pid
+  if pid="$(read_pid "$ES_PIDFILE")"; then
+    if _es_ready; then
+      local ver
+      # The integ-test build has no GET / (its rest-root module is absent).
+      ver="$(curl -fsS -m 2 "$ES_URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null | sed -n 's/.*"version" *: *"\([^"]*\)".*/\1/p' | head -1)"
+      echo "elasticsearch: running (pid $pid) $ES_URL version=${ver:-?}"
+    else
+      echo "elasticsearch: running (pid $pid) but not answering on $ES_URL"
+      return 1
+    fi
+  else
+    echo "elasticsearch: stopped"
+    return 3
+  fi
+}
