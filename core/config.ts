@@ -23,6 +23,12 @@ const envSchema = z.object({
   CBMIR_PACS_USER: z.string().optional(),
   CBMIR_PACS_PASSWORD: z.string().optional(),
   CBMIR_PACS_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  /** WADO-URI endpoint of the PACS; default: the PACS origin + /wado (Orthanc's plugin). */
+  CBMIR_PACS_WADO_URI_URL: url.optional(),
+  /** Upper bound on concurrent upstream connections to the PACS. */
+  CBMIR_PACS_MAX_SOCKETS: int(1, 4096).default(128),
+  /** How long an idle upstream connection is kept for reuse; below the PACS's keep-alive (Orthanc: 1 s). */
+  CBMIR_PACS_KEEPALIVE_MS: int(0, 600_000).default(700),
   CBMIR_REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   /** Elasticsearch URL; when unset the embedded single-machine index is used. */
   CBMIR_ES_URL: url.optional(),
@@ -33,6 +39,9 @@ const envSchema = z.object({
   CBMIR_CORS_ORIGINS: z.string().default('*'),
   CBMIR_MAX_HEADER_BYTES: int(1024, 1 << 20).default(16 * 1024),
   CBMIR_MAX_BODY_BYTES: int(1024, 16 * (1 << 30)).default(2 * (1 << 30)),
+  CBMIR_MAX_QUERY_BYTES: int(256, 1 << 20).default(8 * 1024),
+  /** How long shutdown waits for in-flight requests before closing connections. */
+  CBMIR_SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   CBMIR_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CBMIR_THUMBNAIL_CACHE_ENTRIES: int(0, 1_000_000).default(2000),
   CBMIR_WORKER_CONCURRENCY: int(1, 256).default(4),
@@ -52,6 +61,9 @@ export interface Config {
     readonly user: string | undefined;
     readonly password: string | undefined;
     readonly timeoutMs: number;
+    readonly wadoUriUrl: string;
+    readonly maxSockets: number;
+    readonly keepAliveMs: number;
   };
   readonly redisUrl: string;
   readonly es: { readonly url: string; readonly index: string } | undefined;
@@ -60,6 +72,8 @@ export interface Config {
   readonly corsOrigins: readonly string[] | '*';
   readonly maxHeaderBytes: number;
   readonly maxBodyBytes: number;
+  readonly maxQueryBytes: number;
+  readonly shutdownGraceMs: number;
   readonly logLevel: Env['CBMIR_LOG_LEVEL'];
   readonly thumbnailCacheEntries: number;
   readonly worker: { readonly concurrency: number; readonly batchSize: number; readonly batchWaitMs: number };
@@ -96,6 +110,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       user: e.CBMIR_PACS_USER,
       password: e.CBMIR_PACS_PASSWORD,
       timeoutMs: e.CBMIR_PACS_TIMEOUT_MS,
+      wadoUriUrl: (e.CBMIR_PACS_WADO_URI_URL ?? `${new URL(e.CBMIR_PACS_URL).origin}/wado`).replace(/\/+$/, ''),
+      maxSockets: e.CBMIR_PACS_MAX_SOCKETS,
+      keepAliveMs: e.CBMIR_PACS_KEEPALIVE_MS,
     }),
     redisUrl: e.CBMIR_REDIS_URL,
     es: e.CBMIR_ES_URL ? Object.freeze({ url: e.CBMIR_ES_URL, index: e.CBMIR_ES_INDEX }) : undefined,
@@ -104,6 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: origins === '*' ? '*' : Object.freeze(origins.split(',').map((s) => s.trim()).filter(Boolean)),
     maxHeaderBytes: e.CBMIR_MAX_HEADER_BYTES,
     maxBodyBytes: e.CBMIR_MAX_BODY_BYTES,
+    maxQueryBytes: e.CBMIR_MAX_QUERY_BYTES,
+    shutdownGraceMs: e.CBMIR_SHUTDOWN_GRACE_MS,
     logLevel: e.CBMIR_LOG_LEVEL,
     thumbnailCacheEntries: e.CBMIR_THUMBNAIL_CACHE_ENTRIES,
     worker: Object.freeze({

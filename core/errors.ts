@@ -16,6 +16,7 @@ const catalogue = {
   BAD_UID: { status: 400, title: 'Malformed UID' },
   BAD_PARAM: { status: 400, title: 'Invalid parameter' },
   NOT_FOUND: { status: 404, title: 'Not found' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   UPSTREAM_UNREACHABLE: { status: 502, title: 'PACS unreachable' },
