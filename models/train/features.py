@@ -1,0 +1,87 @@
+"""Precompute frozen-backbone features (output of pool4, 832x7x7) for CPU training.
+
+Why: on this 2-core CPU the frozen part of GoogLeNet (conv1 .. inception_4e, ~85%
+of the FLOPs) dominates a training step. Its weights never change, so we run it
+once per *view* of every image and train inception_5a/5b + GeM + head + ArcFace
+on the cached activations (fp16). Augmentation is kept: views 1..K are
+independently augmented copies (data.augment, seeded per view), and each
+training epoch draws one view per image at random. The pool of augmentations is
+finite (K views) — that is the trade-off, stated in the model card.
+
+Views (each a file models/train/.data/feat-<tag>.npy, [N,832,7,7] float16, rows in
+data.build_cache order = figshare-cheng then ixi-normal):
+  eval   raw inference preprocessing (exactly preprocess.py), no augmentation
+  h0     harmonised (common 512px JPEG q75 re-encode), no augmentation
+  h1..hK harmonised + augmentation (seed = base_seed * 1000 + k)
+
+Usage: python3 models/train/features.py --views eval,h0,h1,h2,h3,h4 [--batch 64]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+from googlenet import GoogLeNetBackbone, gray01_to_bgr, load_bvlc
+
+CUT = "pool4"
+FEAT_SHAPE = (832, 7, 7)
+
+
+def feat_path(tag: str) -> Path:
+    return data.CACHE_DIR / f"feat-{tag}.npy"
+
+
+@torch.inference_mode()
+def extract(backbone, images: torch.Tensor, aug_seed: int | None, batch: int = 64, desc: str = "") -> np.ndarray:
+    from tqdm import tqdm
+
+    n = images.shape[0]
+    out = np.zeros((n,) + FEAT_SHAPE, np.float16)
+    for i in tqdm(range(0, n, batch), desc=desc, mininterval=10):
+        x = images[i:i + batch].float().unsqueeze(1)
+        if aug_seed is not None:
+            g = torch.Generator().manual_seed(aug_seed * 100003 + i)
+            x = data.augment(x, g)
+        f = backbone.forward_until(gray01_to_bgr(x), CUT)
+        out[i:i + batch] = f.numpy().astype(np.float16)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--views", default="eval,h0,h1,h2,h3,h4")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    bb = GoogLeNetBackbone()
+    load_bvlc(bb)
+    bb.eval()
+    caches = {}
+    for tag in a.views.split(","):
+        p = feat_path(tag)
+        if p.exists():
+            print(f"{tag}: exists, skipping", flush=True)
+            continue
+        harm = tag != "eval"
+        if harm not in caches:
+            caches[harm] = data.build_cache(harmonise_inputs=harm)
+        imgs = caches[harm].images
+        seed = None if tag in ("eval", "h0") else a.seed * 1000 + int(tag[1:])
+        t = time.time()
+        f = extract(bb, imgs, seed, a.batch, desc=tag)
+        tmp = p.with_suffix(".tmp.npy")
+        np.save(tmp, f)
+        os.replace(tmp, p)
+        print(f"{tag}: {f.shape} in {time.time() - t:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

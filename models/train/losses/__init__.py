@@ -1,0 +1,3 @@
+from .arcface import ArcFaceLoss
+
+__all__ = ["ArcFaceLoss"]

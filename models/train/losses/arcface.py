@@ -1,0 +1,41 @@
+"""ArcFace: additive angular margin loss (Deng et al., CVPR 2019).
+
+logit_j = s * cos(theta_j + m * [j == y]), theta_j = angle between the
+L2-normalised embedding and the L2-normalised class weight W_j; loss =
+cross-entropy. Margin given in radians (`margin`) — 0.5 rad = 28.65 deg is the
+ArcFace default and what we ship. When theta_y + m would exceed pi the usual
+monotonic fallback cos(theta) - m*sin(m) is used (insightface, easy_margin off).
+W is an nn.Parameter: the optimizer and the checkpoint both see it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ArcFaceLoss(nn.Module):
+    def __init__(self, num_classes: int, embedding_size: int, scale: float = 64.0, margin: float = 0.5):
+        super().__init__()
+        self.scale, self.margin = float(scale), float(margin)
+        self.W = nn.Parameter(torch.empty(num_classes, embedding_size))
+        nn.init.xavier_uniform_(self.W)
+        self.cos_m, self.sin_m = math.cos(margin), math.sin(margin)
+        self.th = math.cos(math.pi - margin)          # theta + m > pi  <=>  cos(theta) < th
+        self.mm = math.sin(math.pi - margin) * margin
+
+    def logits(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = F.linear(F.normalize(emb, dim=1), F.normalize(self.W, dim=1)).clamp(-1.0, 1.0)
+        sin = (1.0 - cos * cos).clamp(min=0.0).sqrt()
+        phi = cos * self.cos_m - sin * self.sin_m        # cos(theta + m)
+        phi = torch.where(cos > self.th, phi, cos - self.mm)
+        onehot = F.one_hot(labels, cos.size(1)).to(cos.dtype)
+        return self.scale * (onehot * phi + (1.0 - onehot) * cos)
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(emb, labels), labels)
+
+    def extra_repr(self):
+        return f"classes={self.W.size(0)}, dim={self.W.size(1)}, s={self.scale}, m={self.margin} rad ({math.degrees(self.margin):.1f} deg)"
