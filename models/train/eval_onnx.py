@@ -1,0 +1,163 @@
+"""`npm run eval:model -- [--dataset DIR] [--model PATH]`: evaluate an ONNX model (no training).
+
+DIR holds images + labels.csv (columns file,label,class_name and optional
+patient_id,fold). Images are run through preprocess.py (the exact inference
+preprocessing, as the TypeScript worker does) and the ONNX model with onnxruntime.
+
+Protocol:
+  * with a `fold` column: query = rows of the held-out fold of the shipped model
+    (manifest.json evaluation.query_fold, 5; override --query-fold), database = all other rows;
+  * without `fold`: leave-one-patient-out (each image queries all images of the other
+    patients) when `patient_id` is present, otherwise leave-one-out.
+Relevant = same `label`. Euclidean distance on the embeddings. Figures are fractions
+in [0,1]; 95% CIs by patient-cluster bootstrap (metrics.py).
+
+Prints per-class and overall figures; the LAST stdout line is one JSON object:
+  {"map":…, "p10":…, "p1":…, "p5":…, "n_queries":…, "per_class":{name:{…}}, …}
+
+Defaults: DIR = $CBMIR_DATASETS/figshare-cheng (CBMIR_DATASETS defaults to
+<repo>/../shared/datasets); model = models/<manifest.json "file">.
+--dataset may be repeated to pool several folders (e.g. figshare-cheng + ixi-normal).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import metrics  # noqa: E402
+from preprocess import preprocess_file  # noqa: E402
+
+MODELS_DIR = HERE.parent
+REPO_ROOT = MODELS_DIR.parent
+
+
+def default_dataset() -> Path:
+    root = os.environ.get("CBMIR_DATASETS")
+    return (Path(root) if root else REPO_ROOT.parent / "shared" / "datasets") / "figshare-cheng"
+
+
+def read_manifest() -> dict:
+    p = MODELS_DIR / "manifest.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def read_dataset(d: Path) -> list[dict]:
+    with open(d / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{d}/labels.csv has no rows")
+    for col in ("file", "label", "class_name"):
+        if col not in rows[0]:
+            raise SystemExit(f"{d}/labels.csv lacks column {col!r}")
+    out = []
+    for r in rows:
+        out.append({
+            "path": str(d / r["file"]), "label": int(r["label"]), "class_name": r["class_name"],
+            "patient_id": f"{d.name}:{r['patient_id']}" if r.get("patient_id") else None,
+            "fold": int(r["fold"]) if r.get("fold") not in (None, "") else None,
+        })
+    return out
+
+
+def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    out = []
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for i in range(0, len(paths), batch):
+            x = np.stack(list(pool.map(preprocess_file, paths[i:i + batch])))[:, None]
+            out.append(sess.run(["embedding"], {"image": x})[0])
+            done = i + len(x)
+            if (i // batch) % 10 == 0 or done == len(paths):
+                log(f"embedded {done}/{len(paths)} ({time.time() - t0:.0f}s)")
+    return np.concatenate(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", action="append", help="dataset folder (repeatable)")
+    ap.add_argument("--model", help="ONNX file (default: the shipped model from models/manifest.json)")
+    ap.add_argument("--query-fold", type=int, help="held-out fold used as queries (default: manifest, 5)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--save-embeddings", help="write the embeddings (.npy)")
+    a = ap.parse_args(argv)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    man = read_manifest()
+    if a.model:
+        model = Path(a.model)
+    else:
+        if not man.get("file"):
+            raise SystemExit("no --model and no models/manifest.json with a 'file'")
+        model = MODELS_DIR / man["file"]
+    if not model.exists():
+        raise SystemExit(f"model not found: {model}")
+    dirs = [Path(d) for d in (a.dataset or [str(default_dataset())])]
+    rows = []
+    for d in dirs:
+        rows += read_dataset(d)
+    labels = np.array([r["label"] for r in rows])
+    names = {}
+    for r in rows:
+        names.setdefault(r["label"], r["class_name"])
+    patients = np.array([r["patient_id"] or f"row{i}" for i, r in enumerate(rows)])
+    has_fold = all(r["fold"] is not None for r in rows)
+    has_pid = all(r["patient_id"] is not None for r in rows)
+    qf = a.query_fold or man.get("evaluation", {}).get("query_fold", 5)
+
+    log(f"model {model.name}; {len(rows)} images from {', '.join(str(d) for d in dirs)}")
+    emb = embed(model, [r["path"] for r in rows], a.batch, a.threads, log)
+    if a.save_embeddings:
+        np.save(a.save_embeddings, emb)
+
+    folds = np.array([r["fold"] if r["fold"] is not None else -1 for r in rows])
+    if has_fold and (folds == qf).any():
+        q, db = np.flatnonzero(folds == qf), np.flatnonzero(folds != qf)
+        protocol = f"fold {qf} queries vs other folds database"
+        res = metrics.evaluate_split(emb[q], labels[q], emb[db], labels[db], names, patients[q], n_boot=a.n_boot)
+        n_db = int(len(db))
+        leak = set(patients[q]) & set(patients[db]) if has_pid else set()
+        if leak:
+            log(f"WARNING: {len(leak)} patients appear in both the query fold and the database")
+    else:
+        exclude = patients[:, None] == patients[None, :]  # self (LOO) or same patient (LOPO)
+        protocol = "leave-one-patient-out" if has_pid else "leave-one-out"
+        pq = metrics.rank_metrics(metrics.pairwise_sqdist(emb, emb), labels, labels, exclude)
+        res = metrics.summarise(pq, labels, names, patients, a.n_boot)
+        n_db = int(len(rows) - 1)
+    print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: patient-cluster bootstrap)"))
+    out = {
+        "map": res["map"], "p10": res["p10"], "p1": res["p1"], "p5": res["p5"],
+        "n_queries": res["n_queries"], "n_database": n_db,
+        "per_class": {k: {kk: v[kk] for kk in ("map", "p1", "p5", "p10", "n_queries", "map_ci95", "p10_ci95")}
+                      for k, v in res["per_class"].items()},
+        "map_ci95": res["map_ci95"], "p10_ci95": res["p10_ci95"],
+        "protocol": protocol, "units": "fraction",
+        "model": {"file": model.name, "version": man.get("version") if model.name == man.get("file") else None},
+        "dataset": [str(d) for d in dirs],
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

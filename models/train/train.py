@@ -1,0 +1,213 @@
+"""Train the GoogLeNet-GeM-ArcFace retrieval model.
+
+Two modes:
+  --mode cached (default; the 2-core CPU path) trains inception_5a/5b + GeM + head +
+      ArcFace on precomputed pool4 activations (features.py: views h0..hK, one
+      random view per image per epoch). conv1..inception_4e stay at BVLC weights.
+  --mode online trains from images with on-the-fly augmentation (GPU path);
+      stages up to --frozen-until run under no_grad.
+
+Deterministic: seeds fixed; the epoch's permutation and view choice come from a
+generator seeded with (seed, epoch), so a resumed run replays the same batches.
+Checkpoints: <run-dir>/last.pt after every epoch (model, ArcFace W, optimizer,
+scheduler, epoch); `--resume` continues from it.
+
+Usage:
+  python3 models/train/train.py --run-dir models/train/runs/ship --epochs 14
+  python3 models/train/train.py --run-dir ... --resume
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from losses import ArcFaceLoss
+from model import build_model
+
+DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
+                warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
+                views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2)
+
+
+def set_seed(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_lambda_factory(total_steps: int, warmup_steps: int):
+    def f(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def param_groups(net, loss_fn, cfg):
+    pre, new = [], []
+    for p in net.trainable_parameters():
+        (pre if any(p is q for q in net.backbone.parameters()) else new).append(p)
+    return [
+        {"params": pre, "lr": cfg["lr"], "weight_decay": cfg["weight_decay"]},
+        {"params": new + list(loss_fn.parameters()), "lr": cfg["head_lr"], "weight_decay": cfg["weight_decay"]},
+    ]
+
+
+class CachedFeatures:
+    """Training rows' pool4 activations for several views, loaded into RAM (fp16)."""
+
+    def __init__(self, views, rows: np.ndarray):
+        from features import feat_path
+
+        self.views = []
+        for v in views:
+            p = feat_path(v)
+            if p.exists():
+                self.views.append(torch.from_numpy(np.load(p, mmap_mode="r")[rows]))
+            else:
+                print(f"warning: view {v} missing ({p}), skipped", flush=True)
+        if not self.views:
+            raise SystemExit("no feature views found; run features.py first")
+        self.view_names = [v for v in views if feat_path(v).exists()]
+
+    def batch(self, idx: torch.Tensor, view_choice: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((len(idx),) + tuple(self.views[0].shape[1:]), dtype=torch.float32)
+        for v in range(len(self.views)):
+            m = view_choice == v
+            if m.any():
+                out[m] = self.views[v][idx[m]].float()
+        return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--resume", action="store_true")
+    for k, v in DEFAULTS.items():
+        ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (timing)")
+    a = ap.parse_args(argv)
+    run = Path(a.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    ck_path = run / "last.pt"
+    ck = torch.load(ck_path, map_location="cpu", weights_only=False) if a.resume and ck_path.exists() else None
+    cfg = dict(DEFAULTS)
+    if ck:
+        cfg.update(ck["config"])
+    for k in DEFAULTS:
+        v = getattr(a, k)
+        if v is not None:
+            cfg[k] = v
+    torch.set_num_threads(cfg["threads"])
+    set_seed(cfg["seed"])
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    from evaluate import cache_meta
+
+    meta = cache_meta()
+    keep = meta["labels"] < cfg["classes"] if cfg["classes"] == 4 else (meta["labels"] >= 1)
+    train_rows = np.flatnonzero((meta["folds"] != cfg["test_fold"]) & keep)
+    test_rows = np.flatnonzero(meta["folds"] == cfg["test_fold"])
+    leak = data.check_patient_disjoint(meta["patients"][train_rows], meta["patients"][test_rows])
+    assert not leak, f"patients in both train and test: {sorted(leak)[:5]}"
+    labels = torch.from_numpy(meta["labels"][train_rows])
+    n_cls = 4  # class ids are fixed (0 normal .. 3 pituitary) even if a class is absent
+    print(f"train rows {len(train_rows)} (test fold {cfg['test_fold']} held out), classes "
+          f"{np.bincount(labels.numpy(), minlength=4).tolist()}", flush=True)
+
+    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"]).to(dev)
+    loss_fn = ArcFaceLoss(n_cls, cfg["dim"], cfg["scale"], cfg["margin"]).to(dev)
+    opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
+    steps_per_epoch = len(train_rows) // cfg["batch_size"]
+    total = steps_per_epoch * cfg["epochs"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total, int(cfg["warmup_epochs"] * steps_per_epoch)))
+    start_epoch = 0
+    history = []
+    if ck:
+        net.load_state_dict(ck["model"])
+        loss_fn.load_state_dict(ck["arcface"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch = ck["epoch"] + 1
+        history = ck.get("history", [])
+        print(f"resumed from epoch {ck['epoch']}", flush=True)
+
+    if cfg["mode"] == "cached":
+        feats = CachedFeatures(cfg["views"].split(","), train_rows)
+        cfg["views_used"] = ",".join(feats.view_names)
+        print(f"views: {feats.view_names}", flush=True)
+    else:
+        cache = data.build_cache(harmonise_inputs=True).subset(train_rows)
+
+    from tqdm import tqdm
+
+    t_start = time.time()
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, cfg["epochs"]):
+        net.train()
+        g = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+        t0 = time.time()
+        tot, correct, seen = 0.0, 0, 0
+        bar = tqdm(list(data.batches(len(train_rows), cfg["batch_size"], g)), desc=f"epoch {epoch}", mininterval=15)
+        for idx in bar:
+            y = labels[idx].to(dev)
+            if cfg["mode"] == "cached":
+                vc = torch.randint(0, len(feats.views), (len(idx),), generator=g)
+                f = feats.batch(idx, vc).to(dev)
+                emb = net.forward_head(net.backbone.forward_from(f, "pool4"), normalize=False)
+            else:
+                x = data.augment(cache.images[idx].float().unsqueeze(1), g).to(dev)
+                emb = net.forward_head(net.forward_features(x), normalize=False)
+            loss = loss_fn(emb, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            with torch.no_grad():
+                pred = F.linear(F.normalize(emb, dim=1), F.normalize(loss_fn.W, dim=1)).argmax(1)
+            correct += int((pred == y).sum())
+            seen += len(y)
+            tot += float(loss) * len(y)
+            bar.set_postfix(loss=f"{tot / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if a.max_steps and step >= a.max_steps:
+                print(f"max-steps reached: {(time.time() - t0) / (step - epoch * steps_per_epoch):.2f} s/step", flush=True)
+                return
+        dt = time.time() - t0
+        history.append({"epoch": epoch, "loss": tot / seen, "train_acc": correct / seen, "seconds": dt,
+                        "lr": sched.get_last_lr()})
+        print(json.dumps(history[-1]), flush=True)
+        state = {"config": cfg, "epoch": epoch, "model": net.state_dict(), "arcface": loss_fn.state_dict(),
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history}
+        torch.save(state, run / "last.tmp.pt")
+        (run / "last.tmp.pt").replace(ck_path)
+    train_seconds = sum(h["seconds"] for h in history)
+    print(f"training done: {len(history)} epochs, {train_seconds:.0f}s of epoch time "
+          f"({time.time() - t_start:.0f}s this invocation)", flush=True)
+    (run / "config.json").write_text(json.dumps({"config": cfg, "history": history,
+                                                 "train_seconds": train_seconds}, indent=2))
+    if not a.no_eval:
+        from evaluate import embed_cached, evaluate_embeddings, print_report
+        from features import feat_path
+
+        net = net.cpu()
+        emb = embed_cached(net, np.load(feat_path("eval"), mmap_mode="r"))
+        res = evaluate_embeddings(emb, meta, cfg["test_fold"])
+        print_report(res, run.name)
+        (run / "eval.json").write_text(json.dumps(res, indent=2))
+        np.save(run / "embeddings_eval.npy", emb)
+
+
+if __name__ == "__main__":
+    main()
