@@ -1,0 +1,72 @@
+/**
+ * Header policy of the pass-through (RFC 9110 §7.6.1): hop-by-hop headers stop
+ * here in both directions; everything else passes unchanged — notably
+ * Authorization, which belongs to the client and the PACS, not to us.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Headers listed in `Connection: a, b` are hop-by-hop too. */
+function connectionListed(headers: IncomingHttpHeaders): Set<string> | null {
+  const c = headers.connection;
+  if (!c) return null;
+  const names = c
+    .toLowerCase()
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s && s !== 'close' && s !== 'keep-alive');
+  return names.length ? new Set(names) : null;
+}
+
+export interface UpstreamHeaderOptions {
+  /** Host header for the PACS. */
+  readonly host: string;
+  /** `Basic …` sent only when the client sent no Authorization. */
+  readonly defaultAuthorization: string | undefined;
+  /** Replaces the client's Accept (query `accept` parameter, defaults); undefined keeps it. */
+  readonly accept: string | undefined;
+  /** Whether the request carries a body (STOW); GETs lose stray Content-Type/Length. */
+  readonly hasBody: boolean;
+}
+
+export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: UpstreamHeaderOptions): OutgoingHttpHeaders {
+  const listed = connectionListed(inbound);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in inbound) {
+    if (HOP_BY_HOP.has(name) || name === 'host' || name === 'expect' || listed?.has(name)) continue;
+    if (!o.hasBody && (name === 'content-type' || name === 'content-length')) continue;
+    out[name] = inbound[name];
+  }
+  out.host = o.host;
+  if (o.accept !== undefined) out.accept = o.accept;
+  if (out.authorization === undefined && o.defaultAuthorization) out.authorization = o.defaultAuthorization;
+  return out;
+}
+
+/** Response headers to send to the client: hop-by-hop removed, URL-bearing ones mapped with `mapUrl`. */
+export function downstreamResponseHeaders(inbound: IncomingHttpHeaders, mapUrl: (s: string) => string): OutgoingHttpHeaders {
+  const listed = connectionListed(inbound);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in inbound) {
+    if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    const v = inbound[name];
+    out[name] = (name === 'location' || name === 'content-location') && typeof v === 'string' ? mapUrl(v) : v;
+  }
+  return out;
+}
+
+export function basicAuthorization(user: string | undefined, password: string | undefined): string | undefined {
+  if (user === undefined || password === undefined) return undefined;
+  return `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`;
+}

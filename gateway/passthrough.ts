@@ -1,0 +1,157 @@
+/**
+ * Pass-through to the PACS: the request streams up, the answer streams down.
+ *
+ * Bodies are never buffered, with one exception: textual answers (JSON/XML —
+ * QIDO results, metadata, STOW responses), which are collected up to
+ * `maxRewriteBytes` so that PACS URLs inside them can be mapped to the gateway
+ * (see url-rewrite.ts). WADO-RS/URI bodies (multipart DICOM, frames, images)
+ * are piped untouched with their Content-Type — and so their multipart
+ * boundary — and Content-Length as the PACS sent them.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { HttpProblem } from '../core/errors.js';
+import { BodyTooLarge, ByteLimit } from './body-limit.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { PacsQuirks } from './pacs-quirks.js';
+import { sendProblem } from './problem.js';
+import type { PublicBase } from './public-url.js';
+import { isRewritableType, type UrlRewriter } from './url-rewrite.js';
+import { type Endpoint, type Upstream, type UpstreamError, type UpstreamFailure } from './upstream.js';
+
+export interface ProxyContext {
+  readonly upstream: Upstream;
+  readonly rewriter: UrlRewriter;
+  readonly quirks: PacsQuirks;
+  readonly defaultAuthorization: string | undefined;
+  readonly maxBodyBytes: number;
+  readonly maxRewriteBytes: number;
+  readonly onUpstreamError: (kind: UpstreamFailure | 'body') => void;
+}
+
+export interface ForwardSpec {
+  readonly endpoint: Endpoint;
+  /** Path + query on the PACS. */
+  readonly path: string;
+  /** Accept header to send instead of the client's (negotiation fixes); undefined keeps it. */
+  readonly accept: string | undefined;
+  readonly publicBase: PublicBase;
+  /** Ask the PACS to build gateway URLs itself (RFC 7239 Forwarded) — only when the root paths agree. */
+  readonly sendForwarded: boolean;
+  /** Stream the request body up (STOW). */
+  readonly withBody: boolean;
+  /** Receives the PACS's raw answer once the client's response is finished (STOW hook). */
+  readonly onAnswered?: (status: number, contentType: string | undefined, body: Buffer) => void;
+}
+
+export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, spec: ForwardSpec): void {
+  const headers = upstreamRequestHeaders(req.headers, {
+    host: spec.endpoint.hostHeader,
+    defaultAuthorization: ctx.defaultAuthorization,
+    accept: spec.accept,
+    hasBody: spec.withBody,
+  });
+  if (spec.sendForwarded && ctx.quirks.honoursForwarded) {
+    headers.forwarded = `host=${spec.publicBase.host};proto=${spec.publicBase.proto}`;
+  }
+
+  let limiter: ByteLimit | null = null;
+  if (spec.withBody) {
+    limiter = new ByteLimit(ctx.maxBodyBytes);
+    req.pipe(limiter);
+  }
+
+  const abort = ctx.upstream.send(
+    { endpoint: spec.endpoint, method: req.method ?? 'GET', path: spec.path, headers, body: limiter },
+    (err, ures) => {
+      if (err || !ures) {
+        upstreamFailed(ctx, res, err as UpstreamError);
+        return;
+      }
+      respond(ctx, res, ures, spec);
+    },
+  );
+
+  limiter?.on('error', (err) => {
+    abort();
+    if (err instanceof BodyTooLarge) {
+      sendProblem(res, new HttpProblem('PAYLOAD_TOO_LARGE', err.message), { connection: 'close' });
+    } else {
+      res.destroy();
+    }
+  });
+  res.on('close', () => {
+    if (!res.writableFinished) abort();
+  });
+}
+
+function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamError): void {
+  ctx.onUpstreamError(err.kind);
+  if (res.writableEnded || res.destroyed) return;
+  sendProblem(res, new HttpProblem(err.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', err.message));
+}
+
+function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec): void {
+  if (res.destroyed) {
+    ures.destroy();
+    return;
+  }
+  const status = ures.statusCode ?? 502;
+  const base = spec.publicBase.base;
+  const out = downstreamResponseHeaders(ures.headers, (v) => ctx.rewriter.mapUrl(v, base));
+  const contentType = ures.headers['content-type'];
+  const declared = ures.headers['content-length'] === undefined ? -1 : Number(ures.headers['content-length']);
+  const collect = spec.onAnswered !== undefined || (isRewritableType(contentType) && declared <= ctx.maxRewriteBytes);
+
+  // Stalled PACS mid-body: cut both sides rather than hang (the status is already sent).
+  const idle = setTimeout(() => {
+    ctx.onUpstreamError('timeout');
+    ures.destroy();
+    res.destroy();
+  }, ctx.upstream.timeoutMs);
+  ures.on('data', () => idle.refresh());
+  ures.on('end', () => clearTimeout(idle));
+  ures.on('close', () => clearTimeout(idle));
+  ures.on('error', () => {
+    ctx.onUpstreamError('body');
+    res.destroy();
+  });
+  ures.on('aborted', () => res.destroy());
+
+  if (!collect || declared > ctx.maxRewriteBytes) {
+    res.writeHead(status, out);
+    ures.pipe(res);
+    return;
+  }
+
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let spilled = false;
+  const onData = (chunk: Buffer): void => {
+    size += chunk.length;
+    chunks.push(chunk);
+    if (size > ctx.maxRewriteBytes) {
+      // Larger than we are willing to hold: give up rewriting, stream the rest as is.
+      spilled = true;
+      ures.off('data', onData);
+      ures.pause();
+      delete out['content-length'];
+      res.writeHead(status, out);
+      for (const c of chunks) res.write(c);
+      chunks.length = 0;
+      ures.pipe(res);
+    }
+  };
+  ures.on('data', onData);
+  ures.on('end', () => {
+    if (spilled || res.destroyed) return;
+    const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+    const body = ctx.rewriter.mapBody(raw, base) ?? raw;
+    const headers: OutgoingHttpHeaders = { ...out, 'content-length': body.length };
+    res.writeHead(status, headers);
+    res.end(body);
+    if (spec.onAnswered) {
+      const done = spec.onAnswered;
+      res.once('finish', () => done(status, typeof contentType === 'string' ? contentType : undefined, raw));
+    }
+  });
+}

@@ -1,0 +1,295 @@
+/**
+ * The gateway's HTTP edge.
+ *
+ * Request path, in order (one node:http listener; see docs/api.md):
+ *   1. request id, timing, metrics + access log on completion (no PHI: route class, status, duration)
+ *   2. CORS (preflights answered here)
+ *   3. draining → 503
+ *   4. path guard (path-guard.ts): traversal and near-miss roots → 400
+ *   5. DICOMweb route table (routes.ts) → pass-through / STOW / thumbnail
+ *      /wado (WADO-URI) → pass-through
+ *   6. everything else → the express app: /healthz, /readyz, /metrics, and
+ *      whatever later code registers (app.get('/similar', …), UI) → else 404
+ *
+ * The DICOMweb hot path runs on node:http directly, not through express or
+ * http-proxy-middleware: measured on this machine, http-proxy-middleware 3
+ * reached 0.4 of direct Orthanc throughput on WADO-RS and a plain node:http
+ * forwarder 0.7, before the keep-alive fix (docs/benchmarks.md).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../core/config.js';
+import { HttpProblem } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { negotiate } from './accept.js';
+import { Cors } from './cors.js';
+import { basicAuthorization, upstreamRequestHeaders } from './headers.js';
+import { notReady, runChecks, type ReadinessCheck } from './health.js';
+import { GatewayMetrics } from './metrics.js';
+import { ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
+import { forward, type ProxyContext } from './passthrough.js';
+import { DICOMWEB_ROOT, guardTarget, WADO_URI_ROOT } from './path-guard.js';
+import { sendProblem, toProblem } from './problem.js';
+import { derivePublicBase, fixedPublicBase, type PublicBase } from './public-url.js';
+import { matchDicomweb } from './routes.js';
+import { serveStow } from './stow.js';
+import { StowHooks, type StowResponseListener } from './stow-hooks.js';
+import { ThumbnailService } from './thumbnail.js';
+import { Upstream, parseEndpoint } from './upstream.js';
+import { UrlRewriter } from './url-rewrite.js';
+import { checkWadoUriQuery } from './wado-uri.js';
+
+export interface GatewayDeps {
+  readonly logger?: Logger;
+  /** Extra readiness checks (Redis, vector index …); the PACS check is built in. */
+  readonly readinessChecks?: readonly ReadinessCheck[];
+  readonly quirks?: PacsQuirks;
+  /** Run last on close(), in order (close Redis/ES clients here). */
+  readonly closeHooks?: ReadonlyArray<() => Promise<void> | void>;
+  /** Collect Node default metrics (process, GC, event loop); default true. */
+  readonly defaultMetrics?: boolean;
+}
+
+export interface Gateway {
+  /** Express app for routes outside the DICOMweb surface (/similar, UI …). */
+  readonly app: express.Express;
+  readonly server: http.Server;
+  readonly metrics: GatewayMetrics;
+  /** Listen on config host/port (or the given ones); resolves with the bound address. */
+  listen(port?: number, host?: string): Promise<AddressInfo>;
+  /** Graceful shutdown: stop accepting (503) → drain → close upstream agents and clients. */
+  close(): Promise<void>;
+  /** Subscribe to the PACS's STOW answers (see stow-hooks.ts); returns an unsubscribe function. */
+  onStowResponse(listener: StowResponseListener): () => void;
+  addReadinessCheck(check: ReadinessCheck): void;
+  addCloseHook(hook: () => Promise<void> | void): void;
+}
+
+/** Upper bound on JSON/XML answers we hold in memory to rewrite URLs (study metadata can be MBs). */
+const MAX_REWRITE_BYTES = 64 * 1024 * 1024;
+const READINESS_TIMEOUT_MS = 2000;
+const REQ_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
+  const log = deps.logger ?? createLogger(config.logLevel, 'gateway');
+  const quirks = deps.quirks ?? ORTHANC_DICOMWEB_1_7;
+  const metrics = new GatewayMetrics({ defaultMetrics: deps.defaultMetrics });
+  const dicomweb = parseEndpoint(config.pacs.url);
+  const wadoUri = parseEndpoint(config.pacs.wadoUriUrl);
+  const upstream = new Upstream({ timeoutMs: config.pacs.timeoutMs, maxSockets: config.pacs.maxSockets, keepAliveMs: config.pacs.keepAliveMs });
+  const ctx: ProxyContext = {
+    upstream,
+    rewriter: new UrlRewriter(dicomweb, wadoUri, DICOMWEB_ROOT, WADO_URI_ROOT),
+    quirks,
+    defaultAuthorization: basicAuthorization(config.pacs.user, config.pacs.password),
+    maxBodyBytes: config.maxBodyBytes,
+    maxRewriteBytes: MAX_REWRITE_BYTES,
+    onUpstreamError: (kind) => metrics.upstreamError(kind),
+  };
+  const cors = new Cors(config.corsOrigins);
+  const stowHooks = new StowHooks(log);
+  const thumbnails = new ThumbnailService(ctx, dicomweb, quirks.thumbnailViewport, config.thumbnailCacheEntries);
+  const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
+  const checks: ReadinessCheck[] = [pacsCheck(upstream, dicomweb, ctx.defaultAuthorization), ...(deps.readinessChecks ?? [])];
+  const closeHooks = [...(deps.closeHooks ?? [])];
+  let draining = false;
+  let seq = 0;
+  const idPrefix = `${process.pid.toString(36)}-${Date.now().toString(36)}-`;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    res.locals.log = log.child({ reqId: res.getHeader('x-request-id') });
+    next();
+  });
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    if (draining) {
+      sendProblem(res, new HttpProblem('NOT_READY', 'shutting down'));
+      return;
+    }
+    const outcome = await runChecks(checks, READINESS_TIMEOUT_MS);
+    const failed = Object.entries(outcome).filter(([, o]) => !o.ok).map(([n]) => n);
+    if (failed.length) sendProblem(res, notReady(outcome, `not ready: ${failed.join(', ')}`));
+    else res.json({ status: 'ready', checks: outcome });
+  });
+  app.get('/metrics', async (_req, res) => {
+    const m = await metrics.render();
+    res.type(m.contentType).send(m.body);
+  });
+
+  const publicBaseOf = (req: http.IncomingMessage): PublicBase => {
+    if (fixedBase) return fixedBase;
+    const addr = server.address() as AddressInfo | null;
+    return derivePublicBase(req.headers, `${config.host}:${addr?.port ?? config.port}`);
+  };
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const t0 = performance.now();
+    const inboundId = req.headers['x-request-id'];
+    const reqId = typeof inboundId === 'string' && REQ_ID_RE.test(inboundId) ? inboundId : idPrefix + (++seq).toString(36);
+    res.setHeader('x-request-id', reqId);
+    let routeClass = 'other';
+    res.once('close', () => {
+      const ms = performance.now() - t0;
+      const status = res.statusCode;
+      metrics.observeRequest(routeClass, req.method ?? '?', status, ms / 1000);
+      const aborted = !res.writableFinished;
+      const level = status >= 500 ? 'error' : 'info';
+      if (log.isLevelEnabled(level)) {
+        // Route class, never the URL: query strings carry PatientName and other PHI.
+        log[level]({ reqId, route: routeClass, method: req.method, status, ms: Math.round(ms * 10) / 10, ...(aborted ? { aborted } : {}) }, 'request');
+      }
+    });
+
+    try {
+      if (cors.handle(req, res)) {
+        routeClass = 'preflight';
+        return;
+      }
+      if (draining) throw new HttpProblem('NOT_READY', 'shutting down');
+      const target = guardTarget(req.url ?? '', config.maxQueryBytes);
+      const method = req.method ?? 'GET';
+
+      if (target.kind === 'dicomweb') {
+        routeClass = 'dicomweb';
+        if (method === 'OPTIONS') {
+          res.writeHead(204, { allow: 'GET, POST, OPTIONS', 'content-length': '0' });
+          res.end();
+          return;
+        }
+        const match = matchDicomweb(method, target.segments);
+        if (!match) throw new HttpProblem('NOT_FOUND', 'no such DICOMweb resource');
+        routeClass = match.route.routeClass;
+        const publicBase = publicBaseOf(req);
+        if (match.route.handler === 'thumbnail' && !quirks.hasThumbnail) {
+          thumbnails.serve(req, res, target.segments, target.query);
+          return;
+        }
+        const { accept, query } = negotiate(match.route.routeClass, req.headers.accept, target.query);
+        const spec = {
+          endpoint: dicomweb,
+          path: `${dicomweb.basePath}/${target.segments.join('/')}${query ? `?${query}` : ''}`,
+          accept,
+          publicBase,
+          sendForwarded: publicBase.path === '' && dicomweb.basePath === DICOMWEB_ROOT,
+        };
+        if (match.route.handler === 'stow') {
+          serveStow(ctx, stowHooks, req, res, spec, { studyUid: match.params.study, reqId });
+        } else {
+          forward(ctx, req, res, { ...spec, withBody: false });
+        }
+        return;
+      }
+
+      if (target.kind === 'wado-uri') {
+        routeClass = 'wado-uri';
+        if (method !== 'GET') throw new HttpProblem('METHOD_NOT_ALLOWED', 'WADO-URI supports GET only');
+        checkWadoUriQuery(target.query);
+        forward(ctx, req, res, {
+          endpoint: wadoUri,
+          path: `${wadoUri.basePath}?${target.query}`,
+          accept: undefined,
+          publicBase: publicBaseOf(req),
+          sendForwarded: false,
+          withBody: false,
+        });
+        return;
+      }
+
+      routeClass = target.path === '/healthz' || target.path === '/readyz' ? 'health' : target.path === '/metrics' ? 'metrics' : 'app';
+      app(req as Request, res as Response, (err?: unknown) => {
+        if (err) fail(res, err);
+        else sendProblem(res, new HttpProblem('NOT_FOUND', 'no such resource'));
+      });
+    } catch (err) {
+      fail(res, err);
+    }
+  };
+
+  const fail = (res: http.ServerResponse, err: unknown): void => {
+    const problem = toProblem(err);
+    if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, 'unhandled error');
+    const close = problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY';
+    sendProblem(res, problem, close ? { connection: 'close' } : {});
+  };
+
+  const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes, requestTimeout: 0 }, onRequest);
+  // Idle sockets (no bytes either way) are closed after 2 minutes; uploads and downloads in progress are not idle.
+  server.setTimeout(120_000);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return;
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      // 1. stop accepting: new requests get 503, /readyz fails, no new connections
+      draining = true;
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // 2. drain in-flight requests, bounded
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, config.shutdownGraceMs)))]);
+      clearTimeout(timer);
+      server.closeAllConnections();
+      // 3. close clients: PACS agents, then whatever later code registered
+      upstream.close();
+      for (const hook of closeHooks) {
+        try {
+          await hook();
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'close hook failed');
+        }
+      }
+    })();
+    return closing;
+  };
+
+  return {
+    app,
+    server,
+    metrics,
+    listen: (port = config.port, host = config.host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve(server.address() as AddressInfo);
+        });
+      }),
+    close,
+    onStowResponse: (listener) => stowHooks.add(listener),
+    addReadinessCheck: (check) => {
+      checks.push(check);
+    },
+    addCloseHook: (hook) => {
+      closeHooks.push(hook);
+    },
+  };
+}
+
+/** PACS reachable: a QIDO for one study answers with any status below 500 (401 still proves it is up). */
+function pacsCheck(upstream: Upstream, endpoint: ReturnType<typeof parseEndpoint>, auth: string | undefined): ReadinessCheck {
+  return {
+    name: 'pacs',
+    check: (signal) =>
+      new Promise<void>((resolve, reject) => {
+        const headers = upstreamRequestHeaders({}, { host: endpoint.hostHeader, defaultAuthorization: auth, accept: 'application/dicom+json', hasBody: false });
+        const abort = upstream.send({ endpoint, method: 'GET', path: `${endpoint.basePath}/studies?limit=1`, headers, body: null }, (err, res) => {
+          if (err || !res) return reject(new Error(err?.message ?? 'no answer'));
+          res.resume();
+          if ((res.statusCode ?? 500) >= 500) reject(new Error(`PACS answered ${res.statusCode}`));
+          else resolve();
+        });
+        signal.addEventListener('abort', abort, { once: true });
+      }),
+  };
+}

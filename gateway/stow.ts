@@ -1,0 +1,34 @@
+/**
+ * STOW-RS (PS3.18 §10.5): POST /studies[/{study}], multipart/related body.
+ * The body streams to the PACS as it arrives (never buffered); its size is
+ * checked up front from Content-Length and counted while streaming otherwise
+ * (→ 413). The PACS's answer (small JSON/XML) is collected, URL-mapped, sent,
+ * and then handed to the STOW hooks (stow-hooks.ts) for indexing.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpProblem } from '../core/errors.js';
+import { forward, type ForwardSpec, type ProxyContext } from './passthrough.js';
+import type { StowHooks } from './stow-hooks.js';
+
+export function serveStow(
+  ctx: ProxyContext,
+  hooks: StowHooks,
+  req: IncomingMessage,
+  res: ServerResponse,
+  spec: Omit<ForwardSpec, 'withBody' | 'onAnswered'>,
+  meta: { readonly studyUid: string | undefined; readonly reqId: string },
+): void {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > ctx.maxBodyBytes) {
+    // Answer now and close: the body is not read, so the connection cannot be reused.
+    throw new HttpProblem('PAYLOAD_TOO_LARGE', `request body exceeds ${ctx.maxBodyBytes} bytes`);
+  }
+  forward(ctx, req, res, {
+    ...spec,
+    withBody: true,
+    onAnswered:
+      hooks.size > 0
+        ? (status, contentType, body) => hooks.emit({ status, contentType, body, studyUid: meta.studyUid, reqId: meta.reqId })
+        : undefined,
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * PS3.18 §10.4.1.1.4 Thumbnail resources (…/thumbnail), served by the gateway
+ * for PACSes without them (Orthanc's DICOMweb plugin 1.7 answers 404): the
+ * PACS's /rendered for the same resource, asked for a small viewport, kept in
+ * a bounded LRU.
+ *
+ *   query  viewport=vw,vh   (default: quirks.thumbnailViewport)
+ *   accept image/jpeg (default) | image/png — from `accept` or Accept
+ *
+ * The cache key includes a hash of the client's Authorization, so one user's
+ * cached thumbnail is never served to a user the PACS would refuse.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpProblem } from '../core/errors.js';
+import { takeAcceptParam } from './accept.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { LruCache } from './lru.js';
+import type { ProxyContext } from './passthrough.js';
+import { sendProblem } from './problem.js';
+import type { Endpoint, UpstreamError } from './upstream.js';
+
+interface CachedImage {
+  readonly contentType: string;
+  readonly body: Buffer;
+}
+
+const VIEWPORT_RE = /^[1-9][0-9]{0,3},[1-9][0-9]{0,3}$/;
+/** Larger answers are served but not cached. */
+const MAX_CACHED_BYTES = 512 * 1024;
+/** Larger answers are refused (a thumbnail is small; this bounds memory per request). */
+const MAX_THUMBNAIL_BYTES = 8 * 1024 * 1024;
+
+export class ThumbnailService {
+  private readonly cache: LruCache<string, CachedImage>;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly endpoint: Endpoint,
+    private readonly defaultViewport: string,
+    cacheEntries: number,
+  ) {
+    this.cache = new LruCache(cacheEntries);
+  }
+
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  /** `segments`: the DICOMweb path of the thumbnail resource (ending in "thumbnail"). */
+  serve(req: IncomingMessage, res: ServerResponse, segments: readonly string[], query: string): void {
+    const params = new URLSearchParams(takeAcceptParam(query).rest);
+    const viewport = params.get('viewport') ?? this.defaultViewport;
+    if (!VIEWPORT_RE.test(viewport)) throw new HttpProblem('BAD_PARAM', 'viewport must be "width,height" in pixels');
+    const { accept: acceptParam } = takeAcceptParam(query);
+    const wanted = acceptParam ?? req.headers.accept ?? '';
+    const mediaType = /image\/png/i.test(wanted) && !/image\/jpeg/i.test(wanted) ? 'image/png' : 'image/jpeg';
+    const renderedPath = `${this.endpoint.basePath}/${segments.slice(0, -1).join('/')}/rendered?viewport=${viewport}`;
+    const auth = req.headers.authorization;
+    const key = `${renderedPath}|${mediaType}|${auth ? createHash('sha256').update(auth).digest('base64url').slice(0, 22) : ''}`;
+
+    const hit = this.cache.get(key);
+    if (hit) {
+      send(res, 200, hit.contentType, hit.body, 'HIT');
+      return;
+    }
+    const headers = upstreamRequestHeaders(req.headers, {
+      host: this.endpoint.hostHeader,
+      defaultAuthorization: this.ctx.defaultAuthorization,
+      accept: mediaType,
+      hasBody: false,
+    });
+    const abort = this.ctx.upstream.send({ endpoint: this.endpoint, method: 'GET', path: renderedPath, headers, body: null }, (err, ures) => {
+      if (err || !ures) {
+        const e = err as UpstreamError;
+        this.ctx.onUpstreamError(e.kind);
+        sendProblem(res, new HttpProblem(e.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', e.message));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      ures.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_THUMBNAIL_BYTES) {
+          ures.destroy();
+          sendProblem(res, new HttpProblem('INTERNAL', 'rendered thumbnail too large'));
+          return;
+        }
+        chunks.push(c);
+      });
+      ures.on('error', () => res.destroy());
+      ures.on('end', () => {
+        if (res.writableEnded || res.destroyed) return;
+        const body = Buffer.concat(chunks, size);
+        const status = ures.statusCode ?? 502;
+        const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
+        if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body });
+        send(res, status, ct, body, 'MISS');
+      });
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) abort();
+    });
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: Buffer, cache: 'HIT' | 'MISS'): void {
+  if (res.headersSent) return;
+  res.writeHead(status, {
+    'content-type': contentType,
+    'content-length': body.length,
+    'x-cbmir-thumbnail-cache': cache,
+    ...(status === 200 ? { 'cache-control': 'private, max-age=3600' } : {}),
+  });
+  res.end(body);
+}

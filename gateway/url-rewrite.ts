@@ -1,0 +1,68 @@
+/**
+ * Map URLs that point at the PACS back onto the gateway, in JSON/XML answers
+ * (QIDO RetrieveURL 0008,1190, metadata BulkDataURI, STOW RetrieveURL and
+ * Location). WADO bodies are never touched.
+ *
+ * We replace exact known PACS roots (the configured DICOMweb and WADO-URI
+ * roots, plus the loopback aliases a PACS may use for itself), never
+ * "anything that looks like a URL": a RetrieveURL pointing at another archive
+ * must stay as it is.
+ */
+import type { Endpoint } from './upstream.js';
+
+interface Mapping {
+  readonly from: string;
+  readonly fromBytes: Buffer;
+  /** Suffix appended to the public base, e.g. "/dicom-web". */
+  readonly toSuffix: string;
+}
+
+const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'];
+
+function aliases(e: Endpoint): string[] {
+  const urls = [e.url];
+  const loop = LOOPBACK.includes(e.hostname) || e.hostname === '::1';
+  if (loop) {
+    const portPart = e.hostHeader.includes(':') && !e.hostHeader.endsWith(']') ? `:${e.port}` : '';
+    for (const h of LOOPBACK) urls.push(`${e.protocol}//${h}${portPart}${e.basePath}`);
+  }
+  return [...new Set(urls)];
+}
+
+export class UrlRewriter {
+  private readonly mappings: readonly Mapping[];
+
+  constructor(dicomweb: Endpoint, wadoUri: Endpoint, dicomwebSuffix: string, wadoUriSuffix: string) {
+    const m: Mapping[] = [];
+    for (const from of aliases(dicomweb)) m.push({ from, fromBytes: Buffer.from(from), toSuffix: dicomwebSuffix });
+    for (const from of aliases(wadoUri)) m.push({ from, fromBytes: Buffer.from(from), toSuffix: wadoUriSuffix });
+    // Longest first so a root that prefixes another cannot shadow it.
+    this.mappings = m.sort((a, b) => b.from.length - a.from.length);
+  }
+
+  /** Rewrite a single URL-valued header (Location, Content-Location). */
+  mapUrl(value: string, publicBase: string): string {
+    for (const m of this.mappings) {
+      if (value === m.from || value.startsWith(`${m.from}/`) || value.startsWith(`${m.from}?`)) {
+        return publicBase + m.toSuffix + value.slice(m.from.length);
+      }
+    }
+    return value;
+  }
+
+  /** Rewrite a body; returns null when there is nothing to rewrite (send the original bytes). */
+  mapBody(body: Buffer, publicBase: string): Buffer | null {
+    const hits = this.mappings.filter((m) => body.includes(m.fromBytes));
+    if (hits.length === 0) return null;
+    let text = body.toString('utf8');
+    for (const m of hits) text = text.split(m.from).join(publicBase + m.toSuffix);
+    return Buffer.from(text, 'utf8');
+  }
+}
+
+/** Content types whose bodies we rewrite (small, textual answers). */
+export function isRewritableType(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const t = (contentType.split(';')[0] ?? '').trim().toLowerCase();
+  return t.endsWith('json') || t.endsWith('+xml') || t === 'application/xml' || t === 'text/xml';
+}
