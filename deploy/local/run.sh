@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The whole thing on one machine, in the foreground (`npm start`):
+#   installs what is missing, starts Orthanc, Redis and Elasticsearch on their
+#   default ports, starts the gateway in front of Orthanc, loads the sample
+#   data through it, prints the URLs, and waits. Ctrl-C stops everything this
+#   script started (services that were already running are left alone).
+#
+# Environment: the stack's port settings (ORTHANC_HTTP_PORT, REDIS_PORT,
+# ES_PORT, … see deploy/local/stack.sh), CBMIR_PORT for the gateway [8080],
+# CBMIR_SAMPLE_DIR [test/fixtures/figshare-sample], CBMIR_SKIP_LOAD=1 to start
+# without loading the sample. Logs of the processes: $CBMIR_STACK_DIR/*.log.
+#
+# Each long-running process has one start_* function; add new ones (worker,
+# viewer) the same way and call them from main.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+# shellcheck source=deploy/local/common.sh
+source "$ROOT/deploy/local/common.sh"
+STACK=(bash "$ROOT/deploy/local/stack.sh")
+
+export CBMIR_STACK_DIR="$STACK_DIR"
+ORTHANC_HTTP_PORT="${ORTHANC_HTTP_PORT:-8042}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+ES_PORT="${ES_PORT:-9200}"
+GATEWAY_PORT="${CBMIR_PORT:-8080}"
+GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+SAMPLE_DIR="${CBMIR_SAMPLE_DIR:-test/fixtures/figshare-sample}"
+TSX="$ROOT/node_modules/.bin/tsx"
+GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
+
+say() { printf '[run] %s\n' "$*"; }
+
+# --- bookkeeping: what this script started, stopped in reverse order ---------
+started_services=() # stack services (orthanc|redis|es)
+proc_names=()       # our own processes
+proc_pids=()
+
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping…"
+  local i pid
+  for ((i = ${#proc_pids[@]} - 1; i >= 0; i--)); do
+    pid="${proc_pids[$i]}"
+    pid_alive "$pid" || continue
+    say "stopping ${proc_names[$i]} (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  for ((i = ${#started_services[@]} - 1; i >= 0; i--)); do
+    "${STACK[@]}" stop "${started_services[$i]}" || true
+  done
+  say "stopped"
+}
+
+# Start a background process in its own process group (so a Ctrl-C reaches
+# only this script, which then stops things in order); output to a log file
+# and, prefixed, to the terminal.
+start_process() { # name, command...
+  local name="$1" log="$STACK_DIR/$1.log"
+  shift
+  setsid "$@" > >(tee -a "$log" | sed -u "s/^/[$name] /") 2>&1 </dev/null &
+  proc_names+=("$name")
+  proc_pids+=("$!")
+  say "$name started (pid $!), log: ${log#"$ROOT"/}"
+}
+
+# --- one function per part ----------------------------------------------------
+ensure_node_deps() {
+  if [[ ! -x "$TSX" ]]; then
+    say "installing node dependencies (npm ci)"
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+  fi
+}
+
+start_service() { # orthanc|redis|es — start unless already running; remember if we did
+  local svc="$1"
+  if ORTHANC_NAME=orthanc "${STACK[@]}" status "$svc" >/dev/null 2>&1; then
+    say "$svc already running; leaving it running on exit"
+    return 0
+  fi
+  ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_HTTP_PORT" REDIS_PORT="$REDIS_PORT" ES_PORT="$ES_PORT" \
+    "${STACK[@]}" start "$svc"
+  started_services+=("$svc")
+}
+
+start_gateway() {
+  if [[ ! -f "$GATEWAY_ENTRY" ]]; then
+    say "$GATEWAY_ENTRY does not exist yet: not starting the gateway"
+    return 0
+  fi
+  require_free_port gateway "$GATEWAY_PORT"
+  start_process gateway env \
+    CBMIR_HOST=127.0.0.1 CBMIR_PORT="$GATEWAY_PORT" \
+    CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web" \
+    CBMIR_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+    CBMIR_ES_URL="http://127.0.0.1:$ES_PORT" \
+    "$TSX" "$GATEWAY_ENTRY"
+  wait_ready gateway "${proc_pids[-1]}" "$STACK_DIR/gateway.log" 60 curl -fsS -m 2 "$GATEWAY_URL/healthz"
+  GATEWAY_RUNNING=1
+}
+
+load_sample_data() {
+  if [[ "${CBMIR_SKIP_LOAD:-0}" == 1 ]]; then return 0; fi
+  if [[ ! -f workers/cli.ts || ! -d "$SAMPLE_DIR" || "${GATEWAY_RUNNING:-0}" != 1 ]]; then
+    say "not loading sample data (needs workers/cli.ts, $SAMPLE_DIR and a running gateway)"
+    return 0
+  fi
+  say "loading $SAMPLE_DIR through the gateway"
+  CBMIR_GATEWAY_URL="$GATEWAY_URL/dicom-web" "$TSX" workers/cli.ts load "$SAMPLE_DIR" \
+    || say "loading the sample failed (see above); the stack keeps running"
+}
+
+print_urls() {
+  echo
+  say "ready:"
+  if [[ "${GATEWAY_RUNNING:-0}" == 1 ]]; then
+    say "  gateway (DICOMweb root for viewers)  $GATEWAY_URL/dicom-web"
+    say "  gateway health / metrics             $GATEWAY_URL/healthz  $GATEWAY_URL/metrics"
+  fi
+  say "  Orthanc (PACS, admin only)           http://127.0.0.1:$ORTHANC_HTTP_PORT"
+  say "  Redis                                redis://127.0.0.1:$REDIS_PORT"
+  say "  Elasticsearch                        http://127.0.0.1:$ES_PORT"
+  say "Ctrl-C stops what this started."
+  echo
+}
+
+main() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  mkdir -p "$STACK_DIR"
+  ensure_node_deps
+  "${STACK[@]}" install
+  start_service orthanc
+  start_service redis
+  start_service es
+  start_gateway
+  load_sample_data
+  print_urls
+  if ((${#proc_pids[@]} == 0)); then
+    say "no foreground process to wait for (no gateway yet); waiting for Ctrl-C"
+    while :; do sleep 3600 & wait $! || true; done
+  fi
+  # Wait until one of our processes ends (or Ctrl-C): then stop everything.
+  local rc=0
+  wait -n "${proc_pids[@]}" || rc=$?
+  say "a process ended (exit $rc); shutting down"
+  return "$rc"
+}
+
+main "$@"
