@@ -1,0 +1,86 @@
+/**
+ * Part-10 parsing with dcmjs, made safe for untrusted bytes: never throws, says why
+ * it could not read. Also accepts a bare dataset without the Part-10 preamble and
+ * File Meta (old files such as pydicom's rtstruct.dcm) by reading it as Implicit VR
+ * Little Endian, the only encoding such a file may use (PS3.10 §7.1 predecessor rule).
+ */
+import dcmjs, { type DcmDataset } from 'dcmjs';
+import { str } from './dataset-values.js';
+import { TS } from './transfer-syntaxes.js';
+
+// dcmjs logs malformed VRs ("Invalid vr type xs") to the console; those are the
+// file's problems, reported through our return values instead.
+dcmjs.log.setLevel('silent');
+dcmjs.log.getLogger('validation.dcmjs').setLevel('silent');
+
+export interface ParsedDicom {
+  readonly meta: DcmDataset;
+  readonly dataset: DcmDataset;
+  readonly transferSyntaxUid: string;
+  /** False when the bytes had no preamble/File Meta and were read as Implicit VR LE. */
+  readonly hadFileMeta: boolean;
+}
+
+export type ParseResult = { ok: true; value: ParsedDicom } | { ok: false; reason: string };
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  // dcmjs reads the whole ArrayBuffer, but a small Buffer from fs is a view on Node's
+  // shared 8 KiB pool (and Buffer#slice does not copy): hand over an exact copy then.
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
+    ? bytes.buffer
+    : new Uint8Array(bytes).buffer;
+}
+
+function hasPreamble(b: Uint8Array): boolean {
+  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d; // "DICM"
+}
+
+/**
+ * A bare dataset starts with a group 0x0008 tag in little endian (the first group after
+ * File Meta in every IOD), e.g. 08 00 05 00 (SpecificCharacterSet) or 08 00 16 00.
+ */
+function looksLikeBareDataset(b: Uint8Array): boolean {
+  return b.length >= 8 && b[0] === 0x08 && b[1] === 0x00 && b[3] === 0x00;
+}
+
+/** Prepend a preamble and a minimal File Meta (Transfer Syntax = Implicit VR LE). */
+function wrapBareDataset(b: Uint8Array): Uint8Array {
+  const tsValue = Buffer.from(`${TS.ImplicitVRLittleEndian}\0`, 'latin1'); // UI padded to even length
+  const tsElement = Buffer.alloc(8 + tsValue.length);
+  tsElement.writeUInt16LE(0x0002, 0);
+  tsElement.writeUInt16LE(0x0010, 2);
+  tsElement.write('UI', 4, 'latin1');
+  tsElement.writeUInt16LE(tsValue.length, 6);
+  tsValue.copy(tsElement, 8);
+  const groupLength = Buffer.alloc(12);
+  groupLength.writeUInt16LE(0x0002, 0);
+  groupLength.writeUInt16LE(0x0000, 2);
+  groupLength.write('UL', 4, 'latin1');
+  groupLength.writeUInt16LE(4, 6);
+  groupLength.writeUInt32LE(tsElement.length, 8);
+  const head = Buffer.alloc(132);
+  head.write('DICM', 128, 'latin1');
+  return Buffer.concat([head, groupLength, tsElement, b]);
+}
+
+export function parseDicom(input: Uint8Array): ParseResult {
+  if (!(input instanceof Uint8Array)) return { ok: false, reason: 'input is not a byte array' };
+  if (input.length === 0) return { ok: false, reason: 'empty input' };
+  let bytes = input;
+  let hadFileMeta = true;
+  if (!hasPreamble(input)) {
+    if (!looksLikeBareDataset(input)) return { ok: false, reason: "not a DICOM file (no 'DICM' Part-10 header)" };
+    bytes = wrapBareDataset(input);
+    hadFileMeta = false;
+  }
+  try {
+    const dict = dcmjs.data.DicomMessage.readFile(toArrayBuffer(bytes));
+    const transferSyntaxUid = str(dict.meta, '00020010');
+    if (!transferSyntaxUid) return { ok: false, reason: 'File Meta has no Transfer Syntax UID (0002,0010)' };
+    if (!dict.dict || typeof dict.dict !== 'object') return { ok: false, reason: 'no dataset after File Meta' };
+    return { ok: true, value: { meta: dict.meta, dataset: dict.dict, transferSyntaxUid, hadFileMeta } };
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    return { ok: false, reason: `malformed DICOM: ${msg.slice(0, 200)}` };
+  }
+}

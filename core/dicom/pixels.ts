@@ -1,0 +1,167 @@
+/**
+ * Decoded frame bytes → one Float32 grayscale image (rows × cols, row-major), per
+ * PS3.3 C.7.6.3 (Image Pixel module) and C.11.1 (Modality LUT):
+ *
+ *  - samples: 8/16/32 bits allocated, little or big endian; Bits Stored / High Bit
+ *    masking; two's-complement sign extension when Pixel Representation = 1;
+ *  - MONOCHROME2 as is, MONOCHROME1 inverted after the Modality LUT (x → max + min − x
+ *    over the frame: brighter always means more signal, as models/PREPROCESSING.md expects);
+ *  - Modality LUT: Rescale Slope/Intercept (top level or Enhanced functional groups,
+ *    resolved by the caller) or a Modality LUT Sequence; never applied to colour;
+ *  - colour → luma Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the coefficients of
+ *    models/train/preprocess.py): RGB (interleaved or planar), PALETTE COLOR (via the
+ *    palette), YBR_FULL and YBR_FULL_422/PARTIAL_422 (their Y component *is* that luma).
+ *
+ * Pixel Padding Value is not masked out (the Python reference does not either).
+ */
+export const LUMA = [0.299, 0.587, 0.114] as const;
+
+export interface PixelFormat {
+  readonly rows: number;
+  readonly cols: number;
+  readonly samplesPerPixel: number;
+  readonly bitsAllocated: number;
+  readonly bitsStored: number;
+  readonly highBit: number;
+  readonly pixelRepresentation: number;
+  readonly planarConfiguration: number;
+  readonly photometric: string;
+  readonly littleEndian: boolean;
+}
+
+export interface Palette {
+  /** Per channel: first mapped input value and the entries (8- or 16-bit values). */
+  readonly red: LutTable;
+  readonly green: LutTable;
+  readonly blue: LutTable;
+}
+
+export interface LutTable {
+  readonly firstMapped: number;
+  readonly entries: ArrayLike<number>;
+}
+
+export type ModalityLut = { kind: 'rescale'; slope: number; intercept: number } | { kind: 'table'; table: LutTable } | { kind: 'none' };
+
+export type PixelResult = { ok: true; pixels: Float32Array } | { ok: false; reason: string };
+
+/** Bytes one frame occupies in native (uncompressed) encoding. */
+export function nativeFrameBytes(f: Pick<PixelFormat, 'rows' | 'cols' | 'samplesPerPixel' | 'bitsAllocated' | 'photometric'>): number {
+  const px = f.rows * f.cols;
+  // YBR_*_422 stores two chroma samples per two pixels: 2 samples per pixel, not 3.
+  const samples = /^YBR_(FULL|PARTIAL)_422$/.test(f.photometric) ? px * 2 : px * f.samplesPerPixel;
+  return (samples * f.bitsAllocated) / 8;
+}
+
+/** Read every stored sample as a number (masked, sign-extended). */
+function readSamples(bytes: Uint8Array, f: PixelFormat, count: number): Float64Array | string {
+  const bytesPer = f.bitsAllocated / 8;
+  if (bytes.length < count * bytesPer) return `frame has ${bytes.length} bytes, needs ${count * bytesPer}`;
+  const out = new Float64Array(count);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bs = f.bitsStored;
+  const shift = Math.max(0, f.highBit + 1 - bs);
+  const signed = f.pixelRepresentation === 1;
+  const le = f.littleEndian;
+  if (f.bitsAllocated === 32) {
+    for (let i = 0; i < count; i++) {
+      let v = dv.getUint32(i * 4, le);
+      if (bs < 32) {
+        v = Math.floor(v / 2 ** shift) % 2 ** bs;
+        if (signed && v >= 2 ** (bs - 1)) v -= 2 ** bs;
+      } else if (signed) v = dv.getInt32(i * 4, le);
+      out[i] = v;
+    }
+    return out;
+  }
+  const mask = (1 << bs) - 1;
+  const signBit = 1 << (bs - 1);
+  const full = 1 << bs;
+  if (f.bitsAllocated === 8) {
+    for (let i = 0; i < count; i++) {
+      let v = (bytes[i]! >> shift) & mask;
+      if (signed && v & signBit) v -= full;
+      out[i] = v;
+    }
+  } else {
+    for (let i = 0; i < count; i++) {
+      let v = (dv.getUint16(i * 2, le) >> shift) & mask;
+      if (signed && v & signBit) v -= full;
+      out[i] = v;
+    }
+  }
+  return out;
+}
+
+function lookup(t: LutTable, v: number): number {
+  const n = t.entries.length;
+  const i = Math.round(v) - t.firstMapped;
+  return t.entries[i < 0 ? 0 : i >= n ? n - 1 : i]!;
+}
+
+export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut, palette?: Palette): PixelResult {
+  const n = f.rows * f.cols;
+  const photometric = f.photometric;
+  const out = new Float32Array(n);
+
+  if (photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2') {
+    if (f.samplesPerPixel !== 1) return { ok: false, reason: `${photometric} with ${f.samplesPerPixel} samples per pixel` };
+    const s = readSamples(bytes, f, n);
+    if (typeof s === 'string') return { ok: false, reason: s };
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const raw = s[i]!;
+      const v = lut.kind === 'rescale' ? raw * lut.slope + lut.intercept : lut.kind === 'table' ? lookup(lut.table, raw) : raw;
+      out[i] = v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    if (photometric === 'MONOCHROME1') {
+      const sum = min + max;
+      for (let i = 0; i < n; i++) out[i] = sum - out[i]!;
+    }
+    return { ok: true, pixels: out };
+  }
+
+  if (photometric === 'PALETTE COLOR') {
+    if (!palette) return { ok: false, reason: 'PALETTE COLOR without a usable palette (segmented palettes are not supported)' };
+    if (f.samplesPerPixel !== 1) return { ok: false, reason: `PALETTE COLOR with ${f.samplesPerPixel} samples per pixel` };
+    const s = readSamples(bytes, f, n);
+    if (typeof s === 'string') return { ok: false, reason: s };
+    for (let i = 0; i < n; i++) {
+      const v = s[i]!;
+      out[i] = LUMA[0] * lookup(palette.red, v) + LUMA[1] * lookup(palette.green, v) + LUMA[2] * lookup(palette.blue, v);
+    }
+    return { ok: true, pixels: out };
+  }
+
+  if (/^YBR_(FULL|PARTIAL)_422$/.test(photometric)) {
+    // Y0 Y1 Cb Cr per pixel pair (PS3.3 C.7.6.3.1.2): keep the two Y samples.
+    const s = readSamples(bytes, { ...f, pixelRepresentation: 0 }, n * 2);
+    if (typeof s === 'string') return { ok: false, reason: s };
+    for (let p = 0; p < n; p += 2) {
+      out[p] = s[p * 2]!;
+      if (p + 1 < n) out[p + 1] = s[p * 2 + 1]!;
+    }
+    return { ok: true, pixels: out };
+  }
+
+  if (photometric === 'RGB' || photometric === 'YBR_FULL' || photometric === 'YBR_ICT' || photometric === 'YBR_RCT') {
+    if (f.samplesPerPixel !== 3) return { ok: false, reason: `${photometric} with ${f.samplesPerPixel} samples per pixel` };
+    const s = readSamples(bytes, { ...f, pixelRepresentation: 0 }, n * 3);
+    if (typeof s === 'string') return { ok: false, reason: s };
+    const planar = f.planarConfiguration === 1;
+    const at = (p: number, c: number) => (planar ? s[c * n + p]! : s[p * 3 + c]!);
+    if (photometric === 'RGB') {
+      for (let p = 0; p < n; p++) out[p] = LUMA[0] * at(p, 0) + LUMA[1] * at(p, 1) + LUMA[2] * at(p, 2);
+    } else {
+      // YBR_FULL's Y is BT.601 luma of the RGB it encodes (PS3.3 C.7.6.3.1.2).
+      // YBR_ICT/RCT reach here only uncompressed, which the standard forbids; read Y likewise.
+      for (let p = 0; p < n; p++) out[p] = at(p, 0);
+    }
+    return { ok: true, pixels: out };
+  }
+
+  return { ok: false, reason: `unsupported photometric interpretation ${photometric}` };
+}
