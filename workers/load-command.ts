@@ -1,0 +1,156 @@
+/**
+ * The `cbmir load` command: options → runLoad → progress bar (stderr, TTY only) →
+ * summary (stdout; `--json` for one machine-readable line). Exit status: 0 when every
+ * selected image was stored/written/converted, 1 when any failed, 2 for bad usage.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { DatasetError } from './load/dataset.js';
+import { authorizationHeader } from './load/stow.js';
+import { runLoad, type LoadMode, type LoadSummary } from './load.js';
+
+const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
+
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+const foldList = (v: string) => {
+  const folds = list(v).map(Number);
+  if (folds.length === 0 || !folds.every(Number.isInteger)) throw new InvalidArgumentError('folds must be a comma-separated list of integers, e.g. 1,2');
+  return folds;
+};
+
+interface LoadCliOptions {
+  url: string;
+  auth?: string;
+  limit?: number;
+  patients?: string[];
+  folds?: number[];
+  classes?: string[];
+  dryRun?: boolean;
+  out?: string;
+  batchSize: number;
+  concurrency: number;
+  retries: number;
+  timeoutMs: number;
+  studyDate?: string;
+  datasetName?: string;
+  json?: boolean;
+  progress: boolean;
+}
+
+export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = process.stdout): void {
+  const verb = s.mode === 'send' ? 'stored' : s.mode === 'write' ? 'written' : 'converted';
+  const lines = [
+    `cbmir load ${s.dataset}: ${s.mode}${s.target ? ` → ${s.target}` : ''}`,
+    `  selected ${s.selected} of ${s.rows} images (${s.studies} studies, ${s.series} series)${s.rejectedRows ? `; ${s.rejectedRows} labels.csv rows rejected` : ''}`,
+    `  converted ${s.converted}, sent ${s.sent}, ${verb} ${s.mode === 'dry-run' ? s.converted : s.stored}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
+    '  per class:',
+    ...Object.entries(s.byClass).map(
+      ([c, n]) => `    ${c.padEnd(16)} selected ${String(n.selected).padStart(5)}  ${verb} ${String(s.mode === 'dry-run' ? n.converted : n.stored).padStart(5)}  failed ${String(n.failed).padStart(4)}`,
+    ),
+    ...(s.failures.length ? ['  failures:', ...s.failures.map((f) => `    ${f.file}: ${f.reason}`)] : []),
+  ];
+  out.write(`${lines.join('\n')}\n`);
+}
+
+export function loadCommand(): Command {
+  return new Command('load')
+    .description('convert a dataset folder (images + labels.csv) to DICOM MR instances and STOW them')
+    .argument('<dir>', 'dataset folder with labels.csv (file,label,class_name[,patient_id,fold])')
+    .addOption(new Option('--url <dicomweb-root>', 'DICOMweb root to STOW to').env('CBMIR_LOAD_URL').default(DEFAULT_URL))
+    .addOption(new Option('--auth <credentials>', 'Authorization: "user:password" or a full header value ("Bearer …")').env('CBMIR_LOAD_AUTH'))
+    .option('--limit <n>', 'load at most n images (after filters)', positiveInt('--limit'))
+    .option('--patients <ids>', 'only these patient ids (comma-separated)', list)
+    .option('--folds <folds>', 'only these folds (comma-separated, e.g. 1,2)', foldList)
+    .option('--classes <names>', 'only these class names (comma-separated)', list)
+    .option('--dry-run', 'convert and check every image, send nothing')
+    .option('--out <dir>', 'write .dcm files under <dir>/<dataset>/<patient>/ instead of sending')
+    .option('--batch-size <n>', 'instances per STOW request', positiveInt('--batch-size'), 16)
+    .option('--concurrency <n>', 'STOW requests in flight', positiveInt('--concurrency'), 4)
+    .option('--retries <n>', 'retries per request on transient errors', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 20) throw new InvalidArgumentError('--retries must be 0..20');
+      return n;
+    }, 3)
+    .option('--timeout-ms <ms>', 'per-request timeout', positiveInt('--timeout-ms'), 120_000)
+    .option('--study-date <YYYYMMDD>', 'Study/Series/Content Date (default: today, UTC)', (v) => {
+      if (!/^\d{8}$/.test(v)) throw new InvalidArgumentError('--study-date must be YYYYMMDD');
+      return v;
+    })
+    .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
+    .option('--json', 'print the summary as one JSON line')
+    .option('--no-progress', 'no progress bar (it is off anyway when stderr is not a terminal)')
+    .action(async (dir: string, opts: LoadCliOptions, cmd: Command) => {
+      if (opts.dryRun && opts.out) cmd.error('--dry-run and --out exclude each other', { exitCode: 2 });
+      const mode: LoadMode = opts.out ? 'write' : opts.dryRun ? 'dry-run' : 'send';
+      let authorization: string | undefined;
+      try {
+        authorization = authorizationHeader(opts.auth);
+        if (mode === 'send') new URL(opts.url);
+      } catch (err) {
+        cmd.error(`cbmir load: ${(err as Error).message}`, { exitCode: 2 });
+      }
+      const bar =
+        opts.progress && process.stderr.isTTY && !opts.json
+          ? new cliProgress.SingleBar(
+              { stream: process.stderr, format: ' {bar} {value}/{total} images | {stored} stored | {failed} failed | {eta_formatted} left', hideCursor: true },
+              cliProgress.Presets.shades_classic,
+            )
+          : undefined;
+      let barStarted = false;
+      const abort = new AbortController();
+      const onSigint = () => abort.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        const summary = await runLoad({
+          dir,
+          mode,
+          url: opts.url,
+          authorization,
+          ...(opts.out ? { outDir: opts.out } : {}),
+          ...(opts.datasetName ? { datasetName: opts.datasetName } : {}),
+          ...(opts.studyDate ? { studyDate: opts.studyDate } : {}),
+          filters: {
+            ...(opts.patients ? { patients: new Set(opts.patients) } : {}),
+            ...(opts.folds ? { folds: new Set(opts.folds) } : {}),
+            ...(opts.classes ? { classes: new Set(opts.classes) } : {}),
+            ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+          },
+          batchSize: opts.batchSize,
+          concurrency: opts.concurrency,
+          retries: opts.retries,
+          timeoutMs: opts.timeoutMs,
+          signal: abort.signal,
+          onProgress: (p) => {
+            if (!bar) return;
+            if (!barStarted) {
+              bar.start(p.total, 0, { stored: 0, failed: 0 });
+              barStarted = true;
+            }
+            bar.update(p.done, { stored: p.stored, failed: p.failed });
+          },
+        });
+        bar?.stop();
+        if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+        else printSummary(summary);
+        if (abort.signal.aborted) process.stderr.write('cbmir load: interrupted\n');
+        process.exitCode = summary.failed > 0 || abort.signal.aborted ? 1 : 0;
+      } catch (err) {
+        bar?.stop();
+        if (err instanceof DatasetError) cmd.error(`cbmir load: ${err.message}`, { exitCode: 2 });
+        throw err;
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+}

@@ -1,0 +1,225 @@
+/**
+ * `cbmir load`: a dataset folder (images + labels.csv) → DICOM MR instances → STOW-RS
+ * (through the gateway, or any DICOMweb root), or → .dcm files (--out), or → nothing
+ * (--dry-run: convert and check only).
+ *
+ * Pipeline per batch: read image → decode exactly as stored (core/dicom/source-image) →
+ * MR instance with the label block (core/dicom/mr-writer) → one multipart STOW request
+ * per batch, `concurrency` batches in flight, retries on transient faults
+ * (workers/load/stow). UIDs are deterministic (workers/load/dataset), so a re-run
+ * re-sends the same instances and the PACS and the index dedupe them.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeMrInstance } from '../core/dicom/mr-writer.js';
+import { decodeSourceImage } from '../core/dicom/source-image.js';
+import { readDataset, selectInstances, type Filters, type PlannedInstance } from './load/dataset.js';
+import { StowClient, type StowPart } from './load/stow.js';
+
+export type LoadMode = 'send' | 'dry-run' | 'write';
+
+export interface LoadOptions {
+  readonly dir: string;
+  readonly datasetName?: string;
+  readonly mode: LoadMode;
+  /** DICOMweb root for mode 'send'. */
+  readonly url?: string;
+  readonly authorization?: string | undefined;
+  /** Folder for mode 'write'. */
+  readonly outDir?: string;
+  readonly filters?: Filters;
+  readonly batchSize?: number;
+  readonly concurrency?: number;
+  readonly retries?: number;
+  readonly timeoutMs?: number;
+  /** YYYYMMDD for Study/Series/Content Date; default today (UTC). */
+  readonly studyDate?: string;
+  readonly onProgress?: (p: LoadProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface LoadProgress {
+  readonly total: number;
+  readonly done: number;
+  readonly stored: number;
+  readonly failed: number;
+}
+
+export interface ClassCounts {
+  selected: number;
+  converted: number;
+  stored: number;
+  failed: number;
+}
+
+export interface LoadSummary {
+  readonly dataset: string;
+  readonly mode: LoadMode;
+  readonly target?: string;
+  /** Rows in labels.csv that passed validation. */
+  readonly rows: number;
+  /** Rows refused while reading labels.csv (bad path, bad class …). */
+  readonly rejectedRows: number;
+  /** Instances after filters and limit. */
+  readonly selected: number;
+  readonly converted: number;
+  /** Sent in STOW requests (mode 'send'). */
+  readonly sent: number;
+  /** Stored per the STOW answers (mode 'send'), or written (mode 'write'). */
+  readonly stored: number;
+  readonly failed: number;
+  readonly studies: number;
+  readonly series: number;
+  readonly byClass: Record<string, ClassCounts>;
+  /** The first failures with their reasons (at most 50). */
+  readonly failures: { file: string; reason: string }[];
+  readonly elapsedMs: number;
+  readonly imagesPerSecond: number;
+}
+
+const MAX_FAILURES_LISTED = 50;
+
+function todayUtc(): string {
+  return new Date().toISOString().slice(0, 10).replace(/-/g, '');
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** Convert one planned row into Part-10 bytes; throws with a reason on a bad image. */
+export async function convertInstance(dir: string, inst: PlannedInstance, studyDate: string): Promise<Uint8Array> {
+  const root = path.resolve(dir);
+  const file = path.resolve(root, inst.file);
+  if (!file.startsWith(root + path.sep)) throw new Error('file path leaves the dataset folder');
+  let data: Buffer;
+  try {
+    data = await readFile(file);
+  } catch (err) {
+    throw new Error(`cannot read image: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const img = await decodeSourceImage(data);
+  return writeMrInstance({
+    pixels: img.pixels,
+    rows: img.rows,
+    cols: img.cols,
+    bitsStored: img.bitsStored,
+    studyInstanceUid: inst.studyInstanceUid,
+    seriesInstanceUid: inst.seriesInstanceUid,
+    sopInstanceUid: inst.sopInstanceUid,
+    patientId: inst.patientId,
+    patientName: `${inst.dataset}^${inst.patientId}`,
+    studyDescription: inst.dataset,
+    seriesDescription: `${inst.dataset} ${inst.className}`,
+    seriesNumber: inst.seriesNumber,
+    instanceNumber: inst.instanceNumber,
+    studyDate,
+    bodyPartExamined: 'BRAIN',
+    derivationDescription: `cbmir load: ${inst.dataset}/${inst.file} (${img.format.toUpperCase()} ${img.rows}x${img.cols}, ${img.bitsStored}-bit, pixels as stored)`,
+    ...(img.lossy ? { lossySource: { method: 'ISO_10918_1' } } : {}),
+    label: {
+      className: inst.className,
+      ...(inst.label !== undefined ? { code: inst.label } : {}),
+      dataset: inst.dataset,
+      sourceFile: inst.file,
+      ...(inst.fold !== undefined ? { fold: inst.fold } : {}),
+    },
+  });
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
+  const started = performance.now();
+  const plan = await readDataset(o.dir, o.datasetName);
+  const selected = selectInstances(plan, o.filters ?? {});
+  const studyDate = o.studyDate ?? todayUtc();
+  if (!/^\d{8}$/.test(studyDate)) throw new Error(`study date must be YYYYMMDD, got ${studyDate}`);
+  const batchSize = Math.max(1, o.batchSize ?? 16);
+  const concurrency = Math.max(1, o.concurrency ?? 4);
+  if (o.mode === 'send' && !o.url) throw new Error('a DICOMweb URL is needed to send');
+  if (o.mode === 'write' && !o.outDir) throw new Error('an output folder is needed to write files');
+
+  const byClass: Record<string, ClassCounts> = {};
+  for (const i of selected) (byClass[i.className] ??= { selected: 0, converted: 0, stored: 0, failed: 0 }).selected++;
+  const failures: { file: string; reason: string }[] = [];
+  let converted = 0;
+  let sent = 0;
+  let stored = 0;
+  let failed = 0;
+  let done = 0;
+  const progress = () => o.onProgress?.({ total: selected.length, done, stored, failed });
+  const fail = (inst: PlannedInstance, reason: string) => {
+    failed++;
+    byClass[inst.className]!.failed++;
+    if (failures.length < MAX_FAILURES_LISTED) failures.push({ file: inst.file, reason });
+  };
+  const ok = (inst: PlannedInstance) => {
+    stored++;
+    byClass[inst.className]!.stored++;
+  };
+
+  const client = o.mode === 'send' ? new StowClient({ url: o.url!, authorization: o.authorization, retries: o.retries, timeoutMs: o.timeoutMs, connections: concurrency }) : undefined;
+  let next = 0;
+  const worker = async () => {
+    while (next < selected.length && !o.signal?.aborted) {
+      const batch = selected.slice(next, next + batchSize);
+      next += batch.length;
+      const parts: (StowPart & { inst: PlannedInstance })[] = [];
+      for (const inst of batch) {
+        try {
+          const bytes = await convertInstance(plan.dir, inst, studyDate);
+          converted++;
+          byClass[inst.className]!.converted++;
+          if (o.mode === 'write') {
+            const dir = path.join(o.outDir!, safeName(plan.dataset), safeName(inst.patientId));
+            await mkdir(dir, { recursive: true });
+            await writeFile(path.join(dir, `${safeName(path.basename(inst.file).replace(/\.[^.]+$/, ''))}.dcm`), bytes);
+            ok(inst);
+            done++;
+          } else if (o.mode === 'dry-run') {
+            done++;
+          } else {
+            parts.push({ sopInstanceUid: inst.sopInstanceUid, bytes, inst });
+          }
+        } catch (err) {
+          fail(inst, err instanceof Error ? err.message : String(err));
+          done++;
+        }
+      }
+      if (client && parts.length > 0) {
+        sent += parts.length;
+        const outcome = await client.store(parts);
+        for (const p of parts) {
+          if (outcome.stored.has(p.sopInstanceUid)) ok(p.inst);
+          else fail(p.inst, outcome.failed.get(p.sopInstanceUid) ?? 'not stored');
+          done++;
+        }
+      }
+      progress();
+    }
+  };
+  try {
+    progress();
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, Math.ceil(selected.length / batchSize))) }, worker));
+  } finally {
+    await client?.close();
+  }
+  const elapsedMs = performance.now() - started;
+  return {
+    dataset: plan.dataset,
+    mode: o.mode,
+    ...(o.mode === 'send' ? { target: o.url } : o.mode === 'write' ? { target: o.outDir } : {}),
+    rows: plan.instances.length,
+    rejectedRows: plan.rejected.length,
+    selected: selected.length,
+    converted,
+    sent,
+    stored,
+    failed,
+    studies: new Set(selected.map((i) => i.studyInstanceUid)).size,
+    series: new Set(selected.map((i) => i.seriesInstanceUid)).size,
+    byClass,
+    failures,
+    elapsedMs: Math.round(elapsedMs),
+    imagesPerSecond: Number(((selected.length * 1000) / Math.max(1, elapsedMs)).toFixed(1)),
+  };
+}

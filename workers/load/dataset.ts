@@ -1,0 +1,202 @@
+/**
+ * A dataset folder for `cbmir load`: images plus labels.csv with the columns
+ *   file,label,class_name[,patient_id,fold]
+ * (../shared/datasets/*, test/fixtures/*-sample). This module reads the CSV, checks
+ * every row, and plans the DICOM hierarchy deterministically:
+ *
+ *   one study per patient, one series per (patient, class), one instance per image.
+ *
+ * The plan is made on the whole CSV *before* filters (--patients/--folds/--limit), so a
+ * subset load gives each image the same UIDs and Instance Number as a full load.
+ * Rows without patient_id become their own patient (the file stem), so no two unrelated
+ * images ever share a study.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { deterministicUid } from '../../core/dicom/uids.js';
+
+export interface DatasetRow {
+  /** Path relative to the dataset folder, as in the CSV. */
+  readonly file: string;
+  readonly label: number | undefined;
+  readonly className: string;
+  readonly patientId: string;
+  readonly fold: number | undefined;
+  /** 1-based CSV line, for messages. */
+  readonly line: number;
+}
+
+export interface PlannedInstance extends DatasetRow {
+  readonly dataset: string;
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  readonly seriesNumber: number;
+  readonly instanceNumber: number;
+}
+
+export interface DatasetPlan {
+  readonly dataset: string;
+  readonly dir: string;
+  readonly instances: PlannedInstance[];
+  /** Rows that cannot be loaded (bad path, empty class …), with the reason. */
+  readonly rejected: { line: number; file: string; reason: string }[];
+}
+
+export class DatasetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetError';
+  }
+}
+
+/** Minimal RFC 4180 line split: commas, double-quoted fields with "" escapes. */
+export function splitCsvLine(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"' && cur === '') quoted = true;
+    else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out.map((s) => s.trim());
+}
+
+// LO (PatientID) allows 64 characters and no backslash or control characters (PS3.5 §6.2).
+const PATIENT_RE = /^[^\\\u0000-\u001f]{1,64}$/;
+
+function checkFile(file: string): string | undefined {
+  if (!file) return 'empty file column';
+  if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return 'file must be a relative path inside the dataset folder';
+  if (!/\.(jpe?g|png)$/i.test(file)) return 'file must be a .jpg/.jpeg/.png image';
+  return undefined;
+}
+
+export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: DatasetPlan['rejected'] } {
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  const header = splitCsvLine(lines[0] ?? '').map((h) => h.toLowerCase());
+  const col = (name: string) => header.indexOf(name);
+  const iFile = col('file');
+  const iLabel = col('label');
+  const iClass = col('class_name');
+  const iPatient = col('patient_id');
+  const iFold = col('fold');
+  if (iFile < 0 || iClass < 0) {
+    throw new DatasetError(`labels.csv header must have file and class_name columns (file,label,class_name[,patient_id,fold]); got: ${lines[0] ?? '(empty)'}`);
+  }
+  const rows: DatasetRow[] = [];
+  const rejected: DatasetPlan['rejected'] = [];
+  for (let n = 1; n < lines.length; n++) {
+    const raw = lines[n]!;
+    if (raw.trim() === '') continue;
+    const f = splitCsvLine(raw);
+    const line = n + 1;
+    const file = f[iFile] ?? '';
+    const bad = (reason: string) => rejected.push({ line, file, reason });
+    const fileProblem = checkFile(file);
+    if (fileProblem) {
+      bad(fileProblem);
+      continue;
+    }
+    const className = f[iClass] ?? '';
+    if (!className || className.length > 64 || /[\\\u0000-\u001f]/.test(className)) {
+      bad('class_name must be 1–64 printable characters');
+      continue;
+    }
+    const labelText = iLabel >= 0 ? (f[iLabel] ?? '') : '';
+    const label = labelText === '' ? undefined : Number(labelText);
+    if (label !== undefined && !Number.isInteger(label)) {
+      bad(`label must be an integer, got ${labelText}`);
+      continue;
+    }
+    const patientText = iPatient >= 0 ? (f[iPatient] ?? '') : '';
+    const patientId = patientText || path.basename(file).replace(/\.[^.]+$/, '');
+    if (!PATIENT_RE.test(patientId)) {
+      bad('patient_id must be 1–64 characters without backslash or control characters');
+      continue;
+    }
+    const foldText = iFold >= 0 ? (f[iFold] ?? '') : '';
+    const fold = foldText === '' ? undefined : Number(foldText);
+    if (fold !== undefined && !Number.isInteger(fold)) {
+      bad(`fold must be an integer, got ${foldText}`);
+      continue;
+    }
+    rows.push({ file, label, className, patientId, fold, line });
+  }
+  return { rows, rejected };
+}
+
+/** UIDs and numbers for every row (see the module comment). */
+export function planDataset(dataset: string, dir: string, rows: DatasetRow[], rejected: DatasetPlan['rejected'] = []): DatasetPlan {
+  const classOrder = new Map<string, string[]>(); // patient → classes in order of first appearance
+  const seriesCount = new Map<string, number>(); // series key → instances so far
+  const seenFiles = new Set<string>();
+  const instances: PlannedInstance[] = [];
+  const rej = [...rejected];
+  for (const r of rows) {
+    if (seenFiles.has(r.file)) {
+      rej.push({ line: r.line, file: r.file, reason: 'duplicate file row' });
+      continue;
+    }
+    seenFiles.add(r.file);
+    const classes = classOrder.get(r.patientId) ?? [];
+    if (!classes.includes(r.className)) classes.push(r.className);
+    classOrder.set(r.patientId, classes);
+    const seriesKey = `${r.patientId}\u0000${r.className}`;
+    const instanceNumber = (seriesCount.get(seriesKey) ?? 0) + 1;
+    seriesCount.set(seriesKey, instanceNumber);
+    instances.push({
+      ...r,
+      dataset,
+      studyInstanceUid: deterministicUid('study', dataset, r.patientId),
+      seriesInstanceUid: deterministicUid('series', dataset, r.patientId, r.className),
+      sopInstanceUid: deterministicUid('instance', dataset, r.file),
+      seriesNumber: classes.indexOf(r.className) + 1,
+      instanceNumber,
+    });
+  }
+  return { dataset, dir, instances, rejected: rej };
+}
+
+export async function readDataset(dir: string, datasetName?: string): Promise<DatasetPlan> {
+  const csvPath = path.join(dir, 'labels.csv');
+  let text: string;
+  try {
+    text = await readFile(csvPath, 'utf8');
+  } catch (err) {
+    throw new DatasetError(`cannot read ${csvPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const name = datasetName ?? path.basename(path.resolve(dir));
+  if (!/^[A-Za-z0-9._-]{1,48}$/.test(name)) throw new DatasetError(`dataset name must be 1–48 letters, digits, . _ or -: ${name}`);
+  const { rows, rejected } = parseLabelsCsv(text);
+  return planDataset(name, dir, rows, rejected);
+}
+
+export interface Filters {
+  readonly patients?: ReadonlySet<string>;
+  readonly folds?: ReadonlySet<number>;
+  readonly classes?: ReadonlySet<string>;
+  readonly limit?: number;
+}
+
+/** Apply filters in CSV order; limit last. */
+export function selectInstances(plan: DatasetPlan, f: Filters): PlannedInstance[] {
+  const out = plan.instances.filter(
+    (i) =>
+      (!f.patients || f.patients.has(i.patientId)) &&
+      (!f.folds || (i.fold !== undefined && f.folds.has(i.fold))) &&
+      (!f.classes || f.classes.has(i.className)),
+  );
+  return f.limit !== undefined ? out.slice(0, f.limit) : out;
+}
