@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run the models/train pytest suite (CPU). Exit 0 only if tests ran and passed;
+# "no tests collected" (pytest exit 5) is a failure, not a silent pass.
+set -uo pipefail
+cd "$(dirname "$0")"
+python3 -c "import torch, onnx, onnxruntime, numpy, PIL, pytest" 2>/dev/null || {
+  echo "models/train: python deps missing: pip install -r models/train/requirements.txt" >&2; exit 2; }
+python3 -m pytest tests -q -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then echo "models/train: no tests collected" >&2; exit 1; fi
+exit "$rc"

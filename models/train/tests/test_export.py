@@ -1,0 +1,73 @@
+"""Export parity: a randomly initialised head on the BVLC backbone, exported to a temp file."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import needs_datasets, needs_weights
+
+pytestmark = [needs_weights, needs_datasets]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import export
+
+    net, _ = export.load_net(None)
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    export.export_onnx(net, path)
+    return net, path
+
+
+def test_graph_contract(exported):
+    _, path = exported
+    m = onnx.load(str(path))
+    assert m.opset_import[0].version >= 17
+    assert [i.name for i in m.graph.input] == ["image"]
+    assert [o.name for o in m.graph.output] == ["embedding", "feature_map"]
+    dims = [d for d in m.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 224, 224]
+
+
+def test_parity_on_real_images_and_dynamic_batch(exported):
+    import export
+
+    net, path = exported
+    x = export.sample_images()
+    par = export.parity(net, path, x)
+    assert par["ok"], par
+    assert par["embedding_max_abs_diff"] <= 1e-4
+    np.testing.assert_allclose(par["embedding_norms"], 1.0, atol=1e-5)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    e1 = sess.run(["embedding"], {"image": x[:1]})[0]
+    e4, fm = sess.run(None, {"image": x})
+    assert e4.shape == (4, 256) and fm.shape == (4, 1024, 7, 7)
+    np.testing.assert_allclose(e1[0], e4[0], atol=1e-5)
+
+
+def test_eval_onnx_contract_on_tiny_folder(exported, tmp_path, datasets_root, capsys):
+    import eval_onnx
+
+    _, path = exported
+    src = datasets_root / "figshare-cheng"
+    rows = list(csv.DictReader(open(src / "labels.csv")))
+    pick = rows[:3] + rows[900:903] + rows[2200:2203] + rows[1000:1003]
+    (tmp_path / "images").mkdir()
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "class_name", "patient_id"])
+        for r in pick:
+            shutil.copyfile(src / r["file"], tmp_path / r["file"])
+            w.writerow([r["file"], r["label"], r["class_name"], r["patient_id"]])
+    assert eval_onnx.main(["--dataset", str(tmp_path), "--model", str(path), "--n-boot", "50"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    res = json.loads(last)
+    for k in ("map", "p10", "p1", "n_queries", "per_class"):
+        assert k in res
+    assert res["n_queries"] == 12 and res["protocol"] == "leave-one-patient-out"
+    assert 0 <= res["map"] <= 1

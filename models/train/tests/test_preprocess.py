@@ -1,0 +1,74 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import preprocess as pp
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def test_percentile_definition_is_floor_index_into_sorted_values():
+    x = np.arange(1000, dtype=np.float64)[::-1].reshape(10, 100)  # any order
+    n = 1000
+    assert pp.percentile_index(0.005, n) == math.floor(0.005 * 999) == 4
+    assert pp.percentile_index(0.995, n) == math.floor(0.995 * 999) == 994
+    y = pp.normalise(x)
+    # p_lo = 4, p_hi = 994
+    assert y.min() == 0.0 and y.max() == 1.0
+    assert y.ravel()[list(x.ravel()).index(500.0)] == pytest.approx((500 - 4) / 990)
+
+
+def test_constant_image_gives_zeros():
+    assert not pp.preprocess(np.full((50, 60), 7, np.uint16)).any()
+
+
+def test_pad_square_centres_with_extra_pixel_bottom_right():
+    img = np.ones((3, 6))
+    sq = pp.pad_square(img)
+    assert sq.shape == (6, 6)
+    # top = floor((6-3)/2) = 1: rows 1..3 hold the image, one zero row above, two below
+    assert [int(r.sum()) for r in sq] == [0, 6, 6, 6, 0, 0]
+
+
+def test_resize_weights_rows_sum_to_one_and_identity_at_same_size():
+    for n in (100, 224, 233, 512, 1000):
+        w = pp.resize_weights(n)
+        np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-12)
+        assert (w >= 0).all()
+    np.testing.assert_allclose(pp.resize_weights(224), np.eye(224), atol=0)
+
+
+def test_resize_2x_downsample_is_triangle_filter():
+    # 448 -> 224: scale 2, support 2: taps j = 2i-1 .. 2i+2 with weights 1/8, 3/8, 3/8, 1/8
+    w = pp.resize_weights(448)
+    np.testing.assert_allclose(w[10, 19:23], [1 / 8, 3 / 8, 3 / 8, 1 / 8], atol=1e-12)
+    # at the border the out-of-range tap is dropped and the rest renormalised
+    np.testing.assert_allclose(w[0, 0:3], np.array([3, 3, 1]) / 7, atol=1e-12)
+
+
+def test_luma_coefficients():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 100, 50, 200
+    assert pp.to_gray(rgb)[0, 0] == pytest.approx(0.299 * 100 + 0.587 * 50 + 0.114 * 200)
+
+
+def test_output_contract():
+    x = pp.preprocess(np.random.default_rng(0).integers(0, 4096, (300, 200)).astype(np.uint16))
+    assert x.shape == (224, 224) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
+
+
+@pytest.mark.skipif(not (GOLDEN / "manifest.json").exists(), reason="no golden vectors")
+def test_golden_vectors_reproduce():
+    man = json.loads((GOLDEN / "manifest.json").read_text())
+    assert len(man["cases"]) >= 3
+    total = sum(p.stat().st_size for p in GOLDEN.iterdir())
+    assert total < 2_000_000
+    for c in man["cases"]:
+        pix = np.fromfile(GOLDEN / c["pixels"]["file"], "<u2" if c["pixels"]["dtype"] == "uint16" else "u1")
+        pix = pix.reshape(c["pixels"]["shape"])
+        np.testing.assert_array_equal(pp.load_image(str(GOLDEN / c["image"])), pix)
+        expected = np.fromfile(GOLDEN / c["input"]["file"], "<f4").reshape(224, 224)
+        np.testing.assert_allclose(pp.preprocess(pix), expected, atol=1e-6)
