@@ -1,0 +1,173 @@
+/**
+ * The gateway is transparent: QIDO, WADO-RS (instance, metadata, frames,
+ * rendered), WADO-URI and STOW answers through it equal Orthanc's own answers
+ * (after normalising multipart boundaries and the DICOMweb root written into
+ * URLs), for real files stored through the gateway's STOW and directly.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { StowResponseEvent } from '../../gateway/stow-hooks.js';
+import { testStack } from '../helpers/stack.js';
+import {
+  deleteStudies,
+  json,
+  normalise,
+  raw,
+  referencedSops,
+  sample,
+  startGateway,
+  storeDirect,
+  stowBody,
+  type Running,
+  type StoredUids,
+} from './gateway-fixture.js';
+
+const VIA_STOW = {
+  jpegls: 'transfer-syntax/siemens_mosaic_7.dcm', // JPEG-LS lossless, 384x384 mosaic
+  multiframe: 'multi-frame/enhanced_mr_xa10_6fr.dcm', // Enhanced MR, 6 frames
+  implicit: 'transfer-syntax/mr_small_implicit.dcm', // implicit VR little endian
+};
+const VIA_REST = {
+  mprage1: 'series/ge_3d_ax_t1_mprage_phantom/IM_0001.dcm',
+  mprage2: 'series/ge_3d_ax_t1_mprage_phantom/IM_0002.dcm',
+};
+
+describe('gateway pass-through equals direct Orthanc', () => {
+  const stack = testStack();
+  let gw: Running;
+  const uids = new Map<string, StoredUids>();
+  const hookEvents: StowResponseEvent[] = [];
+  let roots: string[];
+
+  before(async () => {
+    gw = await startGateway();
+    gw.gw.onStowResponse((e) => {
+      hookEvents.push(e);
+    });
+    roots = [`${gw.base}/dicom-web`, stack.orthancDicomWebUrl, `${gw.base}/wado`, `${stack.orthancUrl}/wado`];
+    for (const [name, rel] of Object.entries(VIA_REST)) uids.set(name, await storeDirect(stack.orthancUrl, sample(rel)));
+  });
+
+  after(async () => {
+    await gw?.close();
+    await deleteStudies(stack.orthancUrl, [...uids.values()].map((u) => u.study));
+  });
+
+  test('STOW through the gateway stores every file, answers with gateway URLs and feeds the STOW hook', async () => {
+    const names = Object.keys(VIA_STOW) as (keyof typeof VIA_STOW)[];
+    const { body, contentType } = stowBody(names.map((n) => sample(VIA_STOW[n])));
+    const r = await raw(`${gw.base}/dicom-web/studies`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, accept: 'application/dicom+json' },
+      body,
+    });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.match(r.headers['content-type'] ?? '', /json/);
+    const answer = json<Record<string, { Value?: unknown[] }>>(r);
+    const sops = referencedSops(answer);
+    assert.equal(sops.length, 3);
+    const text = r.body.toString();
+    assert.ok(text.includes(`${gw.base}/dicom-web/studies/`), 'RetrieveURL points at the gateway');
+    assert.ok(!text.includes(stack.orthancUrl), 'no PACS URL leaks through');
+
+    // Learn each file's UIDs from Orthanc (the source of truth), by SOP Instance UID.
+    for (const [i, name] of names.entries()) {
+      const found = json<Record<string, { Value: string[] }>[]>(
+        await raw(`${stack.orthancDicomWebUrl}/instances?SOPInstanceUID=${sops[i]}`),
+      );
+      assert.equal(found.length, 1, `${name} is stored`);
+      const f = found[0] as Record<string, { Value: string[] }>;
+      uids.set(name, { study: f['0020000D']!.Value[0]!, series: f['0020000E']!.Value[0]!, instance: f['00080018']!.Value[0]! });
+    }
+
+    // The hook runs after the response is finished: give it a tick.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(hookEvents.length, 1);
+    const ev = hookEvents[0]!;
+    assert.equal(ev.status, 200);
+    assert.equal(ev.studyUid, undefined);
+    assert.deepEqual(referencedSops(JSON.parse(ev.body.toString())), sops);
+    assert.match(ev.contentType ?? '', /json/);
+  });
+
+  const compare = async (path: string, headers: Record<string, string> = {}, wadoUri = false): Promise<void> => {
+    const prefix = wadoUri ? '' : '/dicom-web';
+    const direct = await raw(`${wadoUri ? stack.orthancUrl : stack.orthancDicomWebUrl}${path}`, { headers });
+    const viaGw = await raw(`${gw.base}${prefix}${path}`, { headers });
+    const d = normalise(direct, roots);
+    const g = normalise(viaGw, roots);
+    assert.equal(g.status, d.status, `status of ${path}`);
+    assert.equal(g.contentType, d.contentType, `content-type of ${path}`);
+    assert.equal(g.body.length, d.body.length, `body length of ${path}`);
+    assert.ok(g.body === d.body, `body of ${path} differs`);
+    if (viaGw.headers['content-length'] !== undefined && direct.headers['content-length'] !== undefined && !roots.some((r) => direct.body.includes(r))) {
+      assert.equal(viaGw.headers['content-length'], direct.headers['content-length']);
+    }
+  };
+
+  test('QIDO-RS: studies, series, instances at every level', async () => {
+    for (const name of ['jpegls', 'multiframe', 'mprage1']) {
+      const u = uids.get(name)!;
+      await compare(`/studies?StudyInstanceUID=${u.study}&includefield=all`);
+      await compare(`/studies/${u.study}/series`);
+      await compare(`/studies/${u.study}/series/${u.series}/instances`);
+      await compare(`/studies/${u.study}/instances`);
+      await compare(`/series?SeriesInstanceUID=${u.series}`);
+      await compare(`/instances?SOPInstanceUID=${u.instance}`);
+    }
+    // Direct Orthanc answers carry its own root, the gateway's carry the gateway's.
+    const u = uids.get('mprage1')!;
+    const r = await raw(`${gw.base}/dicom-web/studies?StudyInstanceUID=${u.study}`);
+    assert.ok(r.body.toString().includes(`"${gw.base}/dicom-web/studies/${u.study}"`));
+  });
+
+  test('WADO-RS retrieve (study, series, instance) is byte-identical up to the boundary', async () => {
+    const dicom = { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' };
+    for (const name of ['jpegls', 'multiframe', 'implicit', 'mprage2']) {
+      const u = uids.get(name)!;
+      await compare(`/studies/${u.study}/series/${u.series}/instances/${u.instance}`, dicom);
+      await compare(`/studies/${u.study}/series/${u.series}/instances/${u.instance}`, {
+        accept: 'multipart/related; type="application/dicom"',
+      });
+    }
+    const m = uids.get('mprage1')!;
+    await compare(`/studies/${m.study}/series/${m.series}`, dicom);
+    await compare(`/studies/${m.study}`, dicom);
+  });
+
+  test('WADO-RS metadata, frames, bulk data and rendered', async () => {
+    for (const name of ['jpegls', 'multiframe', 'mprage1']) {
+      const u = uids.get(name)!;
+      const inst = `/studies/${u.study}/series/${u.series}/instances/${u.instance}`;
+      await compare(`${inst}/metadata`);
+      await compare(`/studies/${u.study}/series/${u.series}/metadata`);
+      await compare(`/studies/${u.study}/metadata`);
+      await compare(`${inst}/frames/1`);
+      await compare(`${inst}/frames/1`, { accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' });
+      await compare(`${inst}/rendered`, { accept: 'image/jpeg' });
+      await compare(`${inst}/rendered`, { accept: 'image/png' });
+    }
+    const mf = uids.get('multiframe')!;
+    const inst = `/studies/${mf.study}/series/${mf.series}/instances/${mf.instance}`;
+    await compare(`${inst}/frames/2,4,6`);
+    await compare(`${inst}/frames/3/rendered`, { accept: 'image/png' });
+    // A BulkDataURI from the gateway's metadata works through the gateway.
+    const meta = (await raw(`${gw.base}/dicom-web${inst}/metadata`)).body.toString();
+    const bulk = /"BulkDataURI" : "([^"]+)"/.exec(meta)?.[1];
+    assert.ok(bulk?.startsWith(`${gw.base}/dicom-web/`), 'BulkDataURI points at the gateway');
+    await compare(bulk!.slice(`${gw.base}/dicom-web`.length));
+  });
+
+  test('WADO-URI', async () => {
+    for (const name of ['jpegls', 'mprage1']) {
+      const u = uids.get(name)!;
+      const q = `requestType=WADO&studyUID=${u.study}&seriesUID=${u.series}&objectUID=${u.instance}`;
+      await compare(`/wado?${q}`, {}, true);
+      await compare(`/wado?${q}&contentType=image%2Fjpeg`, {}, true);
+    }
+  });
+
+  test('errors pass through: unknown study → the PACS status and body', async () => {
+    await compare('/studies/1.2.3.4.5.6.7.8.9/metadata');
+  });
+});
