@@ -1,0 +1,30 @@
+/**
+ * createVectorIndex: Elasticsearch when a URL is configured (CBMIR_ES_URL), the embedded
+ * SQLite store otherwise (file `${dataDir}/${index}.sqlite`, index = CBMIR_ES_INDEX so one
+ * name identifies the index whichever backend holds it).
+ */
+import { join, resolve } from 'node:path';
+import { EmbeddedIndex } from './embedded/embedded-index.js';
+import { ElasticsearchIndex } from './elasticsearch/es-index.js';
+import type { VectorMappingOptions } from './elasticsearch/mapping.js';
+import type { VectorIndex } from './types.js';
+
+/** The part of core/config.ts's Config the factory reads (a Config fits as is). */
+export interface VectorIndexConfig {
+  readonly es: { readonly url: string; readonly index: string } | undefined;
+  readonly dataDir: string;
+  /** Base name for the embedded store when no Elasticsearch is configured. */
+  readonly indexName?: string;
+  /** Elasticsearch mapping overrides (HNSW type, m, ef_construction). */
+  readonly mapping?: VectorMappingOptions;
+}
+
+export const DEFAULT_INDEX_NAME = 'cbmir-vectors';
+
+export function createVectorIndex(config: VectorIndexConfig): VectorIndex {
+  if (config.es) {
+    return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, ...(config.mapping ? { mapping: config.mapping } : {}) });
+  }
+  const name = config.indexName ?? DEFAULT_INDEX_NAME;
+  return new EmbeddedIndex({ path: resolve(join(config.dataDir, `${name}.sqlite`)) });
+}

@@ -1,0 +1,137 @@
+/**
+ * Queue and job contracts: the one place where the gateway (which enqueues) and the
+ * workers (which consume) agree on queue names, job ids, payloads and results.
+ *
+ * Two queues, not one queue with priorities: in BullMQ, jobs *without* a priority run
+ * before prioritised ones, and priorities cost O(log n) per add; a separate small
+ * "embed" queue for interactive /similar requests is simpler and can never be starved
+ * by a backfill of a million "index" jobs.
+ *
+ *   index  — make a stored instance searchable (STOW hook, reconciler, backfill, reindex)
+ *   embed  — compute a vector for a query right now (POST /similar upload, or an
+ *            instance that is in the PACS but not indexed yet); the gateway waits on it
+ *
+ * Job ids: `${sopInstanceUid}_${modelVersion}` so a re-sent STOW, or a reconciler pass
+ * racing the STOW hook, adds nothing while the first job is still known to Redis.
+ * BullMQ refuses custom ids containing ':' (its Redis key separator) and ids that
+ * parse as integers; {@link indexJobId} makes any model version safe.
+ */
+import type { JobsOptions } from 'bullmq';
+
+/** Queue base names. Queue names may not contain ':' (BullMQ key separator). */
+export const QUEUE_NAMES = Object.freeze({ index: 'cbmir-index', embed: 'cbmir-embed' });
+export type QueueKind = keyof typeof QUEUE_NAMES;
+
+/**
+ * Queue name for a kind, optionally namespaced (tests use a unique namespace per test
+ * so parallel runs never share jobs). The namespace is sanitised like a job id.
+ */
+export function queueName(kind: QueueKind, namespace?: string): string {
+  const base = QUEUE_NAMES[kind];
+  return namespace ? `${base}-${sanitiseIdPart(namespace)}` : base;
+}
+
+/** Where an index job came from: for metrics and for the failed-jobs view. */
+export type IndexJobSource = 'stow' | 'reconciler' | 'backfill' | 'reindex' | 'on-demand';
+
+/** Payload of a job on the "index" queue. UIDs only: no pixel data, no PHI. */
+export interface IndexJobData {
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  /** Model version the vector must be computed with (the index is versioned by it). */
+  readonly modelVersion: string;
+  readonly source: IndexJobSource;
+  /** Epoch ms when the job was created (STOW answered / reconciler found it): for "ms to searchable". */
+  readonly enqueuedAt: number;
+}
+
+/** Result of an index job. A skip is a success with a reason: nothing to retry. */
+export type IndexJobResult =
+  | { readonly status: 'indexed'; readonly sopInstanceUid: string; readonly modelVersion: string; readonly frame?: number; readonly indexedAt: string }
+  | { readonly status: 'skipped'; readonly sopInstanceUid: string; readonly reason: string };
+
+/** Payload of a job on the "embed" queue: a query vector, computed now. */
+export type EmbedJobData =
+  | {
+      readonly kind: 'instance';
+      readonly studyInstanceUid: string;
+      readonly seriesInstanceUid: string;
+      readonly sopInstanceUid: string;
+      readonly modelVersion: string;
+      /** Also write the vector to the index (instance in the PACS but not indexed yet). */
+      readonly index: boolean;
+      readonly enqueuedAt: number;
+    }
+  | {
+      readonly kind: 'upload';
+      /** The uploaded Part 10 file, base64 (bounded by MAX_UPLOAD_BYTES). Nothing is stored. */
+      readonly dicomBase64: string;
+      readonly modelVersion: string;
+      readonly enqueuedAt: number;
+    };
+
+/** What an embed job returns to the waiting gateway. */
+export type EmbedJobResult =
+  | {
+      readonly status: 'embedded';
+      readonly vector: number[];
+      readonly modelVersion: string;
+      readonly frame?: number;
+      /** Present for uploads, so excludeSameStudy/Patient work for unseen images too. */
+      readonly studyInstanceUid?: string;
+      readonly seriesInstanceUid?: string;
+      readonly sopInstanceUid?: string;
+      readonly modality?: string;
+      readonly bodyPartExamined?: string;
+      /** Salted hash of PatientID (see core/index/patient-key.ts), never the ID itself. */
+      readonly patientKey?: string;
+    }
+  | { readonly status: 'refused'; readonly reason: string };
+
+/** Upper bound for an upload carried inside a job (Redis holds it while the job lives). */
+export const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
+
+const ID_UNSAFE = /[^A-Za-z0-9._-]/g;
+
+function sanitiseIdPart(s: string): string {
+  return s.replace(ID_UNSAFE, '-');
+}
+
+/**
+ * Job id for an index job: `${sopInstanceUid}_${modelVersion}` with every character
+ * outside [A-Za-z0-9._-] replaced by '-' (so ':' and '/' in a version string are safe).
+ * Never an integer (the '_' sees to that), which BullMQ would also refuse.
+ */
+export function indexJobId(sopInstanceUid: string, modelVersion: string): string {
+  if (!sopInstanceUid) throw new Error('indexJobId: sopInstanceUid is empty');
+  if (!modelVersion) throw new Error('indexJobId: modelVersion is empty');
+  return `${sanitiseIdPart(sopInstanceUid)}_${sanitiseIdPart(modelVersion)}`;
+}
+
+/**
+ * Default options for index jobs. Transient faults (PACS or index down) are retried
+ * with exponential backoff: 2 s, 4 s, … ≈ 70 min over 12 attempts, long enough to ride
+ * out a restart of Elasticsearch. Completed jobs are dropped after an hour so the
+ * reconciler can re-enqueue an instance whose document was later deleted; failed jobs
+ * are kept a week for the failed-jobs view.
+ */
+export const INDEX_JOB_OPTIONS: Readonly<JobsOptions> = Object.freeze({
+  attempts: 12,
+  backoff: { type: 'exponential', delay: 2_000 },
+  removeOnComplete: { age: 3_600, count: 50_000 },
+  removeOnFail: { age: 7 * 24 * 3_600 },
+});
+
+/**
+ * Default options for embed jobs: the gateway waits for them with a timeout, so there is
+ * no point retrying for long, and an uploaded image must not linger in Redis. Credentials
+ * never travel in a job: the gateway checks the caller's access before enqueuing and the
+ * worker fetches with the service's own PACS credentials.
+ */
+export const EMBED_JOB_OPTIONS: Readonly<JobsOptions> = Object.freeze({
+  attempts: 2,
+  backoff: { type: 'fixed', delay: 200 },
+  removeOnComplete: { age: 60 },
+  removeOnFail: { age: 600 },
+});
