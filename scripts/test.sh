@@ -197,12 +197,14 @@ run_node_suite() { # name, folders or files...
 }
 
 # pytest's closing line, e.g. "==== 12 passed, 1 failed, 2 skipped in 3.4s ====".
+# run_tests.sh belongs to the model code; its exit status and that line count.
 run_model_tests() {
   local log="$LOGS/models.log" rc line n
   say "== models (bash models/train/run_tests.sh)"
   bash models/train/run_tests.sh 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  line="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$log" | tail -1)"
+  # With or without the ==== decoration (pytest -q drops it).
+  line="$(grep -E '(passed|failed|errors?|skipped|no tests ran).* in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$log" | tail -1)"
   if [[ -z "$line" ]]; then
     if ((rc == 0)); then say "models: exit 0, no pytest summary"; else step_failed "models (exit $rc, no pytest summary)"; fi
     return

@@ -71,7 +71,9 @@ _es_java_home() {
 
 es_install() {
   _es_vars
-  apt_ensure unzip curl maven
+  apt_ensure unzip curl
+  # The machine's own Maven (not always a Debian package) is fine.
+  command -v mvn >/dev/null 2>&1 || apt_ensure maven
   if [[ -x "$ES_HOME/bin/elasticsearch" ]]; then
     log "elasticsearch: $ES_VERSION already unpacked in $ES_HOME"
   else

@@ -133,6 +133,7 @@ orthanc_install() {
     as_root systemctl disable --now orthanc >/dev/null 2>&1 || true
   fi
   if [[ -x /etc/init.d/orthanc ]] && pgrep -u orthanc -x Orthanc >/dev/null 2>&1; then
+    log "stopping the packaged Orthanc service (it holds ports 8042/4242)"
     as_root /etc/init.d/orthanc stop >/dev/null 2>&1 || true
   fi
 }

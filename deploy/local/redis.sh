@@ -26,6 +26,12 @@ redis_install() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
     as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
   fi
+  # Without systemd the package's postinst may start it through init.d (as
+  # user redis); ours run as the invoking user, so only that one is stopped.
+  if pgrep -u redis -x redis-server >/dev/null 2>&1 && [[ -x /etc/init.d/redis-server ]]; then
+    log "stopping the packaged redis-server service (it holds port 6379)"
+    as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true
+  fi
 }
 
 _redis_ready() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }

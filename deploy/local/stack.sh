@@ -82,7 +82,7 @@ main() {
     install)
       # One apt transaction for everything, then the per-service steps.
       if ((${#services[@]} == 3)); then
-        apt_ensure orthanc orthanc-dicomweb dcmtk redis-server curl unzip maven iptables
+        apt_ensure orthanc orthanc-dicomweb dcmtk redis-server curl unzip iptables
       fi
       local s
       for s in "${services[@]}"; do run_service install "$s"; done
