@@ -18,6 +18,9 @@ import type { PublicBase } from './public-url.js';
 import { isRewritableType, type UrlRewriter } from './url-rewrite.js';
 import { type Endpoint, type Upstream, type UpstreamError, type UpstreamFailure } from './upstream.js';
 
+/** How long an over-limit upload is read and discarded after its 413, before the socket is closed. */
+const DISCARD_GRACE_MS = 1000;
+
 export interface ProxyContext {
   readonly upstream: Upstream;
   readonly rewriter: UrlRewriter;
@@ -75,6 +78,10 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     abort();
     if (err instanceof BodyTooLarge) {
       sendProblem(res, new HttpProblem('PAYLOAD_TOO_LARGE', err.message), { connection: 'close' });
+      // Discard what the client is still sending so it can read the 413, then hang up.
+      req.unpipe(limiter as ByteLimit);
+      req.resume();
+      setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS).unref();
     } else {
       res.destroy();
     }

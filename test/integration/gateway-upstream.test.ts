@@ -1,0 +1,84 @@
+/**
+ * When the PACS is down or stalls, the gateway answers 502/504 with a problem
+ * body, quickly and never hangs. "Down" is a port nothing listens on; "slow"
+ * is a TCP peer that accepts connections and never answers (the failure mode
+ * of a wedged PACS), so the timeout path is exercised for real.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { json, raw, startGateway, type Running } from './gateway-fixture.js';
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+describe('gateway with an unavailable PACS', () => {
+  let down: Running;
+  let slow: Running;
+  let stall: net.Server;
+  const held: net.Socket[] = [];
+
+  before(async () => {
+    const deadPort = await freePort();
+    down = await startGateway({ CBMIR_PACS_URL: `http://127.0.0.1:${deadPort}/dicom-web` });
+    stall = net.createServer((s) => {
+      held.push(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => stall.listen(0, '127.0.0.1', r));
+    const stallPort = (stall.address() as net.AddressInfo).port;
+    slow = await startGateway({ CBMIR_PACS_URL: `http://127.0.0.1:${stallPort}/dicom-web`, CBMIR_PACS_TIMEOUT_MS: '500' });
+  });
+  after(async () => {
+    await down?.close();
+    await slow?.close();
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => stall.close(() => r()));
+  });
+
+  test('PACS down → 502 problem within a second, for QIDO, WADO, STOW and thumbnails', async () => {
+    for (const [method, path] of [
+      ['GET', '/dicom-web/studies'],
+      ['GET', '/dicom-web/studies/1.2.3/series/1.2.4/instances/1.2.5'],
+      ['GET', '/dicom-web/studies/1.2.3/series/1.2.4/instances/1.2.5/thumbnail'],
+      ['POST', '/dicom-web/studies'],
+      ['GET', '/wado?requestType=WADO&studyUID=1.2&seriesUID=1.3&objectUID=1.4'],
+    ] as const) {
+      const r = await raw(down.base, {
+        method,
+        path,
+        headers: method === 'POST' ? { 'content-type': 'multipart/related; type="application/dicom"; boundary=b' } : {},
+        body: method === 'POST' ? Buffer.from('--b--\r\n') : undefined,
+        timeoutMs: 3000,
+      });
+      assert.equal(r.status, 502, `${method} ${path}`);
+      assert.equal(r.headers['content-type'], 'application/problem+json');
+      assert.equal(json<{ code: string }>(r).code, 'UPSTREAM_UNREACHABLE');
+      assert.ok(r.ms < 1000, `${path} took ${r.ms} ms`);
+    }
+    const ready = await raw(`${down.base}/readyz`);
+    assert.equal(ready.status, 503);
+    const body = json<{ checks: Record<string, { ok: boolean }> }>(ready);
+    assert.equal(body.checks.pacs?.ok, false);
+    // Alive, though not ready.
+    assert.equal((await raw(`${down.base}/healthz`)).status, 200);
+  });
+
+  test('PACS stalls → 504 problem after CBMIR_PACS_TIMEOUT_MS', async () => {
+    const r = await raw(`${slow.base}/dicom-web/studies`, { timeoutMs: 5000 });
+    assert.equal(r.status, 504);
+    assert.equal(json<{ code: string }>(r).code, 'UPSTREAM_TIMEOUT');
+    assert.ok(r.ms >= 450 && r.ms < 2000, `took ${r.ms} ms`);
+  });
+
+  test('upstream failures are counted in /metrics', async () => {
+    const m = (await raw(`${down.base}/metrics`)).body.toString();
+    assert.match(m, /cbmir_gateway_upstream_errors_total\{kind="unreachable"\} [1-9]/);
+    assert.match(m, /cbmir_gateway_http_request_duration_seconds_count\{route="qido",method="GET",status="502"\} 1/);
+  });
+});
