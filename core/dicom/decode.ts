@@ -22,6 +22,7 @@ import { items, num, nums, str } from './dataset-values.js';
 import { encapsulatedFrames, nativeFrames } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
 import { parseDicom } from './parse.js';
+import { pixelDataComplete } from './truncation.js';
 import { nativeFrameBytes, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
 import { isNonImageSopClass, sopClassName } from './sop-classes.js';
 import { pixelEncoding, transferSyntaxName } from './transfer-syntaxes.js';
@@ -199,6 +200,11 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   }
   const encoding = pixelEncoding(ts);
   if (!encoding) return refuse('UNSUPPORTED_SYNTAX', `unsupported transfer syntax: ${transferSyntaxName(ts)}`, meta);
+  const first = pixelEl.Value[0];
+  const nativeLength = pixelEl.Value.length === 1 && first instanceof ArrayBuffer ? first.byteLength : undefined;
+  if (!pixelDataComplete(input, ts, encoding.kind !== 'native', nativeLength)) {
+    return refuse('MALFORMED', 'Pixel Data is truncated (the file ends inside it)', meta);
+  }
 
   const rows = num(ds, '00280010');
   const cols = num(ds, '00280011');

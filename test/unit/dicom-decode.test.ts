@@ -1,0 +1,309 @@
+/**
+ * core/dicom/decode on the repo's own real samples (test/fixtures/dicom-samples):
+ * every file decodes or is refused with a reason, the same image in seven encodings
+ * decodes to the same numbers, known pixel values match pydicom's published reference
+ * values, and the pixel semantics (Modality LUT, MONOCHROME1, sign, Bits Stored,
+ * palette, planar RGB, multi-frame selection) are checked on real pixels by editing
+ * only the header attributes that govern them.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import dcmjs, { type DcmDataset } from 'dcmjs';
+import { decodeDicom, selectFrames, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
+import { decodeEncapsulatedFrame, initCodecs } from '../../core/dicom/codecs.js';
+import { LUMA } from '../../core/dicom/pixels.js';
+import { dicomFixturesDir, listDicom, readManifest } from '../helpers/fixtures.js';
+
+const fixture = (name: string) => readFileSync(path.join(dicomFixturesDir, name));
+
+function ok(r: DecodeResult): DecodeOk {
+  if (!r.ok) assert.fail(`expected a decoded image, got refusal ${r.code}: ${r.reason}`);
+  return r;
+}
+
+/** Re-encode a real file with header edits (Explicit VR LE, pixels untouched). */
+function withHeader(bytes: Uint8Array, edit: (ds: DcmDataset) => void): Uint8Array {
+  const copy = new Uint8Array(bytes).buffer;
+  const dict = dcmjs.data.DicomMessage.readFile(copy);
+  // dcmjs writes what it read uncompressed: say so (a deflated source is inflated now).
+  dict.meta['00020010'] = { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] };
+  edit(dict.dict);
+  return new Uint8Array(dict.write());
+}
+
+const at = (r: DecodeOk, row: number, col: number, frame = 0) => r.frames[frame]!.pixels[row * r.frames[frame]!.cols + col]!;
+
+describe('decodeDicom on test/fixtures/dicom-samples', () => {
+  const manifest = readManifest(dicomFixturesDir);
+
+  it('has the 12 files its README lists', () => {
+    assert.deepEqual(listDicom(dicomFixturesDir), [...manifest.keys()].sort());
+  });
+
+  for (const [file, m] of manifest) {
+    it(`${file}: ${m.frames ? 'decodes' : 'is refused with a reason'}`, async () => {
+      const r = await decodeDicom(fixture(file));
+      if (!m.frames) {
+        assert.equal(r.ok, false);
+        if (r.ok) return;
+        assert.equal(r.code, 'NOT_AN_IMAGE');
+        assert.match(r.reason, /^not an image: /);
+        assert.ok(r.meta?.sopInstanceUid, 'a refusal still names the instance');
+        return;
+      }
+      const d = ok(r);
+      assert.equal(d.frames.length, 1);
+      const f = d.frames[0]!;
+      assert.equal(f.rows, Number(m.rows));
+      assert.equal(f.cols, Number(m.columns));
+      assert.equal(f.pixels.length, f.rows * f.cols);
+      assert.equal(d.meta.sopClassUid, m.sop_class);
+      assert.equal(d.meta.transferSyntaxUid, m.transfer_syntax_uid);
+      let min = Infinity;
+      let max = -Infinity;
+      for (const v of f.pixels) {
+        assert.ok(Number.isFinite(v));
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+      }
+      assert.ok(max > min, 'a real image is not constant');
+    });
+  }
+
+  it('decodes the same mosaic identically in all 7 encodings (LE, implicit, BE, RLE, JPEG-LL, JPEG-LS, J2K)', async () => {
+    const files = [...manifest.keys()].filter((f) => f.includes('siemens_mosaic_'));
+    assert.equal(files.length, 7);
+    const ref = ok(await decodeDicom(fixture(files[0]!))).frames[0]!.pixels;
+    for (const f of files.slice(1)) {
+      const px = ok(await decodeDicom(fixture(f))).frames[0]!.pixels;
+      assert.deepEqual(px, ref, `${f} differs from ${files[0]}`);
+    }
+    // 12-bit data: every value inside 0..4095, and the image is not empty.
+    assert.ok(ref.every((v) => v >= 0 && v <= 4095));
+    assert.ok(ref.some((v) => v > 1000));
+  });
+
+  it('matches pydicom reference values for the deflated image (image_dfl.dcm)', async () => {
+    const d = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm')));
+    const row = (r: number) => Array.from(d.frames[0]!.pixels.subarray(r * 512, (r + 1) * 512));
+    assert.equal(Math.min(...row(10)), 41);
+    assert.equal(Math.max(...row(10)), 255);
+    assert.deepEqual(row(300).slice(255, 263), [138, 65, 65, 65, 65, 35, 35, 35]);
+    assert.equal(Math.min(...row(500)), 65);
+    assert.equal(Math.max(...row(500)), 219);
+  });
+
+  it('turns JPEG YBR_FULL colour into BT.601 luma (pydicom reference Y values, ±1)', async () => {
+    const d = ok(await decodeDicom(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')));
+    // pydicom's reference Y (luma) of SC_rgb_jpeg_dcmtk.dcm at column 50 of these rows.
+    const expected: [number, number][] = [
+      [5, 76], [15, 166], [25, 150], [35, 203], [45, 29], [55, 142], [65, 0], [75, 64], [85, 192], [95, 255],
+    ];
+    for (const [r, y] of expected) assert.ok(Math.abs(at(d, r, 50) - y) <= 1, `row ${r}: ${at(d, r, 50)} vs ${y}`);
+  });
+
+  it('refuses SR and presentation states by name', async () => {
+    const sr = await decodeDicom(fixture('non-image/comprehensive_sr_test-SR.dcm'));
+    assert.deepEqual([sr.ok, !sr.ok && sr.reason], [false, 'not an image: Comprehensive SR']);
+    const pr = await decodeDicom(fixture('non-image/gsps_PR000000.dcm'));
+    assert.deepEqual([pr.ok, !pr.ok && pr.reason], [false, 'not an image: Grayscale Softcopy Presentation State']);
+  });
+});
+
+describe('multi-frame selection (Enhanced MR, 6 frames)', () => {
+  const file = fixture('multi-frame/enhanced_mr_xa10_6fr.dcm');
+
+  it('embeds the middle frame by default and says which', async () => {
+    const d = ok(await decodeDicom(file));
+    assert.equal(d.frames.length, 1);
+    assert.equal(d.frames[0]!.frameNumber, 3);
+    assert.equal(d.meta.numberOfFrames, 6);
+  });
+
+  it("'all' decodes every frame, in order, and the middle one is the default's", async () => {
+    const all = ok(await decodeDicom(file, { frames: 'all' }));
+    assert.deepEqual(all.frames.map((f) => f.frameNumber), [1, 2, 3, 4, 5, 6]);
+    const mid = ok(await decodeDicom(file));
+    assert.deepEqual(all.frames[2]!.pixels, mid.frames[0]!.pixels);
+    assert.notDeepEqual(all.frames[0]!.pixels, all.frames[5]!.pixels);
+    const first = ok(await decodeDicom(file, { frames: 'first' }));
+    assert.deepEqual(first.frames[0]!.pixels, all.frames[0]!.pixels);
+  });
+
+  it('applies the per-frame Pixel Value Transformation of the frame it decodes', async () => {
+    const edited = withHeader(file, (ds) => {
+      const perFrame = ds['52009230']!.Value as DcmDataset[];
+      const pvt = (perFrame[2]!['00289145']!.Value as DcmDataset[])[0]!;
+      pvt['00281053'] = { vr: 'DS', Value: [2] };
+      pvt['00281052'] = { vr: 'DS', Value: [-10] };
+    });
+    const before = ok(await decodeDicom(file, { frames: 'all' }));
+    const after = ok(await decodeDicom(edited, { frames: 'all' }));
+    assert.deepEqual(after.frames[1]!.pixels, before.frames[1]!.pixels, 'frame 2 untouched');
+    const a = after.frames[2]!.pixels;
+    const b = before.frames[2]!.pixels;
+    for (let i = 0; i < a.length; i += 97) assert.equal(a[i], b[i]! * 2 - 10);
+  });
+
+  it('selectFrames spreads a capped selection over the whole object', () => {
+    assert.deepEqual(selectFrames(1), [0]);
+    assert.deepEqual(selectFrames(96), [47]);
+    assert.deepEqual(selectFrames(30, 'first'), [0]);
+    assert.deepEqual(selectFrames(4, 'all', 16), [0, 1, 2, 3]);
+    const capped = selectFrames(96, 'all', 4);
+    assert.deepEqual(capped, [12, 36, 60, 84]);
+  });
+});
+
+describe('pixel semantics on real pixels (header edits of siemens_mosaic_1.dcm)', () => {
+  const base = fixture('transfer-syntax/siemens_mosaic_1.dcm');
+  const original = () => decodeDicom(base).then((r) => ok(r).frames[0]!.pixels);
+
+  it('applies Rescale Slope/Intercept (Modality LUT)', async () => {
+    const px = await original();
+    const d = ok(await decodeDicom(withHeader(base, (ds) => {
+      ds['00281053'] = { vr: 'DS', Value: [0.5] };
+      ds['00281052'] = { vr: 'DS', Value: [-1024] };
+    })));
+    const out = d.frames[0]!.pixels;
+    for (let i = 0; i < px.length; i += 101) assert.equal(out[i], px[i]! * 0.5 - 1024);
+  });
+
+  it('inverts MONOCHROME1 so that brighter still means more signal', async () => {
+    const px = await original();
+    const d = ok(await decodeDicom(withHeader(base, (ds) => {
+      ds['00280004'] = { vr: 'CS', Value: ['MONOCHROME1'] };
+    })));
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of px) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+    const out = d.frames[0]!.pixels;
+    for (let i = 0; i < px.length; i += 101) assert.equal(out[i], max + min - px[i]!);
+  });
+
+  it('sign-extends at Bits Stored when Pixel Representation is 1', async () => {
+    const px = await original(); // 12-bit unsigned, some values ≥ 2048
+    assert.ok(px.some((v) => v >= 2048));
+    const d = ok(await decodeDicom(withHeader(base, (ds) => {
+      ds['00280103'] = { vr: 'US', Value: [1] };
+    })));
+    const out = d.frames[0]!.pixels;
+    for (let i = 0; i < px.length; i++) assert.equal(out[i], px[i]! >= 2048 ? px[i]! - 4096 : px[i]);
+  });
+
+  it('masks to Bits Stored below High Bit', async () => {
+    const px = await original();
+    const d = ok(await decodeDicom(withHeader(base, (ds) => {
+      ds['00280101'] = { vr: 'US', Value: [8] };
+      ds['00280102'] = { vr: 'US', Value: [7] };
+    })));
+    const out = d.frames[0]!.pixels;
+    for (let i = 0; i < px.length; i += 13) assert.equal(out[i], px[i]! & 0xff);
+  });
+
+  it('refuses Pixel Data cut short, native or encapsulated, instead of zero-filling it', async () => {
+    for (const name of ['siemens_mosaic_1', 'siemens_mosaic_2', 'siemens_mosaic_3', 'siemens_mosaic_4', 'siemens_mosaic_9']) {
+      const bytes = fixture(`transfer-syntax/${name}.dcm`);
+      const r = await decodeDicom(bytes.subarray(0, bytes.length - 1000));
+      assert.equal(r.ok, false, name);
+      assert.ok(!r.ok && r.code === 'MALFORMED' && /truncated/.test(r.reason), !r.ok ? `${name}: ${r.reason}` : name);
+    }
+  });
+});
+
+describe('colour paths', () => {
+  it('maps PALETTE COLOR through the palette, then to luma', async () => {
+    const gray = fixture('transfer-syntax/deflate_image_dfl.dcm'); // 8-bit MONOCHROME2
+    const px = ok(await decodeDicom(gray)).frames[0]!.pixels;
+    const red = Uint16Array.from({ length: 256 }, (_, i) => i);
+    const green = Uint16Array.from({ length: 256 }, (_, i) => 255 - i);
+    const blue = new Uint16Array(256).fill(40);
+    const d = ok(await decodeDicom(withHeader(gray, (ds) => {
+      ds['00280004'] = { vr: 'CS', Value: ['PALETTE COLOR'] };
+      for (const [d, t, lut] of [['00281101', '00281201', red], ['00281102', '00281202', green], ['00281103', '00281203', blue]] as const) {
+        ds[d] = { vr: 'US', Value: [256, 0, 16] };
+        ds[t] = { vr: 'OW', Value: [lut.buffer] };
+      }
+    })));
+    const out = d.frames[0]!.pixels;
+    for (let i = 0; i < px.length; i += 101) {
+      const v = px[i]!;
+      assert.ok(Math.abs(out[i]! - (LUMA[0] * v + LUMA[1] * (255 - v) + LUMA[2] * 40)) < 1e-3);
+    }
+  });
+
+  it('reads interleaved and planar native RGB alike (pixels from the real JPEG file)', async () => {
+    const jpegFile = fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
+    const viaJpeg = ok(await decodeDicom(jpegFile)).frames[0]!.pixels;
+    // Decode the JPEG to RGB once, then store it uncompressed both ways.
+    await initCodecs();
+    const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(jpegFile).buffer);
+    const frame = new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!);
+    const rgb = decodeEncapsulatedFrame('jpeg', frame, {
+      rows: 100, cols: 100, bitsAllocated: 8, bitsStored: 8, samplesPerPixel: 3, pixelRepresentation: 0, planarConfiguration: 0, photometric: 'YBR_FULL',
+    }).bytes;
+    const n = 100 * 100;
+    const planar = new Uint8Array(n * 3);
+    for (let p = 0; p < n; p++) for (let c = 0; c < 3; c++) planar[c * n + p] = rgb[p * 3 + c]!;
+    const native = (bytes: Uint8Array, planarConfiguration: number) => {
+      dict.meta['00020010'] = { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] };
+      dict.dict['00280004'] = { vr: 'CS', Value: ['RGB'] };
+      dict.dict['00280006'] = { vr: 'US', Value: [planarConfiguration] };
+      dict.dict['7FE00010'] = { vr: 'OB', Value: [Uint8Array.from(bytes).buffer] };
+      return new Uint8Array(dict.write());
+    };
+    const inter = ok(await decodeDicom(native(rgb, 0))).frames[0]!.pixels;
+    const plan = ok(await decodeDicom(native(planar, 1))).frames[0]!.pixels;
+    assert.deepEqual(inter, viaJpeg);
+    assert.deepEqual(plan, viaJpeg);
+  });
+});
+
+describe('malformed input never throws', () => {
+  const samples = ['transfer-syntax/siemens_mosaic_5.dcm', 'transfer-syntax/siemens_mosaic_9.dcm', 'transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm', 'multi-frame/enhanced_mr_xa10_6fr.dcm', 'non-image/comprehensive_sr_test-SR.dcm'];
+
+  it('refuses empty input, garbage, text and a PNG as NOT_DICOM', async () => {
+    const png = readFileSync(path.join(dicomFixturesDir, '..', 'ixi-sample', 'images', 'IXI012_1.png'));
+    let seed = 7;
+    const garbage = Uint8Array.from({ length: 4096 }, () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 255);
+    for (const input of [new Uint8Array(0), garbage, Buffer.from('hello, not dicom'), png]) {
+      const r = await decodeDicom(input);
+      assert.equal(r.ok, false);
+      assert.ok(!r.ok && r.code === 'NOT_DICOM' && r.reason.length > 0);
+    }
+  });
+
+  it('refuses files cut anywhere, with a reason', async () => {
+    for (const name of samples) {
+      const bytes = fixture(name);
+      for (const frac of [0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.999]) {
+        const cut = bytes.subarray(0, Math.floor(bytes.length * frac));
+        const r = await decodeDicom(cut);
+        assert.equal(r.ok, false, `${name} cut at ${frac} must not decode`);
+        assert.ok(!r.ok && r.reason.length > 0);
+      }
+    }
+  });
+
+  it('returns a typed result for files with corrupted bytes (fixed-seed flips)', async () => {
+    let seed = 12345;
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    for (const name of samples) {
+      const bytes = fixture(name);
+      for (let trial = 0; trial < 8; trial++) {
+        const b = new Uint8Array(bytes);
+        for (let k = 0; k < 20; k++) b[132 + Math.floor(rand() * (b.length - 132))] = Math.floor(rand() * 256);
+        const r = await decodeDicom(b);
+        assert.equal(typeof r.ok, 'boolean');
+        if (!r.ok) assert.ok(r.reason.length > 0);
+      }
+    }
+    // The codecs still work after all that.
+    ok(await decodeDicom(fixture('transfer-syntax/siemens_mosaic_9.dcm')));
+  });
+});
