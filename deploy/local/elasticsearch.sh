@@ -31,11 +31,18 @@ _es_vars() {
   fi
   ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300-9399}"
   ES_HOME="$CBMIR_CACHE_DIR/elasticsearch-$ES_VERSION"
-  ES_DIR="$STACK_DIR/es"
+  ES_URL="http://127.0.0.1:$ES_PORT"
+  _es_paths "$STACK_DIR/es"
+}
+
+# Paths inside the ES state dir; a symlinked one (see _es_prepare_dir) is
+# resolved, because the service user may not be able to follow the link.
+_es_paths() {
+  ES_DIR="$1"
+  [[ -L "$ES_DIR" ]] && ES_DIR="$(readlink -f "$ES_DIR")"
   ES_PIDFILE="$ES_DIR/es.pid"
   ES_LOG="$ES_DIR/logs/cbmir-es.log"
   ES_LAUNCH_LOG="$ES_DIR/launcher.log"
-  ES_URL="http://127.0.0.1:$ES_PORT"
 }
 
 # Major version the JDK must have at least for this ES version.
@@ -107,24 +114,29 @@ es_install() {
 # in /var/lib/cbmir/<hash> instead and $STACK_DIR/es is a symlink to it.
 _es_prepare_dir() {
   mkdir -p "$STACK_DIR"
+  local link="$STACK_DIR/es"
   if [[ $EUID -eq 0 ]]; then
-    if [[ ! -e "$ES_DIR" && ! -L "$ES_DIR" ]]; then
-      mkdir -p "$ES_DIR"
+    [[ -e "$link" || -L "$link" ]] || mkdir -p "$link"
+    if [[ ! -L "$link" ]]; then
+      chown -R "$CBMIR_SERVICE_USER:" "$link/" 2>/dev/null || true
+      if ! as_service_user test -w "$link/"; then
+        local alt
+        alt="/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
+        log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $link; keeping its state in $alt"
+        # No link yet means this stack's state is new: start from empty.
+        rm -rf "$link" "$alt"
+        mkdir -p "$alt"
+        chmod 755 /var/lib/cbmir
+        ln -sfn "$alt" "$link"
+      fi
     fi
-    chown -R "$CBMIR_SERVICE_USER:" "$ES_DIR/" 2>/dev/null || true
-    if ! as_service_user test -w "$ES_DIR/"; then
-      local alt
-      alt="/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
-      log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $ES_DIR; keeping its state in $alt"
-      rm -rf "$ES_DIR"
-      mkdir -p "$alt"
-      chown -R "$CBMIR_SERVICE_USER:" "$alt"
-      ln -sfn "$alt" "$ES_DIR"
-      as_service_user test -w "$ES_DIR/" || die "$CBMIR_SERVICE_USER cannot write $alt"
-    fi
+    _es_paths "$link"
+    chown -R "$CBMIR_SERVICE_USER:" "$ES_DIR/"
+    as_service_user test -w "$ES_DIR/" || die "$CBMIR_SERVICE_USER cannot write $ES_DIR"
     as_service_user test -r "$ES_HOME/bin/elasticsearch" || die "$CBMIR_SERVICE_USER cannot read $ES_HOME (set CBMIR_CACHE_DIR to a directory readable by it)"
   else
-    mkdir -p "$ES_DIR"
+    mkdir -p "$link"
+    _es_paths "$link"
   fi
 }
 
