@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { basicAuthorization, downstreamResponseHeaders, upstreamRequestHeaders } from '../../gateway/headers.js';
+import { LruCache } from '../../gateway/lru.js';
+
+test('hop-by-hop request headers stop at the gateway; Authorization passes unchanged', () => {
+  const out = upstreamRequestHeaders(
+    {
+      host: 'gw:8080',
+      connection: 'keep-alive, x-private',
+      'x-private': '1',
+      'keep-alive': 'timeout=5',
+      te: 'trailers',
+      'transfer-encoding': 'chunked',
+      expect: '100-continue',
+      authorization: 'Bearer abc',
+      accept: 'application/dicom+json',
+      'content-type': 'application/json',
+    },
+    { host: 'pacs:8042', defaultAuthorization: 'Basic eA==', accept: undefined, hasBody: false },
+  );
+  assert.deepEqual(out, { authorization: 'Bearer abc', accept: 'application/dicom+json', host: 'pacs:8042' });
+});
+
+test('configured credentials only fill in a missing Authorization; accept override applies', () => {
+  const out = upstreamRequestHeaders(
+    { 'content-type': 'multipart/related', 'content-length': '10' },
+    { host: 'p', defaultAuthorization: basicAuthorization('u', 'p:w'), accept: 'application/dicom+json', hasBody: true },
+  );
+  assert.equal(out.authorization, `Basic ${Buffer.from('u:p:w').toString('base64')}`);
+  assert.equal(out['content-length'], '10');
+  assert.equal(out.accept, 'application/dicom+json');
+});
+
+test('response hop-by-hop headers are dropped and Location is mapped', () => {
+  const out = downstreamResponseHeaders(
+    { connection: 'keep-alive', 'keep-alive': 'timeout=1', location: 'http://pacs/x', 'content-type': 'a/b', 'set-cookie': ['a', 'b'] },
+    (v) => v.replace('http://pacs', 'http://gw'),
+  );
+  assert.deepEqual(out, { location: 'http://gw/x', 'content-type': 'a/b', 'set-cookie': ['a', 'b'] });
+});
+
+test('LRU evicts the least recently used entry and can be disabled', () => {
+  const c = new LruCache<string, number>(2);
+  c.set('a', 1);
+  c.set('b', 2);
+  assert.equal(c.get('a'), 1);
+  c.set('c', 3);
+  assert.equal(c.get('b'), undefined);
+  assert.equal(c.get('a'), 1);
+  assert.equal(c.size, 2);
+  const off = new LruCache<string, number>(0);
+  off.set('a', 1);
+  assert.equal(off.size, 0);
+});
