@@ -65,7 +65,15 @@ export class ElasticsearchIndex implements VectorIndex {
       this.ownsClient = false;
     } else {
       if (!options.url) throw new IndexError('BAD_INPUT', 'Elasticsearch index needs a url or a client');
-      this.client = new Client({ node: options.url, maxRetries: 1, requestTimeout: options.requestTimeoutMs ?? 30_000 });
+      this.client = new Client({
+        node: options.url,
+        maxRetries: 1,
+        requestTimeout: options.requestTimeoutMs ?? 30_000,
+        // The 9.x client sends `compatible-with=9` media types, which 8.x servers refuse
+        // (media_type_header_exception). Plain JSON means "the server's own version" to
+        // both 8.x and 9.x, and _bulk accepts it for NDJSON bodies too.
+        headers: { accept: 'application/json', 'content-type': 'application/json' },
+      });
       this.ownsClient = true;
     }
   }

@@ -1,0 +1,153 @@
+/**
+ * Elasticsearch vector index against the real test Elasticsearch (CBMIR_TEST_ES_URL):
+ * the shared behavioural suite, the same top-k as the embedded (exact) store on the same
+ * data, searchable-after-write with refresh 'wait_for', and error classification on real
+ * failures. Every test uses its own index names (cbmir-test-*) and deletes them.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { Client } from '@elastic/elasticsearch';
+import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
+import { ElasticsearchIndex } from '../../core/index/elasticsearch/es-index.js';
+import { classifyIndexError, IndexError } from '../../core/index/errors.js';
+import { createVectorIndex } from '../../core/index/factory.js';
+import { testStack } from '../helpers/stack.js';
+import { bruteForce, DIMS, indexContractSuite, makeDocs, unitVectors } from '../unit/index-suite.js';
+
+const esUrl = testStack().esUrl;
+const admin = new Client({ node: esUrl, headers: { accept: 'application/json', 'content-type': 'application/json' } });
+after(() => admin.close());
+
+async function cleanup(base: string): Promise<void> {
+  await admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true });
+  await admin.indices.delete({ index: base, ignore_unavailable: true });
+}
+
+let n = 0;
+const uniqueBase = () => `cbmir-test-es-${process.pid}-${Date.now().toString(36)}-${n++}`;
+
+indexContractSuite('elasticsearch', {
+  open: async (base) => new ElasticsearchIndex({ url: esUrl, base }),
+  settle: async (ix) => (ix as ElasticsearchIndex).refresh(),
+  // Distances are read back from float32 scores 1/(1+d²): ≈ 3e-4 absolute near d = 0.
+  distanceTolerance: 1e-3,
+  cleanup,
+});
+
+test('elasticsearch: same top-k as the embedded exact store on the same data', async () => {
+  const base = uniqueBase();
+  const dir = mkdtempSync(join(tmpdir(), 'cbmir-index-'));
+  const es = createVectorIndex({ es: { url: esUrl, index: base }, dataDir: dir });
+  const emb = createVectorIndex({ es: undefined, dataDir: dir, indexName: base });
+  try {
+    assert.equal(es.backend, 'elasticsearch');
+    assert.equal(emb.backend, 'embedded');
+    const docs = makeDocs('1.0.0', 11);
+    for (const ix of [es, emb]) {
+      await ix.ensure(DIMS, '1.0.0');
+      assert.equal((await ix.upsert(docs, { refresh: 'wait_for' })).written, docs.length);
+    }
+    const queries = unitVectors(20, DIMS, 12);
+    for (const [i, q] of queries.entries()) {
+      const filter = i % 2 ? { excludePatientKeys: [docs[i]!.patientKey!], modality: ['MR', 'CT'] } : undefined;
+      const [a, b] = [await es.knn(q, { k: 10, filter }), await emb.knn(q, { k: 10, filter })];
+      assert.deepEqual(
+        a.map((h) => h.doc.sopInstanceUid),
+        b.map((h) => h.doc.sopInstanceUid),
+        `query ${i}`,
+      );
+      a.forEach((h, j) => assert.ok(Math.abs(h.distance - b[j]!.distance) < 1e-3, `query ${i} rank ${j}`));
+      assert.deepEqual(
+        b.map((h) => h.doc.sopInstanceUid),
+        bruteForce(docs, q, 10, filter).map((w) => w.uid),
+      );
+    }
+  } finally {
+    await es.close();
+    await emb.close();
+    rmSync(dir, { recursive: true, force: true });
+    await cleanup(base);
+  }
+});
+
+test("elasticsearch: refresh 'wait_for' makes a write searchable when upsert returns", async () => {
+  const base = uniqueBase();
+  const ix = new ElasticsearchIndex({ url: esUrl, base });
+  try {
+    await ix.ensure(DIMS, '1.0.0');
+    const docs = makeDocs('1.0.0', 13);
+    for (const d of docs.slice(0, 5)) {
+      await ix.upsert([d], { refresh: 'wait_for' });
+      const hits = await ix.knn(d.vector, { k: 1 });
+      assert.equal(hits[0]?.doc.sopInstanceUid, d.sopInstanceUid);
+    }
+  } finally {
+    await ix.close();
+    await cleanup(base);
+  }
+});
+
+test('elasticsearch: versioned index behind the alias, mapping as designed', async () => {
+  const base = uniqueBase();
+  const ix = new ElasticsearchIndex({ url: esUrl, base });
+  try {
+    await ix.ensure(DIMS, '2.0.0-rc.1+build:7');
+    const index = `${base}-2.0.0-rc.1-build-7`;
+    assert.deepEqual(Object.keys(await admin.indices.getAlias({ name: base })), [index]);
+    const mapping = (await admin.indices.getMapping({ index }))[index]!.mappings;
+    const vec = mapping.properties!.vector as unknown as Record<string, unknown>;
+    assert.equal(vec.type, 'dense_vector');
+    assert.equal(vec.dims, DIMS);
+    assert.equal(vec.similarity, 'l2_norm');
+    assert.equal(vec.index, true);
+    assert.equal((vec.index_options as { type: string }).type, 'int8_hnsw');
+    assert.equal(mapping.dynamic, 'strict');
+    assert.equal((mapping._meta as { modelVersion: string }).modelVersion, '2.0.0-rc.1+build:7');
+    // No field for patient names or IDs exists at all.
+    assert.ok(!Object.keys(mapping.properties!).some((f) => /patient_(name|id)/.test(f)));
+    await ix.ensure(DIMS, '2.0.0-rc.1+build:7'); // idempotent
+  } finally {
+    await ix.close();
+    await cleanup(base);
+  }
+});
+
+test('elasticsearch: an index squatting on the alias name is reported, not clobbered', async () => {
+  const base = uniqueBase();
+  await admin.indices.create({ index: base });
+  const ix = new ElasticsearchIndex({ url: esUrl, base });
+  try {
+    await assert.rejects(ix.ensure(DIMS, '1.0.0'), (e: unknown) => e instanceof IndexError && /exists as an index/.test(e.message));
+    assert.ok(await admin.indices.exists({ index: base }));
+  } finally {
+    await ix.close();
+    await cleanup(base);
+  }
+});
+
+test('elasticsearch: errors are classified transient (unreachable) or permanent (bad request)', async () => {
+  // A port nothing listens on: connection refused → transient, retry later.
+  const down = new ElasticsearchIndex({ url: 'http://127.0.0.1:1', base: 'cbmir-test-down' });
+  try {
+    const err = await down.ensure(DIMS, '1.0.0').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof IndexError, String(err));
+    assert.equal(err.code, 'UNAVAILABLE');
+    assert.equal(classifyIndexError(err), 'transient');
+    assert.equal(classifyIndexError(err.cause), 'transient', 'the raw client error classifies the same');
+  } finally {
+    await down.close();
+  }
+  // A request the real server refuses: permanent.
+  const bad = await admin.search({ index: 'cbmir-test-none', query: { bogus_query: {} } as never }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(bad, 'the server refused the request');
+  assert.equal(classifyIndexError(bad), 'permanent');
+});
