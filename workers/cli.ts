@@ -5,14 +5,22 @@
  *
  *   load <dir>   dataset folder → DICOM MR instances → STOW-RS   (workers/load-command.ts)
  */
-import { Command } from 'commander';
+import { Command, type CommanderError } from 'commander';
 import { loadCommand } from './load-command.js';
 
+/** Usage errors exit 2 (commander's default is 1, which we keep for "the work failed"). */
+function exitOnUsageError(err: CommanderError): never {
+  const usage = err.exitCode === 1 && err.code.startsWith('commander.') && err.code !== 'commander.executeSubCommandAsync';
+  process.exit(usage ? 2 : err.exitCode);
+}
+
 export function buildProgram(): Command {
-  return new Command('cbmir')
+  const program = new Command('cbmir')
     .description('cbmir-gateway: content-based image retrieval in front of a DICOMweb PACS')
     .showHelpAfterError()
     .addCommand(loadCommand());
+  for (const cmd of [program, ...program.commands]) cmd.exitOverride(exitOnUsageError);
+  return program;
 }
 
 buildProgram()

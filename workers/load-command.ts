@@ -53,7 +53,7 @@ export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = proces
   const lines = [
     `cbmir load ${s.dataset}: ${s.mode}${s.target ? ` → ${s.target}` : ''}`,
     `  selected ${s.selected} of ${s.rows} images (${s.studies} studies, ${s.series} series)${s.rejectedRows ? `; ${s.rejectedRows} labels.csv rows rejected` : ''}`,
-    `  converted ${s.converted}, sent ${s.sent}, ${verb} ${s.mode === 'dry-run' ? s.converted : s.stored}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
+    `  converted ${s.converted}${s.mode === 'send' ? `, sent ${s.sent}, stored ${s.stored}` : s.mode === 'write' ? `, written ${s.stored}` : ''}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
     '  per class:',
     ...Object.entries(s.byClass).map(
       ([c, n]) => `    ${c.padEnd(16)} selected ${String(n.selected).padStart(5)}  ${verb} ${String(s.mode === 'dry-run' ? n.converted : n.stored).padStart(5)}  failed ${String(n.failed).padStart(4)}`,

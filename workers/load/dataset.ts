@@ -169,6 +169,26 @@ export function planDataset(dataset: string, dir: string, rows: DatasetRow[], re
   return { dataset, dir, instances, rejected: rej };
 }
 
+/**
+ * A sample folder can say which dataset it is part of in dataset.json ({"name": "figshare-cheng"}):
+ * then its images get the same UIDs as in a full load of that dataset.
+ */
+async function datasetNameFromFolder(dir: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, 'dataset.json'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const name = (JSON.parse(text) as { name?: unknown }).name;
+    if (typeof name === 'string') return name;
+  } catch {
+    /* fall through */
+  }
+  throw new DatasetError(`${path.join(dir, 'dataset.json')} must be JSON with a string "name"`);
+}
+
 export async function readDataset(dir: string, datasetName?: string): Promise<DatasetPlan> {
   const csvPath = path.join(dir, 'labels.csv');
   let text: string;
@@ -177,7 +197,7 @@ export async function readDataset(dir: string, datasetName?: string): Promise<Da
   } catch (err) {
     throw new DatasetError(`cannot read ${csvPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const name = datasetName ?? path.basename(path.resolve(dir));
+  const name = datasetName ?? (await datasetNameFromFolder(dir)) ?? path.basename(path.resolve(dir));
   if (!/^[A-Za-z0-9._-]{1,48}$/.test(name)) throw new DatasetError(`dataset name must be 1–48 letters, digits, . _ or -: ${name}`);
   const { rows, rejected } = parseLabelsCsv(text);
   return planDataset(name, dir, rows, rejected);
