@@ -13,8 +13,9 @@
  *
  * Job ids: `${sopInstanceUid}_${modelVersion}` so a re-sent STOW, or a reconciler pass
  * racing the STOW hook, adds nothing while the first job is still known to Redis.
- * BullMQ refuses custom ids containing ':' (its Redis key separator) and ids that
- * parse as integers; {@link indexJobId} makes any model version safe.
+ * BullMQ refuses custom ids containing ':' (its Redis key separator; only the 3-part
+ * legacy repeatable-job form a:b:c slips through, and would be misread as one) and ids
+ * that parse as integers; {@link indexJobId} makes any model version safe.
  */
 import type { JobsOptions } from 'bullmq';
 
