@@ -7,7 +7,7 @@
 import { decodeDicom, type DecodeOptions, type DecodeRefusal, type InstanceMeta } from '../core/dicom/decode.js';
 import { Embedder, type EmbedderOptions } from '../models/runtime/embedder.js';
 import { MicroBatcher } from '../models/runtime/micro-batcher.js';
-import { loadModelManifest } from '../models/runtime/model-manifest.js';
+import { loadModelManifest } from '../core/model-manifest.js';
 import { preprocess } from '../models/runtime/preprocess.js';
 
 export interface FrameVector {

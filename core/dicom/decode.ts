@@ -45,6 +45,9 @@ export interface InstanceMeta {
   readonly sopClassName?: string;
   readonly modality?: string;
   readonly bodyPartExamined?: string;
+  /** PHI: only ever turned into a keyed hash (core/index/patient-key.ts); never logged or stored. */
+  readonly patientId?: string;
+  readonly issuerOfPatientId?: string;
   readonly transferSyntaxUid?: string;
   readonly numberOfFrames?: number;
   readonly photometric?: string;
@@ -102,6 +105,8 @@ function readMeta(ds: DcmDataset, fileMeta: DcmDataset, ts: string): InstanceMet
     sopClassName: sopClassUid ? sopClassName(sopClassUid) : undefined,
     modality: str(ds, '00080060'),
     bodyPartExamined: str(ds, '00180015'),
+    patientId: str(ds, '00100020'),
+    issuerOfPatientId: str(ds, '00100021'),
     transferSyntaxUid: ts,
     numberOfFrames: num(ds, '00280008'),
     photometric: str(ds, '00280004'),

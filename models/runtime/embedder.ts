@@ -5,7 +5,7 @@
  * GPU execution provider when present, CPU otherwise.
  */
 import * as ort from 'onnxruntime-node';
-import type { ModelManifest } from './model-manifest.js';
+import type { ModelManifest } from '../../core/model-manifest.js';
 
 export interface EmbedOutput {
   readonly embeddings: Float32Array[];

@@ -1,4 +1,6 @@
 /**
+ * The model manifest (read here in core/ because the gateway needs the model
+ * version for job ids without loading the runtime).
  * The model manifest (models/manifest.json) is the one place the runtime learns
  * which ONNX file to load and which version string to stamp on every vector.
  */
@@ -17,7 +19,7 @@ export interface ModelManifest {
   readonly classes?: Record<string, string>;
 }
 
-const modelsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const modelsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models');
 
 export const DEFAULT_MANIFEST = resolve(modelsDir, 'manifest.json');
 
