@@ -53,16 +53,41 @@ export function nativeFrameBytes(f: Pick<PixelFormat, 'rows' | 'cols' | 'samples
   return (samples * f.bitsAllocated) / 8;
 }
 
-/** Read every stored sample as a number (masked, sign-extended). */
-function readSamples(bytes: Uint8Array, f: PixelFormat, count: number): Float64Array | string {
+/**
+ * Every stored sample as a number (masked at Bits Stored, sign-extended). Fast paths
+ * (typed-array views, no per-sample DataView) for the common layouts: 8-bit, and 16-bit
+ * little endian at an even offset; the general path handles the rest.
+ */
+function readSamples(bytes: Uint8Array, f: PixelFormat, count: number): ArrayLike<number> | string {
   const bytesPer = f.bitsAllocated / 8;
   if (bytes.length < count * bytesPer) return `frame has ${bytes.length} bytes, needs ${count * bytesPer}`;
-  const out = new Float64Array(count);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bs = f.bitsStored;
   const shift = Math.max(0, f.highBit + 1 - bs);
   const signed = f.pixelRepresentation === 1;
   const le = f.littleEndian;
+  const plain = shift === 0 && bs === f.bitsAllocated; // no masking needed
+  if (f.bitsAllocated === 8 && plain) {
+    return signed ? new Int8Array(bytes.buffer, bytes.byteOffset, count) : bytes.subarray(0, count);
+  }
+  if (f.bitsAllocated === 16 && le && bytes.byteOffset % 2 === 0) {
+    if (plain) return signed ? new Int16Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    const out = new Int32Array(count);
+    const mask = (1 << bs) - 1;
+    const signBit = 1 << (bs - 1);
+    const full = 1 << bs;
+    if (signed) {
+      for (let i = 0; i < count; i++) {
+        const v = (src[i]! >> shift) & mask;
+        out[i] = v & signBit ? v - full : v;
+      }
+    } else {
+      for (let i = 0; i < count; i++) out[i] = (src[i]! >> shift) & mask;
+    }
+    return out;
+  }
+  const out = new Float64Array(count);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (f.bitsAllocated === 32) {
     for (let i = 0; i < count; i++) {
       let v = dv.getUint32(i * 4, le);
@@ -77,18 +102,10 @@ function readSamples(bytes: Uint8Array, f: PixelFormat, count: number): Float64A
   const mask = (1 << bs) - 1;
   const signBit = 1 << (bs - 1);
   const full = 1 << bs;
-  if (f.bitsAllocated === 8) {
-    for (let i = 0; i < count; i++) {
-      let v = (bytes[i]! >> shift) & mask;
-      if (signed && v & signBit) v -= full;
-      out[i] = v;
-    }
-  } else {
-    for (let i = 0; i < count; i++) {
-      let v = (dv.getUint16(i * 2, le) >> shift) & mask;
-      if (signed && v & signBit) v -= full;
-      out[i] = v;
-    }
+  for (let i = 0; i < count; i++) {
+    let v = ((f.bitsAllocated === 8 ? bytes[i]! : dv.getUint16(i * 2, le)) >> shift) & mask;
+    if (signed && v & signBit) v -= full;
+    out[i] = v;
   }
   return out;
 }
@@ -108,16 +125,23 @@ export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut,
     if (f.samplesPerPixel !== 1) return { ok: false, reason: `${photometric} with ${f.samplesPerPixel} samples per pixel` };
     const s = readSamples(bytes, f, n);
     if (typeof s === 'string') return { ok: false, reason: s };
-    let min = Infinity;
-    let max = -Infinity;
-    for (let i = 0; i < n; i++) {
-      const raw = s[i]!;
-      const v = lut.kind === 'rescale' ? raw * lut.slope + lut.intercept : lut.kind === 'table' ? lookup(lut.table, raw) : raw;
-      out[i] = v;
-      if (v < min) min = v;
-      if (v > max) max = v;
+    // One loop per Modality LUT kind: this runs for every pixel of every indexed image.
+    if (lut.kind === 'rescale') {
+      const { slope, intercept } = lut;
+      for (let i = 0; i < n; i++) out[i] = s[i]! * slope + intercept;
+    } else if (lut.kind === 'table') {
+      for (let i = 0; i < n; i++) out[i] = lookup(lut.table, s[i]!);
+    } else {
+      for (let i = 0; i < n; i++) out[i] = s[i]!;
     }
     if (photometric === 'MONOCHROME1') {
+      let min = Infinity;
+      let max = -Infinity;
+      for (let i = 0; i < n; i++) {
+        const v = out[i]!;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
       const sum = min + max;
       for (let i = 0; i < n; i++) out[i] = sum - out[i]!;
     }
