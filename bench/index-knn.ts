@@ -1,0 +1,309 @@
+/**
+ * Vector index benchmark (not a test): kNN latency of both backends at 10k and 100k
+ * documents, and recall@k of Elasticsearch's approximate search (HNSW float vs int8,
+ * with and without re-scoring) against exact search. Prints one JSON object as its last
+ * line; bench:similar and docs/index.md take their numbers from it.
+ *
+ *   tsx bench/index-knn.ts [--sizes 10000,100000] [--queries 200] [--dims 256] [--k 10]
+ *                          [--types hnsw,int8_hnsw] [--es URL|none] [--real] [--no-embedded]
+ *
+ * --es defaults to CBMIR_ES_URL, then CBMIR_TEST_ES_URL; "none" skips Elasticsearch.
+ * --real adds a dataset of real embeddings: the images of ../shared/datasets (figshare-cheng
+ * + ixi-normal) through the shipped model (models/manifest.json), cached under
+ * .cache/bench/ so only the first run pays for inference; 200 of them are held out as
+ * queries. Random unit vectors are the hard case for HNSW (no cluster structure); real
+ * embeddings cluster by anatomy and class.
+ *
+ * Latency is sequential (one query at a time, after 20 warm-up queries), measured in this
+ * process around the VectorIndex call, so it includes JSON/HTTP for Elasticsearch and
+ * the SQLite freshness check + hit loading for the embedded store.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Client } from '@elastic/elasticsearch';
+import { EmbeddedIndex } from '../core/index/embedded/embedded-index.js';
+import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
+import type { VectorIndexType } from '../core/index/elasticsearch/mapping.js';
+import type { VectorDoc, VectorIndex } from '../core/index/types.js';
+import { summarise } from './lib/stats.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10000,100000' },
+    queries: { type: 'string', default: '200' },
+    dims: { type: 'string', default: '256' },
+    k: { type: 'string', default: '10' },
+    types: { type: 'string', default: 'hnsw,int8_hnsw' },
+    es: { type: 'string' },
+    real: { type: 'boolean', default: false },
+    'no-embedded': { type: 'boolean', default: false },
+  },
+});
+const SIZES = args.sizes.split(',').map(Number);
+const NQ = Number(args.queries);
+const DIMS = Number(args.dims);
+const K = Number(args.k);
+const TYPES = args.types.split(',') as VectorIndexType[];
+const ES_URL = args.es === 'none' ? undefined : (args.es ?? process.env.CBMIR_ES_URL ?? process.env.CBMIR_TEST_ES_URL);
+const VERSION = 'bench';
+const WARMUP = 20;
+
+const log = (msg: string) => process.stderr.write(`[bench:index] ${msg}\n`);
+
+// ---- data ----
+
+interface Dataset {
+  readonly name: string;
+  readonly dims: number;
+  readonly base: Float32Array[];
+  readonly queries: Float32Array[];
+}
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function unitVectors(n: number, dims: number, seed: number): Float32Array[] {
+  const r = prng(seed);
+  const out: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = new Float32Array(dims);
+    let norm = 0;
+    for (let j = 0; j < dims; j++) {
+      const g = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+      v[j] = g;
+      norm += g * g;
+    }
+    norm = Math.sqrt(norm);
+    for (let j = 0; j < dims; j++) v[j] = v[j]! / norm;
+    out.push(v);
+  }
+  return out;
+}
+
+/** Embeddings of the real dataset images with the shipped model, cached on disk. */
+async function realEmbeddings(): Promise<{ dims: number; vectors: Float32Array[]; model: string }> {
+  const { loadModelManifest } = await import('../core/model-manifest.js');
+  const manifest = loadModelManifest(process.env.CBMIR_MODEL);
+  const cache = join(ROOT, '.cache', 'bench', `real-embeddings-${manifest.name}-${manifest.version}.f32`);
+  if (existsSync(cache)) {
+    const buf = readFileSync(cache);
+    const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    const vectors: Float32Array[] = [];
+    for (let i = 0; i < all.length; i += manifest.dims) vectors.push(all.slice(i, i + manifest.dims));
+    return { dims: manifest.dims, vectors, model: `${manifest.name}@${manifest.version}` };
+  }
+  const { Embedder } = await import('../models/runtime/embedder.js');
+  const { preprocess } = await import('../models/runtime/preprocess.js');
+  const { decodeSourceImage } = await import('../core/dicom/source-image.js');
+  const embedder = await Embedder.load(manifest);
+  const files: string[] = [];
+  for (const ds of ['figshare-cheng', 'ixi-normal']) {
+    const dir = resolve(ROOT, '..', 'shared', 'datasets', ds);
+    const csv = readFileSync(join(dir, 'labels.csv'), 'utf8').trim().split('\n').slice(1);
+    for (const line of csv) files.push(join(dir, line.split(',')[0]!));
+  }
+  log(`embedding ${files.length} real images with ${manifest.name}@${manifest.version} (${embedder.executionProvider}); cached afterwards`);
+  const vectors: Float32Array[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < files.length; i += 16) {
+    const batch: Float32Array[] = [];
+    for (const f of files.slice(i, i + 16)) {
+      const img = await decodeSourceImage(readFileSync(f));
+      batch.push(preprocess(img.pixels, img.rows, img.cols, manifest.inputSize));
+    }
+    vectors.push(...(await embedder.embed(batch)).embeddings);
+    if (i % 320 === 0) log(`  ${i}/${files.length} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  mkdirSync(dirname(cache), { recursive: true });
+  const all = new Float32Array(vectors.length * manifest.dims);
+  vectors.forEach((v, i) => all.set(v, i * manifest.dims));
+  writeFileSync(cache, Buffer.from(all.buffer));
+  return { dims: manifest.dims, vectors, model: `${manifest.name}@${manifest.version}` };
+}
+
+function docsOf(ds: Dataset): VectorDoc[] {
+  const now = new Date().toISOString();
+  return ds.base.map((vector, i) => ({
+    sopInstanceUid: `2.25.424242.${i + 1}`,
+    studyInstanceUid: `2.25.424242.0.${Math.floor(i / 100) + 1}`,
+    seriesInstanceUid: `2.25.424242.0.${Math.floor(i / 100) + 1}.1`,
+    modality: 'MR',
+    modelVersion: VERSION,
+    indexedAt: now,
+    vector,
+  }));
+}
+
+/** Exact top-k row numbers per query (float64 accumulation): the ground truth. */
+function exactTopK(ds: Dataset, k: number): number[][] {
+  return ds.queries.map((q) => {
+    const best: Array<{ d: number; i: number }> = [];
+    ds.base.forEach((v, i) => {
+      let s = 0;
+      for (let j = 0; j < v.length; j++) s += (v[j]! - q[j]!) ** 2;
+      if (best.length < k || s < best[best.length - 1]!.d) {
+        best.push({ d: s, i });
+        best.sort((a, b) => a.d - b.d);
+        if (best.length > k) best.pop();
+      }
+    });
+    return best.map((b) => b.i);
+  });
+}
+
+function uidRow(uid: string): number {
+  return Number(uid.slice(uid.lastIndexOf('.') + 1)) - 1;
+}
+
+// ---- measurement ----
+
+interface Run {
+  p50_ms: number;
+  p95_ms: number;
+  mean_ms: number;
+  recall_at_k: number;
+}
+
+async function measure(ix: VectorIndex, ds: Dataset, truth: number[][]): Promise<Run> {
+  for (let i = 0; i < WARMUP; i++) await ix.knn(ds.queries[i % ds.queries.length]!, { k: K });
+  const times = new Float64Array(ds.queries.length);
+  let found = 0;
+  for (let i = 0; i < ds.queries.length; i++) {
+    const t0 = performance.now();
+    const hits = await ix.knn(ds.queries[i]!, { k: K });
+    times[i] = performance.now() - t0;
+    const want = new Set(truth[i]);
+    for (const h of hits) if (want.has(uidRow(h.doc.sopInstanceUid))) found++;
+  }
+  const s = summarise(times);
+  const sorted = Float64Array.from(times).sort();
+  return {
+    p50_ms: round(s.p50Ms),
+    p95_ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!),
+    mean_ms: round(s.meanMs),
+    recall_at_k: round(found / (ds.queries.length * K), 4),
+  };
+}
+
+async function load(ix: VectorIndex, docs: VectorDoc[], batch: number): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < docs.length; i += batch) {
+    const r = await ix.upsert(docs.slice(i, i + batch));
+    if (r.failed.length) throw new Error(`bulk load failed: ${r.failed[0]!.reason}`);
+  }
+  return performance.now() - t0;
+}
+
+async function benchEmbedded(ds: Dataset, truth: number[][]) {
+  const dir = mkdtempSync(join(tmpdir(), 'cbmir-bench-index-'));
+  try {
+    const path = join(dir, 'bench.sqlite');
+    const w = new EmbeddedIndex({ path });
+    await w.ensure(ds.dims, VERSION);
+    const loadMs = await load(w, docsOf(ds), 2_000);
+    await w.close();
+    const r = new EmbeddedIndex({ path }); // a fresh process-like handle: cold cache
+    const t0 = performance.now();
+    await r.knn(ds.queries[0]!, { k: K });
+    const coldMs = performance.now() - t0;
+    const run = await measure(r, ds, truth);
+    await r.close();
+    return { ...run, load_docs_per_s: Math.round((ds.base.length / loadMs) * 1000), cold_first_query_ms: round(coldMs) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
+  const base = `cbmir-bench-${process.pid}-${type.replace('_', '-')}-${ds.base.length}`;
+  const admin = new Client({ node: ES_URL!, headers: { accept: 'application/json', 'content-type': 'application/json' } });
+  const ix = new ElasticsearchIndex({ url: ES_URL!, base, mapping: { type }, rescoreOversample: 0 });
+  try {
+    await ix.ensure(ds.dims, VERSION);
+    const loadMs = await load(ix, docsOf(ds), 1_000);
+    const t0 = performance.now();
+    await ix.refresh();
+    const refreshMs = performance.now() - t0;
+    const segs = await admin.cat.segments({ index: ix.indexName(VERSION), format: 'json' });
+    const out: Record<string, unknown> = {
+      load_docs_per_s: Math.round((ds.base.length / (loadMs + refreshMs)) * 1000),
+      segments: segs.length,
+      plain: await measure(ix, ds, truth),
+    };
+    if (type.startsWith('int8')) {
+      const rescored = new ElasticsearchIndex({ client: ix.client, base, mapping: { type }, rescoreOversample: 2 });
+      await rescored.ensure(ds.dims, VERSION);
+      out.rescore_oversample_2 = await measure(rescored, ds, truth);
+    }
+    return out;
+  } finally {
+    await admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
+    await ix.close();
+    await admin.close();
+  }
+}
+
+function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+// ---- main ----
+
+const datasets: Dataset[] = [];
+for (const n of SIZES) {
+  datasets.push({ name: `random-${n}`, dims: DIMS, base: unitVectors(n, DIMS, 1), queries: unitVectors(NQ, DIMS, 2) });
+}
+let realModel: string | undefined;
+if (args.real) {
+  const real = await realEmbeddings();
+  realModel = real.model;
+  const r = prng(3);
+  const order = real.vectors.map((_, i) => i).sort(() => r() - 0.5);
+  const q = new Set(order.slice(0, NQ));
+  datasets.push({
+    name: `real-${real.vectors.length - q.size}`,
+    dims: real.dims,
+    base: real.vectors.filter((_, i) => !q.has(i)),
+    queries: [...q].map((i) => real.vectors[i]!),
+  });
+}
+
+const result: Record<string, unknown> = {
+  dims: DIMS,
+  k: K,
+  queries: NQ,
+  ...(realModel ? { real_model: realModel } : {}),
+  elasticsearch_url: ES_URL ? new URL(ES_URL).host : null,
+  datasets: {} as Record<string, unknown>,
+};
+for (const ds of datasets) {
+  log(`${ds.name}: exact ground truth`);
+  const truth = exactTopK(ds, K);
+  const entry: Record<string, unknown> = { docs: ds.base.length };
+  if (!args['no-embedded']) {
+    log(`${ds.name}: embedded`);
+    entry.embedded = await benchEmbedded(ds, truth);
+  }
+  if (ES_URL) {
+    for (const type of TYPES) {
+      log(`${ds.name}: elasticsearch ${type}`);
+      entry[`es_${type}`] = await benchEs(ds, truth, type);
+    }
+  }
+  (result.datasets as Record<string, unknown>)[ds.name] = entry;
+  log(JSON.stringify(entry));
+}
+process.stdout.write(`${JSON.stringify(result)}\n`);
