@@ -43,7 +43,7 @@ const { values: args } = parseArgs({
     'no-embedded': { type: 'boolean', default: false },
   },
 });
-const SIZES = args.sizes.split(',').map(Number);
+const SIZES = args.sizes.split(',').filter(Boolean).map(Number);
 const NQ = Number(args.queries);
 const DIMS = Number(args.dims);
 const K = Number(args.k);

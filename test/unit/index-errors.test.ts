@@ -1,0 +1,82 @@
+/**
+ * Error classification for the worker's retry decision. Real failures where they are
+ * cheap to cause (a refused connection, a real SQLite lock between two connections);
+ * errors the ES client builds from HTTP answers are constructed with the client's own
+ * classes, as its transport would.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { errors as esErrors } from '@elastic/elasticsearch';
+import { classifyIndexError, IndexError, toIndexError } from '../../core/index/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cbmir-err-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function esResponse(statusCode: number, type?: string) {
+  return new esErrors.ResponseError({
+    body: type ? { error: { type, reason: 'x', root_cause: [{ type, reason: 'x' }] }, status: statusCode } : undefined,
+    statusCode,
+    headers: {},
+    warnings: null,
+    meta: {} as never,
+  });
+}
+
+test('IndexError carries its own verdict', () => {
+  assert.equal(classifyIndexError(new IndexError('UNAVAILABLE', 'down')), 'transient');
+  assert.equal(classifyIndexError(new IndexError('DIMS_MISMATCH', 'wrong')), 'permanent');
+  assert.equal(classifyIndexError(new IndexError('BACKEND', 'odd', true)), 'transient');
+});
+
+test('a refused TCP connection is transient', async () => {
+  const err = await new Promise<Error>((resolve) => connect({ host: '127.0.0.1', port: 1 }).on('error', resolve));
+  assert.equal((err as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+  assert.equal(classifyIndexError(err), 'transient');
+});
+
+test('Elasticsearch answers: overload and unavailability are transient, bad requests permanent', () => {
+  for (const status of [429, 502, 503, 504]) assert.equal(classifyIndexError(esResponse(status)), 'transient', `HTTP ${status}`);
+  assert.equal(classifyIndexError(esResponse(500, 'es_rejected_execution_exception')), 'transient');
+  assert.equal(classifyIndexError(esResponse(403, 'cluster_block_exception')), 'transient', 'read-only until disk frees up');
+  assert.equal(classifyIndexError(esResponse(400, 'mapper_parsing_exception')), 'permanent');
+  assert.equal(classifyIndexError(esResponse(400, 'illegal_argument_exception')), 'permanent');
+  assert.equal(classifyIndexError(new esErrors.ConnectionError('socket hang up')), 'transient');
+  assert.equal(classifyIndexError(new esErrors.TimeoutError('Request timed out')), 'transient');
+});
+
+test('a SQLite write lock held by another connection is transient', () => {
+  const path = join(dir, 'lock.sqlite');
+  const a = new Database(path);
+  const b = new Database(path);
+  try {
+    a.exec('CREATE TABLE t (x)');
+    b.pragma('busy_timeout = 0');
+    a.exec('BEGIN IMMEDIATE');
+    let caught: unknown;
+    try {
+      b.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      caught = err;
+    }
+    assert.equal((caught as { code?: string }).code, 'SQLITE_BUSY');
+    assert.equal(classifyIndexError(caught), 'transient');
+    const wrapped = toIndexError(caught, 'embedded index upsert');
+    assert.equal(wrapped.code, 'UNAVAILABLE');
+    assert.equal(wrapped.cause, caught);
+    a.exec('ROLLBACK');
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
+test('anything unknown is permanent (a retry loop on a bug helps nobody)', () => {
+  assert.equal(classifyIndexError(new TypeError('x is undefined')), 'permanent');
+  assert.equal(classifyIndexError('a string'), 'permanent');
+  assert.equal(classifyIndexError(undefined), 'permanent');
+});
