@@ -26,7 +26,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 STACK=(bash "$ROOT/deploy/local/stack.sh")
 
 ARTIFACTS="${CBMIR_TEST_ARTIFACTS:-$ROOT/test-artifacts}"

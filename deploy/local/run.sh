@@ -109,7 +109,7 @@ load_sample_data() {
     return 0
   fi
   say "loading $SAMPLE_DIR through the gateway"
-  CBMIR_GATEWAY_URL="$GATEWAY_URL/dicom-web" "$TSX" workers/cli.ts load "$SAMPLE_DIR" \
+  "$TSX" workers/cli.ts load --url "$GATEWAY_URL/dicom-web" "$SAMPLE_DIR" \
     || say "loading the sample failed (see above); the stack keeps running"
 }
 
