@@ -1,0 +1,209 @@
+/**
+ * The index and embed queue consumers (ARCHITECTURE.md flow 4).
+ *
+ *   index job: WADO-RS fetch (as stored) → decode → preprocess → micro-batched
+ *              embedding → bulk upsert into the vector index.
+ *   embed job: the same for one query image (an instance not yet indexed, or an
+ *              upload that is never stored); the gateway waits for the result.
+ *
+ * Failure policy (BullMQ): transient faults (PACS or index unreachable, 5xx)
+ * throw and are retried with exponential backoff (core/jobs.ts); objects that
+ * can never be embedded (SR, presentation states, corrupt files) fail with
+ * UnrecoverableError naming the step and the reason, and stay in the failed
+ * set for `cbmir failed`. A worker killed mid-batch leaves its jobs "active";
+ * BullMQ's stalled-job check hands them to the next worker, so nothing is lost.
+ */
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../core/log.js';
+import { queueName, type EmbedJobData, type EmbedJobResult, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
+import { isTransientPacsError, PacsHttpError, type PacsClient } from '../core/pacs/client.js';
+import { patientKey } from '../core/index/patient-key.js';
+import { classifyIndexError } from '../core/index/errors.js';
+import type { VectorDoc, VectorIndex } from '../core/index/types.js';
+import { MicroBatcher } from '../models/runtime/micro-batcher.js';
+import { workerConnection } from '../core/queue/redis.js';
+import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
+import type { InstanceMeta } from '../core/dicom/decode.js';
+
+export interface WorkerDeps {
+  readonly redisUrl: string;
+  readonly pipeline: EmbeddingPipeline;
+  readonly index: VectorIndex;
+  readonly pacs: PacsClient;
+  readonly patientKeySecret: string;
+  readonly log: Logger;
+  readonly concurrency: number;
+  /** Queue namespace (tests); default none. */
+  readonly namespace?: string;
+  /** How often to look for jobs of dead workers (ms); BullMQ default 30 s. */
+  readonly stalledIntervalMs?: number;
+  /** Upserts gathered into one bulk write. */
+  readonly writeBatch?: number;
+  readonly writeWaitMs?: number;
+  readonly onIndexed?: (job: IndexJobData, msToSearchable: number) => void;
+  readonly onFailed?: (queue: 'index' | 'embed', reason: string) => void;
+}
+
+export interface RunningWorkers {
+  readonly index: Worker<IndexJobData, IndexJobResult>;
+  readonly embed: Worker<EmbedJobData, EmbedJobResult>;
+  close(): Promise<void>;
+}
+
+/** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
+function fetchFailure(step: string, err: unknown): Error {
+  if (err instanceof PacsHttpError && !err.transient) return new UnrecoverableError(`${step}: ${err.message}`);
+  if (isTransientPacsError(err)) return err as Error;
+  return new UnrecoverableError(`${step}: ${(err as Error).message}`);
+}
+
+function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>, vector: Float32Array, frame: number, modelVersion: string, key: string | undefined): VectorDoc {
+  const fields = {
+    sopInstanceUid: ids.sopInstanceUid,
+    studyInstanceUid: meta.studyInstanceUid ?? ids.studyInstanceUid,
+    seriesInstanceUid: meta.seriesInstanceUid ?? ids.seriesInstanceUid,
+    sopClassUid: meta.sopClassUid,
+    modality: meta.modality,
+    bodyPartExamined: meta.bodyPartExamined,
+    label: meta.label?.className,
+    patientKey: key,
+    frame,
+    modelVersion,
+    indexedAt: new Date().toISOString(),
+    vector,
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as unknown as VectorDoc;
+}
+
+export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
+  const { pipeline, index, pacs, log } = deps;
+  const version = pipeline.modelVersion;
+  await index.ensure(pipeline.dims, version);
+
+  // Bulk writes: jobs finishing together share one upsert call.
+  // Per-document refusals come back as values so one bad document fails only its own job.
+  const writer = new MicroBatcher<VectorDoc, Error | undefined>(
+    async (docs) => {
+      const r = await index.upsert(docs, { refresh: 'wait_for' });
+      const bad = new Map(r.failed.map((f) => [f.sopInstanceUid, f]));
+      return docs.map((d) => {
+        const f = bad.get(d.sopInstanceUid);
+        return f ? Object.assign(new Error(`index write refused: ${f.reason}`), { transient: f.transient }) : undefined;
+      });
+    },
+    deps.writeBatch ?? 32,
+    deps.writeWaitMs ?? 10,
+  );
+
+  async function embedInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<EmbedResult> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid);
+    } catch (err) {
+      throw fetchFailure('fetch (WADO-RS)', err);
+    }
+    return pipeline.embedDicom(bytes);
+  }
+
+  async function write(doc: VectorDoc): Promise<void> {
+    try {
+      const refused = await writer.submit(doc);
+      if (refused) throw refused;
+    } catch (err) {
+      const transient = (err as { transient?: boolean }).transient ?? classifyIndexError(err) === 'transient';
+      throw transient ? err : new UnrecoverableError(`index write: ${(err as Error).message}`);
+    }
+  }
+
+  const keyOf = (meta: InstanceMeta) => patientKey(deps.patientKeySecret, meta.patientId, meta.issuerOfPatientId ?? '');
+
+  const processIndex = async (job: Job<IndexJobData, IndexJobResult>): Promise<IndexJobResult> => {
+    const d = job.data;
+    if (d.modelVersion !== version) {
+      // Another model's job (a worker of the other version will take it when running).
+      return { status: 'skipped', sopInstanceUid: d.sopInstanceUid, reason: `job is for model ${d.modelVersion}, this worker runs ${version}` };
+    }
+    const r = await embedInstance(d);
+    if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
+    const v = r.vectors[0];
+    if (!v) throw new UnrecoverableError('decode: no frame to embed');
+    await write(toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta)));
+    deps.onIndexed?.(d, Date.now() - d.enqueuedAt);
+    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame: v.frameNumber, indexedAt: new Date().toISOString() };
+  };
+
+  const processEmbed = async (job: Job<EmbedJobData, EmbedJobResult>): Promise<EmbedJobResult> => {
+    const d = job.data;
+    if (d.modelVersion !== version) return { status: 'refused', reason: `worker runs model ${version}, query asked for ${d.modelVersion}` };
+    let r: EmbedResult;
+    if (d.kind === 'upload') {
+      r = await pipeline.embedDicom(new Uint8Array(Buffer.from(d.dicomBase64, 'base64')));
+    } else {
+      try {
+        r = await embedInstance(d);
+      } catch (err) {
+        if (err instanceof UnrecoverableError) return { status: 'refused', reason: err.message };
+        throw err;
+      }
+    }
+    if (!r.ok) return { status: 'refused', reason: `${r.code}: ${r.reason}` };
+    const v = r.vectors[0];
+    if (!v) return { status: 'refused', reason: 'no frame to embed' };
+    const key = keyOf(r.meta);
+    if (d.kind === 'instance' && d.index) await write(toDoc(r.meta, d, v.vector, v.frameNumber, version, key));
+    const m = r.meta;
+    const out: Record<string, unknown> = {
+      status: 'embedded',
+      vector: Array.from(v.vector),
+      modelVersion: version,
+      frame: v.frameNumber,
+      studyInstanceUid: m.studyInstanceUid,
+      seriesInstanceUid: m.seriesInstanceUid,
+      sopInstanceUid: m.sopInstanceUid,
+      modality: m.modality,
+      bodyPartExamined: m.bodyPartExamined,
+      patientKey: key,
+    };
+    return Object.fromEntries(Object.entries(out).filter(([, x]) => x !== undefined)) as EmbedJobResult;
+  };
+
+  const conns: Redis[] = [];
+  const conn = () => {
+    const c = workerConnection(deps.redisUrl);
+    c.on('error', () => undefined); // BullMQ reconnects; the 'error' events below are logged once
+    conns.push(c);
+    return c;
+  };
+  const common = { stalledInterval: deps.stalledIntervalMs ?? 30_000, maxStalledCount: 3 };
+  const indexWorker = new Worker<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), processIndex, {
+    connection: conn(),
+    concurrency: deps.concurrency,
+    ...common,
+  });
+  // Interactive queries: their own queue, so a backfill never starves them.
+  const embedWorker = new Worker<EmbedJobData, EmbedJobResult>(queueName('embed', deps.namespace), processEmbed, {
+    connection: conn(),
+    concurrency: Math.max(2, deps.concurrency),
+    ...common,
+  });
+  for (const [name, w] of [['index', indexWorker], ['embed', embedWorker]] as const) {
+    w.on('failed', (job, err) => {
+      const permanent = err instanceof UnrecoverableError || (job && job.attemptsMade >= (job.opts.attempts ?? 1));
+      log[permanent ? 'warn' : 'info']({ queue: name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, permanent ? 'job failed permanently' : 'job failed, will retry');
+      if (permanent) deps.onFailed?.(name, err.message);
+    });
+    w.on('error', (err) => log.warn({ queue: name, err: err.message }, 'worker error'));
+  }
+
+  return {
+    index: indexWorker,
+    embed: embedWorker,
+    async close() {
+      // Let in-flight jobs finish, then flush pending writes.
+      await Promise.all([indexWorker.close(), embedWorker.close()]);
+      await writer.close();
+      for (const c of conns) c.disconnect();
+    },
+  };
+}
