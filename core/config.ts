@@ -48,6 +48,10 @@ const envSchema = z.object({
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
   CBMIR_SHOW_PATIENT: bool.default(false),
+  /** Secret key for patientKey = HMAC(PatientID) in the index (core/index/patient-key.ts); default: generated once in the data dir. Same value on every worker. */
+  CBMIR_PATIENT_KEY_SECRET: z.string().min(16).optional(),
+  /** Elasticsearch HNSW variant for new indices (docs/index.md has the measured recall/latency of each). */
+  CBMIR_ES_VECTOR_TYPE: z.enum(['hnsw', 'int8_hnsw']).default('int8_hnsw'),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -78,6 +82,8 @@ export interface Config {
   readonly thumbnailCacheEntries: number;
   readonly worker: { readonly concurrency: number; readonly batchSize: number; readonly batchWaitMs: number };
   readonly showPatient: boolean;
+  readonly patientKeySecret: string | undefined;
+  readonly esVectorType: 'hnsw' | 'int8_hnsw';
 }
 
 export class ConfigError extends Error {
@@ -131,5 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       batchWaitMs: e.CBMIR_BATCH_WAIT_MS,
     }),
     showPatient: e.CBMIR_SHOW_PATIENT,
+    patientKeySecret: e.CBMIR_PATIENT_KEY_SECRET,
+    esVectorType: e.CBMIR_ES_VECTOR_TYPE,
   });
 }

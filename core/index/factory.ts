@@ -15,7 +15,9 @@ export interface VectorIndexConfig {
   readonly dataDir: string;
   /** Base name for the embedded store when no Elasticsearch is configured. */
   readonly indexName?: string;
-  /** Elasticsearch mapping overrides (HNSW type, m, ef_construction). */
+  /** HNSW variant for new Elasticsearch indices (CBMIR_ES_VECTOR_TYPE). */
+  readonly esVectorType?: VectorMappingOptions['type'];
+  /** Elasticsearch mapping overrides (HNSW type, m, ef_construction); win over esVectorType. */
   readonly mapping?: VectorMappingOptions;
 }
 
@@ -23,7 +25,8 @@ export const DEFAULT_INDEX_NAME = 'cbmir-vectors';
 
 export function createVectorIndex(config: VectorIndexConfig): VectorIndex {
   if (config.es) {
-    return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, ...(config.mapping ? { mapping: config.mapping } : {}) });
+    const mapping: VectorMappingOptions = { ...(config.esVectorType ? { type: config.esVectorType } : {}), ...config.mapping };
+    return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, mapping });
   }
   const name = config.indexName ?? DEFAULT_INDEX_NAME;
   return new EmbeddedIndex({ path: resolve(join(config.dataDir, `${name}.sqlite`)) });
