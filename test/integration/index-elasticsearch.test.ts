@@ -73,7 +73,7 @@ test('elasticsearch: same top-k as the embedded exact store on the same data', a
   }
 });
 
-test("elasticsearch: refresh 'wait_for' makes a write searchable when upsert returns", async () => {
+test("elasticsearch: refresh 'wait_for' makes a write searchable when upsert returns; get/has are realtime", async () => {
   const base = uniqueBase();
   const ix = new ElasticsearchIndex({ url: esUrl, base });
   try {
@@ -84,6 +84,12 @@ test("elasticsearch: refresh 'wait_for' makes a write searchable when upsert ret
       const hits = await ix.knn(d.vector, { k: 1 });
       assert.equal(hits[0]?.doc.sopInstanceUid, d.sopInstanceUid);
     }
+    // get() and has() are realtime: they see a write before any refresh (the default
+    // refresh interval is 1 s, so asking at once would miss it with a search).
+    const unrefreshed = docs[10]!;
+    await ix.upsert([unrefreshed]);
+    assert.equal((await ix.get(unrefreshed.sopInstanceUid))?.sopInstanceUid, unrefreshed.sopInstanceUid);
+    assert.deepEqual([...(await ix.has([unrefreshed.sopInstanceUid, '2.25.1']))], [unrefreshed.sopInstanceUid]);
   } finally {
     await ix.close();
     await cleanup(base);

@@ -36,7 +36,7 @@ export interface EsIndexOptions {
 
 /** How long an unbound handle trusts what it learnt about the live version. */
 const LIVE_TTL_MS = 2_000;
-/** Ids per has() request: under index.max_result_window (10 000). */
+/** Ids per has() multi-get request. */
 const HAS_CHUNK = 1_000;
 
 interface Target {
@@ -144,32 +144,33 @@ export class ElasticsearchIndex implements VectorIndex {
     return { written, failed };
   }
 
+  /** Realtime GET (sees a write before the next refresh: /similar right after indexing). */
   async get(sopInstanceUid: string): Promise<VectorDoc | undefined> {
     const t = await this.target();
     if (!t) return undefined;
     const major = await this.serverMajor();
-    const res = await this.call('get', () =>
-      this.client.search<Source>({
+    try {
+      const res = await this.client.get<Source>({
         index: t.name,
-        size: 1,
-        query: { ids: { values: [sopInstanceUid] } },
-        ...(major >= 9 ? { _source: { exclude_vectors: false } as estypes.SearchSourceFilter } : {}),
-      }),
-    );
-    const hit = res.hits.hits[0];
-    return hit?._source ? fromSource(hit._source) : undefined;
+        id: sopInstanceUid,
+        ...(major >= 9 ? { _source_exclude_vectors: false } : {}),
+      });
+      return res.found && res._source ? fromSource(res._source) : undefined;
+    } catch (err) {
+      if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return undefined;
+      throw toIndexError(err, 'elasticsearch get');
+    }
   }
 
+  /** Realtime multi-get of ids only. */
   async has(sopInstanceUids: readonly string[]): Promise<Set<string>> {
     const out = new Set<string>();
     const t = await this.target();
     if (!t) return out;
     for (let i = 0; i < sopInstanceUids.length; i += HAS_CHUNK) {
       const chunk = sopInstanceUids.slice(i, i + HAS_CHUNK);
-      const res = await this.call('has', () =>
-        this.client.search({ index: t.name, size: chunk.length, _source: false, query: { ids: { values: chunk } } }),
-      );
-      for (const h of res.hits.hits) if (h._id !== undefined) out.add(h._id);
+      const res = await this.call('has', () => this.client.mget({ index: t.name, ids: chunk, _source: false }));
+      for (const d of res.docs) if ('found' in d && d.found) out.add(d._id);
     }
     return out;
   }
