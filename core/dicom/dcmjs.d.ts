@@ -28,8 +28,13 @@ declare module 'dcmjs' {
     getLogger(name: string): Logger;
   }
 
+  export class ReadBufferStream {
+    constructor(buffer: ArrayBuffer, littleEndian?: boolean | null, options?: { noCopy?: boolean });
+    view: object;
+  }
+
   const dcmjs: {
-    data: { DicomDict: typeof DicomDict; DicomMessage: typeof DicomMessage };
+    data: { DicomDict: typeof DicomDict; DicomMessage: typeof DicomMessage; ReadBufferStream: typeof ReadBufferStream };
     log: Logger;
   };
   export default dcmjs;

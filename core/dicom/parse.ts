@@ -13,6 +13,30 @@ import { TS } from './transfer-syntaxes.js';
 dcmjs.log.setLevel('silent');
 dcmjs.log.getLogger('validation.dcmjs').setLevel('silent');
 
+/**
+ * dcmjs answers a read past the end of its buffer (an element whose declared length
+ * exceeds the file: truncation, corruption, or a hostile length such as 0xFFFFFFF0) by
+ * allocating the full declared length and zero-filling it: gigabytes and seconds per
+ * bad file. Its buffer view's slice() is made to refuse such reads instead, once, at
+ * import; a well-formed file never reads past its end, so nothing else changes.
+ * (SplitDataView is not exported; its prototype is reached through a stream instance.)
+ */
+function guardOverlongReads(): void {
+  const proto = Object.getPrototypeOf(new dcmjs.data.ReadBufferStream(new ArrayBuffer(8)).view) as {
+    slice?: (this: { size: number; byteLength: number }, start?: number, end?: number) => ArrayBuffer;
+    __cbmirGuarded?: boolean;
+  };
+  const original = proto.slice;
+  if (typeof original !== 'function' || proto.__cbmirGuarded) return;
+  // byteLength: all the bytes the view holds (the whole file when reading; the capacity when writing).
+  proto.slice = function guardedSlice(this: { size: number; byteLength: number }, start = 0, end = this.size) {
+    if (end > this.byteLength) throw new RangeError(`an element runs past the end of the data (${end} > ${this.byteLength} bytes)`);
+    return original.call(this, start, end);
+  };
+  proto.__cbmirGuarded = true;
+}
+guardOverlongReads();
+
 export interface ParsedDicom {
   readonly meta: DcmDataset;
   readonly dataset: DcmDataset;
@@ -81,6 +105,7 @@ export function parseDicom(input: Uint8Array): ParseResult {
     return { ok: true, value: { meta: dict.meta, dataset: dict.dict, transferSyntaxUid, hadFileMeta } };
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
+    if (/runs past the end/.test(msg)) return { ok: false, reason: `truncated or corrupt DICOM: ${msg}` };
     return { ok: false, reason: `malformed DICOM: ${msg.slice(0, 200)}` };
   }
 }

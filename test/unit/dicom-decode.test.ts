@@ -290,6 +290,20 @@ describe('malformed input never throws', () => {
     }
   });
 
+  it('refuses a hostile element length at once, without allocating it', async () => {
+    const b = new Uint8Array(fixture('transfer-syntax/siemens_mosaic_1.dcm'));
+    const header = Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x57, 0, 0]); // (7FE0,0010) OW
+    const at = Buffer.from(b).lastIndexOf(header);
+    assert.ok(at > 0);
+    new DataView(b.buffer).setUint32(at + 8, 0x7ffffff0, true); // "2 GiB of pixels follow"
+    const rssBefore = process.memoryUsage().rss;
+    const t = performance.now();
+    const r = await decodeDicom(b);
+    assert.ok(performance.now() - t < 2000);
+    assert.ok(process.memoryUsage().rss - rssBefore < 256 * 2 ** 20, 'no giant zero-filled buffer');
+    assert.ok(!r.ok && r.code === 'MALFORMED' && /runs past the end/.test(r.reason), !r.ok ? r.reason : 'decoded');
+  });
+
   it('returns a typed result for files with corrupted bytes (fixed-seed flips)', async () => {
     let seed = 12345;
     const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
