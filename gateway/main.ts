@@ -9,7 +9,11 @@
  */
 import { ConfigError, loadConfig } from '../core/config.js';
 import { createLogger } from '../core/log.js';
+import { loadModelManifest } from '../core/model-manifest.js';
+import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
+import { createVectorIndex } from '../core/index/factory.js';
 import { createGateway } from './server.js';
+import { attachStowIndexing } from './stow-indexing.js';
 
 async function main(): Promise<void> {
   let config;
@@ -24,6 +28,14 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel, 'gateway');
   const gateway = createGateway(config, { logger: log });
+  // Indexing side: the model version names the jobs; the index is only read here.
+  const model = loadModelManifest(config.model);
+  const enqueuer = new IndexEnqueuer(config.redisUrl, model.version);
+  attachStowIndexing(gateway, enqueuer, log);
+  const index = createVectorIndex(config);
+  gateway.addReadinessCheck({ name: 'index', check: async () => void (await index.count()) });
+  gateway.addCloseHook(() => enqueuer.close());
+  gateway.addCloseHook(() => index.close());
   const addr = await gateway.listen();
   log.info({ host: addr.address, port: addr.port, pacs: config.pacs.url }, 'gateway listening');
 

@@ -3,10 +3,14 @@
  * `cbmir` — the command-line entry point (bin/cbmir.js runs this file, or its build in
  * dist/). One subcommand per module; this table is the whole CLI:
  *
- *   load <dir>   dataset folder → DICOM MR instances → STOW-RS   (workers/load-command.ts)
+ *   load <dir>     dataset folder → DICOM MR instances → STOW-RS   (workers/load-command.ts)
+ *   worker         consume the index/embed queues                  (workers/worker-command.ts)
+ *   embed <files>  embed local DICOM files, one line per file      (workers/embed-command.ts)
  */
 import { Command, type CommanderError } from 'commander';
+import { embedCommand } from './embed-command.js';
 import { loadCommand } from './load-command.js';
+import { workerCommand } from './worker-command.js';
 
 /** Usage errors exit 2 (commander's default is 1, which we keep for "the work failed"). */
 function exitOnUsageError(err: CommanderError): never {
@@ -18,7 +22,9 @@ export function buildProgram(): Command {
   const program = new Command('cbmir')
     .description('cbmir-gateway: content-based image retrieval in front of a DICOMweb PACS')
     .showHelpAfterError()
-    .addCommand(loadCommand());
+    .addCommand(loadCommand())
+    .addCommand(workerCommand())
+    .addCommand(embedCommand());
   for (const cmd of [program, ...program.commands]) cmd.exitOverride(exitOnUsageError);
   return program;
 }

@@ -4,6 +4,7 @@
  * `embedding` [N,D] (L2-normalised) and optionally `feature_map` [N,C,h,w].
  * GPU execution provider when present, CPU otherwise.
  */
+import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from '../../core/model-manifest.js';
 
@@ -31,7 +32,9 @@ export class Embedder {
       graphOptimizationLevel: 'all',
       ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     };
-    if (opts.preferGpu ?? process.env.CBMIR_GPU !== '0') {
+    // Only try CUDA where a GPU is visible: the attempt itself logs a loud error otherwise.
+    const gpuVisible = existsSync('/dev/nvidiactl') || process.env.CBMIR_GPU === '1';
+    if ((opts.preferGpu ?? process.env.CBMIR_GPU !== '0') && gpuVisible) {
       try {
         const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cuda'] });
         return new Embedder(manifest, s, 'cuda');

@@ -1,0 +1,24 @@
+/** `cbmir worker`: run the index/embed queue consumers (see worker-process.ts). */
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../core/config.js';
+import { runWorkerProcess } from './worker-process.js';
+
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('consume the index and embed queues: fetch, decode, embed, write the vector index')
+    .option('--namespace <ns>', 'queue namespace (tests)')
+    .option('--stalled-interval-ms <ms>', 'how often to reclaim jobs of dead workers', (v) => Number.parseInt(v, 10))
+    .action(async (o: { namespace?: string; stalledIntervalMs?: number }) => {
+      let config;
+      try {
+        config = loadConfig();
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`${err.message}\n`);
+          process.exit(2);
+        }
+        throw err;
+      }
+      await runWorkerProcess(config, o);
+    });
+}

@@ -1,0 +1,62 @@
+/**
+ * Worker process: `cbmir worker` (or `tsx workers/main.ts`). Loads the model once,
+ * consumes the index and embed queues, writes the vector index.
+ *
+ * Shutdown order on SIGTERM/SIGINT: stop taking jobs and let in-flight ones
+ * finish (BullMQ close) → flush pending index writes → release the ONNX
+ * session → close index and PACS clients. A second signal exits at once.
+ */
+import type { Config } from '../core/config.js';
+import { createLogger } from '../core/log.js';
+import { createVectorIndex } from '../core/index/factory.js';
+import { loadPatientKeySecret } from '../core/index/patient-key.js';
+import { PacsClient } from '../core/pacs/client.js';
+import { EmbeddingPipeline } from './embedding-pipeline.js';
+import { startWorkers } from './index-worker.js';
+
+export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
+  const log = createLogger(config.logLevel, 'worker');
+  const pipeline = await EmbeddingPipeline.create({
+    model: config.model,
+    batchSize: config.worker.batchSize,
+    batchWaitMs: config.worker.batchWaitMs,
+  });
+  const index = createVectorIndex(config);
+  const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
+  const workers = await startWorkers({
+    redisUrl: config.redisUrl,
+    pipeline,
+    index,
+    pacs,
+    patientKeySecret: loadPatientKeySecret(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir),
+    log,
+    concurrency: config.worker.concurrency,
+    ...(opts.namespace ? { namespace: opts.namespace } : {}),
+    ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
+  });
+  log.info(
+    { model: pipeline.modelName, version: pipeline.modelVersion, ep: pipeline.embedder.executionProvider, backend: index.backend, concurrency: config.worker.concurrency },
+    'worker ready',
+  );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'worker shutting down');
+    (async () => {
+      await workers.close();
+      await pipeline.close();
+      await index.close();
+      await pacs.close();
+    })().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'worker shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
