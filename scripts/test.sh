@@ -27,7 +27,8 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
-STACK=(bash "$ROOT/deploy/local/stack.sh")
+# The stack's services must not inherit the lock on the stack dir (fd 9).
+stack() { bash "$ROOT/deploy/local/stack.sh" "$@" 9>&-; }
 
 ARTIFACTS="${CBMIR_TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 LOGS="$ARTIFACTS/logs"
@@ -62,7 +63,7 @@ install_deps() {
     say "node_modules missing: npm ci"
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || return 1
   fi
-  "${STACK[@]}" install || return 1
+  stack install || return 1
   if [[ -f models/train/requirements.txt && -z "${CBMIR_TEST_ONLY_FILES:-}" ]]; then
     # Checking installed versions takes <1 s; pip itself takes ~10 s even when
     # it has nothing to do.
@@ -79,6 +80,24 @@ install_deps() {
 # --- 2. the test stack ----------------------------------------------------------
 
 export CBMIR_STACK_DIR="${CBMIR_TEST_STACK_DIR:-$ROOT/.stack/test}"
+private_stack_dir=0
+
+# Several people may run the tests in one checkout at once: each run holds a
+# lock on its stack dir. When .stack/test is in use, this run takes a private
+# one (.stack/test-PID, removed afterwards) and, through pick_port, free ports.
+lock_stack_dir() {
+  mkdir -p "$(dirname "$CBMIR_STACK_DIR")"
+  exec 9>>"$CBMIR_STACK_DIR.lock"
+  if ! flock -n 9; then
+    say "${CBMIR_STACK_DIR#"$ROOT"/} is in use by another test run; using a private stack"
+    export CBMIR_STACK_DIR="$CBMIR_STACK_DIR-$$"
+    private_stack_dir=1
+    LOGS="$ARTIFACTS/logs-$$"
+    mkdir -p "$LOGS"
+    exec 9>>"$CBMIR_STACK_DIR.lock"
+    flock -n 9 || return 1
+  fi
+}
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -89,9 +108,12 @@ pick_port() {
   local var="$1" default="$2" p i
   if [[ -n "${!var:-}" ]]; then echo "${!var}"; return; fi
   p=$default
+  # A private stack starts at its own offset, so that runs started together
+  # do not pick the same free port before either has bound it.
+  ((private_stack_dir)) && p=$((default + 100 * (1 + $$ % 40)))
   for ((i = 0; i < 20; i++)); do
     if ! port_busy "$p"; then
-      ((p != default)) && say "port $default is taken; using $p for $var" >&2
+      ((p != default)) && say "using port $p for $var (default $default)" >&2
       echo "$p"
       return
     fi
@@ -110,20 +132,22 @@ stop_stack() {
     return 0
   fi
   say "stopping the test stack"
-  "${STACK[@]}" stop all >"$LOGS/stack-stop.log" 2>&1 || cat "$LOGS/stack-stop.log"
+  stack stop all >"$LOGS/stack-stop.log" 2>&1 || cat "$LOGS/stack-stop.log"
   stack_started=0
+  if ((private_stack_dir)); then rm -rf "$CBMIR_STACK_DIR" "$CBMIR_STACK_DIR.lock"; fi
 }
 
 start_stack() {
-  local ports_file="$CBMIR_STACK_DIR/test-ports.env"
   stack_started=1
+  lock_stack_dir || { say "cannot lock a stack dir"; return 1; }
+  local ports_file="$CBMIR_STACK_DIR/test-ports.env"
   if [[ "${CBMIR_TEST_KEEP_STACK:-0}" == 1 && -f "$ports_file" ]]; then
     # Reuse the kept stack: its ports are busy because it holds them.
     # shellcheck disable=SC1090
     source "$ports_file"
   else
     # A run that was killed may have left its services up: stop, then wipe.
-    "${STACK[@]}" stop all >/dev/null 2>&1 || true
+    stack stop all >/dev/null 2>&1 || true
     rm -rf "$CBMIR_STACK_DIR"
     ORTHANC_PORT="$(pick_port CBMIR_TEST_ORTHANC_PORT 18042)"
     ORTHANC_DICOM_PORT_T="$(pick_port CBMIR_TEST_ORTHANC_DICOM_PORT 14242)"
@@ -140,13 +164,13 @@ start_stack() {
   say "starting the test stack (state in ${CBMIR_STACK_DIR#"$ROOT"/})"
   # Elasticsearch takes the longest (~30 s on 2 cores): start it first, in
   # parallel with the rest.
-  ES_PORT="$ES_PORT_T" "${STACK[@]}" start es >"$LOGS/stack-es.log" 2>&1 &
+  ES_PORT="$ES_PORT_T" stack start es >"$LOGS/stack-es.log" 2>&1 &
   local es_job=$! ok=0
   ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_PORT" ORTHANC_DICOM=1 ORTHANC_DICOM_PORT="$ORTHANC_DICOM_PORT_T" \
-    ORTHANC_STABLE_AGE=2 "${STACK[@]}" start orthanc || ok=1
+    ORTHANC_STABLE_AGE=2 stack start orthanc || ok=1
   ((ok == 0)) && { ORTHANC_NAME=orthanc-auth ORTHANC_HTTP_PORT="$ORTHANC_AUTH_PORT" ORTHANC_USERS="$ORTHANC_AUTH_CRED" \
-    "${STACK[@]}" start orthanc || ok=1; }
-  ((ok == 0)) && { REDIS_PORT="$REDIS_PORT_T" "${STACK[@]}" start redis || ok=1; }
+    stack start orthanc || ok=1; }
+  ((ok == 0)) && { REDIS_PORT="$REDIS_PORT_T" stack start redis || ok=1; }
   wait "$es_job" || ok=1
   cat "$LOGS/stack-es.log"
   return "$ok"

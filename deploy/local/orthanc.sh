@@ -75,7 +75,7 @@ _orthanc_write_config() {
   chmod 600 "$ORTHANC_CONFIG"
   cat >"$ORTHANC_CONFIG" <<EOF
 {
-  "Name": $(_json_str "cbmir-$ORTHANC_NAME"),
+  "Name": $(_json_str "$(_orthanc_id)"),
   "StorageDirectory": $(_json_str "$ORTHANC_DIR/db"),
   "IndexDirectory": $(_json_str "$ORTHANC_DIR/db"),
   "StorageCompression": false,
@@ -138,11 +138,15 @@ orthanc_install() {
   fi
 }
 
+# Orthanc's "Name", unique to this state dir: readiness checks that the
+# Orthanc answering on the port is this one, not another stack's.
+_orthanc_id() { echo "cbmir-$ORTHANC_NAME-$(printf '%s' "$ORTHANC_DIR" | cksum | cut -d' ' -f1)"; }
+
 _orthanc_ready() {
   local auth=()
   if [[ -n "${ORTHANC_USERS:-}" ]]; then auth=(-u "${ORTHANC_USERS%%,*}"); fi
-  curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/system" >/dev/null &&
-    curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/dicom-web/studies?limit=1" >/dev/null
+  curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/system" 2>/dev/null | grep -q "\"$(_orthanc_id)\"" &&
+    curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/dicom-web/studies?limit=1" >/dev/null 2>&1
 }
 
 orthanc_start() {

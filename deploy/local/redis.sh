@@ -34,7 +34,13 @@ redis_install() {
   fi
 }
 
-_redis_ready() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
+# Ready when the Redis answering on the port is ours (its pid is in our pid
+# file), not another stack's that happens to hold the port.
+_redis_ready() {
+  local pid
+  pid="$(read_pid "$REDIS_PIDFILE")" || return 1
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"
+}
 
 redis_start() {
   _redis_vars
