@@ -116,6 +116,11 @@ port_owner() {
   ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(([^)]*))' | head -1 || true
 }
 
+# Die unless $2 is a TCP port number; $1 names the setting in the message.
+check_port() {
+  [[ "$2" =~ ^[0-9]+$ ]] && (($2 >= 1 && $2 <= 65535)) || die "$1 must be a port number (1-65535), got '$2'"
+}
+
 require_free_port() {
   local name="$1" port="$2"
   if port_in_use "$port"; then

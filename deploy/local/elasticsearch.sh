@@ -190,6 +190,7 @@ es_start() {
   fi
   [[ -x "$ES_HOME/bin/elasticsearch" ]] || die "Elasticsearch $ES_VERSION is not unpacked in $ES_HOME: run 'bash deploy/local/stack.sh install' first"
   [[ $EUID -eq 0 ]] && ensure_service_user
+  check_port ES_PORT "$ES_PORT"
   require_free_port elasticsearch "$ES_PORT"
   local jh
   jh="$(_es_java_home)"

@@ -157,6 +157,8 @@ orthanc_start() {
     return 0
   fi
   [[ -x "$ORTHANC_BIN" ]] || die "$ORTHANC_BIN missing: run 'bash deploy/local/stack.sh install' first"
+  check_port ORTHANC_HTTP_PORT "$ORTHANC_HTTP_PORT"
+  check_port ORTHANC_DICOM_PORT "$ORTHANC_DICOM_PORT"
   require_free_port "$ORTHANC_NAME HTTP" "$ORTHANC_HTTP_PORT"
   [[ "$ORTHANC_DICOM" == 1 ]] && require_free_port "$ORTHANC_NAME DICOM" "$ORTHANC_DICOM_PORT"
   mkdir -p "$ORTHANC_DIR/db"

@@ -50,6 +50,7 @@ redis_start() {
     return 0
   fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server missing: run 'bash deploy/local/stack.sh install' first"
+  check_port REDIS_PORT "$REDIS_PORT"
   require_free_port redis "$REDIS_PORT"
   mkdir -p "$REDIS_DIR"
   printf 'REDIS_PORT=%q\n' "$REDIS_PORT" >"$REDIS_DIR/instance.env"
