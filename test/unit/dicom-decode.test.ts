@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import dcmjs, { type DcmDataset } from 'dcmjs';
@@ -262,6 +263,39 @@ describe('colour paths', () => {
     assert.deepEqual(inter, viaJpeg);
     assert.deepEqual(plan, viaJpeg);
   });
+});
+
+describe('syntaxes with no sample file: HTJ2K and JPEG XL', () => {
+  // The same real mosaic, re-encoded by dcmjs-codecs' own Transcoder (its own Part-10
+  // writer and encoders), then decoded by our path: lossless syntaxes must give the
+  // original numbers back, the lossy one must stay within one grey level.
+  const req = createRequire(import.meta.url);
+  const lib = req('dcmjs-codecs') as typeof import('dcmjs-codecs');
+  // The transcoder's own (nested) dcmjs logs every private tag it does not know: silence it.
+  const nested = createRequire(req.resolve('dcmjs-codecs'))('dcmjs') as typeof import('dcmjs').default;
+  nested.log.setLevel('silent');
+  nested.log.getLogger('validation.dcmjs').setLevel('silent');
+  const cases: [string, number][] = [
+    ['1.2.840.10008.1.2.4.201', 0], // HTJ2K lossless
+    ['1.2.840.10008.1.2.4.202', 0], // HTJ2K RPCL lossless
+    ['1.2.840.10008.1.2.4.203', 1], // HTJ2K
+    ['1.2.840.10008.1.2.4.110', 0], // JPEG XL lossless
+  ];
+  for (const [ts, tolerance] of cases) {
+    it(`${ts} decodes within ${tolerance}`, async () => {
+      await initCodecs();
+      const src = fixture('transfer-syntax/siemens_mosaic_1.dcm');
+      const ref = ok(await decodeDicom(src)).frames[0]!.pixels;
+      const t = new lib.Transcoder(new Uint8Array(src).buffer);
+      t.transcode(ts);
+      const encoded = new Uint8Array(t.getDicomPart10());
+      const d = ok(await decodeDicom(encoded));
+      assert.equal(d.meta.transferSyntaxUid, ts);
+      let worst = 0;
+      d.frames[0]!.pixels.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - ref[i]!))));
+      assert.ok(worst <= tolerance, `max abs diff ${worst}`);
+    });
+  }
 });
 
 describe('malformed input never throws', () => {
