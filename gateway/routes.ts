@@ -118,7 +118,7 @@ function checkParam(name: string, value: string): void {
  */
 export function matchDicomweb(method: string, segments: readonly string[]): RouteMatch | null {
   let shapeMatched = false;
-  for (const route of DICOMWEB_ROUTES) {
+  for (const route of candidates(segments.length)) {
     const params = matchPattern(route.pattern, segments);
     if (!params) continue;
     shapeMatched = true;
@@ -128,6 +128,21 @@ export function matchDicomweb(method: string, segments: readonly string[]): Rout
   }
   if (shapeMatched) throw new HttpProblem('METHOD_NOT_ALLOWED', `${method} is not supported on this resource`);
   return null;
+}
+
+/** Routes that can match a path of `n` segments (exact-length patterns, then rest patterns), precomputed once. */
+const BY_LENGTH = new Map<number, DicomwebRoute[]>();
+const REST_ROUTES = DICOMWEB_ROUTES.filter((r) => (r.pattern.at(-1) as string).startsWith('*'));
+for (const r of DICOMWEB_ROUTES) {
+  if (REST_ROUTES.includes(r)) continue;
+  const list = BY_LENGTH.get(r.pattern.length) ?? [];
+  list.push(r);
+  BY_LENGTH.set(r.pattern.length, list);
+}
+function candidates(n: number): readonly DicomwebRoute[] {
+  const exact = BY_LENGTH.get(n) ?? [];
+  const rest = REST_ROUTES.filter((r) => n >= r.pattern.length);
+  return rest.length ? [...exact, ...rest] : exact;
 }
 
 function matchPattern(pattern: readonly string[], segments: readonly string[]): Record<string, string> | null {

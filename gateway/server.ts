@@ -122,11 +122,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     res.type(m.contentType).send(m.body);
   });
 
-  const publicBaseOf = (req: http.IncomingMessage): PublicBase => {
-    if (fixedBase) return fixedBase;
-    const addr = server.address() as AddressInfo | null;
-    return derivePublicBase(req.headers, `${config.host}:${addr?.port ?? config.port}`);
-  };
+  // Host for derived URLs when a client sends no usable Host header (set once listening; address() is a syscall).
+  let fallbackHost = `${config.host}:${config.port}`;
+  const publicBaseOf = (req: http.IncomingMessage): PublicBase =>
+    fixedBase ?? derivePublicBase(req.headers, fallbackHost);
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
@@ -262,7 +261,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
-          resolve(server.address() as AddressInfo);
+          const addr = server.address() as AddressInfo;
+          fallbackHost = `${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+          resolve(addr);
         });
       }),
     close,

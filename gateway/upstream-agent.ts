@@ -25,7 +25,8 @@ class PacsAgent extends http.Agent {
 
   override keepSocketAlive(socket: Socket): boolean {
     if (this.idleMs <= 0) return false;
-    socket.setKeepAlive(true, 1000);
+    // No TCP keep-alive probes (the stock agent sets them on every release, a
+    // setsockopt per request): a free socket lives under a second anyway.
     socket.unref();
     // The agent destroys a free socket that emits 'timeout'.
     socket.setTimeout(this.idleMs);

@@ -25,6 +25,8 @@ export interface LoadOptions {
   readonly warmupMs?: number;
   /** Status expected for a success; anything else counts as an error. */
   readonly expectStatus?: number;
+  /** Return the raw latency samples (to merge several runs before taking percentiles). */
+  readonly keepSamples?: boolean;
 }
 
 export interface LoadResult extends LatencySummary {
@@ -37,6 +39,8 @@ export interface LoadResult extends LatencySummary {
   readonly bytesPerRequest: number;
   /** First error seen, for the report (never a body: bodies may carry PHI). */
   readonly firstError?: string;
+  /** Latencies in ms of successful requests, when `keepSamples` was set. */
+  readonly samples?: Float64Array;
 }
 
 /** Run one bounded load phase against `opts.url`. */
@@ -66,6 +70,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       bytesPerRequest: r.count ? Math.round(r.bytes / r.count) : 0,
       ...summarise(r.latencies.subarray(0, r.count)),
       ...(r.firstError ? { firstError: r.firstError } : {}),
+      ...(opts.keepSamples ? { samples: r.latencies.slice(0, r.count) } : {}),
     };
   } finally {
     await pool.close();

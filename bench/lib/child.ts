@@ -1,0 +1,51 @@
+/** Start a helper process for a benchmark and wait until it answers on an HTTP URL. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'undici';
+
+export interface StartedChild {
+  readonly child: ChildProcess;
+  /** Last lines of its stderr/stdout, for error messages. */
+  tail(): string;
+  stop(): Promise<void>;
+}
+
+export async function startChild(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; readyUrl: string; timeoutMs?: number },
+): Promise<StartedChild> {
+  const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out = (out + d.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const started: StartedChild = {
+    child,
+    tail: () => out,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode}:\n${out}`);
+    try {
+      const r = await request(opts.readyUrl, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await r.body.dump();
+      if (r.statusCode < 500) return started;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await started.stop();
+  throw new Error(`${cmd} did not answer on ${opts.readyUrl} in time:\n${out}`);
+}

@@ -1,0 +1,271 @@
+/**
+ * `npm run bench:proxy` — what the gateway costs on the hot path.
+ *
+ * Measures, in one run, QIDO-RS `GET /studies` and WADO-RS instance retrieve
+ * (one real ~217 KB instance: dicom-samples/transfer-syntax/siemens_mosaic_7.dcm,
+ * a 384x384 16-bit Siemens EPI mosaic stored JPEG-LS lossless and fetched
+ * as stored with `transfer-syntax=*`, so neither side transcodes) directly
+ * against Orthanc and through the gateway, with the same load generator
+ * settings: N keep-alive connections, bounded duration, every body read.
+ * Direct and gateway phases alternate (ABBA per round) so drifting machine
+ * load hits both sides alike; rounds are merged (all samples) at the end.
+ *
+ * Starts what it needs: an Orthanc from deploy/local/stack.sh in .stack/bench
+ * (unless CBMIR_BENCH_ORTHANC_URL points at a running one) and the gateway as
+ * a child process (its own event loop, as in production; the load generator
+ * would otherwise share it). Writes the "Proxy" section of docs/benchmarks.md
+ * and prints one JSON object as the last stdout line.
+ *
+ * Settings (env): CBMIR_BENCH_CONNECTIONS [8], CBMIR_BENCH_DURATION_MS [5000]
+ * per phase, CBMIR_BENCH_ROUNDS [3], CBMIR_BENCH_WARMUP_MS [1000],
+ * CBMIR_BENCH_ORTHANC_PORT [18057], CBMIR_BENCH_GATEWAY_PORT [18088],
+ * CBMIR_BENCH_FLOOR [1]: also measure an L4 byte pipe (bench/lib/tcp-pipe.ts,
+ * port GATEWAY_PORT+1) — the cost of the extra hop alone, for context,
+ * CBMIR_BENCH_ORTHANC_URL (use this Orthanc instead of starting one),
+ * CBMIR_DICOM_SAMPLES [../shared/dicom-samples].
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { startChild } from './lib/child.js';
+import { processCpuMs, selfCpuMs } from './lib/cpu.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { markdownTable, upsertSection } from './lib/report.js';
+import { summarise } from './lib/stats.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const env = process.env;
+const num = (name: string, dflt: number): number => {
+  const v = env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${v}`);
+  return n;
+};
+const CONNECTIONS = num('CBMIR_BENCH_CONNECTIONS', 8);
+const DURATION_MS = num('CBMIR_BENCH_DURATION_MS', 5000);
+const ROUNDS = num('CBMIR_BENCH_ROUNDS', 3);
+const WARMUP_MS = num('CBMIR_BENCH_WARMUP_MS', 1000);
+const ORTHANC_PORT = num('CBMIR_BENCH_ORTHANC_PORT', 18057);
+const GATEWAY_PORT = num('CBMIR_BENCH_GATEWAY_PORT', 18088);
+const FLOOR = env.CBMIR_BENCH_FLOOR !== '0';
+const SAMPLES = env.CBMIR_DICOM_SAMPLES ?? path.resolve(ROOT, '../shared/dicom-samples');
+const SAMPLE_FILE = 'transfer-syntax/siemens_mosaic_7.dcm';
+const WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
+const STACK_DIR = path.join(ROOT, '.stack/bench');
+const ORTHANC_NAME = 'bench-orthanc';
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench:proxy] ${msg}\n`);
+};
+
+async function getJson<T>(url: string, init: Parameters<typeof request>[1] = {}): Promise<T> {
+  const r = await request(url, init);
+  const text = await r.body.text();
+  if (r.statusCode >= 300) throw new Error(`${init.method ?? 'GET'} ${url} → ${r.statusCode}: ${text.slice(0, 200)}`);
+  return JSON.parse(text) as T;
+}
+
+/** Orthanc to measure against: given, or started in .stack/bench. Returns its root URL and a stop function. */
+async function ensureOrthanc(): Promise<{ url: string; pid: number | undefined; stop: () => void }> {
+  if (env.CBMIR_BENCH_ORTHANC_URL) return { url: env.CBMIR_BENCH_ORTHANC_URL.replace(/\/+$/, ''), pid: undefined, stop: () => {} };
+  const stackEnv = { ...env, CBMIR_STACK_DIR: STACK_DIR, ORTHANC_NAME, ORTHANC_HTTP_PORT: String(ORTHANC_PORT) };
+  const stack = (cmd: string): void => {
+    execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, 'orthanc'], { env: stackEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  };
+  const pidFile = path.join(STACK_DIR, ORTHANC_NAME, 'orthanc.pid');
+  const wasRunning = existsSync(pidFile);
+  log(`Orthanc: ${wasRunning ? 'reusing' : 'starting'} ${ORTHANC_NAME} on 127.0.0.1:${ORTHANC_PORT} (deploy/local/stack.sh)`);
+  stack('start');
+  const pid = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
+  return {
+    url: `http://127.0.0.1:${ORTHANC_PORT}`,
+    pid,
+    stop: () => {
+      if (!wasRunning) stack('stop');
+    },
+  };
+}
+
+interface Target {
+  readonly name: 'qido' | 'wado';
+  readonly path: string;
+  readonly headers: Record<string, string>;
+}
+
+type SideName = 'direct' | 'gateway' | 'floor';
+
+interface Side {
+  readonly results: LoadResult[];
+  cpuMs: { gateway: number; orthanc: number; client: number };
+}
+
+async function main(): Promise<void> {
+  const orthanc = await ensureOrthanc();
+  let gateway: Awaited<ReturnType<typeof startChild>> | undefined;
+  let pipe: Awaited<ReturnType<typeof startChild>> | undefined;
+  try {
+    const file = readFileSync(path.join(SAMPLES, SAMPLE_FILE));
+    const stored = await getJson<{ ID: string }>(`${orthanc.url}/instances`, { method: 'POST', body: file, headers: { 'content-type': 'application/dicom' } });
+    const tags = await getJson<Record<string, string>>(`${orthanc.url}/instances/${stored.ID}/tags?simplify`);
+    const studies = await getJson<unknown[]>(`${orthanc.url}/dicom-web/studies`);
+    const instancePath = `/dicom-web/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}/instances/${tags.SOPInstanceUID}`;
+    log(`instance ${SAMPLE_FILE} (${file.length} bytes) stored; the PACS holds ${studies.length} stud${studies.length === 1 ? 'y' : 'ies'}`);
+
+    gateway = await startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'gateway/main.ts')], {
+      env: {
+        ...env,
+        CBMIR_HOST: '127.0.0.1',
+        CBMIR_PORT: String(GATEWAY_PORT),
+        CBMIR_PACS_URL: `${orthanc.url}/dicom-web`,
+        CBMIR_LOG_LEVEL: 'warn',
+      },
+      readyUrl: `http://127.0.0.1:${GATEWAY_PORT}/healthz`,
+    });
+    const gatewayPid = gateway.child.pid;
+    log(`gateway child pid ${gatewayPid} on 127.0.0.1:${GATEWAY_PORT}`);
+    const orthancPort = new URL(orthanc.url).port || '80';
+    if (FLOOR) {
+      pipe = await startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/lib/tcp-pipe.ts'), String(GATEWAY_PORT + 1), '127.0.0.1', orthancPort], {
+        readyUrl: `http://127.0.0.1:${GATEWAY_PORT + 1}/dicom-web/studies?limit=1`,
+      });
+    }
+    const pids: Record<SideName, number | undefined> = { direct: undefined, gateway: gatewayPid, floor: pipe?.child.pid };
+    const sideNames: SideName[] = FLOOR ? ['direct', 'gateway', 'floor'] : ['direct', 'gateway'];
+
+    const targets: Target[] = [
+      { name: 'qido', path: '/dicom-web/studies', headers: { accept: 'application/dicom+json' } },
+      { name: 'wado', path: instancePath, headers: { accept: WADO_ACCEPT } },
+    ];
+    const bases: Record<SideName, string> = { direct: orthanc.url, gateway: `http://127.0.0.1:${GATEWAY_PORT}`, floor: `http://127.0.0.1:${GATEWAY_PORT + 1}` };
+    const fresh = (): Side => ({ results: [], cpuMs: { gateway: 0, orthanc: 0, client: 0 } });
+    const sides: Record<string, Record<SideName, Side>> = {};
+    for (const t of targets) sides[t.name] = { direct: fresh(), gateway: fresh(), floor: fresh() };
+
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of targets) {
+        // Rotate who goes first each round, so drifting outside load hits every side alike.
+        const order = sideNames.map((_, i) => sideNames[(i + round) % sideNames.length] as SideName);
+        if (round % 2 === 1) order.reverse();
+        for (const which of order) {
+          // Warm-up is not counted in CPU either: measure around the timed phase only.
+          await runLoad({ url: bases[which] + t.path, headers: t.headers, connections: CONNECTIONS, durationMs: WARMUP_MS });
+          const proxyPid = pids[which];
+          const cpu0 = { g: proxyPid ? processCpuMs(proxyPid) : undefined, o: orthanc.pid ? processCpuMs(orthanc.pid) : undefined, c: selfCpuMs() };
+          const r = await runLoad({ url: bases[which] + t.path, headers: t.headers, connections: CONNECTIONS, durationMs: DURATION_MS, keepSamples: true });
+          const side = sides[t.name]![which];
+          side.results.push(r);
+          side.cpuMs.client += selfCpuMs() - cpu0.c;
+          if (cpu0.g !== undefined && proxyPid) side.cpuMs.gateway += (processCpuMs(proxyPid) ?? cpu0.g) - cpu0.g;
+          if (cpu0.o !== undefined && orthanc.pid) side.cpuMs.orthanc += (processCpuMs(orthanc.pid) ?? cpu0.o) - cpu0.o;
+          log(`round ${round + 1}/${ROUNDS} ${t.name} ${which}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}${r.firstError ? ` (${r.firstError})` : ''}`);
+        }
+      }
+    }
+
+    const merged = (s: Side) => {
+      const requests = s.results.reduce((a, r) => a + r.requests, 0);
+      const ms = s.results.reduce((a, r) => a + r.durationMs, 0);
+      const all = new Float64Array(requests);
+      let o = 0;
+      for (const r of s.results) {
+        all.set(r.samples as Float64Array, o);
+        o += (r.samples as Float64Array).length;
+      }
+      const lat = summarise(all);
+      return {
+        requests,
+        errors: s.results.reduce((a, r) => a + r.errors, 0),
+        rps: (requests / ms) * 1000,
+        p50: lat.p50Ms,
+        p99: lat.p99Ms,
+        bytes: s.results[0]?.bytesPerRequest ?? 0,
+        perRequestCpuMs: {
+          client: s.cpuMs.client / Math.max(1, requests),
+          orthanc: orthanc.pid ? s.cpuMs.orthanc / Math.max(1, requests) : undefined,
+          gateway: s.cpuMs.gateway / Math.max(1, requests),
+        },
+      };
+    };
+    const round2 = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+    const out: Record<string, { direct_rps: number; gateway_rps: number; ratio: number; added_p50_ms: number; direct_p50_ms: number; gateway_p50_ms: number; direct_p99_ms: number; gateway_p99_ms: number }> = {};
+    const rows: (string | number)[][] = [];
+    const cpuRows: (string | number)[][] = [];
+    const ratioRows: (string | number)[][] = [];
+    let wadoBytes = 0;
+    for (const t of targets) {
+      const d = merged(sides[t.name]!.direct);
+      const g = merged(sides[t.name]!.gateway);
+      out[t.name] = {
+        direct_rps: round2(d.rps, 1),
+        gateway_rps: round2(g.rps, 1),
+        ratio: round2(g.rps / d.rps, 3),
+        added_p50_ms: round2(g.p50 - d.p50, 3),
+        direct_p50_ms: round2(d.p50, 3),
+        gateway_p50_ms: round2(g.p50, 3),
+        direct_p99_ms: round2(d.p99, 3),
+        gateway_p99_ms: round2(g.p99, 3),
+      };
+      const fl = FLOOR ? merged(sides[t.name]!.floor) : undefined;
+      if (t.name === 'wado') wadoBytes = g.bytes;
+      rows.push(
+        [t.name, 'direct', round2(d.rps, 1), round2(d.p50), round2(d.p99), d.requests, d.errors, d.bytes],
+        [t.name, 'gateway', round2(g.rps, 1), round2(g.p50), round2(g.p99), g.requests, g.errors, g.bytes],
+      );
+      if (fl) rows.push([t.name, 'L4 pipe (floor)', round2(fl.rps, 1), round2(fl.p50), round2(fl.p99), fl.requests, fl.errors, fl.bytes]);
+      ratioRows.push([t.name, 'gateway', round2(g.rps / d.rps, 3), round2(g.p50 - d.p50, 3)]);
+      if (fl) ratioRows.push([t.name, 'L4 pipe (floor)', round2(fl.rps / d.rps, 3), round2(fl.p50 - d.p50, 3)]);
+      const f = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(3));
+      cpuRows.push(
+        [t.name, 'direct', f(d.perRequestCpuMs.orthanc), '—', f(d.perRequestCpuMs.client)],
+        [t.name, 'gateway', f(g.perRequestCpuMs.orthanc), f(g.perRequestCpuMs.gateway), f(g.perRequestCpuMs.client)],
+      );
+      if (fl) cpuRows.push([t.name, 'L4 pipe (floor)', f(fl.perRequestCpuMs.orthanc), f(fl.perRequestCpuMs.gateway), f(fl.perRequestCpuMs.client)]);
+    }
+
+    const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+    const md = [
+      `Written by \`npm run bench:proxy\` (bench/proxy.ts) on ${new Date().toISOString()}.`,
+      '',
+      `Setup: ${os.cpus().length} CPU cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, Orthanc 1.10 + DICOMweb plugin 1.7 ` +
+        `(deploy/local/stack.sh, ${studies.length} stud${studies.length === 1 ? 'y' : 'ies'} stored), gateway as a child process (log level warn), ` +
+        `load generator (bench/lib/load.ts: undici Pool, keep-alive) in the parent: ${CONNECTIONS} connections, ` +
+        `${ROUNDS} rounds × ${DURATION_MS / 1000} s per side and endpoint after ${WARMUP_MS / 1000} s warm-up, sides alternated (order rotated and reversed every round), ` +
+        `all samples merged. Load average at the end: ${load}. Everything shares the same cores, including whatever else runs on the machine, ` +
+        'so requests/s move with outside load; the CPU-per-request table moves much less. ' +
+        (FLOOR ? 'The "L4 pipe" row is a byte pipe in Node without any HTTP processing (bench/lib/tcp-pipe.ts): what the extra loopback hop alone costs here.' : ''),
+      '',
+      `WADO-RS: \`${SAMPLE_FILE}\` (384x384 16-bit Siemens mosaic, JPEG-LS lossless), ${file.length} bytes on disk, ` +
+        `retrieved with \`Accept: ${WADO_ACCEPT}\` (as stored, no transcoding) → ${wadoBytes} bytes per answer. QIDO: \`GET /dicom-web/studies\`.`,
+      '',
+      markdownTable(['endpoint', 'path', 'req/s', 'p50 ms', 'p99 ms', 'requests', 'errors', 'bytes/answer'], rows),
+      '',
+      markdownTable(['endpoint', 'path', 'ratio (req/s vs direct)', 'added p50 ms'], ratioRows),
+      '',
+      'CPU time per request (ms, user+system, from /proc):',
+      '',
+      markdownTable(['endpoint', 'path', 'Orthanc', 'proxy (gateway or pipe)', 'load generator'], cpuRows),
+      '',
+      'Targets: ratio ≥ 0.90 and added p50 ≤ 1 ms for both.',
+    ].join('\n');
+    upsertSection(path.join(ROOT, 'docs/benchmarks.md'), 'Proxy', md);
+    log('docs/benchmarks.md: section "Proxy" written');
+
+    const summary = {
+      qido: { direct_rps: out.qido!.direct_rps, gateway_rps: out.qido!.gateway_rps, ratio: out.qido!.ratio, added_p50_ms: out.qido!.added_p50_ms },
+      wado: { direct_rps: out.wado!.direct_rps, gateway_rps: out.wado!.gateway_rps, ratio: out.wado!.ratio, added_p50_ms: out.wado!.added_p50_ms },
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } finally {
+    await gateway?.stop();
+    await pipe?.stop();
+    orthanc.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:proxy failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
