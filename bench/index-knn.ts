@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     es: { type: 'string' },
     real: { type: 'boolean', default: false },
     'no-embedded': { type: 'boolean', default: false },
+    candidates: { type: 'string', default: '100,200,400' },
   },
 });
 const SIZES = args.sizes.split(',').filter(Boolean).map(Number);
@@ -48,6 +49,8 @@ const NQ = Number(args.queries);
 const DIMS = Number(args.dims);
 const K = Number(args.k);
 const TYPES = args.types.split(',') as VectorIndexType[];
+/** num_candidates values swept for int8_hnsw + rescoring (the first is also used for every other run). */
+const CANDIDATES = args.candidates.split(',').filter(Boolean).map(Number);
 const ES_URL = args.es === 'none' ? undefined : (args.es ?? process.env.CBMIR_ES_URL ?? process.env.CBMIR_TEST_ES_URL);
 const VERSION = 'bench';
 const WARMUP = 20;
@@ -173,26 +176,32 @@ interface Run {
   p50_ms: number;
   p95_ms: number;
   mean_ms: number;
+  /** CPU time of this process per query (wall time suffers most from a shared machine). */
+  client_cpu_ms: number;
   recall_at_k: number;
 }
 
-async function measure(ix: VectorIndex, ds: Dataset, truth: number[][]): Promise<Run> {
-  for (let i = 0; i < WARMUP; i++) await ix.knn(ds.queries[i % ds.queries.length]!, { k: K });
+async function measure(ix: VectorIndex, ds: Dataset, truth: number[][], numCandidates = CANDIDATES[0]): Promise<Run> {
+  const opts = { k: K, ...(numCandidates ? { numCandidates } : {}) };
+  for (let i = 0; i < WARMUP; i++) await ix.knn(ds.queries[i % ds.queries.length]!, opts);
   const times = new Float64Array(ds.queries.length);
   let found = 0;
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < ds.queries.length; i++) {
     const t0 = performance.now();
-    const hits = await ix.knn(ds.queries[i]!, { k: K });
+    const hits = await ix.knn(ds.queries[i]!, opts);
     times[i] = performance.now() - t0;
     const want = new Set(truth[i]);
     for (const h of hits) if (want.has(uidRow(h.doc.sopInstanceUid))) found++;
   }
+  const cpu = process.cpuUsage(cpu0);
   const s = summarise(times);
   const sorted = Float64Array.from(times).sort();
   return {
     p50_ms: round(s.p50Ms),
     p95_ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!),
     mean_ms: round(s.meanMs),
+    client_cpu_ms: round((cpu.user + cpu.system) / 1000 / ds.queries.length),
     recall_at_k: round(found / (ds.queries.length * K), 4),
   };
 }
@@ -245,7 +254,7 @@ async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
     if (type.startsWith('int8')) {
       const rescored = new ElasticsearchIndex({ client: ix.client, base, mapping: { type }, rescoreOversample: 2 });
       await rescored.ensure(ds.dims, VERSION);
-      out.rescore_oversample_2 = await measure(rescored, ds, truth);
+      for (const c of CANDIDATES) out[`rescore_oversample_2_candidates_${c}`] = await measure(rescored, ds, truth, c);
     }
     return out;
   } finally {
