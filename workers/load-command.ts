@@ -103,7 +103,11 @@ export function loadCommand(): Command {
       const bar =
         opts.progress && process.stderr.isTTY && !opts.json
           ? new cliProgress.SingleBar(
-              { stream: process.stderr, format: ' {bar} {value}/{total} images | {stored} stored | {failed} failed | {eta_formatted} left', hideCursor: true },
+              {
+                stream: process.stderr,
+                format: ` {bar} {value}/{total} images | {ok} ${mode === 'send' ? 'stored' : mode === 'write' ? 'written' : 'converted'} | {failed} failed | {eta_formatted} left`,
+                hideCursor: true,
+              },
               cliProgress.Presets.shades_classic,
             )
           : undefined;
@@ -134,10 +138,10 @@ export function loadCommand(): Command {
           onProgress: (p) => {
             if (!bar) return;
             if (!barStarted) {
-              bar.start(p.total, 0, { stored: 0, failed: 0 });
+              bar.start(p.total, 0, { ok: 0, failed: 0 });
               barStarted = true;
             }
-            bar.update(p.done, { stored: p.stored, failed: p.failed });
+            bar.update(p.done, { ok: mode === 'dry-run' ? p.converted : p.stored, failed: p.failed });
           },
         });
         bar?.stop();

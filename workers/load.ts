@@ -42,6 +42,7 @@ export interface LoadProgress {
   readonly total: number;
   readonly done: number;
   readonly stored: number;
+  readonly converted: number;
   readonly failed: number;
 }
 
@@ -146,7 +147,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   let stored = 0;
   let failed = 0;
   let done = 0;
-  const progress = () => o.onProgress?.({ total: selected.length, done, stored, failed });
+  const progress = () => o.onProgress?.({ total: selected.length, done, stored, converted, failed });
   const fail = (inst: PlannedInstance, reason: string) => {
     failed++;
     byClass[inst.className]!.failed++;
