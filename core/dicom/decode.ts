@@ -25,7 +25,7 @@ import { parseDicom } from './parse.js';
 import { pixelDataComplete } from './truncation.js';
 import { nativeFrameBytes, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
 import { isNonImageSopClass, sopClassName } from './sop-classes.js';
-import { pixelEncoding, transferSyntaxName } from './transfer-syntaxes.js';
+import { pixelEncoding, transferSyntaxName, TS } from './transfer-syntaxes.js';
 
 export type RefusalCode =
   | 'NOT_DICOM' // not Part-10 at all (garbage, empty, another format)
@@ -128,7 +128,8 @@ export function selectFrames(count: number, policy: DecodeOptions['frames'] = 'm
   return Array.from({ length: k }, (_, i) => Math.min(count - 1, Math.floor(((i + 0.5) * count) / k)));
 }
 
-function lutTable(descriptor: number[] | undefined, data: unknown, signedFirst: boolean): LutTable | undefined {
+/** LUT Descriptor + LUT Data (PS3.3 C.7.6.3.1.5, C.11.1.1.1). OW data arrive as raw bytes in the file's byte order. */
+function lutTable(descriptor: number[] | undefined, data: unknown, signedFirst: boolean, littleEndian: boolean): LutTable | undefined {
   if (!descriptor || descriptor.length < 3) return undefined;
   const entriesCount = descriptor[0] === 0 ? 65536 : descriptor[0]!;
   let first = descriptor[1]!;
@@ -139,17 +140,20 @@ function lutTable(descriptor: number[] | undefined, data: unknown, signedFirst: 
     const raw = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
     if (!raw) return undefined;
     // 16-bit words per entry, or (8-bit palettes written byte-packed) one byte per entry.
-    if (raw.length >= entriesCount * 2) entries = new Uint16Array(raw.slice(0, entriesCount * 2).buffer);
+    if (raw.length >= entriesCount * 2) {
+      const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      entries = Uint16Array.from({ length: entriesCount }, (_, i) => dv.getUint16(i * 2, littleEndian));
+    }
     else if (raw.length >= entriesCount) entries = raw.subarray(0, entriesCount);
   }
   return entries && entries.length > 0 ? { firstMapped: first, entries } : undefined;
 }
 
-function readPalette(ds: DcmDataset, pixelRepresentation: number): Palette | undefined {
+function readPalette(ds: DcmDataset, pixelRepresentation: number, littleEndian: boolean): Palette | undefined {
   const ch = (d: string, t: string) => {
     const el = ds[t];
     const value = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
-    return lutTable(nums(ds, d), value, pixelRepresentation === 1);
+    return lutTable(nums(ds, d), value, pixelRepresentation === 1, littleEndian);
   };
   const red = ch('00281101', '00281201');
   const green = ch('00281102', '00281202');
@@ -158,7 +162,7 @@ function readPalette(ds: DcmDataset, pixelRepresentation: number): Palette | und
 }
 
 /** Rescale from the top level, else Enhanced per-frame, else shared functional groups. */
-function modalityLut(ds: DcmDataset, frameIndex: number, pixelRepresentation: number): ModalityLut {
+function modalityLut(ds: DcmDataset, frameIndex: number, pixelRepresentation: number, littleEndian: boolean): ModalityLut {
   const rescale = (d: DcmDataset | undefined): ModalityLut | undefined => {
     const slope = num(d, '00281053');
     const intercept = num(d, '00281052');
@@ -176,7 +180,7 @@ function modalityLut(ds: DcmDataset, frameIndex: number, pixelRepresentation: nu
   if (seq) {
     const el = seq['00283006'];
     const value = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
-    const table = lutTable(nums(seq, '00283002'), value, pixelRepresentation === 1);
+    const table = lutTable(nums(seq, '00283002'), value, pixelRepresentation === 1, littleEndian);
     if (table) return { kind: 'table', table };
   }
   return { kind: 'none' };
@@ -249,7 +253,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
       : encapsulatedFrames(pixelEl.Value, frameCount);
   if (!split.ok) return refuse('MALFORMED', split.reason, meta);
 
-  const palette = photometric === 'PALETTE COLOR' ? readPalette(ds, pixelRepresentation) : undefined;
+  const palette = photometric === 'PALETTE COLOR' ? readPalette(ds, pixelRepresentation, ts !== TS.ExplicitVRBigEndian) : undefined;
   if (encoding.kind !== 'native') {
     try {
       await initCodecs();
@@ -279,7 +283,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
         return refuse('DECODE_FAILED', `frame ${index + 1}: codec returned ${frameBytes.length} bytes, expected ${expected}`, meta);
       }
     }
-    const gray = toGrayscale(frameBytes, frameFmt, modalityLut(ds, index, pixelRepresentation), palette);
+    const gray = toGrayscale(frameBytes, frameFmt, modalityLut(ds, index, pixelRepresentation, ts !== TS.ExplicitVRBigEndian), palette);
     if (!gray.ok) return refuse('UNSUPPORTED_PIXELS', gray.reason, meta);
     frames.push({ pixels: gray.pixels, rows, cols, frameNumber: index + 1 });
   }
