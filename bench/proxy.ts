@@ -73,7 +73,10 @@ async function ensureOrthanc(): Promise<{ url: string; pid: number | undefined; 
   if (env.CBMIR_BENCH_ORTHANC_URL) return { url: env.CBMIR_BENCH_ORTHANC_URL.replace(/\/+$/, ''), pid: undefined, stop: () => {} };
   const stackEnv = { ...env, CBMIR_STACK_DIR: STACK_DIR, ORTHANC_NAME, ORTHANC_HTTP_PORT: String(ORTHANC_PORT) };
   const stack = (cmd: string): void => {
-    execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, 'orthanc'], { env: stackEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, 'orthanc'], {
+      env: stackEnv,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
   };
   const pidFile = path.join(STACK_DIR, ORTHANC_NAME, 'orthanc.pid');
   const wasRunning = existsSync(pidFile);
@@ -108,11 +111,17 @@ async function main(): Promise<void> {
   let pipe: Awaited<ReturnType<typeof startChild>> | undefined;
   try {
     const file = readFileSync(path.join(SAMPLES, SAMPLE_FILE));
-    const stored = await getJson<{ ID: string }>(`${orthanc.url}/instances`, { method: 'POST', body: file, headers: { 'content-type': 'application/dicom' } });
+    const stored = await getJson<{ ID: string }>(`${orthanc.url}/instances`, {
+      method: 'POST',
+      body: file,
+      headers: { 'content-type': 'application/dicom' },
+    });
     const tags = await getJson<Record<string, string>>(`${orthanc.url}/instances/${stored.ID}/tags?simplify`);
     const studies = await getJson<unknown[]>(`${orthanc.url}/dicom-web/studies`);
     const instancePath = `/dicom-web/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}/instances/${tags.SOPInstanceUID}`;
-    log(`instance ${SAMPLE_FILE} (${file.length} bytes) stored; the PACS holds ${studies.length} stud${studies.length === 1 ? 'y' : 'ies'}`);
+    log(
+      `instance ${SAMPLE_FILE} (${file.length} bytes) stored; the PACS holds ${studies.length} stud${studies.length === 1 ? 'y' : 'ies'}`,
+    );
 
     gateway = await startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'gateway/main.ts')], {
       env: {
@@ -128,9 +137,13 @@ async function main(): Promise<void> {
     log(`gateway child pid ${gatewayPid} on 127.0.0.1:${GATEWAY_PORT}`);
     const orthancPort = new URL(orthanc.url).port || '80';
     if (FLOOR) {
-      pipe = await startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/lib/tcp-pipe.ts'), String(GATEWAY_PORT + 1), '127.0.0.1', orthancPort], {
-        readyUrl: `http://127.0.0.1:${GATEWAY_PORT + 1}/dicom-web/studies?limit=1`,
-      });
+      pipe = await startChild(
+        process.execPath,
+        ['--import', 'tsx', path.join(ROOT, 'bench/lib/tcp-pipe.ts'), String(GATEWAY_PORT + 1), '127.0.0.1', orthancPort],
+        {
+          readyUrl: `http://127.0.0.1:${GATEWAY_PORT + 1}/dicom-web/studies?limit=1`,
+        },
+      );
     }
     const pids: Record<SideName, number | undefined> = { direct: undefined, gateway: gatewayPid, floor: pipe?.child.pid };
     const sideNames: SideName[] = FLOOR ? ['direct', 'gateway', 'floor'] : ['direct', 'gateway'];
@@ -139,7 +152,11 @@ async function main(): Promise<void> {
       { name: 'qido', path: '/dicom-web/studies', headers: { accept: 'application/dicom+json' } },
       { name: 'wado', path: instancePath, headers: { accept: WADO_ACCEPT } },
     ];
-    const bases: Record<SideName, string> = { direct: orthanc.url, gateway: `http://127.0.0.1:${GATEWAY_PORT}`, floor: `http://127.0.0.1:${GATEWAY_PORT + 1}` };
+    const bases: Record<SideName, string> = {
+      direct: orthanc.url,
+      gateway: `http://127.0.0.1:${GATEWAY_PORT}`,
+      floor: `http://127.0.0.1:${GATEWAY_PORT + 1}`,
+    };
     const fresh = (): Side => ({ results: [], cpuMs: { gateway: 0, orthanc: 0, client: 0 } });
     const sides: Record<string, Record<SideName, Side>> = {};
     for (const t of targets) sides[t.name] = { direct: fresh(), gateway: fresh(), floor: fresh() };
@@ -153,14 +170,26 @@ async function main(): Promise<void> {
           // Warm-up is not counted in CPU either: measure around the timed phase only.
           await runLoad({ url: bases[which] + t.path, headers: t.headers, connections: CONNECTIONS, durationMs: WARMUP_MS });
           const proxyPid = pids[which];
-          const cpu0 = { g: proxyPid ? processCpuMs(proxyPid) : undefined, o: orthanc.pid ? processCpuMs(orthanc.pid) : undefined, c: selfCpuMs() };
-          const r = await runLoad({ url: bases[which] + t.path, headers: t.headers, connections: CONNECTIONS, durationMs: DURATION_MS, keepSamples: true });
+          const cpu0 = {
+            g: proxyPid ? processCpuMs(proxyPid) : undefined,
+            o: orthanc.pid ? processCpuMs(orthanc.pid) : undefined,
+            c: selfCpuMs(),
+          };
+          const r = await runLoad({
+            url: bases[which] + t.path,
+            headers: t.headers,
+            connections: CONNECTIONS,
+            durationMs: DURATION_MS,
+            keepSamples: true,
+          });
           const side = sides[t.name]![which];
           side.results.push(r);
           side.cpuMs.client += selfCpuMs() - cpu0.c;
           if (cpu0.g !== undefined && proxyPid) side.cpuMs.gateway += (processCpuMs(proxyPid) ?? cpu0.g) - cpu0.g;
           if (cpu0.o !== undefined && orthanc.pid) side.cpuMs.orthanc += (processCpuMs(orthanc.pid) ?? cpu0.o) - cpu0.o;
-          log(`round ${round + 1}/${ROUNDS} ${t.name} ${which}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}${r.firstError ? ` (${r.firstError})` : ''}`);
+          log(
+            `round ${round + 1}/${ROUNDS} ${t.name} ${which}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}${r.firstError ? ` (${r.firstError})` : ''}`,
+          );
         }
       }
     }
@@ -190,7 +219,19 @@ async function main(): Promise<void> {
       };
     };
     const round2 = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
-    const out: Record<string, { direct_rps: number; gateway_rps: number; ratio: number; added_p50_ms: number; direct_p50_ms: number; gateway_p50_ms: number; direct_p99_ms: number; gateway_p99_ms: number }> = {};
+    const out: Record<
+      string,
+      {
+        direct_rps: number;
+        gateway_rps: number;
+        ratio: number;
+        added_p50_ms: number;
+        direct_p50_ms: number;
+        gateway_p50_ms: number;
+        direct_p99_ms: number;
+        gateway_p99_ms: number;
+      }
+    > = {};
     const rows: (string | number)[][] = [];
     const cpuRows: (string | number)[][] = [];
     const ratioRows: (string | number)[][] = [];
@@ -222,10 +263,20 @@ async function main(): Promise<void> {
         [t.name, 'direct', f(d.perRequestCpuMs.orthanc), '—', f(d.perRequestCpuMs.client)],
         [t.name, 'gateway', f(g.perRequestCpuMs.orthanc), f(g.perRequestCpuMs.gateway), f(g.perRequestCpuMs.client)],
       );
-      if (fl) cpuRows.push([t.name, 'L4 pipe (floor)', f(fl.perRequestCpuMs.orthanc), f(fl.perRequestCpuMs.gateway), f(fl.perRequestCpuMs.client)]);
+      if (fl)
+        cpuRows.push([
+          t.name,
+          'L4 pipe (floor)',
+          f(fl.perRequestCpuMs.orthanc),
+          f(fl.perRequestCpuMs.gateway),
+          f(fl.perRequestCpuMs.client),
+        ]);
     }
 
-    const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+    const load = os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
     const md = [
       `Written by \`npm run bench:proxy\` (bench/proxy.ts) on ${new Date().toISOString()}.`,
       '',
@@ -235,7 +286,9 @@ async function main(): Promise<void> {
         `${ROUNDS} rounds × ${DURATION_MS / 1000} s per side and endpoint after ${WARMUP_MS / 1000} s warm-up, sides alternated (order rotated and reversed every round), ` +
         `all samples merged. Load average at the end: ${load}. Everything shares the same cores, including whatever else runs on the machine, ` +
         'so requests/s move with outside load; the CPU-per-request table moves much less. ' +
-        (FLOOR ? 'The "L4 pipe" row is a byte pipe in Node without any HTTP processing (bench/lib/tcp-pipe.ts): what the extra loopback hop alone costs here.' : ''),
+        (FLOOR
+          ? 'The "L4 pipe" row is a byte pipe in Node without any HTTP processing (bench/lib/tcp-pipe.ts): what the extra loopback hop alone costs here.'
+          : ''),
       '',
       `WADO-RS: \`${SAMPLE_FILE}\` (384x384 16-bit Siemens mosaic, JPEG-LS lossless), ${file.length} bytes on disk, ` +
         `retrieved with \`Accept: ${WADO_ACCEPT}\` (as stored, no transcoding) → ${wadoBytes} bytes per answer. QIDO: \`GET /dicom-web/studies\`.`,
@@ -254,8 +307,18 @@ async function main(): Promise<void> {
     log('docs/benchmarks.md: section "Proxy" written');
 
     const summary = {
-      qido: { direct_rps: out.qido!.direct_rps, gateway_rps: out.qido!.gateway_rps, ratio: out.qido!.ratio, added_p50_ms: out.qido!.added_p50_ms },
-      wado: { direct_rps: out.wado!.direct_rps, gateway_rps: out.wado!.gateway_rps, ratio: out.wado!.ratio, added_p50_ms: out.wado!.added_p50_ms },
+      qido: {
+        direct_rps: out.qido!.direct_rps,
+        gateway_rps: out.qido!.gateway_rps,
+        ratio: out.qido!.ratio,
+        added_p50_ms: out.qido!.added_p50_ms,
+      },
+      wado: {
+        direct_rps: out.wado!.direct_rps,
+        gateway_rps: out.wado!.gateway_rps,
+        ratio: out.wado!.ratio,
+        added_p50_ms: out.wado!.added_p50_ms,
+      },
     };
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } finally {

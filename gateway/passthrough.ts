@@ -40,6 +40,8 @@ export interface ForwardSpec {
   readonly publicBase: PublicBase;
   /** Ask the PACS to build gateway URLs itself (RFC 7239 Forwarded) — only when the root paths agree. */
   readonly sendForwarded: boolean;
+  /** JSON/XML answers expected (QIDO, metadata, STOW): ask the PACS for identity encoding so URLs can be mapped. */
+  readonly rewritable: boolean;
   /** Stream the request body up (STOW). */
   readonly withBody: boolean;
   /** Receives the PACS's raw answer once the client's response is finished (STOW hook). */
@@ -53,6 +55,8 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     accept: spec.accept,
     hasBody: spec.withBody,
   });
+  // Answers we may rewrite must come back uncompressed; the rest (WADO bodies) keep the client's choice.
+  if (spec.rewritable) delete headers['accept-encoding'];
   if (spec.sendForwarded && ctx.quirks.honoursForwarded) {
     headers.forwarded = `host=${spec.publicBase.host};proto=${spec.publicBase.proto}`;
   }
@@ -107,7 +111,9 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   const out = downstreamResponseHeaders(ures.headers, (v) => ctx.rewriter.mapUrl(v, base));
   const contentType = ures.headers['content-type'];
   const declared = ures.headers['content-length'] === undefined ? -1 : Number(ures.headers['content-length']);
-  const collect = spec.onAnswered !== undefined || (isRewritableType(contentType) && declared <= ctx.maxRewriteBytes);
+  // A compressed answer cannot be rewritten: pass it on as it is.
+  const encoded = ures.headers['content-encoding'] !== undefined && ures.headers['content-encoding'] !== 'identity';
+  const collect = spec.onAnswered !== undefined || (!encoded && isRewritableType(contentType) && declared <= ctx.maxRewriteBytes);
 
   // Stalled PACS mid-body: cut both sides rather than hang (the status is already sent).
   const idle = setTimeout(() => {
@@ -152,7 +158,7 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   ures.on('end', () => {
     if (spilled || res.destroyed) return;
     const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-    const body = ctx.rewriter.mapBody(raw, base) ?? raw;
+    const body = (encoded ? null : ctx.rewriter.mapBody(raw, base)) ?? raw;
     const headers: OutgoingHttpHeaders = { ...out, 'content-length': body.length };
     res.writeHead(status, headers);
     res.end(body);

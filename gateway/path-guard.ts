@@ -42,10 +42,12 @@ export function guardTarget(rawUrl: string, maxQueryBytes: number): GuardedTarge
   for (const seg of path.split('/')) if (seg === '.' || seg === '..') throw bad('dot segments are not allowed');
 
   if (path === DICOMWEB_ROOT || path.startsWith(DICOMWEB_ROOT)) {
-    if (path.length > DICOMWEB_ROOT.length && path.charCodeAt(DICOMWEB_ROOT.length) !== 47) throw bad(`unknown root (did you mean ${DICOMWEB_ROOT}/…?)`);
+    if (path.length > DICOMWEB_ROOT.length && path.charCodeAt(DICOMWEB_ROOT.length) !== 47)
+      throw bad(`unknown root (did you mean ${DICOMWEB_ROOT}/…?)`);
     const rest = path.slice(DICOMWEB_ROOT.length + 1).replace(/%2c/gi, ',');
     const segments = rest.length ? rest.replace(/\/$/, '').split('/') : [];
-    for (const s of segments) if (!DICOMWEB_SEGMENT_RE.test(s)) throw bad('DICOMweb path segments are UIDs, keywords, frame lists or bulk tags');
+    for (const s of segments)
+      if (!DICOMWEB_SEGMENT_RE.test(s)) throw bad('DICOMweb path segments are UIDs, keywords, frame lists or bulk tags');
     return { kind: 'dicomweb', segments, query };
   }
   if (path === WADO_URI_ROOT || path === `${WADO_URI_ROOT}/`) return { kind: 'wado-uri', query };

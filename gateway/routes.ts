@@ -19,16 +19,7 @@
 import { HttpProblem, isValidUid } from '../core/errors.js';
 
 /** Metrics/logging label: which kind of request this is (never the URL: it can carry PHI-bearing query strings). */
-export type RouteClass =
-  | 'qido'
-  | 'wado'
-  | 'metadata'
-  | 'frames'
-  | 'rendered'
-  | 'thumbnail'
-  | 'bulkdata'
-  | 'stow'
-  | 'wado-uri';
+export type RouteClass = 'qido' | 'wado' | 'metadata' | 'frames' | 'rendered' | 'thumbnail' | 'bulkdata' | 'stow' | 'wado-uri';
 
 /** What serves a matched route. */
 export type RouteHandlerKind = 'pass' | 'stow' | 'thumbnail';
@@ -46,7 +37,12 @@ const SE = [...S, 'series', ':series'];
 const I = [...SE, 'instances', ':instance'];
 const F = [...I, 'frames', ':frames'];
 
-const r = (method: DicomwebRoute['method'], path: readonly string[], routeClass: RouteClass, handler: RouteHandlerKind = 'pass'): DicomwebRoute => ({
+const r = (
+  method: DicomwebRoute['method'],
+  path: readonly string[],
+  routeClass: RouteClass,
+  handler: RouteHandlerKind = 'pass',
+): DicomwebRoute => ({
   method,
   pattern: path,
   routeClass,

@@ -77,7 +77,11 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const metrics = new GatewayMetrics({ defaultMetrics: deps.defaultMetrics });
   const dicomweb = parseEndpoint(config.pacs.url);
   const wadoUri = parseEndpoint(config.pacs.wadoUriUrl);
-  const upstream = new Upstream({ timeoutMs: config.pacs.timeoutMs, maxSockets: config.pacs.maxSockets, keepAliveMs: config.pacs.keepAliveMs });
+  const upstream = new Upstream({
+    timeoutMs: config.pacs.timeoutMs,
+    maxSockets: config.pacs.maxSockets,
+    keepAliveMs: config.pacs.keepAliveMs,
+  });
   const ctx: ProxyContext = {
     upstream,
     rewriter: new UrlRewriter(dicomweb, wadoUri, DICOMWEB_ROOT, WADO_URI_ROOT),
@@ -113,7 +117,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       return;
     }
     const outcome = await runChecks(checks, READINESS_TIMEOUT_MS);
-    const failed = Object.entries(outcome).filter(([, o]) => !o.ok).map(([n]) => n);
+    const failed = Object.entries(outcome)
+      .filter(([, o]) => !o.ok)
+      .map(([n]) => n);
     if (failed.length) sendProblem(res, notReady(outcome, `not ready: ${failed.join(', ')}`));
     else res.json({ status: 'ready', checks: outcome });
   });
@@ -124,8 +130,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
   // Host for derived URLs when a client sends no usable Host header (set once listening; address() is a syscall).
   let fallbackHost = `${config.host}:${config.port}`;
-  const publicBaseOf = (req: http.IncomingMessage): PublicBase =>
-    fixedBase ?? derivePublicBase(req.headers, fallbackHost);
+  const publicBaseOf = (req: http.IncomingMessage): PublicBase => fixedBase ?? derivePublicBase(req.headers, fallbackHost);
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
@@ -141,7 +146,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       const level = status >= 500 ? 'error' : 'info';
       if (log.isLevelEnabled(level)) {
         // Route class, never the URL: query strings carry PatientName and other PHI.
-        log[level]({ reqId, route: routeClass, method: req.method, status, ms: Math.round(ms * 10) / 10, ...(aborted ? { aborted } : {}) }, 'request');
+        log[level](
+          { reqId, route: routeClass, method: req.method, status, ms: Math.round(ms * 10) / 10, ...(aborted ? { aborted } : {}) },
+          'request',
+        );
       }
     });
 
@@ -176,6 +184,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           accept,
           publicBase,
           sendForwarded: publicBase.path === '' && dicomweb.basePath === DICOMWEB_ROOT,
+          rewritable: match.route.routeClass === 'qido' || match.route.routeClass === 'metadata' || match.route.routeClass === 'stow',
         };
         if (match.route.handler === 'stow') {
           serveStow(ctx, stowHooks, req, res, spec, { studyUid: match.params.study, reqId });
@@ -195,6 +204,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           accept: undefined,
           publicBase: publicBaseOf(req),
           sendForwarded: false,
+          rewritable: false,
           withBody: false,
         });
         return;
@@ -283,13 +293,19 @@ function pacsCheck(upstream: Upstream, endpoint: ReturnType<typeof parseEndpoint
     name: 'pacs',
     check: (signal) =>
       new Promise<void>((resolve, reject) => {
-        const headers = upstreamRequestHeaders({}, { host: endpoint.hostHeader, defaultAuthorization: auth, accept: 'application/dicom+json', hasBody: false });
-        const abort = upstream.send({ endpoint, method: 'GET', path: `${endpoint.basePath}/studies?limit=1`, headers, body: null }, (err, res) => {
-          if (err || !res) return reject(new Error(err?.message ?? 'no answer'));
-          res.resume();
-          if ((res.statusCode ?? 500) >= 500) reject(new Error(`PACS answered ${res.statusCode}`));
-          else resolve();
-        });
+        const headers = upstreamRequestHeaders(
+          {},
+          { host: endpoint.hostHeader, defaultAuthorization: auth, accept: 'application/dicom+json', hasBody: false },
+        );
+        const abort = upstream.send(
+          { endpoint, method: 'GET', path: `${endpoint.basePath}/studies?limit=1`, headers, body: null },
+          (err, res) => {
+            if (err || !res) return reject(new Error(err?.message ?? 'no answer'));
+            res.resume();
+            if ((res.statusCode ?? 500) >= 500) reject(new Error(`PACS answered ${res.statusCode}`));
+            else resolve();
+          },
+        );
         signal.addEventListener('abort', abort, { once: true });
       }),
   };

@@ -70,34 +70,37 @@ export class ThumbnailService {
       accept: mediaType,
       hasBody: false,
     });
-    const abort = this.ctx.upstream.send({ endpoint: this.endpoint, method: 'GET', path: renderedPath, headers, body: null }, (err, ures) => {
-      if (err || !ures) {
-        const e = err as UpstreamError;
-        this.ctx.onUpstreamError(e.kind);
-        sendProblem(res, new HttpProblem(e.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', e.message));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      ures.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_THUMBNAIL_BYTES) {
-          ures.destroy();
-          sendProblem(res, new HttpProblem('INTERNAL', 'rendered thumbnail too large'));
+    const abort = this.ctx.upstream.send(
+      { endpoint: this.endpoint, method: 'GET', path: renderedPath, headers, body: null },
+      (err, ures) => {
+        if (err || !ures) {
+          const e = err as UpstreamError;
+          this.ctx.onUpstreamError(e.kind);
+          sendProblem(res, new HttpProblem(e.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', e.message));
           return;
         }
-        chunks.push(c);
-      });
-      ures.on('error', () => res.destroy());
-      ures.on('end', () => {
-        if (res.writableEnded || res.destroyed) return;
-        const body = Buffer.concat(chunks, size);
-        const status = ures.statusCode ?? 502;
-        const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
-        if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body });
-        send(res, status, ct, body, 'MISS');
-      });
-    });
+        const chunks: Buffer[] = [];
+        let size = 0;
+        ures.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_THUMBNAIL_BYTES) {
+            ures.destroy();
+            sendProblem(res, new HttpProblem('INTERNAL', 'rendered thumbnail too large'));
+            return;
+          }
+          chunks.push(c);
+        });
+        ures.on('error', () => res.destroy());
+        ures.on('end', () => {
+          if (res.writableEnded || res.destroyed) return;
+          const body = Buffer.concat(chunks, size);
+          const status = ures.statusCode ?? 502;
+          const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
+          if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body });
+          send(res, status, ct, body, 'MISS');
+        });
+      },
+    );
     res.on('close', () => {
       if (!res.writableFinished) abort();
     });

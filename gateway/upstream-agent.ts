@@ -19,7 +19,10 @@ export interface UpstreamAgentOptions {
 }
 
 class PacsAgent extends http.Agent {
-  constructor(private readonly idleMs: number, maxSockets: number) {
+  constructor(
+    private readonly idleMs: number,
+    maxSockets: number,
+  ) {
     super({ keepAlive: idleMs > 0, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' });
   }
 

@@ -103,16 +103,23 @@ export class Upstream {
 
     const attempt = (retry: boolean): void => {
       const mod = r.endpoint.protocol === 'https:' ? https : http;
-      const creq = mod.request({
-        protocol: r.endpoint.protocol,
-        hostname: r.endpoint.hostname,
-        port: r.endpoint.port,
-        method: r.method,
-        path: r.path,
-        headers: r.headers,
-        agent: r.endpoint.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
-        setHost: false,
-      });
+      let creq: http.ClientRequest;
+      try {
+        creq = mod.request({
+          protocol: r.endpoint.protocol,
+          hostname: r.endpoint.hostname,
+          port: r.endpoint.port,
+          method: r.method,
+          path: r.path,
+          headers: r.headers,
+          agent: r.endpoint.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
+          setHost: false,
+        });
+      } catch (err) {
+        // e.g. a header value Node refuses to send: a bad request, but never a crash.
+        finish(new UpstreamError('unreachable', `request to the PACS could not be built: ${(err as Error).message}`));
+        return;
+      }
       current = creq;
       creq.on('response', (res) => finish(null, res));
       creq.on('error', (err: NodeJS.ErrnoException) => {

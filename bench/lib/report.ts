@@ -6,7 +6,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-const FILE_HEADER = '# Benchmarks\n\nMeasured numbers, each section written by the benchmark named in it. Rerun a benchmark to refresh its section.\n';
+const FILE_HEADER =
+  '# Benchmarks\n\nMeasured numbers, each section written by the benchmark named in it. Rerun a benchmark to refresh its section.\n';
 
 /** Replace (or append) the section `## title` of `file` with `body` (Markdown without the heading). */
 export function upsertSection(file: string, title: string, body: string): void {

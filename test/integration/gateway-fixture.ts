@@ -66,7 +66,9 @@ export function raw(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 }),
+        );
         res.on('error', reject);
       },
     );
@@ -124,13 +126,15 @@ export async function storeDirect(orthancUrl: string, file: Buffer, auth?: strin
   const r = await raw(`${orthancUrl}/instances`, { method: 'POST', headers, body: file });
   if (r.status !== 200) throw new Error(`Orthanc refused the upload: ${r.status}`);
   const id = json<{ ID: string }>(r).ID;
-  const tags = json<Record<string, string>>(await raw(`${orthancUrl}/instances/${id}/tags?simplify`, { headers: auth ? { authorization: auth } : {} }));
+  const tags = json<Record<string, string>>(
+    await raw(`${orthancUrl}/instances/${id}/tags?simplify`, { headers: auth ? { authorization: auth } : undefined }),
+  );
   return { study: tags.StudyInstanceUID as string, series: tags.SeriesInstanceUID as string, instance: tags.SOPInstanceUID as string };
 }
 
 /** Delete studies by Study Instance UID through Orthanc's REST API (never through the gateway). */
 export async function deleteStudies(orthancUrl: string, studyUids: Iterable<string>, auth?: string): Promise<void> {
-  const headers = auth ? { authorization: auth } : {};
+  const headers: Record<string, string> = auth ? { authorization: auth } : {};
   for (const uid of new Set(studyUids)) {
     const r = await raw(`${orthancUrl}/tools/lookup`, { method: 'POST', headers, body: Buffer.from(uid) });
     if (r.status !== 200) continue;

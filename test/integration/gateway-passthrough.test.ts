@@ -50,7 +50,10 @@ describe('gateway pass-through equals direct Orthanc', () => {
 
   after(async () => {
     await gw?.close();
-    await deleteStudies(stack.orthancUrl, [...uids.values()].map((u) => u.study));
+    await deleteStudies(
+      stack.orthancUrl,
+      [...uids.values()].map((u) => u.study),
+    );
   });
 
   test('STOW through the gateway stores every file, answers with gateway URLs and feeds the STOW hook', async () => {
@@ -100,7 +103,11 @@ describe('gateway pass-through equals direct Orthanc', () => {
     assert.equal(g.contentType, d.contentType, `content-type of ${path}`);
     assert.equal(g.body.length, d.body.length, `body length of ${path}`);
     assert.ok(g.body === d.body, `body of ${path} differs`);
-    if (viaGw.headers['content-length'] !== undefined && direct.headers['content-length'] !== undefined && !roots.some((r) => direct.body.includes(r))) {
+    if (
+      viaGw.headers['content-length'] !== undefined &&
+      direct.headers['content-length'] !== undefined &&
+      !roots.some((r) => direct.body.includes(r))
+    ) {
       assert.equal(viaGw.headers['content-length'], direct.headers['content-length']);
     }
   };

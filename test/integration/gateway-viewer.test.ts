@@ -41,7 +41,10 @@ describe('gateway features viewers rely on', () => {
   });
 
   test('WADO-RS retrieve with */* or no Accept (and a stray Content-Type) gets multipart DICOM', async () => {
-    for (const headers of [{ accept: '*/*', 'content-type': 'application/json' }, {}, { accept: '*/*;q=0.8' }]) {
+    for (const headers of [{ accept: '*/*', 'content-type': 'application/json' }, {}, { accept: '*/*;q=0.8' }] as Record<
+      string,
+      string
+    >[]) {
       const r = await raw(`${gw.base}${inst}`, { headers });
       assert.equal(r.status, 200, JSON.stringify(headers));
       assert.match(r.headers['content-type'] ?? '', /^multipart\/related; type="application\/dicom"; boundary=/);

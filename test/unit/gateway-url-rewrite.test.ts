@@ -3,7 +3,12 @@ import { test } from 'node:test';
 import { parseEndpoint } from '../../gateway/upstream.js';
 import { isRewritableType, UrlRewriter } from '../../gateway/url-rewrite.js';
 
-const rw = new UrlRewriter(parseEndpoint('http://127.0.0.1:8042/dicom-web'), parseEndpoint('http://127.0.0.1:8042/wado'), '/dicom-web', '/wado');
+const rw = new UrlRewriter(
+  parseEndpoint('http://127.0.0.1:8042/dicom-web'),
+  parseEndpoint('http://127.0.0.1:8042/wado'),
+  '/dicom-web',
+  '/wado',
+);
 const pub = 'https://gw.example';
 
 test('PACS roots (and loopback aliases) in bodies become the public root; foreign URLs stay', () => {
