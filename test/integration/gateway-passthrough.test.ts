@@ -174,6 +174,23 @@ describe('gateway pass-through equals direct Orthanc', () => {
     }
   });
 
+  test('STOW to /studies/{study} names the study in the hook event', async () => {
+    const u = uids.get('implicit')!;
+    const before = hookEvents.length;
+    const { body, contentType } = stowBody([sample(VIA_STOW.implicit)]);
+    const r = await raw(`${gw.base}/dicom-web/studies/${u.study}`, { method: 'POST', headers: { 'content-type': contentType }, body });
+    const direct = await raw(`${stack.orthancDicomWebUrl}/studies/${u.study}`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      body,
+    });
+    assert.equal(r.status, direct.status);
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(hookEvents.length, before + 1);
+    assert.equal(hookEvents.at(-1)?.studyUid, u.study);
+    assert.equal(hookEvents.at(-1)?.status, r.status);
+  });
+
   test('errors pass through: unknown study → the PACS status and body', async () => {
     await compare('/studies/1.2.3.4.5.6.7.8.9/metadata');
   });
