@@ -16,6 +16,8 @@ import { decodeSourceImage } from '../../core/dicom/source-image.js';
 import { deterministicUid } from '../../core/dicom/uids.js';
 import { LUMA as DECODER_LUMA } from '../../core/dicom/pixels.js';
 import { LUMA, normalise, percentiles, preprocess, resizeWeights, rgbToGray } from '../../models/runtime/preprocess.js';
+import { Embedder } from '../../models/runtime/embedder.js';
+import { loadModelManifest } from '../../core/model-manifest.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 const goldenDir = path.join(repoRoot, 'models', 'train', 'golden');
@@ -23,13 +25,15 @@ const goldenDir = path.join(repoRoot, 'models', 'train', 'golden');
 interface GoldenCase {
   name: string;
   image: string;
+  embedding: { file: string; shape: number[] };
   pixels: { file: string; dtype: 'uint8' | 'uint16'; shape: number[] };
   input: { file: string; shape: number[] };
 }
 
 const manifest = JSON.parse(readFileSync(path.join(goldenDir, 'manifest.json'), 'utf8')) as {
   preprocessing_version: number;
-  tolerance: { input_max_abs: number };
+  model: { file: string; version: string; sha256: string };
+  tolerance: { input_max_abs: number; embedding_max_abs: number };
   cases: GoldenCase[];
 };
 const tol = manifest.tolerance.input_max_abs;
@@ -111,6 +115,33 @@ describe('preprocess matches the Python reference (golden vectors)', () => {
       const f = r.frames[0]!;
       const d = maxAbsDiff(preprocess(f.pixels, f.rows, f.cols), readExpected(c));
       assert.ok(d <= tol, `${c.name}: max abs diff ${d}`);
+    }
+  });
+});
+
+describe('TypeScript preprocess + onnxruntime-node embedding match the Python pipeline', () => {
+  it(`gives the golden embeddings (max abs diff ≤ ${manifest.tolerance.embedding_max_abs}) for the shipped model`, async () => {
+    const model = loadModelManifest();
+    assert.equal(
+      model.version,
+      manifest.model.version,
+      `golden vectors are for model ${manifest.model.version}, the shipped model is ${model.version}: run python3 models/train/golden.py`,
+    );
+    const embedder = await Embedder.load(model, { preferGpu: false, threads: 1 });
+    try {
+      // Inputs from OUR preprocessing of the golden pixels, not the golden inputs: the whole TS path.
+      const inputs = manifest.cases.map((c) => {
+        const { gray, rows, cols } = grayOf(c);
+        return preprocess(gray, rows, cols, model.inputSize);
+      });
+      const { embeddings } = await embedder.embed(inputs);
+      manifest.cases.forEach((c, k) => {
+        const expected = new Float32Array(new Uint8Array(readFileSync(path.join(goldenDir, c.embedding.file))).buffer);
+        const d = maxAbsDiff(embeddings[k]!, expected);
+        assert.ok(d <= manifest.tolerance.embedding_max_abs, `${c.name}: embedding max abs diff ${d}`);
+      });
+    } finally {
+      await embedder.close();
     }
   });
 });
