@@ -9,7 +9,13 @@ const built = `${root}dist/workers/cli.js`;
 if (existsSync(built)) {
   await import(pathToFileURL(built).href);
 } else {
-  const { register } = await import('tsx/esm/api');
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch {
+    process.stderr.write('cbmir: no build in dist/ and no tsx to run the sources: run `npm run build`, or `npm install` with dev dependencies\n');
+    process.exit(1);
+  }
   register();
   await import(pathToFileURL(`${root}workers/cli.ts`).href);
 }
