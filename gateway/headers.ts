@@ -44,7 +44,8 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: Upstream
   const listed = connectionListed(inbound);
   const out: OutgoingHttpHeaders = {};
   for (const name in inbound) {
-    if (HOP_BY_HOP.has(name) || name === 'host' || name === 'expect' || listed?.has(name)) continue;
+    // Forwarded is ours to set (passthrough.ts): a client's own would steer the URLs the PACS writes.
+    if (HOP_BY_HOP.has(name) || name === 'host' || name === 'expect' || name === 'forwarded' || listed?.has(name)) continue;
     if (!o.hasBody && (name === 'content-type' || name === 'content-length')) continue;
     out[name] = inbound[name];
   }

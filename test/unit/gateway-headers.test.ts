@@ -13,6 +13,7 @@ test('hop-by-hop request headers stop at the gateway; Authorization passes uncha
       te: 'trailers',
       'transfer-encoding': 'chunked',
       expect: '100-continue',
+      forwarded: 'host=evil.example',
       authorization: 'Bearer abc',
       accept: 'application/dicom+json',
       'content-type': 'application/json',
