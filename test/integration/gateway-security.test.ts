@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { after, before, describe, test } from 'node:test';
 import { testStack } from '../helpers/stack.js';
 import { json, raw, startGateway, type Running } from './gateway-fixture.js';
@@ -142,9 +144,27 @@ describe('gateway security', () => {
     assert.match(answer, /PAYLOAD_TOO_LARGE/);
   });
 
-  test('problem bodies and logs carry no query string', async () => {
-    const r = await raw(gw.base, { path: '/dicom-web/studies/not-a-uid?PatientName=Doe^Jane' });
-    assert.equal(r.status, 400);
-    assert.ok(!r.body.toString().includes('Doe'));
+  test('problem bodies and request logs carry no query string, UID or credential', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+    const logged = await startGateway({}, { logger });
+    try {
+      const r = await raw(logged.base, { path: '/dicom-web/studies/not-a-uid?PatientName=Doe^Jane' });
+      assert.equal(r.status, 400);
+      assert.ok(!r.body.toString().includes('Doe'));
+      const q = await raw(logged.base, {
+        path: '/dicom-web/studies?PatientName=Doe^Jane&StudyInstanceUID=1.2.826.0.1.3680043.99.1',
+        headers: { authorization: 'Basic c2VjcmV0OnNlY3JldA==' },
+      });
+      assert.equal(q.status, 200);
+      await new Promise((res) => setTimeout(res, 20));
+      const all = lines.join('');
+      assert.match(all, /"route":"qido"/, 'the request is logged by route class');
+      for (const secret of ['Doe', 'PatientName', '1.2.826.0.1.3680043.99.1', 'c2VjcmV0', 'not-a-uid']) {
+        assert.ok(!all.includes(secret), `log must not contain ${secret}`);
+      }
+    } finally {
+      await logged.close();
+    }
   });
 });
