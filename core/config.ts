@@ -52,6 +52,15 @@ const envSchema = z.object({
   CBMIR_PATIENT_KEY_SECRET: z.string().min(16).optional(),
   /** Elasticsearch HNSW variant for new indices (docs/index.md has the measured recall/latency of each). */
   CBMIR_ES_VECTOR_TYPE: z.enum(['hnsw', 'int8_hnsw']).default('int8_hnsw'),
+  /** Reconciler pass inside each worker process every N seconds (workers/reconcile/periodic.ts); 0 = off. */
+  CBMIR_RECONCILE_INTERVAL_S: int(0, 7 * 24 * 3600).default(300),
+  /** Upper bound on the reconciler's PACS requests per second (periodic passes and `cbmir backfill`). */
+  CBMIR_RECONCILE_RATE: z.coerce.number().positive().max(10_000).default(10),
+  /** /similar: how long the gateway waits for an on-demand embedding (unindexed instance, upload) before 503 + Retry-After. */
+  CBMIR_EMBED_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  /** /similar: how long a "caller may read study X" verdict is reused (per credential and study); 0 = no cache. */
+  CBMIR_ACCESS_CACHE_MS: int(0, 3_600_000).default(30_000),
+  CBMIR_ACCESS_CACHE_ENTRIES: int(0, 10_000_000).default(50_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -84,6 +93,8 @@ export interface Config {
   readonly showPatient: boolean;
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
+  readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number };
+  readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number };
 }
 
 export class ConfigError extends Error {
@@ -139,5 +150,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     showPatient: e.CBMIR_SHOW_PATIENT,
     patientKeySecret: e.CBMIR_PATIENT_KEY_SECRET,
     esVectorType: e.CBMIR_ES_VECTOR_TYPE,
+    reconcile: Object.freeze({ intervalS: e.CBMIR_RECONCILE_INTERVAL_S, maxRequestsPerSecond: e.CBMIR_RECONCILE_RATE }),
+    similar: Object.freeze({
+      embedTimeoutMs: e.CBMIR_EMBED_TIMEOUT_MS,
+      accessCacheMs: e.CBMIR_ACCESS_CACHE_MS,
+      accessCacheEntries: e.CBMIR_ACCESS_CACHE_ENTRIES,
+    }),
   });
 }

@@ -6,11 +6,17 @@
  *   load <dir>     dataset folder → DICOM MR instances → STOW-RS   (workers/load-command.ts)
  *   worker         consume the index/embed queues                  (workers/worker-command.ts)
  *   embed <files>  embed local DICOM files, one line per file      (workers/embed-command.ts)
+ *   backfill       enqueue every PACS instance missing from the index (workers/backfill-command.ts)
+ *   reindex        index everything with a new model, then swap it live (workers/reindex-command.ts)
+ *   failed         failed index jobs: step, reason; --retry          (workers/failed-command.ts)
  */
 import { Command, type CommanderError } from 'commander';
 import { embedCommand } from './embed-command.js';
 import { loadCommand } from './load-command.js';
 import { workerCommand } from './worker-command.js';
+import { backfillCommand } from './backfill-command.js';
+import { reindexCommand } from './reindex-command.js';
+import { failedCommand } from './failed-command.js';
 
 /** Usage errors exit 2 (commander's default is 1, which we keep for "the work failed"). */
 function exitOnUsageError(err: CommanderError): never {
@@ -24,7 +30,10 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addCommand(loadCommand())
     .addCommand(workerCommand())
-    .addCommand(embedCommand());
+    .addCommand(embedCommand())
+    .addCommand(backfillCommand())
+    .addCommand(reindexCommand())
+    .addCommand(failedCommand());
   for (const cmd of [program, ...program.commands]) cmd.exitOverride(exitOnUsageError);
   return program;
 }

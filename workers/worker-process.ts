@@ -2,8 +2,12 @@
  * Worker process: `cbmir worker` (or `tsx workers/main.ts`). Loads the model once,
  * consumes the index and embed queues, writes the vector index.
  *
- * Shutdown order on SIGTERM/SIGINT: stop taking jobs and let in-flight ones
- * finish (BullMQ close) → flush pending index writes → release the ONNX
+ * With CBMIR_RECONCILE_INTERVAL_S > 0 (default 300) the process also runs the
+ * reconciler (workers/reconcile/periodic.ts): instances that reached the PACS
+ * without a job (C-STORE, Redis outage) are enqueued within one interval.
+ *
+ * Shutdown order on SIGTERM/SIGINT: stop the reconciler → stop taking jobs and let
+ * in-flight ones finish (BullMQ close) → flush pending index writes → release the ONNX
  * session → close index and PACS clients. A second signal exits at once.
  */
 import type { Config } from '../core/config.js';
@@ -13,6 +17,8 @@ import { loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { startWorkers } from './index-worker.js';
+import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
+import { startPeriodicReconciler, type PeriodicReconciler } from './reconcile/periodic.js';
 
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
@@ -34,8 +40,17 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     ...(opts.namespace ? { namespace: opts.namespace } : {}),
     ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });
+  let reconciler: PeriodicReconciler | undefined;
+  let enqueuer: IndexEnqueuer | undefined;
+  if (config.reconcile.intervalS > 0) {
+    enqueuer = new IndexEnqueuer(config.redisUrl, pipeline.modelVersion, opts.namespace ? { namespace: opts.namespace } : {});
+    reconciler = startPeriodicReconciler(
+      { pacs, index, enqueuer, log },
+      { redisUrl: config.redisUrl, intervalS: config.reconcile.intervalS, maxRequestsPerSecond: config.reconcile.maxRequestsPerSecond, log },
+    );
+  }
   log.info(
-    { model: pipeline.modelName, version: pipeline.modelVersion, ep: pipeline.embedder.executionProvider, backend: index.backend, concurrency: config.worker.concurrency },
+    { reconcileIntervalS: config.reconcile.intervalS, model: pipeline.modelName, version: pipeline.modelVersion, ep: pipeline.embedder.executionProvider, backend: index.backend, concurrency: config.worker.concurrency },
     'worker ready',
   );
 
@@ -45,6 +60,8 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     stopping = true;
     log.info({ signal }, 'worker shutting down');
     (async () => {
+      await reconciler?.stop();
+      await enqueuer?.close();
       await workers.close();
       await pipeline.close();
       await index.close();

@@ -1,0 +1,388 @@
+/**
+ * The reconciler (ARCHITECTURE.md flow 3): find instances that are in the PACS but
+ * not in the vector index, and enqueue index jobs for them. Images reach a PACS by
+ * DIMSE C-STORE from modalities, while Redis was down, or before the gateway
+ * existed; this is how they become searchable. Used periodically by the worker
+ * process (workers/reconcile/periodic.ts), by `cbmir backfill` and by `cbmir reindex`.
+ *
+ * The crawl is QIDO-RS only (PS3.18 §10.6), paged with limit/offset:
+ *   GET /studies?limit=L&offset=O&includefield=00201208     (until an empty page)
+ *   GET /studies/{study}/instances?limit=L&offset=O           (per study, until empty)
+ * Paging stops on an empty page, never on a short one: a PACS may cap a page below
+ * the limit we asked for, and a short page would otherwise end the crawl early.
+ * Every PACS request waits for the rate limiter (default 10/s), so a backfill of a
+ * large archive cannot crowd out viewers.
+ *
+ * Per page of instances: `index.has()` in batches → for the missing ones, the state
+ * of their job in the queue (job id = SOP Instance UID + model version, so this
+ * dedupes against the STOW hook):
+ *   unknown              → enqueue
+ *   waiting/active/…     → already on its way; nothing to do
+ *   failed               → a refusal (or an exhausted retry) is not retried each pass;
+ *                          `cbmir failed --retry` is the way back
+ *   completed            → completed but not in the index: if it was indexed (the
+ *                          document was deleted since, or the index rebuilt) the old job
+ *                          is removed and a new one enqueued; a skip stays skipped.
+ * A study is "done" (checkpointed, for `cbmir backfill --resume`) when all of its
+ * pages were checked and every enqueue succeeded.
+ */
+import type { Queue } from "bullmq";
+import { isValidUid } from "../core/errors.js";
+import {
+  indexJobId,
+  type IndexJobData,
+  type IndexJobResult,
+  type IndexJobSource,
+} from "../core/jobs.js";
+import { stringValue, type DicomJsonDataset } from "../core/dicom-json.js";
+import type { PacsClient } from "../core/pacs/client.js";
+import type { StoredInstance } from "../core/pacs/stow-response.js";
+import type { IndexEnqueuer } from "../core/queue/index-enqueuer.js";
+import type { VectorIndex } from "../core/index/types.js";
+import type { Logger } from "../core/log.js";
+import type { Checkpoint } from "./reconcile/checkpoint.js";
+import { RateLimiter } from "./reconcile/rate-limiter.js";
+
+export interface ReconcileDeps {
+  readonly pacs: PacsClient;
+  /** Bound to the model version being reconciled (its storage is what `has` checks). */
+  readonly index: Pick<VectorIndex, "has">;
+  /** Enqueues with the same model version as `index` is bound to. */
+  readonly enqueuer: IndexEnqueuer;
+  readonly log?: Logger;
+}
+
+export interface ReconcileOptions {
+  readonly source: Extract<
+    IndexJobSource,
+    "reconciler" | "backfill" | "reindex"
+  >;
+  /** PACS requests per second, at most (default 10). */
+  readonly maxRequestsPerSecond?: number;
+  /** QIDO page sizes (defaults 100 studies, 500 instances). */
+  readonly studyPageSize?: number;
+  readonly instancePageSize?: number;
+  /** UIDs per `index.has()` call (default 500). */
+  readonly hasBatchSize?: number;
+  /** Only studies with StudyDate ≥ this (YYYYMMDD); QIDO range matching `since-`. */
+  readonly since?: string;
+  /** Skip the studies it lists; record each study finished. */
+  readonly checkpoint?: Checkpoint;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: ReconcileProgress) => void;
+}
+
+export interface ReconcileProgress {
+  readonly studiesTotal: number;
+  readonly studiesDone: number;
+  /** Sum of NumberOfStudyRelatedInstances when the PACS reports it, else what was seen so far. */
+  readonly instancesTotal: number;
+  readonly instancesSeen: number;
+  readonly missing: number;
+  readonly enqueued: number;
+}
+
+export interface ReconcileSummary {
+  readonly studies: number;
+  /** Studies skipped because the checkpoint lists them (--resume). */
+  readonly studiesResumed: number;
+  readonly instances: number;
+  readonly alreadyIndexed: number;
+  readonly missing: number;
+  readonly enqueued: number;
+  /** Missing, but a job for it is waiting or running. */
+  readonly alreadyQueued: number;
+  /** Missing, and its job failed before: left alone (see `cbmir failed`). */
+  readonly previouslyFailed: number;
+  /** Missing although a job completed for it (document deleted since): re-enqueued. */
+  readonly requeued: number;
+  /** Missing instances whose job could not be enqueued (Redis down). */
+  readonly enqueueFailures: number;
+  /** Instances the PACS listed without valid UIDs. */
+  readonly invalid: number;
+  /** Studies that could not be checked completely (PACS error), with the reason. */
+  readonly studyErrors: ReadonlyArray<{
+    readonly study: string;
+    readonly reason: string;
+  }>;
+  readonly pacsRequests: number;
+  readonly elapsedMs: number;
+  /** Every study was checked and every missing instance enqueued. */
+  readonly complete: boolean;
+}
+
+const STUDY_UID = "0020000D";
+const SERIES_UID = "0020000E";
+const SOP_UID = "00080018";
+const SOP_CLASS = "00080016";
+const STUDY_INSTANCES = "00201208";
+
+interface StudyEntry {
+  readonly uid: string;
+  readonly instances: number | undefined;
+}
+
+export class Reconciler {
+  constructor(private readonly deps: ReconcileDeps) {}
+
+  async run(opts: ReconcileOptions): Promise<ReconcileSummary> {
+    const t0 = performance.now();
+    const limiter = new RateLimiter(opts.maxRequestsPerSecond ?? 10);
+    const studyPage = opts.studyPageSize ?? 100;
+    const instancePage = opts.instancePageSize ?? 500;
+    const hasBatch = opts.hasBatchSize ?? 500;
+    const signal = opts.signal;
+    const s = {
+      studiesResumed: 0,
+      instances: 0,
+      alreadyIndexed: 0,
+      missing: 0,
+      enqueued: 0,
+      alreadyQueued: 0,
+      previouslyFailed: 0,
+      requeued: 0,
+      enqueueFailures: 0,
+      invalid: 0,
+      pacsRequests: 0,
+    };
+    const studyErrors: { study: string; reason: string }[] = [];
+
+    const qido = async (
+      path: string,
+      params: Record<string, string | number | undefined>,
+    ): Promise<DicomJsonDataset[]> => {
+      await limiter.take(signal);
+      s.pacsRequests++;
+      return this.deps.pacs.qido(path, params, signal ? { signal } : {});
+    };
+
+    // 1. The study list first (UIDs and sizes only), so progress has a total.
+    //    A PACS error here ends the run: there is nothing to reconcile against.
+    const studies: StudyEntry[] = [];
+    const seen = new Set<string>();
+    for (let offset = 0; ;) {
+      const page = await qido("/studies", {
+        limit: studyPage,
+        offset,
+        includefield: STUDY_INSTANCES,
+        ...(opts.since ? { StudyDate: `${opts.since}-` } : {}),
+      });
+      if (page.length === 0) break;
+      offset += page.length;
+      for (const ds of page) {
+        const uid = stringValue(ds, STUDY_UID);
+        if (!isValidUid(uid) || seen.has(uid)) continue;
+        seen.add(uid);
+        const n = Number(
+          stringValue(ds, STUDY_INSTANCES) ??
+            (ds[STUDY_INSTANCES]?.Value?.[0] as unknown),
+        );
+        studies.push({
+          uid,
+          instances: Number.isFinite(n) && n >= 0 ? n : undefined,
+        });
+      }
+    }
+
+    const todo = studies.filter((st) => !opts.checkpoint?.has(st.uid));
+    s.studiesResumed = studies.length - todo.length;
+    let instancesTotal = todo.reduce((a, st) => a + (st.instances ?? 0), 0);
+    let studiesDone = 0;
+    const progress = () =>
+      opts.onProgress?.({
+        studiesTotal: todo.length,
+        studiesDone,
+        instancesTotal: Math.max(instancesTotal, s.instances),
+        instancesSeen: s.instances,
+        missing: s.missing,
+        enqueued: s.enqueued + s.requeued,
+      });
+    progress();
+
+    // 2. Each study, page by page: memory stays bounded by one page.
+    for (const study of todo) {
+      signal?.throwIfAborted();
+      let ok = true;
+      let seenInStudy = 0;
+      try {
+        for (let offset = 0; ;) {
+          const page = await qido(`/studies/${study.uid}/instances`, {
+            limit: instancePage,
+            offset,
+          });
+          if (page.length === 0) break;
+          offset += page.length;
+          const instances: StoredInstance[] = [];
+          for (const ds of page) {
+            const sop = stringValue(ds, SOP_UID);
+            const series = stringValue(ds, SERIES_UID);
+            if (isValidUid(sop) && isValidUid(series))
+              instances.push({
+                studyInstanceUid: study.uid,
+                seriesInstanceUid: series,
+                sopInstanceUid: sop,
+                sopClassUid: stringValue(ds, SOP_CLASS),
+              });
+            else s.invalid++;
+          }
+          s.instances += page.length;
+          seenInStudy += page.length;
+          for (let i = 0; i < instances.length; i += hasBatch) {
+            if (
+              !(await this.reconcileBatch(
+                instances.slice(i, i + hasBatch),
+                opts.source,
+                s,
+              ))
+            )
+              ok = false;
+          }
+          progress();
+        }
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        ok = false;
+        studyErrors.push({ study: study.uid, reason: (err as Error).message });
+        this.deps.log?.warn(
+          { study: study.uid, err: (err as Error).message },
+          "reconciler: study not checked",
+        );
+      }
+      // The PACS's count was a guess (instances may have arrived since): keep the total honest.
+      if (study.instances !== undefined && seenInStudy > study.instances)
+        instancesTotal += seenInStudy - study.instances;
+      if (ok) opts.checkpoint?.markDone(study.uid);
+      studiesDone++;
+      progress();
+    }
+
+    return {
+      studies: studies.length,
+      ...s,
+      studyErrors,
+      elapsedMs: Math.round(performance.now() - t0),
+      complete: studyErrors.length === 0 && s.enqueueFailures === 0,
+    };
+  }
+
+  /** has() → job state → enqueue. False when some missing instance could not be enqueued. */
+  private async reconcileBatch(
+    instances: StoredInstance[],
+    source: IndexJobSource,
+    s: Counters,
+  ): Promise<boolean> {
+    if (instances.length === 0) return true;
+    const { index, enqueuer } = this.deps;
+    const present = await index.has(instances.map((i) => i.sopInstanceUid));
+    const missing = instances.filter((i) => !present.has(i.sopInstanceUid));
+    s.alreadyIndexed += instances.length - missing.length;
+    s.missing += missing.length;
+    if (missing.length === 0) return true;
+
+    let states: JobState[];
+    try {
+      states = await jobStates(
+        enqueuer.queue,
+        missing.map((i) => indexJobId(i.sopInstanceUid, enqueuer.modelVersion)),
+      );
+    } catch (err) {
+      s.enqueueFailures += missing.length;
+      this.deps.log?.warn(
+        { instances: missing.length, err: (err as Error).message },
+        "reconciler: queue unreachable",
+      );
+      return false;
+    }
+    const toAdd: StoredInstance[] = [];
+    const toRequeue: StoredInstance[] = [];
+    missing.forEach((inst, k) => {
+      const st = states[k];
+      if (st === "unknown") toAdd.push(inst);
+      else if (st === "failed") s.previouslyFailed++;
+      else if (st === "completed-indexed") toRequeue.push(inst);
+      else s.alreadyQueued++;
+    });
+    if (toRequeue.length) {
+      // has() ran before the state check: a job may have completed in between. Look again
+      // before throwing its record away, so a fresh document is never indexed twice.
+      const nowPresent = await index.has(
+        toRequeue.map((i) => i.sopInstanceUid),
+      );
+      const gone = toRequeue.filter((i) => !nowPresent.has(i.sopInstanceUid));
+      s.alreadyIndexed += toRequeue.length - gone.length;
+      s.missing -= toRequeue.length - gone.length;
+      for (const i of gone)
+        await enqueuer.queue.remove(
+          indexJobId(i.sopInstanceUid, enqueuer.modelVersion),
+        );
+      toRequeue.length = 0;
+      toRequeue.push(...gone);
+    }
+    let ok = true;
+    for (const [list, key] of [
+      [toAdd, "enqueued"],
+      [toRequeue, "requeued"],
+    ] as const) {
+      if (list.length === 0) continue;
+      const r = await enqueuer.enqueue(list, source);
+      s[key] += r.enqueued;
+      if (r.failed) {
+        s.enqueueFailures += r.failed;
+        ok = false;
+        this.deps.log?.warn(
+          { instances: r.failed, err: r.error },
+          "reconciler: could not enqueue",
+        );
+      }
+    }
+    return ok;
+  }
+}
+
+type Counters = {
+  alreadyIndexed: number;
+  missing: number;
+  enqueued: number;
+  alreadyQueued: number;
+  previouslyFailed: number;
+  requeued: number;
+  enqueueFailures: number;
+};
+
+type JobState =
+  "unknown" | "failed" | "completed-indexed" | "completed-other" | "pending";
+
+/** Where each job id stands. ioredis pipelines the concurrent calls on one connection. */
+async function jobStates(
+  queue: Queue<IndexJobData>,
+  ids: readonly string[],
+): Promise<JobState[]> {
+  return Promise.all(
+    ids.map(async (id): Promise<JobState> => {
+      const st = await queue.getJobState(id);
+      if (st === "unknown") return "unknown";
+      if (st === "failed") return "failed";
+      if (st === "completed") {
+        const job = await queue.getJob(id);
+        if (!job) return "unknown"; // removed in between (removeOnComplete)
+        return (job.returnvalue as IndexJobResult | undefined)?.status ===
+          "indexed"
+          ? "completed-indexed"
+          : "completed-other";
+      }
+      return "pending";
+    }),
+  );
+}
+
+/** One line for logs and the CLI. */
+export function describeSummary(r: ReconcileSummary): string {
+  return (
+    `${r.studies} studies${r.studiesResumed ? ` (${r.studiesResumed} already done)` : ""}, ${r.instances} instances: ` +
+    `${r.alreadyIndexed} indexed, ${r.missing} missing → ${r.enqueued} enqueued, ${r.requeued} re-enqueued, ` +
+    `${r.alreadyQueued} already queued, ${r.previouslyFailed} failed before` +
+    `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ""}` +
+    `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ""}` +
+    `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ""} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
+  );
+}
