@@ -14,6 +14,7 @@ import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { createVectorIndex } from '../core/index/factory.js';
 import { createGateway } from './server.js';
 import { attachStowIndexing } from './stow-indexing.js';
+import { attachSimilar } from './similar.js';
 
 async function main(): Promise<void> {
   let config;
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
   attachStowIndexing(gateway, enqueuer, log);
   const index = createVectorIndex(config);
   gateway.addReadinessCheck({ name: 'index', check: async () => void (await index.count()) });
+  attachSimilar(gateway, { config, index, modelVersion: model.version, logger: log });
   gateway.addCloseHook(() => enqueuer.close());
   gateway.addCloseHook(() => index.close());
   const addr = await gateway.listen();

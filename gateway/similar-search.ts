@@ -1,0 +1,207 @@
+/**
+ * /similar, the work behind the routes (similar.ts): find the query vector,
+ * rank the index, keep what the caller may see.
+ *
+ * Query vector (ARCHITECTURE.md flow 5):
+ *   indexed instance   → its stored vector (no re-embedding: the published system
+ *                        re-extracted features per query and collapsed at 128 users);
+ *                        the caller must be able to read its study (else 401/403/404)
+ *   in the PACS only   → the PACS is asked with the caller's credentials whether the
+ *                        instance exists (404/401/403 otherwise), then an "embed" job
+ *                        computes it and also indexes it (index: true)
+ *   upload (POST)      → an "embed" job computes it; nothing is stored
+ *
+ * Ranking in rounds: kNN with the filters inside the search (pre-filter: Modality,
+ * BodyPartExamined, the query instance, its study/patient), then the distinct studies
+ * of the hits are checked against the PACS with the caller's credentials
+ * (similar-access.ts). Unreadable studies, and the groups already found, are added to
+ * the exclusions of the next round, which asks for what is still missing — so a page
+ * is filled from farther candidates instead of coming back short. At most MAX_ROUNDS.
+ */
+import type { Logger } from '../core/log.js';
+import { HttpProblem } from '../core/errors.js';
+import { IndexError } from '../core/index/errors.js';
+import { MAX_K, type KnnFilter, type VectorIndex } from '../core/index/types.js';
+import type { EmbedJobResult } from '../core/jobs.js';
+import type { PacsClient } from '../core/pacs/client.js';
+import type { EmbedRequester } from '../core/similar/embed-requester.js';
+import { Grouper, type ResultGroup } from '../core/similar/groups.js';
+import type { InstanceUids, SimilarParams } from '../core/similar/params.js';
+import { pacsProblem, throwUnlessReadable, type AccessChecker } from './similar-access.js';
+
+/** Where the query vector came from (also a metrics label). */
+export type QuerySource = 'index' | 'on-demand' | 'upload';
+
+export interface QueryVector {
+  readonly vector: Float32Array | readonly number[];
+  readonly source: QuerySource;
+  readonly modelVersion: string;
+  readonly studyInstanceUid?: string | undefined;
+  readonly seriesInstanceUid?: string | undefined;
+  readonly sopInstanceUid?: string | undefined;
+  readonly patientKey?: string | undefined;
+  readonly modality?: string | undefined;
+  readonly bodyPartExamined?: string | undefined;
+  readonly label?: string | undefined;
+}
+
+export interface SearchOutcome {
+  readonly results: ResultGroup[];
+  /** kNN rounds run and studies dropped as unreadable (for logs/metrics; no UIDs). */
+  readonly rounds: number;
+  readonly unreadableStudies: number;
+}
+
+/** Instances fetched per wanted group in a round (a study has many matching slices). */
+const PER_GROUP = { instance: 1, series: 4, study: 8 } as const;
+/** Extra candidates per round, for results the access check may drop. */
+const HEADROOM = 10;
+const MAX_ROUNDS = 5;
+
+export interface SimilarSearchDeps {
+  readonly index: VectorIndex;
+  readonly pacs: PacsClient;
+  readonly access: AccessChecker;
+  readonly embed: EmbedRequester;
+  /** Model version of this deployment's manifest (used when the index has no live version yet). */
+  readonly modelVersion: string;
+  readonly log: Logger;
+}
+
+function indexProblem(err: unknown): HttpProblem {
+  if (err instanceof HttpProblem) return err;
+  if (err instanceof IndexError && err.code === 'NOT_READY') return new HttpProblem('INDEX_UNAVAILABLE', 'the index holds no images yet');
+  return new HttpProblem('INDEX_UNAVAILABLE', 'the vector index could not be reached', { retryAfter: 5 });
+}
+
+export class SimilarSearch {
+  constructor(private readonly d: SimilarSearchDeps) {}
+
+  private async liveVersion(): Promise<string> {
+    try {
+      return (await this.d.index.liveVersion()) ?? this.d.modelVersion;
+    } catch (err) {
+      throw indexProblem(err);
+    }
+  }
+
+  /** Query vector for an instance named by its three UIDs. */
+  async byUids(uids: InstanceUids, authorization: string | undefined): Promise<QueryVector> {
+    let doc;
+    try {
+      doc = await this.d.index.get(uids.sopInstanceUid);
+    } catch (err) {
+      if (!(err instanceof IndexError && err.code === 'NOT_READY')) throw indexProblem(err);
+    }
+    if (doc) {
+      // The SOP Instance UID alone finds the document; the path must agree with it.
+      if (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid) {
+        throw new HttpProblem('NOT_FOUND', 'no such instance in that study and series');
+      }
+      await this.d.access.requireReadable(doc.studyInstanceUid, authorization);
+      return {
+        vector: doc.vector,
+        source: 'index',
+        modelVersion: doc.modelVersion,
+        studyInstanceUid: doc.studyInstanceUid,
+        seriesInstanceUid: doc.seriesInstanceUid,
+        sopInstanceUid: doc.sopInstanceUid,
+        patientKey: doc.patientKey,
+        modality: doc.modality,
+        bodyPartExamined: doc.bodyPartExamined,
+        label: doc.label,
+      };
+    }
+    // Not indexed: is it in the PACS, for this caller? (Its own credentials: a caller
+    // must not make the worker fetch, with the service's credentials, what it cannot read.)
+    let found;
+    try {
+      found = await this.d.pacs.qido(
+        `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
+        { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
+        { authorization },
+      );
+    } catch (err) {
+      throw pacsProblem(err);
+    }
+    if (found.length === 0) throwUnlessReadable('no', 'the instance');
+    const modelVersion = await this.liveVersion();
+    const r = await this.d.embed.embed({ kind: 'instance', ...uids, modelVersion, index: true, enqueuedAt: Date.now() });
+    return fromEmbed(r, 'on-demand', uids);
+  }
+
+  /** Query vector for an uploaded Part-10 file (never stored). */
+  async byUpload(bytes: Uint8Array): Promise<QueryVector> {
+    const modelVersion = await this.liveVersion();
+    const r = await this.d.embed.embed({
+      kind: 'upload',
+      dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
+      modelVersion,
+      enqueuedAt: Date.now(),
+    });
+    return fromEmbed(r, 'upload');
+  }
+
+  async search(q: QueryVector, p: SimilarParams, authorization: string | undefined): Promise<SearchOutcome> {
+    const base: KnnFilter = {
+      ...(p.modality ? { modality: p.modality } : {}),
+      ...(p.bodyPartExamined ? { bodyPartExamined: p.bodyPartExamined } : {}),
+    };
+    const excludeSops = new Set<string>(q.sopInstanceUid ? [q.sopInstanceUid] : []);
+    const excludeStudies = new Set<string>(p.excludeSameStudy && q.studyInstanceUid ? [q.studyInstanceUid] : []);
+    const excludeSeries = new Set<string>();
+    const excludePatients = p.excludeSamePatient && q.patientKey ? [q.patientKey] : [];
+    const unreadable = new Set<string>();
+    const grouper = new Grouper(p.groupBy);
+    let rounds = 0;
+    while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
+      rounds++;
+      const need = p.limit - grouper.size;
+      const k = Math.min(MAX_K, need * PER_GROUP[p.groupBy] + HEADROOM);
+      const filter: KnnFilter = {
+        ...base,
+        ...(excludeSops.size ? { excludeSopInstanceUids: [...excludeSops] } : {}),
+        ...(excludeStudies.size ? { excludeStudyUids: [...excludeStudies] } : {}),
+        ...(excludeSeries.size ? { excludeSeriesUids: [...excludeSeries] } : {}),
+        ...(excludePatients.length ? { excludePatientKeys: excludePatients } : {}),
+      };
+      let hits;
+      try {
+        hits = await this.d.index.knn(q.vector, { k, filter });
+      } catch (err) {
+        throw indexProblem(err);
+      }
+      if (hits.length === 0) break;
+      const verdicts = await this.d.access.check(
+        hits.map((h) => h.doc.studyInstanceUid),
+        authorization,
+      );
+      for (const h of hits) {
+        if (verdicts.get(h.doc.studyInstanceUid) === 'yes') grouper.add(h);
+        else unreadable.add(h.doc.studyInstanceUid);
+      }
+      if (hits.length < k) break; // the index has nothing more that passes the filters
+      for (const s of unreadable) excludeStudies.add(s);
+      const found = grouper.keys();
+      if (p.groupBy === 'study') for (const s of found) excludeStudies.add(s);
+      else if (p.groupBy === 'series') for (const s of found) excludeSeries.add(s);
+      else for (const s of found) excludeSops.add(s);
+    }
+    return { results: grouper.top(p.limit), rounds, unreadableStudies: unreadable.size };
+  }
+}
+
+function fromEmbed(r: EmbedJobResult, source: QuerySource, uids?: InstanceUids): QueryVector {
+  if (r.status === 'refused') throw new HttpProblem('NOT_EMBEDDABLE', r.reason.slice(0, 500));
+  return {
+    vector: r.vector,
+    source,
+    modelVersion: r.modelVersion,
+    studyInstanceUid: uids?.studyInstanceUid ?? r.studyInstanceUid,
+    seriesInstanceUid: uids?.seriesInstanceUid ?? r.seriesInstanceUid,
+    sopInstanceUid: uids?.sopInstanceUid ?? r.sopInstanceUid,
+    patientKey: r.patientKey,
+    modality: r.modality,
+    bodyPartExamined: r.bodyPartExamined,
+  };
+}
