@@ -10,13 +10,13 @@ export interface PacsQuirks {
   readonly hasThumbnail: boolean;
   /** Viewport the gateway asks /rendered for when a thumbnail request names none. */
   readonly thumbnailViewport: string;
-  /** Partial STOW failures come back as 400 without Content-Type (hooks must not rely on one). */
-  readonly stowPartialFailureHasNoContentType: boolean;
 }
 
 export const ORTHANC_DICOMWEB_1_7: PacsQuirks = Object.freeze({
   honoursForwarded: true,
   hasThumbnail: false,
   thumbnailViewport: '128,128',
-  stowPartialFailureHasNoContentType: true,
 });
+// Also measured, and handled without a flag: a partial STOW failure comes back
+// as 400 without Content-Type (StowResponseEvent.contentType is optional), and
+// `Keep-Alive: timeout=1` (upstream-agent.ts).
