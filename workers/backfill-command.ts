@@ -75,7 +75,15 @@ export function reconcileBar(
   };
 }
 
+/** `--match Key=value` (repeatable) → QIDO matching attributes. */
+export const parseMatch = (v: string, prev: Record<string, string> = {}): Record<string, string> => {
+  const m = /^([A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{8})=(.+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('--match must be a QIDO attribute and value, e.g. ModalitiesInStudy=CT');
+  return { ...prev, [m[1] as string]: m[2] as string };
+};
+
 interface BackfillCliOptions {
+  match?: Record<string, string>;
   resume?: boolean;
   rate?: number;
   since?: string;
@@ -151,6 +159,7 @@ export function backfillCommand(): Command {
           source: "backfill",
           maxRequestsPerSecond: o.rate ?? config.reconcile.maxRequestsPerSecond,
           ...(o.since ? { since: o.since } : {}),
+          ...(o.match ? { studyQuery: o.match } : {}),
           checkpoint,
           signal: abort.signal,
           onProgress: (p) => bar?.update(p),

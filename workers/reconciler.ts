@@ -66,6 +66,11 @@ export interface ReconcileOptions {
   readonly hasBatchSize?: number;
   /** Only studies with StudyDate ≥ this (YYYYMMDD); QIDO range matching `since-`. */
   readonly since?: string;
+  /**
+   * Extra QIDO matching attributes for the study search (keyword or tag → value, e.g.
+   * { ModalitiesInStudy: 'CT' } or { StudyDescription: 'trial-7*' }): reconcile a slice.
+   */
+  readonly studyQuery?: Readonly<Record<string, string>>;
   /** Skip the studies it lists; record each study finished. */
   readonly checkpoint?: Checkpoint;
   readonly signal?: AbortSignal;
@@ -166,6 +171,7 @@ export class Reconciler {
         offset,
         includefield: STUDY_INSTANCES,
         ...(opts.since ? { StudyDate: `${opts.since}-` } : {}),
+        ...opts.studyQuery,
       });
       if (page.length === 0) break;
       offset += page.length;
