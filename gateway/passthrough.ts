@@ -115,13 +115,16 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   const encoded = ures.headers['content-encoding'] !== undefined && ures.headers['content-encoding'] !== 'identity';
   const collect = spec.onAnswered !== undefined || (!encoded && isRewritableType(contentType) && declared <= ctx.maxRewriteBytes);
 
-  // Stalled PACS mid-body: cut both sides rather than hang (the status is already sent).
+  // Nothing moving mid-body for the PACS timeout: cut both sides rather than
+  // hang (the status is already sent). Paused means the client is not reading:
+  // not the PACS's fault, so not counted as an upstream error.
   const idle = setTimeout(() => {
-    ctx.onUpstreamError('timeout');
+    if (!ures.isPaused()) ctx.onUpstreamError('timeout');
     ures.destroy();
     res.destroy();
   }, ctx.upstream.timeoutMs);
   ures.on('data', () => idle.refresh());
+  res.on('drain', () => idle.refresh());
   ures.on('end', () => clearTimeout(idle));
   ures.on('close', () => clearTimeout(idle));
   ures.on('error', () => {

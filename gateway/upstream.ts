@@ -93,13 +93,26 @@ export class Upstream {
         return;
       }
       finished = true;
-      clearTimeout(timer);
+      disarm();
       done(err, res);
     };
-    const timer = setTimeout(() => {
-      finish(new UpstreamError('timeout', `PACS did not answer within ${this.opts.timeoutMs} ms`));
-      current?.destroy();
-    }, this.opts.timeoutMs);
+    // The wait for the PACS is bounded from the start (connect included) until
+    // the answer head arrives — except while a request body (STOW) is being
+    // uploaded: that takes as long as the client needs, and the PACS answers
+    // only after the last byte. The clock restarts once the body is sent.
+    let timer: NodeJS.Timeout | undefined;
+    const disarm = (): void => {
+      clearTimeout(timer);
+      timer = undefined;
+    };
+    const arm = (): void => {
+      disarm();
+      timer = setTimeout(() => {
+        finish(new UpstreamError('timeout', `PACS did not answer within ${this.opts.timeoutMs} ms`));
+        current?.destroy();
+      }, this.opts.timeoutMs);
+    };
+    arm();
 
     const attempt = (retry: boolean): void => {
       const mod = r.endpoint.protocol === 'https:' ? https : http;
@@ -132,14 +145,24 @@ export class Upstream {
         }
         finish(new UpstreamError('unreachable', `PACS connection failed: ${err.code ?? err.message}`, err.code));
       });
-      if (r.body) r.body.pipe(creq);
-      else creq.end();
+      if (r.body) {
+        creq.once('socket', (socket) => {
+          if (socket.connecting) socket.once('connect', disarm);
+          else disarm();
+        });
+        creq.once('finish', () => {
+          if (!finished) arm();
+        });
+        r.body.pipe(creq);
+      } else {
+        creq.end();
+      }
     };
     attempt(true);
     return () => {
       if (!finished) {
         finished = true;
-        clearTimeout(timer);
+        disarm();
       }
       current?.destroy();
     };

@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { json, raw, startGateway, type Running } from './gateway-fixture.js';
+import http from 'node:http';
+import { testStack } from '../helpers/stack.js';
+import { deleteStudies, json, raw, referencedSops, sample, startGateway, stowBody, type Running } from './gateway-fixture.js';
 
 async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -74,6 +76,45 @@ describe('gateway with an unavailable PACS', () => {
     assert.equal(r.status, 504);
     assert.equal(json<{ code: string }>(r).code, 'UPSTREAM_TIMEOUT');
     assert.ok(r.ms >= 450 && r.ms < 2000, `took ${r.ms} ms`);
+  });
+
+  test('a STOW upload slower than CBMIR_PACS_TIMEOUT_MS is not cut: the clock starts when the body is sent', async () => {
+    const stack = testStack();
+    const gw = await startGateway({ CBMIR_PACS_TIMEOUT_MS: '400' });
+    const file = sample('transfer-syntax/mr_small_implicit.dcm');
+    const { body, contentType } = stowBody([file]);
+    try {
+      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = http.request(`${gw.base}/dicom-web/studies`, { method: 'POST', headers: { 'content-type': contentType } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on('error', reject);
+        // 6 pieces, 250 ms apart: 1.25 s of upload against a 0.4 s PACS timeout.
+        const step = Math.ceil(body.length / 6);
+        let i = 0;
+        const next = (): void => {
+          const piece = body.subarray(i * step, (i + 1) * step);
+          i++;
+          if (i >= 6) req.end(piece);
+          else req.write(piece, () => setTimeout(next, 250));
+        };
+        next();
+      });
+      assert.equal(answer.status, 200, answer.text.slice(0, 200));
+      const sops = referencedSops(JSON.parse(answer.text));
+      assert.equal(sops.length, 1);
+      const found = json<Record<string, { Value: string[] }>[]>(
+        await raw(`${stack.orthancDicomWebUrl}/instances?SOPInstanceUID=${sops[0]}`),
+      );
+      await deleteStudies(
+        stack.orthancUrl,
+        found.map((f) => f['0020000D']!.Value[0]!),
+      );
+    } finally {
+      await gw.close();
+    }
   });
 
   test('upstream failures are counted in /metrics', async () => {
