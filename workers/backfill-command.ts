@@ -11,45 +11,34 @@
  * Exit status: 0 when every study was checked and every missing instance enqueued;
  * 1 when some were not (the summary says which; rerun with --resume); 2 bad usage.
  */
-import { Command, InvalidArgumentError } from "commander";
-import cliProgress from "cli-progress";
-import { createVectorIndex } from "../core/index/factory.js";
-import { loadModelManifest } from "../core/model-manifest.js";
-import { PacsClient } from "../core/pacs/client.js";
-import { IndexEnqueuer } from "../core/queue/index-enqueuer.js";
-import { configOrExit } from "./command-config.js";
-import { Checkpoint } from "./reconcile/checkpoint.js";
-import {
-  describeSummary,
-  Reconciler,
-  type ReconcileProgress,
-} from "./reconciler.js";
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { createVectorIndex } from '../core/index/factory.js';
+import { loadModelManifest } from '../core/model-manifest.js';
+import { PacsClient } from '../core/pacs/client.js';
+import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
+import { configOrExit, redisReachable } from './command-config.js';
+import { Checkpoint } from './reconcile/checkpoint.js';
+import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 
 export const parseRate = (v: string): number => {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 10_000)
-    throw new InvalidArgumentError(
-      "--rate must be a number of PACS requests per second in (0, 10000]",
-    );
+  if (!Number.isFinite(n) || n <= 0 || n > 10_000) throw new InvalidArgumentError('--rate must be a number of PACS requests per second in (0, 10000]');
   return n;
 };
 
 export const parseDate = (v: string): string => {
-  if (!/^\d{8}$/.test(v))
-    throw new InvalidArgumentError("--since must be a date YYYYMMDD");
+  if (!/^\d{8}$/.test(v)) throw new InvalidArgumentError('--since must be a date YYYYMMDD');
   return v;
 };
 
 /** A progress bar on stderr when it is a terminal; undefined otherwise. */
-export function reconcileBar(
-  enabled: boolean,
-): { update(p: ReconcileProgress): void; stop(): void } | undefined {
+export function reconcileBar(enabled: boolean): { update(p: ReconcileProgress): void; stop(): void } | undefined {
   if (!enabled || !process.stderr.isTTY) return undefined;
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
-      format:
-        " {bar} {value}/{total} instances | studies {studies} | {missing} missing | {enqueued} enqueued | {eta_formatted} left",
+      format: ' {bar} {value}/{total} instances | studies {studies} | {missing} missing | {enqueued} enqueued | {eta_formatted} left',
       hideCursor: true,
     },
     cliProgress.Presets.shades_classic,
@@ -93,30 +82,15 @@ interface BackfillCliOptions {
 }
 
 export function backfillCommand(): Command {
-  return new Command("backfill")
-    .description(
-      "crawl the PACS (QIDO, paged, rate-limited) and enqueue every instance missing from the index",
-    )
-    .option(
-      "--resume",
-      "skip the studies an interrupted run already checked (checkpoint in CBMIR_DATA_DIR)",
-    )
-    .option(
-      "--rate <n>",
-      "at most n PACS requests per second (default CBMIR_RECONCILE_RATE, 10)",
-      parseRate,
-    )
-    .option(
-      "--since <YYYYMMDD>",
-      "only studies with StudyDate on or after this date",
-      parseDate,
-    )
-    .option("--namespace <ns>", "queue namespace (tests)")
-    .option("--json", "print the summary as one JSON line")
-    .option(
-      "--no-progress",
-      "no progress bar (it is off anyway when stderr is not a terminal)",
-    )
+  return new Command('backfill')
+    .description('crawl the PACS (QIDO, paged, rate-limited) and enqueue every instance missing from the index')
+    .option('--resume', 'skip the studies an interrupted run already checked (checkpoint in CBMIR_DATA_DIR)')
+    .option('--rate <n>', 'at most n PACS requests per second (default CBMIR_RECONCILE_RATE, 10)', parseRate)
+    .option('--since <YYYYMMDD>', 'only studies with StudyDate on or after this date', parseDate)
+    .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable), e.g. ModalitiesInStudy=CT', parseMatch)
+    .option('--namespace <ns>', 'queue namespace (tests)')
+    .option('--json', 'print the summary as one JSON line')
+    .option('--no-progress', 'no progress bar (it is off anyway when stderr is not a terminal)')
     .action(async (o: BackfillCliOptions) => {
       const config = configOrExit();
       const manifest = loadModelManifest(config.model);
@@ -128,35 +102,17 @@ export function backfillCommand(): Command {
         connections: 2,
       });
       const index = createVectorIndex(config);
-      const enqueuer = new IndexEnqueuer(
-        config.redisUrl,
-        manifest.version,
-        o.namespace ? { namespace: o.namespace } : {},
-      );
+      const enqueuer = new IndexEnqueuer(config.redisUrl, manifest.version, o.namespace ? { namespace: o.namespace } : {});
       const abort = new AbortController();
-      const onSigint = () => abort.abort(new Error("interrupted"));
-      process.once("SIGINT", onSigint);
+      const onSigint = () => abort.abort(new Error('interrupted'));
+      process.once('SIGINT', onSigint);
       const bar = reconcileBar(o.progress && !o.json);
-      const checkpoint = Checkpoint.open(
-        Checkpoint.fileFor(
-          config.dataDir,
-          "backfill",
-          manifest.version,
-          o.namespace,
-        ),
-        Boolean(o.resume),
-      );
+      const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
       try {
-        try {
-          await enqueuer.ping();
-        } catch (err) {
-          throw new Error(
-            `Redis at ${config.redisUrl} is unreachable (${(err as Error).message}): nothing can be enqueued`,
-          );
-        }
+        await redisReachable(() => enqueuer.ping(), config.redisUrl);
         await index.ensure(manifest.dims, manifest.version);
         const summary = await new Reconciler({ pacs, index, enqueuer }).run({
-          source: "backfill",
+          source: 'backfill',
           maxRequestsPerSecond: o.rate ?? config.reconcile.maxRequestsPerSecond,
           ...(o.since ? { since: o.since } : {}),
           ...(o.match ? { studyQuery: o.match } : {}),
@@ -167,33 +123,23 @@ export function backfillCommand(): Command {
         bar?.stop();
         if (summary.complete) checkpoint.remove();
         if (o.json) {
-          process.stdout.write(
-            `${JSON.stringify({ model: manifest.version, checkpoint: summary.complete ? null : checkpoint.file, ...summary })}\n`,
-          );
+          process.stdout.write(`${JSON.stringify({ model: manifest.version, checkpoint: summary.complete ? null : checkpoint.file, ...summary })}\n`);
         } else {
-          process.stdout.write(
-            `cbmir backfill (model ${manifest.version}, ${index.backend}): ${describeSummary(summary)}\n`,
-          );
-          for (const e of summary.studyErrors.slice(0, 20))
-            process.stdout.write(`  study ${e.study}: ${e.reason}\n`);
-          if (!summary.complete)
-            process.stdout.write(
-              `  incomplete: rerun with --resume (checkpoint ${checkpoint.file})\n`,
-            );
+          process.stdout.write(`cbmir backfill (model ${manifest.version}, ${index.backend}): ${describeSummary(summary)}\n`);
+          for (const e of summary.studyErrors.slice(0, 20)) process.stdout.write(`  study ${e.study}: ${e.reason}\n`);
+          if (!summary.complete) process.stdout.write(`  incomplete: rerun with --resume (checkpoint ${checkpoint.file})\n`);
         }
         process.exitCode = summary.complete ? 0 : 1;
       } catch (err) {
         bar?.stop();
         if (abort.signal.aborted) {
-          process.stderr.write(
-            `cbmir backfill: interrupted after ${checkpoint.size} studies; continue with --resume\n`,
-          );
+          process.stderr.write(`cbmir backfill: interrupted after ${checkpoint.size} studies; continue with --resume\n`);
           process.exitCode = 1;
           return;
         }
         throw err;
       } finally {
-        process.off("SIGINT", onSigint);
+        process.off('SIGINT', onSigint);
         await enqueuer.close();
         await index.close();
         await pacs.close();

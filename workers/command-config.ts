@@ -1,5 +1,5 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
-import { ConfigError, loadConfig, type Config } from "../core/config.js";
+import { ConfigError, loadConfig, type Config } from '../core/config.js';
 
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   try {
@@ -10,5 +10,19 @@ export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
       process.exit(2);
     }
     throw err;
+  }
+}
+
+/** Wait (bounded) for a fail-fast producer connection to come up; throws a clear error if it does not. */
+export async function redisReachable(ping: () => Promise<unknown>, url: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await ping();
+      return;
+    } catch (err) {
+      if (Date.now() >= deadline) throw new Error(`Redis at ${url} is unreachable (${(err as Error).message})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }

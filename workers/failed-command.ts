@@ -6,12 +6,12 @@
  * permanent ones (after deploying a decoder fix, say). Exit 0 unless Redis is
  * unreachable or the options are wrong.
  */
-import { Command, InvalidArgumentError } from "commander";
-import { Queue } from "bullmq";
-import { queueName, type IndexJobData } from "../core/jobs.js";
-import { producerConnection, quiet } from "../core/queue/redis.js";
-import { configOrExit } from "./command-config.js";
-import { listFailed, type FailedJobView } from "./failed-jobs.js";
+import { Command, InvalidArgumentError } from 'commander';
+import { Queue } from 'bullmq';
+import { queueName, type IndexJobData } from '../core/jobs.js';
+import { producerConnection, quiet } from '../core/queue/redis.js';
+import { configOrExit, redisReachable } from './command-config.js';
+import { listFailed, type FailedJobView } from './failed-jobs.js';
 
 interface FailedCliOptions {
   json?: boolean;
@@ -23,102 +23,73 @@ interface FailedCliOptions {
 
 function table(jobs: readonly FailedJobView[]): string {
   const rows = jobs.map((j) => [
-    j.failedAt?.replace("T", " ").slice(0, 19) ?? "-",
-    j.step + (j.code ? `/${j.code}` : ""),
+    j.failedAt?.replace('T', ' ').slice(0, 19) ?? '-',
+    j.step + (j.code ? `/${j.code}` : ''),
     `${j.attempts}/${j.maxAttempts}`,
-    j.retryable ? "yes" : "no",
+    j.retryable ? 'yes' : 'no',
     j.sopInstanceUid ?? j.jobId,
-    j.reason.replace(/\s+/g, " ").slice(0, 120),
+    j.reason.replace(/\s+/g, ' ').slice(0, 120),
   ]);
-  const header = [
-    "failed at (UTC)",
-    "step",
-    "attempts",
-    "retry?",
-    "SOP Instance UID",
-    "reason",
-  ];
-  const widths = header.map((h, i) =>
-    Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)),
-  );
+  const header = ['failed at (UTC)', 'step', 'attempts', 'retry?', 'SOP Instance UID', 'reason'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: readonly string[]) =>
     r
       .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join("  ")
+      .join('  ')
       .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
+  return [line(header), ...rows.map(line)].join('\n');
 }
 
 export function failedCommand(): Command {
-  return new Command("failed")
-    .description(
-      "list index jobs that failed (step, reason, attempts); --retry re-queues the retryable ones",
-    )
+  return new Command('failed')
+    .description('list index jobs that failed (step, reason, attempts); --retry re-queues the retryable ones')
+    .option('--json', 'one JSON object per failed job (and a closing summary object)')
+    .option('--retry', 're-queue the retryable failures (the PACS or index was down too long)')
+    .option('--all', 'with --retry: re-queue permanent failures too')
+    .option('--namespace <ns>', 'queue namespace (tests, or reindex-<version> for a reindex run)')
     .option(
-      "--json",
-      "one JSON object per failed job (and a closing summary object)",
-    )
-    .option(
-      "--retry",
-      "re-queue the retryable failures (the PACS or index was down too long)",
-    )
-    .option("--all", "with --retry: re-queue permanent failures too")
-    .option(
-      "--namespace <ns>",
-      "queue namespace (tests, or reindex-<version> for a reindex run)",
-    )
-    .option(
-      "--limit <n>",
-      "show at most n (newest first)",
+      '--limit <n>',
+      'show at most n (newest first)',
       (v) => {
         const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
-          throw new InvalidArgumentError("--limit must be 1..1000000");
+        if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new InvalidArgumentError('--limit must be 1..1000000');
         return n;
       },
       1000,
     )
     .action(async (o: FailedCliOptions, cmd: Command) => {
       if (o.all && !o.retry)
-        cmd.error("cbmir failed: --all only goes with --retry", {
+        cmd.error('cbmir failed: --all only goes with --retry', {
           exitCode: 2,
         });
       const config = configOrExit();
       const conn = quiet(producerConnection(config.redisUrl));
-      const queue = new Queue<IndexJobData>(queueName("index", o.namespace), {
+      const queue = new Queue<IndexJobData>(queueName('index', o.namespace), {
         connection: conn,
       });
-      queue.on("error", () => undefined);
+      queue.on('error', () => undefined);
       try {
-        try {
-          await conn.ping();
-        } catch (err) {
-          throw new Error(
-            `Redis at ${config.redisUrl} is unreachable: ${(err as Error).message}`,
-          );
-        }
+        await redisReachable(() => conn.ping(), config.redisUrl);
         const { total, jobs, raw } = await listFailed(queue, o.limit);
         let retried = 0;
         if (o.retry) {
           for (const [k, job] of raw.entries()) {
             if (!(o.all || jobs[k]?.retryable)) continue;
-            await job.retry("failed", { resetAttemptsMade: true });
+            await job.retry('failed', { resetAttemptsMade: true });
             retried++;
           }
         }
         const retryable = jobs.filter((j) => j.retryable).length;
         if (o.json) {
           for (const j of jobs) process.stdout.write(`${JSON.stringify(j)}\n`);
-          process.stdout.write(
-            `${JSON.stringify({ summary: true, failed: total, shown: jobs.length, retryable, retried })}\n`,
-          );
+          process.stdout.write(`${JSON.stringify({ summary: true, failed: total, shown: jobs.length, retryable, retried })}\n`);
         } else if (total === 0) {
           process.stdout.write(`no failed index jobs in ${queue.name}\n`);
         } else {
           process.stdout.write(`${table(jobs)}\n`);
           process.stdout.write(
-            `${total} failed in ${queue.name}${jobs.length < total ? ` (newest ${jobs.length} shown)` : ""}: ${jobs.length - retryable} permanent, ${retryable} retryable` +
-              `${o.retry ? `; ${retried} re-queued` : retryable ? "; re-queue them with --retry" : ""}\n`,
+            `${total} failed in ${queue.name}${jobs.length < total ? ` (newest ${jobs.length} shown)` : ''}: ${jobs.length - retryable} permanent, ${retryable} retryable` +
+              `${o.retry ? `; ${retried} re-queued` : retryable ? '; re-queue them with --retry' : ''}\n`,
           );
         }
       } finally {

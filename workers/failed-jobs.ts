@@ -10,8 +10,8 @@
  *     down for longer than the retry window, ≈ 70 min): *retryable* — once the fault
  *     is fixed, `cbmir failed --retry` puts these back in the queue.
  */
-import type { Job, Queue } from "bullmq";
-import type { IndexJobData } from "../core/jobs.js";
+import type { Job, Queue } from 'bullmq';
+import type { IndexJobData } from '../core/jobs.js';
 
 export interface FailedJobView {
   readonly jobId: string;
@@ -21,7 +21,7 @@ export interface FailedJobView {
   readonly modelVersion?: string;
   readonly source?: string;
   /** Pipeline step that failed: decode | fetch | index-write | transient. */
-  readonly step: "decode" | "fetch" | "index-write" | "transient";
+  readonly step: 'decode' | 'fetch' | 'index-write' | 'transient';
   /** Refusal code of the decoder (NOT_AN_IMAGE, CORRUPT, …) when the step is decode. */
   readonly code?: string;
   readonly reason: string;
@@ -32,16 +32,14 @@ export interface FailedJobView {
   readonly retryable: boolean;
 }
 
-const PERMANENT: ReadonlyArray<[RegExp, FailedJobView["step"]]> = [
-  [/^decode: (?:([A-Z][A-Z0-9_]+): )?/, "decode"],
-  [/^fetch \(WADO-RS\): /, "fetch"],
-  [/^index write: /, "index-write"],
+const PERMANENT: ReadonlyArray<[RegExp, FailedJobView['step']]> = [
+  [/^decode: (?:([A-Z][A-Z0-9_]+): )?/, 'decode'],
+  [/^fetch \(WADO-RS\): /, 'fetch'],
+  [/^index write: /, 'index-write'],
 ];
 
 /** Classify a failure reason as written by the worker. */
-export function classifyFailure(
-  failedReason: string,
-): Pick<FailedJobView, "step" | "code" | "reason" | "retryable"> {
+export function classifyFailure(failedReason: string): Pick<FailedJobView, 'step' | 'code' | 'reason' | 'retryable'> {
   for (const [re, step] of PERMANENT) {
     const m = re.exec(failedReason);
     if (m) {
@@ -54,15 +52,15 @@ export function classifyFailure(
     }
   }
   return {
-    step: "transient",
-    reason: failedReason || "(no reason recorded)",
+    step: 'transient',
+    reason: failedReason || '(no reason recorded)',
     retryable: true,
   };
 }
 
 export function viewOf(job: Job<IndexJobData>): FailedJobView {
   const d = (job.data ?? {}) as Partial<IndexJobData>;
-  const c = classifyFailure(job.failedReason ?? "");
+  const c = classifyFailure(job.failedReason ?? '');
   const out: Record<string, unknown> = {
     jobId: String(job.id),
     studyInstanceUid: d.studyInstanceUid,
@@ -73,24 +71,14 @@ export function viewOf(job: Job<IndexJobData>): FailedJobView {
     ...c,
     attempts: job.attemptsMade,
     maxAttempts: job.opts.attempts ?? 1,
-    failedAt: job.finishedOn
-      ? new Date(job.finishedOn).toISOString()
-      : undefined,
+    failedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : undefined,
   };
-  return Object.fromEntries(
-    Object.entries(out).filter(([, v]) => v !== undefined),
-  ) as unknown as FailedJobView;
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as unknown as FailedJobView;
 }
 
 /** Newest failures first, at most `limit`. */
-export async function listFailed(
-  queue: Queue<IndexJobData>,
-  limit: number,
-): Promise<{ total: number; jobs: FailedJobView[]; raw: Job<IndexJobData>[] }> {
-  const [total, jobs] = await Promise.all([
-    queue.getFailedCount(),
-    queue.getFailed(0, Math.max(0, limit - 1)),
-  ]);
+export async function listFailed(queue: Queue<IndexJobData>, limit: number): Promise<{ total: number; jobs: FailedJobView[]; raw: Job<IndexJobData>[] }> {
+  const [total, jobs] = await Promise.all([queue.getFailedCount(), queue.getFailed(0, Math.max(0, limit - 1))]);
   const raw = jobs.filter((j): j is Job<IndexJobData> => Boolean(j));
   return { total, jobs: raw.map(viewOf), raw };
 }

@@ -26,37 +26,29 @@
  * A study is "done" (checkpointed, for `cbmir backfill --resume`) when all of its
  * pages were checked and every enqueue succeeded.
  */
-import type { Queue } from "bullmq";
-import { isValidUid } from "../core/errors.js";
-import {
-  indexJobId,
-  type IndexJobData,
-  type IndexJobResult,
-  type IndexJobSource,
-} from "../core/jobs.js";
-import { stringValue, type DicomJsonDataset } from "../core/dicom-json.js";
-import type { PacsClient } from "../core/pacs/client.js";
-import type { StoredInstance } from "../core/pacs/stow-response.js";
-import type { IndexEnqueuer } from "../core/queue/index-enqueuer.js";
-import type { VectorIndex } from "../core/index/types.js";
-import type { Logger } from "../core/log.js";
-import type { Checkpoint } from "./reconcile/checkpoint.js";
-import { RateLimiter } from "./reconcile/rate-limiter.js";
+import type { Queue } from 'bullmq';
+import { isValidUid } from '../core/errors.js';
+import { indexJobId, type IndexJobData, type IndexJobResult, type IndexJobSource } from '../core/jobs.js';
+import { stringValue, type DicomJsonDataset } from '../core/dicom-json.js';
+import type { PacsClient } from '../core/pacs/client.js';
+import type { StoredInstance } from '../core/pacs/stow-response.js';
+import type { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
+import type { VectorIndex } from '../core/index/types.js';
+import type { Logger } from '../core/log.js';
+import type { Checkpoint } from './reconcile/checkpoint.js';
+import { RateLimiter } from './reconcile/rate-limiter.js';
 
 export interface ReconcileDeps {
   readonly pacs: PacsClient;
   /** Bound to the model version being reconciled (its storage is what `has` checks). */
-  readonly index: Pick<VectorIndex, "has">;
+  readonly index: Pick<VectorIndex, 'has'>;
   /** Enqueues with the same model version as `index` is bound to. */
   readonly enqueuer: IndexEnqueuer;
   readonly log?: Logger;
 }
 
 export interface ReconcileOptions {
-  readonly source: Extract<
-    IndexJobSource,
-    "reconciler" | "backfill" | "reindex"
-  >;
+  readonly source: Extract<IndexJobSource, 'reconciler' | 'backfill' | 'reindex'>;
   /** PACS requests per second, at most (default 10). */
   readonly maxRequestsPerSecond?: number;
   /** QIDO page sizes (defaults 100 studies, 500 instances). */
@@ -116,11 +108,11 @@ export interface ReconcileSummary {
   readonly complete: boolean;
 }
 
-const STUDY_UID = "0020000D";
-const SERIES_UID = "0020000E";
-const SOP_UID = "00080018";
-const SOP_CLASS = "00080016";
-const STUDY_INSTANCES = "00201208";
+const STUDY_UID = '0020000D';
+const SERIES_UID = '0020000E';
+const SOP_UID = '00080018';
+const SOP_CLASS = '00080016';
+const STUDY_INSTANCES = '00201208';
 
 interface StudyEntry {
   readonly uid: string;
@@ -152,10 +144,7 @@ export class Reconciler {
     };
     const studyErrors: { study: string; reason: string }[] = [];
 
-    const qido = async (
-      path: string,
-      params: Record<string, string | number | undefined>,
-    ): Promise<DicomJsonDataset[]> => {
+    const qido = async (path: string, params: Record<string, string | number | undefined>): Promise<DicomJsonDataset[]> => {
       await limiter.take(signal);
       s.pacsRequests++;
       return this.deps.pacs.qido(path, params, signal ? { signal } : {});
@@ -166,7 +155,7 @@ export class Reconciler {
     const studies: StudyEntry[] = [];
     const seen = new Set<string>();
     for (let offset = 0; ;) {
-      const page = await qido("/studies", {
+      const page = await qido('/studies', {
         limit: studyPage,
         offset,
         includefield: STUDY_INSTANCES,
@@ -179,10 +168,7 @@ export class Reconciler {
         const uid = stringValue(ds, STUDY_UID);
         if (!isValidUid(uid) || seen.has(uid)) continue;
         seen.add(uid);
-        const n = Number(
-          stringValue(ds, STUDY_INSTANCES) ??
-            (ds[STUDY_INSTANCES]?.Value?.[0] as unknown),
-        );
+        const n = Number(stringValue(ds, STUDY_INSTANCES) ?? (ds[STUDY_INSTANCES]?.Value?.[0] as unknown));
         studies.push({
           uid,
           instances: Number.isFinite(n) && n >= 0 ? n : undefined,
@@ -234,14 +220,7 @@ export class Reconciler {
           s.instances += page.length;
           seenInStudy += page.length;
           for (let i = 0; i < instances.length; i += hasBatch) {
-            if (
-              !(await this.reconcileBatch(
-                instances.slice(i, i + hasBatch),
-                opts.source,
-                s,
-              ))
-            )
-              ok = false;
+            if (!(await this.reconcileBatch(instances.slice(i, i + hasBatch), opts.source, s))) ok = false;
           }
           progress();
         }
@@ -249,14 +228,10 @@ export class Reconciler {
         if (signal?.aborted) throw err;
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
-        this.deps.log?.warn(
-          { study: study.uid, err: (err as Error).message },
-          "reconciler: study not checked",
-        );
+        this.deps.log?.warn({ study: study.uid, err: (err as Error).message }, 'reconciler: study not checked');
       }
       // The PACS's count was a guess (instances may have arrived since): keep the total honest.
-      if (study.instances !== undefined && seenInStudy > study.instances)
-        instancesTotal += seenInStudy - study.instances;
+      if (study.instances !== undefined && seenInStudy > study.instances) instancesTotal += seenInStudy - study.instances;
       if (ok) opts.checkpoint?.markDone(study.uid);
       studiesDone++;
       progress();
@@ -272,11 +247,7 @@ export class Reconciler {
   }
 
   /** has() → job state → enqueue. False when some missing instance could not be enqueued. */
-  private async reconcileBatch(
-    instances: StoredInstance[],
-    source: IndexJobSource,
-    s: Counters,
-  ): Promise<boolean> {
+  private async reconcileBatch(instances: StoredInstance[], source: IndexJobSource, s: Counters): Promise<boolean> {
     if (instances.length === 0) return true;
     const { index, enqueuer } = this.deps;
     const present = await index.has(instances.map((i) => i.sopInstanceUid));
@@ -293,41 +264,33 @@ export class Reconciler {
       );
     } catch (err) {
       s.enqueueFailures += missing.length;
-      this.deps.log?.warn(
-        { instances: missing.length, err: (err as Error).message },
-        "reconciler: queue unreachable",
-      );
+      this.deps.log?.warn({ instances: missing.length, err: (err as Error).message }, 'reconciler: queue unreachable');
       return false;
     }
     const toAdd: StoredInstance[] = [];
     const toRequeue: StoredInstance[] = [];
     missing.forEach((inst, k) => {
       const st = states[k];
-      if (st === "unknown") toAdd.push(inst);
-      else if (st === "failed") s.previouslyFailed++;
-      else if (st === "completed-indexed") toRequeue.push(inst);
+      if (st === 'unknown') toAdd.push(inst);
+      else if (st === 'failed') s.previouslyFailed++;
+      else if (st === 'completed-indexed') toRequeue.push(inst);
       else s.alreadyQueued++;
     });
     if (toRequeue.length) {
       // has() ran before the state check: a job may have completed in between. Look again
       // before throwing its record away, so a fresh document is never indexed twice.
-      const nowPresent = await index.has(
-        toRequeue.map((i) => i.sopInstanceUid),
-      );
+      const nowPresent = await index.has(toRequeue.map((i) => i.sopInstanceUid));
       const gone = toRequeue.filter((i) => !nowPresent.has(i.sopInstanceUid));
       s.alreadyIndexed += toRequeue.length - gone.length;
       s.missing -= toRequeue.length - gone.length;
-      for (const i of gone)
-        await enqueuer.queue.remove(
-          indexJobId(i.sopInstanceUid, enqueuer.modelVersion),
-        );
+      for (const i of gone) await enqueuer.queue.remove(indexJobId(i.sopInstanceUid, enqueuer.modelVersion));
       toRequeue.length = 0;
       toRequeue.push(...gone);
     }
     let ok = true;
     for (const [list, key] of [
-      [toAdd, "enqueued"],
-      [toRequeue, "requeued"],
+      [toAdd, 'enqueued'],
+      [toRequeue, 'requeued'],
     ] as const) {
       if (list.length === 0) continue;
       const r = await enqueuer.enqueue(list, source);
@@ -335,10 +298,7 @@ export class Reconciler {
       if (r.failed) {
         s.enqueueFailures += r.failed;
         ok = false;
-        this.deps.log?.warn(
-          { instances: r.failed, err: r.error },
-          "reconciler: could not enqueue",
-        );
+        this.deps.log?.warn({ instances: r.failed, err: r.error }, 'reconciler: could not enqueue');
       }
     }
     return ok;
@@ -355,28 +315,21 @@ type Counters = {
   enqueueFailures: number;
 };
 
-type JobState =
-  "unknown" | "failed" | "completed-indexed" | "completed-other" | "pending";
+type JobState = 'unknown' | 'failed' | 'completed-indexed' | 'completed-other' | 'pending';
 
 /** Where each job id stands. ioredis pipelines the concurrent calls on one connection. */
-async function jobStates(
-  queue: Queue<IndexJobData>,
-  ids: readonly string[],
-): Promise<JobState[]> {
+async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Promise<JobState[]> {
   return Promise.all(
     ids.map(async (id): Promise<JobState> => {
       const st = await queue.getJobState(id);
-      if (st === "unknown") return "unknown";
-      if (st === "failed") return "failed";
-      if (st === "completed") {
+      if (st === 'unknown') return 'unknown';
+      if (st === 'failed') return 'failed';
+      if (st === 'completed') {
         const job = await queue.getJob(id);
-        if (!job) return "unknown"; // removed in between (removeOnComplete)
-        return (job.returnvalue as IndexJobResult | undefined)?.status ===
-          "indexed"
-          ? "completed-indexed"
-          : "completed-other";
+        if (!job) return 'unknown'; // removed in between (removeOnComplete)
+        return (job.returnvalue as IndexJobResult | undefined)?.status === 'indexed' ? 'completed-indexed' : 'completed-other';
       }
-      return "pending";
+      return 'pending';
     }),
   );
 }
@@ -384,11 +337,11 @@ async function jobStates(
 /** One line for logs and the CLI. */
 export function describeSummary(r: ReconcileSummary): string {
   return (
-    `${r.studies} studies${r.studiesResumed ? ` (${r.studiesResumed} already done)` : ""}, ${r.instances} instances: ` +
+    `${r.studies} studies${r.studiesResumed ? ` (${r.studiesResumed} already done)` : ''}, ${r.instances} instances: ` +
     `${r.alreadyIndexed} indexed, ${r.missing} missing → ${r.enqueued} enqueued, ${r.requeued} re-enqueued, ` +
     `${r.alreadyQueued} already queued, ${r.previouslyFailed} failed before` +
-    `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ""}` +
-    `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ""}` +
-    `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ""} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
+    `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ''}` +
+    `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ''}` +
+    `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
   );
 }

@@ -19,28 +19,24 @@
  * After the swap, point the gateway and the workers at the new manifest (CBMIR_MODEL):
  * the STOW hook stamps jobs with the gateway's model version.
  */
-import { Command, InvalidArgumentError } from "commander";
-import cliProgress from "cli-progress";
-import { Queue } from "bullmq";
-import { createVectorIndex } from "../core/index/factory.js";
-import { queueName, type IndexJobData } from "../core/jobs.js";
-import { createLogger } from "../core/log.js";
-import { loadModelManifest } from "../core/model-manifest.js";
-import { loadPatientKeySecret } from "../core/index/patient-key.js";
-import { PacsClient } from "../core/pacs/client.js";
-import { IndexEnqueuer } from "../core/queue/index-enqueuer.js";
-import { producerConnection, quiet } from "../core/queue/redis.js";
-import { parseRate, reconcileBar } from "./backfill-command.js";
-import { configOrExit } from "./command-config.js";
-import { EmbeddingPipeline } from "./embedding-pipeline.js";
-import { listFailed } from "./failed-jobs.js";
-import { startWorkers, type RunningWorkers } from "./index-worker.js";
-import { Checkpoint } from "./reconcile/checkpoint.js";
-import {
-  describeSummary,
-  Reconciler,
-  type ReconcileSummary,
-} from "./reconciler.js";
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { Queue } from 'bullmq';
+import { createVectorIndex } from '../core/index/factory.js';
+import { queueName, type IndexJobData } from '../core/jobs.js';
+import { createLogger } from '../core/log.js';
+import { loadModelManifest } from '../core/model-manifest.js';
+import { loadPatientKeySecret } from '../core/index/patient-key.js';
+import { PacsClient } from '../core/pacs/client.js';
+import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
+import { producerConnection, quiet } from '../core/queue/redis.js';
+import { parseRate, reconcileBar } from './backfill-command.js';
+import { configOrExit, redisReachable } from './command-config.js';
+import { EmbeddingPipeline } from './embedding-pipeline.js';
+import { listFailed } from './failed-jobs.js';
+import { startWorkers, type RunningWorkers } from './index-worker.js';
+import { Checkpoint } from './reconcile/checkpoint.js';
+import { describeSummary, Reconciler, type ReconcileSummary } from './reconciler.js';
 
 interface ReindexCliOptions {
   model: string;
@@ -64,41 +60,21 @@ const say = (json: boolean | undefined, msg: string) => {
 };
 
 export function reindexCommand(): Command {
-  return new Command("reindex")
-    .description(
-      "index the whole PACS with another model version beside the live one, then swap it live",
-    )
-    .requiredOption(
-      "--model <manifest>",
-      "the new model: a manifest.json (or .onnx) file",
-    )
-    .option("--swap-only", "only make the (already indexed) version live")
-    .option("--drop-old", "after the swap, delete the previous live version")
-    .option(
-      "--resume",
-      "skip the studies an interrupted reindex already crawled",
-    )
-    .option(
-      "--rate <n>",
-      "at most n PACS requests per second while crawling",
-      parseRate,
-    )
-    .option(
-      "--no-local-worker",
-      "do not embed in this process (external `cbmir worker --namespace reindex-<version>` do)",
-    )
-    .option(
-      "--concurrency <n>",
-      "jobs in flight in the local worker (default CBMIR_WORKER_CONCURRENCY)",
-      (v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > 256)
-          throw new InvalidArgumentError("--concurrency must be 1..256");
-        return n;
-      },
-    )
-    .option("--json", "print the outcome as one JSON line")
-    .option("--no-progress", "no progress bars")
+  return new Command('reindex')
+    .description('index the whole PACS with another model version beside the live one, then swap it live')
+    .requiredOption('--model <manifest>', 'the new model: a manifest.json (or .onnx) file')
+    .option('--swap-only', 'only make the (already indexed) version live')
+    .option('--drop-old', 'after the swap, delete the previous live version')
+    .option('--resume', 'skip the studies an interrupted reindex already crawled')
+    .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
+    .option('--no-local-worker', 'do not embed in this process (external `cbmir worker --namespace reindex-<version>` do)')
+    .option('--concurrency <n>', 'jobs in flight in the local worker (default CBMIR_WORKER_CONCURRENCY)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('--concurrency must be 1..256');
+      return n;
+    })
+    .option('--json', 'print the outcome as one JSON line')
+    .option('--no-progress', 'no progress bars')
     .action(async (o: ReindexCliOptions, cmd: Command) => {
       const config = configOrExit();
       let manifest;
@@ -110,33 +86,21 @@ export function reindexCommand(): Command {
       const version = manifest.version;
       const index = createVectorIndex(config);
       const oldLive = await index.liveVersion();
-      const finish = async (
-        swapped: boolean,
-        extra: Record<string, unknown> = {},
-      ) => {
+      const finish = async (swapped: boolean, extra: Record<string, unknown> = {}) => {
         let dropped: string | undefined;
         if (swapped && o.dropOld && oldLive && oldLive !== version) {
           await index.dropVersion(oldLive);
           dropped = oldLive;
           say(o.json, `dropped ${oldLive}`);
         }
-        if (o.json)
-          process.stdout.write(
-            `${JSON.stringify({ model: version, previous: oldLive ?? null, swapped, dropped: dropped ?? null, ...extra })}\n`,
-          );
-        else
-          process.stdout.write(
-            `cbmir reindex: ${swapped ? `${version} is live (was ${oldLive ?? "none"})` : `${version} NOT made live; ${oldLive ?? "none"} stays live`}\n`,
-          );
+        if (o.json) process.stdout.write(`${JSON.stringify({ model: version, previous: oldLive ?? null, swapped, dropped: dropped ?? null, ...extra })}\n`);
+        else process.stdout.write(`cbmir reindex: ${swapped ? `${version} is live (was ${oldLive ?? 'none'})` : `${version} NOT made live; ${oldLive ?? 'none'} stays live`}\n`);
       };
 
       if (o.swapOnly) {
         try {
           if (!(await index.versions()).includes(version))
-            cmd.error(
-              `cbmir reindex: version ${version} has no storage yet: run the reindex without --swap-only first`,
-              { exitCode: 2 },
-            );
+            cmd.error(`cbmir reindex: version ${version} has no storage yet: run the reindex without --swap-only first`, { exitCode: 2 });
           if (oldLive !== version) await index.swapAlias(version);
           await finish(true);
         } finally {
@@ -145,19 +109,13 @@ export function reindexCommand(): Command {
         return;
       }
       if (oldLive === version) {
-        say(
-          o.json,
-          `${version} is already live; use \`cbmir backfill\` to fill gaps`,
-        );
+        say(o.json, `${version} is already live; use \`cbmir backfill\` to fill gaps`);
         await finish(oldLive === version);
         await index.close();
         return;
       }
 
-      const log = createLogger(
-        config.logLevel === "info" ? "warn" : config.logLevel,
-        "reindex",
-      );
+      const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'reindex');
       const namespace = reindexNamespace(version);
       const pacs = new PacsClient({
         url: config.pacs.url,
@@ -169,21 +127,17 @@ export function reindexCommand(): Command {
         namespace,
       });
       const queueConn = quiet(producerConnection(config.redisUrl));
-      const queue = new Queue<IndexJobData>(queueName("index", namespace), {
+      const queue = new Queue<IndexJobData>(queueName('index', namespace), {
         connection: queueConn,
       });
-      queue.on("error", () => undefined);
+      queue.on('error', () => undefined);
       let workers: RunningWorkers | undefined;
       let pipeline: EmbeddingPipeline | undefined;
       const abort = new AbortController();
-      const onSigint = () => abort.abort(new Error("interrupted"));
-      process.once("SIGINT", onSigint);
+      const onSigint = () => abort.abort(new Error('interrupted'));
+      process.once('SIGINT', onSigint);
       try {
-        await enqueuer.ping().catch((err: Error) => {
-          throw new Error(
-            `Redis at ${config.redisUrl} is unreachable (${err.message})`,
-          );
-        });
+        await redisReachable(() => enqueuer.ping(), config.redisUrl);
         await index.ensure(manifest.dims, version);
         if (o.localWorker) {
           pipeline = await EmbeddingPipeline.create({
@@ -196,29 +150,20 @@ export function reindexCommand(): Command {
             pipeline,
             index,
             pacs,
-            patientKeySecret: loadPatientKeySecret(
-              process.env.CBMIR_PATIENT_KEY_SECRET,
-              config.dataDir,
-            ),
+            patientKeySecret: loadPatientKeySecret(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir),
             log,
             concurrency: o.concurrency ?? config.worker.concurrency,
             namespace,
           });
         }
         const reconciler = new Reconciler({ pacs, index, enqueuer, log });
-        const checkpoint = Checkpoint.open(
-          Checkpoint.fileFor(config.dataDir, "reindex", version),
-          Boolean(o.resume),
-        );
-        const crawl = async (
-          cp: Checkpoint | undefined,
-        ): Promise<ReconcileSummary> => {
+        const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'reindex', version), Boolean(o.resume));
+        const crawl = async (cp: Checkpoint | undefined): Promise<ReconcileSummary> => {
           const bar = reconcileBar(o.progress && !o.json);
           try {
             return await reconciler.run({
-              source: "reindex",
-              maxRequestsPerSecond:
-                o.rate ?? config.reconcile.maxRequestsPerSecond,
+              source: 'reindex',
+              maxRequestsPerSecond: o.rate ?? config.reconcile.maxRequestsPerSecond,
               ...(cp ? { checkpoint: cp } : {}),
               signal: abort.signal,
               onProgress: (p) => bar?.update(p),
@@ -227,39 +172,20 @@ export function reindexCommand(): Command {
             bar?.stop();
           }
         };
-        say(
-          o.json,
-          `crawling the PACS for model ${version} (live: ${oldLive ?? "none"})`,
-        );
+        say(o.json, `crawling the PACS for model ${version} (live: ${oldLive ?? 'none'})`);
         const first = await crawl(checkpoint);
         say(o.json, describeSummary(first));
-        await drain(
-          queue,
-          index,
-          first.instances - first.invalid,
-          o,
-          abort.signal,
-        );
+        await drain(queue, index, first.instances - first.invalid, o, abort.signal);
         // What arrived during the first crawl (the STOW hook stamps the live version).
         const second = await crawl(undefined);
         if (second.enqueued + second.requeued > 0) {
           say(o.json, `catch-up: ${describeSummary(second)}`);
-          await drain(
-            queue,
-            index,
-            second.instances - second.invalid,
-            o,
-            abort.signal,
-          );
+          await drain(queue, index, second.instances - second.invalid, o, abort.signal);
         }
         const failed = await listFailed(queue, 100_000);
         const retryable = failed.jobs.filter((j) => j.retryable).length;
         const indexed = await index.count();
-        const complete =
-          first.complete &&
-          second.complete &&
-          retryable === 0 &&
-          (indexed > 0 || second.instances === 0);
+        const complete = first.complete && second.complete && retryable === 0 && (indexed > 0 || second.instances === 0);
         if (complete) {
           checkpoint.remove();
           await index.swapAlias(version);
@@ -280,15 +206,13 @@ export function reindexCommand(): Command {
         process.exitCode = complete ? 0 : 1;
       } catch (err) {
         if (abort.signal.aborted) {
-          process.stderr.write(
-            "cbmir reindex: interrupted; continue with --resume\n",
-          );
+          process.stderr.write('cbmir reindex: interrupted; continue with --resume\n');
           process.exitCode = 1;
           return;
         }
         throw err;
       } finally {
-        process.off("SIGINT", onSigint);
+        process.off('SIGINT', onSigint);
         await workers?.close();
         await pipeline?.close();
         await queue.close().catch(() => undefined);
@@ -301,20 +225,13 @@ export function reindexCommand(): Command {
 }
 
 /** Wait until the reindex queue has nothing waiting, delayed or running; progress = documents in the new storage. */
-async function drain(
-  queue: Queue<IndexJobData>,
-  index: { count(): Promise<number> },
-  target: number,
-  o: ReindexCliOptions,
-  signal: AbortSignal,
-): Promise<void> {
+async function drain(queue: Queue<IndexJobData>, index: { count(): Promise<number> }, target: number, o: ReindexCliOptions, signal: AbortSignal): Promise<void> {
   const bar =
     o.progress && !o.json && process.stderr.isTTY
       ? new cliProgress.SingleBar(
           {
             stream: process.stderr,
-            format:
-              " indexing {bar} {value}/{total} | {failed} failed | {eta_formatted} left",
+            format: ' indexing {bar} {value}/{total} | {failed} failed | {eta_formatted} left',
             hideCursor: true,
           },
           cliProgress.Presets.shades_classic,
@@ -324,23 +241,11 @@ async function drain(
   try {
     for (;;) {
       signal.throwIfAborted();
-      const c = await queue.getJobCounts(
-        "waiting",
-        "active",
-        "delayed",
-        "prioritized",
-        "waiting-children",
-        "failed",
-      );
+      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed');
       bar?.update(Math.min(target, await index.count()), {
         failed: c.failed ?? 0,
       });
-      const pending =
-        (c.waiting ?? 0) +
-        (c.active ?? 0) +
-        (c.delayed ?? 0) +
-        (c.prioritized ?? 0) +
-        (c["waiting-children"] ?? 0);
+      const pending = (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0);
       if (pending === 0) return;
       await new Promise((r) => setTimeout(r, 1000));
     }

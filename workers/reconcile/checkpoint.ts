@@ -5,16 +5,9 @@
  * not a valid UID and is ignored on resume. `cbmir backfill --resume` skips the
  * studies listed; a run that completes removes the file (nothing left to resume).
  */
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import path from "node:path";
-import { isValidUid } from "../../core/errors.js";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { isValidUid } from '../../core/errors.js';
 
 export class Checkpoint {
   private readonly done = new Set<string>();
@@ -26,29 +19,20 @@ export class Checkpoint {
     const cp = new Checkpoint(file);
     mkdirSync(path.dirname(file), { recursive: true });
     if (resume && existsSync(file)) {
-      for (const line of readFileSync(file, "utf8").split("\n")) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
         const uid = line.trim();
         if (isValidUid(uid)) cp.done.add(uid);
       }
     } else {
-      writeFileSync(file, "");
+      writeFileSync(file, '');
     }
     return cp;
   }
 
   /** Name of the checkpoint file of a backfill for a model version (and queue namespace). */
-  static fileFor(
-    dataDir: string,
-    kind: "backfill" | "reindex",
-    modelVersion: string,
-    namespace?: string,
-  ): string {
-    const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, "-");
-    return path.resolve(
-      dataDir,
-      "checkpoints",
-      `${kind}-${safe(modelVersion)}${namespace ? `-${safe(namespace)}` : ""}.txt`,
-    );
+  static fileFor(dataDir: string, kind: 'backfill' | 'reindex', modelVersion: string, namespace?: string): string {
+    const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '-');
+    return path.resolve(dataDir, 'checkpoints', `${kind}-${safe(modelVersion)}${namespace ? `-${safe(namespace)}` : ''}.txt`);
   }
 
   get size(): number {

@@ -7,14 +7,9 @@
  * lets one of them do a pass per interval, so N workers do not crawl the PACS N times.
  * Duplicate passes would be harmless (job ids dedupe), only wasteful.
  */
-import type { Logger } from "../../core/log.js";
-import { producerConnection, quiet } from "../../core/queue/redis.js";
-import {
-  describeSummary,
-  Reconciler,
-  type ReconcileDeps,
-  type ReconcileSummary,
-} from "../reconciler.js";
+import type { Logger } from '../../core/log.js';
+import { producerConnection, quiet } from '../../core/queue/redis.js';
+import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary } from '../reconciler.js';
 
 export interface PeriodicOptions {
   /** Redis holding the lock (the queue's Redis). */
@@ -32,10 +27,7 @@ export interface PeriodicReconciler {
   stop(): Promise<void>;
 }
 
-export function startPeriodicReconciler(
-  deps: ReconcileDeps,
-  opts: PeriodicOptions,
-): PeriodicReconciler {
+export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptions): PeriodicReconciler {
   const reconciler = new Reconciler(deps);
   const abort = new AbortController();
   const lockKey = `cbmir-reconcile-lock:${deps.enqueuer.queue.name}:${deps.enqueuer.modelVersion}`;
@@ -45,35 +37,20 @@ export function startPeriodicReconciler(
 
   const pass = async (): Promise<void> => {
     try {
-      const got = await lockConn.set(
-        lockKey,
-        String(process.pid),
-        "PX",
-        Math.max(1_000, opts.intervalS * 1000 - 500),
-        "NX",
-      );
-      if (got !== "OK") {
-        opts.log.debug("reconciler: another worker holds this interval");
+      const got = await lockConn.set(lockKey, String(process.pid), 'PX', Math.max(1_000, opts.intervalS * 1000 - 500), 'NX');
+      if (got !== 'OK') {
+        opts.log.debug('reconciler: another worker holds this interval');
         return;
       }
       const summary = await reconciler.run({
-        source: "reconciler",
+        source: 'reconciler',
         signal: abort.signal,
-        ...(opts.maxRequestsPerSecond
-          ? { maxRequestsPerSecond: opts.maxRequestsPerSecond }
-          : {}),
+        ...(opts.maxRequestsPerSecond ? { maxRequestsPerSecond: opts.maxRequestsPerSecond } : {}),
       });
-      opts.log[summary.complete ? "info" : "warn"](
-        { ...summary, studyErrors: summary.studyErrors.length },
-        `reconciler pass: ${describeSummary(summary)}`,
-      );
+      opts.log[summary.complete ? 'info' : 'warn']({ ...summary, studyErrors: summary.studyErrors.length }, `reconciler pass: ${describeSummary(summary)}`);
       opts.onPass?.(summary);
     } catch (err) {
-      if (!abort.signal.aborted)
-        opts.log.warn(
-          { err: (err as Error).message },
-          "reconciler pass failed; next pass at the next interval",
-        );
+      if (!abort.signal.aborted) opts.log.warn({ err: (err as Error).message }, 'reconciler pass failed; next pass at the next interval');
     }
   };
 

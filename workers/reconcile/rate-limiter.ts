@@ -8,10 +8,7 @@ export class RateLimiter {
   private readonly intervalMs: number;
 
   constructor(perSecond: number) {
-    if (!(perSecond > 0) || !Number.isFinite(perSecond))
-      throw new Error(
-        `rate must be a positive number of requests per second, got ${perSecond}`,
-      );
+    if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new Error(`rate must be a positive number of requests per second, got ${perSecond}`);
     this.intervalMs = 1000 / perSecond;
   }
 
@@ -24,18 +21,14 @@ export class RateLimiter {
     if (wait <= 0) return;
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
+        signal?.removeEventListener('abort', onAbort);
         resolve();
       }, wait);
       const onAbort = () => {
         clearTimeout(t);
-        reject(
-          signal?.reason instanceof Error
-            ? signal.reason
-            : new Error("aborted"),
-        );
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
