@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The whole thing on one machine, in the foreground (`npm start`):
 #   installs what is missing, starts Orthanc, Redis and Elasticsearch on their
-#   default ports, starts the gateway in front of Orthanc, loads the sample
-#   data through it, prints the URLs, and waits. Ctrl-C stops everything this
-#   script started (services that were already running are left alone).
+#   default ports, starts the gateway in front of Orthanc, the indexing worker,
+#   and the OHIF viewer (npm @ohif/app, fetched once into the cache) served on
+#   its own port against the gateway; loads the sample data through the gateway
+#   once the worker is up (so it gets indexed), prints the URLs, and waits.
+#   Ctrl-C stops everything this script started (services that were already
+#   running are left alone).
 #
 # Environment: the stack's port settings (ORTHANC_HTTP_PORT, REDIS_PORT,
 # ES_PORT, … see deploy/local/stack.sh), CBMIR_PORT for the gateway [8080],
-# CBMIR_SAMPLE_DIR [test/fixtures/figshare-sample], CBMIR_SKIP_LOAD=1 to start
-# without loading the sample. Logs of the processes: $CBMIR_STACK_DIR/*.log.
+# CBMIR_OHIF_PORT for the viewer [3000], CBMIR_SAMPLE_DIR
+# [test/fixtures/figshare-sample], CBMIR_SKIP_LOAD=1 to start without loading
+# the sample, CBMIR_SKIP_OHIF=1 / CBMIR_SKIP_WORKER=1 to leave those out.
+# Logs of the processes: $CBMIR_STACK_DIR/*.log.
 #
 # Each long-running process has one start_* function; add new ones (worker,
 # viewer) the same way and call them from main.
@@ -26,9 +31,19 @@ REDIS_PORT="${REDIS_PORT:-6379}"
 ES_PORT="${ES_PORT:-9200}"
 GATEWAY_PORT="${CBMIR_PORT:-8080}"
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+OHIF_PORT="${CBMIR_OHIF_PORT:-3000}"
+OHIF_URL="http://127.0.0.1:$OHIF_PORT"
 SAMPLE_DIR="${CBMIR_SAMPLE_DIR:-test/fixtures/figshare-sample}"
 TSX="$ROOT/node_modules/.bin/tsx"
 GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
+WORKER_ENTRY="${CBMIR_WORKER_ENTRY:-workers/main.ts}"
+OHIF_ENTRY=deploy/ohif/main.ts
+# The gateway and the worker read the same settings (core/config.ts).
+APP_ENV=(
+  CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web"
+  CBMIR_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  CBMIR_ES_URL="http://127.0.0.1:$ES_PORT"
+)
 
 say() { printf '[run] %s\n' "$*"; }
 
@@ -92,14 +107,68 @@ start_gateway() {
     return 0
   fi
   require_free_port gateway "$GATEWAY_PORT"
-  start_process gateway env \
-    CBMIR_HOST=127.0.0.1 CBMIR_PORT="$GATEWAY_PORT" \
-    CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web" \
-    CBMIR_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-    CBMIR_ES_URL="http://127.0.0.1:$ES_PORT" \
-    "$TSX" "$GATEWAY_ENTRY"
+  start_process gateway env CBMIR_HOST=127.0.0.1 CBMIR_PORT="$GATEWAY_PORT" "${APP_ENV[@]}" "$TSX" "$GATEWAY_ENTRY"
   wait_ready gateway "${proc_pids[-1]}" "$STACK_DIR/gateway.log" 60 curl -fsS -m 2 "$GATEWAY_URL/healthz"
   GATEWAY_RUNNING=1
+}
+
+# The indexing worker: consumes the jobs the gateway's STOW hook enqueues.
+# Ready when it logs "worker ready" (model loaded, queues attached).
+start_worker() {
+  if [[ "${CBMIR_SKIP_WORKER:-0}" == 1 || ! -f "$WORKER_ENTRY" ]]; then
+    say "not starting the worker (CBMIR_SKIP_WORKER=1 or no $WORKER_ENTRY)"
+    return 0
+  fi
+  : >"$STACK_DIR/worker.log"
+  start_process worker env "${APP_ENV[@]}" "$TSX" "$WORKER_ENTRY"
+  wait_ready worker "${proc_pids[-1]}" "$STACK_DIR/worker.log" 120 grep -q '"msg":"worker ready"' "$STACK_DIR/worker.log" || {
+    say "the worker did not start (log above); CBMIR_SKIP_WORKER=1 starts everything else without indexing"
+    return 1
+  }
+  WORKER_RUNNING=1
+}
+
+# OHIF v3 on its own origin, against the gateway. The first start fetches the
+# viewer (about 50 MB, npm pack) into $CBMIR_CACHE_DIR; later starts are instant.
+start_ohif() {
+  if [[ "${CBMIR_SKIP_OHIF:-0}" == 1 || "${GATEWAY_RUNNING:-0}" != 1 ]]; then
+    say "not starting the OHIF viewer (CBMIR_SKIP_OHIF=1 or no gateway)"
+    return 0
+  fi
+  require_free_port ohif "$OHIF_PORT"
+  start_process ohif "$TSX" "$OHIF_ENTRY" --dicomweb "$GATEWAY_URL/dicom-web" --port "$OHIF_PORT" --host 127.0.0.1
+  OHIF_PID="${proc_pids[-1]}"
+}
+
+wait_ohif() {
+  [[ -n "${OHIF_PID:-}" ]] || return 0
+  wait_ready ohif "$OHIF_PID" "$STACK_DIR/ohif.log" 600 curl -fsS -m 2 "$OHIF_URL/app-config.js" || {
+    say "the OHIF viewer did not start (log above); CBMIR_SKIP_OHIF=1 starts everything else without it"
+    return 1
+  }
+  OHIF_RUNNING=1
+}
+
+# How many instances the worker has indexed, from the vector index's alias.
+index_count() {
+  curl -fsS -m 2 "http://127.0.0.1:$ES_PORT/${CBMIR_ES_INDEX:-cbmir-vectors}/_count" 2>/dev/null | sed -n 's/.*"count":\([0-9]*\).*/\1/p'
+}
+
+# After loading: wait (bounded) until the index holds what was loaded, and say so.
+report_indexing() {
+  [[ "${WORKER_RUNNING:-0}" == 1 && "${LOADED:-0}" == 1 ]] || return 0
+  local want n="" i
+  want="$(($(wc -l <"$SAMPLE_DIR/labels.csv") - 1))"
+  for ((i = 0; i < 120; i++)); do
+    n="$(index_count)"
+    [[ -n "$n" ]] && ((n >= want)) && break
+    sleep 1
+  done
+  if [[ -n "$n" ]] && ((n >= want)); then
+    say "indexed: $n instances in the vector index"
+  else
+    say "indexing still running (${n:-0} of $want indexed so far); see $STACK_DIR/worker.log"
+  fi
 }
 
 load_sample_data() {
@@ -109,16 +178,35 @@ load_sample_data() {
     return 0
   fi
   say "loading $SAMPLE_DIR through the gateway"
-  "$TSX" workers/cli.ts load --url "$GATEWAY_URL/dicom-web" "$SAMPLE_DIR" \
-    || say "loading the sample failed (see above); the stack keeps running"
+  if "$TSX" workers/cli.ts load --url "$GATEWAY_URL/dicom-web" "$SAMPLE_DIR"; then
+    LOADED=1
+  else
+    say "loading the sample failed (see above); the stack keeps running"
+  fi
 }
 
 print_urls() {
+  # Probe the optional gateway pages before printing, so the list is not cut by their access-log lines.
+  # /similar answers 400 (parameters missing) once it exists, 404 before.
+  local similar="" ui=""
+  if [[ "${GATEWAY_RUNNING:-0}" == 1 ]]; then
+    [[ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$GATEWAY_URL/similar")" != 404 ]] && similar=1
+    [[ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$GATEWAY_URL/ui")" =~ ^(200|30[1278])$ ]] && ui=1
+    sleep 0.2
+  fi
   echo
   say "ready:"
+  if [[ "${OHIF_RUNNING:-0}" == 1 ]]; then
+    say "  OHIF viewer (against the gateway)    $OHIF_URL/"
+  fi
   if [[ "${GATEWAY_RUNNING:-0}" == 1 ]]; then
     say "  gateway (DICOMweb root for viewers)  $GATEWAY_URL/dicom-web"
+    [[ -n "$similar" ]] && say "  similar images (API)                 $GATEWAY_URL/similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…"
+    [[ -n "$ui" ]] && say "  similar images (web page)            $GATEWAY_URL/ui"
     say "  gateway health / metrics             $GATEWAY_URL/healthz  $GATEWAY_URL/metrics"
+  fi
+  if [[ "${WORKER_RUNNING:-0}" == 1 ]]; then
+    say "  indexing worker                      log: ${STACK_DIR#"$ROOT"/}/worker.log"
   fi
   say "  Orthanc (PACS, admin only)           http://127.0.0.1:$ORTHANC_HTTP_PORT"
   say "  Redis                                redis://127.0.0.1:$REDIS_PORT"
@@ -137,7 +225,11 @@ main() {
   start_service redis
   start_service es
   start_gateway
+  start_ohif # fetches the viewer on first use: runs while the worker loads its model
+  start_worker
   load_sample_data
+  wait_ohif
+  report_indexing
   print_urls
   if ((${#proc_pids[@]} == 0)); then
     say "no foreground process to wait for (no gateway yet); waiting for Ctrl-C"
