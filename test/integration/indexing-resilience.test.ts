@@ -1,0 +1,146 @@
+/**
+ * Indexing survives its parts failing, with real parts:
+ *   - a worker process killed with SIGKILL in the middle of a batch: its jobs stay
+ *     "active" with an expiring lock; a restarted worker reclaims them (BullMQ stalled
+ *     check) and every image ends up indexed — nothing lost, nothing failed;
+ *   - Elasticsearch unreachable (a TCP forwarder in front of the test ES, switched off):
+ *     jobs fail transiently and are retried with backoff; once ES answers again they are
+ *     indexed.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { createVectorIndex } from '../../core/index/factory.js';
+import { createLogger } from '../../core/log.js';
+import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
+import { attachStowIndexing } from '../../gateway/stow-indexing.js';
+import { figshareSampleDir, ixiSampleDir } from '../helpers/fixtures.js';
+import { testStack } from '../helpers/stack.js';
+import { startGateway } from './gateway-fixture.js';
+import {
+  closeSharedPipeline,
+  deleteLoaded,
+  dropQueues,
+  freePort,
+  indexPlace,
+  indexQueue,
+  inProcessWorkers,
+  loadAs,
+  sharedPipeline,
+  spawnWorker,
+  SwitchableForwarder,
+  uniqueName,
+  waitFor,
+} from './indexing-fixture.js';
+
+describe('indexing: resilience', () => {
+  after(closeSharedPipeline);
+
+  it('a worker killed with SIGKILL mid-batch loses nothing: a restarted worker indexes every image', { timeout: 300_000 }, async () => {
+    const ns = uniqueName('kill9');
+    const place = indexPlace('elasticsearch', ns);
+    const pipeline = await sharedPipeline();
+    const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+    const gw = await startGateway();
+    attachStowIndexing(gw.gw, enqueuer, createLogger('silent', 'test'));
+    const index = place.open();
+    const queue = indexQueue(ns);
+    const env = { ...place.env, CBMIR_BATCH_SIZE: '8', CBMIR_WORKER_CONCURRENCY: '8' };
+    let first = spawnWorker(env, ns);
+    let second: ReturnType<typeof spawnWorker> | undefined;
+    let instances: { studyInstanceUid: string; sopInstanceUid: string }[] = [];
+    try {
+      await waitFor('worker 1 ready', async () => first.output().includes('worker ready'), 90_000, 200);
+      await index.ensure(pipeline.dims, pipeline.modelVersion);
+      const loaded = await loadAs(figshareSampleDir, ns, `${gw.base}/dicom-web`);
+      instances = loaded.instances;
+      assert.equal(loaded.summary.stored, 36);
+
+      // Mid-batch: some images written, others being processed right now.
+      await waitFor('a partly done batch', async () => (await index.count()) >= 1 && (await queue.getActiveCount()) > 0, 120_000, 50);
+      first.child.kill('SIGKILL');
+      await new Promise((r) => first.child.once('exit', r));
+      const atKill = await index.count();
+      const activeAtKill = await queue.getActiveCount();
+      assert.ok(atKill < 36, `killed before the end (${atKill} indexed)`);
+      assert.ok(activeAtKill > 0, 'jobs were in flight when the worker died');
+
+      second = spawnWorker(env, ns);
+      // The dead worker's locks expire (30 s), the stalled check hands its jobs back.
+      await waitFor('all 36 indexed after the restart', async () => (await index.count()) === 36, 180_000, 500);
+      assert.equal((await index.has(instances.map((i) => i.sopInstanceUid))).size, 36);
+      assert.equal(await queue.getFailedCount(), 0, 'no job failed');
+      assert.equal(second.child.exitCode, null, 'the restarted worker is still running');
+    } finally {
+      await first.stop();
+      await second?.stop();
+      await gw.close();
+      await enqueuer.close();
+      await queue.close();
+      await index.close();
+      await place.cleanup();
+      await dropQueues(ns);
+      await deleteLoaded(instances);
+    }
+  });
+
+  it('Elasticsearch unreachable: jobs are retried with backoff, then indexed when it answers again', { timeout: 240_000 }, async () => {
+    const ns = uniqueName('es-down');
+    const es = new URL(testStack().esUrl);
+    const forwarder = new SwitchableForwarder(await freePort(), { host: es.hostname, port: Number(es.port) });
+    await forwarder.up();
+    const place = indexPlace('elasticsearch', ns, `http://127.0.0.1:${forwarder.port}`);
+    const direct = createVectorIndex({ es: { url: testStack().esUrl, index: place.env.CBMIR_ES_INDEX! }, dataDir: '.' });
+    const pipeline = await sharedPipeline();
+    const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+    const queue = indexQueue(ns);
+    const index = place.open();
+    const workers = await inProcessWorkers({ namespace: ns, index }); // creates the index while ES is reachable
+    let instances: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string }[] = [];
+    try {
+      await direct.ensure(pipeline.dims, pipeline.modelVersion);
+      // Straight into the PACS (no hook): this test enqueues itself, after ES went away.
+      const loaded = await loadAs(ixiSampleDir, ns, testStack().orthancDicomWebUrl);
+      instances = loaded.instances;
+      assert.equal(loaded.summary.stored, 6);
+
+      await forwarder.down();
+      const r = await enqueuer.enqueue(
+        instances.map((i) => ({ ...i, sopClassUid: undefined })),
+        'reconciler',
+      );
+      assert.equal(r.enqueued, 6);
+      await waitFor(
+        'failed attempts waiting for a retry',
+        async () => {
+          const delayed = await queue.getDelayed();
+          return delayed.length > 0 && delayed.every((j) => j.attemptsMade >= 1);
+        },
+        120_000,
+        200,
+      );
+      assert.equal(await direct.count(), 0, 'nothing written while ES is unreachable');
+      assert.equal(await queue.getFailedCount(), 0, 'a transient fault never fails a job for good');
+
+      await forwarder.up();
+      await waitFor('6 indexed after ES returned', async () => (await direct.count()) === 6, 120_000, 500);
+      assert.equal((await direct.has(instances.map((i) => i.sopInstanceUid))).size, 6);
+      const jobs = await queue.getCompleted();
+      assert.ok(
+        jobs.some((j) => j.attemptsMade >= 2),
+        'at least one job took more than one attempt',
+      );
+      assert.equal(await queue.getFailedCount(), 0);
+    } finally {
+      await forwarder.up().catch(() => undefined);
+      await workers.close();
+      await enqueuer.close();
+      await queue.close();
+      await index.close();
+      await direct.close();
+      await forwarder.down();
+      await place.cleanup();
+      await dropQueues(ns);
+      await deleteLoaded(instances);
+    }
+  });
+});
