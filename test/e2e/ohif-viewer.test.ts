@@ -2,8 +2,9 @@
  * The real-viewer test (issue 2, item 6): an unmodified OHIF v3 (npm @ohif/app,
  * built dist/) served from its own origin against the gateway, driven in Debian's
  * headless Chromium. After `cbmir load` of the repo's figshare sample through the
- * gateway, OHIF's study list shows the 9 sample studies, and a study opens with
- * its image rendered (viewport pixels read back, not just a canvas present).
+ * gateway, OHIF's study list shows the 9 sample studies, and a study opened from
+ * the list (row → "Basic Viewer") shows its image (viewport pixels read back, not
+ * just a canvas present), fetched through the gateway across origins.
  *
  * Real parts only: the test stack's Orthanc, the gateway in-process, OHIF's own
  * code in Chromium. Screenshots: test-artifacts/ohif/ (study-list.png,
@@ -98,11 +99,14 @@ describe('OHIF v3 against the gateway (headless Chromium)', { timeout: 12 * 60_0
     assert.ok(qido.length > 0 && qido.every((r) => r.status === 200), `QIDO through the gateway: ${JSON.stringify(qido)}`);
   });
 
-  test('a study opens and its image is rendered', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('a study opens from the list and its image is rendered', { timeout: TEST_TIMEOUT_MS }, async () => {
     const one = instances.find((i) => i.file === 'images/1310.jpg');
     assert.ok(one, 'images/1310.jpg is in the sample');
+    await step('study-list-again', () => viewer.studyList(ohif.url, { minRows: 9, timeoutMs: 120_000 }));
     const before = viewer.responses.length;
-    await step('open-study', () => viewer.openStudy(ohif.url, one.studyInstanceUid, { timeoutMs: 120_000 }));
+    // As a user does: click the patient's row, then the "Basic Viewer" workflow.
+    await step('open-study', () => viewer.openStudyFromList(`figshare-cheng, ${one.patientId}`, { timeoutMs: 120_000 }));
+    assert.ok(viewer.page.url().includes(one.studyInstanceUid), `viewer URL ${viewer.page.url()} names the study`);
     const image = await step('render', () => viewer.waitForRenderedImage({ timeoutMs: 150_000 }));
     await viewer.screenshot('viewer');
     const viewportPng = await saveArtifact(artifacts, 'viewport.png', image.png);

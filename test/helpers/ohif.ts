@@ -79,8 +79,13 @@ export interface Viewer {
   readonly responses: { method: string; url: string; status: number; contentType: string }[];
   /** Load OHIF's study list and return its rows once at least `minRows` are shown. */
   studyList(ohifUrl: string, opts?: { minRows?: number; timeoutMs?: number }): Promise<StudyRow[]>;
-  /** Open a study in OHIF's basic viewer. */
+  /** Open a study in OHIF's basic viewer by URL (/viewer?StudyInstanceUIDs=…). */
   openStudy(ohifUrl: string, studyInstanceUid: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Open a study the way a user does, on the study list already shown: click the
+   * row whose first cell (patient) is `patientCell`, then the "Basic Viewer" workflow.
+   */
+  openStudyFromList(patientCell: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** Wait until the first viewport shows an image (pixel variance, not just overlays); returns it. */
   waitForRenderedImage(opts?: { timeoutMs?: number; minStddev?: number }): Promise<RenderedImage>;
   /** Full-page screenshot to artifactsDir/name (.png); returns the path. */
@@ -182,6 +187,17 @@ export async function openViewer(o: OpenViewerOptions): Promise<Viewer> {
       await page.waitForSelector('[data-viewport-uid], .viewport-element, canvas.cornerstone-canvas', { timeout, state: 'attached' });
     },
 
+    async openStudyFromList(patientCell, opts = {}) {
+      const timeout = opts.timeoutMs ?? 90_000;
+      const row = page.locator(STUDY_ROW).filter({ has: page.locator('td', { hasText: new RegExp(`^\\s*${escapeRegExp(patientCell)}\\s*$`) }) });
+      const n = await row.count();
+      if (n !== 1) throw new Error(`expected one study-list row for ${JSON.stringify(patientCell)}, found ${n}`);
+      await row.click({ timeout });
+      await page.getByRole('button', { name: 'Basic Viewer', exact: true }).click({ timeout });
+      await page.waitForURL(/\/viewer/, { timeout });
+      await page.waitForSelector(VIEWPORT_CANVAS, { timeout, state: 'attached' });
+    },
+
     async waitForRenderedImage(opts = {}) {
       const timeoutMs = opts.timeoutMs ?? 120_000;
       const deadline = Date.now() + timeoutMs;
@@ -251,6 +267,10 @@ async function readViewportCanvas(page: Page): Promise<CanvasProbe> {
     if (!c.getContext('2d')) return { state: 'not-2d' };
     return { state: 'ok', dataUrl: c.toDataURL('image/png') };
   }, VIEWPORT_CANVAS);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** Luminance statistics of a PNG. */
