@@ -1,0 +1,252 @@
+/**
+ * Every real sample file through the whole indexing path (store in Orthanc → index job
+ * → WADO-RS fetch → decode → embed → index), and bad input that must never bring a
+ * worker down:
+ *   - each file of test/fixtures/dicom-samples — and of ../shared/dicom-samples when it
+ *     exists — ends up indexed, or refused with a reason that `cbmir failed` shows
+ *     (files the PACS itself refuses are reported with the PACS's answer);
+ *   - a `cbmir worker` process given corrupt uploads (cut short, bytes overwritten,
+ *     not DICOM at all) and a DICOM whose Pixel Data is cut short but which the PACS
+ *     accepted answers each with a refusal and goes on indexing real images.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, describe, it } from 'node:test';
+import { QueueEvents, Queue } from 'bullmq';
+import { EMBED_JOB_OPTIONS, queueName, type EmbedJobData, type EmbedJobResult } from '../../core/jobs.js';
+import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
+import { listFailed } from '../../workers/failed-jobs.js';
+import { dicomFixturesDir, ixiSampleDir, listDicom, repoRoot, sharedDir } from '../helpers/fixtures.js';
+import { testStack } from '../helpers/stack.js';
+import { deleteStudies, json, raw } from './gateway-fixture.js';
+import { closeSharedPipeline, deleteLoaded, dropQueues, indexPlace, indexQueue, inProcessWorkers, loadAs, sharedPipeline, spawnWorker, uniqueName, waitFor } from './indexing-fixture.js';
+
+const run = promisify(execFile);
+
+interface Stored {
+  readonly file: string;
+  readonly study?: string;
+  readonly series?: string;
+  readonly sop?: string;
+  /** Why the PACS did not store it. */
+  readonly pacsRefusal?: string;
+}
+
+/** POST a Part-10 file to Orthanc's REST API and read back its UIDs. */
+async function storeInOrthanc(file: string, bytes: Buffer): Promise<Stored> {
+  const base = testStack().orthancUrl;
+  const r = await raw(`${base}/instances`, { method: 'POST', headers: { 'content-type': 'application/dicom' }, body: bytes });
+  if (r.status !== 200) return { file, pacsRefusal: `Orthanc answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` };
+  const id = json<{ ID: string }>(r).ID;
+  const tags = json<Record<string, string>>(await raw(`${base}/instances/${id}/tags?simplify`));
+  return { file, study: tags.StudyInstanceUID, series: tags.SeriesInstanceUID, sop: tags.SOPInstanceUID };
+}
+
+/** Wait until a namespace's index queue has nothing waiting, delayed or running. */
+async function drained(ns: string, timeoutMs: number): Promise<void> {
+  const q = indexQueue(ns);
+  try {
+    await waitFor(
+      'the index queue drained',
+      async () => {
+        const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+        return Object.values(c).every((n) => n === 0);
+      },
+      timeoutMs,
+      500,
+    );
+  } finally {
+    await q.close();
+  }
+}
+
+describe('indexing: every sample file, and corrupt input', () => {
+  after(closeSharedPipeline);
+
+  it('every sample DICOM file is indexed or refused with a reason shown by `cbmir failed`', { timeout: 900_000 }, async () => {
+    const ns = uniqueName('samples');
+    const place = indexPlace('embedded', ns);
+    const pipeline = await sharedPipeline();
+    const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+    const index = place.open();
+    const workers = await inProcessWorkers({ namespace: ns, index, concurrency: 4 });
+    const roots = [dicomFixturesDir, ...(sharedDir() ? [path.join(sharedDir()!, 'dicom-samples')] : [])];
+    const stored: Stored[] = [];
+    try {
+      for (const root of roots) {
+        for (const rel of listDicom(root)) {
+          const file = path.join(root, rel);
+          stored.push(await storeInOrthanc(path.relative(repoRoot, file), readFileSync(file)));
+        }
+      }
+      // One job per distinct instance (copies of one instance share a SOP Instance UID).
+      const bySop = new Map<string, Stored>();
+      for (const s of stored) if (s.sop && !bySop.has(s.sop)) bySop.set(s.sop, s);
+      const r = await enqueuer.enqueue(
+        [...bySop.values()].map((s) => ({ studyInstanceUid: s.study!, seriesInstanceUid: s.series!, sopInstanceUid: s.sop!, sopClassUid: undefined })),
+        'stow',
+      );
+      assert.equal(r.enqueued, bySop.size);
+      await drained(ns, 840_000);
+
+      const indexed = await index.has([...bySop.keys()]);
+      const queue = indexQueue(ns);
+      const failed = await listFailed(queue, 100_000).finally(() => queue.close());
+      const refusedBySop = new Map(failed.jobs.map((j) => [j.sopInstanceUid, j]));
+      const problems: string[] = [];
+      for (const s of stored) {
+        if (s.pacsRefusal) continue; // the PACS's own answer is the reason
+        const refusal = refusedBySop.get(s.sop!);
+        if (indexed.has(s.sop!)) continue;
+        if (!refusal) problems.push(`${s.file}: neither indexed nor refused`);
+        else if (!refusal.reason || refusal.retryable) problems.push(`${s.file}: failed without a permanent reason (${refusal.step}: ${refusal.reason})`);
+      }
+      assert.deepEqual(problems, []);
+      assert.equal(indexed.size + failed.total, bySop.size, 'every job ended indexed or refused');
+
+      // The repo's own samples: the ten images are indexed, the SR and the presentation state refused as non-images.
+      const fixture = (rel: string) => stored.find((s) => s.file === path.join('test/fixtures/dicom-samples', rel))!;
+      for (const rel of listDicom(dicomFixturesDir)) {
+        const s = fixture(rel);
+        if (rel.startsWith('non-image/')) {
+          const f = refusedBySop.get(s.sop!);
+          assert.equal(f?.step, 'decode', rel);
+          assert.equal(f?.code, 'NOT_AN_IMAGE', rel);
+        } else {
+          assert.ok(indexed.has(s.sop!), `${rel} indexed`);
+        }
+      }
+
+      // The same view through the CLI.
+      const cli = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], {
+        cwd: repoRoot,
+        env: { ...process.env, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
+        maxBuffer: 64 << 20,
+      });
+      const lines = cli.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const summary = lines.pop()!;
+      assert.equal(summary.failed, failed.total);
+      assert.equal(summary.retryable, 0);
+      const sr = fixture('non-image/comprehensive_sr_test-SR.dcm');
+      const line = lines.find((l) => l.sopInstanceUid === sr.sop);
+      assert.ok(line, 'the SR is listed');
+      assert.equal(line.step, 'decode');
+      assert.match(String(line.reason), /not an image/i);
+      for (const k of ['jobId', 'studyInstanceUid', 'seriesInstanceUid', 'attempts', 'failedAt']) assert.ok(k in line, `field ${k}`);
+      const pacsRefused = stored.filter((s) => s.pacsRefusal);
+      const codes: Record<string, number> = {};
+      for (const j of failed.jobs) codes[`${j.step}/${j.code ?? '-'}`] = (codes[`${j.step}/${j.code ?? '-'}`] ?? 0) + 1;
+      process.stderr.write(
+        `# ${stored.length} files, ${bySop.size} distinct instances: ${indexed.size} indexed, ${failed.total} refused ${JSON.stringify(codes)}, ` +
+          `${pacsRefused.length} refused by the PACS${pacsRefused.length ? `: ${pacsRefused.map((s) => `${s.file} (${s.pacsRefusal?.split('\n')[0]})`).join('; ')}` : ''}\n`,
+      );
+    } finally {
+      await workers.close();
+      await enqueuer.close();
+      await index.close();
+      await place.cleanup();
+      await dropQueues(ns);
+      await deleteStudies(
+        testStack().orthancUrl,
+        stored.filter((s) => s.study).map((s) => s.study!),
+      );
+    }
+  });
+
+  it('a worker process refuses corrupt files with a reason and keeps indexing', { timeout: 300_000 }, async () => {
+    const ns = uniqueName('corrupt');
+    const place = indexPlace('embedded', ns);
+    const pipeline = await sharedPipeline();
+    const out = mkdtempSync(path.join(os.tmpdir(), 'cbmir-corrupt-'));
+    const worker = spawnWorker(place.env, ns);
+    const redis = new URL(testStack().redisUrl);
+    const connection = { host: redis.hostname, port: Number(redis.port), maxRetriesPerRequest: null };
+    const embedQueue = new Queue<EmbedJobData, EmbedJobResult>(queueName('embed', ns), { connection });
+    const events = new QueueEvents(queueName('embed', ns), { connection });
+    const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+    const index = place.open();
+    let instances: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string }[] = [];
+    try {
+      await waitFor('worker ready', async () => worker.output().includes('worker ready'), 90_000, 200);
+      await events.waitUntilReady();
+      // Real images as DICOM files with UIDs of their own.
+      const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
+      instances = loaded.instances;
+      const files = listDicom(out).map((f) => path.join(out, f));
+      const good = readFileSync(files[0]!);
+
+      // 1. Uploads on the embed path: cut short, header bytes overwritten, not DICOM at all.
+      const overwritten = Buffer.from(good);
+      overwritten.fill(0xff, 132 + 16, 132 + 400);
+      const corrupt: Record<string, Buffer> = {
+        'cut short': good.subarray(0, Math.floor(good.length / 2)),
+        'header overwritten': overwritten,
+        'not DICOM': readFileSync(path.join(repoRoot, 'README.md')),
+        empty: Buffer.alloc(0),
+      };
+      for (const [what, bytes] of Object.entries(corrupt)) {
+        const job = await embedQueue.add('upload', { kind: 'upload', dicomBase64: bytes.toString('base64'), modelVersion: pipeline.modelVersion, enqueuedAt: Date.now() }, EMBED_JOB_OPTIONS);
+        const result = (await job.waitUntilFinished(events, 60_000)) as EmbedJobResult;
+        assert.equal(result.status, 'refused', what);
+        if (result.status === 'refused') assert.ok(result.reason.length > 0, `${what}: a reason`);
+        assert.equal(worker.child.exitCode, null, `worker alive after "${what}"`);
+      }
+
+      // 2. Pixel Data cut short but the element length made consistent: the PACS accepts
+      //    it (it does not check pixel sizes); the worker must refuse it, not crash.
+      const cut = truncatePixelData(readFileSync(files[1]!));
+      const stored = await storeInOrthanc('truncated', cut);
+      assert.equal(stored.pacsRefusal, undefined, 'the PACS accepted the truncated file');
+      const victim = { studyInstanceUid: stored.study!, seriesInstanceUid: stored.series!, sopInstanceUid: stored.sop!, sopClassUid: undefined };
+      // 3. …and real images after it, indexed by the same worker.
+      const rest = files.slice(2);
+      const real = [];
+      for (const f of rest) real.push(await storeInOrthanc(f, readFileSync(f)));
+      await enqueuer.enqueue([victim, ...real.map((s) => ({ studyInstanceUid: s.study!, seriesInstanceUid: s.series!, sopInstanceUid: s.sop!, sopClassUid: undefined }))], 'stow');
+      await drained(ns, 120_000);
+      const queue = indexQueue(ns);
+      const failed = await listFailed(queue, 100).finally(() => queue.close());
+      assert.equal(failed.total, 1);
+      assert.equal(failed.jobs[0]!.sopInstanceUid, victim.sopInstanceUid);
+      assert.equal(failed.jobs[0]!.step, 'decode');
+      assert.equal(failed.jobs[0]!.code, 'MALFORMED');
+      assert.equal((await index.has(real.map((s) => s.sop!))).size, rest.length);
+      assert.equal(worker.child.exitCode, null, 'the worker is still running');
+    } finally {
+      await worker.stop();
+      await events.close();
+      await embedQueue.close();
+      await enqueuer.close();
+      await index.close();
+      await place.cleanup();
+      await dropQueues(ns);
+      await deleteLoaded(instances);
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * Halve the native Pixel Data of an Explicit VR Little Endian file and make its element
+ * length say so: a structurally valid file whose pixels are too few for Rows × Columns.
+ */
+function truncatePixelData(file: Buffer): Buffer {
+  const header = Buffer.from([0xe0, 0x7f, 0x10, 0x00]);
+  const at = file.lastIndexOf(header);
+  assert.ok(at > 0, 'Pixel Data element found');
+  const vr = file.toString('latin1', at + 4, at + 6);
+  assert.ok(vr === 'OW' || vr === 'OB', `explicit VR OW/OB, got ${vr}`);
+  const len = file.readUInt32LE(at + 8);
+  assert.equal(at + 12 + len, file.length, 'Pixel Data is the last element');
+  const half = (len >> 1) & ~1;
+  const out = Buffer.from(file.subarray(0, at + 12 + half));
+  out.writeUInt32LE(half, at + 8);
+  return out;
+}
