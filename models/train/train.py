@@ -35,7 +35,8 @@ from model import build_model
 
 DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
-                views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2)
+                views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
+                feat_dropout=0.1)
 
 
 def set_seed(seed: int):
@@ -165,6 +166,9 @@ def main(argv=None):
             if cfg["mode"] == "cached":
                 vc = torch.randint(0, len(feats.views), (len(idx),), generator=g)
                 f = feats.batch(idx, vc).to(dev)
+                if cfg["feat_dropout"] > 0:  # channel dropout on the cached pool4 activations
+                    keep_mask = (torch.rand(f.shape[:2], generator=g) >= cfg["feat_dropout"]).to(f.dtype)
+                    f = f * keep_mask[:, :, None, None] / (1 - cfg["feat_dropout"])
                 emb = net.forward_head(net.backbone.forward_from(f, "pool4"), normalize=False)
             else:
                 x = data.augment(cache.images[idx].float().unsqueeze(1), g).to(dev)
@@ -180,7 +184,7 @@ def main(argv=None):
             correct += int((pred == y).sum())
             seen += len(y)
             tot += float(loss) * len(y)
-            bar.set_postfix(loss=f"{tot / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{tot / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
             if a.max_steps and step >= a.max_steps:
                 print(f"max-steps reached: {(time.time() - t0) / (step - epoch * steps_per_epoch):.2f} s/step", flush=True)
                 return
