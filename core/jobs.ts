@@ -90,6 +90,42 @@ export type EmbedJobResult =
     }
   | { readonly status: 'refused'; readonly reason: string };
 
+/**
+ * A similarity heatmap for a query/result pair (GET/POST /similar/heatmap, docs/heatmaps.md),
+ * also on the "embed" queue: interactive, waited for like an embedding. Kept out of
+ * EmbedJobData so the vector-only producers stay exhaustive; the embed queue carries
+ * {@link EmbedQueueJobData}.
+ */
+export type HeatmapSide =
+  | { readonly studyInstanceUid: string; readonly seriesInstanceUid: string; readonly sopInstanceUid: string }
+  | { readonly dicomBase64: string };
+
+export interface HeatmapJobData {
+  readonly kind: 'heatmap';
+  /** An archived instance (the worker fetches it with the service's credentials after the gateway checked the caller's) or the uploaded query. */
+  readonly query: HeatmapSide;
+  readonly result: HeatmapSide;
+  readonly modelVersion: string;
+  readonly enqueuedAt: number;
+}
+
+/** Per-location contributions (row-major height × width) of each image to s = e_q · e_r. */
+export type HeatmapJobResult =
+  | {
+      readonly status: 'heatmap';
+      readonly modelVersion: string;
+      readonly similarity: number;
+      readonly height: number;
+      readonly width: number;
+      readonly query: number[];
+      readonly result: number[];
+    }
+  | { readonly status: 'refused'; readonly reason: string };
+
+/** Everything the "embed" queue carries. */
+export type EmbedQueueJobData = EmbedJobData | HeatmapJobData;
+export type EmbedQueueJobResult = EmbedJobResult | HeatmapJobResult;
+
 /** Upper bound for an upload carried inside a job (Redis holds it while the job lives). */
 export const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 

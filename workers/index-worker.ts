@@ -5,6 +5,8 @@
  *              embedding → bulk upsert into the vector index.
  *   embed job: the same for one query image (an instance not yet indexed, or an
  *              upload that is never stored); the gateway waits for the result.
+ *   heatmap job: both images of a /similar/heatmap pair → feature maps → the
+ *              heatmap graph (workers/heatmap.ts, docs/heatmaps.md).
  *
  * Failure policy (BullMQ): transient faults (PACS or index unreachable, 5xx)
  * throw and are retried with exponential backoff (core/jobs.ts); objects that
@@ -16,7 +18,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
-import { queueName, type EmbedJobData, type EmbedJobResult, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
+import { queueName, type EmbedQueueJobData, type EmbedQueueJobResult, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
 import { isTransientPacsError, PacsHttpError, type PacsClient } from '../core/pacs/client.js';
 import { patientKey } from '../core/index/patient-key.js';
 import { classifyIndexError } from '../core/index/errors.js';
@@ -24,6 +26,7 @@ import type { VectorDoc, VectorIndex } from '../core/index/types.js';
 import { MicroBatcher } from '../models/runtime/micro-batcher.js';
 import { workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
+import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
 
 export interface WorkerDeps {
@@ -47,7 +50,7 @@ export interface WorkerDeps {
 
 export interface RunningWorkers {
   readonly index: Worker<IndexJobData, IndexJobResult>;
-  readonly embed: Worker<EmbedJobData, EmbedJobResult>;
+  readonly embed: Worker<EmbedQueueJobData, EmbedQueueJobResult>;
   close(): Promise<void>;
 }
 
@@ -133,8 +136,18 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame: v.frameNumber, indexedAt: new Date().toISOString() };
   };
 
-  const processEmbed = async (job: Job<EmbedJobData, EmbedJobResult>): Promise<EmbedJobResult> => {
+  // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.
+  const heatmaps = new HeatmapJobs(pipeline, async (ids) => {
+    try {
+      return await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid);
+    } catch (err) {
+      throw fetchFailure('fetch (WADO-RS)', err);
+    }
+  });
+
+  const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>): Promise<EmbedQueueJobResult> => {
     const d = job.data;
+    if (d.kind === 'heatmap') return heatmaps.run(d);
     if (d.modelVersion !== version) return { status: 'refused', reason: `worker runs model ${version}, query asked for ${d.modelVersion}` };
     let r: EmbedResult;
     if (d.kind === 'upload') {
@@ -165,7 +178,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       bodyPartExamined: m.bodyPartExamined,
       patientKey: key,
     };
-    return Object.fromEntries(Object.entries(out).filter(([, x]) => x !== undefined)) as EmbedJobResult;
+    return Object.fromEntries(Object.entries(out).filter(([, x]) => x !== undefined)) as EmbedQueueJobResult;
   };
 
   const conns: Redis[] = [];
@@ -182,7 +195,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     ...common,
   });
   // Interactive queries: their own queue, so a backfill never starves them.
-  const embedWorker = new Worker<EmbedJobData, EmbedJobResult>(queueName('embed', deps.namespace), processEmbed, {
+  const embedWorker = new Worker<EmbedQueueJobData, EmbedQueueJobResult>(queueName('embed', deps.namespace), processEmbed, {
     connection: conn(),
     concurrency: Math.max(2, deps.concurrency),
     ...common,
@@ -203,6 +216,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       // Let in-flight jobs finish, then flush pending writes.
       await Promise.all([indexWorker.close(), embedWorker.close()]);
       await writer.close();
+      await heatmaps.close();
       for (const c of conns) c.disconnect();
     },
   };
