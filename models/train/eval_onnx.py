@@ -70,6 +70,45 @@ def read_dataset(d: Path) -> list[dict]:
     return out
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def embed_cached(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print,
+                 use_cache: bool = True) -> np.ndarray:
+    """embed() with a per-model on-disk cache (models/train/.data/, git-ignored), keyed by the
+    model's sha256 and each image's absolute path, size and mtime."""
+    if not use_cache:
+        return embed(model_path, paths, batch, threads, log)
+    cache_file = HERE / ".data" / f"onnx-emb-{_sha256(model_path)[:16]}.npz"
+    keys = []
+    for p in paths:
+        st = os.stat(p)
+        keys.append(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}")
+    known = {}
+    if cache_file.exists():
+        z = np.load(cache_file)
+        known = dict(zip(z["keys"].tolist(), z["emb"]))
+    todo = [i for i, k in enumerate(keys) if k not in known]
+    if todo:
+        new = embed(model_path, [paths[i] for i in todo], batch, threads, log)
+        for i, e in zip(todo, new):
+            known[keys[i]] = e
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(list(known.keys())), emb=np.stack(list(known.values())))
+        os.replace(tmp, cache_file)
+    else:
+        log(f"all {len(paths)} embeddings from cache {cache_file.name}")
+    return np.stack([known[k] for k in keys])
+
+
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
     import onnxruntime as ort
 
@@ -97,6 +136,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--save-embeddings", help="write the embeddings (.npy)")
+    ap.add_argument("--no-cache", action="store_true", help="do not read/write the embedding cache")
     a = ap.parse_args(argv)
 
     def log(msg):
@@ -125,7 +165,7 @@ def main(argv=None):
     qf = a.query_fold or man.get("evaluation", {}).get("query_fold", 5)
 
     log(f"model {model.name}; {len(rows)} images from {', '.join(str(d) for d in dirs)}")
-    emb = embed(model, [r["path"] for r in rows], a.batch, a.threads, log)
+    emb = embed_cached(model, [r["path"] for r in rows], a.batch, a.threads, log, use_cache=not a.no_cache)
     if a.save_embeddings:
         np.save(a.save_embeddings, emb)
 
