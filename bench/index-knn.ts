@@ -6,6 +6,7 @@
  *
  *   tsx bench/index-knn.ts [--sizes 10000,100000] [--queries 200] [--dims 256] [--k 10]
  *                          [--types hnsw,int8_hnsw] [--es URL|none] [--real] [--no-embedded]
+ *                          [--candidates 100,200,400] [--m 16] [--ef 100] [--jitter N]
  *
  * --es defaults to CBMIR_ES_URL, then CBMIR_TEST_ES_URL; "none" skips Elasticsearch.
  * --real adds a dataset of real embeddings: the images of ../shared/datasets (figshare-cheng
@@ -42,6 +43,9 @@ const { values: args } = parseArgs({
     real: { type: 'boolean', default: false },
     'no-embedded': { type: 'boolean', default: false },
     candidates: { type: 'string', default: '100,200,400' },
+    m: { type: 'string' },
+    ef: { type: 'string' },
+    jitter: { type: 'string' },
   },
 });
 const SIZES = args.sizes.split(',').filter(Boolean).map(Number);
@@ -51,6 +55,9 @@ const K = Number(args.k);
 const TYPES = args.types.split(',') as VectorIndexType[];
 /** num_candidates values swept for int8_hnsw + rescoring (the first is also used for every other run). */
 const CANDIDATES = args.candidates.split(',').filter(Boolean).map(Number);
+const HNSW = { ...(args.m ? { m: Number(args.m) } : {}), ...(args.ef ? { efConstruction: Number(args.ef) } : {}) };
+/** --jitter N: a semi-real set of N vectors, each a real embedding plus small noise (see below). */
+const JITTER = args.jitter ? Number(args.jitter) : 0;
 const ES_URL = args.es === 'none' ? undefined : (args.es ?? process.env.CBMIR_ES_URL ?? process.env.CBMIR_TEST_ES_URL);
 const VERSION = 'bench';
 const WARMUP = 20;
@@ -238,7 +245,7 @@ async function benchEmbedded(ds: Dataset, truth: number[][]) {
 async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
   const base = `cbmir-bench-${process.pid}-${type.replace('_', '-')}-${ds.base.length}`;
   const admin = new Client({ node: ES_URL!, headers: { accept: 'application/json', 'content-type': 'application/json' } });
-  const ix = new ElasticsearchIndex({ url: ES_URL!, base, mapping: { type }, rescoreOversample: 0 });
+  const ix = new ElasticsearchIndex({ url: ES_URL!, base, mapping: { type, ...HNSW }, rescoreOversample: 0 });
   try {
     await ix.ensure(ds.dims, VERSION);
     const loadMs = await load(ix, docsOf(ds), 1_000);
@@ -252,7 +259,7 @@ async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
       plain: await measure(ix, ds, truth),
     };
     if (type.startsWith('int8')) {
-      const rescored = new ElasticsearchIndex({ client: ix.client, base, mapping: { type }, rescoreOversample: 2 });
+      const rescored = new ElasticsearchIndex({ client: ix.client, base, mapping: { type, ...HNSW }, rescoreOversample: 2 });
       await rescored.ensure(ds.dims, VERSION);
       for (const c of CANDIDATES) out[`rescore_oversample_2_candidates_${c}`] = await measure(rescored, ds, truth, c);
     }
@@ -282,17 +289,57 @@ if (args.real) {
   const r = prng(3);
   const order = real.vectors.map((_, i) => i).sort(() => r() - 0.5);
   const q = new Set(order.slice(0, NQ));
-  datasets.push({
-    name: `real-${real.vectors.length - q.size}`,
-    dims: real.dims,
-    base: real.vectors.filter((_, i) => !q.has(i)),
-    queries: [...q].map((i) => real.vectors[i]!),
+  const realBase = real.vectors.filter((_, i) => !q.has(i));
+  const realQueries = [...q].map((i) => real.vectors[i]!);
+  datasets.push({ name: `real-${realBase.length}`, dims: real.dims, base: realBase, queries: realQueries });
+  if (JITTER > 0) datasets.push({ name: `real-jittered-${JITTER}`, dims: real.dims, base: jittered(realBase, JITTER), queries: realQueries });
+}
+
+/**
+ * Semi-real data at a scale we have no real images for: copies of the real embeddings,
+ * each moved by Gaussian noise whose norm is half the median nearest-neighbour distance
+ * of the real set, then re-normalised. It keeps the real set's cluster structure (what
+ * makes HNSW easier on real data than on uniform random vectors) while making every
+ * copy a distinct point.
+ */
+function jittered(base: Float32Array[], n: number): Float32Array[] {
+  const sample = base.slice(0, 300);
+  const nn = sample.map((a, i) => {
+    let best = Infinity;
+    base.forEach((b, j) => {
+      if (j === i) return;
+      let s = 0;
+      for (let d = 0; d < a.length; d++) s += (a[d]! - b[d]!) ** 2;
+      if (s < best) best = s;
+    });
+    return Math.sqrt(best);
   });
+  const median = nn.sort((x, y) => x - y)[nn.length >> 1]!;
+  const dims = base[0]!.length;
+  const sigma = (0.5 * median) / Math.sqrt(dims);
+  log(`jitter: median NN distance ${median.toFixed(4)}, noise sigma ${sigma.toExponential(2)} per dimension`);
+  const r = prng(4);
+  const out: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const src = base[i % base.length]!;
+    const v = new Float32Array(dims);
+    let norm = 0;
+    for (let d = 0; d < dims; d++) {
+      const g = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+      v[d] = src[d]! + sigma * g;
+      norm += v[d]! ** 2;
+    }
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < dims; d++) v[d] = v[d]! / norm;
+    out.push(v);
+  }
+  return out;
 }
 
 const result: Record<string, unknown> = {
   dims: DIMS,
   k: K,
+  hnsw: { m: HNSW.m ?? 16, ef_construction: HNSW.efConstruction ?? 100 },
   queries: NQ,
   ...(realModel ? { real_model: realModel } : {}),
   elasticsearch_url: ES_URL ? new URL(ES_URL).host : null,
