@@ -11,6 +11,11 @@ const bool = z
 
 const url = z.string().url();
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}. */
+const viewerTemplate = z
+  .string()
+  .max(2000)
+  .regex(/^(https?:\/\/[^\s]+|\/[^\s]*)$/, 'must be an http(s) URL or a path starting with /');
 
 /** Environment variable → schema. Keys are the env names, so errors name the setting. */
 const envSchema = z.object({
@@ -61,6 +66,10 @@ const envSchema = z.object({
   /** /similar: how long a "caller may read study X" verdict is reused (per credential and study); 0 = no cache. */
   CBMIR_ACCESS_CACHE_MS: int(0, 3_600_000).default(30_000),
   CBMIR_ACCESS_CACHE_ENTRIES: int(0, 10_000_000).default(50_000),
+  /** /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port). */
+  CBMIR_VIEWER_URL_TEMPLATE: viewerTemplate.default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
+  /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
+  CBMIR_BLUELIGHT_URL_TEMPLATE: viewerTemplate.optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -95,6 +104,8 @@ export interface Config {
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
   readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number };
   readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number };
+  /** The web page (/ui): viewer link templates. */
+  readonly ui: { readonly viewerUrlTemplate: string; readonly blueLightUrlTemplate: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -156,5 +167,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       accessCacheMs: e.CBMIR_ACCESS_CACHE_MS,
       accessCacheEntries: e.CBMIR_ACCESS_CACHE_ENTRIES,
     }),
+    ui: Object.freeze({ viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE, blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE }),
   });
 }

@@ -15,6 +15,8 @@ import { createVectorIndex } from '../core/index/factory.js';
 import { createGateway } from './server.js';
 import { attachStowIndexing } from './stow-indexing.js';
 import { attachSimilar } from './similar.js';
+import { attachSimilarHeatmap } from './similar-heatmap.js';
+import { attachUi } from './ui.js';
 
 async function main(): Promise<void> {
   let config;
@@ -35,7 +37,9 @@ async function main(): Promise<void> {
   attachStowIndexing(gateway, enqueuer, log);
   const index = createVectorIndex(config);
   gateway.addReadinessCheck({ name: 'index', check: async () => void (await index.count()) });
-  attachSimilar(gateway, { config, index, modelVersion: model.version, logger: log });
+  const similar = attachSimilar(gateway, { config, index, modelVersion: model.version, logger: log });
+  attachSimilarHeatmap(gateway, { config, access: similar.access, index, modelVersion: model.version, logger: log });
+  attachUi(gateway, config);
   gateway.addCloseHook(() => enqueuer.close());
   gateway.addCloseHook(() => index.close());
   const addr = await gateway.listen();

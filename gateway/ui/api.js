@@ -1,0 +1,156 @@
+// The gateway as the page sees it: QIDO and thumbnails through /dicom-web, /similar,
+// /similar/heatmap. Every request carries the user's Authorization when one is entered
+// (kept in memory only); problems become Errors with a message a person can act on.
+
+let authorization = '';
+
+/** A bare token becomes a Bearer credential; "Basic …" / "Bearer …" are sent as typed. */
+export function setToken(raw) {
+  const t = (raw ?? '').trim();
+  authorization = !t ? '' : /^[A-Za-z]+ \S/.test(t) ? t : `Bearer ${t}`;
+}
+
+function headers(extra = {}) {
+  return authorization ? { ...extra, authorization } : extra;
+}
+
+/** What a problem body (RFC 9457) says, minus the worker's internal step codes. */
+export function problemMessage(status, body) {
+  let detail = body && typeof body === 'object' ? (body.detail || body.title || '') : '';
+  detail = String(detail).replace(/^(?:[a-z]+(?: \([A-Za-z-]+\))?: )?[A-Z][A-Z_]+: /, '');
+  if (status === 401) return `The archive asks for credentials: enter an Authorization token above. ${detail}`.trim();
+  if (status === 403) return `These credentials may not read this. ${detail}`.trim();
+  if (status === 422) return `This image cannot be searched — ${detail || 'not an image'}`;
+  if (status === 503) return `The search service is busy or starting (${detail || 'try again'}).`;
+  if (status === 413) return `The file is too large. ${detail}`.trim();
+  return detail ? `${detail} (HTTP ${status})` : `The gateway answered HTTP ${status}.`;
+}
+
+async function check(res) {
+  if (res.ok) return res;
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    body = undefined;
+  }
+  const err = new Error(problemMessage(res.status, body));
+  err.status = res.status;
+  throw err;
+}
+
+async function getJson(url, accept = 'application/json') {
+  const res = await fetch(url, { headers: headers({ accept }) });
+  await check(res);
+  if (res.status === 204) return [];
+  return res.json();
+}
+
+// --- DICOM JSON (PS3.18 F.2) ---------------------------------------------------
+export function tagValue(ds, tag) {
+  const v = ds?.[tag]?.Value?.[0];
+  if (v && typeof v === 'object' && 'Alphabetic' in v) return v.Alphabetic;
+  return v;
+}
+
+const enc = encodeURIComponent;
+const qido = (root, path, params) => {
+  const q = new URLSearchParams(params);
+  return getJson(`${root}${path}?${q}`, 'application/dicom+json');
+};
+
+export function listStudies(root) {
+  return qido(root, '/studies', [['limit', '200'], ['includefield', '00081030'], ['includefield', '00080061'], ['includefield', '00201208']]);
+}
+export function listSeries(root, study) {
+  return qido(root, `/studies/${enc(study)}/series`, [['includefield', '0008103E'], ['includefield', '00201209']]);
+}
+export function listInstances(root, study, series) {
+  return qido(root, `/studies/${enc(study)}/series/${enc(series)}/instances`, [['limit', '1000'], ['includefield', '00200013']]);
+}
+
+export function thumbnailPath(root, study, series, sop) {
+  return `${root}/studies/${enc(study)}/series/${enc(series)}/instances/${enc(sop)}/thumbnail`;
+}
+
+// Thumbnails are fetched (not <img src>) so they carry the Authorization; a few at a time.
+const MAX_PARALLEL = 4;
+let running = 0;
+const waiting = [];
+async function slot(fn) {
+  while (running >= MAX_PARALLEL) await new Promise((r) => waiting.push(r));
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+/** A blob: URL of the rendered thumbnail (the caller revokes it). */
+export function thumbnailUrl(path) {
+  return slot(async () => {
+    const res = await fetch(path, { headers: headers({ accept: 'image/jpeg, image/png' }) });
+    await check(res);
+    return URL.createObjectURL(await res.blob());
+  });
+}
+
+// --- /similar --------------------------------------------------------------------
+function similarOptions(opts) {
+  const q = new URLSearchParams({ limit: String(opts.limit), excludeSamePatient: String(opts.excludeSamePatient) });
+  return q;
+}
+
+export function similarByUids(uids, opts) {
+  const q = similarOptions(opts);
+  q.set('StudyInstanceUID', uids.study);
+  q.set('SeriesInstanceUID', uids.series);
+  q.set('SOPInstanceUID', uids.sop);
+  return getJson(`/similar?${q}`);
+}
+
+export async function similarByUpload(file, opts) {
+  const res = await fetch(`/similar?${similarOptions(opts)}`, {
+    method: 'POST',
+    headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
+    body: file,
+  });
+  await check(res);
+  return res.json();
+}
+
+/** Heatmap of a query (UIDs, or the dropped file) and a result (UIDs). */
+export async function heatmap(query, result) {
+  const q = new URLSearchParams({
+    ResultStudyInstanceUID: result.study,
+    ResultSeriesInstanceUID: result.series,
+    ResultSOPInstanceUID: result.sop,
+  });
+  if (query.file) {
+    const res = await fetch(`/similar/heatmap?${q}`, {
+      method: 'POST',
+      headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
+      body: query.file,
+    });
+    await check(res);
+    return res.json();
+  }
+  q.set('StudyInstanceUID', query.study);
+  q.set('SeriesInstanceUID', query.series);
+  q.set('SOPInstanceUID', query.sop);
+  return getJson(`/similar/heatmap?${q}`);
+}
+
+export function pageConfig() {
+  return getJson('/ui/config.json');
+}
+
+/** A viewer URL from a template with {study} {series} {instance}. */
+export function viewerUrl(template, uids) {
+  return template
+    .replaceAll('{study}', enc(uids.study))
+    .replaceAll('{series}', enc(uids.series))
+    .replaceAll('{instance}', enc(uids.sop));
+}

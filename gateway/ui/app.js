@@ -1,0 +1,371 @@
+// The retrieval page: pick a query (archive: study → series → image, or a dropped
+// DICOM file), show the ranked results, expand a result's series, open it in a
+// viewer, and overlay the similarity heatmap of a query/result pair.
+// No framework: DOM built with el(), text always through textContent.
+import * as api from './api.js';
+import { clearOverlay, drawOverlay, scaleOf } from './heatmap.js';
+import { previewDicom } from './dicom-preview.js';
+
+const $ = (id) => document.getElementById(id);
+const MAX_STRIP = 200;
+
+const state = {
+  config: { dicomWebRoot: '/dicom-web', viewerUrlTemplate: '', blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
+  /** {study, series, sop} from the archive, or {file, name, previewUrl} for a dropped file. */
+  query: null,
+  queryFigure: null,
+  /** blob: URLs of the current view, revoked when it is replaced. */
+  urls: new Set(),
+  activeHeatmap: null,
+  searchSeq: 0,
+};
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+
+function showError(msg) {
+  $('error').textContent = msg;
+  $('error').hidden = false;
+}
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+function status(msg) {
+  $('status').textContent = msg;
+}
+
+/** A thumbnail figure: <img> (fetched with credentials) and the heatmap canvas over it. */
+function thumbFigure(path, alt, caption) {
+  const img = el('img', { alt, width: 160, height: 160 });
+  const canvas = el('canvas', { class: 'overlay', 'aria-hidden': 'true', hidden: true });
+  const fig = el('figure', { class: 'thumb' }, el('div', { class: 'frame' }, img, canvas), caption ? el('figcaption', { text: caption }) : null);
+  if (path) {
+    api.thumbnailUrl(path).then(
+      (u) => {
+        state.urls.add(u);
+        img.src = u;
+      },
+      () => fig.classList.add('broken'),
+    );
+  }
+  return { fig, img, canvas };
+}
+
+function revokeAll() {
+  for (const u of state.urls) URL.revokeObjectURL(u);
+  state.urls.clear();
+}
+
+// --- archive browser -------------------------------------------------------------
+function selectOne(list, button) {
+  for (const b of list.querySelectorAll('button[aria-pressed]')) b.setAttribute('aria-pressed', String(b === button));
+}
+
+async function loadStudies() {
+  const ul = $('studies');
+  ul.replaceChildren();
+  $('series').replaceChildren();
+  $('instances').replaceChildren();
+  try {
+    const studies = await api.listStudies(state.config.dicomWebRoot);
+    for (const s of studies) {
+      const uid = api.tagValue(s, '0020000D');
+      const name = api.tagValue(s, '00100010') ?? '';
+      const date = api.tagValue(s, '00080020') ?? '';
+      const desc = api.tagValue(s, '00081030') ?? '';
+      const mods = (s['00080061']?.Value ?? []).join('/');
+      const n = api.tagValue(s, '00201208');
+      const label = [name || '(no name)', date && `${date.slice(0, 4)}-${date.slice(4, 6)}-${date.slice(6, 8)}`, desc, mods, n !== undefined && `${n} images`]
+        .filter(Boolean)
+        .join(' · ');
+      const b = el('button', { type: 'button', 'aria-pressed': 'false', 'data-study': uid, text: label });
+      b.addEventListener('click', () => {
+        selectOne(ul, b);
+        loadSeries(uid);
+      });
+      ul.append(el('li', {}, b));
+    }
+    if (!studies.length) ul.append(el('li', { class: 'hint', text: 'The archive holds no studies.' }));
+  } catch (err) {
+    showError(`Cannot list the archive: ${err.message}`);
+  }
+}
+
+async function loadSeries(study) {
+  const ul = $('series');
+  ul.replaceChildren();
+  $('instances').replaceChildren();
+  try {
+    const series = await api.listSeries(state.config.dicomWebRoot, study);
+    for (const s of series) {
+      const uid = api.tagValue(s, '0020000E');
+      const label = [api.tagValue(s, '00080060'), api.tagValue(s, '00200011') !== undefined && `#${api.tagValue(s, '00200011')}`, api.tagValue(s, '0008103E'), api.tagValue(s, '00201209') !== undefined && `${api.tagValue(s, '00201209')} images`]
+        .filter(Boolean)
+        .join(' · ');
+      const b = el('button', { type: 'button', 'aria-pressed': 'false', 'data-series': uid, text: label || uid });
+      b.addEventListener('click', () => {
+        selectOne(ul, b);
+        loadInstances(study, uid);
+      });
+      ul.append(el('li', {}, b));
+    }
+    if (series.length === 1) ul.querySelector('button')?.click();
+  } catch (err) {
+    showError(`Cannot list the study's series: ${err.message}`);
+  }
+}
+
+async function seriesInstances(study, series) {
+  const list = await api.listInstances(state.config.dicomWebRoot, study, series);
+  return list
+    .map((d) => ({ sop: api.tagValue(d, '00080018'), number: Number(api.tagValue(d, '00200013') ?? NaN) }))
+    .sort((a, b) => (a.number || 0) - (b.number || 0));
+}
+
+async function loadInstances(study, series) {
+  const ul = $('instances');
+  ul.replaceChildren();
+  try {
+    for (const i of await seriesInstances(study, series)) {
+      const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
+      const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, study, series, i.sop), name, name);
+      const b = el('button', { type: 'button', class: 'pick-instance', 'data-sop': i.sop, 'aria-label': `Search with ${name}` }, fig);
+      b.addEventListener('click', () => search({ study, series, sop: i.sop }));
+      ul.append(el('li', {}, b));
+    }
+  } catch (err) {
+    showError(`Cannot list the series' images: ${err.message}`);
+  }
+}
+
+// --- search --------------------------------------------------------------------------
+function options() {
+  const limit = Math.min(50, Math.max(1, Math.round(Number($('limit').value) || 10)));
+  return { limit, excludeSamePatient: $('exclude-patient').checked };
+}
+
+async function search(query) {
+  const seq = ++state.searchSeq;
+  clearError();
+  revokeAll();
+  state.query = query;
+  state.activeHeatmap = null;
+  $('results').replaceChildren();
+  $('legend').hidden = true;
+  $('empty').hidden = true;
+  renderQuery(query, undefined);
+  status('Searching…');
+  try {
+    const answer = query.file ? await api.similarByUpload(query.file, options()) : await api.similarByUids(query, options());
+    if (seq !== state.searchSeq) return;
+    renderQuery(query, answer.query);
+    renderResults(answer.results);
+    status(`${answer.results.length} similar image${answer.results.length === 1 ? '' : 's'}.`);
+  } catch (err) {
+    if (seq !== state.searchSeq) return;
+    status('');
+    $('query').hidden = true;
+    $('empty').hidden = false;
+    showError(err.message);
+  }
+}
+
+function renderQuery(query, info) {
+  const box = $('query');
+  let figure;
+  if (query.file) {
+    figure = thumbFigure(null, `Dropped file ${query.name}`, null);
+    if (query.previewUrl) figure.img.src = query.previewUrl;
+    else figure.fig.classList.add('no-preview');
+  } else {
+    figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, query.study, query.series, query.sop), 'Query image', null);
+  }
+  state.queryFigure = figure;
+  const facts = [query.file ? `Dropped file: ${query.name}` : 'From the archive', info?.label && `label: ${info.label}`, info?.modality].filter(Boolean).join(' · ');
+  box.replaceChildren(el('h3', { text: 'Query' }), figure.fig, el('p', { class: 'facts', text: facts }), el('p', { id: 'query-heatmap', class: 'hint' }));
+  box.hidden = false;
+}
+
+function renderResults(results) {
+  const ol = $('results');
+  ol.replaceChildren();
+  if (!results.length) ol.append(el('li', { class: 'hint', text: 'No similar images found (the index may still be filling).' }));
+  for (const h of results) ol.append(resultCard(h));
+}
+
+function resultCard(h) {
+  const uids = { study: h.studyInstanceUid, series: h.seriesInstanceUid, sop: h.sopInstanceUid };
+  const figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, uids.study, uids.series, uids.sop), `Result ${h.rank}`, null);
+  const heatBtn = el('button', { type: 'button', class: 'heatmap-toggle', 'aria-pressed': 'false', text: 'Heatmap' });
+  const seriesBtn = el('button', { type: 'button', class: 'series-toggle', 'aria-expanded': 'false', text: 'Whole series' });
+  const strip = el('ul', { class: 'strip', hidden: true, 'aria-label': `Series of result ${h.rank}` });
+  const links = [];
+  if (state.config.viewerUrlTemplate) {
+    links.push(el('a', { class: 'viewer-link', href: api.viewerUrl(state.config.viewerUrlTemplate, uids), target: '_blank', rel: 'noopener noreferrer', text: 'Open in viewer' }));
+  }
+  if (state.config.blueLightUrlTemplate) {
+    links.push(el('a', { class: 'viewer-link', href: api.viewerUrl(state.config.blueLightUrlTemplate, uids), target: '_blank', rel: 'noopener noreferrer', text: 'BlueLight' }));
+  }
+  const li = el(
+    'li',
+    { class: 'card', 'data-sop': uids.sop },
+    figure.fig,
+    el(
+      'p',
+      { class: 'meta' },
+      el('span', { class: 'rank', text: `#${h.rank}` }),
+      el('span', { class: 'score', title: `distance ${h.distance.toFixed(4)}`, text: `score ${h.score.toFixed(3)}` }),
+      el('span', { class: 'label', text: h.label ?? 'no label' }),
+    ),
+    el('div', { class: 'actions' }, heatBtn, seriesBtn, ...links),
+    strip,
+  );
+  heatBtn.addEventListener('click', () => toggleHeatmap(li, heatBtn, figure, uids, h.rank));
+  seriesBtn.addEventListener('click', () => toggleSeries(li, seriesBtn, strip, uids));
+  return li;
+}
+
+// --- whole series ------------------------------------------------------------------
+async function toggleSeries(li, button, strip, uids) {
+  if (button.getAttribute('aria-expanded') === 'true') {
+    button.setAttribute('aria-expanded', 'false');
+    strip.hidden = true;
+    li.classList.remove('expanded');
+    return;
+  }
+  button.setAttribute('aria-expanded', 'true');
+  li.classList.add('expanded');
+  strip.hidden = false;
+  if (strip.childElementCount) return;
+  strip.append(el('li', { class: 'hint', text: 'Loading the series…' }));
+  try {
+    const all = await seriesInstances(uids.study, uids.series);
+    strip.replaceChildren();
+    for (const i of all.slice(0, MAX_STRIP)) {
+      const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
+      const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, uids.study, uids.series, i.sop), name, name);
+      strip.append(el('li', { class: i.sop === uids.sop ? 'matched' : '', 'data-sop': i.sop, 'aria-current': i.sop === uids.sop ? 'true' : false }, fig));
+    }
+    if (all.length > MAX_STRIP) strip.append(el('li', { class: 'hint', text: `… and ${all.length - MAX_STRIP} more: open the series in the viewer.` }));
+  } catch (err) {
+    strip.replaceChildren(el('li', { class: 'hint', text: `Cannot list the series: ${err.message}` }));
+  }
+}
+
+// --- heatmaps ------------------------------------------------------------------------
+function loaded(img) {
+  return img.complete && img.naturalWidth ? Promise.resolve() : new Promise((r) => img.addEventListener('load', r, { once: true }));
+}
+
+function clearHeatmap() {
+  const a = state.activeHeatmap;
+  if (!a) return;
+  a.button.setAttribute('aria-pressed', 'false');
+  clearOverlay(a.figure.canvas);
+  if (state.queryFigure) clearOverlay(state.queryFigure.canvas);
+  $('legend').hidden = true;
+  const note = $('query-heatmap');
+  if (note) note.textContent = '';
+  state.activeHeatmap = null;
+}
+
+async function toggleHeatmap(li, button, figure, uids, rank) {
+  const wasActive = state.activeHeatmap?.button === button;
+  clearHeatmap();
+  if (wasActive) return;
+  state.activeHeatmap = { button, figure };
+  button.setAttribute('aria-pressed', 'true');
+  button.disabled = true;
+  status(`Computing the heatmap for result #${rank}…`);
+  try {
+    const r = await api.heatmap(state.query, uids);
+    if (state.activeHeatmap?.button !== button) return;
+    const scale = scaleOf(r.query.grid, r.result.grid);
+    await Promise.all([loaded(figure.img), state.queryFigure.img.src ? loaded(state.queryFigure.img) : Promise.resolve()]);
+    drawOverlay(figure.canvas, figure.img, r.result.grid, scale);
+    drawOverlay(state.queryFigure.canvas, state.queryFigure.img, r.query.grid, scale);
+    $('legend').hidden = false;
+    $('legend-scale').textContent = scale > 1e-7 ? `(full colour = ±${scale.toPrecision(2)} of the similarity ${r.similarity.toFixed(3)})` : '(the images are identical to the model: nothing to show)';
+    $('query-heatmap').textContent = `Heatmap with result #${rank}`;
+    status(`Heatmap for result #${rank}: similarity ${r.similarity.toFixed(3)}.`);
+  } catch (err) {
+    if (state.activeHeatmap?.button === button) clearHeatmap();
+    status('');
+    showError(`Heatmap: ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- dropped files -------------------------------------------------------------------
+async function searchFile(file) {
+  clearError();
+  if (file.size > state.config.maxUploadBytes) {
+    showError(`The file is too large (${Math.round(file.size / 1e6)} MB; at most ${Math.round(state.config.maxUploadBytes / 1e6)} MB).`);
+    return;
+  }
+  const buf = await file.arrayBuffer();
+  let previewUrl = null;
+  try {
+    const img = previewDicom(buf);
+    if (img) {
+      const c = el('canvas', { width: img.width, height: img.height });
+      c.getContext('2d').putImageData(img, 0, 0);
+      previewUrl = c.toDataURL('image/png');
+    }
+  } catch {
+    previewUrl = null; // the preview is a courtesy; the search decides what the file is
+  }
+  await search({ file: new Blob([buf], { type: 'application/dicom' }), name: file.name, previewUrl });
+}
+
+function bindDrop() {
+  const drop = $('drop');
+  const input = $('file');
+  input.addEventListener('change', () => {
+    const f = input.files?.[0];
+    if (f) searchFile(f);
+    input.value = '';
+  });
+  for (const ev of ['dragenter', 'dragover']) {
+    drop.addEventListener(ev, (e) => {
+      e.preventDefault();
+      drop.classList.add('over');
+    });
+  }
+  for (const ev of ['dragleave', 'drop']) drop.addEventListener(ev, () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const f = e.dataTransfer?.files?.[0];
+    if (f) searchFile(f);
+  });
+}
+
+async function init() {
+  try {
+    state.config = { ...state.config, ...(await api.pageConfig()) };
+  } catch (err) {
+    showError(`Cannot read the page's configuration: ${err.message}`);
+  }
+  $('token').addEventListener('change', () => {
+    api.setToken($('token').value);
+    clearError();
+    loadStudies();
+  });
+  bindDrop();
+  await loadStudies();
+  document.body.dataset.ready = 'true';
+}
+
+init();
