@@ -31,21 +31,45 @@ export function retryAfterSeconds(timeoutMs: number): number {
   return Math.max(1, Math.ceil(timeoutMs / 1000));
 }
 
+/** Upper bound on enqueueing alone: a Redis that accepts connections but does not answer must not hold a request. */
+const ENQUEUE_TIMEOUT_MS = 2_000;
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 export class EmbedRequester {
   private readonly queue: Queue<EmbedJobData, EmbedJobResult>;
-  private readonly events: QueueEvents;
+  private events: QueueEvents | undefined;
   private readonly conns: Redis[] = [];
+  private readonly name: string;
 
   constructor(private readonly opts: EmbedRequesterOptions) {
-    const name = queueName('embed', opts.namespace);
+    this.name = queueName('embed', opts.namespace);
     const producer = quiet(producerConnection(opts.redisUrl));
-    // The events stream blocks on XREAD: it needs its own connection that retries forever.
-    const blocking = quiet(workerConnection(opts.redisUrl));
-    this.conns.push(producer, blocking);
-    this.queue = new Queue<EmbedJobData, EmbedJobResult>(name, { connection: producer });
+    this.conns.push(producer);
+    this.queue = new Queue<EmbedJobData, EmbedJobResult>(this.name, { connection: producer });
     this.queue.on('error', () => undefined); // reported per request
-    this.events = new QueueEvents(name, { connection: blocking });
-    this.events.on('error', () => undefined);
+  }
+
+  /**
+   * The shared events stream, created once Redis has accepted a job: BullMQ 6's
+   * QueueEvents.close() waits for a first connection that never comes when Redis was
+   * down from the start, which would hang shutdown. It blocks on XREAD, so it gets a
+   * connection that retries forever (BullMQ duplicates it for its own use).
+   */
+  private eventStream(): QueueEvents {
+    if (!this.events) {
+      const blocking = quiet(workerConnection(this.opts.redisUrl));
+      this.conns.push(blocking);
+      this.events = new QueueEvents(this.name, { connection: blocking });
+      this.events.on('error', () => undefined);
+    }
+    return this.events;
   }
 
   /**
@@ -58,16 +82,7 @@ export class EmbedRequester {
     const deadline = Date.now() + timeoutMs;
     let job: Job<EmbedJobData, EmbedJobResult>;
     try {
-      if (data.kind === 'instance') {
-        const jobId = `q_${indexJobId(data.sopInstanceUid, data.modelVersion)}`;
-        // A failed job with this id would answer every request with its old failure
-        // until it expires (EMBED_JOB_OPTIONS.removeOnFail): clear it and try afresh.
-        const old = await this.queue.getJob(jobId);
-        if (old && (await old.isFailed())) await old.remove().catch(() => undefined);
-        job = await this.queue.add('instance', data, { ...EMBED_JOB_OPTIONS, jobId });
-      } else {
-        job = await this.queue.add('upload', data, EMBED_JOB_OPTIONS);
-      }
+      job = await withDeadline(this.add(data), Math.min(timeoutMs, ENQUEUE_TIMEOUT_MS));
     } catch (err) {
       throw new HttpProblem('EMBED_UNAVAILABLE', `cannot queue the embedding (${(err as Error).message})`, {
         retryAfter: retryAfterSeconds(timeoutMs),
@@ -75,14 +90,13 @@ export class EmbedRequester {
     }
     try {
       const left = Math.max(1, deadline - Date.now());
-      const result = (await job.waitUntilFinished(this.events, left)) as EmbedJobResult;
+      const result = (await job.waitUntilFinished(this.eventStream(), left)) as EmbedJobResult;
       if (!result || typeof result !== 'object' || !('status' in result)) throw new Error('worker returned no result');
       return result;
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (/timed out before finishing/.test(msg) || Date.now() >= deadline) {
-        // An instance job stays: a worker that catches up indexes the instance.
-        if (data.kind === 'upload') await job.remove().catch(() => undefined);
+        // An instance job stays: a worker that catches up indexes the instance (an upload's is removed below).
         throw new HttpProblem('EMBED_TIMEOUT', `no embedding within ${timeoutMs} ms; try again`, { retryAfter: retryAfterSeconds(timeoutMs) });
       }
       throw new HttpProblem('EMBED_UNAVAILABLE', `the embedding job failed: ${msg.slice(0, 300)}`, { retryAfter: retryAfterSeconds(timeoutMs) });
@@ -91,8 +105,23 @@ export class EmbedRequester {
     }
   }
 
+  private async add(data: EmbedJobData): Promise<Job<EmbedJobData, EmbedJobResult>> {
+    if (data.kind === 'upload') return this.queue.add('upload', data, EMBED_JOB_OPTIONS);
+    const jobId = `q_${indexJobId(data.sopInstanceUid, data.modelVersion)}`;
+    // A failed job with this id would answer every request with its old failure
+    // until it expires (EMBED_JOB_OPTIONS.removeOnFail): clear it and try afresh.
+    const old = await this.queue.getJob(jobId);
+    if (old && (await old.isFailed())) await old.remove().catch(() => undefined);
+    return this.queue.add('instance', data, { ...EMBED_JOB_OPTIONS, jobId });
+  }
+
   async close(): Promise<void> {
-    await Promise.allSettled([this.events.close(), this.queue.close()]);
-    for (const c of this.conns) c.disconnect();
+    // BullMQ's close waits for a connection that may never come (Redis down): bounded.
+    await withDeadline(Promise.allSettled([this.events?.close(), this.queue.close()]), 1_000).catch(() => undefined);
+    for (const c of this.conns) {
+      // A connection still trying to reach a dead Redis would schedule one more reconnect after disconnect().
+      c.options.retryStrategy = () => null;
+      c.disconnect();
+    }
   }
 }
