@@ -49,7 +49,7 @@ export interface KnnOptions {
   /** How many hits (1 … MAX_K). */
   readonly k: number;
   readonly filter?: KnnFilter;
-  /** HNSW candidates per shard (Elasticsearch only; exact search ignores it). Default max(100, 4k). */
+  /** HNSW candidates per shard (Elasticsearch only; exact search ignores it). Default min(10000, max(200, 4k)). */
   readonly numCandidates?: number;
 }
 
@@ -100,5 +100,9 @@ export interface VectorIndex {
   close(): Promise<void>;
 }
 
-/** Upper bound on k: a results page, not a dump of the index. */
-export const MAX_K = 1_000;
+/**
+ * Upper bound on k. Large on purpose: evaluation ranks a whole test database (mAP needs
+ * the full ranking); 10 000 is also Elasticsearch's limit for k and num_candidates. The
+ * gateway bounds what a client may ask for (`limit`) far lower.
+ */
+export const MAX_K = 10_000;

@@ -190,6 +190,10 @@ export function indexContractSuite(label: string, ctx: SuiteContext): void {
         const hits = await ix.knn(q, { k: 10 });
         assertSameRanking(hits, bruteForce(docs, q, 10));
       }
+      // A full ranking (evaluation computes mAP over the whole database): k > n gives all n.
+      const all = await ix.knn(queries[0]!, { k: 500 });
+      assertSameRanking(all, bruteForce(docs, queries[0]!, 500));
+      assert.equal(all.length, docs.length);
       const self = await ix.knn(docs[40]!.vector, { k: 1 });
       assert.equal(self[0]!.doc.sopInstanceUid, docs[40]!.sopInstanceUid);
       assert.ok(self[0]!.distance < 1e-3);

@@ -5,7 +5,7 @@
  *   the live one; swapAlias() moves it in one atomic _aliases call.
  * - kNN: approximate (HNSW) with filters inside `knn.filter`, so Elasticsearch filters
  *   *while* walking the graph and k hits still come back when most documents are excluded
- *   (a post-filter would return fewer). num_candidates defaults to max(100, 4k).
+ *   (a post-filter would return fewer). num_candidates defaults to max(200, 4k).
  * - Distances: l2_norm scores are 1/(1+d²); converted back (distance.ts).
  * - Writes: one _bulk per upsert; per-document failures come back in UpsertResult with a
  *   transient flag; retrying is the caller's job (BullMQ backoff), so the client itself
@@ -180,7 +180,9 @@ export class ElasticsearchIndex implements VectorIndex {
     const t = await this.target();
     if (!t) throw new IndexError('NOT_READY', 'the index holds no model version yet');
     const q = Array.from(toVector(vector, t.dims, 'query vector'));
-    const numCandidates = opts.numCandidates ?? Math.min(10_000, Math.max(100, 4 * k));
+    // 200 rather than 100 at small k: measured recall@10 0.9975 → 0.9995 on 100k semi-real
+    // vectors at no latency cost (docs/index.md).
+    const numCandidates = opts.numCandidates ?? Math.min(10_000, Math.max(200, 4 * k));
     const filter = esFilter(opts.filter);
     const oversample = this.rescoreOversample();
     const res = await this.call('knn', () =>
