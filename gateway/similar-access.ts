@@ -16,14 +16,14 @@
  * would send, so /similar reveals nothing a plain QIDO through the gateway
  * would not.
  */
-import { createHash } from "node:crypto";
-import { HttpProblem } from "../core/errors.js";
-import { PacsHttpError, type PacsClient } from "../core/pacs/client.js";
-import { stringValue, TAG } from "../core/dicom-json.js";
-import { LruCache } from "./lru.js";
+import { createHash } from 'node:crypto';
+import { HttpProblem } from '../core/errors.js';
+import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
+import { stringValue, TAG } from '../core/dicom-json.js';
+import { LruCache } from './lru.js';
 
 /** 'yes' readable; 'no' not found with these credentials; 401/403 what the PACS said. */
-export type AccessVerdict = "yes" | "no" | 401 | 403;
+export type AccessVerdict = 'yes' | 'no' | 401 | 403;
 
 /** UIDs per QIDO (≈ 65 bytes each: stays far below URL limits). */
 const UIDS_PER_QIDO = 50;
@@ -38,10 +38,7 @@ export interface AccessCheckerOptions {
 }
 
 export class AccessChecker {
-  private readonly cache: LruCache<
-    string,
-    { verdict: AccessVerdict; until: number }
-  >;
+  private readonly cache: LruCache<string, { verdict: AccessVerdict; until: number }>;
   /** QIDOs sent (tests and metrics read it). */
   qidoCount = 0;
 
@@ -53,15 +50,12 @@ export class AccessChecker {
   }
 
   private credentialKey(authorization: string | undefined): string {
-    const effective = authorization ?? this.opts.defaultAuthorization ?? "";
-    return createHash("sha256").update(effective).digest("base64url");
+    const effective = authorization ?? this.opts.defaultAuthorization ?? '';
+    return createHash('sha256').update(effective).digest('base64url');
   }
 
   /** Verdict per study for this caller (one QIDO per ≤ 50 uncached studies). */
-  async check(
-    studies: Iterable<string>,
-    authorization: string | undefined,
-  ): Promise<Map<string, AccessVerdict>> {
+  async check(studies: Iterable<string>, authorization: string | undefined): Promise<Map<string, AccessVerdict>> {
     const cred = this.credentialKey(authorization);
     const now = Date.now();
     const out = new Map<string, AccessVerdict>();
@@ -72,14 +66,9 @@ export class AccessChecker {
       else missing.push(s);
     }
     const chunks: string[][] = [];
-    for (let i = 0; i < missing.length; i += UIDS_PER_QIDO)
-      chunks.push(missing.slice(i, i + UIDS_PER_QIDO));
+    for (let i = 0; i < missing.length; i += UIDS_PER_QIDO) chunks.push(missing.slice(i, i + UIDS_PER_QIDO));
     for (let i = 0; i < chunks.length; i += PARALLEL_QIDOS) {
-      const verdicts = await Promise.all(
-        chunks
-          .slice(i, i + PARALLEL_QIDOS)
-          .map((c) => this.ask(c, authorization)),
-      );
+      const verdicts = await Promise.all(chunks.slice(i, i + PARALLEL_QIDOS).map((c) => this.ask(c, authorization)));
       for (const v of verdicts) {
         for (const [s, verdict] of v) {
           out.set(s, verdict);
@@ -94,40 +83,28 @@ export class AccessChecker {
   }
 
   /** Verdict for one study; throws the problem a caller should see unless readable. */
-  async requireReadable(
-    study: string,
-    authorization: string | undefined,
-    what = "the query instance",
-  ): Promise<void> {
+  async requireReadable(study: string, authorization: string | undefined, what = 'the query instance'): Promise<void> {
     const v = (await this.check([study], authorization)).get(study);
-    throwUnlessReadable(v ?? "no", what);
+    throwUnlessReadable(v ?? 'no', what);
   }
 
-  private async ask(
-    studies: string[],
-    authorization: string | undefined,
-  ): Promise<Map<string, AccessVerdict>> {
+  private async ask(studies: string[], authorization: string | undefined): Promise<Map<string, AccessVerdict>> {
     this.qidoCount++;
     const out = new Map<string, AccessVerdict>();
     try {
       const found = await this.pacs.qido(
-        "/studies",
+        '/studies',
         {
-          StudyInstanceUID: studies.join(","),
+          StudyInstanceUID: studies.join(','),
           includefield: TAG.StudyInstanceUID,
           limit: studies.length,
         },
         { authorization },
       );
-      const readable = new Set(
-        found.map((d) => stringValue(d, TAG.StudyInstanceUID)),
-      );
-      for (const s of studies) out.set(s, readable.has(s) ? "yes" : "no");
+      const readable = new Set(found.map((d) => stringValue(d, TAG.StudyInstanceUID)));
+      for (const s of studies) out.set(s, readable.has(s) ? 'yes' : 'no');
     } catch (err) {
-      if (
-        err instanceof PacsHttpError &&
-        (err.status === 401 || err.status === 403)
-      ) {
+      if (err instanceof PacsHttpError && (err.status === 401 || err.status === 403)) {
         for (const s of studies) out.set(s, err.status as 401 | 403);
       } else throw pacsProblem(err);
     }
@@ -137,50 +114,21 @@ export class AccessChecker {
 
 /** 401/403 pass through as problems; "not found with your credentials" is a plain 404. */
 export function throwUnlessReadable(v: AccessVerdict, what: string): void {
-  if (v === "yes") return;
-  if (v === 401)
-    throw new HttpProblem(
-      "UNAUTHORIZED",
-      "the PACS asks for credentials (send Authorization as for DICOMweb)",
-    );
-  if (v === 403)
-    throw new HttpProblem(
-      "FORBIDDEN",
-      "the PACS refuses these credentials access",
-    );
-  throw new HttpProblem(
-    "NOT_FOUND",
-    `${what} is not in the PACS (or not visible with these credentials)`,
-  );
+  if (v === 'yes') return;
+  if (v === 401) throw new HttpProblem('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
+  if (v === 403) throw new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
+  throw new HttpProblem('NOT_FOUND', `${what} is not in the PACS (or not visible with these credentials)`);
 }
 
 /** A PACS failure (down, 5xx, timeout) as the problem the client sees. */
 export function pacsProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;
   if (err instanceof PacsHttpError) {
-    if (err.status === 401)
-      return new HttpProblem(
-        "UNAUTHORIZED",
-        "the PACS asks for credentials (send Authorization as for DICOMweb)",
-      );
-    if (err.status === 403)
-      return new HttpProblem(
-        "FORBIDDEN",
-        "the PACS refuses these credentials access",
-      );
-    return new HttpProblem(
-      "UPSTREAM_UNREACHABLE",
-      `the PACS answered ${err.status}`,
-    );
+    if (err.status === 401) return new HttpProblem('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
+    if (err.status === 403) return new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
+    return new HttpProblem('UPSTREAM_UNREACHABLE', `the PACS answered ${err.status}`);
   }
-  const msg = (err as Error)?.message ?? "";
-  if (/timeout/i.test(msg))
-    return new HttpProblem(
-      "UPSTREAM_TIMEOUT",
-      "the PACS did not answer in time",
-    );
-  return new HttpProblem(
-    "UPSTREAM_UNREACHABLE",
-    "the PACS could not be reached",
-  );
+  const msg = (err as Error)?.message ?? '';
+  if (/timeout/i.test(msg)) return new HttpProblem('UPSTREAM_TIMEOUT', 'the PACS did not answer in time');
+  return new HttpProblem('UPSTREAM_UNREACHABLE', 'the PACS could not be reached');
 }

@@ -19,18 +19,18 @@
  * The work (two embeddings with feature maps + the heatmap graph) is a "heatmap" job on
  * the embed queue (core/heatmap/requester.ts, workers/heatmap.ts).
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Request, Response } from "express";
-import type { Config } from "../core/config.js";
-import { HttpProblem, isValidUid } from "../core/errors.js";
-import { HeatmapRequester } from "../core/heatmap/requester.js";
-import { MAX_UPLOAD_BYTES, type HeatmapSide } from "../core/jobs.js";
-import type { Logger } from "../core/log.js";
-import type { VectorIndex } from "../core/index/types.js";
-import { sendProblem, toProblem } from "./problem.js";
-import type { Gateway } from "./server.js";
-import type { AccessChecker } from "./similar-access.js";
-import { extractDicom, readBody } from "./similar-upload.js";
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, Response } from 'express';
+import type { Config } from '../core/config.js';
+import { HttpProblem, isValidUid } from '../core/errors.js';
+import { HeatmapRequester } from '../core/heatmap/requester.js';
+import { MAX_UPLOAD_BYTES, type HeatmapSide } from '../core/jobs.js';
+import type { Logger } from '../core/log.js';
+import type { VectorIndex } from '../core/index/types.js';
+import { sendProblem, toProblem } from './problem.js';
+import type { Gateway } from './server.js';
+import type { AccessChecker } from './similar-access.js';
+import { extractDicom, readBody } from './similar-upload.js';
 
 export interface SimilarHeatmapDeps {
   readonly config: Config;
@@ -49,70 +49,36 @@ interface Uids {
   readonly sopInstanceUid: string;
 }
 
-const QUERY = [
-  "StudyInstanceUID",
-  "SeriesInstanceUID",
-  "SOPInstanceUID",
-] as const;
-const RESULT = [
-  "ResultStudyInstanceUID",
-  "ResultSeriesInstanceUID",
-  "ResultSOPInstanceUID",
-] as const;
+const QUERY = ['StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID'] as const;
+const RESULT = ['ResultStudyInstanceUID', 'ResultSeriesInstanceUID', 'ResultSOPInstanceUID'] as const;
 
 /** The UID triple named by `names`, each present once and a valid UID (400 otherwise). */
-function uidTriple(
-  q: URLSearchParams,
-  names: readonly [string, string, string],
-): Uids {
+function uidTriple(q: URLSearchParams, names: readonly [string, string, string]): Uids {
   const [study, series, sop] = names.map((n) => {
     const all = q.getAll(n);
-    if (all.length !== 1 || !all[0])
-      throw new HttpProblem("BAD_PARAM", `${n} is required, once`);
-    if (!isValidUid(all[0]))
-      throw new HttpProblem(
-        "BAD_UID",
-        `${n} must be a DICOM UID (digits and dots, at most 64 characters)`,
-      );
+    if (all.length !== 1 || !all[0]) throw new HttpProblem('BAD_PARAM', `${n} is required, once`);
+    if (!isValidUid(all[0])) throw new HttpProblem('BAD_UID', `${n} must be a DICOM UID (digits and dots, at most 64 characters)`);
     return all[0];
   }) as [string, string, string];
-  return {
-    studyInstanceUid: study,
-    seriesInstanceUid: series,
-    sopInstanceUid: sop,
-  };
+  return { studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop };
 }
 
 /** Parameters of a heatmap request; unknown ones refused, as /similar does. */
-export function parseHeatmapParams(
-  q: URLSearchParams,
-  upload: boolean,
-): { query?: Uids; result: Uids } {
+export function parseHeatmapParams(q: URLSearchParams, upload: boolean): { query?: Uids; result: Uids } {
   const known = new Set<string>([...RESULT, ...(upload ? [] : QUERY)]);
   const unknown = [...new Set(q.keys())].filter((k) => !known.has(k));
   if (unknown.length) {
-    throw new HttpProblem(
-      "BAD_PARAM",
-      `unknown parameter ${unknown.map((u) => JSON.stringify(u.slice(0, 64))).join(", ")}; known: ${[...known].join(", ")}`,
-    );
+    throw new HttpProblem('BAD_PARAM', `unknown parameter ${unknown.map((u) => JSON.stringify(u.slice(0, 64))).join(', ')}; known: ${[...known].join(', ')}`);
   }
-  return {
-    ...(upload ? {} : { query: uidTriple(q, QUERY) }),
-    result: uidTriple(q, RESULT),
-  };
+  return { ...(upload ? {} : { query: uidTriple(q, QUERY) }), result: uidTriple(q, RESULT) };
 }
 
 /** Row-major floats → rows, 6 significant digits (the grids are for display). */
 function toRows(v: readonly number[], h: number, w: number): number[][] {
-  return Array.from({ length: h }, (_, y) =>
-    v.slice(y * w, (y + 1) * w).map((x) => Number(x.toPrecision(6))),
-  );
+  return Array.from({ length: h }, (_, y) => v.slice(y * w, (y + 1) * w).map((x) => Number(x.toPrecision(6))));
 }
 
-export function attachSimilarHeatmap(
-  gateway: Gateway,
-  deps: SimilarHeatmapDeps,
-): void {
+export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps): void {
   const requester = new HeatmapRequester({
     redisUrl: deps.config.redisUrl,
     timeoutMs: deps.config.similar.embedTimeoutMs,
@@ -122,7 +88,7 @@ export function attachSimilarHeatmap(
 
   const authOf = (req: IncomingMessage): string | undefined => {
     const a = req.headers.authorization;
-    return typeof a === "string" && a.length > 0 ? a : undefined;
+    return typeof a === 'string' && a.length > 0 ? a : undefined;
   };
 
   const liveVersion = async (): Promise<string> => {
@@ -133,70 +99,29 @@ export function attachSimilarHeatmap(
     }
   };
 
-  const handle = async (
-    req: Request,
-    res: Response,
-    upload: boolean,
-  ): Promise<void> => {
+  const handle = async (req: Request, res: Response, upload: boolean): Promise<void> => {
     try {
-      const p = parseHeatmapParams(
-        new URL(req.url ?? "/", "http://x").searchParams,
-        upload,
-      );
+      const p = parseHeatmapParams(new URL(req.url ?? '/', 'http://x').searchParams, upload);
       const auth = authOf(req);
       let querySide: HeatmapSide;
       if (upload) {
-        const ct = req.headers["content-type"];
-        const media = (ct ?? "").split(";")[0]?.trim().toLowerCase();
-        if (media !== "application/dicom" && media !== "multipart/related")
-          extractDicom(ct, Buffer.alloc(0), maxUpload);
-        const bytes = extractDicom(
-          ct,
-          await readBody(req, maxUpload),
-          maxUpload,
-        );
-        querySide = {
-          dicomBase64: Buffer.from(
-            bytes.buffer,
-            bytes.byteOffset,
-            bytes.byteLength,
-          ).toString("base64"),
-        };
+        const ct = req.headers['content-type'];
+        const media = (ct ?? '').split(';')[0]?.trim().toLowerCase();
+        if (media !== 'application/dicom' && media !== 'multipart/related') extractDicom(ct, Buffer.alloc(0), maxUpload);
+        const bytes = extractDicom(ct, await readBody(req, maxUpload), maxUpload);
+        querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
         querySide = p.query!;
-        await deps.access.requireReadable(
-          p.query!.studyInstanceUid,
-          auth,
-          "the query instance",
-        );
+        await deps.access.requireReadable(p.query!.studyInstanceUid, auth, 'the query instance');
       }
-      await deps.access.requireReadable(
-        p.result.studyInstanceUid,
-        auth,
-        "the result instance",
-      );
-      const r = await requester.request({
-        kind: "heatmap",
-        query: querySide,
-        result: p.result,
-        modelVersion: await liveVersion(),
-        enqueuedAt: Date.now(),
-      });
-      if (r.status === "refused")
-        throw new HttpProblem("NOT_EMBEDDABLE", r.reason.slice(0, 500));
-      res.setHeader("cache-control", "private, no-store");
-      res.setHeader("vary", "Authorization");
+      await deps.access.requireReadable(p.result.studyInstanceUid, auth, 'the result instance');
+      const r = await requester.request({ kind: 'heatmap', query: querySide, result: p.result, modelVersion: await liveVersion(), enqueuedAt: Date.now() });
+      if (r.status === 'refused') throw new HttpProblem('NOT_EMBEDDABLE', r.reason.slice(0, 500));
+      res.setHeader('cache-control', 'private, no-store');
+      res.setHeader('vary', 'Authorization');
       res.json({
-        query: {
-          ...(p.query ?? {}),
-          source: upload ? "upload" : "archive",
-          grid: toRows(r.query, r.height, r.width),
-        },
-        result: {
-          ...p.result,
-          source: "archive",
-          grid: toRows(r.result, r.height, r.width),
-        },
+        query: { ...(p.query ?? {}), source: upload ? 'upload' : 'archive', grid: toRows(r.query, r.height, r.width) },
+        result: { ...p.result, source: 'archive', grid: toRows(r.result, r.height, r.width) },
         similarity: r.similarity,
         score: (1 + r.similarity) / 2,
         modelVersion: r.modelVersion,
@@ -206,34 +131,22 @@ export function attachSimilarHeatmap(
     } catch (err) {
       const problem = toProblem(err);
       if (problem.status >= 500 && !(err instanceof HttpProblem)) {
-        ((res.locals.log as Logger | undefined) ?? deps.logger).error(
-          { err: (err as Error)?.message },
-          "/similar/heatmap failed",
-        );
+        ((res.locals.log as Logger | undefined) ?? deps.logger).error({ err: (err as Error)?.message }, '/similar/heatmap failed');
       }
       const headers: Record<string, string> = {};
-      if (typeof problem.extra.retryAfter === "number")
-        headers["retry-after"] = String(problem.extra.retryAfter);
-      if (problem.code === "UNAUTHORIZED")
-        headers["www-authenticate"] = 'Basic realm="cbmir"';
-      if (upload && !req.readableEnded) headers.connection = "close";
+      if (typeof problem.extra.retryAfter === 'number') headers['retry-after'] = String(problem.extra.retryAfter);
+      if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
+      if (upload && !req.readableEnded) headers.connection = 'close';
       sendProblem(res as unknown as ServerResponse, problem, headers);
     }
   };
 
-  gateway.app.get("/similar/heatmap", (req, res) => handle(req, res, false));
-  gateway.app.post("/similar/heatmap", (req, res) => handle(req, res, true));
-  gateway.app.all("/similar/heatmap", (_req, res) => {
-    sendProblem(
-      res as unknown as ServerResponse,
-      new HttpProblem(
-        "METHOD_NOT_ALLOWED",
-        "use GET (two archived images) or POST (an uploaded query)",
-      ),
-      {
-        allow: "GET, POST",
-      },
-    );
+  gateway.app.get('/similar/heatmap', (req, res) => handle(req, res, false));
+  gateway.app.post('/similar/heatmap', (req, res) => handle(req, res, true));
+  gateway.app.all('/similar/heatmap', (_req, res) => {
+    sendProblem(res as unknown as ServerResponse, new HttpProblem('METHOD_NOT_ALLOWED', 'use GET (two archived images) or POST (an uploaded query)'), {
+      allow: 'GET, POST',
+    });
   });
   gateway.addCloseHook(() => requester.close());
 }

@@ -23,26 +23,25 @@
  *    RetrieveURL (0008,1190) points at the gateway's WADO-RS resource of the level.
  * No patient names or IDs in either shape.
  */
-import type { KnnHit } from "../core/index/types.js";
-import type { ResultGroup } from "../core/similar/groups.js";
-import type { GroupBy, SimilarParams } from "../core/similar/params.js";
-import { round6, scoreFromDistance } from "../core/similar/score.js";
-import { PRIVATE_CREATOR } from "../core/dicom/label.js";
-import type { QueryVector } from "./similar-search.js";
+import type { KnnHit } from '../core/index/types.js';
+import type { ResultGroup } from '../core/similar/groups.js';
+import type { GroupBy, SimilarParams } from '../core/similar/params.js';
+import { round6, scoreFromDistance } from '../core/similar/score.js';
+import { PRIVATE_CREATOR } from '../core/dicom/label.js';
+import type { QueryVector } from './similar-search.js';
 
-export const SCORE_DEFINITION =
-  "1 - d^2/4, d = Euclidean distance of unit vectors; 1 = identical, 0.5 = orthogonal, 0 = opposite";
+export const SCORE_DEFINITION = '1 - d^2/4, d = Euclidean distance of unit vectors; 1 = identical, 0.5 = orthogonal, 0 = opposite';
 
 export const CBMIR_TAGS = Object.freeze({
-  creator: "00090010",
-  label: "00091001",
-  rank: "00091010",
-  score: "00091011",
-  distance: "00091012",
-  matched: "00091013",
-  thumbnail: "00091014",
-  bestSop: "00091015",
-  bestSeries: "00091016",
+  creator: '00090010',
+  label: '00091001',
+  rank: '00091010',
+  score: '00091011',
+  distance: '00091012',
+  matched: '00091013',
+  thumbnail: '00091014',
+  bestSop: '00091015',
+  bestSeries: '00091016',
 });
 
 export interface ResultUrls {
@@ -54,12 +53,7 @@ export interface ResultUrls {
   readonly similar: string;
 }
 
-export function urlsFor(
-  base: string,
-  study: string,
-  series: string,
-  sop: string,
-): ResultUrls {
+export function urlsFor(base: string, study: string, series: string, sop: string): ResultUrls {
   const st = `${base}/dicom-web/studies/${study}`;
   const se = `${st}/series/${series}`;
   const inst = `${se}/instances/${sop}`;
@@ -84,27 +78,15 @@ function hitFields(h: KnnHit, base: string) {
     ...(d.bodyPartExamined ? { bodyPartExamined: d.bodyPartExamined } : {}),
     ...(d.label ? { label: d.label } : {}),
     ...(d.frame !== undefined ? { frame: d.frame } : {}),
-    urls: urlsFor(
-      base,
-      d.studyInstanceUid,
-      d.seriesInstanceUid,
-      d.sopInstanceUid,
-    ),
+    urls: urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid),
   };
 }
 
-export function renderJson(
-  q: QueryVector,
-  p: SimilarParams,
-  groups: readonly ResultGroup[],
-  base: string,
-): unknown {
+export function renderJson(q: QueryVector, p: SimilarParams, groups: readonly ResultGroup[], base: string): unknown {
   return {
     query: {
       ...(q.studyInstanceUid ? { studyInstanceUid: q.studyInstanceUid } : {}),
-      ...(q.seriesInstanceUid
-        ? { seriesInstanceUid: q.seriesInstanceUid }
-        : {}),
+      ...(q.seriesInstanceUid ? { seriesInstanceUid: q.seriesInstanceUid } : {}),
       ...(q.sopInstanceUid ? { sopInstanceUid: q.sopInstanceUid } : {}),
       ...(q.modality ? { modality: q.modality } : {}),
       ...(q.bodyPartExamined ? { bodyPartExamined: q.bodyPartExamined } : {}),
@@ -116,12 +98,12 @@ export function renderJson(
     limit: p.limit,
     excludeSameStudy: p.excludeSameStudy,
     excludeSamePatient: p.excludeSamePatient,
-    metric: "euclidean",
+    metric: 'euclidean',
     score: SCORE_DEFINITION,
     results: groups.map((g, i) => ({
       rank: i + 1,
       ...hitFields(g.best, base),
-      ...(p.groupBy === "instance"
+      ...(p.groupBy === 'instance'
         ? {}
         : {
             matchedInstances: g.matchedCount,
@@ -134,56 +116,35 @@ export function renderJson(
 type Element = { vr: string; Value?: unknown[] };
 
 function el(vr: string, value: unknown): Element {
-  return value === undefined || value === "" ? { vr } : { vr, Value: [value] };
+  return value === undefined || value === '' ? { vr } : { vr, Value: [value] };
 }
 
 /** QIDO-shaped answer at the groupBy level. */
-export function renderDicomJson(
-  groupBy: GroupBy,
-  groups: readonly ResultGroup[],
-  base: string,
-): Record<string, Element>[] {
+export function renderDicomJson(groupBy: GroupBy, groups: readonly ResultGroup[], base: string): Record<string, Element>[] {
   return groups.map((g, i) => {
     const d = g.best.doc;
-    const urls = urlsFor(
-      base,
-      d.studyInstanceUid,
-      d.seriesInstanceUid,
-      d.sopInstanceUid,
-    );
+    const urls = urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid);
     const ds: Record<string, Element> = {};
-    if (groupBy === "instance") {
-      if (d.sopClassUid) ds["00080016"] = el("UI", d.sopClassUid);
-      ds["00080018"] = el("UI", d.sopInstanceUid);
+    if (groupBy === 'instance') {
+      if (d.sopClassUid) ds['00080016'] = el('UI', d.sopClassUid);
+      ds['00080018'] = el('UI', d.sopInstanceUid);
     }
-    if (groupBy === "study") ds["00080061"] = el("CS", d.modality);
-    else ds["00080060"] = el("CS", d.modality);
-    ds["00081190"] = el(
-      "UR",
-      groupBy === "study"
-        ? urls.study
-        : groupBy === "series"
-          ? urls.series
-          : urls.instance,
-    );
-    if (groupBy !== "study") ds["00180015"] = el("CS", d.bodyPartExamined);
-    ds["0020000D"] = el("UI", d.studyInstanceUid);
-    if (groupBy !== "study") ds["0020000E"] = el("UI", d.seriesInstanceUid);
-    ds[CBMIR_TAGS.creator] = el("LO", PRIVATE_CREATOR);
-    if (d.label) ds[CBMIR_TAGS.label] = el("LO", d.label);
-    ds[CBMIR_TAGS.rank] = el("IS", i + 1);
-    ds[CBMIR_TAGS.score] = el("DS", round6(scoreFromDistance(g.best.distance)));
-    ds[CBMIR_TAGS.distance] = el("DS", round6(g.best.distance));
-    if (groupBy !== "instance")
-      ds[CBMIR_TAGS.matched] = el("IS", g.matchedCount);
-    ds[CBMIR_TAGS.thumbnail] = el("UR", urls.thumbnail);
-    if (groupBy !== "instance")
-      ds[CBMIR_TAGS.bestSop] = el("UI", d.sopInstanceUid);
-    if (groupBy === "study")
-      ds[CBMIR_TAGS.bestSeries] = el("UI", d.seriesInstanceUid);
+    if (groupBy === 'study') ds['00080061'] = el('CS', d.modality);
+    else ds['00080060'] = el('CS', d.modality);
+    ds['00081190'] = el('UR', groupBy === 'study' ? urls.study : groupBy === 'series' ? urls.series : urls.instance);
+    if (groupBy !== 'study') ds['00180015'] = el('CS', d.bodyPartExamined);
+    ds['0020000D'] = el('UI', d.studyInstanceUid);
+    if (groupBy !== 'study') ds['0020000E'] = el('UI', d.seriesInstanceUid);
+    ds[CBMIR_TAGS.creator] = el('LO', PRIVATE_CREATOR);
+    if (d.label) ds[CBMIR_TAGS.label] = el('LO', d.label);
+    ds[CBMIR_TAGS.rank] = el('IS', i + 1);
+    ds[CBMIR_TAGS.score] = el('DS', round6(scoreFromDistance(g.best.distance)));
+    ds[CBMIR_TAGS.distance] = el('DS', round6(g.best.distance));
+    if (groupBy !== 'instance') ds[CBMIR_TAGS.matched] = el('IS', g.matchedCount);
+    ds[CBMIR_TAGS.thumbnail] = el('UR', urls.thumbnail);
+    if (groupBy !== 'instance') ds[CBMIR_TAGS.bestSop] = el('UI', d.sopInstanceUid);
+    if (groupBy === 'study') ds[CBMIR_TAGS.bestSeries] = el('UI', d.seriesInstanceUid);
     // DICOM JSON lists attributes in tag order (PS3.18 F.2.1.1 does not require it; readers and diff tools like it).
-    return Object.fromEntries(
-      Object.entries(ds).sort(([a], [b]) => (a < b ? -1 : 1)),
-    );
+    return Object.fromEntries(Object.entries(ds).sort(([a], [b]) => (a < b ? -1 : 1)));
   });
 }

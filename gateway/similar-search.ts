@@ -18,27 +18,19 @@
  * the exclusions of the next round, which asks for what is still missing — so a page
  * is filled from farther candidates instead of coming back short. At most MAX_ROUNDS.
  */
-import type { Logger } from "../core/log.js";
-import { HttpProblem } from "../core/errors.js";
-import { IndexError } from "../core/index/errors.js";
-import {
-  MAX_K,
-  type KnnFilter,
-  type VectorIndex,
-} from "../core/index/types.js";
-import type { EmbedJobResult } from "../core/jobs.js";
-import type { PacsClient } from "../core/pacs/client.js";
-import type { EmbedRequester } from "../core/similar/embed-requester.js";
-import { Grouper, type ResultGroup } from "../core/similar/groups.js";
-import type { InstanceUids, SimilarParams } from "../core/similar/params.js";
-import {
-  pacsProblem,
-  throwUnlessReadable,
-  type AccessChecker,
-} from "./similar-access.js";
+import type { Logger } from '../core/log.js';
+import { HttpProblem } from '../core/errors.js';
+import { IndexError } from '../core/index/errors.js';
+import { MAX_K, type KnnFilter, type VectorIndex } from '../core/index/types.js';
+import type { EmbedJobResult } from '../core/jobs.js';
+import type { PacsClient } from '../core/pacs/client.js';
+import type { EmbedRequester } from '../core/similar/embed-requester.js';
+import { Grouper, type ResultGroup } from '../core/similar/groups.js';
+import type { InstanceUids, SimilarParams } from '../core/similar/params.js';
+import { pacsProblem, throwUnlessReadable, type AccessChecker } from './similar-access.js';
 
 /** Where the query vector came from (also a metrics label). */
-export type QuerySource = "index" | "on-demand" | "upload";
+export type QuerySource = 'index' | 'on-demand' | 'upload';
 
 export interface QueryVector {
   readonly vector: Float32Array | readonly number[];
@@ -78,16 +70,8 @@ export interface SimilarSearchDeps {
 
 function indexProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;
-  if (err instanceof IndexError && err.code === "NOT_READY")
-    return new HttpProblem(
-      "INDEX_UNAVAILABLE",
-      "the index holds no images yet",
-    );
-  return new HttpProblem(
-    "INDEX_UNAVAILABLE",
-    "the vector index could not be reached",
-    { retryAfter: 5 },
-  );
+  if (err instanceof IndexError && err.code === 'NOT_READY') return new HttpProblem('INDEX_UNAVAILABLE', 'the index holds no images yet');
+  return new HttpProblem('INDEX_UNAVAILABLE', 'the vector index could not be reached', { retryAfter: 5 });
 }
 
 export class SimilarSearch {
@@ -102,32 +86,22 @@ export class SimilarSearch {
   }
 
   /** Query vector for an instance named by its three UIDs. */
-  async byUids(
-    uids: InstanceUids,
-    authorization: string | undefined,
-  ): Promise<QueryVector> {
+  async byUids(uids: InstanceUids, authorization: string | undefined): Promise<QueryVector> {
     let doc;
     try {
       doc = await this.d.index.get(uids.sopInstanceUid);
     } catch (err) {
-      if (!(err instanceof IndexError && err.code === "NOT_READY"))
-        throw indexProblem(err);
+      if (!(err instanceof IndexError && err.code === 'NOT_READY')) throw indexProblem(err);
     }
     if (doc) {
       // The SOP Instance UID alone finds the document; the path must agree with it.
-      if (
-        doc.studyInstanceUid !== uids.studyInstanceUid ||
-        doc.seriesInstanceUid !== uids.seriesInstanceUid
-      ) {
-        throw new HttpProblem(
-          "NOT_FOUND",
-          "no such instance in that study and series",
-        );
+      if (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid) {
+        throw new HttpProblem('NOT_FOUND', 'no such instance in that study and series');
       }
       await this.d.access.requireReadable(doc.studyInstanceUid, authorization);
       return {
         vector: doc.vector,
-        source: "index",
+        source: 'index',
         modelVersion: doc.modelVersion,
         studyInstanceUid: doc.studyInstanceUid,
         seriesInstanceUid: doc.seriesInstanceUid,
@@ -144,58 +118,45 @@ export class SimilarSearch {
     try {
       found = await this.d.pacs.qido(
         `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
-        { SOPInstanceUID: uids.sopInstanceUid, includefield: "00080016" },
+        { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
         { authorization },
       );
     } catch (err) {
       throw pacsProblem(err);
     }
-    if (found.length === 0) throwUnlessReadable("no", "the instance");
+    if (found.length === 0) throwUnlessReadable('no', 'the instance');
     const modelVersion = await this.liveVersion();
     const r = await this.d.embed.embed({
-      kind: "instance",
+      kind: 'instance',
       ...uids,
       modelVersion,
       index: true,
       enqueuedAt: Date.now(),
     });
-    return fromEmbed(r, "on-demand", uids);
+    return fromEmbed(r, 'on-demand', uids);
   }
 
   /** Query vector for an uploaded Part-10 file (never stored). */
   async byUpload(bytes: Uint8Array): Promise<QueryVector> {
     const modelVersion = await this.liveVersion();
     const r = await this.d.embed.embed({
-      kind: "upload",
-      dicomBase64: Buffer.from(
-        bytes.buffer,
-        bytes.byteOffset,
-        bytes.byteLength,
-      ).toString("base64"),
+      kind: 'upload',
+      dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
       modelVersion,
       enqueuedAt: Date.now(),
     });
-    return fromEmbed(r, "upload");
+    return fromEmbed(r, 'upload');
   }
 
-  async search(
-    q: QueryVector,
-    p: SimilarParams,
-    authorization: string | undefined,
-  ): Promise<SearchOutcome> {
+  async search(q: QueryVector, p: SimilarParams, authorization: string | undefined): Promise<SearchOutcome> {
     const base: KnnFilter = {
       ...(p.modality ? { modality: p.modality } : {}),
       ...(p.bodyPartExamined ? { bodyPartExamined: p.bodyPartExamined } : {}),
     };
-    const excludeSops = new Set<string>(
-      q.sopInstanceUid ? [q.sopInstanceUid] : [],
-    );
-    const excludeStudies = new Set<string>(
-      p.excludeSameStudy && q.studyInstanceUid ? [q.studyInstanceUid] : [],
-    );
+    const excludeSops = new Set<string>(q.sopInstanceUid ? [q.sopInstanceUid] : []);
+    const excludeStudies = new Set<string>(p.excludeSameStudy && q.studyInstanceUid ? [q.studyInstanceUid] : []);
     const excludeSeries = new Set<string>();
-    const excludePatients =
-      p.excludeSamePatient && q.patientKey ? [q.patientKey] : [];
+    const excludePatients = p.excludeSamePatient && q.patientKey ? [q.patientKey] : [];
     const unreadable = new Set<string>();
     const grouper = new Grouper(p.groupBy);
     let rounds = 0;
@@ -205,18 +166,10 @@ export class SimilarSearch {
       const k = Math.min(MAX_K, need * PER_GROUP[p.groupBy] + HEADROOM);
       const filter: KnnFilter = {
         ...base,
-        ...(excludeSops.size
-          ? { excludeSopInstanceUids: [...excludeSops] }
-          : {}),
-        ...(excludeStudies.size
-          ? { excludeStudyUids: [...excludeStudies] }
-          : {}),
-        ...(excludeSeries.size
-          ? { excludeSeriesUids: [...excludeSeries] }
-          : {}),
-        ...(excludePatients.length
-          ? { excludePatientKeys: excludePatients }
-          : {}),
+        ...(excludeSops.size ? { excludeSopInstanceUids: [...excludeSops] } : {}),
+        ...(excludeStudies.size ? { excludeStudyUids: [...excludeStudies] } : {}),
+        ...(excludeSeries.size ? { excludeSeriesUids: [...excludeSeries] } : {}),
+        ...(excludePatients.length ? { excludePatientKeys: excludePatients } : {}),
       };
       let hits;
       try {
@@ -230,15 +183,14 @@ export class SimilarSearch {
         authorization,
       );
       for (const h of hits) {
-        if (verdicts.get(h.doc.studyInstanceUid) === "yes") grouper.add(h);
+        if (verdicts.get(h.doc.studyInstanceUid) === 'yes') grouper.add(h);
         else unreadable.add(h.doc.studyInstanceUid);
       }
       if (hits.length < k) break; // the index has nothing more that passes the filters
       for (const s of unreadable) excludeStudies.add(s);
       const found = grouper.keys();
-      if (p.groupBy === "study") for (const s of found) excludeStudies.add(s);
-      else if (p.groupBy === "series")
-        for (const s of found) excludeSeries.add(s);
+      if (p.groupBy === 'study') for (const s of found) excludeStudies.add(s);
+      else if (p.groupBy === 'series') for (const s of found) excludeSeries.add(s);
       else for (const s of found) excludeSops.add(s);
     }
     return {
@@ -249,13 +201,8 @@ export class SimilarSearch {
   }
 }
 
-function fromEmbed(
-  r: EmbedJobResult,
-  source: QuerySource,
-  uids?: InstanceUids,
-): QueryVector {
-  if (r.status === "refused")
-    throw new HttpProblem("NOT_EMBEDDABLE", r.reason.slice(0, 500));
+function fromEmbed(r: EmbedJobResult, source: QuerySource, uids?: InstanceUids): QueryVector {
+  if (r.status === 'refused') throw new HttpProblem('NOT_EMBEDDABLE', r.reason.slice(0, 500));
   return {
     vector: r.vector,
     source,

@@ -7,18 +7,15 @@
  * bounded by MAX_UPLOAD_BYTES (core/jobs.ts: the bytes travel in a job through Redis):
  * a Content-Length above it is refused before reading, a chunked body once it passes it.
  */
-import type { IncomingMessage } from "node:http";
-import { parseMultipart } from "@remix-run/multipart-parser";
-import { HttpProblem } from "../core/errors.js";
+import type { IncomingMessage } from 'node:http';
+import { parseMultipart } from '@remix-run/multipart-parser';
+import { HttpProblem } from '../core/errors.js';
 
 const DICM_OFFSET = 128;
 
 /** Read the request body, at most `limit` bytes (413 beyond). */
-export async function readBody(
-  req: IncomingMessage,
-  limit: number,
-): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"] ?? NaN);
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
   const chunks: Buffer[] = [];
   let seen = 0;
@@ -31,42 +28,24 @@ export async function readBody(
 }
 
 function tooLarge(limit: number): HttpProblem {
-  return new HttpProblem(
-    "PAYLOAD_TOO_LARGE",
-    `a query image is at most ${limit} bytes`,
-  );
+  return new HttpProblem('PAYLOAD_TOO_LARGE', `a query image is at most ${limit} bytes`);
 }
 
 /** The DICOM instance in a POST /similar body, by Content-Type. */
-export function extractDicom(
-  contentType: string | undefined,
-  body: Buffer,
-  limit: number,
-): Uint8Array {
-  const ct = (contentType ?? "").toLowerCase();
-  const media = ct.split(";")[0]?.trim() ?? "";
+export function extractDicom(contentType: string | undefined, body: Buffer, limit: number): Uint8Array {
+  const ct = (contentType ?? '').toLowerCase();
+  const media = ct.split(';')[0]?.trim() ?? '';
   let bytes: Uint8Array | undefined;
-  if (media === "application/dicom") {
+  if (media === 'application/dicom') {
     bytes = body;
-  } else if (media === "multipart/related") {
-    const type = /;\s*type="?([^";]+)"?/i
-      .exec(contentType ?? "")?.[1]
-      ?.toLowerCase();
-    if (type !== undefined && type !== "application/dicom") {
-      throw new HttpProblem(
-        "UNSUPPORTED_MEDIA_TYPE",
-        'multipart/related must carry type="application/dicom"',
-      );
+  } else if (media === 'multipart/related') {
+    const type = /;\s*type="?([^";]+)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+    if (type !== undefined && type !== 'application/dicom') {
+      throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'multipart/related must carry type="application/dicom"');
     }
-    const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(
-      contentType ?? "",
-    );
+    const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? '');
     const b = boundary?.[1] ?? boundary?.[2];
-    if (!b)
-      throw new HttpProblem(
-        "BAD_PARAM",
-        "multipart/related without a boundary",
-      );
+    if (!b) throw new HttpProblem('BAD_PARAM', 'multipart/related without a boundary');
     try {
       for (const part of parseMultipart(body, {
         boundary: b,
@@ -74,39 +53,21 @@ export function extractDicom(
         maxTotalSize: limit + 1024 * 1024,
       })) {
         const pt = part.mediaType?.toLowerCase();
-        if (pt === undefined || pt === "application/dicom") {
+        if (pt === undefined || pt === 'application/dicom') {
           bytes = part.bytes;
           break;
         }
       }
     } catch (err) {
-      throw new HttpProblem(
-        "BAD_PARAM",
-        `malformed multipart body: ${(err as Error).message.slice(0, 200)}`,
-      );
+      throw new HttpProblem('BAD_PARAM', `malformed multipart body: ${(err as Error).message.slice(0, 200)}`);
     }
-    if (!bytes)
-      throw new HttpProblem(
-        "BAD_PARAM",
-        "the multipart body holds no application/dicom part",
-      );
+    if (!bytes) throw new HttpProblem('BAD_PARAM', 'the multipart body holds no application/dicom part');
   } else {
-    throw new HttpProblem(
-      "UNSUPPORTED_MEDIA_TYPE",
-      'POST /similar takes application/dicom or multipart/related; type="application/dicom"',
-    );
+    throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'POST /similar takes application/dicom or multipart/related; type="application/dicom"');
   }
   // Cheap sanity check here; the worker's decoder is the judge of everything else.
-  if (
-    bytes.length < DICM_OFFSET + 4 ||
-    Buffer.from(bytes.buffer, bytes.byteOffset + DICM_OFFSET, 4).toString(
-      "latin1",
-    ) !== "DICM"
-  ) {
-    throw new HttpProblem(
-      "NOT_EMBEDDABLE",
-      'not a DICOM Part-10 file (no "DICM" preamble)',
-    );
+  if (bytes.length < DICM_OFFSET + 4 || Buffer.from(bytes.buffer, bytes.byteOffset + DICM_OFFSET, 4).toString('latin1') !== 'DICM') {
+    throw new HttpProblem('NOT_EMBEDDABLE', 'not a DICOM Part-10 file (no "DICM" preamble)');
   }
   return bytes;
 }

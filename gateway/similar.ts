@@ -15,38 +15,28 @@
  * (routes.ts) owns every /dicom-web/* path and answers 404 for shapes it does not
  * know, so nothing here can shadow (or be shadowed by) a PACS resource.
  */
-import { readFileSync } from "node:fs";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import type { Request, Response } from "express";
-import { Histogram } from "prom-client";
-import type { Config } from "../core/config.js";
-import { HttpProblem } from "../core/errors.js";
-import { MAX_UPLOAD_BYTES } from "../core/jobs.js";
-import type { Logger } from "../core/log.js";
-import type { VectorIndex } from "../core/index/types.js";
-import { PacsClient } from "../core/pacs/client.js";
-import { EmbedRequester } from "../core/similar/embed-requester.js";
-import {
-  parseQueryUids,
-  parseSimilarParams,
-  pathUids,
-  type InstanceUids,
-  type SimilarParams,
-} from "../core/similar/params.js";
-import { basicAuthorization } from "./headers.js";
-import { sendProblem, toProblem } from "./problem.js";
-import { derivePublicBase, fixedPublicBase } from "./public-url.js";
-import type { Gateway } from "./server.js";
-import { AccessChecker } from "./similar-access.js";
-import { renderDicomJson, renderJson } from "./similar-render.js";
-import {
-  SimilarSearch,
-  type QuerySource,
-  type QueryVector,
-} from "./similar-search.js";
-import { extractDicom, readBody } from "./similar-upload.js";
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Request, Response } from 'express';
+import { Histogram } from 'prom-client';
+import type { Config } from '../core/config.js';
+import { HttpProblem } from '../core/errors.js';
+import { MAX_UPLOAD_BYTES } from '../core/jobs.js';
+import type { Logger } from '../core/log.js';
+import type { VectorIndex } from '../core/index/types.js';
+import { PacsClient } from '../core/pacs/client.js';
+import { EmbedRequester } from '../core/similar/embed-requester.js';
+import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
+import { basicAuthorization } from './headers.js';
+import { sendProblem, toProblem } from './problem.js';
+import { derivePublicBase, fixedPublicBase } from './public-url.js';
+import type { Gateway } from './server.js';
+import { AccessChecker } from './similar-access.js';
+import { renderDicomJson, renderJson } from './similar-render.js';
+import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
+import { extractDicom, readBody } from './similar-upload.js';
 
 export interface SimilarDeps {
   readonly config: Config;
@@ -66,22 +56,19 @@ export interface SimilarHandle {
   readonly access: AccessChecker;
 }
 
-const DICOM_JSON = "application/dicom+json";
+const DICOM_JSON = 'application/dicom+json';
 
 /** docs/openapi.json, from the source tree or next to a build in dist/. */
 function loadOpenApi(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  for (const p of [
-    path.resolve(here, "../docs/openapi.json"),
-    path.resolve(here, "../../docs/openapi.json"),
-  ]) {
+  for (const p of [path.resolve(here, '../docs/openapi.json'), path.resolve(here, '../../docs/openapi.json')]) {
     try {
-      return JSON.stringify(JSON.parse(readFileSync(p, "utf8")));
+      return JSON.stringify(JSON.parse(readFileSync(p, 'utf8')));
     } catch {
       // try the next place
     }
   }
-  throw new Error("docs/openapi.json not found next to the gateway");
+  throw new Error('docs/openapi.json not found next to the gateway');
 }
 
 /** Does the client ask for DICOM JSON rather than JSON? (explicit q=0 excluded) */
@@ -89,28 +76,20 @@ export function wantsDicomJson(accept: string | undefined): boolean {
   if (!accept) return false;
   let dicom = -1;
   let json = -1;
-  for (const range of accept.split(",")) {
-    const [type = "", ...params] = range
-      .split(";")
-      .map((s) => s.trim().toLowerCase());
-    const qp = params.find((p) => p.startsWith("q="));
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';').map((s) => s.trim().toLowerCase());
+    const qp = params.find((p) => p.startsWith('q='));
     const q = qp ? Number(qp.slice(2)) : 1;
     if (!(q > 0)) continue;
     if (type === DICOM_JSON) dicom = Math.max(dicom, q);
-    else if (type === "application/json") json = Math.max(json, q);
+    else if (type === 'application/json') json = Math.max(json, q);
   }
   return dicom > json;
 }
 
-export function attachSimilar(
-  gateway: Gateway,
-  deps: SimilarDeps,
-): SimilarHandle {
+export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandle {
   const { config, index, logger } = deps;
-  const defaultAuthorization = basicAuthorization(
-    config.pacs.user,
-    config.pacs.password,
-  );
+  const defaultAuthorization = basicAuthorization(config.pacs.user, config.pacs.password);
   const pacs = new PacsClient({
     url: config.pacs.url,
     user: config.pacs.user,
@@ -136,64 +115,51 @@ export function attachSimilar(
     log: logger,
   });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
-  const fixedBase = config.publicUrl
-    ? fixedPublicBase(config.publicUrl)
-    : undefined;
+  const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
   const openapi = loadOpenApi();
 
   const latency = new Histogram({
-    name: "cbmir_gateway_similar_duration_seconds",
-    help: "/similar latency by request mode (uids|upload), query-vector source (index|on-demand|upload|none) and outcome (ok or the problem code)",
-    labelNames: ["mode", "source", "outcome"],
-    buckets: [
-      0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-    ],
+    name: 'cbmir_gateway_similar_duration_seconds',
+    help: '/similar latency by request mode (uids|upload), query-vector source (index|on-demand|upload|none) and outcome (ok or the problem code)',
+    labelNames: ['mode', 'source', 'outcome'],
+    buckets: [0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [gateway.metrics.registry],
   });
 
   const publicBase = (req: IncomingMessage): string => {
     if (fixedBase) return fixedBase.base;
     const s = req.socket;
-    const host = s.localAddress?.includes(":")
-      ? `[${s.localAddress}]`
-      : (s.localAddress ?? config.host);
-    return derivePublicBase(
-      req.headers,
-      `${host}:${s.localPort ?? config.port}`,
-    ).base;
+    const host = s.localAddress?.includes(':') ? `[${s.localAddress}]` : (s.localAddress ?? config.host);
+    return derivePublicBase(req.headers, `${host}:${s.localPort ?? config.port}`).base;
   };
 
   const authOf = (req: IncomingMessage): string | undefined => {
     const a = req.headers.authorization;
-    return typeof a === "string" && a.length > 0 ? a : undefined;
+    return typeof a === 'string' && a.length > 0 ? a : undefined;
   };
 
   /** One /similar request: resolve the query vector, search, render; problems rendered here (Retry-After). */
   const handle = async (
     req: Request,
     res: Response,
-    mode: "uids" | "upload",
+    mode: 'uids' | 'upload',
     resolve: (params: SimilarParams) => Promise<QueryVector>,
     allowUids: boolean,
   ): Promise<void> => {
     const t0 = performance.now();
-    let source: QuerySource | "none" = "none";
-    let outcome = "ok";
+    let source: QuerySource | 'none' = 'none';
+    let outcome = 'ok';
     try {
-      const q = new URL(req.url ?? "/", "http://x").searchParams;
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
       const params = parseSimilarParams(q, { allowUids });
       const query = await resolve(params);
       source = query.source;
       const out = await search.search(query, params, authOf(req));
       const base = publicBase(req);
-      res.setHeader("cache-control", "private, no-store");
-      res.setHeader("vary", "Accept, Authorization");
+      res.setHeader('cache-control', 'private, no-store');
+      res.setHeader('vary', 'Accept, Authorization');
       if (wantsDicomJson(req.headers.accept)) {
-        res
-          .type(DICOM_JSON)
-          .send(
-            JSON.stringify(renderDicomJson(params.groupBy, out.results, base)),
-          );
+        res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base)));
       } else {
         res.json(renderJson(query, params, out.results, base));
       }
@@ -201,93 +167,65 @@ export function attachSimilar(
       const problem = toProblem(err);
       outcome = problem.code.toLowerCase();
       if (problem.status >= 500 && !(err instanceof HttpProblem)) {
-        ((res.locals.log as Logger | undefined) ?? logger).error(
-          { err: (err as Error)?.message },
-          "/similar failed",
-        );
+        ((res.locals.log as Logger | undefined) ?? logger).error({ err: (err as Error)?.message }, '/similar failed');
       }
       const headers: Record<string, string> = {};
       const retryAfter = problem.extra.retryAfter;
-      if (typeof retryAfter === "number")
-        headers["retry-after"] = String(retryAfter);
-      if (problem.code === "UNAUTHORIZED")
-        headers["www-authenticate"] = 'Basic realm="cbmir"';
+      if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
+      if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
       // An unread request body must not be taken for the next request on this connection.
-      if (
-        problem.code === "PAYLOAD_TOO_LARGE" ||
-        (mode === "upload" && !req.readableEnded)
-      )
-        headers.connection = "close";
+      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) headers.connection = 'close';
       sendProblem(res as unknown as ServerResponse, problem, headers);
     } finally {
-      latency.observe(
-        { mode, source, outcome },
-        (performance.now() - t0) / 1000,
-      );
+      latency.observe({ mode, source, outcome }, (performance.now() - t0) / 1000);
     }
   };
 
-  const byUids =
-    (req: Request, uids: () => InstanceUids) => (_p: SimilarParams) =>
-      search.byUids(uids(), authOf(req));
+  const byUids = (req: Request, uids: () => InstanceUids) => (_p: SimilarParams) => search.byUids(uids(), authOf(req));
 
   const app = gateway.app;
-  app.get("/studies/:study/series/:series/instances/:sop/similar", (req, res) =>
+  app.get('/studies/:study/series/:series/instances/:sop/similar', (req, res) =>
     handle(
       req,
       res,
-      "uids",
-      byUids(req, () =>
-        pathUids(
-          String(req.params.study),
-          String(req.params.series),
-          String(req.params.sop),
-        ),
-      ),
+      'uids',
+      byUids(req, () => pathUids(String(req.params.study), String(req.params.series), String(req.params.sop))),
       false,
     ),
   );
-  app.get("/similar", (req, res) =>
+  app.get('/similar', (req, res) =>
     handle(
       req,
       res,
-      "uids",
-      byUids(req, () =>
-        parseQueryUids(new URL(req.url ?? "/", "http://x").searchParams),
-      ),
+      'uids',
+      byUids(req, () => parseQueryUids(new URL(req.url ?? '/', 'http://x').searchParams)),
       true,
     ),
   );
-  app.post("/similar", (req, res) =>
+  app.post('/similar', (req, res) =>
     handle(
       req,
       res,
-      "upload",
+      'upload',
       async () => {
         // Validate the media type before reading a byte of the body.
-        const ct = req.headers["content-type"];
-        const media = (ct ?? "").split(";")[0]?.trim().toLowerCase();
-        if (media !== "application/dicom" && media !== "multipart/related")
-          extractDicom(ct, Buffer.alloc(0), maxUpload);
+        const ct = req.headers['content-type'];
+        const media = (ct ?? '').split(';')[0]?.trim().toLowerCase();
+        if (media !== 'application/dicom' && media !== 'multipart/related') extractDicom(ct, Buffer.alloc(0), maxUpload);
         const body = await readBody(req, maxUpload);
         return search.byUpload(extractDicom(ct, body, maxUpload));
       },
       false,
     ),
   );
-  app.all("/similar", (_req, res) => {
-    sendProblem(
-      res as unknown as ServerResponse,
-      new HttpProblem(
-        "METHOD_NOT_ALLOWED",
-        "use GET (by UIDs) or POST (an image)",
-      ),
-      { allow: "GET, POST" },
-    );
+  app.all('/similar', (_req, res) => {
+    sendProblem(res as unknown as ServerResponse, new HttpProblem('METHOD_NOT_ALLOWED', 'use GET (by UIDs) or POST (an image)'), {
+      allow: 'GET, POST',
+    });
   });
-  app.get("/openapi.json", (_req, res) => {
-    res.setHeader("cache-control", "public, max-age=300");
-    res.type("application/json").send(openapi);
+  app.get('/openapi.json', (_req, res) => {
+    res.setHeader('cache-control', 'public, max-age=300');
+    res.type('application/json').send(openapi);
   });
 
   gateway.addCloseHook(async () => {

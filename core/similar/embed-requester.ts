@@ -13,17 +13,11 @@
  * Waiting uses one shared QueueEvents stream (a blocking Redis connection) for
  * all requests, not one subscription per request.
  */
-import { Queue, QueueEvents, type Job } from "bullmq";
-import type { Redis } from "ioredis";
-import { HttpProblem } from "../errors.js";
-import {
-  EMBED_JOB_OPTIONS,
-  indexJobId,
-  queueName,
-  type EmbedJobData,
-  type EmbedJobResult,
-} from "../jobs.js";
-import { producerConnection, quiet, workerConnection } from "../queue/redis.js";
+import { Queue, QueueEvents, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { HttpProblem } from '../errors.js';
+import { EMBED_JOB_OPTIONS, indexJobId, queueName, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
+import { producerConnection, quiet, workerConnection } from '../queue/redis.js';
 
 export interface EmbedRequesterOptions {
   readonly redisUrl: string;
@@ -43,10 +37,7 @@ const ENQUEUE_TIMEOUT_MS = 2_000;
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Redis did not answer within ${ms} ms`)),
-      ms,
-    );
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -58,13 +49,13 @@ export class EmbedRequester {
   private readonly name: string;
 
   constructor(private readonly opts: EmbedRequesterOptions) {
-    this.name = queueName("embed", opts.namespace);
+    this.name = queueName('embed', opts.namespace);
     const producer = quiet(producerConnection(opts.redisUrl));
     this.conns.push(producer);
     this.queue = new Queue<EmbedJobData, EmbedJobResult>(this.name, {
       connection: producer,
     });
-    this.queue.on("error", () => undefined); // reported per request
+    this.queue.on('error', () => undefined); // reported per request
   }
 
   /**
@@ -78,7 +69,7 @@ export class EmbedRequester {
       const blocking = quiet(workerConnection(this.opts.redisUrl));
       this.conns.push(blocking);
       this.events = new QueueEvents(this.name, { connection: blocking });
-      this.events.on("error", () => undefined);
+      this.events.on('error', () => undefined);
     }
     return this.events;
   }
@@ -89,75 +80,50 @@ export class EmbedRequester {
    * upload jobs are anonymous and removed as soon as they are answered, so the
    * uploaded image does not stay in Redis.
    */
-  async embed(
-    data: EmbedJobData,
-    timeoutMs = this.opts.timeoutMs,
-  ): Promise<EmbedJobResult> {
+  async embed(data: EmbedJobData, timeoutMs = this.opts.timeoutMs): Promise<EmbedJobResult> {
     const deadline = Date.now() + timeoutMs;
     let job: Job<EmbedJobData, EmbedJobResult>;
     try {
-      job = await withDeadline(
-        this.add(data),
-        Math.min(timeoutMs, ENQUEUE_TIMEOUT_MS),
-      );
+      job = await withDeadline(this.add(data), Math.min(timeoutMs, ENQUEUE_TIMEOUT_MS));
     } catch (err) {
-      throw new HttpProblem(
-        "EMBED_UNAVAILABLE",
-        `cannot queue the embedding (${(err as Error).message})`,
-        {
-          retryAfter: retryAfterSeconds(timeoutMs),
-        },
-      );
+      throw new HttpProblem('EMBED_UNAVAILABLE', `cannot queue the embedding (${(err as Error).message})`, {
+        retryAfter: retryAfterSeconds(timeoutMs),
+      });
     }
     try {
       const left = Math.max(1, deadline - Date.now());
-      const result = (await job.waitUntilFinished(
-        this.eventStream(),
-        left,
-      )) as EmbedJobResult;
-      if (!result || typeof result !== "object" || !("status" in result))
-        throw new Error("worker returned no result");
+      const result = (await job.waitUntilFinished(this.eventStream(), left)) as EmbedJobResult;
+      if (!result || typeof result !== 'object' || !('status' in result)) throw new Error('worker returned no result');
       return result;
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (/timed out before finishing/.test(msg) || Date.now() >= deadline) {
         // An instance job stays: a worker that catches up indexes the instance (an upload's is removed below).
-        throw new HttpProblem(
-          "EMBED_TIMEOUT",
-          `no embedding within ${timeoutMs} ms; try again`,
-          { retryAfter: retryAfterSeconds(timeoutMs) },
-        );
+        throw new HttpProblem('EMBED_TIMEOUT', `no embedding within ${timeoutMs} ms; try again`, {
+          retryAfter: retryAfterSeconds(timeoutMs),
+        });
       }
-      throw new HttpProblem(
-        "EMBED_UNAVAILABLE",
-        `the embedding job failed: ${msg.slice(0, 300)}`,
-        { retryAfter: retryAfterSeconds(timeoutMs) },
-      );
+      throw new HttpProblem('EMBED_UNAVAILABLE', `the embedding job failed: ${msg.slice(0, 300)}`, {
+        retryAfter: retryAfterSeconds(timeoutMs),
+      });
     } finally {
-      if (data.kind === "upload") await job.remove().catch(() => undefined);
+      if (data.kind === 'upload') await job.remove().catch(() => undefined);
     }
   }
 
-  private async add(
-    data: EmbedJobData,
-  ): Promise<Job<EmbedJobData, EmbedJobResult>> {
-    if (data.kind === "upload")
-      return this.queue.add("upload", data, EMBED_JOB_OPTIONS);
+  private async add(data: EmbedJobData): Promise<Job<EmbedJobData, EmbedJobResult>> {
+    if (data.kind === 'upload') return this.queue.add('upload', data, EMBED_JOB_OPTIONS);
     const jobId = `q_${indexJobId(data.sopInstanceUid, data.modelVersion)}`;
     // A failed job with this id would answer every request with its old failure
     // until it expires (EMBED_JOB_OPTIONS.removeOnFail): clear it and try afresh.
     const old = await this.queue.getJob(jobId);
-    if (old && (await old.isFailed()))
-      await old.remove().catch(() => undefined);
-    return this.queue.add("instance", data, { ...EMBED_JOB_OPTIONS, jobId });
+    if (old && (await old.isFailed())) await old.remove().catch(() => undefined);
+    return this.queue.add('instance', data, { ...EMBED_JOB_OPTIONS, jobId });
   }
 
   async close(): Promise<void> {
     // BullMQ's close waits for a connection that may never come (Redis down): bounded.
-    await withDeadline(
-      Promise.allSettled([this.events?.close(), this.queue.close()]),
-      1_000,
-    ).catch(() => undefined);
+    await withDeadline(Promise.allSettled([this.events?.close(), this.queue.close()]), 1_000).catch(() => undefined);
     for (const c of this.conns) {
       // A connection still trying to reach a dead Redis would schedule one more reconnect after disconnect().
       c.options.retryStrategy = () => null;

@@ -7,8 +7,8 @@
  * exclude the groups already found, every group a later round adds is farther
  * than all groups before it, so insertion order is rank order.
  */
-import type { KnnHit } from "../index/types.js";
-import type { GroupBy } from "./params.js";
+import type { KnnHit } from '../index/types.js';
+import type { GroupBy } from './params.js';
 
 /** Matched instances listed per series/study result (the rest are counted, not listed). */
 export const MAX_MATCHES = 20;
@@ -24,11 +24,7 @@ export interface ResultGroup {
 
 export function groupKey(groupBy: GroupBy, hit: KnnHit): string {
   const d = hit.doc;
-  return groupBy === "study"
-    ? d.studyInstanceUid
-    : groupBy === "series"
-      ? d.seriesInstanceUid
-      : d.sopInstanceUid;
+  return groupBy === 'study' ? d.studyInstanceUid : groupBy === 'series' ? d.seriesInstanceUid : d.sopInstanceUid;
 }
 
 export class Grouper {
@@ -62,11 +58,7 @@ export class Grouper {
   /** The first `limit` groups by best distance (ties: by key, so answers are deterministic). */
   top(limit: number): ResultGroup[] {
     return [...this.groups.values()]
-      .sort(
-        (a, b) =>
-          a.best.distance - b.best.distance ||
-          (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
-      )
+      .sort((a, b) => a.best.distance - b.best.distance || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       .slice(0, limit);
   }
 }

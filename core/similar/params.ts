@@ -17,9 +17,9 @@
  * `excludeSamePatients=false` would otherwise silently change nothing, and a
  * radiologist would trust an answer that does not do what was asked.
  */
-import { HttpProblem, isValidUid } from "../errors.js";
+import { HttpProblem, isValidUid } from '../errors.js';
 
-export type GroupBy = "instance" | "series" | "study";
+export type GroupBy = 'instance' | 'series' | 'study';
 
 export interface SimilarParams {
   readonly limit: number;
@@ -42,65 +42,43 @@ const MAX_FILTER_VALUES = 16;
 /** DICOM CS: upper-case letters, digits, space and underscore, ≤ 16 characters (PS3.5 §6.2). */
 const CS_RE = /^[A-Z0-9 _]{1,16}$/;
 
-const UID_PARAMS = [
-  "StudyInstanceUID",
-  "SeriesInstanceUID",
-  "SOPInstanceUID",
-] as const;
-const OPTION_PARAMS = [
-  "limit",
-  "groupBy",
-  "excludeSameStudy",
-  "excludeSamePatient",
-  "Modality",
-  "BodyPartExamined",
-] as const;
+const UID_PARAMS = ['StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID'] as const;
+const OPTION_PARAMS = ['limit', 'groupBy', 'excludeSameStudy', 'excludeSamePatient', 'Modality', 'BodyPartExamined'] as const;
 
 function bad(detail: string): HttpProblem {
-  return new HttpProblem("BAD_PARAM", detail);
+  return new HttpProblem('BAD_PARAM', detail);
 }
 
 /** The single value of a parameter; repeated → 400 (which one would we pick?). */
 function single(q: URLSearchParams, name: string): string | undefined {
   const all = q.getAll(name);
-  if (all.length > 1)
-    throw bad(`${name} given ${all.length} times; give it once`);
+  if (all.length > 1) throw bad(`${name} given ${all.length} times; give it once`);
   return all[0];
 }
 
-function parseBool(
-  name: string,
-  v: string | undefined,
-  dflt: boolean,
-): boolean {
+function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
   if (v === undefined) return dflt;
   const s = v.toLowerCase();
-  if (s === "true" || s === "1") return true;
-  if (s === "false" || s === "0") return false;
+  if (s === 'true' || s === '1') return true;
+  if (s === 'false' || s === '0') return false;
   throw bad(`${name} must be true or false`);
 }
 
 function parseLimit(v: string | undefined): number {
   if (v === undefined) return DEFAULT_LIMIT;
-  if (!/^[0-9]{1,6}$/.test(v))
-    throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
+  if (!/^[0-9]{1,6}$/.test(v)) throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
   const n = Number(v);
-  if (n < 1 || n > MAX_LIMIT)
-    throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
+  if (n < 1 || n > MAX_LIMIT) throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
   return n;
 }
 
 function parseCsList(q: URLSearchParams, name: string): string[] | undefined {
   const raw = q.getAll(name);
   if (raw.length === 0) return undefined;
-  const values = raw.flatMap((r) => r.split(",")).map((s) => s.trim());
-  if (values.length > MAX_FILTER_VALUES)
-    throw bad(`${name}: at most ${MAX_FILTER_VALUES} values`);
+  const values = raw.flatMap((r) => r.split(',')).map((s) => s.trim());
+  if (values.length > MAX_FILTER_VALUES) throw bad(`${name}: at most ${MAX_FILTER_VALUES} values`);
   for (const v of values)
-    if (!CS_RE.test(v))
-      throw bad(
-        `${name} values are DICOM code strings (A-Z, 0-9, space, _; at most 16 characters)`,
-      );
+    if (!CS_RE.test(v)) throw bad(`${name} values are DICOM code strings (A-Z, 0-9, space, _; at most 16 characters)`);
   return [...new Set(values)];
 }
 
@@ -109,38 +87,23 @@ function parseCsList(q: URLSearchParams, name: string): string[] | undefined {
  * UID parameters are accepted here (GET /similar) or would be unknown (the
  * path form and POST, where they would contradict the path or the upload).
  */
-export function parseSimilarParams(
-  q: URLSearchParams,
-  opts: { allowUids: boolean },
-): SimilarParams {
-  const known = new Set<string>([
-    ...OPTION_PARAMS,
-    ...(opts.allowUids ? UID_PARAMS : []),
-  ]);
+export function parseSimilarParams(q: URLSearchParams, opts: { allowUids: boolean }): SimilarParams {
+  const known = new Set<string>([...OPTION_PARAMS, ...(opts.allowUids ? UID_PARAMS : [])]);
   const unknown = [...new Set(q.keys())].filter((k) => !known.has(k));
   if (unknown.length) {
     throw bad(
-      `unknown parameter${unknown.length > 1 ? "s" : ""} ${unknown.map((u) => JSON.stringify(u.slice(0, 64))).join(", ")}; known: ${[...known].join(", ")}`,
+      `unknown parameter${unknown.length > 1 ? 's' : ''} ${unknown.map((u) => JSON.stringify(u.slice(0, 64))).join(', ')}; known: ${[...known].join(', ')}`,
     );
   }
-  const groupBy = single(q, "groupBy") ?? "instance";
-  if (groupBy !== "instance" && groupBy !== "series" && groupBy !== "study")
-    throw bad("groupBy must be instance, series or study");
-  const modality = parseCsList(q, "Modality");
-  const bodyPartExamined = parseCsList(q, "BodyPartExamined");
+  const groupBy = single(q, 'groupBy') ?? 'instance';
+  if (groupBy !== 'instance' && groupBy !== 'series' && groupBy !== 'study') throw bad('groupBy must be instance, series or study');
+  const modality = parseCsList(q, 'Modality');
+  const bodyPartExamined = parseCsList(q, 'BodyPartExamined');
   return {
-    limit: parseLimit(single(q, "limit")),
+    limit: parseLimit(single(q, 'limit')),
     groupBy,
-    excludeSameStudy: parseBool(
-      "excludeSameStudy",
-      single(q, "excludeSameStudy"),
-      true,
-    ),
-    excludeSamePatient: parseBool(
-      "excludeSamePatient",
-      single(q, "excludeSamePatient"),
-      true,
-    ),
+    excludeSameStudy: parseBool('excludeSameStudy', single(q, 'excludeSameStudy'), true),
+    excludeSamePatient: parseBool('excludeSamePatient', single(q, 'excludeSamePatient'), true),
     ...(modality ? { modality } : {}),
     ...(bodyPartExamined ? { bodyPartExamined } : {}),
   };
@@ -150,39 +113,27 @@ export function parseSimilarParams(
 export function parseQueryUids(q: URLSearchParams): InstanceUids {
   const get = (name: (typeof UID_PARAMS)[number]): string => {
     const v = single(q, name);
-    if (v === undefined || v === "")
-      throw bad(`${name} is required (or POST a DICOM instance to /similar)`);
-    if (!isValidUid(v))
-      throw new HttpProblem(
-        "BAD_UID",
-        `${name} must be a DICOM UID (digits and dots, at most 64 characters)`,
-      );
+    if (v === undefined || v === '') throw bad(`${name} is required (or POST a DICOM instance to /similar)`);
+    if (!isValidUid(v)) throw new HttpProblem('BAD_UID', `${name} must be a DICOM UID (digits and dots, at most 64 characters)`);
     return v;
   };
   return {
-    studyInstanceUid: get("StudyInstanceUID"),
-    seriesInstanceUid: get("SeriesInstanceUID"),
-    sopInstanceUid: get("SOPInstanceUID"),
+    studyInstanceUid: get('StudyInstanceUID'),
+    seriesInstanceUid: get('SeriesInstanceUID'),
+    sopInstanceUid: get('SOPInstanceUID'),
   };
 }
 
 /** The three UIDs of the path form /studies/{s}/series/{se}/instances/{i}/similar. */
-export function pathUids(
-  study: string,
-  series: string,
-  sop: string,
-): InstanceUids {
+export function pathUids(study: string, series: string, sop: string): InstanceUids {
   const check = (name: string, v: string): string => {
     if (!isValidUid(v))
-      throw new HttpProblem(
-        "BAD_UID",
-        `${name} UID in the path must be a DICOM UID (digits and dots, at most 64 characters)`,
-      );
+      throw new HttpProblem('BAD_UID', `${name} UID in the path must be a DICOM UID (digits and dots, at most 64 characters)`);
     return v;
   };
   return {
-    studyInstanceUid: check("study", study),
-    seriesInstanceUid: check("series", series),
-    sopInstanceUid: check("instance", sop),
+    studyInstanceUid: check('study', study),
+    seriesInstanceUid: check('series', series),
+    sopInstanceUid: check('instance', sop),
   };
 }

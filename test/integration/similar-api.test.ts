@@ -10,27 +10,18 @@
  * the stored vectors. One thing holds for any model: the same pixels embed to the
  * same vector, so a re-wrapped copy of an archived slice finds that slice at d ≈ 0.
  */
-import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { Queue } from "bullmq";
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { queueName } from "../../core/jobs.js";
-import {
-  readDataset,
-  type PlannedInstance,
-} from "../../workers/load/dataset.js";
-import { runLoad } from "../../workers/load.js";
-import { EmbeddingPipeline } from "../../workers/embedding-pipeline.js";
-import { dicomFixturesDir, figshareSampleDir } from "../helpers/fixtures.js";
-import { orthancAuthHeader, testStack } from "../helpers/stack.js";
-import {
-  deleteStudies,
-  json,
-  raw,
-  stowBody,
-  storeDirect,
-} from "./gateway-fixture.js";
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Queue } from 'bullmq';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { queueName } from '../../core/jobs.js';
+import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js';
+import { runLoad } from '../../workers/load.js';
+import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
+import { dicomFixturesDir, figshareSampleDir } from '../helpers/fixtures.js';
+import { orthancAuthHeader, testStack } from '../helpers/stack.js';
+import { deleteStudies, json, raw, stowBody, storeDirect } from './gateway-fixture.js';
 import {
   freshInstance,
   startSimilarGateway,
@@ -41,7 +32,7 @@ import {
   waitFor,
   type SimilarGateway,
   type WorkerSet,
-} from "./similar-fixture.js";
+} from './similar-fixture.js';
 
 interface Hit {
   rank: number;
@@ -61,7 +52,7 @@ interface Hit {
     similar: string;
   };
   matchedInstances?: number;
-  matches?: Omit<Hit, "rank" | "matches" | "matchedInstances">[];
+  matches?: Omit<Hit, 'rank' | 'matches' | 'matchedInstances'>[];
 }
 interface Answer {
   query: {
@@ -82,10 +73,10 @@ function l2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(s);
 }
 
-describe("/similar on the real stack", () => {
+describe('/similar on the real stack', () => {
   const stack = testStack();
-  const ns = uniqueName("sim");
-  const esBase = uniqueName("cbmir-test-similar");
+  const ns = uniqueName('sim');
+  const esBase = uniqueName('cbmir-test-similar');
   let pipeline: EmbeddingPipeline;
   let workers: WorkerSet;
   let sys: SimilarGateway;
@@ -94,10 +85,9 @@ describe("/similar on the real stack", () => {
   const freshStudies: string[] = [];
   const authFresh: string[] = [];
   let q: PlannedInstance;
-  const uidQuery = (i: PlannedInstance, extra = "") =>
+  const uidQuery = (i: PlannedInstance, extra = '') =>
     `/similar?StudyInstanceUID=${i.studyInstanceUid}&SeriesInstanceUID=${i.seriesInstanceUid}&SOPInstanceUID=${i.sopInstanceUid}${extra}`;
-  const get = (p: string, headers: Record<string, string> = {}) =>
-    raw(`${sys.base}${p}`, { headers });
+  const get = (p: string, headers: Record<string, string> = {}) => raw(`${sys.base}${p}`, { headers });
 
   before(async () => {
     pipeline = await EmbeddingPipeline.create({
@@ -108,22 +98,17 @@ describe("/similar on the real stack", () => {
     sys = await startSimilarGateway({ ns, esBase });
     plan = (await readDataset(figshareSampleDir)).instances;
     for (const i of plan) bySop.set(i.sopInstanceUid, i);
-    q = plan.find((i) => i.file === "images/1310.jpg")!;
+    q = plan.find((i) => i.file === 'images/1310.jpg')!;
     const s = await runLoad({
       dir: figshareSampleDir,
-      mode: "send",
+      mode: 'send',
       url: `${sys.base}/dicom-web`,
-      studyDate: "20250101",
+      studyDate: '20250101',
       batchSize: 12,
       concurrency: 2,
     });
     assert.equal(s.stored, 36, JSON.stringify(s.failures));
-    await waitFor(
-      "36 instances indexed",
-      async () => (await workers.index.count()) === 36,
-      180_000,
-      500,
-    );
+    await waitFor('36 instances indexed', async () => (await workers.index.count()) === 36, 180_000, 500);
   });
 
   after(async () => {
@@ -133,10 +118,8 @@ describe("/similar on the real stack", () => {
     await deleteStudies(stack.orthancUrl, freshStudies);
     await deleteStudies(stack.orthancAuthUrl, authFresh, orthancAuthHeader());
     const idx = workers?.index;
-    if (idx)
-      for (const v of await idx.versions().catch(() => [] as string[]))
-        await idx.dropVersion(v).catch(() => undefined);
-    const cleanup = new (await import("@elastic/elasticsearch")).Client({
+    if (idx) for (const v of await idx.versions().catch(() => [] as string[])) await idx.dropVersion(v).catch(() => undefined);
+    const cleanup = new (await import('@elastic/elasticsearch')).Client({
       node: stack.esUrl,
     });
     await cleanup.indices
@@ -150,19 +133,19 @@ describe("/similar on the real stack", () => {
     await dropQueues(ns);
   });
 
-  test("by UIDs: k results, own study and patient excluded, sorted, scores = 1 − d²/4, distances are the stored vectors’ distances", async () => {
-    const r = await get(uidQuery(q, "&limit=10"));
+  test('by UIDs: k results, own study and patient excluded, sorted, scores = 1 − d²/4, distances are the stored vectors’ distances', async () => {
+    const r = await get(uidQuery(q, '&limit=10'));
     assert.equal(r.status, 200, r.body.toString());
-    assert.match(r.headers["content-type"] ?? "", /^application\/json/);
+    assert.match(r.headers['content-type'] ?? '', /^application\/json/);
     const a = json<Answer>(r);
-    assert.equal(a.query.source, "index");
+    assert.equal(a.query.source, 'index');
     assert.equal(a.query.sopInstanceUid, q.sopInstanceUid);
     assert.equal(a.results.length, 10);
     const qv = (await sys.index.get(q.sopInstanceUid))!.vector;
     let prev = -1;
     for (const [i, h] of a.results.entries()) {
       assert.equal(h.rank, i + 1);
-      assert.ok(h.distance >= prev, "ascending distance");
+      assert.ok(h.distance >= prev, 'ascending distance');
       prev = h.distance;
       assert.notEqual(h.sopInstanceUid, q.sopInstanceUid);
       assert.notEqual(h.studyInstanceUid, q.studyInstanceUid);
@@ -170,12 +153,9 @@ describe("/similar on the real stack", () => {
       assert.ok(h.score >= 0 && h.score <= 1);
       assert.ok(Math.abs(h.score - (1 - (h.distance * h.distance) / 4)) < 1e-5);
       const stored = (await sys.index.get(h.sopInstanceUid))!.vector;
-      assert.ok(
-        Math.abs(l2(qv, stored) - h.distance) < 1e-3,
-        `distance of ${h.sopInstanceUid}`,
-      );
+      assert.ok(Math.abs(l2(qv, stored) - h.distance) < 1e-3, `distance of ${h.sopInstanceUid}`);
       assert.equal(h.label, bySop.get(h.sopInstanceUid)?.className);
-      assert.equal(h.modality, "MR");
+      assert.equal(h.modality, 'MR');
       assert.equal(
         h.urls.instance,
         `${sys.base}/dicom-web/studies/${h.studyInstanceUid}/series/${h.seriesInstanceUid}/instances/${h.sopInstanceUid}`,
@@ -184,55 +164,36 @@ describe("/similar on the real stack", () => {
     }
     // No patient names or IDs anywhere in the answer.
     const body = r.body.toString();
-    for (const i of plan)
-      assert.ok(
-        !body.includes(`figshare-cheng^${i.patientId}`) &&
-          !body.includes(`"${i.patientId}"`),
-      );
+    for (const i of plan) assert.ok(!body.includes(`figshare-cheng^${i.patientId}`) && !body.includes(`"${i.patientId}"`));
     // The URLs work through the gateway: the thumbnail of the first hit renders.
     const thumb = await raw(a.results[0]!.urls.thumbnail);
     assert.equal(thumb.status, 200);
-    assert.match(thumb.headers["content-type"] ?? "", /^image\//);
+    assert.match(thumb.headers['content-type'] ?? '', /^image\//);
   });
 
-  test("deterministic: path form and query form agree, and a repeat gives the same answer", async () => {
+  test('deterministic: path form and query form agree, and a repeat gives the same answer', async () => {
     const a = json<Answer>(await get(uidQuery(q)));
-    const b = json<Answer>(
-      await get(
-        `/studies/${q.studyInstanceUid}/series/${q.seriesInstanceUid}/instances/${q.sopInstanceUid}/similar`,
-      ),
-    );
+    const b = json<Answer>(await get(`/studies/${q.studyInstanceUid}/series/${q.seriesInstanceUid}/instances/${q.sopInstanceUid}/similar`));
     const c = json<Answer>(await get(uidQuery(q)));
-    const ids = (x: Answer) =>
-      x.results.map((h) => [h.sopInstanceUid, h.distance]);
+    const ids = (x: Answer) => x.results.map((h) => [h.sopInstanceUid, h.distance]);
     assert.equal(a.results.length, 10);
     assert.deepEqual(ids(b), ids(a));
     assert.deepEqual(ids(c), ids(a));
   });
 
-  test("exclusions off: the own study’s other slices may come back, never the query instance itself", async () => {
-    const a = json<Answer>(
-      await get(
-        uidQuery(
-          q,
-          "&limit=100&excludeSameStudy=false&excludeSamePatient=false",
-        ),
-      ),
-    );
+  test('exclusions off: the own study’s other slices may come back, never the query instance itself', async () => {
+    const a = json<Answer>(await get(uidQuery(q, '&limit=100&excludeSameStudy=false&excludeSamePatient=false')));
     assert.equal(a.results.length, 35);
     assert.ok(!a.results.some((h) => h.sopInstanceUid === q.sopInstanceUid));
-    assert.equal(
-      a.results.filter((h) => h.studyInstanceUid === q.studyInstanceUid).length,
-      3,
-    );
-    const on = json<Answer>(await get(uidQuery(q, "&limit=100")));
+    assert.equal(a.results.filter((h) => h.studyInstanceUid === q.studyInstanceUid).length, 3);
+    const on = json<Answer>(await get(uidQuery(q, '&limit=100')));
     assert.equal(on.results.length, 32);
   });
 
-  test("groupBy=study and groupBy=series rank groups by their best instance and list the matches", async () => {
-    const st = json<Answer>(await get(uidQuery(q, "&limit=100&groupBy=study")));
-    assert.equal(st.groupBy, "study");
-    assert.equal(st.results.length, 8, "every other patient’s study, once");
+  test('groupBy=study and groupBy=series rank groups by their best instance and list the matches', async () => {
+    const st = json<Answer>(await get(uidQuery(q, '&limit=100&groupBy=study')));
+    assert.equal(st.groupBy, 'study');
+    assert.equal(st.results.length, 8, 'every other patient’s study, once');
     assert.equal(new Set(st.results.map((h) => h.studyInstanceUid)).size, 8);
     let prev = -1;
     let matched = 0;
@@ -242,165 +203,121 @@ describe("/similar on the real stack", () => {
       assert.ok(g.matches && g.matches.length >= 1);
       assert.equal(g.matches[0]!.sopInstanceUid, g.sopInstanceUid);
       assert.equal(g.distance, Math.min(...g.matches.map((m) => m.distance)));
-      assert.ok(
-        g.matches.every((m) => m.studyInstanceUid === g.studyInstanceUid),
-      );
+      assert.ok(g.matches.every((m) => m.studyInstanceUid === g.studyInstanceUid));
       matched += g.matchedInstances!;
     }
     assert.equal(matched, 32);
-    const se = json<Answer>(await get(uidQuery(q, "&limit=3&groupBy=series")));
+    const se = json<Answer>(await get(uidQuery(q, '&limit=3&groupBy=series')));
     assert.equal(se.results.length, 3);
     assert.equal(new Set(se.results.map((h) => h.seriesInstanceUid)).size, 3);
     // The best instance of the first series is the best instance overall.
-    const inst = json<Answer>(await get(uidQuery(q, "&limit=1")));
-    assert.equal(
-      se.results[0]!.sopInstanceUid,
-      inst.results[0]!.sopInstanceUid,
-    );
+    const inst = json<Answer>(await get(uidQuery(q, '&limit=1')));
+    assert.equal(se.results[0]!.sopInstanceUid, inst.results[0]!.sopInstanceUid);
   });
 
-  test("filters: Modality and BodyPartExamined are applied inside the search", async () => {
-    const all = json<Answer>(await get(uidQuery(q, "&limit=5")));
-    const mr = json<Answer>(
-      await get(uidQuery(q, "&limit=5&Modality=MR&BodyPartExamined=BRAIN")),
-    );
+  test('filters: Modality and BodyPartExamined are applied inside the search', async () => {
+    const all = json<Answer>(await get(uidQuery(q, '&limit=5')));
+    const mr = json<Answer>(await get(uidQuery(q, '&limit=5&Modality=MR&BodyPartExamined=BRAIN')));
     assert.deepEqual(
       mr.results.map((h) => h.sopInstanceUid),
       all.results.map((h) => h.sopInstanceUid),
     );
-    const ct = await get(uidQuery(q, "&Modality=CT,CR"));
+    const ct = await get(uidQuery(q, '&Modality=CT,CR'));
     assert.equal(ct.status, 200);
     assert.deepEqual(json<Answer>(ct).results, []);
-    assert.deepEqual(
-      json<Answer>(await get(uidQuery(q, "&BodyPartExamined=CHEST"))).results,
-      [],
-    );
+    assert.deepEqual(json<Answer>(await get(uidQuery(q, '&BodyPartExamined=CHEST'))).results, []);
   });
 
-  test("Accept: application/dicom+json → QIDO-shaped datasets with rank/score/distance in the CBMIR private block", async () => {
-    const plain = json<Answer>(await get(uidQuery(q, "&limit=4")));
-    const r = await get(uidQuery(q, "&limit=4"), {
-      accept: "application/dicom+json",
+  test('Accept: application/dicom+json → QIDO-shaped datasets with rank/score/distance in the CBMIR private block', async () => {
+    const plain = json<Answer>(await get(uidQuery(q, '&limit=4')));
+    const r = await get(uidQuery(q, '&limit=4'), {
+      accept: 'application/dicom+json',
     });
     assert.equal(r.status, 200);
-    assert.match(r.headers["content-type"] ?? "", /^application\/dicom\+json/);
+    assert.match(r.headers['content-type'] ?? '', /^application\/dicom\+json/);
     const ds = json<Record<string, { vr: string; Value?: unknown[] }>[]>(r);
     assert.equal(ds.length, 4);
     for (const [i, d] of ds.entries()) {
       const h = plain.results[i]!;
-      assert.deepEqual(d["0020000D"], {
-        vr: "UI",
+      assert.deepEqual(d['0020000D'], {
+        vr: 'UI',
         Value: [h.studyInstanceUid],
       });
-      assert.deepEqual(d["0020000E"], {
-        vr: "UI",
+      assert.deepEqual(d['0020000E'], {
+        vr: 'UI',
         Value: [h.seriesInstanceUid],
       });
-      assert.deepEqual(d["00080018"], { vr: "UI", Value: [h.sopInstanceUid] });
-      assert.deepEqual(d["00081190"], { vr: "UR", Value: [h.urls.instance] });
-      assert.deepEqual(d["00090010"], { vr: "LO", Value: ["CBMIR"] });
-      assert.deepEqual(d["00091010"], { vr: "IS", Value: [i + 1] });
-      assert.deepEqual(d["00091011"], { vr: "DS", Value: [h.score] });
-      assert.deepEqual(d["00091012"], { vr: "DS", Value: [h.distance] });
-      assert.deepEqual(d["00091001"], { vr: "LO", Value: [h.label] });
-      assert.equal(d["00100010"], undefined);
-      assert.equal(d["00100020"], undefined);
+      assert.deepEqual(d['00080018'], { vr: 'UI', Value: [h.sopInstanceUid] });
+      assert.deepEqual(d['00081190'], { vr: 'UR', Value: [h.urls.instance] });
+      assert.deepEqual(d['00090010'], { vr: 'LO', Value: ['CBMIR'] });
+      assert.deepEqual(d['00091010'], { vr: 'IS', Value: [i + 1] });
+      assert.deepEqual(d['00091011'], { vr: 'DS', Value: [h.score] });
+      assert.deepEqual(d['00091012'], { vr: 'DS', Value: [h.distance] });
+      assert.deepEqual(d['00091001'], { vr: 'LO', Value: [h.label] });
+      assert.equal(d['00100010'], undefined);
+      assert.equal(d['00100020'], undefined);
     }
     const studies = json<Record<string, { Value?: unknown[] }>[]>(
-      await get(uidQuery(q, "&limit=2&groupBy=study"), {
-        accept: "application/dicom+json",
+      await get(uidQuery(q, '&limit=2&groupBy=study'), {
+        accept: 'application/dicom+json',
       }),
     );
     assert.equal(studies.length, 2);
-    assert.equal(
-      studies[0]!["00080018"],
-      undefined,
-      "study level: no SOP Instance UID attribute",
-    );
-    assert.match(
-      String(studies[0]!["00081190"]?.Value?.[0]),
-      /\/dicom-web\/studies\/[0-9.]+$/,
-    );
+    assert.equal(studies[0]!['00080018'], undefined, 'study level: no SOP Instance UID attribute');
+    assert.match(String(studies[0]!['00081190']?.Value?.[0]), /\/dicom-web\/studies\/[0-9.]+$/);
   });
 
-  test("validation: malformed UIDs, absurd limits, unknown or repeated parameters → 400 problems; unknown instance → 404", async () => {
+  test('validation: malformed UIDs, absurd limits, unknown or repeated parameters → 400 problems; unknown instance → 404', async () => {
     const cases: [string, number, string][] = [
-      [
-        `/similar?StudyInstanceUID=1.2.x&SeriesInstanceUID=1.2&SOPInstanceUID=1.3`,
-        400,
-        "BAD_UID",
-      ],
-      [`/similar?StudyInstanceUID=1.2&SeriesInstanceUID=1.2`, 400, "BAD_PARAM"],
-      [
-        `/similar?StudyInstanceUID=${"1".repeat(65)}&SeriesInstanceUID=1.2&SOPInstanceUID=1.3`,
-        400,
-        "BAD_UID",
-      ],
-      [uidQuery(q, "&limit=0"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&limit=101"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&limit=1e3"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&limit=5&limit=6"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&groupBy=patient"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&excludeSamePatients=false"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&excludeSameStudy=maybe"), 400, "BAD_PARAM"],
-      [uidQuery(q, "&Modality=m%3Cr"), 400, "BAD_PARAM"],
-      [`/studies/1..2/series/1.2/instances/1.3/similar`, 400, "BAD_UID"],
-      [
-        `/studies/1.2/series/1.2/instances/1.3/similar?StudyInstanceUID=1.2`,
-        400,
-        "BAD_PARAM",
-      ],
-      [
-        `/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=1.2.3.4&SOPInstanceUID=1.2.3.4.5`,
-        404,
-        "NOT_FOUND",
-      ],
+      [`/similar?StudyInstanceUID=1.2.x&SeriesInstanceUID=1.2&SOPInstanceUID=1.3`, 400, 'BAD_UID'],
+      [`/similar?StudyInstanceUID=1.2&SeriesInstanceUID=1.2`, 400, 'BAD_PARAM'],
+      [`/similar?StudyInstanceUID=${'1'.repeat(65)}&SeriesInstanceUID=1.2&SOPInstanceUID=1.3`, 400, 'BAD_UID'],
+      [uidQuery(q, '&limit=0'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&limit=101'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&limit=1e3'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&limit=5&limit=6'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&groupBy=patient'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&excludeSamePatients=false'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&excludeSameStudy=maybe'), 400, 'BAD_PARAM'],
+      [uidQuery(q, '&Modality=m%3Cr'), 400, 'BAD_PARAM'],
+      [`/studies/1..2/series/1.2/instances/1.3/similar`, 400, 'BAD_UID'],
+      [`/studies/1.2/series/1.2/instances/1.3/similar?StudyInstanceUID=1.2`, 400, 'BAD_PARAM'],
+      [`/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=1.2.3.4&SOPInstanceUID=1.2.3.4.5`, 404, 'NOT_FOUND'],
       // Indexed SOP Instance UID under another study: the path must agree with the index.
-      [
-        `/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}`,
-        404,
-        "NOT_FOUND",
-      ],
+      [`/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}`, 404, 'NOT_FOUND'],
     ];
     for (const [p, status, code] of cases) {
       const r = await get(p);
       assert.equal(r.status, status, `${p}: ${r.body.toString()}`);
-      assert.match(
-        r.headers["content-type"] ?? "",
-        /^application\/problem\+json/,
-      );
+      assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/);
       const body = json<Problem>(r);
       assert.equal(body.code, code, p);
       assert.ok(body.detail && body.detail.length > 5, `${p} has a reason`);
     }
-    const put = await raw(`${sys.base}/similar`, { method: "PUT" });
+    const put = await raw(`${sys.base}/similar`, { method: 'PUT' });
     assert.equal(put.status, 405);
   });
 
-  test("POST an image that is not in the archive: results, the archived copy of its pixels first at d ≈ 0, nothing stored", async () => {
+  test('POST an image that is not in the archive: results, the archived copy of its pixels first at d ≈ 0, nothing stored', async () => {
     const fresh = await freshInstance(q.file);
     const countBefore = await sys.index.count();
     const r = await raw(`${sys.base}/similar?limit=5`, {
-      method: "POST",
-      headers: { "content-type": "application/dicom" },
+      method: 'POST',
+      headers: { 'content-type': 'application/dicom' },
       body: Buffer.from(fresh.bytes),
     });
     assert.equal(r.status, 200, r.body.toString());
     const a = json<Answer>(r);
-    assert.equal(a.query.source, "upload");
+    assert.equal(a.query.source, 'upload');
     assert.equal(a.query.sopInstanceUid, fresh.sop);
     assert.equal(a.results.length, 5);
-    assert.equal(
-      a.results[0]!.sopInstanceUid,
-      q.sopInstanceUid,
-      "same pixels → the archived slice",
-    );
+    assert.equal(a.results[0]!.sopInstanceUid, q.sopInstanceUid, 'same pixels → the archived slice');
     assert.ok(a.results[0]!.distance < 1e-3, `d = ${a.results[0]!.distance}`);
     // STOW-style multipart gives the same answer.
     const mp = stowBody([Buffer.from(fresh.bytes)]);
     const r2 = await raw(`${sys.base}/similar?limit=5`, {
-      method: "POST",
-      headers: { "content-type": mp.contentType },
+      method: 'POST',
+      headers: { 'content-type': mp.contentType },
       body: mp.body,
     });
     assert.equal(r2.status, 200, r2.body.toString());
@@ -411,21 +328,13 @@ describe("/similar on the real stack", () => {
     // Nothing stored: not in the index, not in the PACS, no job left in Redis.
     assert.equal(await sys.index.count(), countBefore);
     assert.equal(await sys.index.get(fresh.sop), undefined);
-    const inPacs = await raw(
-      `${stack.orthancDicomWebUrl}/instances?SOPInstanceUID=${fresh.sop}`,
-    );
+    const inPacs = await raw(`${stack.orthancDicomWebUrl}/instances?SOPInstanceUID=${fresh.sop}`);
     assert.ok(inPacs.status === 204 || json<unknown[]>(inPacs).length === 0);
-    const embedQ = new Queue(queueName("embed", ns), {
+    const embedQ = new Queue(queueName('embed', ns), {
       connection: redisConnection(),
     });
     try {
-      const counts = await embedQ.getJobCounts(
-        "waiting",
-        "active",
-        "completed",
-        "failed",
-        "delayed",
-      );
+      const counts = await embedQ.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
       assert.deepEqual(counts, {
         waiting: 0,
         active: 0,
@@ -438,124 +347,94 @@ describe("/similar on the real stack", () => {
     }
   });
 
-  test("POST: wrong media type 415, not DICOM 422, a non-image object 422 with the worker’s reason, oversized 413", async () => {
+  test('POST: wrong media type 415, not DICOM 422, a non-image object 422 with the worker’s reason, oversized 413', async () => {
     const t = await raw(`${sys.base}/similar`, {
-      method: "POST",
-      headers: { "content-type": "text/plain" },
-      body: Buffer.from("hello"),
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: Buffer.from('hello'),
     });
     assert.equal(t.status, 415);
     const nd = await raw(`${sys.base}/similar`, {
-      method: "POST",
-      headers: { "content-type": "application/dicom" },
+      method: 'POST',
+      headers: { 'content-type': 'application/dicom' },
       body: Buffer.alloc(300, 7),
     });
     assert.equal(nd.status, 422);
-    assert.equal(json<Problem>(nd).code, "NOT_EMBEDDABLE");
-    const sr = await readFile(
-      path.join(dicomFixturesDir, "non-image", "comprehensive_sr_test-SR.dcm"),
-    );
+    assert.equal(json<Problem>(nd).code, 'NOT_EMBEDDABLE');
+    const sr = await readFile(path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm'));
     const r = await raw(`${sys.base}/similar`, {
-      method: "POST",
-      headers: { "content-type": "application/dicom" },
+      method: 'POST',
+      headers: { 'content-type': 'application/dicom' },
       body: sr,
     });
     assert.equal(r.status, 422, r.body.toString());
-    assert.equal(json<Problem>(r).code, "NOT_EMBEDDABLE");
-    assert.ok((json<Problem>(r).detail ?? "").length > 10);
+    assert.equal(json<Problem>(r).code, 'NOT_EMBEDDABLE');
+    assert.ok((json<Problem>(r).detail ?? '').length > 10);
     const big = await raw(`${sys.base}/similar`, {
-      method: "POST",
+      method: 'POST',
       headers: {
-        "content-type": "application/dicom",
-        "content-length": String(64 * 1024 * 1024 + 1),
+        'content-type': 'application/dicom',
+        'content-length': String(64 * 1024 * 1024 + 1),
       },
       body: Buffer.alloc(16),
     }).catch((err: Error) => ({ status: -1, err }));
     assert.equal((big as { status: number }).status, 413);
   });
 
-  test("in the PACS but not indexed (stored straight into Orthanc): embedded on demand, then indexed and answered from the index", async () => {
+  test('in the PACS but not indexed (stored straight into Orthanc): embedded on demand, then indexed and answered from the index', async () => {
     const fresh = await freshInstance(q.file);
-    const stored = await storeDirect(
-      stack.orthancUrl,
-      Buffer.from(fresh.bytes),
-    );
+    const stored = await storeDirect(stack.orthancUrl, Buffer.from(fresh.bytes));
     freshStudies.push(stored.study);
     assert.equal(await sys.index.get(fresh.sop), undefined);
-    const first = await get(
-      `/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=3`,
-    );
+    const first = await get(`/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=3`);
     assert.equal(first.status, 200, first.body.toString());
     const a = json<Answer>(first);
-    assert.equal(a.query.source, "on-demand");
+    assert.equal(a.query.source, 'on-demand');
     assert.equal(a.results[0]!.sopInstanceUid, q.sopInstanceUid);
     assert.ok(a.results[0]!.distance < 1e-3);
     const doc = await sys.index.get(fresh.sop);
-    assert.ok(doc, "indexed by the on-demand job");
+    assert.ok(doc, 'indexed by the on-demand job');
     assert.equal(doc.studyInstanceUid, fresh.study);
-    const second = json<Answer>(
-      await get(
-        `/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=3`,
-      ),
-    );
-    assert.equal(second.query.source, "index");
+    const second = json<Answer>(await get(`/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=3`));
+    assert.equal(second.query.source, 'index');
     assert.deepEqual(
       second.results.map((h) => h.sopInstanceUid),
       a.results.map((h) => h.sopInstanceUid),
     );
   });
 
-  test("access: a study gone from the PACS (still in the index) is never named, and the page is filled from farther candidates", async () => {
-    const fresh = await freshInstance("images/1323.jpg");
-    const stored = await storeDirect(
-      stack.orthancUrl,
-      Buffer.from(fresh.bytes),
-    );
+  test('access: a study gone from the PACS (still in the index) is never named, and the page is filled from farther candidates', async () => {
+    const fresh = await freshInstance('images/1323.jpg');
+    const stored = await storeDirect(stack.orthancUrl, Buffer.from(fresh.bytes));
     freshStudies.push(stored.study);
-    assert.equal(
-      (
-        await get(
-          `/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=1`,
-        )
-      ).status,
-      200,
-    );
+    assert.equal((await get(`/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar?limit=1`)).status, 200);
     assert.ok(await sys.index.get(fresh.sop));
-    const archived = plan.find((i) => i.file === "images/1323.jpg")!;
+    const archived = plan.find((i) => i.file === 'images/1323.jpg')!;
     // Credentials the open Orthanc ignores, so verdicts cached for other callers do not apply.
     const caller = (n: number) => ({
-      authorization: `Basic ${Buffer.from(`caller${n}:x`).toString("base64")}`,
+      authorization: `Basic ${Buffer.from(`caller${n}:x`).toString('base64')}`,
     });
-    const seen = json<Answer>(
-      await get(uidQuery(archived, "&limit=100&groupBy=study"), caller(1)),
-    );
+    const seen = json<Answer>(await get(uidQuery(archived, '&limit=100&groupBy=study'), caller(1)));
     assert.ok(
       seen.results.some((h) => h.studyInstanceUid === fresh.study),
-      "the fresh study is a result while it is in the PACS",
+      'the fresh study is a result while it is in the PACS',
     );
     const n = seen.results.length;
     await deleteStudies(stack.orthancUrl, [fresh.study]);
-    const after = json<Answer>(
-      await get(uidQuery(archived, "&limit=100&groupBy=study"), caller(2)),
-    );
+    const after = json<Answer>(await get(uidQuery(archived, '&limit=100&groupBy=study'), caller(2)));
     assert.ok(!after.results.some((h) => h.studyInstanceUid === fresh.study));
     assert.equal(after.results.length, n - 1);
     // limit=1: the nearest (same pixels, now unreadable) is dropped and the next one fills the page.
-    const one = json<Answer>(
-      await get(uidQuery(archived, "&limit=1"), caller(3)),
-    );
+    const one = json<Answer>(await get(uidQuery(archived, '&limit=1'), caller(3)));
     assert.equal(one.results.length, 1);
     assert.notEqual(one.results[0]!.studyInstanceUid, fresh.study);
     // The query study itself must be readable: the deleted instance's own /similar is 404 now.
-    const gone = await get(
-      `/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar`,
-      caller(4),
-    );
+    const gone = await get(`/studies/${fresh.study}/series/${fresh.series}/instances/${fresh.sop}/similar`, caller(4));
     assert.equal(gone.status, 404);
   });
 
-  test("access against an Orthanc that requires credentials: none or wrong → 401 and nothing else; right ones see only readable studies", async () => {
-    const ns2 = uniqueName("sim-auth");
+  test('access against an Orthanc that requires credentials: none or wrong → 401 and nothing else; right ones see only readable studies', async () => {
+    const ns2 = uniqueName('sim-auth');
     const good = orthancAuthHeader();
     const { user, password } = stack.orthancAuth;
     const w2 = await startTestWorkers({
@@ -572,30 +451,23 @@ describe("/similar on the real stack", () => {
       env: { CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl },
     });
     try {
-      const a1 = await freshInstance("images/1.jpg");
-      const a2 = await freshInstance("images/20.jpg");
-      for (const f of [a1, a2])
-        authFresh.push(
-          (await storeDirect(stack.orthancAuthUrl, Buffer.from(f.bytes), good))
-            .study,
-        );
+      const a1 = await freshInstance('images/1.jpg');
+      const a2 = await freshInstance('images/20.jpg');
+      for (const f of [a1, a2]) authFresh.push((await storeDirect(stack.orthancAuthUrl, Buffer.from(f.bytes), good)).study);
       const path1 = `/studies/${a1.study}/series/${a1.series}/instances/${a1.sop}/similar?limit=100`;
       const path2 = `/studies/${a2.study}/series/${a2.series}/instances/${a2.sop}/similar?limit=100`;
       // No credentials: 401 with a challenge, and the body names no study.
       for (const headers of [
         {} as Record<string, string>,
         {
-          authorization: `Basic ${Buffer.from(`${user}:wrong`).toString("base64")}`,
+          authorization: `Basic ${Buffer.from(`${user}:wrong`).toString('base64')}`,
         },
       ]) {
         const r = await raw(`${g2.base}${path1}`, { headers });
         assert.equal(r.status, 401, r.body.toString());
-        assert.equal(json<Problem>(r).code, "UNAUTHORIZED");
-        assert.ok(r.headers["www-authenticate"]);
-        assert.ok(
-          !/\d+\.\d+\.\d+/.test(r.body.toString()),
-          "no UIDs in the refusal",
-        );
+        assert.equal(json<Problem>(r).code, 'UNAUTHORIZED');
+        assert.ok(r.headers['www-authenticate']);
+        assert.ok(!/\d+\.\d+\.\d+/.test(r.body.toString()), 'no UIDs in the refusal');
       }
       // An archived figshare instance (indexed, but not in this PACS) is not found for anyone here.
       const figshare = await raw(`${g2.base}${uidQuery(q)}`, {
@@ -618,19 +490,8 @@ describe("/similar on the real stack", () => {
         [a1.sop],
       );
       // The open gateway shares the index: there the auth-PACS studies are invisible, the figshare ones visible.
-      const open = json<Answer>(
-        await get(
-          uidQuery(
-            q,
-            "&limit=100&excludeSamePatient=false&excludeSameStudy=false",
-          ),
-        ),
-      );
-      assert.ok(
-        !open.results.some(
-          (h) => h.sopInstanceUid === a1.sop || h.sopInstanceUid === a2.sop,
-        ),
-      );
+      const open = json<Answer>(await get(uidQuery(q, '&limit=100&excludeSamePatient=false&excludeSameStudy=false')));
+      assert.ok(!open.results.some((h) => h.sopInstanceUid === a1.sop || h.sopInstanceUid === a2.sop));
     } finally {
       await g2.close();
       await w2.close();
@@ -638,25 +499,25 @@ describe("/similar on the real stack", () => {
     }
   });
 
-  test("no worker: 503 + Retry-After within the configured timeout; Redis down: 503 at once", async () => {
-    const idleNs = uniqueName("sim-idle");
+  test('no worker: 503 + Retry-After within the configured timeout; Redis down: 503 at once', async () => {
+    const idleNs = uniqueName('sim-idle');
     const idle = await startSimilarGateway({
       ns: idleNs,
       esBase,
-      env: { CBMIR_EMBED_TIMEOUT_MS: "400" },
+      env: { CBMIR_EMBED_TIMEOUT_MS: '400' },
     });
     try {
       const fresh = await freshInstance(q.file);
       const t0 = performance.now();
       const r = await raw(`${idle.base}/similar`, {
-        method: "POST",
-        headers: { "content-type": "application/dicom" },
+        method: 'POST',
+        headers: { 'content-type': 'application/dicom' },
         body: Buffer.from(fresh.bytes),
       });
       const ms = performance.now() - t0;
       assert.equal(r.status, 503, r.body.toString());
-      assert.equal(json<Problem>(r).code, "EMBED_TIMEOUT");
-      assert.equal(r.headers["retry-after"], "1");
+      assert.equal(json<Problem>(r).code, 'EMBED_TIMEOUT');
+      assert.equal(r.headers['retry-after'], '1');
       assert.ok(ms < 3_000, `answered in ${ms} ms`);
       // Indexed instances need no worker.
       assert.equal((await raw(`${idle.base}${uidQuery(q)}`)).status, 200);
@@ -665,45 +526,36 @@ describe("/similar on the real stack", () => {
       await dropQueues(idleNs);
     }
     const down = await startSimilarGateway({
-      ns: uniqueName("sim-down"),
+      ns: uniqueName('sim-down'),
       esBase,
-      env: { CBMIR_REDIS_URL: "redis://127.0.0.1:1" },
+      env: { CBMIR_REDIS_URL: 'redis://127.0.0.1:1' },
       indexing: false,
     });
     try {
       const fresh = await freshInstance(q.file);
       const t0 = performance.now();
       const r = await raw(`${down.base}/similar`, {
-        method: "POST",
-        headers: { "content-type": "application/dicom" },
+        method: 'POST',
+        headers: { 'content-type': 'application/dicom' },
         body: Buffer.from(fresh.bytes),
       });
       assert.equal(r.status, 503, r.body.toString());
-      assert.equal(json<Problem>(r).code, "EMBED_UNAVAILABLE");
-      assert.ok(r.headers["retry-after"]);
+      assert.equal(json<Problem>(r).code, 'EMBED_UNAVAILABLE');
+      assert.ok(r.headers['retry-after']);
       assert.ok(performance.now() - t0 < 3_000);
     } finally {
       await down.close();
     }
   });
 
-  test("/openapi.json documents /similar; /metrics counts /similar by outcome", async () => {
-    const r = await get("/openapi.json");
+  test('/openapi.json documents /similar; /metrics counts /similar by outcome', async () => {
+    const r = await get('/openapi.json');
     assert.equal(r.status, 200);
     const doc = json<{ openapi: string; paths: Record<string, unknown> }>(r);
     assert.match(doc.openapi, /^3\.1/);
-    assert.ok(
-      doc.paths["/similar"] &&
-        doc.paths["/studies/{study}/series/{series}/instances/{sop}/similar"],
-    );
-    const m = (await get("/metrics")).body.toString();
-    assert.match(
-      m,
-      /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="index",outcome="ok"\} [1-9]/,
-    );
-    assert.match(
-      m,
-      /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="none",outcome="bad_uid"\} [1-9]/,
-    );
+    assert.ok(doc.paths['/similar'] && doc.paths['/studies/{study}/series/{series}/instances/{sop}/similar']);
+    const m = (await get('/metrics')).body.toString();
+    assert.match(m, /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="index",outcome="ok"\} [1-9]/);
+    assert.match(m, /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="none",outcome="bad_uid"\} [1-9]/);
   });
 });

@@ -6,34 +6,31 @@
  * or documents. Plus: real images with fresh UIDs (a figshare slice re-wrapped as
  * a new instance), for "not in the archive" and "in the PACS but not indexed".
  */
-import { randomBytes } from "node:crypto";
-import { Queue } from "bullmq";
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { loadConfig, type Config } from "../../core/config.js";
-import { queueName } from "../../core/jobs.js";
-import { writeMrInstance } from "../../core/dicom/mr-writer.js";
-import { decodeSourceImage } from "../../core/dicom/source-image.js";
-import { ElasticsearchIndex } from "../../core/index/elasticsearch/es-index.js";
-import { createLogger } from "../../core/log.js";
-import { loadModelManifest } from "../../core/model-manifest.js";
-import { PacsClient } from "../../core/pacs/client.js";
-import { IndexEnqueuer } from "../../core/queue/index-enqueuer.js";
-import { createGateway, type Gateway } from "../../gateway/server.js";
-import { attachSimilar, type SimilarHandle } from "../../gateway/similar.js";
-import { attachStowIndexing } from "../../gateway/stow-indexing.js";
-import { EmbeddingPipeline } from "../../workers/embedding-pipeline.js";
-import {
-  startWorkers,
-  type RunningWorkers,
-} from "../../workers/index-worker.js";
-import { figshareSampleDir } from "../helpers/fixtures.js";
-import { testStack } from "../helpers/stack.js";
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig, type Config } from '../../core/config.js';
+import { queueName } from '../../core/jobs.js';
+import { writeMrInstance } from '../../core/dicom/mr-writer.js';
+import { decodeSourceImage } from '../../core/dicom/source-image.js';
+import { ElasticsearchIndex } from '../../core/index/elasticsearch/es-index.js';
+import { createLogger } from '../../core/log.js';
+import { loadModelManifest } from '../../core/model-manifest.js';
+import { PacsClient } from '../../core/pacs/client.js';
+import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
+import { createGateway, type Gateway } from '../../gateway/server.js';
+import { attachSimilar, type SimilarHandle } from '../../gateway/similar.js';
+import { attachStowIndexing } from '../../gateway/stow-indexing.js';
+import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
+import { startWorkers, type RunningWorkers } from '../../workers/index-worker.js';
+import { figshareSampleDir } from '../helpers/fixtures.js';
+import { testStack } from '../helpers/stack.js';
 
-export const silent = createLogger("silent");
+export const silent = createLogger('silent');
 
 export function uniqueName(prefix: string): string {
-  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
 export interface SimilarGateway {
@@ -57,10 +54,10 @@ export async function startSimilarGateway(opts: {
   const config = loadConfig({
     CBMIR_PACS_URL: stack.orthancDicomWebUrl,
     CBMIR_REDIS_URL: stack.redisUrl,
-    CBMIR_LOG_LEVEL: "silent",
-    CBMIR_PACS_TIMEOUT_MS: "5000",
-    CBMIR_SHUTDOWN_GRACE_MS: "500",
-    CBMIR_EMBED_TIMEOUT_MS: "30000",
+    CBMIR_LOG_LEVEL: 'silent',
+    CBMIR_PACS_TIMEOUT_MS: '5000',
+    CBMIR_SHUTDOWN_GRACE_MS: '500',
+    CBMIR_EMBED_TIMEOUT_MS: '30000',
     ...opts.env,
   });
   const gw = createGateway(config, { defaultMetrics: false, logger: silent });
@@ -81,7 +78,7 @@ export async function startSimilarGateway(opts: {
     queueNamespace: opts.ns,
   });
   gw.addCloseHook(() => index.close());
-  const addr = await gw.listen(0, "127.0.0.1");
+  const addr = await gw.listen(0, '127.0.0.1');
   return {
     gw,
     config,
@@ -120,7 +117,7 @@ export async function startTestWorkers(opts: {
     pipeline: opts.pipeline,
     index,
     pacs,
-    patientKeySecret: "similar-test-patient-key-secret-0123456789",
+    patientKeySecret: 'similar-test-patient-key-secret-0123456789',
     log: silent,
     concurrency: 2,
     namespace: opts.ns,
@@ -146,7 +143,7 @@ export interface FreshInstance {
 }
 
 function freshUid(): string {
-  return `2.25.${BigInt(`0x${randomBytes(15).toString("hex")}`).toString()}`;
+  return `2.25.${BigInt(`0x${randomBytes(15).toString('hex')}`).toString()}`;
 }
 
 /**
@@ -155,13 +152,11 @@ function freshUid(): string {
  * must equal the stored one.
  */
 export async function freshInstance(file: string): Promise<FreshInstance> {
-  const img = await decodeSourceImage(
-    await readFile(path.join(figshareSampleDir, file)),
-  );
+  const img = await decodeSourceImage(await readFile(path.join(figshareSampleDir, file)));
   const study = freshUid();
   const series = freshUid();
   const sop = freshUid();
-  const patientId = `SIMTEST${randomBytes(4).toString("hex").toUpperCase()}`;
+  const patientId = `SIMTEST${randomBytes(4).toString('hex').toUpperCase()}`;
   const bytes = writeMrInstance({
     pixels: img.pixels,
     rows: img.rows,
@@ -174,9 +169,9 @@ export async function freshInstance(file: string): Promise<FreshInstance> {
     patientName: `similar-test^${patientId}`,
     seriesNumber: 1,
     instanceNumber: 1,
-    studyDate: "20250101",
-    bodyPartExamined: "BRAIN",
-    ...(img.lossy ? { lossySource: { method: "ISO_10918_1" } } : {}),
+    studyDate: '20250101',
+    bodyPartExamined: 'BRAIN',
+    ...(img.lossy ? { lossySource: { method: 'ISO_10918_1' } } : {}),
   });
   return { bytes, study, series, sop, patientId };
 }
@@ -197,7 +192,7 @@ export function redisConnection(): {
 
 /** Remove a test namespace's queues from Redis. */
 export async function dropQueues(ns: string): Promise<void> {
-  for (const kind of ["index", "embed"] as const) {
+  for (const kind of ['index', 'embed'] as const) {
     const q = new Queue(queueName(kind, ns), { connection: redisConnection() });
     await q.obliterate({ force: true }).catch(() => undefined);
     await q.close();
@@ -205,17 +200,11 @@ export async function dropQueues(ns: string): Promise<void> {
 }
 
 /** Poll until `check` is true (or throw after `timeoutMs`). */
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 250,
-): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs = 250): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > until)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -1,212 +1,139 @@
 /**
  * /similar query parameters (core/similar/params.ts): defaults, bounds, strictness.
  */
-import assert from "node:assert/strict";
-import { describe, test } from "node:test";
-import { HttpProblem } from "../../core/errors.js";
-import {
-  DEFAULT_LIMIT,
-  MAX_LIMIT,
-  parseQueryUids,
-  parseSimilarParams,
-  pathUids,
-} from "../../core/similar/params.js";
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { HttpProblem } from '../../core/errors.js';
+import { DEFAULT_LIMIT, MAX_LIMIT, parseQueryUids, parseSimilarParams, pathUids } from '../../core/similar/params.js';
 
 const qs = (s: string) => new URLSearchParams(s);
 const problem = (fn: () => unknown): HttpProblem => {
   try {
     fn();
   } catch (err) {
-    assert.ok(
-      err instanceof HttpProblem,
-      `expected an HttpProblem, got ${String(err)}`,
-    );
+    assert.ok(err instanceof HttpProblem, `expected an HttpProblem, got ${String(err)}`);
     return err;
   }
-  assert.fail("expected a problem");
+  assert.fail('expected a problem');
 };
 
-describe("parseSimilarParams", () => {
-  test("defaults: limit 10, instances, both exclusions on, no filters", () => {
-    assert.deepEqual(parseSimilarParams(qs(""), { allowUids: false }), {
+describe('parseSimilarParams', () => {
+  test('defaults: limit 10, instances, both exclusions on, no filters', () => {
+    assert.deepEqual(parseSimilarParams(qs(''), { allowUids: false }), {
       limit: DEFAULT_LIMIT,
-      groupBy: "instance",
+      groupBy: 'instance',
       excludeSameStudy: true,
       excludeSamePatient: true,
     });
   });
 
-  test("every option parsed", () => {
+  test('every option parsed', () => {
     const p = parseSimilarParams(
-      qs(
-        "limit=100&groupBy=study&excludeSameStudy=false&excludeSamePatient=0&Modality=MR,CT&Modality=MR&BodyPartExamined=BRAIN",
-      ),
+      qs('limit=100&groupBy=study&excludeSameStudy=false&excludeSamePatient=0&Modality=MR,CT&Modality=MR&BodyPartExamined=BRAIN'),
       {
         allowUids: false,
       },
     );
     assert.deepEqual(p, {
       limit: MAX_LIMIT,
-      groupBy: "study",
+      groupBy: 'study',
       excludeSameStudy: false,
       excludeSamePatient: false,
-      modality: ["MR", "CT"],
-      bodyPartExamined: ["BRAIN"],
+      modality: ['MR', 'CT'],
+      bodyPartExamined: ['BRAIN'],
     });
     assert.equal(
-      parseSimilarParams(qs("excludeSameStudy=TRUE&excludeSamePatient=1"), {
+      parseSimilarParams(qs('excludeSameStudy=TRUE&excludeSamePatient=1'), {
         allowUids: false,
       }).excludeSameStudy,
       true,
     );
   });
 
-  test("limit: integers 1…100 only", () => {
-    for (const bad of [
-      "0",
-      "101",
-      "-1",
-      "1.5",
-      "1e2",
-      "ten",
-      "",
-      "0x10",
-      "99999999",
-    ]) {
-      const p = problem(() =>
-        parseSimilarParams(qs(`limit=${bad}`), { allowUids: false }),
-      );
-      assert.equal(p.code, "BAD_PARAM", bad);
+  test('limit: integers 1…100 only', () => {
+    for (const bad of ['0', '101', '-1', '1.5', '1e2', 'ten', '', '0x10', '99999999']) {
+      const p = problem(() => parseSimilarParams(qs(`limit=${bad}`), { allowUids: false }));
+      assert.equal(p.code, 'BAD_PARAM', bad);
       assert.equal(p.status, 400);
     }
-    assert.equal(
-      parseSimilarParams(qs("limit=1"), { allowUids: false }).limit,
-      1,
-    );
-    assert.equal(
-      parseSimilarParams(qs("limit=007"), { allowUids: false }).limit,
-      7,
-    );
+    assert.equal(parseSimilarParams(qs('limit=1'), { allowUids: false }).limit, 1);
+    assert.equal(parseSimilarParams(qs('limit=007'), { allowUids: false }).limit, 7);
   });
 
-  test("unknown and repeated parameters are refused, naming them", () => {
+  test('unknown and repeated parameters are refused, naming them', () => {
     const p = problem(() =>
-      parseSimilarParams(qs("limit=5&excludeSamePatients=false"), {
+      parseSimilarParams(qs('limit=5&excludeSamePatients=false'), {
         allowUids: false,
       }),
     );
-    assert.match(p.detail ?? "", /excludeSamePatients/);
+    assert.match(p.detail ?? '', /excludeSamePatients/);
     // UIDs are options only where the form takes them.
-    assert.equal(
-      problem(() =>
-        parseSimilarParams(qs("SOPInstanceUID=1.2"), { allowUids: false }),
-      ).code,
-      "BAD_PARAM",
-    );
-    assert.doesNotThrow(() =>
-      parseSimilarParams(qs("SOPInstanceUID=1.2"), { allowUids: true }),
-    );
+    assert.equal(problem(() => parseSimilarParams(qs('SOPInstanceUID=1.2'), { allowUids: false })).code, 'BAD_PARAM');
+    assert.doesNotThrow(() => parseSimilarParams(qs('SOPInstanceUID=1.2'), { allowUids: true }));
     assert.match(
       problem(() =>
-        parseSimilarParams(qs("groupBy=study&groupBy=series"), {
+        parseSimilarParams(qs('groupBy=study&groupBy=series'), {
           allowUids: false,
         }),
-      ).detail ?? "",
+      ).detail ?? '',
       /2 times/,
     );
   });
 
-  test("groupBy, booleans and code strings are checked", () => {
+  test('groupBy, booleans and code strings are checked', () => {
+    assert.equal(problem(() => parseSimilarParams(qs('groupBy=patient'), { allowUids: false })).code, 'BAD_PARAM');
     assert.equal(
       problem(() =>
-        parseSimilarParams(qs("groupBy=patient"), { allowUids: false }),
-      ).code,
-      "BAD_PARAM",
-    );
-    assert.equal(
-      problem(() =>
-        parseSimilarParams(qs("excludeSameStudy=yes please"), {
+        parseSimilarParams(qs('excludeSameStudy=yes please'), {
           allowUids: false,
         }),
       ).code,
-      "BAD_PARAM",
+      'BAD_PARAM',
     );
-    for (const bad of ["mr", "M<R", "A".repeat(17), "MR,", "MR' OR 1=1"]) {
+    for (const bad of ['mr', 'M<R', 'A'.repeat(17), 'MR,', "MR' OR 1=1"]) {
       assert.equal(
         problem(() =>
           parseSimilarParams(qs(`Modality=${encodeURIComponent(bad)}`), {
             allowUids: false,
           }),
         ).code,
-        "BAD_PARAM",
+        'BAD_PARAM',
         bad,
       );
     }
-    const many = Array.from({ length: 17 }, (_, i) => `M${i}`).join(",");
+    const many = Array.from({ length: 17 }, (_, i) => `M${i}`).join(',');
     assert.equal(
       problem(() =>
         parseSimilarParams(qs(`BodyPartExamined=${many}`), {
           allowUids: false,
         }),
       ).code,
-      "BAD_PARAM",
+      'BAD_PARAM',
     );
   });
 });
 
-describe("UIDs", () => {
-  test("query form: all three required and valid", () => {
-    assert.deepEqual(
-      parseQueryUids(
-        qs(
-          "StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.2.3.4",
-        ),
-      ),
-      {
-        studyInstanceUid: "1.2",
-        seriesInstanceUid: "1.2.3",
-        sopInstanceUid: "1.2.3.4",
-      },
-    );
-    assert.equal(
-      problem(() =>
-        parseQueryUids(qs("StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3")),
-      ).code,
-      "BAD_PARAM",
-    );
-    assert.equal(
-      problem(() =>
-        parseQueryUids(
-          qs("StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID="),
-        ),
-      ).code,
-      "BAD_PARAM",
-    );
-    for (const bad of [
-      "1..2",
-      ".1",
-      "1.",
-      "a.b",
-      "1.2 ",
-      `1.${"2".repeat(63)}`,
-    ]) {
-      const p = problem(() =>
-        parseQueryUids(
-          qs(
-            `StudyInstanceUID=${encodeURIComponent(bad)}&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.3`,
-          ),
-        ),
-      );
-      assert.equal(p.code, "BAD_UID", bad);
+describe('UIDs', () => {
+  test('query form: all three required and valid', () => {
+    assert.deepEqual(parseQueryUids(qs('StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.2.3.4')), {
+      studyInstanceUid: '1.2',
+      seriesInstanceUid: '1.2.3',
+      sopInstanceUid: '1.2.3.4',
+    });
+    assert.equal(problem(() => parseQueryUids(qs('StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3'))).code, 'BAD_PARAM');
+    assert.equal(problem(() => parseQueryUids(qs('StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID='))).code, 'BAD_PARAM');
+    for (const bad of ['1..2', '.1', '1.', 'a.b', '1.2 ', `1.${'2'.repeat(63)}`]) {
+      const p = problem(() => parseQueryUids(qs(`StudyInstanceUID=${encodeURIComponent(bad)}&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.3`)));
+      assert.equal(p.code, 'BAD_UID', bad);
     }
   });
 
-  test("path form: each segment a UID", () => {
-    assert.deepEqual(pathUids("1", "2", "3"), {
-      studyInstanceUid: "1",
-      seriesInstanceUid: "2",
-      sopInstanceUid: "3",
+  test('path form: each segment a UID', () => {
+    assert.deepEqual(pathUids('1', '2', '3'), {
+      studyInstanceUid: '1',
+      seriesInstanceUid: '2',
+      sopInstanceUid: '3',
     });
-    assert.equal(problem(() => pathUids("1", "2.x", "3")).code, "BAD_UID");
+    assert.equal(problem(() => pathUids('1', '2.x', '3')).code, 'BAD_UID');
   });
 });
