@@ -99,15 +99,16 @@ export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string 
   };
 
   const app = gateway.app;
-  app.get('/ui', (_req, res) => {
-    res.redirect(308, '/ui/');
+  // Express matches /ui and /ui/ alike (non-strict routing): the slash decides.
+  app.get('/ui', (req, res) => {
+    if ((req.url ?? '').split('?')[0]!.endsWith('/')) send(req, res, assets.get('index.html')!);
+    else res.redirect(308, '/ui/');
   });
   app.get('/ui/config.json', (_req, res) => {
     common(res);
     res.setHeader('cache-control', 'no-store');
     res.type('application/json').send(configBody);
   });
-  app.get('/ui/', (req, res) => send(req, res, assets.get('index.html')!));
   app.get('/ui/:file', (req, res) => {
     const a = assets.get(String(req.params.file));
     if (a) send(req, res, a);
