@@ -177,7 +177,7 @@ async function search(query) {
     status('');
     $('query').hidden = true;
     $('empty').hidden = false;
-    showError(err.message);
+    showError(query.file ? `${query.name}: ${err.message}` : err.message);
   }
 }
 
@@ -296,9 +296,13 @@ async function toggleHeatmap(li, button, figure, uids, rank) {
     drawOverlay(figure.canvas, figure.img, r.result.grid, scale);
     drawOverlay(state.queryFigure.canvas, state.queryFigure.img, r.query.grid, scale);
     $('legend').hidden = false;
-    $('legend-scale').textContent = scale > 1e-7 ? `(full colour = ±${scale.toPrecision(2)} of the similarity ${r.similarity.toFixed(3)})` : '(the images are identical to the model: nothing to show)';
+    // score = (1 + cosine) / 2, the number on the cards; the maps add up to changes of the cosine.
+    $('legend-scale').textContent =
+      scale > 1e-7
+        ? `(full colour: a location adds or removes ${scale.toPrecision(2)} of the cosine similarity ${r.similarity.toFixed(3)})`
+        : '(identical to the model: no location changes the similarity)';
     $('query-heatmap').textContent = `Heatmap with result #${rank}`;
-    status(`Heatmap for result #${rank}: similarity ${r.similarity.toFixed(3)}.`);
+    status(`Heatmap for result #${rank}: score ${r.score.toFixed(3)} (cosine ${r.similarity.toFixed(3)}).`);
   } catch (err) {
     if (state.activeHeatmap?.button === button) clearHeatmap();
     status('');

@@ -276,7 +276,7 @@ describe('/ui in headless Chromium', () => {
     await page.setInputFiles('#file', SR);
     await page.waitForSelector('#error:not([hidden])', { timeout: 60_000 });
     const msg = (await page.textContent('#error')) ?? '';
-    assert.match(msg, /cannot be searched/);
+    assert.match(msg, /^comprehensive_sr_test-SR\.dcm: This image cannot be searched/);
     assert.match(msg, /not an image: Comprehensive SR/i);
     assert.equal(await page.locator('#results li.card').count(), 0);
     await viewer.screenshot('ui-sr-refused');
