@@ -11,6 +11,9 @@
  * means "none". Verdicts are cached per (sha256(credential), study) for a short
  * TTL in a bounded LRU, so a burst of queries costs one QIDO per new study.
  *
+ * With CBMIR_SHOW_PATIENT the same QIDO also returns PatientName/PatientID, which
+ * /similar then shows — as the PACS showed them to this caller, never from the index.
+ *
  * The credential is the caller's Authorization header or, when it sent none,
  * the gateway's configured PACS credentials — exactly what the pass-through
  * would send, so /similar reveals nothing a plain QIDO through the gateway
@@ -29,16 +32,30 @@ export type AccessVerdict = 'yes' | 'no' | 401 | 403;
 const UIDS_PER_QIDO = 50;
 /** QIDOs in flight per check when a page of results spans more than one chunk. */
 const PARALLEL_QIDOS = 4;
+const PATIENT_NAME = '00100010';
 
 export interface AccessCheckerOptions {
   readonly ttlMs: number;
   readonly maxEntries: number;
   /** Credentials used when the caller sends none (the gateway's CBMIR_PACS_USER/PASSWORD). */
   readonly defaultAuthorization: string | undefined;
+  /** Also read PatientName/PatientID from the same QIDO (CBMIR_SHOW_PATIENT); default false. */
+  readonly withPatient?: boolean;
+}
+
+/** Patient of a study as the PACS showed it to this caller (only with withPatient). */
+export interface PatientInfo {
+  readonly patientName?: string;
+  readonly patientId?: string;
+}
+
+export interface StudyAccess {
+  readonly verdict: AccessVerdict;
+  readonly patient?: PatientInfo;
 }
 
 export class AccessChecker {
-  private readonly cache: LruCache<string, { verdict: AccessVerdict; until: number }>;
+  private readonly cache: LruCache<string, StudyAccess & { until: number }>;
   /** QIDOs sent (tests and metrics read it). */
   qidoCount = 0;
 
@@ -56,13 +73,20 @@ export class AccessChecker {
 
   /** Verdict per study for this caller (one QIDO per ≤ 50 uncached studies). */
   async check(studies: Iterable<string>, authorization: string | undefined): Promise<Map<string, AccessVerdict>> {
+    const out = new Map<string, AccessVerdict>();
+    for (const [s, a] of await this.checkStudies(studies, authorization)) out.set(s, a.verdict);
+    return out;
+  }
+
+  /** As check(), with the patient of each readable study when the checker reads it (withPatient). */
+  async checkStudies(studies: Iterable<string>, authorization: string | undefined): Promise<Map<string, StudyAccess>> {
     const cred = this.credentialKey(authorization);
     const now = Date.now();
-    const out = new Map<string, AccessVerdict>();
+    const out = new Map<string, StudyAccess>();
     const missing: string[] = [];
     for (const s of new Set(studies)) {
       const hit = this.cache.get(`${cred}|${s}`);
-      if (hit && hit.until > now) out.set(s, hit.verdict);
+      if (hit && hit.until > now) out.set(s, hit);
       else missing.push(s);
     }
     const chunks: string[][] = [];
@@ -70,12 +94,9 @@ export class AccessChecker {
     for (let i = 0; i < chunks.length; i += PARALLEL_QIDOS) {
       const verdicts = await Promise.all(chunks.slice(i, i + PARALLEL_QIDOS).map((c) => this.ask(c, authorization)));
       for (const v of verdicts) {
-        for (const [s, verdict] of v) {
-          out.set(s, verdict);
-          this.cache.set(`${cred}|${s}`, {
-            verdict,
-            until: Date.now() + this.opts.ttlMs,
-          });
+        for (const [s, a] of v) {
+          out.set(s, a);
+          this.cache.set(`${cred}|${s}`, { ...a, until: Date.now() + this.opts.ttlMs });
         }
       }
     }
@@ -88,24 +109,32 @@ export class AccessChecker {
     throwUnlessReadable(v ?? 'no', what);
   }
 
-  private async ask(studies: string[], authorization: string | undefined): Promise<Map<string, AccessVerdict>> {
+  private async ask(studies: string[], authorization: string | undefined): Promise<Map<string, StudyAccess>> {
     this.qidoCount++;
-    const out = new Map<string, AccessVerdict>();
+    const out = new Map<string, StudyAccess>();
     try {
       const found = await this.pacs.qido(
         '/studies',
         {
           StudyInstanceUID: studies.join(','),
-          includefield: TAG.StudyInstanceUID,
+          includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
           limit: studies.length,
         },
         { authorization },
       );
-      const readable = new Set(found.map((d) => stringValue(d, TAG.StudyInstanceUID)));
-      for (const s of studies) out.set(s, readable.has(s) ? 'yes' : 'no');
+      const readable = new Map<string, StudyAccess>();
+      for (const d of found) {
+        const uid = stringValue(d, TAG.StudyInstanceUID);
+        if (!uid) continue;
+        const patientName = this.opts.withPatient ? stringValue(d, PATIENT_NAME) : undefined;
+        const patientId = this.opts.withPatient ? stringValue(d, TAG.PatientID) : undefined;
+        const patient = { ...(patientName ? { patientName } : {}), ...(patientId ? { patientId } : {}) };
+        readable.set(uid, { verdict: 'yes', ...(this.opts.withPatient ? { patient } : {}) });
+      }
+      for (const s of studies) out.set(s, readable.get(s) ?? { verdict: 'no' });
     } catch (err) {
       if (err instanceof PacsHttpError && (err.status === 401 || err.status === 403)) {
-        for (const s of studies) out.set(s, err.status as 401 | 403);
+        for (const s of studies) out.set(s, { verdict: err.status as 401 | 403 });
       } else throw pacsProblem(err);
     }
     return out;

@@ -21,13 +21,16 @@
  *      (0009,1015) UI best SOP Instance UID   (series/study level)
  *      (0009,1016) UI best Series Instance UID (study level)
  *    RetrieveURL (0008,1190) points at the gateway's WADO-RS resource of the level.
- * No patient names or IDs in either shape.
+ * No patient names or IDs in either shape, unless CBMIR_SHOW_PATIENT: then PatientName
+ * and PatientID of each result's study, as the PACS showed them to the caller (JSON
+ * patientName/patientId, DICOM JSON (0010,0010)/(0010,0020)).
  */
 import type { KnnHit } from '../core/index/types.js';
 import type { ResultGroup } from '../core/similar/groups.js';
 import type { GroupBy, SimilarParams } from '../core/similar/params.js';
 import { round6, scoreFromDistance } from '../core/similar/score.js';
 import { PRIVATE_CREATOR } from '../core/dicom/label.js';
+import type { PatientInfo } from './similar-access.js';
 import type { QueryVector } from './similar-search.js';
 
 export const SCORE_DEFINITION = '1 - d^2/4, d = Euclidean distance of unit vectors; 1 = identical, 0.5 = orthogonal, 0 = opposite';
@@ -66,8 +69,13 @@ export function urlsFor(base: string, study: string, series: string, sop: string
   };
 }
 
-function hitFields(h: KnnHit, base: string) {
+/** Patient per study, present only with CBMIR_SHOW_PATIENT (as the PACS showed it to the caller). */
+export type Patients = ReadonlyMap<string, PatientInfo>;
+const NO_PATIENTS: Patients = new Map();
+
+function hitFields(h: KnnHit, base: string, patients: Patients) {
   const d = h.doc;
+  const patient = patients.get(d.studyInstanceUid);
   return {
     distance: round6(h.distance),
     score: round6(scoreFromDistance(h.distance)),
@@ -78,11 +86,19 @@ function hitFields(h: KnnHit, base: string) {
     ...(d.bodyPartExamined ? { bodyPartExamined: d.bodyPartExamined } : {}),
     ...(d.label ? { label: d.label } : {}),
     ...(d.frame !== undefined ? { frame: d.frame } : {}),
+    ...(patient?.patientName !== undefined ? { patientName: patient.patientName } : {}),
+    ...(patient?.patientId !== undefined ? { patientId: patient.patientId } : {}),
     urls: urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid),
   };
 }
 
-export function renderJson(q: QueryVector, p: SimilarParams, groups: readonly ResultGroup[], base: string): unknown {
+export function renderJson(
+  q: QueryVector,
+  p: SimilarParams,
+  groups: readonly ResultGroup[],
+  base: string,
+  patients = NO_PATIENTS,
+): unknown {
   return {
     query: {
       ...(q.studyInstanceUid ? { studyInstanceUid: q.studyInstanceUid } : {}),
@@ -102,12 +118,12 @@ export function renderJson(q: QueryVector, p: SimilarParams, groups: readonly Re
     score: SCORE_DEFINITION,
     results: groups.map((g, i) => ({
       rank: i + 1,
-      ...hitFields(g.best, base),
+      ...hitFields(g.best, base, patients),
       ...(p.groupBy === 'instance'
         ? {}
         : {
             matchedInstances: g.matchedCount,
-            matches: g.matches.map((m) => ({ ...hitFields(m, base) })),
+            matches: g.matches.map((m) => hitFields(m, base, patients)),
           }),
     })),
   };
@@ -120,7 +136,12 @@ function el(vr: string, value: unknown): Element {
 }
 
 /** QIDO-shaped answer at the groupBy level. */
-export function renderDicomJson(groupBy: GroupBy, groups: readonly ResultGroup[], base: string): Record<string, Element>[] {
+export function renderDicomJson(
+  groupBy: GroupBy,
+  groups: readonly ResultGroup[],
+  base: string,
+  patients = NO_PATIENTS,
+): Record<string, Element>[] {
   return groups.map((g, i) => {
     const d = g.best.doc;
     const urls = urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid);
@@ -131,6 +152,9 @@ export function renderDicomJson(groupBy: GroupBy, groups: readonly ResultGroup[]
     }
     if (groupBy === 'study') ds['00080061'] = el('CS', d.modality);
     else ds['00080060'] = el('CS', d.modality);
+    const patient = patients.get(d.studyInstanceUid);
+    if (patient?.patientName !== undefined) ds['00100010'] = { vr: 'PN', Value: [{ Alphabetic: patient.patientName }] };
+    if (patient?.patientId !== undefined) ds['00100020'] = el('LO', patient.patientId);
     ds['00081190'] = el('UR', groupBy === 'study' ? urls.study : groupBy === 'series' ? urls.series : urls.instance);
     if (groupBy !== 'study') ds['00180015'] = el('CS', d.bodyPartExamined);
     ds['0020000D'] = el('UI', d.studyInstanceUid);

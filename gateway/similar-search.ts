@@ -27,7 +27,7 @@ import type { PacsClient } from '../core/pacs/client.js';
 import type { EmbedRequester } from '../core/similar/embed-requester.js';
 import { Grouper, type ResultGroup } from '../core/similar/groups.js';
 import type { InstanceUids, SimilarParams } from '../core/similar/params.js';
-import { pacsProblem, throwUnlessReadable, type AccessChecker } from './similar-access.js';
+import { pacsProblem, throwUnlessReadable, type AccessChecker, type PatientInfo } from './similar-access.js';
 
 /** Where the query vector came from (also a metrics label). */
 export type QuerySource = 'index' | 'on-demand' | 'upload';
@@ -47,6 +47,8 @@ export interface QueryVector {
 
 export interface SearchOutcome {
   readonly results: ResultGroup[];
+  /** Patient per result study (only when the access checker reads patients: CBMIR_SHOW_PATIENT). */
+  readonly patients: ReadonlyMap<string, PatientInfo>;
   /** kNN rounds run and studies dropped as unreadable (for logs/metrics; no UIDs). */
   readonly rounds: number;
   readonly unreadableStudies: number;
@@ -159,6 +161,7 @@ export class SimilarSearch {
     const excludePatients = p.excludeSamePatient && q.patientKey ? [q.patientKey] : [];
     const unreadable = new Set<string>();
     const grouper = new Grouper(p.groupBy);
+    const patients = new Map<string, PatientInfo>();
     let rounds = 0;
     while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
       rounds++;
@@ -178,13 +181,16 @@ export class SimilarSearch {
         throw indexProblem(err);
       }
       if (hits.length === 0) break;
-      const verdicts = await this.d.access.check(
+      const access = await this.d.access.checkStudies(
         hits.map((h) => h.doc.studyInstanceUid),
         authorization,
       );
       for (const h of hits) {
-        if (verdicts.get(h.doc.studyInstanceUid) === 'yes') grouper.add(h);
-        else unreadable.add(h.doc.studyInstanceUid);
+        const a = access.get(h.doc.studyInstanceUid);
+        if (a?.verdict === 'yes') {
+          grouper.add(h);
+          if (a.patient) patients.set(h.doc.studyInstanceUid, a.patient);
+        } else unreadable.add(h.doc.studyInstanceUid);
       }
       if (hits.length < k) break; // the index has nothing more that passes the filters
       for (const s of unreadable) excludeStudies.add(s);
@@ -193,8 +199,11 @@ export class SimilarSearch {
       else if (p.groupBy === 'series') for (const s of found) excludeSeries.add(s);
       else for (const s of found) excludeSops.add(s);
     }
+    const results = grouper.top(p.limit);
+    const shown = new Set(results.flatMap((g) => g.matches.map((m) => m.doc.studyInstanceUid)));
     return {
-      results: grouper.top(p.limit),
+      results,
+      patients: new Map([...patients].filter(([study]) => shown.has(study))),
       rounds,
       unreadableStudies: unreadable.size,
     };

@@ -100,6 +100,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     ttlMs: config.similar.accessCacheMs,
     maxEntries: config.similar.accessCacheEntries,
     defaultAuthorization,
+    withPatient: config.showPatient,
   });
   const embed = new EmbedRequester({
     redisUrl: config.redisUrl,
@@ -159,9 +160,9 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       res.setHeader('cache-control', 'private, no-store');
       res.setHeader('vary', 'Accept, Authorization');
       if (wantsDicomJson(req.headers.accept)) {
-        res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base)));
+        res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base, out.patients)));
       } else {
-        res.json(renderJson(query, params, out.results, base));
+        res.json(renderJson(query, params, out.results, base, out.patients));
       }
     } catch (err) {
       const problem = toProblem(err);

@@ -548,6 +548,36 @@ describe('/similar on the real stack', () => {
     }
   });
 
+  test('CBMIR_SHOW_PATIENT=true: each result carries PatientName/PatientID as the PACS shows them to the caller', async () => {
+    const shown = await startSimilarGateway({ ns, esBase, env: { CBMIR_SHOW_PATIENT: 'true' }, indexing: false });
+    try {
+      const a = json<{ results: (Hit & { patientName?: string; patientId?: string })[] }>(
+        await raw(`${shown.base}${uidQuery(q, '&limit=5')}`),
+      );
+      assert.equal(a.results.length, 5);
+      // Compare with what the PACS itself says about each result's study.
+      const truth = async (study: string) => {
+        const d = json<Record<string, { Value?: unknown[] }>[]>(
+          await raw(`${stack.orthancDicomWebUrl}/studies?StudyInstanceUID=${study}`),
+        )[0]!;
+        return { id: d['00100020']?.Value?.[0], name: (d['00100010']?.Value?.[0] as { Alphabetic?: string })?.Alphabetic };
+      };
+      for (const h of a.results) {
+        const t = await truth(h.studyInstanceUid);
+        assert.equal(h.patientId, t.id);
+        assert.equal(h.patientName, t.name);
+        const planned = bySop.get(h.sopInstanceUid);
+        if (planned) assert.equal(h.patientName, `figshare-cheng^${planned.patientId}`);
+      }
+      const ds = json<Record<string, { Value?: unknown[] }>[]>(
+        await raw(`${shown.base}${uidQuery(q, '&limit=1')}`, { headers: { accept: 'application/dicom+json' } }),
+      );
+      assert.deepEqual(ds[0]!['00100020']?.Value, [(await truth(a.results[0]!.studyInstanceUid)).id]);
+    } finally {
+      await shown.close();
+    }
+  });
+
   test('/openapi.json documents /similar; /metrics counts /similar by outcome', async () => {
     const r = await get('/openapi.json');
     assert.equal(r.status, 200);
