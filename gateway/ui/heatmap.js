@@ -60,13 +60,17 @@ export function overlayPixels(grid, scale, outW, outH) {
   return px;
 }
 
-/** Where an object-fit: contain image lies in its box: the overlay covers the picture, not the letterbox. */
-export function containedRect(boxW, boxH, natW, natH) {
-  if (!natW || !natH) return { x: 0, y: 0, w: boxW, h: boxH };
-  const k = Math.min(boxW / natW, boxH / natH);
-  const w = Math.max(1, Math.round(natW * k));
-  const h = Math.max(1, Math.round(natH * k));
-  return { x: Math.floor((boxW - w) / 2), y: Math.floor((boxH - h) / 2), w, h };
+/**
+ * Where the model's input square lies in an object-fit: contain box. The model sees the
+ * image zero-padded to a centred square (models/PREPROCESSING.md §3), so the grid covers
+ * that square: the picture plus, for a non-square picture, its padding — which is the
+ * letterbox of a square box.
+ */
+export function modelSquareRect(boxW, boxH, natW, natH) {
+  const side = Math.max(natW || 0, natH || 0) || Math.min(boxW, boxH);
+  const k = Math.min(boxW / side, boxH / side);
+  const s = Math.max(1, Math.round(side * k));
+  return { x: Math.floor((boxW - s) / 2), y: Math.floor((boxH - s) / 2), w: s, h: s };
 }
 
 /** Draw a grid on the overlay canvas over `img` (as displayed). */
@@ -75,7 +79,7 @@ export function drawOverlay(canvas, img, grid, scale) {
   const bh = Math.max(1, Math.round(img.clientHeight || img.naturalHeight || 128));
   canvas.width = bw;
   canvas.height = bh;
-  const r = containedRect(bw, bh, img.naturalWidth, img.naturalHeight);
+  const r = modelSquareRect(bw, bh, img.naturalWidth, img.naturalHeight);
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, bw, bh);
   ctx.putImageData(new ImageData(overlayPixels(grid, scale, r.w, r.h), r.w, r.h), r.x, r.y);

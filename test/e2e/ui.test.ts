@@ -60,29 +60,18 @@ async function overlayProbe(page: Page, canvasSel: string, cell?: { i: number; j
       let lit = 0;
       let red = 0;
       let blue = 0;
-      let x0 = canvas.width;
-      let y0 = canvas.height;
-      let x1 = -1;
-      let y1 = -1;
       for (let k = 0; k < d.length; k += 4) {
         if (d[k + 3]! > 0) {
           lit++;
           if (d[k]! > d[k + 2]!) red++;
           else blue++;
-          const p = k / 4;
-          const x = p % canvas.width;
-          const y = Math.floor(p / canvas.width);
-          x0 = Math.min(x0, x);
-          y0 = Math.min(y0, y);
-          x1 = Math.max(x1, x);
-          y1 = Math.max(y1, y);
         }
       }
       let at: number[] | undefined;
-      if (cell && x1 >= 0) {
-        // Centre of grid cell (i, j) inside the drawn rectangle.
-        const x = Math.round(x0 + ((cell.j + 0.5) * (x1 - x0 + 1)) / cell.w);
-        const y = Math.round(y0 + ((cell.i + 0.5) * (y1 - y0 + 1)) / cell.h);
+      if (cell) {
+        // Centre of grid cell (i, j): the thumbnail boxes are square, so the model's input square is the whole canvas.
+        const x = Math.floor(((cell.j + 0.5) * canvas.width) / cell.w);
+        const y = Math.floor(((cell.i + 0.5) * canvas.height) / cell.h);
         at = Array.from(ctx.getImageData(x, y, 1, 1).data);
       }
       return { width: canvas.width, height: canvas.height, lit: lit / (canvas.width * canvas.height), red, blue, at, hidden: canvas.hidden };

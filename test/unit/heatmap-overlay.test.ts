@@ -1,7 +1,7 @@
 /**
  * gateway/ui/heatmap.js, the page's overlay maths (plain browser JS, pure functions
  * imported here as an ES module): cell-centred bilinear upsampling of the 7×7 grid,
- * the diverging colour map and the placement over an object-fit: contain thumbnail.
+ * the diverging colour map and the placement over the model's input square in a thumbnail box.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -14,7 +14,7 @@ interface OverlayModule {
   upsample(grid: number[][], w: number, h: number): Float32Array;
   colour(t: number): [number, number, number, number];
   overlayPixels(grid: number[][], scale: number, w: number, h: number): Uint8ClampedArray;
-  containedRect(bw: number, bh: number, nw: number, nh: number): { x: number; y: number; w: number; h: number };
+  modelSquareRect(bw: number, bh: number, nw: number, nh: number): { x: number; y: number; w: number; h: number };
 }
 
 let m: OverlayModule;
@@ -63,10 +63,13 @@ describe('heatmap overlay (gateway/ui/heatmap.js)', () => {
     assert.ok(m.overlayPixels(grid7(() => 0), 0, 7, 7).every((v, k) => k % 4 !== 3 || v === 0));
   });
 
-  it('the overlay covers the picture inside an object-fit: contain box, not the letterbox', () => {
-    assert.deepEqual(m.containedRect(160, 160, 512, 512), { x: 0, y: 0, w: 160, h: 160 });
-    assert.deepEqual(m.containedRect(160, 160, 512, 256), { x: 0, y: 40, w: 160, h: 80 });
-    assert.deepEqual(m.containedRect(160, 160, 100, 400), { x: 60, y: 0, w: 40, h: 160 });
-    assert.deepEqual(m.containedRect(160, 160, 0, 0), { x: 0, y: 0, w: 160, h: 160 });
+  it("the overlay covers the model's input square (picture zero-padded to a centred square)", () => {
+    // Square box: the whole box, whatever the picture's aspect (its letterbox is the padding).
+    assert.deepEqual(m.modelSquareRect(160, 160, 512, 512), { x: 0, y: 0, w: 160, h: 160 });
+    assert.deepEqual(m.modelSquareRect(160, 160, 512, 256), { x: 0, y: 0, w: 160, h: 160 });
+    // Wide box: a centred square.
+    assert.deepEqual(m.modelSquareRect(200, 100, 100, 400), { x: 50, y: 0, w: 100, h: 100 });
+    // Picture not loaded yet: the largest centred square.
+    assert.deepEqual(m.modelSquareRect(160, 120, 0, 0), { x: 20, y: 0, w: 120, h: 120 });
   });
 });
