@@ -1,0 +1,44 @@
+/**
+ * The page's settings and files (core/config.ts CBMIR_VIEWER_URL_TEMPLATE /
+ * CBMIR_BLUELIGHT_URL_TEMPLATE, gateway/ui.ts loadAssets): a template becomes an href on
+ * the page, so only http(s) URLs and gateway paths are accepted (never javascript:);
+ * only the page's own kinds of files are served.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../core/config.js';
+import { loadAssets, uiDir } from '../../gateway/ui.js';
+
+describe('/ui settings and files', () => {
+  it('viewer templates: OHIF default, BlueLight optional, only http(s) or a path', () => {
+    const d = loadConfig({});
+    assert.equal(d.ui.viewerUrlTemplate, 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}');
+    assert.equal(d.ui.blueLightUrlTemplate, undefined);
+    const c = loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: '/ohif/viewer?StudyInstanceUIDs={study}', CBMIR_BLUELIGHT_URL_TEMPLATE: 'https://pacs.example/bluelight/html/start.html?StudyInstanceUID={study}' });
+    assert.equal(c.ui.viewerUrlTemplate, '/ohif/viewer?StudyInstanceUIDs={study}');
+    assert.match(c.ui.blueLightUrlTemplate ?? '', /^https:/);
+    for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}']) {
+      assert.throws(() => loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: bad }), (e: unknown) => e instanceof ConfigError && /CBMIR_VIEWER_URL_TEMPLATE/.test(e.message), bad);
+    }
+  });
+
+  it('serves the shipped page and only html/js/css/svg files with plain names', async () => {
+    const shipped = loadAssets(uiDir());
+    for (const f of ['index.html', 'app.js', 'api.js', 'heatmap.js', 'dicom-preview.js', 'style.css']) assert.ok(shipped.has(f), f);
+    assert.match(shipped.get('app.js')!.type, /^text\/javascript/);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cbmir-ui-'));
+    try {
+      await writeFile(path.join(dir, 'index.html'), '<!doctype html>');
+      await writeFile(path.join(dir, 'notes.md'), '#');
+      await writeFile(path.join(dir, '.hidden.js'), '');
+      await writeFile(path.join(dir, 'server.ts'), '');
+      await mkdir(path.join(dir, 'sub.js'));
+      assert.deepEqual([...loadAssets(dir).keys()], ['index.html']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
