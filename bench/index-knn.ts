@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
 import { EmbeddedIndex } from '../core/index/embedded/embedded-index.js';
 import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
-import type { VectorIndexType } from '../core/index/elasticsearch/mapping.js';
+import { DEFAULT_VECTOR_MAPPING, type VectorIndexType } from '../core/index/elasticsearch/mapping.js';
 import type { VectorDoc, VectorIndex } from '../core/index/types.js';
 import { summarise } from './lib/stats.js';
 
@@ -339,7 +339,7 @@ function jittered(base: Float32Array[], n: number): Float32Array[] {
 const result: Record<string, unknown> = {
   dims: DIMS,
   k: K,
-  hnsw: { m: HNSW.m ?? 16, ef_construction: HNSW.efConstruction ?? 100 },
+  hnsw: { m: HNSW.m ?? DEFAULT_VECTOR_MAPPING.m, ef_construction: HNSW.efConstruction ?? DEFAULT_VECTOR_MAPPING.efConstruction },
   queries: NQ,
   ...(realModel ? { real_model: realModel } : {}),
   elasticsearch_url: ES_URL ? new URL(ES_URL).host : null,

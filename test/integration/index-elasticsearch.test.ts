@@ -109,7 +109,10 @@ test('elasticsearch: versioned index behind the alias, mapping as designed', asy
     assert.equal(vec.dims, DIMS);
     assert.equal(vec.similarity, 'l2_norm');
     assert.equal(vec.index, true);
-    assert.equal((vec.index_options as { type: string }).type, 'int8_hnsw');
+    assert.deepEqual(
+      { ...(vec.index_options as Record<string, unknown>), confidence_interval: undefined },
+      { type: 'int8_hnsw', m: 32, ef_construction: 200, confidence_interval: undefined },
+    );
     assert.equal(mapping.dynamic, 'strict');
     assert.equal((mapping._meta as { modelVersion: string }).modelVersion, '2.0.0-rc.1+build:7');
     // No field for patient names or IDs exists at all.

@@ -5,9 +5,12 @@
  *
  * Vector field: dense_vector, indexed (HNSW), similarity l2_norm (score 1/(1+d²)).
  * HNSW parameters and quantisation are chosen from measurements (docs/index.md):
- *   m = 16, ef_construction = 100, int8_hnsw (scalar-quantised graph, raw floats kept
- *   on disk for exact re-scoring). int8 cuts the graph's memory 4× at a recall cost we
- *   measured and recover with rescore_vector at query time.
+ *   int8_hnsw (scalar-quantised vectors in the graph, raw floats kept on disk) with
+ *   rescore_vector at query time: at equal num_candidates it recalled as well as or better
+ *   than float hnsw on every data set we measured, with 4× less vector memory.
+ *   m = 32, ef_construction = 200 (Elasticsearch's defaults are 16/100): on 100k random
+ *   256-d vectors recall@10 rose from 0.74 to 0.95 at num_candidates 200 for ≈ 17 % slower
+ *   indexing (still ≈ 10× the ingest target) and no extra query latency.
  */
 
 export type VectorIndexType = 'hnsw' | 'int8_hnsw' | 'flat' | 'int8_flat';
@@ -15,9 +18,9 @@ export type VectorIndexType = 'hnsw' | 'int8_hnsw' | 'flat' | 'int8_flat';
 export interface VectorMappingOptions {
   /** HNSW variant (default int8_hnsw). */
   readonly type?: VectorIndexType;
-  /** Graph degree (default 16). */
+  /** Graph degree (default 32). */
   readonly m?: number;
-  /** Candidates kept while building the graph (default 100). */
+  /** Candidates kept while building the graph (default 200). */
   readonly efConstruction?: number;
   readonly shards?: number;
   readonly replicas?: number;
@@ -25,8 +28,8 @@ export interface VectorMappingOptions {
 
 export const DEFAULT_VECTOR_MAPPING: Required<Pick<VectorMappingOptions, 'type' | 'm' | 'efConstruction'>> = Object.freeze({
   type: 'int8_hnsw',
-  m: 16,
-  efConstruction: 100,
+  m: 32,
+  efConstruction: 200,
 });
 
 /** Bumped when the mapping changes incompatibly (stored in the index _meta). */
