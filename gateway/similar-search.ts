@@ -5,7 +5,8 @@
  * Query vector (ARCHITECTURE.md flow 5):
  *   indexed instance   → its stored vector (no re-embedding: the published system
  *                        re-extracted features per query and collapsed at 128 users);
- *                        the caller must be able to read its study (else 401/403/404)
+ *                        the caller must be able to read its study (else 401/403/404;
+ *                        checked in the same QIDO as the first results)
  *   in the PACS only   → the PACS is asked with the caller's credentials whether the
  *                        instance exists (404/401/403 otherwise), then an "embed" job
  *                        computes it and also indexes it (index: true)
@@ -43,6 +44,8 @@ export interface QueryVector {
   readonly modality?: string | undefined;
   readonly bodyPartExamined?: string | undefined;
   readonly label?: string | undefined;
+  /** A study the caller must be able to read before anything is answered (an indexed query's own study). */
+  readonly checkStudy?: string | undefined;
 }
 
 export interface SearchOutcome {
@@ -100,10 +103,12 @@ export class SimilarSearch {
       if (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid) {
         throw new HttpProblem('NOT_FOUND', 'no such instance in that study and series');
       }
-      await this.d.access.requireReadable(doc.studyInstanceUid, authorization);
+      // The caller's access to the query study is checked in search()'s first access QIDO,
+      // together with the result studies: one PACS round trip instead of two on a cache miss.
       return {
         vector: doc.vector,
         source: 'index',
+        checkStudy: doc.studyInstanceUid,
         modelVersion: doc.modelVersion,
         studyInstanceUid: doc.studyInstanceUid,
         seriesInstanceUid: doc.seriesInstanceUid,
@@ -180,11 +185,11 @@ export class SimilarSearch {
       } catch (err) {
         throw indexProblem(err);
       }
+      const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
+      const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);
+      // Nothing is answered (not even "no results") before the query study is known readable.
+      if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the query instance');
       if (hits.length === 0) break;
-      const access = await this.d.access.checkStudies(
-        hits.map((h) => h.doc.studyInstanceUid),
-        authorization,
-      );
       for (const h of hits) {
         const a = access.get(h.doc.studyInstanceUid);
         if (a?.verdict === 'yes') {
