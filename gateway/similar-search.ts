@@ -55,6 +55,9 @@ export interface SearchOutcome {
   /** kNN rounds run and studies dropped as unreadable (for logs/metrics; no UIDs). */
   readonly rounds: number;
   readonly unreadableStudies: number;
+  /** Time spent in kNN searches and in access checks (ms), for Server-Timing. */
+  readonly knnMs: number;
+  readonly accessMs: number;
 }
 
 /** Instances fetched per wanted group in a round (a study has many matching slices). */
@@ -168,6 +171,8 @@ export class SimilarSearch {
     const grouper = new Grouper(p.groupBy);
     const patients = new Map<string, PatientInfo>();
     let rounds = 0;
+    let knnMs = 0;
+    let accessMs = 0;
     while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
       rounds++;
       const need = p.limit - grouper.size;
@@ -181,12 +186,16 @@ export class SimilarSearch {
       };
       let hits;
       try {
+        const t0 = performance.now();
         hits = await this.d.index.knn(q.vector, { k, filter });
+        knnMs += performance.now() - t0;
       } catch (err) {
         throw indexProblem(err);
       }
       const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
+      const t1 = performance.now();
       const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);
+      accessMs += performance.now() - t1;
       // Nothing is answered (not even "no results") before the query study is known readable.
       if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the query instance');
       if (hits.length === 0) break;
@@ -211,6 +220,8 @@ export class SimilarSearch {
       patients: new Map([...patients].filter(([study]) => shown.has(study))),
       rounds,
       unreadableStudies: unreadable.size,
+      knnMs,
+      accessMs,
     };
   }
 }

@@ -153,11 +153,19 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     try {
       const q = new URL(req.url ?? '/', 'http://x').searchParams;
       const params = parseSimilarParams(q, { allowUids });
+      const tq = performance.now();
       const query = await resolve(params);
+      const queryMs = performance.now() - tq;
       source = query.source;
       const out = await search.search(query, params, authOf(req));
       const base = publicBase(req);
       res.setHeader('cache-control', 'private, no-store');
+      // Where the time went (W3C Server-Timing): query vector (index read or embed job), kNN, access QIDOs.
+      const f = (ms: number) => ms.toFixed(1);
+      res.setHeader(
+        'server-timing',
+        `query;desc="${query.source}";dur=${f(queryMs)}, knn;dur=${f(out.knnMs)}, access;dur=${f(out.accessMs)}, rounds;desc="${out.rounds}"`,
+      );
       res.setHeader('vary', 'Accept, Authorization');
       if (wantsDicomJson(req.headers.accept)) {
         res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base, out.patients)));

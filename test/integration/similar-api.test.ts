@@ -141,6 +141,7 @@ describe('/similar on the real stack', () => {
     assert.equal(a.query.source, 'index');
     assert.equal(a.query.sopInstanceUid, q.sopInstanceUid);
     assert.equal(a.results.length, 10);
+    assert.match(String(r.headers['server-timing']), /^query;desc="index";dur=[0-9.]+, knn;dur=[0-9.]+, access;dur=[0-9.]+, rounds;desc="1"$/);
     const qv = (await sys.index.get(q.sopInstanceUid))!.vector;
     let prev = -1;
     for (const [i, h] of a.results.entries()) {
