@@ -1,0 +1,394 @@
+/**
+ * `npm run bench:ingest` — STOW → searchable, end to end, with the Elasticsearch backend.
+ *
+ *   tsx bench/ingest.ts [--dataset DIR] [--limit 1000] [--latency-images 300] [--pace 0.8]
+ *                       [--workers 1] [--concurrency 16] [--batch-size 16] [--batch-wait-ms 20]
+ *                       [--stow-batch 16] [--stow-concurrency 2] [--no-report]
+ *
+ * Real parts, as deployed: Orthanc, Redis and Elasticsearch (started with
+ * deploy/local/stack.sh in .stack/bench-ingest unless CBMIR_BENCH_ORTHANC_URL /
+ * CBMIR_BENCH_REDIS_URL / CBMIR_BENCH_ES_URL point at running ones), the gateway
+ * (gateway/main.ts) and `cbmir worker` processes as children. Real images: a dataset
+ * folder with labels.csv (default ../shared/datasets/figshare-cheng), converted to DICOM
+ * up front (the modality's work, not ours) under a dataset name of this run, so every
+ * image is a new instance.
+ *
+ * Two phases after a warm-up:
+ *   throughput — STOW --limit images as fast as the client can (batches of --stow-batch,
+ *                --stow-concurrency in flight); images_per_s = images / (last job finished −
+ *                first STOW sent). Jobs finish after the bulk write with refresh=wait_for,
+ *                so "finished" means searchable.
+ *   latency    — STOW --latency-images one per request, paced at --pace × the measured
+ *                throughput (a backlog would measure queueing, not the pipeline);
+ *                ms_to_searchable = job finished − STOW answered, per image.
+ * Checks at the end that every image is in the index (indexed), writes the "Ingest"
+ * section of docs/benchmarks.md and prints one JSON object as the last stdout line.
+ *
+ * The FP32 ceiling (issue #4): GoogLeNet at 224×224 ≈ 3.2 GFLOP per image against ≈ 150
+ * GFLOP/s of SGEMM on this machine's two cores → ≈ 45–50 images/s; ceiling_fraction is
+ * images_per_s / 47.5.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Client } from '@elastic/elasticsearch';
+import { createVectorIndex } from '../core/index/factory.js';
+import { queueName, indexJobId, type IndexJobData } from '../core/jobs.js';
+import { loadModelManifest } from '../core/model-manifest.js';
+import { readDataset, selectInstances, type PlannedInstance } from '../workers/load/dataset.js';
+import { convertInstance } from '../workers/load.js';
+import { StowClient } from '../workers/load/stow.js';
+import { startChild, type StartedChild } from './lib/child.js';
+import { processCpuMs } from './lib/cpu.js';
+import { markdownTable, upsertSection } from './lib/report.js';
+import { percentile } from './lib/stats.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const STACK_DIR = path.join(ROOT, '.stack/bench-ingest');
+const FP32_CEILING = 47.5;
+
+const { values: a } = parseArgs({
+  options: {
+    dataset: { type: 'string', default: process.env.CBMIR_BENCH_DATASET ?? path.resolve(ROOT, '../shared/datasets/figshare-cheng') },
+    limit: { type: 'string', default: '1000' },
+    'latency-images': { type: 'string', default: '300' },
+    pace: { type: 'string', default: '0.8' },
+    workers: { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '16' },
+    'batch-size': { type: 'string', default: '16' },
+    'batch-wait-ms': { type: 'string', default: '20' },
+    'stow-batch': { type: 'string', default: '16' },
+    'stow-concurrency': { type: 'string', default: '2' },
+    'no-report': { type: 'boolean', default: false },
+  },
+});
+
+const int = (name: string, v: string | undefined, min = 1): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
+  return n;
+};
+const LIMIT = int('limit', a.limit);
+const LATENCY_IMAGES = int('latency-images', a['latency-images'], 0);
+const PACE = Number(a.pace);
+if (!(PACE > 0 && PACE <= 2)) throw new Error(`--pace must be in (0, 2], got ${a.pace}`);
+const WORKERS = int('workers', a.workers);
+const CONCURRENCY = int('concurrency', a.concurrency);
+const BATCH = int('batch-size', a['batch-size']);
+const BATCH_WAIT = int('batch-wait-ms', a['batch-wait-ms'], 0);
+const STOW_BATCH = int('stow-batch', a['stow-batch']);
+const STOW_CONCURRENCY = int('stow-concurrency', a['stow-concurrency']);
+const WARMUP = 16;
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench:ingest] ${msg}\n`);
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A service of the local stack: given by URL, or started in .stack/bench-ingest (and stopped after). */
+function ensureService(svc: 'orthanc' | 'redis' | 'es', given: string | undefined, envPort: Record<string, string>, url: string): { url: string; stop(): void } {
+  if (given) return { url: given.replace(/\/+$/, ''), stop: () => undefined };
+  const env = { ...process.env, CBMIR_STACK_DIR: STACK_DIR, ...envPort };
+  const stack = (cmd: string) => execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  log(`starting ${svc} (deploy/local/stack.sh, state in ${path.relative(ROOT, STACK_DIR)})`);
+  stack('start');
+  return { url, stop: () => (process.env.CBMIR_BENCH_KEEP_STACK === '1' ? undefined : stack('stop')) };
+}
+
+function spawnWorker(env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<void>; tail(): string; stop(): Promise<void> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    const keep = (d: Buffer) => {
+      out = (out + d.toString()).slice(-8000);
+      if (out.includes('worker ready')) resolve();
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}:\n${out}`)));
+  });
+  ready.catch(() => undefined);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    child,
+    ready,
+    tail: () => out,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+interface Sent {
+  readonly sop: string;
+  /** Epoch ms the STOW request carrying it was sent / answered. */
+  readonly sentAt: number;
+  readonly answeredAt: number;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(path.join(a.dataset, 'labels.csv'))) {
+    process.stderr.write(
+      `bench:ingest: no dataset at ${a.dataset} (a folder with labels.csv and images/). ` +
+        'Pass --dataset DIR or CBMIR_BENCH_DATASET, e.g. ../shared/datasets/figshare-cheng (3,064 images).\n',
+    );
+    process.exit(2);
+  }
+  const runId = `bench-ingest-${Date.now().toString(36)}`;
+  const plan = await readDataset(a.dataset, runId);
+  const need = WARMUP + LIMIT + LATENCY_IMAGES;
+  if (plan.instances.length < need) throw new Error(`${a.dataset} holds ${plan.instances.length} images; this run needs ${need} (warm-up ${WARMUP} + --limit + --latency-images)`);
+  const model = loadModelManifest(process.env.CBMIR_MODEL);
+
+  const orthanc = ensureService('orthanc', process.env.CBMIR_BENCH_ORTHANC_URL, { ORTHANC_NAME: 'bench-orthanc', ORTHANC_HTTP_PORT: '18059', ORTHANC_STABLE_AGE: '2' }, 'http://127.0.0.1:18059');
+  const redis = ensureService('redis', process.env.CBMIR_BENCH_REDIS_URL, { REDIS_PORT: '16381' }, 'redis://127.0.0.1:16381');
+  const es = ensureService('es', process.env.CBMIR_BENCH_ES_URL, { ES_PORT: '19202' }, 'http://127.0.0.1:19202');
+  const esIndex = runId;
+  const gatewayPort = 18089;
+  const common: NodeJS.ProcessEnv = {
+    ...process.env,
+    CBMIR_PACS_URL: `${orthanc.url}/dicom-web`,
+    CBMIR_REDIS_URL: redis.url,
+    CBMIR_ES_URL: es.url,
+    CBMIR_ES_INDEX: esIndex,
+    CBMIR_DATA_DIR: path.join(STACK_DIR, 'data'),
+    CBMIR_LOG_LEVEL: 'warn',
+  };
+  const queueConn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  queueConn.on('error', () => undefined);
+  const queue = new Queue<IndexJobData>(queueName('index'), { connection: queueConn });
+  queue.on('error', () => undefined);
+  let gateway: StartedChild | undefined;
+  const workers: ReturnType<typeof spawnWorker>[] = [];
+  try {
+    const pending = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    if (Object.values(pending).some((n) => n > 0)) throw new Error(`the queue ${queue.name} on ${redis.url} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
+
+    // 1. DICOM up front (client-side work; not timed).
+    const chosen = selectInstances(plan, { limit: need });
+    log(`converting ${chosen.length} images of ${a.dataset} to DICOM in memory (dataset name ${runId})`);
+    const bytes = new Map<string, Uint8Array>();
+    for (const inst of chosen) bytes.set(inst.sopInstanceUid, await convertInstance(a.dataset, inst, '20240101'));
+    const warm = chosen.slice(0, WARMUP);
+    const thr = chosen.slice(WARMUP, WARMUP + LIMIT);
+    const lat = chosen.slice(WARMUP + LIMIT);
+
+    // 2. Gateway and workers.
+    gateway = await startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'gateway/main.ts')], {
+      env: { ...common, CBMIR_HOST: '127.0.0.1', CBMIR_PORT: String(gatewayPort) },
+      readyUrl: `http://127.0.0.1:${gatewayPort}/healthz`,
+      timeoutMs: 60_000,
+    });
+    for (let i = 0; i < WORKERS; i++) {
+      workers.push(
+        spawnWorker({
+          ...common,
+          CBMIR_WORKER_CONCURRENCY: String(CONCURRENCY),
+          CBMIR_BATCH_SIZE: String(BATCH),
+          CBMIR_BATCH_WAIT_MS: String(BATCH_WAIT),
+          CBMIR_RECONCILE_INTERVAL_S: '0',
+          CBMIR_LOG_LEVEL: 'info', // 'worker ready' is an info line; the worker logs nothing per successful job
+        }),
+      );
+    }
+    await Promise.all(workers.map((w) => w.ready));
+    log(`gateway on :${gatewayPort}, ${WORKERS} worker process(es) (concurrency ${CONCURRENCY}, batch ${BATCH}/${BATCH_WAIT} ms), model ${model.version}`);
+    const stow = new StowClient({ url: `http://127.0.0.1:${gatewayPort}/dicom-web`, retries: 0, connections: STOW_CONCURRENCY + 1 });
+
+    const send = async (list: readonly PlannedInstance[], perRequest: number, inFlight: number, paceMs = 0): Promise<Sent[]> => {
+      const sent: Sent[] = [];
+      const batches: PlannedInstance[][] = [];
+      for (let i = 0; i < list.length; i += perRequest) batches.push(list.slice(i, i + perRequest));
+      let next = 0;
+      const t0 = performance.now();
+      const lane = async () => {
+        for (;;) {
+          const k = next++;
+          const b = batches[k];
+          if (!b) return;
+          if (paceMs) {
+            const due = t0 + k * paceMs - performance.now();
+            if (due > 0) await sleep(due);
+          }
+          const sentAt = Date.now();
+          const r = await stow.store(b.map((i) => ({ sopInstanceUid: i.sopInstanceUid, bytes: bytes.get(i.sopInstanceUid)! })));
+          const answeredAt = Date.now();
+          if (r.failed.size) throw new Error(`STOW failed for ${r.failed.size} images: ${[...r.failed.values()][0]}`);
+          for (const i of b) sent.push({ sop: i.sopInstanceUid, sentAt, answeredAt });
+        }
+      };
+      await Promise.all(Array.from({ length: paceMs ? Math.max(inFlight, 8) : inFlight }, lane));
+      return sent;
+    };
+
+    /** Wait until every job of these instances finished; their finishedOn by SOP UID. */
+    const finished = async (sops: readonly string[], timeoutMs: number): Promise<Map<string, { at: number; ok: boolean; reason?: string }>> => {
+      const done = new Map<string, { at: number; ok: boolean; reason?: string }>();
+      const deadline = Date.now() + timeoutMs;
+      // Cheap polling first (queue counts), so the load generator does not compete with
+      // the workers for the CPU; then one look at each job. finishedOn is recorded by the
+      // worker, so how often we poll does not change the measured times.
+      let idle = 0;
+      while (idle < 2 && Date.now() < deadline) {
+        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+        idle = Object.values(c).every((n) => n === 0) ? idle + 1 : 0;
+        await sleep(500);
+      }
+      let todo = [...sops];
+      while (todo.length && Date.now() < deadline) {
+        const jobs = await Promise.all(todo.map((s) => queue.getJob(indexJobId(s, model.version))));
+        todo = todo.filter((s, k) => {
+          const j = jobs[k];
+          if (j?.finishedOn && (j.returnvalue || j.failedReason)) {
+            done.set(s, { at: j.finishedOn, ok: Boolean(j.returnvalue) && !j.failedReason, ...(j.failedReason ? { reason: j.failedReason } : {}) });
+            return false;
+          }
+          return true;
+        });
+        if (todo.length) await sleep(250);
+      }
+      if (todo.length) throw new Error(`${todo.length} images not indexed after ${timeoutMs / 1000} s`);
+      return done;
+    };
+
+    // 3. Warm-up (JIT, ONNX session, ES mappings): not counted.
+    await finished((await send(warm, 8, 2)).map((s) => s.sop), 300_000);
+    log('warm-up done');
+
+    // 4. Throughput.
+    const cpu0 = workers.map((w) => processCpuMs(w.child.pid!) ?? 0);
+    const load0 = os.loadavg()[0]!;
+    const t0 = Date.now();
+    const thrSent = await send(thr, STOW_BATCH, STOW_CONCURRENCY);
+    const stowDone = Date.now();
+    log(`throughput: ${thr.length} images STOWed in ${((stowDone - t0) / 1000).toFixed(1)} s; waiting for the workers`);
+    const thrDone = await finished(
+      thrSent.map((s) => s.sop),
+      Math.max(600_000, LIMIT * 1000),
+    );
+    const lastAt = Math.max(...[...thrDone.values()].map((d) => d.at));
+    const thrSeconds = (lastAt - t0) / 1000;
+    const imagesPerS = thr.length / thrSeconds;
+    const workerCpuMs = workers.reduce((acc, w, k) => acc + ((processCpuMs(w.child.pid!) ?? 0) - (cpu0[k] ?? 0)), 0);
+    const load1 = os.loadavg()[0]!;
+    log(`throughput: ${imagesPerS.toFixed(1)} images/s end to end (${thrSeconds.toFixed(1)} s), worker CPU ${(workerCpuMs / thr.length).toFixed(0)} ms/image`);
+
+    // 5. Latency at a sustainable pace.
+    let latencies: number[] = [];
+    let paceRate = 0;
+    if (lat.length) {
+      paceRate = PACE * imagesPerS;
+      log(`latency: ${lat.length} images, one per STOW, at ${paceRate.toFixed(1)} images/s`);
+      const latSent = await send(lat, 1, 8, 1000 / paceRate);
+      const latDone = await finished(
+        latSent.map((s) => s.sop),
+        600_000,
+      );
+      latencies = latSent.map((s) => latDone.get(s.sop)!.at - s.answeredAt).sort((x, y) => x - y);
+    }
+
+    // 6. Every image in the index? (the live alias, as /similar reads it)
+    const index = createVectorIndex({ es: { url: es.url, index: esIndex }, dataDir: STACK_DIR });
+    const all = [...thr, ...lat].map((i) => i.sopInstanceUid);
+    const present = await index.has(all);
+    await index.close();
+    const refused = [...thrDone.values()].filter((d) => !d.ok);
+
+    const p50 = latencies.length ? Math.round(percentile(latencies, 50)) : null;
+    const p95 = latencies.length ? Math.round(percentile(latencies, 95)) : null;
+    const result = {
+      images: all.length,
+      indexed: present.size,
+      images_per_s: Number(imagesPerS.toFixed(2)),
+      p50_ms_to_searchable: p50,
+      p95_ms_to_searchable: p95,
+      backend: 'elasticsearch',
+      throughput_images: thr.length,
+      latency_images: lat.length,
+      latency_pace_images_per_s: Number(paceRate.toFixed(2)),
+      ceiling_fraction: Number((imagesPerS / FP32_CEILING).toFixed(3)),
+      worker_cpu_ms_per_image: Math.round(workerCpuMs / thr.length),
+      refused: refused.length,
+      workers: WORKERS,
+      concurrency: CONCURRENCY,
+      batch_size: BATCH,
+      model: model.version,
+      load_avg_1m: [Number(load0.toFixed(2)), Number(load1.toFixed(2))],
+      cpus: os.cpus().length,
+      dataset: path.basename(a.dataset),
+    };
+
+    if (!a['no-report']) {
+      upsertSection(
+        path.join(ROOT, 'docs/benchmarks.md'),
+        'Ingest: STOW → searchable (bench:ingest)',
+        [
+          `Run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), 1-min load average ${load0.toFixed(1)} → ${load1.toFixed(1)} during the throughput phase` +
+            ' (other jobs shared the machine: compare runs only on a quiet machine).',
+          '',
+          `Real images: ${result.dataset} (${thr.length} + ${lat.length} images, converted to DICOM MR before timing), STOWed through the gateway (child process) into Orthanc; ` +
+            `${WORKERS} \`cbmir worker\` process(es), concurrency ${CONCURRENCY}, micro-batches of ${BATCH} (wait ${BATCH_WAIT} ms), model ${model.version} (FP32, CPU), Elasticsearch backend (bulk writes, refresh=wait_for).`,
+          '',
+          markdownTable(
+            ['measure', 'value'],
+            [
+              ['images stored / indexed', `${result.images} / ${result.indexed}`],
+              ['throughput, end to end (first STOW sent → last image searchable)', `${result.images_per_s} images/s`],
+              ['fraction of the FP32 ceiling (≈ 45–50 images/s on 2 cores)', `${(result.ceiling_fraction * 100).toFixed(0)} %`],
+              ['worker CPU per image', `${result.worker_cpu_ms_per_image} ms`],
+              [`STOW answered → searchable, p50 (paced at ${result.latency_pace_images_per_s} images/s)`, p50 === null ? '-' : `${p50} ms`],
+              ['STOW answered → searchable, p95', p95 === null ? '-' : `${p95} ms`],
+              ['refused by the worker', result.refused],
+            ],
+          ),
+          '',
+          'Target (issue #4): indexed = images, ≥ 30 images/s, p95 ≤ 5 s. "Searchable" = the job finished, which happens after the bulk write returned with refresh=wait_for.',
+          '',
+          `JSON: \`${JSON.stringify(result)}\``,
+        ].join('\n'),
+      );
+    }
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    await stow.close();
+  } finally {
+    for (const w of workers) await w.stop();
+    await gateway?.stop();
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close().catch(() => undefined);
+    queueConn.disconnect();
+    // Leave the shared services as found: this run's index and studies go.
+    const admin = new Client({ node: es.url });
+    await admin.indices.delete({ index: `${esIndex}*`, ignore_unavailable: true, allow_no_indices: true } as never).catch(() => undefined);
+    await admin.close();
+    await deleteStudiesOf(orthanc.url, plan.instances.slice(0, need)).catch(() => undefined);
+    es.stop();
+    redis.stop();
+    orthanc.stop();
+  }
+}
+
+/** Remove this run's studies from Orthanc (REST /tools/lookup + DELETE). */
+async function deleteStudiesOf(orthancUrl: string, instances: readonly PlannedInstance[]): Promise<void> {
+  for (const uid of new Set(instances.map((i) => i.studyInstanceUid))) {
+    const r = await fetch(`${orthancUrl}/tools/lookup`, { method: 'POST', body: uid });
+    if (!r.ok) continue;
+    for (const hit of (await r.json()) as { ID: string; Type: string }[]) {
+      if (hit.Type === 'Study') await fetch(`${orthancUrl}/studies/${hit.ID}`, { method: 'DELETE' });
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:ingest: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
+
