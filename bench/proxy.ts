@@ -20,7 +20,7 @@
  * per phase, CBMIR_BENCH_ROUNDS [5], CBMIR_BENCH_WARMUP_MS [1000],
  * CBMIR_BENCH_ORTHANC_PORT [18057], CBMIR_BENCH_GATEWAY_PORT [18088],
  * CBMIR_BENCH_FLOOR [1]: also measure an L4 byte pipe (bench/lib/tcp-pipe.ts,
- * port GATEWAY_PORT+1) — the cost of the extra hop alone, for context,
+ * port CBMIR_BENCH_FLOOR_PORT [18089]) — the cost of the extra hop alone, for context,
  * CBMIR_BENCH_ORTHANC_URL (use this Orthanc instead of starting one),
  * CBMIR_DICOM_SAMPLES [../shared/dicom-samples].
  */
@@ -51,6 +51,7 @@ const WARMUP_MS = num('CBMIR_BENCH_WARMUP_MS', 1000);
 const ORTHANC_PORT = num('CBMIR_BENCH_ORTHANC_PORT', 18057);
 const GATEWAY_PORT = num('CBMIR_BENCH_GATEWAY_PORT', 18088);
 const FLOOR = env.CBMIR_BENCH_FLOOR !== '0';
+const FLOOR_PORT = num('CBMIR_BENCH_FLOOR_PORT', 18089);
 const SAMPLES = env.CBMIR_DICOM_SAMPLES ?? path.resolve(ROOT, '../shared/dicom-samples');
 const SAMPLE_FILE = 'transfer-syntax/siemens_mosaic_7.dcm';
 const WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
@@ -139,9 +140,9 @@ async function main(): Promise<void> {
     if (FLOOR) {
       pipe = await startChild(
         process.execPath,
-        ['--import', 'tsx', path.join(ROOT, 'bench/lib/tcp-pipe.ts'), String(GATEWAY_PORT + 1), '127.0.0.1', orthancPort],
+        ['--import', 'tsx', path.join(ROOT, 'bench/lib/tcp-pipe.ts'), String(FLOOR_PORT), '127.0.0.1', orthancPort],
         {
-          readyUrl: `http://127.0.0.1:${GATEWAY_PORT + 1}/dicom-web/studies?limit=1`,
+          readyUrl: `http://127.0.0.1:${FLOOR_PORT}/dicom-web/studies?limit=1`,
         },
       );
     }
@@ -155,11 +156,26 @@ async function main(): Promise<void> {
     const bases: Record<SideName, string> = {
       direct: orthanc.url,
       gateway: `http://127.0.0.1:${GATEWAY_PORT}`,
-      floor: `http://127.0.0.1:${GATEWAY_PORT + 1}`,
+      floor: `http://127.0.0.1:${FLOOR_PORT}`,
     };
     const fresh = (): Side => ({ results: [], cpuMs: { gateway: 0, orthanc: 0, client: 0 } });
     const sides: Record<string, Record<SideName, Side>> = {};
     for (const t of targets) sides[t.name] = { direct: fresh(), gateway: fresh(), floor: fresh() };
+
+    // Every side must give the same answer as the PACS, or we would be measuring something else.
+    for (const t of targets) {
+      const ref = await request(bases.direct + t.path, { headers: t.headers });
+      const refLen = (await ref.body.arrayBuffer()).byteLength;
+      for (const which of sideNames) {
+        const r = await request(bases[which] + t.path, { headers: t.headers });
+        const len = (await r.body.arrayBuffer()).byteLength;
+        if (r.statusCode !== ref.statusCode || Math.abs(len - refLen) > 64) {
+          throw new Error(
+            `${which} answers ${t.name} with ${r.statusCode}/${len} bytes, the PACS with ${ref.statusCode}/${refLen}: not measuring`,
+          );
+        }
+      }
+    }
 
     // JIT warm-up before anything counts: the gateway's hot path (and the load
     // generator's) reaches steady state only after a few thousand requests on

@@ -1,5 +1,6 @@
 /** Start a helper process for a benchmark and wait until it answers on an HTTP URL. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { request } from 'undici';
 
 export interface StartedChild {
@@ -9,11 +10,26 @@ export interface StartedChild {
   stop(): Promise<void>;
 }
 
+/** Whether something already accepts connections on 127.0.0.1:port. */
+export function portInUse(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 export async function startChild(
   cmd: string,
   args: readonly string[],
   opts: { env?: NodeJS.ProcessEnv; readyUrl: string; timeoutMs?: number },
 ): Promise<StartedChild> {
+  // Something else answering on the port would pass the readiness probe and be measured instead.
+  const port = Number(new URL(opts.readyUrl).port);
+  if (port && (await portInUse(port))) throw new Error(`port ${port} is already in use; choose another (see the benchmark's settings)`);
   const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d: Buffer): void => {
@@ -40,7 +56,7 @@ export async function startChild(
     try {
       const r = await request(opts.readyUrl, { headersTimeout: 1000, bodyTimeout: 1000 });
       await r.body.dump();
-      if (r.statusCode < 500) return started;
+      if (r.statusCode < 500 && child.exitCode === null) return started;
     } catch {
       // not up yet
     }
