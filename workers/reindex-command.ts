@@ -30,7 +30,7 @@ import { loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { parseRate, reconcileBar } from './backfill-command.js';
+import { parseMatch, parseRate, reconcileBar } from './backfill-command.js';
 import { configOrExit, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { listFailed } from './failed-jobs.js';
@@ -39,6 +39,7 @@ import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileSummary } from './reconciler.js';
 
 interface ReindexCliOptions {
+  match?: Record<string, string>;
   model: string;
   swapOnly?: boolean;
   dropOld?: boolean;
@@ -67,6 +68,7 @@ export function reindexCommand(): Command {
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
+    .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable; tests, staged rollouts)', parseMatch)
     .option('--no-local-worker', 'do not embed in this process (external `cbmir worker --namespace reindex-<version>` do)')
     .option('--concurrency <n>', 'jobs in flight in the local worker (default CBMIR_WORKER_CONCURRENCY)', (v) => {
       const n = Number(v);
@@ -165,6 +167,7 @@ export function reindexCommand(): Command {
               source: 'reindex',
               maxRequestsPerSecond: o.rate ?? config.reconcile.maxRequestsPerSecond,
               ...(cp ? { checkpoint: cp } : {}),
+              ...(o.match ? { studyQuery: o.match } : {}),
               signal: abort.signal,
               onProgress: (p) => bar?.update(p),
             });
