@@ -22,7 +22,7 @@ import { Reconciler } from '../../workers/reconciler.js';
 import { ixiSampleDir, listDicom, repoRoot } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { startGateway } from './gateway-fixture.js';
-import { closeSharedPipeline, deleteLoaded, dropQueues, freePort, indexPlace, inProcessWorkers, loadAs, sharedPipeline, uniqueName, waitFor } from './indexing-fixture.js';
+import { closeSharedPipeline, deleteLoaded, dropQueues, freePort, indexPlace, inProcessWorkers, loadAs, sharedPipeline, spawnWorker, uniqueName, waitFor } from './indexing-fixture.js';
 
 const run = promisify(execFile);
 
@@ -158,6 +158,38 @@ describe('indexing: reconciler', () => {
       await place.cleanup();
       await stopRedis(redis).catch(() => undefined);
       await deleteLoaded(instances);
+    }
+  });
+
+  it('the worker process reconciles periodically: C-STOREd images become searchable with no job from anyone', { timeout: 240_000 }, async () => {
+    const ns = uniqueName('periodic');
+    const out = mkdtempSync(path.join(os.tmpdir(), 'cbmir-periodic-'));
+    const place = indexPlace('embedded', ns);
+    // A pass every 2 s (the first 5 s after start); it crawls the whole test PACS, so it
+    // may index other leftovers too — only ours are asserted.
+    const worker = spawnWorker({ ...place.env, CBMIR_RECONCILE_INTERVAL_S: '2', CBMIR_RECONCILE_RATE: '100' }, ns);
+    const index = place.open();
+    let instances: { studyInstanceUid: string; sopInstanceUid: string }[] = [];
+    try {
+      const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
+      instances = loaded.instances;
+      await run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), ...listDicom(out).map((f) => path.join(out, f))]);
+      await waitFor('worker ready', async () => worker.output().includes('worker ready'), 90_000, 200);
+      await waitFor(
+        'the C-STOREd images indexed by the periodic reconciler',
+        async () => (await index.has(instances.map((i) => i.sopInstanceUid))).size === 6,
+        180_000,
+        500,
+      );
+      assert.match(worker.output(), /reconciler pass/);
+      assert.equal(worker.child.exitCode, null);
+    } finally {
+      await worker.stop();
+      await index.close();
+      await place.cleanup();
+      await dropQueues(ns);
+      await deleteLoaded(instances);
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });
