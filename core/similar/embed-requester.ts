@@ -33,6 +33,8 @@ export function retryAfterSeconds(timeoutMs: number): number {
 
 /** Upper bound on enqueueing alone: a Redis that accepts connections but does not answer must not hold a request. */
 const ENQUEUE_TIMEOUT_MS = 2_000;
+/** How far back a newly created events stream starts (covers clock skew between us and Redis). */
+const EVENTS_REPLAY_MS = 10_000;
 
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -63,12 +65,17 @@ export class EmbedRequester {
    * QueueEvents.close() waits for a first connection that never comes when Redis was
    * down from the start, which would hang shutdown. It blocks on XREAD, so it gets a
    * connection that retries forever (BullMQ duplicates it for its own use).
+   *
+   * Created late, it must not start at '$' (now): the first job could finish between
+   * BullMQ's "already finished?" check and the first XREAD, and its event would be
+   * missed — the request would wait for its timeout (seen in a test run). Stream ids are
+   * Redis-server milliseconds, so it starts a margin before the first job was added.
    */
-  private eventStream(): QueueEvents {
+  private eventStream(firstAddAtMs: number): QueueEvents {
     if (!this.events) {
       const blocking = quiet(workerConnection(this.opts.redisUrl));
       this.conns.push(blocking);
-      this.events = new QueueEvents(this.name, { connection: blocking });
+      this.events = new QueueEvents(this.name, { connection: blocking, lastEventId: `${firstAddAtMs - EVENTS_REPLAY_MS}-0` });
       this.events.on('error', () => undefined);
     }
     return this.events;
@@ -83,6 +90,7 @@ export class EmbedRequester {
   async embed(data: EmbedJobData, timeoutMs = this.opts.timeoutMs): Promise<EmbedJobResult> {
     const deadline = Date.now() + timeoutMs;
     let job: Job<EmbedJobData, EmbedJobResult>;
+    const addAt = Date.now();
     try {
       job = await withDeadline(this.add(data), Math.min(timeoutMs, ENQUEUE_TIMEOUT_MS));
     } catch (err) {
@@ -92,7 +100,7 @@ export class EmbedRequester {
     }
     try {
       const left = Math.max(1, deadline - Date.now());
-      const result = (await job.waitUntilFinished(this.eventStream(), left)) as EmbedJobResult;
+      const result = (await job.waitUntilFinished(this.eventStream(addAt), left)) as EmbedJobResult;
       if (!result || typeof result !== 'object' || !('status' in result)) throw new Error('worker returned no result');
       return result;
     } catch (err) {

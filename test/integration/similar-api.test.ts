@@ -141,7 +141,10 @@ describe('/similar on the real stack', () => {
     assert.equal(a.query.source, 'index');
     assert.equal(a.query.sopInstanceUid, q.sopInstanceUid);
     assert.equal(a.results.length, 10);
-    assert.match(String(r.headers['server-timing']), /^query;desc="index";dur=[0-9.]+, knn;dur=[0-9.]+, access;dur=[0-9.]+, rounds;desc="1"$/);
+    assert.match(
+      String(r.headers['server-timing']),
+      /^query;desc="index";dur=[0-9.]+, knn;dur=[0-9.]+, access;dur=[0-9.]+, rounds;desc="1"$/,
+    );
     const qv = (await sys.index.get(q.sopInstanceUid))!.vector;
     let prev = -1;
     for (const [i, h] of a.results.entries()) {
@@ -402,6 +405,20 @@ describe('/similar on the real stack', () => {
       second.results.map((h) => h.sopInstanceUid),
       a.results.map((h) => h.sopInstanceUid),
     );
+  });
+
+  test('access checks: one QIDO for all result studies of a round, then cached per credential', async () => {
+    const who = { authorization: `Basic ${Buffer.from('cache-test:x').toString('base64')}` };
+    const acc = sys.similar.access;
+    const before = acc.qidoCount;
+    const a = json<Answer>(await get(uidQuery(q, '&limit=100&groupBy=study'), who));
+    assert.ok(a.results.length >= 8, 'the 8 other figshare studies, and fresh copies stored by earlier tests');
+    assert.equal(acc.qidoCount - before, 1, 'the query study and every result study in one QIDO');
+    await get(uidQuery(q, '&limit=100&groupBy=study'), who);
+    await get(uidQuery(plan[0]!, '&limit=100'), who);
+    assert.equal(acc.qidoCount - before, 1, 'answered from the cache');
+    await get(uidQuery(q, '&limit=5'), { authorization: `Basic ${Buffer.from('someone-else:x').toString('base64')}` });
+    assert.equal(acc.qidoCount - before, 2, 'another credential is asked afresh');
   });
 
   test('access: a study gone from the PACS (still in the index) is never named, and the page is filled from farther candidates', async () => {

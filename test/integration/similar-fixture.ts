@@ -57,7 +57,7 @@ export async function startSimilarGateway(opts: {
     CBMIR_LOG_LEVEL: 'silent',
     CBMIR_PACS_TIMEOUT_MS: '5000',
     CBMIR_SHUTDOWN_GRACE_MS: '500',
-    CBMIR_EMBED_TIMEOUT_MS: '30000',
+    CBMIR_EMBED_TIMEOUT_MS: '20000',
     ...opts.env,
   });
   const gw = createGateway(config, { defaultMetrics: false, logger: silent });
