@@ -112,6 +112,16 @@ describe('/ui in headless Chromium', () => {
     const s = await runLoad({ dir: figshareSampleDir, mode: 'send', url: `${sys.base}/dicom-web`, studyDate: '20250101', batchSize: 12, concurrency: 2 });
     assert.equal(s.stored, 36, JSON.stringify(s.failures));
     await waitFor('36 instances indexed', async () => (await workers.index.count()) === 36, 180_000, 500);
+    // Warm the upload path's event reader once. core/similar/embed-requester.ts reads job
+    // events from BullMQ's default '$' and can miss the completion of the first upload after a
+    // busy start (same cause as documented in core/heatmap/requester.ts; reported to its owner):
+    // the page would rightly show "busy, try again", which is not what this test is about.
+    const mosaic = await readFile(MOSAIC);
+    for (let i = 0; i < 2; i++) {
+      const w = await raw(`${sys.base}/similar?limit=1`, { method: 'POST', headers: { 'content-type': 'application/dicom' }, body: mosaic });
+      if (w.status === 200) break;
+      assert.equal(w.status, 503, w.body.toString());
+    }
     viewer = await openViewer({ artifactsDir, width: 1400, height: 1000 });
     page = viewer.page;
   });
@@ -212,12 +222,12 @@ describe('/ui in headless Chromium', () => {
     const first = page.locator('#results li.card').first();
     const sop = (await first.getAttribute('data-sop'))!;
     const r = plan.find((i) => i.sopInstanceUid === sop)!;
-    const hm = json<HeatmapAnswer>(
-      await raw(
-        `${sys.base}/similar/heatmap?StudyInstanceUID=${q.studyInstanceUid}&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}` +
-          `&ResultStudyInstanceUID=${r.studyInstanceUid}&ResultSeriesInstanceUID=${r.seriesInstanceUid}&ResultSOPInstanceUID=${r.sopInstanceUid}`,
-      ),
+    const res = await raw(
+      `${sys.base}/similar/heatmap?StudyInstanceUID=${q.studyInstanceUid}&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}` +
+        `&ResultStudyInstanceUID=${r.studyInstanceUid}&ResultSeriesInstanceUID=${r.seriesInstanceUid}&ResultSOPInstanceUID=${r.sopInstanceUid}`,
     );
+    assert.equal(res.status, 200, res.body.toString());
+    const hm = json<HeatmapAnswer>(res);
     assert.equal(hm.height, 7);
     assert.equal(hm.query.grid.length, 7);
     assert.equal(hm.result.grid[0]!.length, 7);
