@@ -566,6 +566,20 @@ describe('/similar on the real stack', () => {
     }
   });
 
+  test('index unreachable: 503 INDEX_UNAVAILABLE with Retry-After, quickly', async () => {
+    const noEs = await startSimilarGateway({ ns, esBase, esUrl: 'http://127.0.0.1:1', indexing: false });
+    try {
+      const t0 = performance.now();
+      const r = await raw(`${noEs.base}${uidQuery(q)}`);
+      assert.equal(r.status, 503, r.body.toString());
+      assert.equal(json<Problem>(r).code, 'INDEX_UNAVAILABLE');
+      assert.ok(r.headers['retry-after']);
+      assert.ok(performance.now() - t0 < 5_000);
+    } finally {
+      await noEs.close();
+    }
+  });
+
   test('CBMIR_SHOW_PATIENT=true: each result carries PatientName/PatientID as the PACS shows them to the caller', async () => {
     const shown = await startSimilarGateway({ ns, esBase, env: { CBMIR_SHOW_PATIENT: 'true' }, indexing: false });
     try {

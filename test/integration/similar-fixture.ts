@@ -49,6 +49,8 @@ export async function startSimilarGateway(opts: {
   env?: Record<string, string>;
   /** Attach the STOW indexing hook (default true). Off for a gateway whose Redis is down: IndexEnqueuer.close() then waits forever. */
   indexing?: boolean;
+  /** Elasticsearch URL (default the test stack's). */
+  esUrl?: string;
 }): Promise<SimilarGateway> {
   const stack = testStack();
   const config = loadConfig({
@@ -69,7 +71,7 @@ export async function startSimilarGateway(opts: {
     attachStowIndexing(gw, enqueuer, silent);
     gw.addCloseHook(() => enqueuer.close());
   }
-  const index = new ElasticsearchIndex({ url: stack.esUrl, base: opts.esBase });
+  const index = new ElasticsearchIndex({ url: opts.esUrl ?? stack.esUrl, base: opts.esBase });
   const similar = attachSimilar(gw, {
     config,
     index,
