@@ -99,7 +99,8 @@ test('embedded: two processes share one store (a child writes while the parent r
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', fileURLToPath(new URL('./index-embedded-writer.ts', import.meta.url)), path, '1.0.0', '6', '0', '80', '4'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // cwd = repository root, where `--import tsx` resolves, whatever directory the runner uses.
+    { stdio: ['ignore', 'pipe', 'pipe'], cwd: fileURLToPath(new URL('../..', import.meta.url)) },
   );
   let out = '';
   let err = '';
