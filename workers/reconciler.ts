@@ -24,7 +24,9 @@
  *                          document was deleted since, or the index rebuilt) the old job
  *                          is removed and a new one enqueued; a skip stays skipped.
  * A study is "done" (checkpointed, for `cbmir backfill --resume`) when all of its
- * pages were checked and every enqueue succeeded.
+ * pages were checked and every enqueue succeeded. A PACS error skips one study (recorded
+ * in studyErrors); an unreachable queue or index stops the pass (`stopped`), since every
+ * further study would fail the same way.
  */
 import type { Queue } from 'bullmq';
 import { isValidUid } from '../core/errors.js';
@@ -104,9 +106,17 @@ export interface ReconcileSummary {
   }>;
   readonly pacsRequests: number;
   readonly elapsedMs: number;
+  /** Why the pass stopped early (queue or index unreachable); the studies after it were not checked. */
+  readonly stopped?: string;
   /** Every study was checked and every missing instance enqueued. */
   readonly complete: boolean;
 }
+
+/**
+ * The queue or the index cannot be reached: every further study would fail the same way,
+ * so the pass stops (with a summary) instead of logging one error per study.
+ */
+class PassStopped extends Error {}
 
 const STUDY_UID = '0020000D';
 const SERIES_UID = '0020000E';
@@ -180,6 +190,7 @@ export class Reconciler {
     s.studiesResumed = studies.length - todo.length;
     let instancesTotal = todo.reduce((a, st) => a + (st.instances ?? 0), 0);
     let studiesDone = 0;
+    let stopped: string | undefined;
     const progress = () =>
       opts.onProgress?.({
         studiesTotal: todo.length,
@@ -220,12 +231,17 @@ export class Reconciler {
           s.instances += page.length;
           seenInStudy += page.length;
           for (let i = 0; i < instances.length; i += hasBatch) {
-            if (!(await this.reconcileBatch(instances.slice(i, i + hasBatch), opts.source, s))) ok = false;
+            await this.reconcileBatch(instances.slice(i, i + hasBatch), opts.source, s);
           }
           progress();
         }
       } catch (err) {
         if (signal?.aborted) throw err;
+        if (err instanceof PassStopped) {
+          stopped = err.message;
+          this.deps.log?.warn({ err: err.message }, 'reconciler: pass stopped');
+          break;
+        }
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
         this.deps.log?.warn({ study: study.uid, err: (err as Error).message }, 'reconciler: study not checked');
@@ -242,19 +258,25 @@ export class Reconciler {
       ...s,
       studyErrors,
       elapsedMs: Math.round(performance.now() - t0),
-      complete: studyErrors.length === 0 && s.enqueueFailures === 0,
+      ...(stopped ? { stopped } : {}),
+      complete: !stopped && studyErrors.length === 0 && s.enqueueFailures === 0,
     };
   }
 
-  /** has() → job state → enqueue. False when some missing instance could not be enqueued. */
-  private async reconcileBatch(instances: StoredInstance[], source: IndexJobSource, s: Counters): Promise<boolean> {
-    if (instances.length === 0) return true;
+  /** has() → job state → enqueue. Throws PassStopped when the queue or the index is unreachable. */
+  private async reconcileBatch(instances: StoredInstance[], source: IndexJobSource, s: Counters): Promise<void> {
+    if (instances.length === 0) return;
     const { index, enqueuer } = this.deps;
-    const present = await index.has(instances.map((i) => i.sopInstanceUid));
+    let present: Set<string>;
+    try {
+      present = await index.has(instances.map((i) => i.sopInstanceUid));
+    } catch (err) {
+      throw new PassStopped(`index unreachable: ${(err as Error).message}`);
+    }
     const missing = instances.filter((i) => !present.has(i.sopInstanceUid));
     s.alreadyIndexed += instances.length - missing.length;
     s.missing += missing.length;
-    if (missing.length === 0) return true;
+    if (missing.length === 0) return;
 
     let states: JobState[];
     try {
@@ -264,8 +286,7 @@ export class Reconciler {
       );
     } catch (err) {
       s.enqueueFailures += missing.length;
-      this.deps.log?.warn({ instances: missing.length, err: (err as Error).message }, 'reconciler: queue unreachable');
-      return false;
+      throw new PassStopped(`queue unreachable: ${(err as Error).message}`);
     }
     const toAdd: StoredInstance[] = [];
     const toRequeue: StoredInstance[] = [];
@@ -279,15 +300,20 @@ export class Reconciler {
     if (toRequeue.length) {
       // has() ran before the state check: a job may have completed in between. Look again
       // before throwing its record away, so a fresh document is never indexed twice.
-      const nowPresent = await index.has(toRequeue.map((i) => i.sopInstanceUid));
+      const nowPresent = await index.has(toRequeue.map((i) => i.sopInstanceUid)).catch((err: Error) => {
+        throw new PassStopped(`index unreachable: ${err.message}`);
+      });
       const gone = toRequeue.filter((i) => !nowPresent.has(i.sopInstanceUid));
       s.alreadyIndexed += toRequeue.length - gone.length;
       s.missing -= toRequeue.length - gone.length;
-      for (const i of gone) await enqueuer.queue.remove(indexJobId(i.sopInstanceUid, enqueuer.modelVersion));
+      try {
+        for (const i of gone) await enqueuer.queue.remove(indexJobId(i.sopInstanceUid, enqueuer.modelVersion));
+      } catch (err) {
+        throw new PassStopped(`queue unreachable: ${(err as Error).message}`);
+      }
       toRequeue.length = 0;
       toRequeue.push(...gone);
     }
-    let ok = true;
     for (const [list, key] of [
       [toAdd, 'enqueued'],
       [toRequeue, 'requeued'],
@@ -297,11 +323,9 @@ export class Reconciler {
       s[key] += r.enqueued;
       if (r.failed) {
         s.enqueueFailures += r.failed;
-        ok = false;
-        this.deps.log?.warn({ instances: r.failed, err: r.error }, 'reconciler: could not enqueue');
+        throw new PassStopped(`queue unreachable: ${r.error ?? 'enqueue failed'}`);
       }
     }
-    return ok;
   }
 }
 
@@ -342,6 +366,7 @@ export function describeSummary(r: ReconcileSummary): string {
     `${r.alreadyQueued} already queued, ${r.previouslyFailed} failed before` +
     `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ''}` +
     `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ''}` +
+    `${r.stopped ? `, STOPPED (${r.stopped})` : ''}` +
     `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
   );
 }

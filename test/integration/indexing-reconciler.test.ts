@@ -141,6 +141,11 @@ describe('indexing: reconciler', () => {
       const ready = await fetch(`${gw.base}/readyz`);
       assert.equal(ready.status, 503, 'readiness says Redis is down');
 
+      // A pass while Redis is still down stops at the first missing instance and says why.
+      const down = await new Reconciler({ pacs, index, enqueuer }).run({ source: 'reconciler', studyQuery: { StudyDescription: ns }, maxRequestsPerSecond: 50 });
+      assert.match(down.stopped ?? '', /queue unreachable/);
+      assert.deepEqual([down.complete, down.enqueued], [false, 0]);
+
       redis = await startRedis();
       await waitFor('the enqueuer reconnected', () => enqueuer.ping().then(() => true), 15_000, 200);
       assert.equal(await enqueuer.queue.count(), 0, 'the restarted Redis is empty: the jobs were lost');
