@@ -5,15 +5,19 @@
  *     check) and every image ends up indexed — nothing lost, nothing failed;
  *   - Elasticsearch unreachable (a TCP forwarder in front of the test ES, switched off):
  *     jobs fail transiently and are retried with backoff; once ES answers again they are
- *     indexed.
+ *     indexed; a job that ran out of attempts is listed as retryable by `cbmir failed` and
+ *     indexed after `cbmir failed --retry`.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createVectorIndex } from '../../core/index/factory.js';
+import { INDEX_JOB_OPTIONS, indexJobId } from '../../core/jobs.js';
 import { createLogger } from '../../core/log.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
-import { figshareSampleDir, ixiSampleDir } from '../helpers/fixtures.js';
+import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { startGateway } from './gateway-fixture.js';
 import {
@@ -31,6 +35,8 @@ import {
   uniqueName,
   waitFor,
 } from './indexing-fixture.js';
+
+const run = promisify(execFile);
 
 describe('indexing: resilience', () => {
   after(closeSharedPipeline);
@@ -104,31 +110,51 @@ describe('indexing: resilience', () => {
       assert.equal(loaded.summary.stored, 6);
 
       await forwarder.down();
+      const [last, ...rest] = [...instances].reverse();
       const r = await enqueuer.enqueue(
-        instances.map((i) => ({ ...i, sopClassUid: undefined })),
+        rest.map((i) => ({ ...i, sopClassUid: undefined })),
         'reconciler',
       );
-      assert.equal(r.enqueued, 6);
+      assert.equal(r.enqueued, 5);
+      // One job with a single attempt: it fails for good on the transient fault, which is
+      // what `cbmir failed --retry` is for.
+      await queue.add('reconciler', { ...last!, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() }, { ...INDEX_JOB_OPTIONS, attempts: 1, jobId: indexJobId(last!.sopInstanceUid, pipeline.modelVersion) });
       await waitFor(
         'failed attempts waiting for a retry',
         async () => {
           const delayed = await queue.getDelayed();
-          return delayed.length > 0 && delayed.every((j) => j.attemptsMade >= 1);
+          return delayed.length > 0 && delayed.every((j) => j.attemptsMade >= 1) && (await queue.getFailedCount()) === 1;
         },
         120_000,
         200,
       );
       assert.equal(await direct.count(), 0, 'nothing written while ES is unreachable');
-      assert.equal(await queue.getFailedCount(), 0, 'a transient fault never fails a job for good');
+      const [exhausted] = await queue.getFailed();
+      assert.equal(exhausted?.id, indexJobId(last!.sopInstanceUid, pipeline.modelVersion), 'only the single-attempt job failed for good');
 
       await forwarder.up();
-      await waitFor('6 indexed after ES returned', async () => (await direct.count()) === 6, 120_000, 500);
-      assert.equal((await direct.has(instances.map((i) => i.sopInstanceUid))).size, 6);
+      await waitFor('5 indexed after ES returned', async () => (await direct.count()) === 5, 120_000, 500);
+      assert.equal((await direct.has(rest.map((i) => i.sopInstanceUid))).size, 5);
       const jobs = await queue.getCompleted();
       assert.ok(
         jobs.some((j) => j.attemptsMade >= 2),
         'at least one job took more than one attempt',
       );
+
+      // The exhausted one: listed as retryable, re-queued by `cbmir failed --retry`, then indexed.
+      const cliEnv = { ...process.env, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' };
+      const listed = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], { cwd: repoRoot, env: cliEnv });
+      const lines = listed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(
+        lines.map((l) => [l.sopInstanceUid ?? 'summary', l.retryable, l.step]),
+        [
+          [last!.sopInstanceUid, true, 'transient'],
+          ['summary', 1, undefined],
+        ],
+      );
+      const retried = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--retry', '--namespace', ns], { cwd: repoRoot, env: cliEnv });
+      assert.match(retried.stdout, /1 re-queued/);
+      await waitFor('the retried job indexed', async () => (await direct.count()) === 6, 120_000, 500);
       assert.equal(await queue.getFailedCount(), 0);
     } finally {
       await forwarder.up().catch(() => undefined);
