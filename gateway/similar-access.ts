@@ -56,6 +56,8 @@ export interface StudyAccess {
 
 export class AccessChecker {
   private readonly cache: LruCache<string, StudyAccess & { until: number }>;
+  /** Access QIDOs in flight, by credential|study (single flight). */
+  private readonly inflight = new Map<string, Promise<StudyAccess>>();
   /** QIDOs sent (tests and metrics read it). */
   qidoCount = 0;
 
@@ -84,15 +86,41 @@ export class AccessChecker {
     const now = Date.now();
     const out = new Map<string, StudyAccess>();
     const missing: string[] = [];
+    const waiting: Promise<void>[] = [];
     for (const s of new Set(studies)) {
-      const hit = this.cache.get(`${cred}|${s}`);
-      if (hit && hit.until > now) out.set(s, hit);
-      else missing.push(s);
+      const key = `${cred}|${s}`;
+      const hit = this.cache.get(key);
+      if (hit && hit.until > now) {
+        out.set(s, hit);
+        continue;
+      }
+      // Single flight: a study another request is already asking about (same credential)
+      // is not asked again — 256 users starting at once make one QIDO per study, not 256.
+      const pending = this.inflight.get(key);
+      if (pending) {
+        const w = pending.then((a) => void out.set(s, a));
+        w.catch(() => undefined); // awaited below; never an unhandled rejection if this request fails first
+        waiting.push(w);
+      } else missing.push(s);
     }
     const chunks: string[][] = [];
     for (let i = 0; i < missing.length; i += UIDS_PER_QIDO) chunks.push(missing.slice(i, i + UIDS_PER_QIDO));
     for (let i = 0; i < chunks.length; i += PARALLEL_QIDOS) {
-      const verdicts = await Promise.all(chunks.slice(i, i + PARALLEL_QIDOS).map((c) => this.ask(c, authorization)));
+      const batch = chunks.slice(i, i + PARALLEL_QIDOS).map((c) => {
+        const asked = this.ask(c, authorization);
+        for (const s of c) {
+          const key = `${cred}|${s}`;
+          const one = asked.then((m) => m.get(s) ?? { verdict: 'no' as const });
+          one.catch(() => undefined); // the asker reports the failure; waiters see it through their own await
+          this.inflight.set(key, one);
+          void asked.then(
+            () => this.inflight.delete(key),
+            () => this.inflight.delete(key),
+          );
+        }
+        return asked;
+      });
+      const verdicts = await Promise.all(batch);
       for (const v of verdicts) {
         for (const [s, a] of v) {
           out.set(s, a);
@@ -100,6 +128,7 @@ export class AccessChecker {
         }
       }
     }
+    await Promise.all(waiting);
     return out;
   }
 

@@ -419,6 +419,11 @@ describe('/similar on the real stack', () => {
     assert.equal(acc.qidoCount - before, 1, 'answered from the cache');
     await get(uidQuery(q, '&limit=5'), { authorization: `Basic ${Buffer.from('someone-else:x').toString('base64')}` });
     assert.equal(acc.qidoCount - before, 2, 'another credential is asked afresh');
+    // Single flight: 20 concurrent queries from a new credential make one QIDO.
+    const third = { authorization: `Basic ${Buffer.from('burst:x').toString('base64')}` };
+    const burst = await Promise.all(Array.from({ length: 20 }, () => get(uidQuery(q, '&limit=10'), third)));
+    assert.ok(burst.every((r) => r.status === 200));
+    assert.equal(acc.qidoCount - before, 3, 'one QIDO for the whole burst');
   });
 
   test('access: a study gone from the PACS (still in the index) is never named, and the page is filled from farther candidates', async () => {
