@@ -115,11 +115,37 @@ test('elasticsearch: versioned index behind the alias, mapping as designed', asy
     );
     assert.equal(mapping.dynamic, 'strict');
     assert.equal((mapping._meta as { modelVersion: string }).modelVersion, '2.0.0-rc.1+build:7');
+    assert.equal((mapping._meta as { vectorType: string }).vectorType, 'int8_hnsw');
     // No field for patient names or IDs exists at all.
     assert.ok(!Object.keys(mapping.properties!).some((f) => /patient_(name|id)/.test(f)));
     await ix.ensure(DIMS, '2.0.0-rc.1+build:7'); // idempotent
   } finally {
     await ix.close();
+    await cleanup(base);
+  }
+});
+
+test('elasticsearch: CBMIR_ES_VECTOR_TYPE=hnsw creates float vectors, and any handle searches them right', async () => {
+  const base = uniqueBase();
+  const writer = createVectorIndex({ es: { url: esUrl, index: base }, dataDir: tmpdir(), esVectorType: 'hnsw' });
+  const reader = createVectorIndex({ es: { url: esUrl, index: base }, dataDir: tmpdir() }); // default (int8) options
+  try {
+    await writer.ensure(DIMS, '1.0.0');
+    const index = `${base}-1.0.0`;
+    const vec = (await admin.indices.getMapping({ index }))[index]!.mappings.properties!.vector as unknown as { index_options: { type: string } };
+    assert.equal(vec.index_options.type, 'hnsw');
+    const docs = makeDocs('1.0.0', 21);
+    await writer.upsert(docs, { refresh: 'wait_for' });
+    // The reader learns the index's real vector type from its _meta (no int8 re-scoring of floats).
+    for (const q of unitVectors(5, DIMS, 22)) {
+      assert.deepEqual(
+        (await reader.knn(q, { k: 10 })).map((h) => h.doc.sopInstanceUid),
+        bruteForce(docs, q, 10).map((w) => w.uid),
+      );
+    }
+  } finally {
+    await writer.close();
+    await reader.close();
     await cleanup(base);
   }
 });

@@ -18,7 +18,7 @@ import { Client, type estypes } from '@elastic/elasticsearch';
 import { esScoreToDistance } from '../distance.js';
 import { esErrorType, IndexError, isTransientEsType, toIndexError } from '../errors.js';
 import { assertDims, assertK, assertVersionName, asList, docProblem, toVector } from '../validate.js';
-import { F, indexBody, type IndexMeta, type VectorMappingOptions } from './mapping.js';
+import { DEFAULT_VECTOR_MAPPING, F, indexBody, type IndexMeta, type VectorIndexType, type VectorMappingOptions } from './mapping.js';
 import type { KnnFilter, KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from '../types.js';
 
 export interface EsIndexOptions {
@@ -44,6 +44,8 @@ interface Target {
   readonly name: string;
   readonly dims: number;
   readonly modelVersion: string;
+  /** How the index stores vectors (from its _meta), when known. */
+  readonly vectorType: VectorIndexType | undefined;
 }
 
 type Source = Record<string, unknown>;
@@ -86,10 +88,13 @@ export class ElasticsearchIndex implements VectorIndex {
   async ensure(dims: number, modelVersion: string): Promise<void> {
     assertDims(dims);
     const index = this.indexName(modelVersion);
+    let vectorType: VectorIndexType | undefined = this.options.mapping?.type ?? DEFAULT_VECTOR_MAPPING.type;
     await this.call('ensure', async () => {
       const existing = await this.metaOf(index);
-      if (existing) checkMeta(existing, index, dims, modelVersion);
-      else {
+      if (existing) {
+        checkMeta(existing, index, dims, modelVersion);
+        vectorType = existing.vectorType; // the index as it was created, not as this handle would create it
+      } else {
         try {
           await this.client.indices.create({ index, ...indexBody(dims, modelVersion, this.options.mapping) });
         } catch (err) {
@@ -98,6 +103,7 @@ export class ElasticsearchIndex implements VectorIndex {
           const meta = await this.metaOf(index);
           if (!meta) throw err;
           checkMeta(meta, index, dims, modelVersion);
+          vectorType = meta.vectorType;
         }
       }
       if (!(await this.client.indices.existsAlias({ name: this.options.base }))) {
@@ -107,7 +113,7 @@ export class ElasticsearchIndex implements VectorIndex {
         await this.client.indices.updateAliases({ actions: [{ add: { index, alias: this.options.base } }] });
       }
     });
-    this.bound = { name: index, dims, modelVersion };
+    this.bound = { name: index, dims, modelVersion, vectorType };
     this.live = undefined;
   }
 
@@ -184,7 +190,7 @@ export class ElasticsearchIndex implements VectorIndex {
     // vectors at no latency cost (docs/index.md).
     const numCandidates = opts.numCandidates ?? Math.min(10_000, Math.max(200, 4 * k));
     const filter = esFilter(opts.filter);
-    const oversample = this.rescoreOversample();
+    const oversample = this.rescoreOversample(t);
     const res = await this.call('knn', () =>
       this.client.search<Source>({
         index: t.name,
@@ -285,9 +291,10 @@ export class ElasticsearchIndex implements VectorIndex {
 
   // ---- internals ----
 
-  private rescoreOversample(): number {
+  /** Re-score quantised indices (int8_*) by default; float indices need none. */
+  private rescoreOversample(t: Target): number {
     if (this.options.rescoreOversample !== undefined) return this.options.rescoreOversample;
-    const type = this.options.mapping?.type ?? 'int8_hnsw';
+    const type = t.vectorType ?? this.options.mapping?.type ?? DEFAULT_VECTOR_MAPPING.type;
     return type.startsWith('int8') ? 2 : 0;
   }
 
@@ -310,7 +317,7 @@ export class ElasticsearchIndex implements VectorIndex {
       const meta = await this.call('live', () => this.metaOf(indices[0]!));
       // Address the alias, not the index: a swap between this lookup and the query then
       // only costs a dims check, never a query against a deleted index.
-      if (meta) target = { name: this.options.base, dims: meta.dims, modelVersion: meta.modelVersion };
+      if (meta) target = { name: this.options.base, dims: meta.dims, modelVersion: meta.modelVersion, vectorType: meta.vectorType };
     } else if (indices.length > 1) {
       throw new IndexError('BACKEND', `alias ${this.options.base} points at ${indices.length} indices; fix it with swapAlias()`, false);
     }
@@ -334,7 +341,7 @@ export class ElasticsearchIndex implements VectorIndex {
       if (typeof meta?.modelVersion !== 'string' || typeof meta.dims !== 'number') {
         throw new IndexError('BACKEND', `index ${index} exists but was not created by cbmir (no _meta.modelVersion/dims)`, false);
       }
-      return { modelVersion: meta.modelVersion, dims: meta.dims, schema: meta.schema ?? 0 };
+      return { modelVersion: meta.modelVersion, dims: meta.dims, schema: meta.schema ?? 0, ...(meta.vectorType ? { vectorType: meta.vectorType } : {}) };
     } catch (err) {
       if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return undefined;
       throw err;

@@ -55,12 +55,14 @@ export interface IndexMeta {
   readonly modelVersion: string;
   readonly dims: number;
   readonly schema: number;
+  /** index_options.type of the vector field: decides whether queries re-score. */
+  readonly vectorType?: VectorIndexType;
 }
 
 export function indexBody(dims: number, modelVersion: string, opts: VectorMappingOptions = {}) {
   const type = opts.type ?? DEFAULT_VECTOR_MAPPING.type;
   const hnsw = type === 'hnsw' || type === 'int8_hnsw';
-  const meta: IndexMeta = { modelVersion, dims, schema: ES_SCHEMA_VERSION };
+  const meta: IndexMeta = { modelVersion, dims, schema: ES_SCHEMA_VERSION, vectorType: type };
   const keyword = { type: 'keyword' as const };
   return {
     settings: {
