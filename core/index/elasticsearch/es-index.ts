@@ -11,8 +11,9 @@
  *   transient flag; retrying is the caller's job (BullMQ backoff), so the client itself
  *   retries at most once (a keep-alive socket the server closed).
  * - Vectors in _source: Elasticsearch 9.x leaves them out of _source by default and
- *   rebuilds them on request (`_source.exclude_vectors: false`); 8.x keeps them in
- *   _source. get() asks for them in whichever way the server understands.
+ *   rebuilds them on request (GET `_source_exclude_vectors=false`); 8.x keeps them in
+ *   _source. get() asks for them in whichever way the server understands (major version
+ *   read once from _nodes). knn() never fetches vectors: hits carry metadata only.
  */
 import { Client, type estypes } from '@elastic/elasticsearch';
 import { esScoreToDistance } from '../distance.js';
