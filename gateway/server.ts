@@ -69,6 +69,8 @@ export interface Gateway {
 /** Upper bound on JSON/XML answers we hold in memory to rewrite URLs (study metadata can be MBs). */
 const MAX_REWRITE_BYTES = 64 * 1024 * 1024;
 const READINESS_TIMEOUT_MS = 2000;
+/** Bound on each close hook during shutdown. */
+const CLOSE_HOOK_TIMEOUT_MS = 5000;
 const REQ_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
@@ -143,7 +145,8 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       const status = res.statusCode;
       metrics.observeRequest(routeClass, req.method ?? '?', status, ms / 1000);
       const aborted = !res.writableFinished;
-      const level = status >= 500 ? 'error' : 'info';
+      // A failing /readyz (503) is an answer, not a fault of ours: probes would flood the error log.
+      const level = status >= 500 && routeClass !== 'health' ? 'error' : 'info';
       if (log.isLevelEnabled(level)) {
         // Route class, never the URL: query strings carry PatientName and other PHI.
         log[level](
@@ -251,11 +254,21 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       server.closeAllConnections();
       // 3. close clients: PACS agents, then whatever later code registered
       upstream.close();
-      for (const hook of closeHooks) {
+      // Each hook is bounded: a client stuck reconnecting to a service that is
+      // gone (Redis, Elasticsearch) must not keep the process from exiting.
+      for (const [i, hook] of closeHooks.entries()) {
+        let timer: NodeJS.Timeout | undefined;
         try {
-          await hook();
+          await Promise.race([
+            Promise.resolve().then(hook),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`did not finish within ${CLOSE_HOOK_TIMEOUT_MS} ms`)), CLOSE_HOOK_TIMEOUT_MS);
+            }),
+          ]);
         } catch (err) {
-          log.warn({ err: (err as Error).message }, 'close hook failed');
+          log.warn({ hook: i, err: (err as Error).message }, 'close hook failed');
+        } finally {
+          clearTimeout(timer);
         }
       }
     })();
