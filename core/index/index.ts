@@ -1,5 +1,5 @@
 /** The vector index: interface, backends, factory and helpers (see docs/index.md). */
-export type { KnnFilter, KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from './types.js';
+export type { KnnFilter, KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorDocMeta, VectorIndex, WriteOptions } from './types.js';
 export { MAX_K } from './types.js';
 export { createVectorIndex, DEFAULT_INDEX_NAME, type VectorIndexConfig } from './factory.js';
 export { EmbeddedIndex, type EmbeddedIndexOptions } from './embedded/embedded-index.js';

@@ -34,6 +34,9 @@ export interface VectorDoc {
   readonly vector: Float32Array | readonly number[];
 }
 
+/** A document without its vector: what search hits carry (vectors stay in the index). */
+export type VectorDocMeta = Omit<VectorDoc, 'vector'>;
+
 /** Filters applied *before* ranking, so k hits still come back when many documents are excluded. */
 export interface KnnFilter {
   /** Keep only these modalities (exact match of the stored value). */
@@ -54,7 +57,8 @@ export interface KnnOptions {
 }
 
 export interface KnnHit {
-  readonly doc: VectorDoc;
+  /** The hit's fields; no vector (use get() for one), so hits stay small on the wire. */
+  readonly doc: VectorDocMeta;
   /** Euclidean (L2) distance between the query and this document's vector. */
   readonly distance: number;
 }

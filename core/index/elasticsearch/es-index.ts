@@ -210,7 +210,8 @@ export class ElasticsearchIndex implements VectorIndex {
     const hits: KnnHit[] = [];
     for (const h of res.hits.hits) {
       if (!h._source || h._score === undefined || h._score === null) continue;
-      hits.push({ doc: fromSource(h._source), distance: esScoreToDistance(h._score) });
+      const { vector: _none, ...doc } = fromSource(h._source);
+      hits.push({ doc, distance: esScoreToDistance(h._score) });
     }
     // Elasticsearch sorts by score (higher first) = distance ascending; keep the order
     // stable for equal scores by UID, as the embedded index does.

@@ -21,7 +21,7 @@ import { IndexError, toIndexError } from '../errors.js';
 import { MatrixCache, type CacheRow } from './matrix-cache.js';
 import { SCHEMA_SQL, SCHEMA_VERSION, type DocRow, type VersionRow } from './schema.js';
 import { assertDims, assertK, assertVersionName, docProblem, toVector } from '../validate.js';
-import type { KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from '../types.js';
+import type { KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorDocMeta, VectorIndex, WriteOptions } from '../types.js';
 
 export interface EmbeddedIndexOptions {
   /** Path of the SQLite file (created with its directory if missing). */
@@ -169,7 +169,7 @@ export class EmbeddedIndex implements VectorIndex {
     const q = toVector(vector, v.dims, 'query vector');
     const cache = this.refreshed(v.storage);
     const ranked = cache.search(q, k, opts.filter);
-    const docs = this.load(v.storage, ranked.map((r) => r.uid));
+    const docs = this.loadMeta(v.storage, ranked.map((r) => r.uid));
     const hits: KnnHit[] = [];
     for (const r of ranked) {
       const doc = docs.get(r.uid);
@@ -280,16 +280,20 @@ export class EmbeddedIndex implements VectorIndex {
     });
   }
 
-  private load(storage: string, uids: readonly string[]): Map<string, VectorDoc> {
-    const out = new Map<string, VectorDoc>();
+  /** The hits' fields (no vectors), in one query per 500 UIDs. */
+  private loadMeta(storage: string, uids: readonly string[]): Map<string, VectorDocMeta> {
+    const out = new Map<string, VectorDocMeta>();
     if (uids.length === 0) return out;
     this.run('load', () => {
       for (let i = 0; i < uids.length; i += IN_CHUNK) {
         const chunk = uids.slice(i, i + IN_CHUNK);
         const rows = this.db
-          .prepare(`SELECT * FROM docs WHERE storage = ? AND sop IN (${chunk.map(() => '?').join(',')})`)
-          .all(storage, ...chunk) as DocRow[];
-        for (const r of rows) out.set(r.sop, rowToDoc(r));
+          .prepare(
+            `SELECT sop, study, series, sop_class, modality, body_part, label, patient_key, frame, model_version, indexed_at
+             FROM docs WHERE storage = ? AND sop IN (${chunk.map(() => '?').join(',')})`,
+          )
+          .all(storage, ...chunk) as Array<Omit<DocRow, 'vector' | 'seq'>>;
+        for (const r of rows) out.set(r.sop, rowToMeta(r));
       }
     });
     return out;
@@ -310,6 +314,10 @@ function rowToDoc(r: DocRow): VectorDoc {
   // Copy: the Buffer may not be 4-byte aligned, which a Float32Array view requires.
   const vector = new Float32Array(r.vector.byteLength / 4);
   new Uint8Array(vector.buffer).set(r.vector);
+  return { ...rowToMeta(r), vector };
+}
+
+function rowToMeta(r: Omit<DocRow, 'vector' | 'seq'>): VectorDocMeta {
   return {
     sopInstanceUid: r.sop,
     studyInstanceUid: r.study,
@@ -322,6 +330,5 @@ function rowToDoc(r: DocRow): VectorDoc {
     ...(r.frame !== null ? { frame: r.frame } : {}),
     modelVersion: r.model_version,
     indexedAt: r.indexed_at,
-    vector,
   };
 }
