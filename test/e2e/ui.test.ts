@@ -16,7 +16,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import type { Page } from 'playwright-core';
+import { loadConfig } from '../../core/config.js';
 import { queueName } from '../../core/jobs.js';
+import { createGateway } from '../../gateway/server.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 import { attachUi, UI_CSP } from '../../gateway/ui.js';
 import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
@@ -24,7 +26,7 @@ import { runLoad } from '../../workers/load.js';
 import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js';
 import { dicomFixturesDir, figshareSampleDir } from '../helpers/fixtures.js';
 import { openViewer, type Viewer } from '../helpers/ohif.js';
-import { testStack } from '../helpers/stack.js';
+import { orthancAuthHeader, testStack } from '../helpers/stack.js';
 import { json, raw } from '../integration/gateway-fixture.js';
 import { startSimilarGateway, startTestWorkers, silent, uniqueName, waitFor, type SimilarGateway, type WorkerSet } from '../integration/similar-fixture.js';
 
@@ -295,6 +297,35 @@ describe('/ui in headless Chromium', () => {
     await page.waitForSelector('#results li.card', { timeout: 60_000 });
     assert.equal(seen.dicomweb, 'Bearer ui-test-token');
     assert.equal(seen.similar, 'Bearer ui-test-token');
+  });
+
+  test('an archive that asks for credentials: a clear message, then the entered credentials open it', async () => {
+    // A gateway with no PACS credentials of its own in front of the Orthanc that requires them.
+    const config = loadConfig({ CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl, CBMIR_REDIS_URL: stack.redisUrl, CBMIR_LOG_LEVEL: 'silent', CBMIR_SHUTDOWN_GRACE_MS: '200' });
+    const gw = createGateway(config, { defaultMetrics: false, logger: silent });
+    attachUi(gw, config);
+    const addr = await gw.listen(0, '127.0.0.1');
+    // The gateway passes the PACS's Basic challenge through, so a browser first offers its own
+    // login prompt (headless Chromium would wait on it forever). Wrong prompt credentials make
+    // Chromium give up after one try, as a user cancelling the prompt does: the page gets the 401.
+    await viewer.context.setHTTPCredentials({ username: 'cancelled', password: 'prompt' });
+    try {
+      await page.goto(`http://127.0.0.1:${addr.port}/ui/`, { waitUntil: 'domcontentloaded' });
+      await page.waitForSelector('#error:not([hidden])', { timeout: 15_000 }).catch(async (e: Error) => {
+        await viewer.screenshot('ui-credentials-failed');
+        throw new Error(`${e.message}${viewer.failureReport(20)}`);
+      });
+      assert.match((await page.textContent('#error')) ?? '', /asks for credentials: enter an Authorization token above/);
+      await page.fill('#token', orthancAuthHeader());
+      await page.press('#token', 'Tab');
+      await page.waitForFunction(() => (document.querySelector('#error') as HTMLElement).hidden && document.querySelectorAll('#studies li').length > 0, undefined, {
+        timeout: 30_000,
+      });
+      await viewer.screenshot('ui-credentials');
+    } finally {
+      await viewer.context.setHTTPCredentials(null);
+      await gw.close();
+    }
   });
 
   test('/similar/heatmap validates its input', async () => {
