@@ -61,6 +61,10 @@ const envSchema = z.object({
   CBMIR_RECONCILE_INTERVAL_S: int(0, 7 * 24 * 3600).default(300),
   /** Upper bound on the reconciler's PACS requests per second (periodic passes and `cbmir backfill`). */
   CBMIR_RECONCILE_RATE: z.coerce.number().positive().max(10_000).default(10),
+  /** Orthanc only: poll its change feed every N seconds and reconcile the studies it names (fast path); 0 = off. */
+  CBMIR_RECONCILE_CHANGES_INTERVAL_S: int(0, 3600).default(0),
+  /** Orthanc's REST root for the change feed; default: the PACS URL's origin. */
+  CBMIR_PACS_REST_URL: url.optional(),
   /** /similar: how long the gateway waits for an on-demand embedding (unindexed instance, upload) before 503 + Retry-After. */
   CBMIR_EMBED_TIMEOUT_MS: int(100, 600_000).default(10_000),
   /** /similar: how long a "caller may read study X" verdict is reused (per credential and study); 0 = no cache. */
@@ -102,7 +106,7 @@ export interface Config {
   readonly showPatient: boolean;
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
-  readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number };
+  readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number; readonly changesIntervalS: number; readonly pacsRestUrl: string };
   readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number };
   /** The web page (/ui): viewer link templates. */
   readonly ui: { readonly viewerUrlTemplate: string; readonly blueLightUrlTemplate: string | undefined };
@@ -161,7 +165,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     showPatient: e.CBMIR_SHOW_PATIENT,
     patientKeySecret: e.CBMIR_PATIENT_KEY_SECRET,
     esVectorType: e.CBMIR_ES_VECTOR_TYPE,
-    reconcile: Object.freeze({ intervalS: e.CBMIR_RECONCILE_INTERVAL_S, maxRequestsPerSecond: e.CBMIR_RECONCILE_RATE }),
+    reconcile: Object.freeze({
+      intervalS: e.CBMIR_RECONCILE_INTERVAL_S,
+      maxRequestsPerSecond: e.CBMIR_RECONCILE_RATE,
+      changesIntervalS: e.CBMIR_RECONCILE_CHANGES_INTERVAL_S,
+      pacsRestUrl: (e.CBMIR_PACS_REST_URL ?? new URL(e.CBMIR_PACS_URL).origin).replace(/\/+$/, ''),
+    }),
     similar: Object.freeze({
       embedTimeoutMs: e.CBMIR_EMBED_TIMEOUT_MS,
       accessCacheMs: e.CBMIR_ACCESS_CACHE_MS,

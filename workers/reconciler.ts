@@ -53,6 +53,8 @@ export interface ReconcileOptions {
   readonly source: Extract<IndexJobSource, 'reconciler' | 'backfill' | 'reindex'>;
   /** PACS requests per second, at most (default 10). */
   readonly maxRequestsPerSecond?: number;
+  /** A limiter shared with other passes (wins over maxRequestsPerSecond): concurrent passes share one budget. */
+  readonly limiter?: RateLimiter;
   /** QIDO page sizes (defaults 100 studies, 500 instances). */
   readonly studyPageSize?: number;
   readonly instancePageSize?: number;
@@ -65,6 +67,8 @@ export interface ReconcileOptions {
    * { ModalitiesInStudy: 'CT' } or { StudyDescription: 'trial-7*' }): reconcile a slice.
    */
   readonly studyQuery?: Readonly<Record<string, string>>;
+  /** Reconcile exactly these studies instead of crawling /studies (the change-feed fast path). */
+  readonly studyUids?: readonly string[];
   /** Skip the studies it lists; record each study finished. */
   readonly checkpoint?: Checkpoint;
   readonly signal?: AbortSignal;
@@ -134,7 +138,7 @@ export class Reconciler {
 
   async run(opts: ReconcileOptions): Promise<ReconcileSummary> {
     const t0 = performance.now();
-    const limiter = new RateLimiter(opts.maxRequestsPerSecond ?? 10);
+    const limiter = opts.limiter ?? new RateLimiter(opts.maxRequestsPerSecond ?? 10);
     const studyPage = opts.studyPageSize ?? 100;
     const instancePage = opts.instancePageSize ?? 500;
     const hasBatch = opts.hasBatchSize ?? 500;
@@ -164,7 +168,13 @@ export class Reconciler {
     //    A PACS error here ends the run: there is nothing to reconcile against.
     const studies: StudyEntry[] = [];
     const seen = new Set<string>();
-    for (let offset = 0; ;) {
+    for (const uid of opts.studyUids ?? []) {
+      if (isValidUid(uid) && !seen.has(uid)) {
+        seen.add(uid);
+        studies.push({ uid, instances: undefined });
+      }
+    }
+    for (let offset = 0; !opts.studyUids; ) {
       const page = await qido('/studies', {
         limit: studyPage,
         offset,

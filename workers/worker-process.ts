@@ -19,6 +19,7 @@ import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { startWorkers } from './index-worker.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { startPeriodicReconciler, type PeriodicReconciler } from './reconcile/periodic.js';
+import { OrthancChangeFeed } from './reconcile/orthanc-changes.js';
 
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
@@ -42,15 +43,32 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
   });
   let reconciler: PeriodicReconciler | undefined;
   let enqueuer: IndexEnqueuer | undefined;
-  if (config.reconcile.intervalS > 0) {
+  if (config.reconcile.intervalS > 0 || config.reconcile.changesIntervalS > 0) {
     enqueuer = new IndexEnqueuer(config.redisUrl, pipeline.modelVersion, opts.namespace ? { namespace: opts.namespace } : {});
     reconciler = startPeriodicReconciler(
       { pacs, index, enqueuer, log },
-      { redisUrl: config.redisUrl, intervalS: config.reconcile.intervalS, maxRequestsPerSecond: config.reconcile.maxRequestsPerSecond, log },
+      {
+        redisUrl: config.redisUrl,
+        intervalS: config.reconcile.intervalS,
+        maxRequestsPerSecond: config.reconcile.maxRequestsPerSecond,
+        log,
+        ...(config.reconcile.changesIntervalS > 0
+          ? {
+              changes: {
+                intervalS: config.reconcile.changesIntervalS,
+                feed: new OrthancChangeFeed({
+                  url: config.reconcile.pacsRestUrl,
+                  authorization: config.pacs.user !== undefined ? `Basic ${Buffer.from(`${config.pacs.user}:${config.pacs.password ?? ''}`).toString('base64')}` : undefined,
+                  timeoutMs: config.pacs.timeoutMs,
+                }),
+              },
+            }
+          : {}),
+      },
     );
   }
   log.info(
-    { reconcileIntervalS: config.reconcile.intervalS, model: pipeline.modelName, version: pipeline.modelVersion, ep: pipeline.embedder.executionProvider, backend: index.backend, concurrency: config.worker.concurrency },
+    { reconcileIntervalS: config.reconcile.intervalS, changesIntervalS: config.reconcile.changesIntervalS, model: pipeline.modelName, version: pipeline.modelVersion, ep: pipeline.embedder.executionProvider, backend: index.backend, concurrency: config.worker.concurrency },
     'worker ready',
   );
 

@@ -6,15 +6,26 @@
  * Several worker processes may run: a Redis lock (SET NX PX, held for one interval)
  * lets one of them do a pass per interval, so N workers do not crawl the PACS N times.
  * Duplicate passes would be harmless (job ids dedupe), only wasteful.
+ *
+ * Optional fast path (Orthanc only, CBMIR_RECONCILE_CHANGES_INTERVAL_S > 0): every few
+ * seconds, the studies named by Orthanc's change feed (reconcile/orthanc-changes.ts) are
+ * reconciled at once, so a C-STOREd series is searchable about StableAge seconds after
+ * its last instance instead of up to one full interval later. Full and fast passes share
+ * one rate limit.
  */
 import type { Logger } from '../../core/log.js';
 import { producerConnection, quiet } from '../../core/queue/redis.js';
+import type { OrthancChangeFeed } from './orthanc-changes.js';
+import { RateLimiter } from './rate-limiter.js';
 import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary } from '../reconciler.js';
 
 export interface PeriodicOptions {
   /** Redis holding the lock (the queue's Redis). */
   readonly redisUrl: string;
+  /** Full crawl every intervalS seconds; 0 = none (change feed only). */
   readonly intervalS: number;
+  /** The change-feed fast path: poll every intervalS seconds. */
+  readonly changes?: { readonly feed: OrthancChangeFeed; readonly intervalS: number };
   /** Delay before the first pass (default 5 s). */
   readonly firstDelayMs?: number;
   readonly maxRequestsPerSecond?: number;
@@ -34,6 +45,9 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const lockConn = quiet(producerConnection(opts.redisUrl));
+  const limiter = new RateLimiter(opts.maxRequestsPerSecond ?? 10);
+  let fastTimer: NodeJS.Timeout | undefined;
+  let fastRunning: Promise<void> | undefined;
 
   const pass = async (): Promise<void> => {
     try {
@@ -45,7 +59,7 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
       const summary = await reconciler.run({
         source: 'reconciler',
         signal: abort.signal,
-        ...(opts.maxRequestsPerSecond ? { maxRequestsPerSecond: opts.maxRequestsPerSecond } : {}),
+        limiter,
       });
       opts.log[summary.complete ? 'info' : 'warn']({ ...summary, studyErrors: summary.studyErrors.length }, `reconciler pass: ${describeSummary(summary)}`);
       opts.onPass?.(summary);
@@ -63,13 +77,55 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
     }, ms);
     timer.unref();
   };
-  schedule(opts.firstDelayMs ?? 5_000);
+  if (opts.intervalS > 0) schedule(opts.firstDelayMs ?? 5_000);
+
+  // The change feed: a cursor from now on (what came before is the full crawl's job).
+  const changes = opts.changes;
+  if (changes && changes.intervalS > 0) {
+    let cursor: number | undefined;
+    let warned = false;
+    const fast = async (): Promise<void> => {
+      try {
+        cursor ??= await changes.feed.head();
+        const { studies, last } = await changes.feed.poll(cursor);
+        cursor = last;
+        warned = false;
+        if (studies.length === 0) return;
+        const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
+        opts.log[summary.complete ? 'info' : 'warn']({ studies: studies.length, enqueued: summary.enqueued }, `reconciler (change feed): ${describeSummary(summary)}`);
+        opts.onPass?.(summary);
+      } catch (err) {
+        if (!abort.signal.aborted && !warned) opts.log.warn({ err: (err as Error).message }, 'reconciler change feed unavailable; the full crawl still runs');
+        warned = true;
+      }
+    };
+    const scheduleFast = () => {
+      fastTimer = setTimeout(() => {
+        fastRunning = fast().finally(() => {
+          fastRunning = undefined;
+          if (!abort.signal.aborted) scheduleFast();
+        });
+      }, changes.intervalS * 1000);
+      fastTimer.unref();
+    };
+    // Take the cursor now, so that everything stored from here on is seen.
+    fastRunning = changes.feed
+      .head()
+      .then((n) => void (cursor = n))
+      .catch(() => undefined)
+      .finally(() => {
+        fastRunning = undefined;
+        if (!abort.signal.aborted) scheduleFast();
+      });
+  }
 
   return {
     async stop() {
       abort.abort();
       if (timer) clearTimeout(timer);
-      await running;
+      if (fastTimer) clearTimeout(fastTimer);
+      await Promise.all([running, fastRunning]);
+      await changes?.feed.close();
       lockConn.disconnect();
     },
   };
