@@ -174,7 +174,7 @@ export class Reconciler {
         studies.push({ uid, instances: undefined });
       }
     }
-    for (let offset = 0; !opts.studyUids; ) {
+    for (let offset = 0; !opts.studyUids;) {
       const page = await qido('/studies', {
         limit: studyPage,
         offset,
