@@ -201,8 +201,8 @@ describe('/ui in headless Chromium', () => {
 
   test('a result expands to its whole series', async () => {
     const first = page.locator('#results li.card').first();
-    const hit = { study: '', series: '', sop: (await first.getAttribute('data-sop'))! };
-    const p = plan.find((i) => i.sopInstanceUid === hit.sop)!;
+    const sop = (await first.getAttribute('data-sop'))!;
+    const p = plan.find((i) => i.sopInstanceUid === sop)!;
     const inSeries = plan.filter((i) => i.seriesInstanceUid === p.seriesInstanceUid);
     await first.locator('button.series-toggle').click();
     assert.equal(await first.locator('button.series-toggle').getAttribute('aria-expanded'), 'true');
@@ -213,7 +213,7 @@ describe('/ui in headless Chromium', () => {
     );
     const stripSops = await first.locator('.strip li[data-sop]').evaluateAll((lis) => lis.map((l) => l.getAttribute('data-sop')));
     assert.deepEqual(new Set(stripSops), new Set(inSeries.map((i) => i.sopInstanceUid)));
-    assert.equal(await first.locator('.strip li[aria-current="true"]').getAttribute('data-sop'), hit.sop);
+    assert.equal(await first.locator('.strip li[aria-current="true"]').getAttribute('data-sop'), sop);
     await page.waitForFunction(() => Array.from(document.querySelectorAll('.strip img')).every((i) => (i as HTMLImageElement).naturalWidth > 0), undefined, { timeout: 30_000 });
     await viewer.screenshot('ui-series');
     await first.locator('button.series-toggle').click();
