@@ -103,6 +103,12 @@ def main():
     t0 = time.time()
     views = [feat5b(t, bb) for t in tags]
     ev = feat5b("eval", bb)
+    # augmented views computed with --skip-fold lack that fold's rows: use the clean h0 rows there
+    for t, v in zip(tags, views):
+        marker = data.CACHE_DIR / f"feat-{t}.skipped-fold"
+        if marker.exists() and "h0" in tags:
+            rows = np.flatnonzero(meta["folds"] == int(marker.read_text()))
+            v[rows] = views[tags.index("h0")][rows]
     print(f"5b features for {tags} + eval in {time.time() - t0:.0f}s", flush=True)
     out = {"protocol": "head-only on frozen BVLC inception_5b features", "epochs": a.epochs, "views": tags, "runs": []}
     variants = []

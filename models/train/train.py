@@ -70,11 +70,22 @@ class CachedFeatures:
     def __init__(self, views, rows: np.ndarray):
         from features import feat_path
 
+        from evaluate import cache_meta
+
         self.views = []
+        folds = None
         for v in views:
             p = feat_path(v)
             if p.exists():
-                self.views.append(torch.from_numpy(np.load(p, mmap_mode="r")[rows]))
+                arr = np.load(p, mmap_mode="r")[rows]
+                marker = p.parent / f"feat-{v}.skipped-fold"
+                if marker.exists():  # augmented view computed without one fold: use clean h0 rows there
+                    folds = cache_meta()["folds"][rows] if folds is None else folds
+                    miss = np.flatnonzero(folds == int(marker.read_text()))
+                    if len(miss):
+                        arr[miss] = np.load(feat_path("h0"), mmap_mode="r")[rows[miss]]
+                        print(f"view {v}: {len(miss)} rows of fold {marker.read_text()} taken from h0", flush=True)
+                self.views.append(torch.from_numpy(arr))
             else:
                 print(f"warning: view {v} missing ({p}), skipped", flush=True)
         if not self.views:
