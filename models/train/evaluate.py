@@ -114,18 +114,24 @@ def load_ckpt_net(path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--ckpt", help="checkpoint to evaluate on the cached eval view")
+    ap.add_argument("--embeddings", help="instead of --ckpt: precomputed embeddings .npy in cache row order "
+                    "(figshare-cheng then ixi-normal), e.g. from eval_onnx.py --save-embeddings")
     ap.add_argument("--test-fold", type=int, default=None)
     ap.add_argument("--tsne", help="write a t-SNE PNG of the held-out (query) embeddings")
     ap.add_argument("--out", help="write the JSON report here")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    net, cfg = load_ckpt_net(a.ckpt)
-    tf = a.test_fold or cfg.get("test_fold", 5)
     meta = cache_meta()
-    emb = embed_cached(net, np.load(feat_path("eval"), mmap_mode="r"))
+    if a.embeddings:
+        emb, tf, title = np.load(a.embeddings), a.test_fold or 5, Path(a.embeddings).name
+    else:
+        net, cfg = load_ckpt_net(a.ckpt)
+        tf = a.test_fold or cfg.get("test_fold", 5)
+        emb, title = embed_cached(net, np.load(feat_path("eval"), mmap_mode="r")), Path(a.ckpt).parent.name
+    assert len(emb) == len(meta["labels"]), "embeddings must cover figshare-cheng + ixi-normal in cache order"
     res = evaluate_embeddings(emb, meta, tf)
-    print_report(res, Path(a.ckpt).parent.name)
+    print_report(res, title)
     if a.tsne:
         q = np.flatnonzero(meta["folds"] == tf)
         tsne_plot(emb[q], meta["labels"][q], a.tsne, f"t-SNE, fold {tf} queries (4 classes)")
