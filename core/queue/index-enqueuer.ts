@@ -20,12 +20,14 @@ export interface EnqueueOutcome {
 export class IndexEnqueuer {
   readonly queue: Queue<IndexJobData>;
   private readonly conn: Redis;
+  private readonly timeoutMs: number;
 
   constructor(
     redisUrl: string,
     readonly modelVersion: string,
-    opts: { namespace?: string; onConnectionError?: (err: Error) => void } = {},
+    opts: { namespace?: string; onConnectionError?: (err: Error) => void; timeoutMs?: number } = {},
   ) {
+    this.timeoutMs = opts.timeoutMs ?? 3_000;
     this.conn = quiet(producerConnection(redisUrl), opts.onConnectionError);
     this.queue = new Queue<IndexJobData>(queueName('index', opts.namespace), { connection: this.conn });
     this.queue.on('error', () => undefined); // reported per call below
@@ -34,8 +36,13 @@ export class IndexEnqueuer {
   async enqueue(instances: readonly StoredInstance[], source: IndexJobSource): Promise<EnqueueOutcome> {
     if (instances.length === 0) return { enqueued: 0, failed: 0 };
     const now = Date.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.queue.addBulk(
+      // Bounded: while Redis has never been reachable BullMQ waits for 'ready' forever.
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      });
+      const add = this.queue.addBulk(
         instances.map((i) => ({
           name: source,
           data: {
@@ -49,9 +56,13 @@ export class IndexEnqueuer {
           opts: { ...INDEX_JOB_OPTIONS, jobId: indexJobId(i.sopInstanceUid, this.modelVersion) },
         })),
       );
+      add.catch(() => undefined); // may settle after the deadline
+      await Promise.race([add, deadline]);
       return { enqueued: instances.length, failed: 0 };
     } catch (err) {
       return { enqueued: 0, failed: instances.length, error: (err as Error).message };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -60,8 +71,17 @@ export class IndexEnqueuer {
     await this.conn.ping();
   }
 
-  async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
+
+  /** Bounded: BullMQ's Queue.close() waits forever when Redis was never reachable. */
+  async close(timeoutMs = 2_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.queue.close().catch(() => undefined),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
     this.conn.disconnect();
   }
 }
