@@ -121,6 +121,8 @@ def main(argv=None):
         v = getattr(a, k)
         if v is not None:
             cfg[k] = v
+    if str(cfg["frozen_until"]).lower() in ("none", ""):
+        cfg["frozen_until"] = None  # full fine-tune (online mode)
     torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
