@@ -70,6 +70,8 @@ const envSchema = z.object({
   /** /similar: how long a "caller may read study X" verdict is reused (per credential and study); 0 = no cache. */
   CBMIR_ACCESS_CACHE_MS: int(0, 3_600_000).default(30_000),
   CBMIR_ACCESS_CACHE_ENTRIES: int(0, 10_000_000).default(50_000),
+  /** /similar: the largest `limit` a caller may ask for. 100 for people; evaluation (npm run eval:live) raises it up to 10000 (the index's MAX_K) to read a full ranking through the API. */
+  CBMIR_SIMILAR_MAX_LIMIT: int(1, 10_000).default(100),
   /** /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port). */
   CBMIR_VIEWER_URL_TEMPLATE: viewerTemplate.default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
   /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
@@ -107,7 +109,7 @@ export interface Config {
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
   readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number; readonly changesIntervalS: number; readonly pacsRestUrl: string };
-  readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number };
+  readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number; readonly maxLimit: number };
   /** The web page (/ui): viewer link templates. */
   readonly ui: { readonly viewerUrlTemplate: string; readonly blueLightUrlTemplate: string | undefined };
 }
@@ -175,6 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       embedTimeoutMs: e.CBMIR_EMBED_TIMEOUT_MS,
       accessCacheMs: e.CBMIR_ACCESS_CACHE_MS,
       accessCacheEntries: e.CBMIR_ACCESS_CACHE_ENTRIES,
+      maxLimit: e.CBMIR_SIMILAR_MAX_LIMIT,
     }),
     ui: Object.freeze({ viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE, blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE }),
   });

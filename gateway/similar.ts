@@ -152,7 +152,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     let outcome = 'ok';
     try {
       const q = new URL(req.url ?? '/', 'http://x').searchParams;
-      const params = parseSimilarParams(q, { allowUids });
+      const params = parseSimilarParams(q, { allowUids, maxLimit: config.similar.maxLimit });
       const tq = performance.now();
       const query = await resolve(params);
       const queryMs = performance.now() - tq;

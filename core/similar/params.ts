@@ -7,6 +7,7 @@
  *   SeriesInstanceUID    UID                                 —
  *   SOPInstanceUID       UID                                 —
  *   limit                integer 1 … 100                     10
+ *                        (up to CBMIR_SIMILAR_MAX_LIMIT ≤ 10000 when configured: evaluation reads full rankings)
  *   groupBy              instance | series | study           instance
  *   excludeSameStudy     true | false | 1 | 0                true
  *   excludeSamePatient   true | false | 1 | 0                true
@@ -64,11 +65,11 @@ function parseBool(name: string, v: string | undefined, dflt: boolean): boolean 
   throw bad(`${name} must be true or false`);
 }
 
-function parseLimit(v: string | undefined): number {
+function parseLimit(v: string | undefined, max: number): number {
   if (v === undefined) return DEFAULT_LIMIT;
-  if (!/^[0-9]{1,6}$/.test(v)) throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
+  if (!/^[0-9]{1,6}$/.test(v)) throw bad(`limit must be an integer from 1 to ${max}`);
   const n = Number(v);
-  if (n < 1 || n > MAX_LIMIT) throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`);
+  if (n < 1 || n > max) throw bad(`limit must be an integer from 1 to ${max}`);
   return n;
 }
 
@@ -87,7 +88,7 @@ function parseCsList(q: URLSearchParams, name: string): string[] | undefined {
  * UID parameters are accepted here (GET /similar) or would be unknown (the
  * path form and POST, where they would contradict the path or the upload).
  */
-export function parseSimilarParams(q: URLSearchParams, opts: { allowUids: boolean }): SimilarParams {
+export function parseSimilarParams(q: URLSearchParams, opts: { allowUids: boolean; maxLimit?: number }): SimilarParams {
   const known = new Set<string>([...OPTION_PARAMS, ...(opts.allowUids ? UID_PARAMS : [])]);
   const unknown = [...new Set(q.keys())].filter((k) => !known.has(k));
   if (unknown.length) {
@@ -100,7 +101,7 @@ export function parseSimilarParams(q: URLSearchParams, opts: { allowUids: boolea
   const modality = parseCsList(q, 'Modality');
   const bodyPartExamined = parseCsList(q, 'BodyPartExamined');
   return {
-    limit: parseLimit(single(q, 'limit')),
+    limit: parseLimit(single(q, 'limit'), opts.maxLimit ?? MAX_LIMIT),
     groupBy,
     excludeSameStudy: parseBool('excludeSameStudy', single(q, 'excludeSameStudy'), true),
     excludeSamePatient: parseBool('excludeSamePatient', single(q, 'excludeSamePatient'), true),

@@ -60,6 +60,13 @@ describe('parseSimilarParams', () => {
     assert.equal(parseSimilarParams(qs('limit=007'), { allowUids: false }).limit, 7);
   });
 
+  test('limit: a configured maximum (CBMIR_SIMILAR_MAX_LIMIT, evaluation) raises the bound and still refuses above it', () => {
+    assert.equal(parseSimilarParams(qs('limit=3064'), { allowUids: false, maxLimit: 10_000 }).limit, 3064);
+    const p = problem(() => parseSimilarParams(qs('limit=10001'), { allowUids: false, maxLimit: 10_000 }));
+    assert.equal(p.code, 'BAD_PARAM');
+    assert.match(p.detail ?? '', /1 to 10000/);
+  });
+
   test('unknown and repeated parameters are refused, naming them', () => {
     const p = problem(() =>
       parseSimilarParams(qs('limit=5&excludeSamePatients=false'), {
