@@ -1,0 +1,117 @@
+/**
+ * Enqueue a job and wait for its answer, bounded — the shared machinery behind
+ * the gateway's interactive requests (query vectors, heatmaps). One Queue and one
+ * QueueEvents stream per queue, shared by all requests.
+ *
+ *   Redis down / not answering → EMBED_UNAVAILABLE (503) at once: the producer
+ *                                connection has no offline queue (core/queue/redis.ts)
+ *   no answer in time          → EMBED_TIMEOUT (503) with Retry-After
+ *   job failed                 → EMBED_UNAVAILABLE with the worker's reason
+ *
+ * The event stream is created at first use (BullMQ 6's QueueEvents.close() waits for
+ * a first connection that never comes when Redis was down from the start) and reads
+ * from the stream's last entry at that moment, not from BullMQ's default '$': a
+ * QueueEvents that has not read an event yet re-issues XREAD with '$' after each
+ * blocking timeout and connection reset (BullMQ 6.7 resets the connection when a read
+ * overruns its deadline, as on a busy event loop) and loses what was published
+ * meanwhile — seen here as a job that completed in 0.2 s and a request that timed out
+ * waiting for it. With a concrete id, a re-issued read resumes where it stopped.
+ */
+import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { HttpProblem } from '../errors.js';
+import { producerConnection, quiet, workerConnection } from './redis.js';
+
+/** Upper bound on enqueueing alone: a Redis that accepts connections but does not answer must not hold a request. */
+const ENQUEUE_TIMEOUT_MS = 2_000;
+
+/** Seconds a client should wait before asking again after a timeout. */
+export function retryAfterSeconds(timeoutMs: number): number {
+  return Math.max(1, Math.ceil(timeoutMs / 1000));
+}
+
+export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+export interface RequestOptions<D, R> {
+  /** What is being asked for, for error messages ("embedding", "heatmap"). */
+  readonly what: string;
+  readonly timeoutMs: number;
+  /** Enqueue the job (may reuse an existing one, e.g. a stable job id). */
+  readonly add: (queue: Queue<D, R>) => Promise<Job<D, R>>;
+  /** Remove the job once answered (uploads must not stay in Redis). */
+  readonly removeAfter: boolean;
+}
+
+export class JobRequester<D, R> {
+  readonly queue: Queue<D, R>;
+  private readonly producer: Redis;
+  private readonly conns: Redis[] = [];
+  private events: Promise<QueueEvents> | undefined;
+
+  constructor(
+    private readonly redisUrl: string,
+    name: string,
+  ) {
+    this.producer = quiet(producerConnection(redisUrl));
+    this.conns.push(this.producer);
+    this.queue = new Queue<D, R>(name, { connection: this.producer });
+    this.queue.on('error', () => undefined); // reported per request
+  }
+
+  private eventStream(): Promise<QueueEvents> {
+    this.events ??= (async () => {
+      const last = await this.producer.xrevrange(this.queue.keys.events!, '+', '-', 'COUNT', 1);
+      // It blocks on XREAD, so it gets a connection that retries forever.
+      const blocking = quiet(workerConnection(this.redisUrl));
+      this.conns.push(blocking);
+      const events = new QueueEvents(this.queue.name, { connection: blocking, lastEventId: last[0]?.[0] ?? '0-0' });
+      events.on('error', () => undefined);
+      await events.waitUntilReady();
+      return events;
+    })();
+    this.events.catch(() => (this.events = undefined)); // Redis down: the next request tries again
+    return this.events;
+  }
+
+  async request(o: RequestOptions<D, R>): Promise<R> {
+    const deadline = Date.now() + o.timeoutMs;
+    const retryAfter = retryAfterSeconds(o.timeoutMs);
+    let job: Job<D, R>;
+    let events: QueueEvents;
+    try {
+      const bound = Math.min(o.timeoutMs, ENQUEUE_TIMEOUT_MS);
+      events = await withDeadline(this.eventStream(), bound);
+      job = await withDeadline(o.add(this.queue), bound);
+    } catch (err) {
+      throw new HttpProblem('EMBED_UNAVAILABLE', `cannot queue the ${o.what} (${(err as Error).message})`, { retryAfter });
+    }
+    try {
+      return (await job.waitUntilFinished(events, Math.max(1, deadline - Date.now()))) as R;
+    } catch (err) {
+      const msg = (err as Error).message ?? String(err);
+      if (/timed out before finishing/.test(msg) || Date.now() >= deadline) {
+        throw new HttpProblem('EMBED_TIMEOUT', `no ${o.what} within ${o.timeoutMs} ms; try again`, { retryAfter });
+      }
+      throw new HttpProblem('EMBED_UNAVAILABLE', `the ${o.what} job failed: ${msg.slice(0, 300)}`, { retryAfter });
+    } finally {
+      if (o.removeAfter) await job.remove().catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    // BullMQ's close waits for a connection that may never come (Redis down): bounded.
+    const events = await withDeadline(this.events ?? Promise.resolve(undefined), 1_000).catch(() => undefined);
+    await withDeadline(Promise.allSettled([events?.close(), this.queue.close()]), 1_000).catch(() => undefined);
+    for (const c of this.conns) {
+      // A connection still trying to reach a dead Redis would schedule one more reconnect after disconnect().
+      c.options.retryStrategy = () => null;
+      c.disconnect();
+    }
+  }
+}
