@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client } from '@elastic/elasticsearch';
-import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
 import { ElasticsearchIndex } from '../../core/index/elasticsearch/es-index.js';
 import { classifyIndexError, IndexError } from '../../core/index/errors.js';
 import { createVectorIndex } from '../../core/index/factory.js';

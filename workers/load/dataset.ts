@@ -74,6 +74,7 @@ export function splitCsvLine(line: string): string[] {
 }
 
 // LO (PatientID) allows 64 characters and no backslash or control characters (PS3.5 §6.2).
+// eslint-disable-next-line no-control-regex -- control characters are exactly what LO forbids
 const PATIENT_RE = /^[^\\\u0000-\u001f]{1,64}$/;
 
 function checkFile(file: string): string | undefined {
@@ -110,6 +111,7 @@ export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: Da
       continue;
     }
     const className = f[iClass] ?? '';
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what LO forbids
     if (!className || className.length > 64 || /[\\\u0000-\u001f]/.test(className)) {
       bad('class_name must be 1–64 printable characters');
       continue;
