@@ -2,7 +2,7 @@
  * `npm run bench:ingest` — STOW → searchable, end to end, with the Elasticsearch backend.
  *
  *   tsx bench/ingest.ts [--dataset DIR] [--limit 1000] [--latency-images 300] [--pace 0.8]
- *                       [--workers 1] [--concurrency 16] [--batch-size 16] [--batch-wait-ms 20]
+ *                       [--workers 2] [--threads 1] [--concurrency 8] [--batch-size 16] [--batch-wait-ms 20]
  *                       [--stow-batch 16] [--stow-concurrency 2] [--no-report]
  *
  * Real parts, as deployed: Orthanc, Redis and Elasticsearch (started with
@@ -57,8 +57,9 @@ const { values: a } = parseArgs({
     limit: { type: 'string', default: '1000' },
     'latency-images': { type: 'string', default: '300' },
     pace: { type: 'string', default: '0.8' },
-    workers: { type: 'string', default: '1' },
-    concurrency: { type: 'string', default: '16' },
+    workers: { type: 'string', default: '2' },
+    threads: { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '8' },
     'batch-size': { type: 'string', default: '16' },
     'batch-wait-ms': { type: 'string', default: '20' },
     'stow-batch': { type: 'string', default: '16' },
@@ -78,6 +79,9 @@ const PACE = Number(a.pace);
 if (!(PACE > 0 && PACE <= 2)) throw new Error(`--pace must be in (0, 2], got ${a.pace}`);
 const WORKERS = int('workers', a.workers);
 const CONCURRENCY = int('concurrency', a.concurrency);
+// One onnxruntime thread per worker process, one process per core: measured 49 ms CPU per
+// image against 65 ms with 2 threads in one process (spinning intra-op threads), see docs/indexing.md.
+const THREADS = int('threads', a.threads, 0);
 const BATCH = int('batch-size', a['batch-size']);
 const BATCH_WAIT = int('batch-wait-ms', a['batch-wait-ms'], 0);
 const STOW_BATCH = int('stow-batch', a['stow-batch']);
@@ -196,12 +200,13 @@ async function main(): Promise<void> {
           CBMIR_BATCH_SIZE: String(BATCH),
           CBMIR_BATCH_WAIT_MS: String(BATCH_WAIT),
           CBMIR_RECONCILE_INTERVAL_S: '0',
+          CBMIR_ORT_THREADS: String(THREADS),
           CBMIR_LOG_LEVEL: 'info', // 'worker ready' is an info line; the worker logs nothing per successful job
         }),
       );
     }
     await Promise.all(workers.map((w) => w.ready));
-    log(`gateway on :${gatewayPort}, ${WORKERS} worker process(es) (concurrency ${CONCURRENCY}, batch ${BATCH}/${BATCH_WAIT} ms), model ${model.version}`);
+    log(`gateway on :${gatewayPort}, ${WORKERS} worker process(es) (${THREADS || 'default'} ORT thread(s), concurrency ${CONCURRENCY}, batch ${BATCH}/${BATCH_WAIT} ms), model ${model.version}`);
     const stow = new StowClient({ url: `http://127.0.0.1:${gatewayPort}/dicom-web`, retries: 0, connections: STOW_CONCURRENCY + 1 });
 
     const send = async (list: readonly PlannedInstance[], perRequest: number, inFlight: number, paceMs = 0): Promise<Sent[]> => {
@@ -319,6 +324,7 @@ async function main(): Promise<void> {
       worker_cpu_ms_per_image: Math.round(workerCpuMs / thr.length),
       refused: refused.length,
       workers: WORKERS,
+      ort_threads: THREADS,
       concurrency: CONCURRENCY,
       batch_size: BATCH,
       model: model.version,
@@ -336,7 +342,7 @@ async function main(): Promise<void> {
             ' (other jobs shared the machine: compare runs only on a quiet machine).',
           '',
           `Real images: ${result.dataset} (${thr.length} + ${lat.length} images, converted to DICOM MR before timing), STOWed through the gateway (child process) into Orthanc; ` +
-            `${WORKERS} \`cbmir worker\` process(es), concurrency ${CONCURRENCY}, micro-batches of ${BATCH} (wait ${BATCH_WAIT} ms), model ${model.version} (FP32, CPU), Elasticsearch backend (bulk writes, refresh=wait_for).`,
+            `${WORKERS} \`cbmir worker\` process(es) with ${THREADS || "onnxruntime's default"} inference thread(s) each, concurrency ${CONCURRENCY}, micro-batches of ${BATCH} (wait ${BATCH_WAIT} ms), model ${model.version} (FP32, CPU), Elasticsearch backend (bulk writes, refresh=wait_for).`,
           '',
           markdownTable(
             ['measure', 'value'],

@@ -27,6 +27,7 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     model: config.model,
     batchSize: config.worker.batchSize,
     batchWaitMs: config.worker.batchWaitMs,
+    ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
   });
   const index = createVectorIndex(config);
   const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
