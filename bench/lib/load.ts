@@ -27,6 +27,10 @@ export interface LoadOptions {
   readonly expectStatus?: number;
   /** Return the raw latency samples (to merge several runs before taking percentiles). */
   readonly keepSamples?: boolean;
+  /** Path + query of each request, when requests differ (e.g. a random instance each); default: `url`'s. */
+  readonly pathFor?: () => string;
+  /** A request without full headers/body within this many ms is an error (undici headers/body timeouts). */
+  readonly timeoutMs?: number;
 }
 
 export interface LoadResult extends LatencySummary {
@@ -51,6 +55,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     pipelining: 1,
     keepAliveTimeout: 30_000,
     keepAliveTimeoutThreshold: 250,
+    ...(opts.timeoutMs ? { headersTimeout: opts.timeoutMs, bodyTimeout: opts.timeoutMs } : {}),
   });
   const path = u.pathname + u.search;
   const method = opts.method ?? 'GET';
@@ -104,7 +109,7 @@ async function phase(
       let ok = false;
       let n = 0;
       try {
-        const res = await pool.request({ path, method, headers: opts.headers });
+        const res = await pool.request({ path: opts.pathFor ? opts.pathFor() : path, method, headers: opts.headers });
         for await (const chunk of res.body) n += (chunk as Buffer).length;
         ok = res.statusCode === expect;
         if (!ok && !r.firstError) r.firstError = `HTTP ${res.statusCode}`;

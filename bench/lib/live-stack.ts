@@ -1,0 +1,189 @@
+/**
+ * The whole system, live, for benchmarks that query /similar (bench/similar.ts,
+ * bench/eval-live.ts): Orthanc, Redis and Elasticsearch from deploy/local/stack.sh
+ * (state kept between runs, so a loaded index is reused), the gateway and one
+ * `cbmir worker` as child processes, and `cbmir load` (workers/load.ts) STOWing
+ * real dataset images through the gateway, as an operator would.
+ *
+ * Services are left running after a run (their state is the point of reuse);
+ * `bash deploy/local/stack.sh stop` with the same CBMIR_STACK_DIR stops them.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { createVectorIndex } from '../../core/index/factory.js';
+import type { VectorIndex } from '../../core/index/types.js';
+import { queueName } from '../../core/jobs.js';
+import { runLoad, type LoadSummary } from '../../workers/load.js';
+import { startChild, type StartedChild } from './child.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export interface ServiceSpec {
+  /** State directory of deploy/local/stack.sh for this service (absolute). */
+  readonly stackDir: string;
+  readonly port: number;
+  /** Use this running service instead of starting one. */
+  readonly url?: string | undefined;
+}
+
+/** Start (idempotently) one service of the local stack; returns its URL. */
+export function ensureService(svc: 'orthanc' | 'redis' | 'es', spec: ServiceSpec, log: (m: string) => void): string {
+  if (spec.url) return spec.url.replace(/\/+$/, '');
+  const portEnv: Record<string, string> =
+    svc === 'orthanc'
+      ? { ORTHANC_NAME: 'orthanc', ORTHANC_HTTP_PORT: String(spec.port), ORTHANC_STABLE_AGE: '2' }
+      : svc === 'redis'
+        ? { REDIS_PORT: String(spec.port) }
+        : { ES_PORT: String(spec.port) };
+  log(`${svc}: ensuring it runs on 127.0.0.1:${spec.port} (deploy/local/stack.sh, state in ${path.relative(ROOT, spec.stackDir)})`);
+  execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'start', svc], {
+    env: { ...process.env, CBMIR_STACK_DIR: spec.stackDir, ...portEnv },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return svc === 'redis' ? `redis://127.0.0.1:${spec.port}` : `http://127.0.0.1:${spec.port}`;
+}
+
+export interface LiveUrls {
+  readonly orthanc: string;
+  readonly redis: string;
+  readonly es: string;
+  readonly esIndex: string;
+  /** CBMIR_DATA_DIR shared by gateway and worker (the patient-key secret lives there). */
+  readonly dataDir: string;
+}
+
+/** Environment for gateway and worker children. */
+export function childEnv(u: LiveUrls, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    CBMIR_PACS_URL: `${u.orthanc}/dicom-web`,
+    CBMIR_REDIS_URL: u.redis,
+    CBMIR_ES_URL: u.es,
+    CBMIR_ES_INDEX: u.esIndex,
+    CBMIR_DATA_DIR: u.dataDir,
+    CBMIR_LOG_LEVEL: 'warn',
+    CBMIR_RECONCILE_INTERVAL_S: '0',
+    ...extra,
+  };
+}
+
+export function startGateway(u: LiveUrls, port: number, extra: Record<string, string> = {}): Promise<StartedChild> {
+  return startChild(process.execPath, ['--import', 'tsx', path.join(ROOT, 'gateway/main.ts')], {
+    env: childEnv(u, { CBMIR_HOST: '127.0.0.1', CBMIR_PORT: String(port), ...extra }),
+    readyUrl: `http://127.0.0.1:${port}/healthz`,
+    timeoutMs: 60_000,
+  });
+}
+
+export interface WorkerChild {
+  readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  tail(): string;
+  stop(): Promise<void>;
+}
+
+/** One `cbmir worker` process; ready when it logs "worker ready". */
+export function startWorker(u: LiveUrls, extra: Record<string, string> = {}): WorkerChild {
+  const env = childEnv(u, { CBMIR_LOG_LEVEL: 'info', CBMIR_WORKER_CONCURRENCY: '16', CBMIR_BATCH_SIZE: '16', ...extra });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    const keep = (d: Buffer): void => {
+      out = (out + d.toString()).slice(-8000);
+      if (out.includes('worker ready')) resolve();
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}:\n${out}`)));
+  });
+  ready.catch(() => undefined);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    child,
+    ready,
+    tail: () => out,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+export function openIndex(u: LiveUrls): VectorIndex {
+  return createVectorIndex({ es: { url: u.es, index: u.esIndex }, dataDir: u.dataDir });
+}
+
+/** Documents in the index (0 when it does not exist yet). */
+export async function indexCount(index: VectorIndex): Promise<number> {
+  try {
+    return await index.count();
+  } catch {
+    return 0;
+  }
+}
+
+/** `cbmir load` one dataset folder through the gateway under `datasetName` (distinct UIDs per name). */
+export async function loadThroughGateway(
+  gatewayPort: number,
+  dir: string,
+  datasetName: string | undefined,
+  log: (m: string) => void,
+  folds?: readonly number[],
+): Promise<LoadSummary> {
+  let last = 0;
+  const s = await runLoad({
+    dir,
+    ...(datasetName ? { datasetName } : {}),
+    mode: 'send',
+    url: `http://127.0.0.1:${gatewayPort}/dicom-web`,
+    ...(folds ? { filters: { folds: new Set(folds) } } : {}),
+    batchSize: 16,
+    concurrency: 2,
+    studyDate: '20240101',
+    onProgress: (p) => {
+      if (p.done - last >= 500 || p.done === p.total) {
+        last = p.done;
+        log(`  load ${datasetName ?? path.basename(dir)}: ${p.done}/${p.total} sent, ${p.stored} stored, ${p.failed} failed`);
+      }
+    },
+  });
+  if (s.failed) throw new Error(`cbmir load ${dir} (${datasetName ?? 'default name'}): ${s.failed} images failed: ${s.failures[0]?.reason ?? ''}`);
+  return s;
+}
+
+/** Wait until the index holds `want` documents and the queue is idle; logs progress. */
+export async function waitIndexed(u: LiveUrls, index: VectorIndex, want: number, log: (m: string) => void, timeoutMs = 3_600_000): Promise<number> {
+  const conn = new Redis(u.redis, { maxRetriesPerRequest: null });
+  conn.on('error', () => undefined);
+  const queue = new Queue(queueName('index'), { connection: conn });
+  queue.on('error', () => undefined);
+  const deadline = Date.now() + timeoutMs;
+  let lastLog = 0;
+  let idleRounds = 0;
+  try {
+    for (;;) {
+      const n = await indexCount(index);
+      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');
+      const pending = (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
+      if (n >= want) return n;
+      idleRounds = pending === 0 ? idleRounds + 1 : 0;
+      // Idle queue for a while and still short: jobs failed (or were deduplicated away); say so.
+      if (idleRounds >= 20) throw new Error(`the queue is idle but the index holds ${n} of ${want} documents (failed jobs: ${c.failed ?? 0}; see \`npm run cbmir -- failed\`)`);
+      if (Date.now() > deadline) throw new Error(`index holds ${n} of ${want} documents after ${timeoutMs / 1000} s`);
+      if (Date.now() - lastLog > 15_000) {
+        lastLog = Date.now();
+        log(`  indexed ${n}/${want} (queue: ${pending} pending, ${c.failed ?? 0} failed)`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    await queue.close().catch(() => undefined);
+    conn.disconnect();
+  }
+}
