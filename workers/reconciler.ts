@@ -174,6 +174,7 @@ export class Reconciler {
         studies.push({ uid, instances: undefined });
       }
     }
+    let listTruncated: string | undefined;
     for (let offset = 0; !opts.studyUids;) {
       const page = await qido('/studies', {
         limit: studyPage,
@@ -184,6 +185,7 @@ export class Reconciler {
       });
       if (page.length === 0) break;
       offset += page.length;
+      const before = seen.size;
       for (const ds of page) {
         const uid = stringValue(ds, STUDY_UID);
         if (!isValidUid(uid) || seen.has(uid)) continue;
@@ -194,8 +196,15 @@ export class Reconciler {
           instances: Number.isFinite(n) && n >= 0 ? n : undefined,
         });
       }
+      if (seen.size === before) {
+        // A full page and nothing new: the PACS ignores `offset` (or the list shifted by a
+        // whole page). Paging further would loop forever; stop and say so.
+        listTruncated = `the PACS answered offset=${offset - page.length} with studies already listed (does it support QIDO offset?); the study list may be incomplete`;
+        break;
+      }
     }
 
+    if (listTruncated) studyErrors.push({ study: '(study list)', reason: listTruncated });
     const todo = studies.filter((st) => !opts.checkpoint?.has(st.uid));
     s.studiesResumed = studies.length - todo.length;
     let instancesTotal = todo.reduce((a, st) => a + (st.instances ?? 0), 0);
@@ -217,6 +226,7 @@ export class Reconciler {
       signal?.throwIfAborted();
       let ok = true;
       let seenInStudy = 0;
+      const sopsOfStudy = new Set<string>();
       try {
         for (let offset = 0; ;) {
           const page = await qido(`/studies/${study.uid}/instances`, {
@@ -226,9 +236,11 @@ export class Reconciler {
           if (page.length === 0) break;
           offset += page.length;
           const instances: StoredInstance[] = [];
+          const knownBefore = sopsOfStudy.size;
           for (const ds of page) {
             const sop = stringValue(ds, SOP_UID);
             const series = stringValue(ds, SERIES_UID);
+            if (isValidUid(sop)) sopsOfStudy.add(sop);
             if (isValidUid(sop) && isValidUid(series))
               instances.push({
                 studyInstanceUid: study.uid,
@@ -244,6 +256,7 @@ export class Reconciler {
             await this.reconcileBatch(instances.slice(i, i + hasBatch), opts.source, s);
           }
           progress();
+          if (sopsOfStudy.size === knownBefore) throw new Error(`the PACS answered offset=${offset - page.length} with instances already listed (does it support QIDO offset?)`);
         }
       } catch (err) {
         if (signal?.aborted) throw err;
