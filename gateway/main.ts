@@ -17,6 +17,7 @@ import { attachStowIndexing } from './stow-indexing.js';
 import { attachSimilar } from './similar.js';
 import { attachSimilarHeatmap } from './similar-heatmap.js';
 import { attachUi } from './ui.js';
+import { attachVirtualRoot } from './virtual-root.js';
 
 async function main(): Promise<void> {
   let config;
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   gateway.addReadinessCheck({ name: 'index', check: async () => void (await index.count()) });
   const similar = attachSimilar(gateway, { config, index, modelVersion: model.version, logger: log });
   attachSimilarHeatmap(gateway, { config, access: similar.access, index, modelVersion: model.version, logger: log });
+  attachVirtualRoot(gateway, { config, index, search: similar.search, logger: log });
   attachUi(gateway, config);
   gateway.addCloseHook(() => enqueuer.close());
   gateway.addCloseHook(() => index.close());

@@ -12,16 +12,22 @@
  *     [A-Za-z0-9.,-] (UIDs, keywords, frame lists, bulk tags), except %2C
  *     for an encoded comma in a frame list;
  *   - "/dicom-webX", "/wado/x"-style near-misses of the two roots.
+ * Virtual roots (virtual-root.ts), /similar-to/{SOPInstanceUID}/dicom-web/… and
+ * …/wado, pass the same checks: the generic ones above on the whole path, then
+ * the UID, then the root rules on what follows it. They are tagged with the
+ * query instance (`virtualSop`) and otherwise routed exactly like the real roots.
  * Query strings are bounded in length and passed on verbatim.
  */
-import { HttpProblem } from '../core/errors.js';
+import { HttpProblem, isValidUid } from '../core/errors.js';
 
 export const DICOMWEB_ROOT = '/dicom-web';
 export const WADO_URI_ROOT = '/wado';
+/** Prefix of the per-query virtual DICOMweb roots: /similar-to/{SOPInstanceUID}/dicom-web. */
+export const SIMILAR_TO_ROOT = '/similar-to';
 
 export type GuardedTarget =
-  | { readonly kind: 'dicomweb'; readonly segments: readonly string[]; readonly query: string }
-  | { readonly kind: 'wado-uri'; readonly query: string }
+  | { readonly kind: 'dicomweb'; readonly segments: readonly string[]; readonly query: string; readonly virtualSop?: string }
+  | { readonly kind: 'wado-uri'; readonly query: string; readonly virtualSop?: string }
   | { readonly kind: 'other'; readonly path: string; readonly query: string };
 
 const FORBIDDEN_ENCODED_RE = /%(?:2f|5c|2e|25|00)/i;
@@ -41,6 +47,22 @@ export function guardTarget(rawUrl: string, maxQueryBytes: number): GuardedTarge
   if (path.length > 1 && path.includes('//')) throw bad('empty path segments are not allowed');
   for (const seg of path.split('/')) if (seg === '.' || seg === '..') throw bad('dot segments are not allowed');
 
+  if (path.startsWith(SIMILAR_TO_ROOT)) {
+    if (path.length > SIMILAR_TO_ROOT.length && path.charCodeAt(SIMILAR_TO_ROOT.length) !== 47)
+      throw bad(`unknown root (did you mean ${SIMILAR_TO_ROOT}/{SOPInstanceUID}${DICOMWEB_ROOT}/…?)`);
+    const rest = path.slice(SIMILAR_TO_ROOT.length + 1);
+    const slash = rest.indexOf('/');
+    const sop = slash === -1 ? rest : rest.slice(0, slash);
+    if (!isValidUid(sop)) throw new HttpProblem('BAD_UID', 'SOP Instance UID must be digits and dots, at most 64 characters');
+    const inner = classifyRoot(slash === -1 ? '' : rest.slice(slash), query);
+    if (inner.kind === 'other') throw new HttpProblem('NOT_FOUND', `a virtual root serves ${DICOMWEB_ROOT}/… and ${WADO_URI_ROOT} only`);
+    return { ...inner, virtualSop: sop };
+  }
+  return classifyRoot(path, query);
+}
+
+/** The DICOMweb and WADO-URI roots (and their near-misses); anything else is "other". */
+function classifyRoot(path: string, query: string): GuardedTarget {
   if (path === DICOMWEB_ROOT || path.startsWith(DICOMWEB_ROOT)) {
     if (path.length > DICOMWEB_ROOT.length && path.charCodeAt(DICOMWEB_ROOT.length) !== 47)
       throw bad(`unknown root (did you mean ${DICOMWEB_ROOT}/…?)`);

@@ -8,6 +8,9 @@
  *   4. path guard (path-guard.ts): traversal and near-miss roots → 400
  *   5. DICOMweb route table (routes.ts) → pass-through / STOW / thumbnail
  *      /wado (WADO-URI) → pass-through
+ *      virtual roots /similar-to/{sop}/dicom-web|wado (virtual-root.ts): the same
+ *      table and pass-through with the prefix stripped, except QIDO …/studies
+ *      (the ranked similar studies) and STOW (405: a virtual root is read-only)
  *   6. everything else → the express app: /healthz, /readyz, /metrics, and
  *      whatever later code registers (app.get('/similar', …), UI) → else 404
  *
@@ -27,9 +30,9 @@ import { Cors } from './cors.js';
 import { basicAuthorization, upstreamRequestHeaders } from './headers.js';
 import { notReady, runChecks, type ReadinessCheck } from './health.js';
 import { GatewayMetrics } from './metrics.js';
-import { ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
+import { normaliseQidoQuery, ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
 import { forward, type ProxyContext } from './passthrough.js';
-import { DICOMWEB_ROOT, guardTarget, WADO_URI_ROOT } from './path-guard.js';
+import { DICOMWEB_ROOT, guardTarget, SIMILAR_TO_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import { derivePublicBase, fixedPublicBase, type PublicBase } from './public-url.js';
 import { matchDicomweb } from './routes.js';
@@ -51,6 +54,17 @@ export interface GatewayDeps {
   readonly defaultMetrics?: boolean;
 }
 
+/**
+ * Serves QIDO `GET /similar-to/{sop}/dicom-web/studies` (virtual-root.ts). `publicBase`
+ * is the virtual root's base (`…/similar-to/{sop}`; append "/dicom-web"), `query` the
+ * raw query string. Handles its own errors.
+ */
+export type VirtualStudiesHandler = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  ctx: { readonly sopInstanceUid: string; readonly query: string; readonly publicBase: PublicBase },
+) => void;
+
 export interface Gateway {
   /** Express app for routes outside the DICOMweb surface (/similar, UI …). */
   readonly app: express.Express;
@@ -64,6 +78,8 @@ export interface Gateway {
   onStowResponse(listener: StowResponseListener): () => void;
   addReadinessCheck(check: ReadinessCheck): void;
   addCloseHook(hook: () => Promise<void> | void): void;
+  /** Serve the virtual roots' study lists (without one, /similar-to/… answers 404). */
+  setVirtualStudies(handler: VirtualStudiesHandler): void;
 }
 
 /** Upper bound on JSON/XML answers we hold in memory to rewrite URLs (study metadata can be MBs). */
@@ -99,6 +115,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
   const checks: ReadinessCheck[] = [pacsCheck(upstream, dicomweb, ctx.defaultAuthorization), ...(deps.readinessChecks ?? [])];
   const closeHooks = [...(deps.closeHooks ?? [])];
+  let virtualStudies: VirtualStudiesHandler | undefined;
   let draining = false;
   let seq = 0;
   const idPrefix = `${process.pid.toString(36)}-${Date.now().toString(36)}-`;
@@ -133,6 +150,18 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   // Host for derived URLs when a client sends no usable Host header (set once listening; address() is a syscall).
   let fallbackHost = `${config.host}:${config.port}`;
   const publicBaseOf = (req: http.IncomingMessage): PublicBase => fixedBase ?? derivePublicBase(req.headers, fallbackHost);
+  /**
+   * A virtual root's base: the gateway's with /similar-to/{sop} appended, so URLs the
+   * rewriter maps (base + "/dicom-web" or "/wado") land under the virtual root. Its
+   * path is never empty, so no `Forwarded` goes to the PACS (it would write /dicom-web
+   * URLs itself) and the PACS's own URLs are mapped instead.
+   */
+  const baseFor = (req: http.IncomingMessage, virtualSop: string | undefined): PublicBase => {
+    const b = publicBaseOf(req);
+    if (virtualSop === undefined) return b;
+    const suffix = `${SIMILAR_TO_ROOT}/${virtualSop}`;
+    return { ...b, base: b.base + suffix, path: b.path + suffix };
+  };
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
@@ -175,12 +204,22 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         const match = matchDicomweb(method, target.segments);
         if (!match) throw new HttpProblem('NOT_FOUND', 'no such DICOMweb resource');
         routeClass = match.route.routeClass;
-        const publicBase = publicBaseOf(req);
+        const publicBase = baseFor(req, target.virtualSop);
+        if (target.virtualSop !== undefined) {
+          if (match.route.handler === 'stow') throw new HttpProblem('METHOD_NOT_ALLOWED', 'a virtual root is read-only: store through /dicom-web');
+          if (match.route.routeClass === 'qido' && target.segments.length === 1 && target.segments[0] === 'studies') {
+            if (!virtualStudies) throw new HttpProblem('NOT_FOUND', 'virtual roots are not enabled');
+            virtualStudies(req, res, { sopInstanceUid: target.virtualSop, query: target.query, publicBase });
+            return;
+          }
+        }
         if (match.route.handler === 'thumbnail' && !quirks.hasThumbnail) {
           thumbnails.serve(req, res, target.segments, target.query);
           return;
         }
-        const { accept, query } = negotiate(match.route.routeClass, req.headers.accept, target.query);
+        const negotiated = negotiate(match.route.routeClass, req.headers.accept, target.query);
+        const accept = negotiated.accept;
+        const query = match.route.routeClass === 'qido' ? normaliseQidoQuery(negotiated.query, quirks) : negotiated.query;
         const spec = {
           endpoint: dicomweb,
           path: `${dicomweb.basePath}/${target.segments.join('/')}${query ? `?${query}` : ''}`,
@@ -205,7 +244,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           endpoint: wadoUri,
           path: `${wadoUri.basePath}?${target.query}`,
           accept: undefined,
-          publicBase: publicBaseOf(req),
+          publicBase: baseFor(req, target.virtualSop),
           sendForwarded: false,
           rewritable: false,
           withBody: false,
@@ -296,6 +335,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     },
     addCloseHook: (hook) => {
       closeHooks.push(hook);
+    },
+    setVirtualStudies: (handler) => {
+      virtualStudies = handler;
     },
   };
 }
