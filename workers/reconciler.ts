@@ -182,6 +182,9 @@ export class Reconciler {
         includefield: STUDY_INSTANCES,
         ...(opts.since ? { StudyDate: `${opts.since}-` } : {}),
         ...opts.studyQuery,
+      }).catch((err: Error) => {
+        if (signal?.aborted) throw err;
+        throw new Error(`listing the PACS's studies (QIDO /studies, offset ${offset}) failed: ${err.message}`, { cause: err });
       });
       if (page.length === 0) break;
       offset += page.length;
