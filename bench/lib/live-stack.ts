@@ -158,7 +158,15 @@ export async function loadThroughGateway(
 }
 
 /** Wait until the index holds `want` documents and the queue is idle; logs progress. */
-export async function waitIndexed(u: LiveUrls, index: VectorIndex, want: number, log: (m: string) => void, timeoutMs = 3_600_000): Promise<number> {
+export async function waitIndexed(
+  u: LiveUrls,
+  index: VectorIndex,
+  want: number,
+  log: (m: string) => void,
+  timeoutMs = 3_600_000,
+  /** Instead of a count: wait until these instances are all in the index. */
+  sops?: readonly string[],
+): Promise<number> {
   const conn = new Redis(u.redis, { maxRetriesPerRequest: null });
   conn.on('error', () => undefined);
   const queue = new Queue(queueName('index'), { connection: conn });
@@ -168,7 +176,8 @@ export async function waitIndexed(u: LiveUrls, index: VectorIndex, want: number,
   let idleRounds = 0;
   try {
     for (;;) {
-      const n = await indexCount(index);
+      const n = sops ? (await index.has(sops)).size : await indexCount(index);
+      if (sops) want = sops.length;
       const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');
       const pending = (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
       if (n >= want) return n;
