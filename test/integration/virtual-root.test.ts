@@ -17,10 +17,11 @@ import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
 import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js';
 import { runLoad } from '../../workers/load.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
-import { testStack } from '../helpers/stack.js';
-import { deleteStudies, json, normalise, raw, stowBody } from './gateway-fixture.js';
+import { orthancAuthHeader, testStack } from '../helpers/stack.js';
+import { deleteStudies, json, normalise, raw, storeDirect, stowBody } from './gateway-fixture.js';
 import {
   dropQueues,
+  freshInstance,
   silent,
   startSimilarGateway,
   startTestWorkers,
@@ -54,6 +55,7 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
   let vroot: string;
   /** GET /similar?…&groupBy=study&limit=100 for q: the ranking the virtual root must list. */
   let ranking: Hit[];
+  const authFresh: string[] = [];
 
   const get = (p: string, headers: Record<string, string> = {}) => raw(`${sys.base}${p}`, { headers });
   const studies = async (query = '', headers: Record<string, string> = {}) => {
@@ -87,6 +89,7 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
     await workers?.close();
     await pipeline?.close();
     await deleteStudies(stack.orthancUrl, new Set(plan?.map((i) => i.studyInstanceUid) ?? []));
+    await deleteStudies(stack.orthancAuthUrl, authFresh, orthancAuthHeader());
     const idx = workers?.index;
     if (idx) for (const v of await idx.versions().catch(() => [] as string[])) await idx.dropVersion(v).catch(() => undefined);
     const es = new (await import('@elastic/elasticsearch')).Client({ node: stack.esUrl });
@@ -240,5 +243,53 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
     const stow = stowBody([Buffer.from('not stored')]);
     const post = await raw(`${vroot}/studies`, { method: 'POST', headers: { 'content-type': stow.contentType }, body: stow.body });
     assert.equal(post.status, 405);
+  });
+
+  test('as the caller, against a PACS that asks for credentials: none or wrong → 401 naming nothing; right ones list only what that PACS shows', async () => {
+    const ns2 = uniqueName('vroot-auth');
+    const good = orthancAuthHeader();
+    const { user, password } = stack.orthancAuth;
+    const w2 = await startTestWorkers({ ns: ns2, esBase, pipeline, pacsUrl: stack.orthancAuthDicomWebUrl, pacsUser: user, pacsPassword: password });
+    const g2 = await startSimilarGateway({ ns: ns2, esBase, env: { CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl } });
+    attachVirtualRoot(g2.gw, { config: g2.config, index: g2.index, search: g2.similar.search, logger: silent });
+    try {
+      // Two real slices with fresh UIDs, stored straight into the auth PACS (not indexed yet).
+      const a1 = await freshInstance('images/1.jpg');
+      const a2 = await freshInstance('images/20.jpg');
+      for (const f of [a1, a2]) authFresh.push((await storeDirect(stack.orthancAuthUrl, Buffer.from(f.bytes), good)).study);
+      const root1 = `${g2.base}/similar-to/${a1.sop}/dicom-web`;
+      const root2 = `${g2.base}/similar-to/${a2.sop}/dicom-web`;
+      for (const headers of [{} as Record<string, string>, { authorization: `Basic ${Buffer.from(`${user}:wrong`).toString('base64')}` }]) {
+        const r = await raw(`${root1}/studies`, { headers });
+        assert.equal(r.status, 401, r.body.toString());
+        assert.equal(json<Problem>(r).code, 'UNAUTHORIZED');
+        assert.ok(r.headers['www-authenticate']);
+        assert.ok(!/\d+\.\d+\.\d+/.test(r.body.toString()), 'no UIDs in the refusal');
+      }
+      // The figshare slice is indexed, but not in this PACS: unknown here.
+      const figshare = await raw(`${g2.base}/similar-to/${q.sopInstanceUid}/dicom-web/studies`, { headers: { authorization: good } });
+      assert.equal(figshare.status, 404, figshare.body.toString());
+      // a1: embedded on demand (then indexed); the 36 figshare studies in the shared index are not in this PACS.
+      const r1 = await raw(`${root1}/studies`, { headers: { authorization: good }, timeoutMs: 60_000 });
+      assert.equal(r1.status, 200, r1.body.toString());
+      assert.deepEqual(json<DicomJsonDataset[]>(r1), []);
+      // a2: a1's study is its one similar study, as this PACS records it, on a2's virtual root.
+      const r2 = await raw(`${root2}/studies`, { headers: { authorization: good }, timeoutMs: 60_000 });
+      assert.equal(r2.status, 200, r2.body.toString());
+      const list = json<DicomJsonDataset[]>(r2);
+      assert.deepEqual(
+        list.map((d) => [val(d, '0020000D'), val(d, '00091010'), val(d, '00081190')]),
+        [[a1.study, 1, `${root2}/studies/${a1.study}`]],
+      );
+      assert.deepEqual(val(list[0], '00100020'), a1.patientId, 'the PACS’s record (PatientID as the PACS shows it to this caller)');
+      // Pass-through under the virtual root carries the caller's credentials too.
+      const series = await raw(`${root2}/studies/${a1.study}/series`, { headers: { authorization: good } });
+      assert.equal(series.status, 200);
+      assert.equal((await raw(`${root2}/studies/${a1.study}/series`)).status, 401);
+    } finally {
+      await g2.close();
+      await w2.close();
+      await dropQueues(ns2);
+    }
   });
 });
