@@ -206,7 +206,8 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         routeClass = match.route.routeClass;
         const publicBase = baseFor(req, target.virtualSop);
         if (target.virtualSop !== undefined) {
-          if (match.route.handler === 'stow') throw new HttpProblem('METHOD_NOT_ALLOWED', 'a virtual root is read-only: store through /dicom-web');
+          if (match.route.handler === 'stow')
+            throw new HttpProblem('METHOD_NOT_ALLOWED', 'a virtual root is read-only: store through /dicom-web');
           if (match.route.routeClass === 'qido' && target.segments.length === 1 && target.segments[0] === 'studies') {
             if (!virtualStudies) throw new HttpProblem('NOT_FOUND', 'virtual roots are not enabled');
             virtualStudies(req, res, { sopInstanceUid: target.virtualSop, query: target.query, publicBase });

@@ -52,7 +52,8 @@ export function parseVirtualStudyQuery(query: string): VirtualStudyQuery {
       offset = nonNegative('offset', v);
     } else if (STUDY_UID_KEYS.has(k)) {
       const uids = v.split(/[,\\]/).filter((u) => u !== '');
-      for (const u of uids) if (!isValidUid(u)) throw new HttpProblem('BAD_UID', 'StudyInstanceUID must be DICOM UIDs (digits and dots), comma-separated');
+      for (const u of uids)
+        if (!isValidUid(u)) throw new HttpProblem('BAD_UID', 'StudyInstanceUID must be DICOM UIDs (digits and dots), comma-separated');
       // Repeated: a study must match every occurrence (QIDO keys combine with AND).
       studyUids = studyUids ? new Set(uids.filter((u) => studyUids!.has(u))) : new Set(uids);
     } else if (k.toLowerCase() === 'includefield') {

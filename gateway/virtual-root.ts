@@ -138,7 +138,13 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     const out = await search.search(vector, VIRTUAL_ROOT_PARAMS, auth);
     let ranked: Ranked[] = out.results.map((g, i) => ({ study: g.best.doc.studyInstanceUid, rank: i + 1, distance: g.best.distance }));
     if (q.studyUids) ranked = ranked.filter((r) => q.studyUids!.has(r.study));
-    const byUid = ranked.length ? await records(ranked.map((r) => r.study), q, auth) : new Map<string, DicomJsonDataset>();
+    const byUid = ranked.length
+      ? await records(
+          ranked.map((r) => r.study),
+          q,
+          auth,
+        )
+      : new Map<string, DicomJsonDataset>();
     const listed = ranked.filter((r) => byUid.has(r.study));
     const page = listed.slice(q.offset, q.limit === undefined ? undefined : q.offset + q.limit);
     const root = `${base.base}${DICOMWEB_ROOT}`;
@@ -157,7 +163,8 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
   gateway.setVirtualStudies((req, res, ctx) => {
     serve(req, res, ctx.sopInstanceUid, ctx.query, ctx.publicBase).catch((err: unknown) => {
       const problem = toProblem(err);
-      if (problem.status >= 500 && !(err instanceof HttpProblem)) logger.error({ err: (err as Error)?.message }, 'virtual root study search failed');
+      if (problem.status >= 500 && !(err instanceof HttpProblem))
+        logger.error({ err: (err as Error)?.message }, 'virtual root study search failed');
       if (res.headersSent) {
         res.destroy();
         return;

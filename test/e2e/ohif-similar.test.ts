@@ -78,7 +78,14 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     attachVirtualRoot(sys.gw, { config: sys.config, index: sys.index, search: sys.similar.search, logger: silent });
     plan = (await readDataset(figshareSampleDir)).instances;
     q = plan.find((i) => i.file === 'images/1310.jpg')!;
-    const s = await runLoad({ dir: figshareSampleDir, mode: 'send', url: `${sys.base}/dicom-web`, studyDate: '20250101', batchSize: 12, concurrency: 2 });
+    const s = await runLoad({
+      dir: figshareSampleDir,
+      mode: 'send',
+      url: `${sys.base}/dicom-web`,
+      studyDate: '20250101',
+      batchSize: 12,
+      concurrency: 2,
+    });
     assert.equal(s.stored, 36, JSON.stringify(s.failures));
     await waitFor('36 instances indexed', async () => (await workers.index.count()) === 36, 180_000, 500);
 
@@ -134,24 +141,31 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     assert.ok(qido.length > 0 && qido.every((r) => r.status === 200), `QIDO through the virtual root: ${JSON.stringify(qido)}`);
   });
 
-  test('a similar study opens from the worklist and its image is rendered through the virtual root', { timeout: TEST_TIMEOUT_MS }, async () => {
-    await step('study-list-again', () => viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000 }));
-    const before = viewer.responses.length;
-    const top = ranking[0]!;
-    await step('open-study', () => viewer.openStudyFromList(`figshare-cheng, ${rankedPatients[0]}`, { timeoutMs: 120_000 }));
-    assert.ok(viewer.page.url().includes(top.studyInstanceUid), `viewer URL ${viewer.page.url()} names the rank-1 study`);
-    const image = await step('render', () => viewer.waitForRenderedImage({ timeoutMs: 150_000 }));
-    await viewer.screenshot('viewer');
-    const viewportPng = await saveArtifact(artifacts, 'viewport.png', image.png);
-    assert.ok(image.stddev > 20, `viewport contrast too low: stddev ${image.stddev.toFixed(1)} (${viewportPng})`);
-    assert.ok(image.litFraction > 0.2 && image.litFraction < 0.98, `lit share ${image.litFraction.toFixed(3)} (${viewportPng})`);
+  test(
+    'a similar study opens from the worklist and its image is rendered through the virtual root',
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      await step('study-list-again', () => viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000 }));
+      const before = viewer.responses.length;
+      const top = ranking[0]!;
+      await step('open-study', () => viewer.openStudyFromList(`figshare-cheng, ${rankedPatients[0]}`, { timeoutMs: 120_000 }));
+      assert.ok(viewer.page.url().includes(top.studyInstanceUid), `viewer URL ${viewer.page.url()} names the rank-1 study`);
+      const image = await step('render', () => viewer.waitForRenderedImage({ timeoutMs: 150_000 }));
+      await viewer.screenshot('viewer');
+      const viewportPng = await saveArtifact(artifacts, 'viewport.png', image.png);
+      assert.ok(image.stddev > 20, `viewport contrast too low: stddev ${image.stddev.toFixed(1)} (${viewportPng})`);
+      assert.ok(image.litFraction > 0.2 && image.litFraction < 0.98, `lit share ${image.litFraction.toFixed(3)} (${viewportPng})`);
 
-    const mine = viewer.responses.slice(before).filter((r) => r.url.startsWith(`${vroot}/studies/${top.studyInstanceUid}/`));
-    const frames = mine.filter((r) => /\/frames\/1$/.test(r.url));
-    assert.ok(frames.length >= 1 && frames.every((r) => r.status === 200), `frame requests: ${JSON.stringify(frames)}${viewer.failureReport(20)}`);
-    const failed = viewer.responses.slice(before).filter((r) => r.url.startsWith(sys.base) && r.status >= 400);
-    assert.deepEqual(failed, [], 'no gateway request failed');
-    const elsewhere = viewer.responses.slice(before).filter((r) => r.url.startsWith(`${sys.base}/dicom-web`));
-    assert.deepEqual(elsewhere, [], 'the viewer stayed on its root');
-  });
+      const mine = viewer.responses.slice(before).filter((r) => r.url.startsWith(`${vroot}/studies/${top.studyInstanceUid}/`));
+      const frames = mine.filter((r) => /\/frames\/1$/.test(r.url));
+      assert.ok(
+        frames.length >= 1 && frames.every((r) => r.status === 200),
+        `frame requests: ${JSON.stringify(frames)}${viewer.failureReport(20)}`,
+      );
+      const failed = viewer.responses.slice(before).filter((r) => r.url.startsWith(sys.base) && r.status >= 400);
+      assert.deepEqual(failed, [], 'no gateway request failed');
+      const elsewhere = viewer.responses.slice(before).filter((r) => r.url.startsWith(`${sys.base}/dicom-web`));
+      assert.deepEqual(elsewhere, [], 'the viewer stayed on its root');
+    },
+  );
 });

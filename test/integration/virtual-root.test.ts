@@ -73,7 +73,14 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
     plan = (await readDataset(figshareSampleDir)).instances;
     q = plan.find((i) => i.file === 'images/1310.jpg')!;
     vroot = `${sys.base}/similar-to/${q.sopInstanceUid}/dicom-web`;
-    const s = await runLoad({ dir: figshareSampleDir, mode: 'send', url: `${sys.base}/dicom-web`, studyDate: '20250101', batchSize: 12, concurrency: 2 });
+    const s = await runLoad({
+      dir: figshareSampleDir,
+      mode: 'send',
+      url: `${sys.base}/dicom-web`,
+      studyDate: '20250101',
+      batchSize: 12,
+      concurrency: 2,
+    });
     assert.equal(s.stored, 36, JSON.stringify(s.failures));
     await waitFor('36 instances indexed', async () => (await workers.index.count()) === 36, 180_000, 500);
     const r = await get(
@@ -137,7 +144,9 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
       assert.equal(val(d, '00080060'), 'MR');
     }
     // Orthanc's plugin alone drops it (why the quirk exists; if this fails, the quirk can go) …
-    const direct = json<DicomJsonDataset[]>(await raw(`${stack.orthancDicomWebUrl}/studies${ohifQuery}&StudyInstanceUID=${q.studyInstanceUid}`));
+    const direct = json<DicomJsonDataset[]>(
+      await raw(`${stack.orthancDicomWebUrl}/studies${ohifQuery}&StudyInstanceUID=${q.studyInstanceUid}`),
+    );
     assert.equal(direct.length, 1);
     assert.equal(direct[0]!['00081030'], undefined, 'plugin 1.7 ignores a %2C-separated includefield');
     // … and the pass-through under /dicom-web fixes it too.
@@ -226,7 +235,11 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
       const r = await raw(sys.base, { path: p });
       assert.equal(r.status, 400, `${p} → ${r.status}`);
     }
-    for (const p of ['/similar-to/1.2.abc/dicom-web/studies', '/similar-to/x/dicom-web/studies', `/similar-to/1.${'2'.repeat(70)}/dicom-web/studies`]) {
+    for (const p of [
+      '/similar-to/1.2.abc/dicom-web/studies',
+      '/similar-to/x/dicom-web/studies',
+      `/similar-to/1.${'2'.repeat(70)}/dicom-web/studies`,
+    ]) {
       const r = await raw(sys.base, { path: p });
       assert.equal(r.status, 400, p);
       assert.equal(json<Problem>(r).code, 'BAD_UID', p);
@@ -249,7 +262,14 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
     const ns2 = uniqueName('vroot-auth');
     const good = orthancAuthHeader();
     const { user, password } = stack.orthancAuth;
-    const w2 = await startTestWorkers({ ns: ns2, esBase, pipeline, pacsUrl: stack.orthancAuthDicomWebUrl, pacsUser: user, pacsPassword: password });
+    const w2 = await startTestWorkers({
+      ns: ns2,
+      esBase,
+      pipeline,
+      pacsUrl: stack.orthancAuthDicomWebUrl,
+      pacsUser: user,
+      pacsPassword: password,
+    });
     const g2 = await startSimilarGateway({ ns: ns2, esBase, env: { CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl } });
     attachVirtualRoot(g2.gw, { config: g2.config, index: g2.index, search: g2.similar.search, logger: silent });
     try {

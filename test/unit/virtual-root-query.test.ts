@@ -29,7 +29,11 @@ describe('path guard: /similar-to/{sop}/…', () => {
       virtualSop: SOP,
     });
     assert.deepEqual(guardTarget(`/similar-to/${SOP}/dicom-web`, 4096), { kind: 'dicomweb', segments: [], query: '', virtualSop: SOP });
-    assert.deepEqual(guardTarget(`/similar-to/${SOP}/wado?requestType=WADO`, 4096), { kind: 'wado-uri', query: 'requestType=WADO', virtualSop: SOP });
+    assert.deepEqual(guardTarget(`/similar-to/${SOP}/wado?requestType=WADO`, 4096), {
+      kind: 'wado-uri',
+      query: 'requestType=WADO',
+      virtualSop: SOP,
+    });
     // Plain roots carry no tag; /similar (the API) is not taken for the prefix.
     assert.equal('virtualSop' in guardTarget('/dicom-web/studies', 4096), false);
     assert.equal(guardTarget('/similar?x=1', 4096).kind, 'other');
@@ -47,11 +51,29 @@ describe('path guard: /similar-to/{sop}/…', () => {
       `/similar-to/${SOP}/wado/x`,
       `/similar-toX/${SOP}/dicom-web`,
     ])
-      assert.equal(code(() => guardTarget(p, 4096)), 'BAD_PATH', p);
-    for (const p of ['/similar-to', '/similar-to/', '/similar-to/1.2.x/dicom-web', `/similar-to/1.${'1'.repeat(64)}/dicom-web`, '/similar-to/.1/dicom-web'])
-      assert.equal(code(() => guardTarget(p, 4096)), 'BAD_UID', p);
+      assert.equal(
+        code(() => guardTarget(p, 4096)),
+        'BAD_PATH',
+        p,
+      );
+    for (const p of [
+      '/similar-to',
+      '/similar-to/',
+      '/similar-to/1.2.x/dicom-web',
+      `/similar-to/1.${'1'.repeat(64)}/dicom-web`,
+      '/similar-to/.1/dicom-web',
+    ])
+      assert.equal(
+        code(() => guardTarget(p, 4096)),
+        'BAD_UID',
+        p,
+      );
     for (const p of [`/similar-to/${SOP}`, `/similar-to/${SOP}/`, `/similar-to/${SOP}/tools/reset`])
-      assert.equal(code(() => guardTarget(p, 4096)), 'NOT_FOUND', p);
+      assert.equal(
+        code(() => guardTarget(p, 4096)),
+        'NOT_FOUND',
+        p,
+      );
   });
 });
 
@@ -70,7 +92,9 @@ describe('includefield quirk (Orthanc DICOMweb 1.7 splits on a literal comma onl
 
 describe('virtual study query', () => {
   test('paging, StudyInstanceUID and includefield are ours; the rest goes to the PACS', () => {
-    const q = parseVirtualStudyQuery('limit=101&offset=2&fuzzymatching=false&includefield=00081030%2C00080060&includefield=00100010&PatientName=Doe*&accept=x');
+    const q = parseVirtualStudyQuery(
+      'limit=101&offset=2&fuzzymatching=false&includefield=00081030%2C00080060&includefield=00100010&PatientName=Doe*&accept=x',
+    );
     assert.equal(q.limit, 101);
     assert.equal(q.offset, 2);
     assert.equal(q.studyUids, undefined);
@@ -83,7 +107,10 @@ describe('virtual study query', () => {
       pacsStudyQuery(['1.2', '1.3'], q),
       'StudyInstanceUID=1.2,1.3&limit=2&includefield=00081030,00080060,00100010&fuzzymatching=false&PatientName=Doe*',
     );
-    assert.equal(pacsStudyQuery(['1.2'], parseVirtualStudyQuery('PatientName=a%26b%3Dc')), 'StudyInstanceUID=1.2&limit=1&PatientName=a%26b%3Dc');
+    assert.equal(
+      pacsStudyQuery(['1.2'], parseVirtualStudyQuery('PatientName=a%26b%3Dc')),
+      'StudyInstanceUID=1.2&limit=1&PatientName=a%26b%3Dc',
+    );
   });
 
   test('StudyInstanceUID lists (comma or backslash) intersect when repeated; bad values 400', () => {
@@ -91,7 +118,14 @@ describe('virtual study query', () => {
     assert.deepEqual([...parseVirtualStudyQuery('0020000D=1.2%5C1.3&StudyInstanceUID=1.3').studyUids!], ['1.3']);
     assert.equal(parseVirtualStudyQuery('limit=0').limit, undefined);
     for (const bad of ['limit=-1', 'limit=1.5', 'offset=x', 'limit='])
-      assert.equal(code(() => parseVirtualStudyQuery(bad)), 'BAD_PARAM', bad);
-    assert.equal(code(() => parseVirtualStudyQuery('StudyInstanceUID=1.2,x')), 'BAD_UID');
+      assert.equal(
+        code(() => parseVirtualStudyQuery(bad)),
+        'BAD_PARAM',
+        bad,
+      );
+    assert.equal(
+      code(() => parseVirtualStudyQuery('StudyInstanceUID=1.2,x')),
+      'BAD_UID',
+    );
   });
 });
