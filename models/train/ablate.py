@@ -66,14 +66,14 @@ def run_variant(views, eval_feats, meta, pool="gem", dim=256, test_fold=5, epoch
     opt = torch.optim.AdamW(list(model.parameters()) + list(lf.parameters()), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(tr) // bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    vt = [torch.from_numpy(v) for v in views]
+    vt = torch.from_numpy(np.stack(views)) if isinstance(views, list) else views  # [V,N,1024,7,7]
     for ep in range(epochs):
         model.train()
         g = torch.Generator().manual_seed(seed * 1000 + ep)
         for idx in data.batches(len(tr), bs, g):
-            vc = torch.randint(0, len(vt), (len(idx),), generator=g)
+            vc = torch.randint(0, vt.shape[0], (len(idx),), generator=g)
             rows = torch.from_numpy(tr)[idx]
-            f = torch.stack([vt[int(v)][int(r)] for v, r in zip(vc, rows)]).float()
+            f = vt[vc, rows].float()
             loss = lf(model(f, normalize=False), y_all[idx])
             opt.zero_grad()
             loss.backward()
@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--views", default="h0,h1,h2,h3,h4")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--dims", default="64,128,512")
     a = ap.parse_args()
     torch.set_num_threads(2)
     bb = GoogLeNetBackbone()
@@ -110,12 +111,13 @@ def main():
             rows = np.flatnonzero(meta["folds"] == int(marker.read_text()))
             v[rows] = views[tags.index("h0")][rows]
     print(f"5b features for {tags} + eval in {time.time() - t0:.0f}s", flush=True)
+    views = torch.from_numpy(np.stack(views))
     out = {"protocol": "head-only on frozen BVLC inception_5b features", "epochs": a.epochs, "views": tags, "runs": []}
     variants = []
     if "pool" in a.what:
         variants += [dict(pool=p, dim=256) for p in ("avg", "max", "gem")]
     if "dim" in a.what:
-        variants += [dict(pool="gem", dim=d) for d in (64, 128, 512)]
+        variants += [dict(pool="gem", dim=int(d)) for d in a.dims.split(",")]
     if "cv" in a.what:
         variants += [dict(pool="gem", dim=256, test_fold=f) for f in (1, 2, 3, 4, 5)]
     for v in variants:
