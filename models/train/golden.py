@@ -57,9 +57,12 @@ def main():
     man_model = json.loads((MODELS_DIR / "manifest.json").read_text())
     onnx_path = MODELS_DIR / man_model["file"]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    readme = (GOLDEN / "README.md").read_text() if (GOLDEN / "README.md").exists() else None
     if GOLDEN.exists():
         shutil.rmtree(GOLDEN)
     GOLDEN.mkdir(parents=True)
+    if readme:
+        (GOLDEN / "README.md").write_text(readme)
     out = {"spec": "models/PREPROCESSING.md", "preprocessing_version": 1,
            "model": {"file": man_model["file"], "version": man_model["version"], "sha256": man_model["sha256"]},
            "tolerance": {"input_max_abs": 1e-3, "embedding_max_abs": 2e-3,
@@ -94,7 +97,7 @@ def main():
                           "first4": [float(v) for v in emb[:4]]},
         })
     (GOLDEN / "manifest.json").write_text(json.dumps(out, indent=2) + "\n")
-    total = sum(p.stat().st_size for p in GOLDEN.iterdir())
+    total = sum(p.stat().st_size for p in GOLDEN.iterdir())  # README included
     print(f"golden: {len(out['cases'])} cases, {total / 1e6:.2f} MB in {GOLDEN}")
 
 
