@@ -131,6 +131,11 @@ def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: d
     # keep evaluation figures written by other tools for the same file
     if old.get("sha256") == man["sha256"] and "metrics" in old:
         man["metrics"] = old["metrics"]
+    # keep blocks other tools own (e.g. "heatmap", written by the heatmap exporter); they carry
+    # their own source_sha256 so a consumer can tell when they are stale
+    for k, v in old.items():
+        if k not in man and k != "metrics":
+            man[k] = v
     path.write_text(json.dumps(man, indent=2) + "\n")
     return man
 
@@ -158,7 +163,7 @@ def main(argv=None):
     digest = sha256_file(out)
     out.with_suffix(".onnx.sha256").write_text(f"{digest}  {out.name}\n")
     if not a.keep_old and Path(a.out_dir).resolve() == MODELS_DIR.resolve():
-        for p in MODELS_DIR.glob("*.onnx"):
+        for p in MODELS_DIR.glob(f"{NAME}-*.onnx"):  # only our own artifacts, never e.g. heatmap-*.onnx
             if p.name != out.name:
                 p.unlink()
                 p.with_suffix(".onnx.sha256").unlink(missing_ok=True)
