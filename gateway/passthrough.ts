@@ -81,10 +81,13 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
   limiter?.on('error', (err) => {
     abort();
     if (err instanceof BodyTooLarge) {
-      sendProblem(res, new HttpProblem('PAYLOAD_TOO_LARGE', err.message), { connection: 'close' });
-      // Discard what the client is still sending so it can read the 413, then hang up.
+      // No 'Connection: close' here: with it Node closes the socket as soon as the 413 is
+      // written, and the client's next chunk draws a TCP reset that can discard the 413
+      // before the client reads it. Instead the rest of the upload is read and discarded
+      // for a grace period, then the socket is closed.
       req.unpipe(limiter as ByteLimit);
       req.resume();
+      sendProblem(res, new HttpProblem('PAYLOAD_TOO_LARGE', err.message));
       setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS).unref();
     } else {
       res.destroy();
