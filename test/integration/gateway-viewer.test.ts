@@ -5,6 +5,7 @@
  * URLs behind a reverse proxy, extension routes, health and graceful shutdown.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { testStack } from '../helpers/stack.js';
 import { deleteStudies, json, raw, sample, startGateway, storeDirect, type Running, type StoredUids } from './gateway-fixture.js';
@@ -153,13 +154,20 @@ describe('gateway features viewers rely on', () => {
     g.gw.addCloseHook(() => {
       closeHookRan = true;
     });
-    // A slow in-flight request: study-level retrieve of the whole instance.
-    const inflight = raw(`${g.base}${inst}`, { headers: { accept: 'multipart/related; type="application/dicom"' } });
-    await new Promise((r) => setTimeout(r, 5));
+    // An in-flight request: the instance retrieve has answered its headers (so the
+    // gateway is surely serving it, however loaded the machine) and its body is unread.
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get(`${g.base}${inst}`, { headers: { accept: 'multipart/related; type="application/dicom"' } }, resolve).on('error', reject);
+    });
+    res.pause();
     const closing = g.close();
     const during = await raw(`${g.base}/dicom-web/studies`).catch((e: Error) => e);
-    const done = await inflight;
-    assert.equal(done.status, 200, 'in-flight request completed');
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.resume();
+    await new Promise<void>((resolve, reject) => res.on('end', resolve).on('error', reject));
+    assert.equal(res.statusCode, 200, 'in-flight request completed');
+    assert.ok(Buffer.concat(chunks).length > 100_000, 'with its whole body');
     await closing;
     assert.ok(closeHookRan, 'close hooks run last');
     if (!(during instanceof Error)) assert.equal(during.status, 503);
