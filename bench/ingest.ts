@@ -94,17 +94,26 @@ const log = (msg: string): void => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A service of the local stack: given by URL, or started in .stack/bench-ingest (and stopped after). */
-function ensureService(svc: 'orthanc' | 'redis' | 'es', given: string | undefined, envPort: Record<string, string>, url: string): { url: string; stop(): void } {
+function ensureService(
+  svc: 'orthanc' | 'redis' | 'es',
+  given: string | undefined,
+  envPort: Record<string, string>,
+  url: string,
+): { url: string; stop(): void } {
   if (given) return { url: given.replace(/\/+$/, ''), stop: () => undefined };
   const env = { ...process.env, CBMIR_STACK_DIR: STACK_DIR, ...envPort };
-  const stack = (cmd: string) => execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const stack = (cmd: string) =>
+    execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   log(`starting ${svc} (deploy/local/stack.sh, state in ${path.relative(ROOT, STACK_DIR)})`);
   stack('start');
   return { url, stop: () => (process.env.CBMIR_BENCH_KEEP_STACK === '1' ? undefined : stack('stop')) };
 }
 
 function spawnWorker(env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<void>; tail(): string; stop(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
     const keep = (d: Buffer) => {
@@ -150,10 +159,18 @@ async function main(): Promise<void> {
   const runId = `bench-ingest-${Date.now().toString(36)}`;
   const plan = await readDataset(a.dataset, runId);
   const need = WARMUP + LIMIT + LATENCY_IMAGES;
-  if (plan.instances.length < need) throw new Error(`${a.dataset} holds ${plan.instances.length} images; this run needs ${need} (warm-up ${WARMUP} + --limit + --latency-images)`);
+  if (plan.instances.length < need)
+    throw new Error(
+      `${a.dataset} holds ${plan.instances.length} images; this run needs ${need} (warm-up ${WARMUP} + --limit + --latency-images)`,
+    );
   const model = loadModelManifest(process.env.CBMIR_MODEL);
 
-  const orthanc = ensureService('orthanc', process.env.CBMIR_BENCH_ORTHANC_URL, { ORTHANC_NAME: 'bench-orthanc', ORTHANC_HTTP_PORT: '18059', ORTHANC_STABLE_AGE: '2' }, 'http://127.0.0.1:18059');
+  const orthanc = ensureService(
+    'orthanc',
+    process.env.CBMIR_BENCH_ORTHANC_URL,
+    { ORTHANC_NAME: 'bench-orthanc', ORTHANC_HTTP_PORT: '18059', ORTHANC_STABLE_AGE: '2' },
+    'http://127.0.0.1:18059',
+  );
   const redis = ensureService('redis', process.env.CBMIR_BENCH_REDIS_URL, { REDIS_PORT: '16381' }, 'redis://127.0.0.1:16381');
   const es = ensureService('es', process.env.CBMIR_BENCH_ES_URL, { ES_PORT: '19202' }, 'http://127.0.0.1:19202');
   const esIndex = runId;
@@ -175,7 +192,8 @@ async function main(): Promise<void> {
   const workers: ReturnType<typeof spawnWorker>[] = [];
   try {
     const pending = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-    if (Object.values(pending).some((n) => n > 0)) throw new Error(`the queue ${queue.name} on ${redis.url} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
+    if (Object.values(pending).some((n) => n > 0))
+      throw new Error(`the queue ${queue.name} on ${redis.url} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
 
     // 1. DICOM up front (client-side work; not timed).
     const chosen = selectInstances(plan, { limit: need });
@@ -206,7 +224,9 @@ async function main(): Promise<void> {
       );
     }
     await Promise.all(workers.map((w) => w.ready));
-    log(`gateway on :${gatewayPort}, ${WORKERS} worker process(es) (${THREADS || 'default'} ORT thread(s), concurrency ${CONCURRENCY}, batch ${BATCH}/${BATCH_WAIT} ms), model ${model.version}`);
+    log(
+      `gateway on :${gatewayPort}, ${WORKERS} worker process(es) (${THREADS || 'default'} ORT thread(s), concurrency ${CONCURRENCY}, batch ${BATCH}/${BATCH_WAIT} ms), model ${model.version}`,
+    );
     const stow = new StowClient({ url: `http://127.0.0.1:${gatewayPort}/dicom-web`, retries: 0, connections: STOW_CONCURRENCY + 1 });
 
     const send = async (list: readonly PlannedInstance[], perRequest: number, inFlight: number, paceMs = 0): Promise<Sent[]> => {
@@ -236,7 +256,10 @@ async function main(): Promise<void> {
     };
 
     /** Wait until every job of these instances finished; their finishedOn by SOP UID. */
-    const finished = async (sops: readonly string[], timeoutMs: number): Promise<Map<string, { at: number; ok: boolean; reason?: string }>> => {
+    const finished = async (
+      sops: readonly string[],
+      timeoutMs: number,
+    ): Promise<Map<string, { at: number; ok: boolean; reason?: string }>> => {
       const done = new Map<string, { at: number; ok: boolean; reason?: string }>();
       const deadline = Date.now() + timeoutMs;
       // Cheap polling first (queue counts), so the load generator does not compete with
@@ -254,7 +277,11 @@ async function main(): Promise<void> {
         todo = todo.filter((s, k) => {
           const j = jobs[k];
           if (j?.finishedOn && (j.returnvalue || j.failedReason)) {
-            done.set(s, { at: j.finishedOn, ok: Boolean(j.returnvalue) && !j.failedReason, ...(j.failedReason ? { reason: j.failedReason } : {}) });
+            done.set(s, {
+              at: j.finishedOn,
+              ok: Boolean(j.returnvalue) && !j.failedReason,
+              ...(j.failedReason ? { reason: j.failedReason } : {}),
+            });
             return false;
           }
           return true;
@@ -266,7 +293,10 @@ async function main(): Promise<void> {
     };
 
     // 3. Warm-up (JIT, ONNX session, ES mappings): not counted.
-    await finished((await send(warm, 8, 2)).map((s) => s.sop), 300_000);
+    await finished(
+      (await send(warm, 8, 2)).map((s) => s.sop),
+      300_000,
+    );
     log('warm-up done');
 
     // 4. Throughput.
@@ -285,7 +315,9 @@ async function main(): Promise<void> {
     const imagesPerS = thr.length / thrSeconds;
     const workerCpuMs = workers.reduce((acc, w, k) => acc + ((processCpuMs(w.child.pid!) ?? 0) - (cpu0[k] ?? 0)), 0);
     const load1 = os.loadavg()[0]!;
-    log(`throughput: ${imagesPerS.toFixed(1)} images/s end to end (${thrSeconds.toFixed(1)} s), worker CPU ${(workerCpuMs / thr.length).toFixed(0)} ms/image`);
+    log(
+      `throughput: ${imagesPerS.toFixed(1)} images/s end to end (${thrSeconds.toFixed(1)} s), worker CPU ${(workerCpuMs / thr.length).toFixed(0)} ms/image`,
+    );
 
     // 5. Latency at a sustainable pace.
     let latencies: number[] = [];
@@ -397,4 +429,3 @@ main().catch((err: unknown) => {
   process.stderr.write(`bench:ingest: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });
-

@@ -23,7 +23,8 @@ import { describeSummary, Reconciler, type ReconcileProgress } from './reconcile
 
 export const parseRate = (v: string): number => {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 10_000) throw new InvalidArgumentError('--rate must be a number of PACS requests per second in (0, 10000]');
+  if (!Number.isFinite(n) || n <= 0 || n > 10_000)
+    throw new InvalidArgumentError('--rate must be a number of PACS requests per second in (0, 10000]');
   return n;
 };
 
@@ -123,7 +124,9 @@ export function backfillCommand(): Command {
         bar?.stop();
         if (summary.complete) checkpoint.remove();
         if (o.json) {
-          process.stdout.write(`${JSON.stringify({ model: manifest.version, checkpoint: summary.complete ? null : checkpoint.file, ...summary })}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ model: manifest.version, checkpoint: summary.complete ? null : checkpoint.file, ...summary })}\n`,
+          );
         } else {
           process.stdout.write(`cbmir backfill (model ${manifest.version}, ${index.backend}): ${describeSummary(summary)}\n`);
           for (const e of summary.studyErrors.slice(0, 20)) process.stdout.write(`  study ${e.study}: ${e.reason}\n`);

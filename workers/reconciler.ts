@@ -259,7 +259,10 @@ export class Reconciler {
             await this.reconcileBatch(instances.slice(i, i + hasBatch), opts.source, s);
           }
           progress();
-          if (sopsOfStudy.size === knownBefore) throw new Error(`the PACS answered offset=${offset - page.length} with instances already listed (does it support QIDO offset?)`);
+          if (sopsOfStudy.size === knownBefore)
+            throw new Error(
+              `the PACS answered offset=${offset - page.length} with instances already listed (does it support QIDO offset?)`,
+            );
         }
       } catch (err) {
         if (signal?.aborted) throw err;

@@ -95,8 +95,14 @@ export function reindexCommand(): Command {
           dropped = oldLive;
           say(o.json, `dropped ${oldLive}`);
         }
-        if (o.json) process.stdout.write(`${JSON.stringify({ model: version, previous: oldLive ?? null, swapped, dropped: dropped ?? null, ...extra })}\n`);
-        else process.stdout.write(`cbmir reindex: ${swapped ? `${version} is live (was ${oldLive ?? 'none'})` : `${version} NOT made live; ${oldLive ?? 'none'} stays live`}\n`);
+        if (o.json)
+          process.stdout.write(
+            `${JSON.stringify({ model: version, previous: oldLive ?? null, swapped, dropped: dropped ?? null, ...extra })}\n`,
+          );
+        else
+          process.stdout.write(
+            `cbmir reindex: ${swapped ? `${version} is live (was ${oldLive ?? 'none'})` : `${version} NOT made live; ${oldLive ?? 'none'} stays live`}\n`,
+          );
       };
 
       if (o.swapOnly) {
@@ -228,7 +234,13 @@ export function reindexCommand(): Command {
 }
 
 /** Wait until the reindex queue has nothing waiting, delayed or running; progress = documents in the new storage. */
-async function drain(queue: Queue<IndexJobData>, index: { count(): Promise<number> }, target: number, o: ReindexCliOptions, signal: AbortSignal): Promise<void> {
+async function drain(
+  queue: Queue<IndexJobData>,
+  index: { count(): Promise<number> },
+  target: number,
+  o: ReindexCliOptions,
+  signal: AbortSignal,
+): Promise<void> {
   const bar =
     o.progress && !o.json && process.stderr.isTTY
       ? new cliProgress.SingleBar(

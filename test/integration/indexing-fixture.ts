@@ -113,21 +113,28 @@ export async function inProcessWorkers(opts: {
 }
 
 /** `cbmir worker` as a child process (killable with SIGKILL). */
-export function spawnWorker(env: Record<string, string>, namespace: string): { child: ChildProcess; output(): string; stop(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'workers/cli.ts'), 'worker', '--namespace', namespace, '--stalled-interval-ms', '1000'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      CBMIR_PACS_URL: testStack().orthancDicomWebUrl,
-      CBMIR_REDIS_URL: testStack().redisUrl,
-      CBMIR_LOG_LEVEL: 'info',
-      CBMIR_RECONCILE_INTERVAL_S: '0',
-      CBMIR_PATIENT_KEY_SECRET: 'indexing-test-secret-0123456789',
-      CBMIR_WORKER_CONCURRENCY: '4',
-      ...env,
+export function spawnWorker(
+  env: Record<string, string>,
+  namespace: string,
+): { child: ChildProcess; output(): string; stop(): Promise<void> } {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(repoRoot, 'workers/cli.ts'), 'worker', '--namespace', namespace, '--stalled-interval-ms', '1000'],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        CBMIR_PACS_URL: testStack().orthancDicomWebUrl,
+        CBMIR_REDIS_URL: testStack().redisUrl,
+        CBMIR_LOG_LEVEL: 'info',
+        CBMIR_RECONCILE_INTERVAL_S: '0',
+        CBMIR_PATIENT_KEY_SECRET: 'indexing-test-secret-0123456789',
+        CBMIR_WORKER_CONCURRENCY: '4',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
@@ -163,7 +170,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutM
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)}${lastErr ? `, error: ${(lastErr as Error).message}` : ''})`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)}${lastErr ? `, error: ${(lastErr as Error).message}` : ''})`,
+  );
 }
 
 /** Real images as DICOM with UIDs of their own: a dataset folder loaded under a unique dataset name. */
@@ -199,7 +208,9 @@ export async function deleteLoaded(instances: readonly { studyInstanceUid: strin
 
 export function indexQueue(namespace: string, redisUrl = testStack().redisUrl): Queue<IndexJobData> {
   const u = new URL(redisUrl);
-  const q = new Queue<IndexJobData>(queueName('index', namespace), { connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null } });
+  const q = new Queue<IndexJobData>(queueName('index', namespace), {
+    connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null },
+  });
   q.on('error', () => undefined);
   return q;
 }

@@ -51,7 +51,7 @@ describe('indexing: resilience', () => {
     const index = place.open();
     const queue = indexQueue(ns);
     const env = { ...place.env, CBMIR_BATCH_SIZE: '8', CBMIR_WORKER_CONCURRENCY: '8' };
-    let first = spawnWorker(env, ns);
+    const first = spawnWorker(env, ns);
     let second: ReturnType<typeof spawnWorker> | undefined;
     let instances: { studyInstanceUid: string; sopInstanceUid: string }[] = [];
     try {
@@ -118,7 +118,11 @@ describe('indexing: resilience', () => {
       assert.equal(r.enqueued, 5);
       // One job with a single attempt: it fails for good on the transient fault, which is
       // what `cbmir failed --retry` is for.
-      await queue.add('reconciler', { ...last!, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() }, { ...INDEX_JOB_OPTIONS, attempts: 1, jobId: indexJobId(last!.sopInstanceUid, pipeline.modelVersion) });
+      await queue.add(
+        'reconciler',
+        { ...last!, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() },
+        { ...INDEX_JOB_OPTIONS, attempts: 1, jobId: indexJobId(last!.sopInstanceUid, pipeline.modelVersion) },
+      );
       await waitFor(
         'failed attempts waiting for a retry',
         async () => {
@@ -143,8 +147,14 @@ describe('indexing: resilience', () => {
 
       // The exhausted one: listed as retryable, re-queued by `cbmir failed --retry`, then indexed.
       const cliEnv = { ...process.env, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' };
-      const listed = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], { cwd: repoRoot, env: cliEnv });
-      const lines = listed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const listed = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], {
+        cwd: repoRoot,
+        env: cliEnv,
+      });
+      const lines = listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.deepEqual(
         lines.map((l) => [l.sopInstanceUid ?? 'summary', l.retryable, l.step]),
         [
@@ -152,7 +162,10 @@ describe('indexing: resilience', () => {
           ['summary', 1, undefined],
         ],
       );
-      const retried = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--retry', '--namespace', ns], { cwd: repoRoot, env: cliEnv });
+      const retried = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--retry', '--namespace', ns], {
+        cwd: repoRoot,
+        env: cliEnv,
+      });
       assert.match(retried.stdout, /1 re-queued/);
       await waitFor('the retried job indexed', async () => (await direct.count()) === 6, 120_000, 500);
       assert.equal(await queue.getFailedCount(), 0);

@@ -23,7 +23,19 @@ import { listFailed } from '../../workers/failed-jobs.js';
 import { dicomFixturesDir, ixiSampleDir, listDicom, repoRoot, sharedDir } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { deleteStudies, json, raw } from './gateway-fixture.js';
-import { closeSharedPipeline, deleteLoaded, dropQueues, indexPlace, indexQueue, inProcessWorkers, loadAs, sharedPipeline, spawnWorker, uniqueName, waitFor } from './indexing-fixture.js';
+import {
+  closeSharedPipeline,
+  deleteLoaded,
+  dropQueues,
+  indexPlace,
+  indexQueue,
+  inProcessWorkers,
+  loadAs,
+  sharedPipeline,
+  spawnWorker,
+  uniqueName,
+  waitFor,
+} from './indexing-fixture.js';
 
 const run = promisify(execFile);
 
@@ -87,7 +99,12 @@ describe('indexing: every sample file, and corrupt input', () => {
       const bySop = new Map<string, Stored>();
       for (const s of stored) if (s.sop && !bySop.has(s.sop)) bySop.set(s.sop, s);
       const r = await enqueuer.enqueue(
-        [...bySop.values()].map((s) => ({ studyInstanceUid: s.study!, seriesInstanceUid: s.series!, sopInstanceUid: s.sop!, sopClassUid: undefined })),
+        [...bySop.values()].map((s) => ({
+          studyInstanceUid: s.study!,
+          seriesInstanceUid: s.series!,
+          sopInstanceUid: s.sop!,
+          sopClassUid: undefined,
+        })),
         'stow',
       );
       assert.equal(r.enqueued, bySop.size);
@@ -103,7 +120,8 @@ describe('indexing: every sample file, and corrupt input', () => {
         const refusal = refusedBySop.get(s.sop!);
         if (indexed.has(s.sop!)) continue;
         if (!refusal) problems.push(`${s.file}: neither indexed nor refused`);
-        else if (!refusal.reason || refusal.retryable) problems.push(`${s.file}: failed without a permanent reason (${refusal.step}: ${refusal.reason})`);
+        else if (!refusal.reason || refusal.retryable)
+          problems.push(`${s.file}: failed without a permanent reason (${refusal.step}: ${refusal.reason})`);
       }
       assert.deepEqual(problems, []);
       assert.equal(indexed.size + failed.total, bySop.size, 'every job ended indexed or refused');
@@ -192,7 +210,11 @@ describe('indexing: every sample file, and corrupt input', () => {
         empty: Buffer.alloc(0),
       };
       for (const [what, bytes] of Object.entries(corrupt)) {
-        const job = await embedQueue.add('upload', { kind: 'upload', dicomBase64: bytes.toString('base64'), modelVersion: pipeline.modelVersion, enqueuedAt: Date.now() }, EMBED_JOB_OPTIONS);
+        const job = await embedQueue.add(
+          'upload',
+          { kind: 'upload', dicomBase64: bytes.toString('base64'), modelVersion: pipeline.modelVersion, enqueuedAt: Date.now() },
+          EMBED_JOB_OPTIONS,
+        );
         const result = (await job.waitUntilFinished(events, 60_000)) as EmbedJobResult;
         assert.equal(result.status, 'refused', what);
         if (result.status === 'refused') assert.ok(result.reason.length > 0, `${what}: a reason`);
@@ -204,12 +226,28 @@ describe('indexing: every sample file, and corrupt input', () => {
       const cut = truncatePixelData(readFileSync(files[1]!));
       const stored = await storeInOrthanc('truncated', cut);
       assert.equal(stored.pacsRefusal, undefined, 'the PACS accepted the truncated file');
-      const victim = { studyInstanceUid: stored.study!, seriesInstanceUid: stored.series!, sopInstanceUid: stored.sop!, sopClassUid: undefined };
+      const victim = {
+        studyInstanceUid: stored.study!,
+        seriesInstanceUid: stored.series!,
+        sopInstanceUid: stored.sop!,
+        sopClassUid: undefined,
+      };
       // 3. …and real images after it, indexed by the same worker.
       const rest = files.slice(2);
       const real = [];
       for (const f of rest) real.push(await storeInOrthanc(f, readFileSync(f)));
-      await enqueuer.enqueue([victim, ...real.map((s) => ({ studyInstanceUid: s.study!, seriesInstanceUid: s.series!, sopInstanceUid: s.sop!, sopClassUid: undefined }))], 'stow');
+      await enqueuer.enqueue(
+        [
+          victim,
+          ...real.map((s) => ({
+            studyInstanceUid: s.study!,
+            seriesInstanceUid: s.series!,
+            sopInstanceUid: s.sop!,
+            sopClassUid: undefined,
+          })),
+        ],
+        'stow',
+      );
       await drained(ns, 120_000);
       const queue = indexQueue(ns);
       const failed = await listFailed(queue, 100).finally(() => queue.close());

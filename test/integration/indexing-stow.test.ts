@@ -14,7 +14,18 @@ import { attachStowIndexing } from '../../gateway/stow-indexing.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { startGateway } from './gateway-fixture.js';
-import { closeSharedPipeline, deleteLoaded, dropQueues, indexPlace, inProcessWorkers, loadAs, sharedPipeline, uniqueName, waitFor, type Backend } from './indexing-fixture.js';
+import {
+  closeSharedPipeline,
+  deleteLoaded,
+  dropQueues,
+  indexPlace,
+  inProcessWorkers,
+  loadAs,
+  sharedPipeline,
+  uniqueName,
+  waitFor,
+  type Backend,
+} from './indexing-fixture.js';
 
 describe('indexing: STOW through the gateway → searchable', () => {
   after(closeSharedPipeline);
@@ -54,7 +65,8 @@ describe('indexing: STOW through the gateway → searchable', () => {
           // Two copies of one image are identical pixels: either copy may come first, at distance 0.
           assert.ok(first && first.distance < 1e-3, `nearest to ${inst.sopInstanceUid} at ${first?.distance}`);
           assert.ok(
-            first.doc.sopInstanceUid === inst.sopInstanceUid || (await index.knn(doc.vector, { k: 2 })).some((h) => h.doc.sopInstanceUid === inst.sopInstanceUid),
+            first.doc.sopInstanceUid === inst.sopInstanceUid ||
+              (await index.knn(doc.vector, { k: 2 })).some((h) => h.doc.sopInstanceUid === inst.sopInstanceUid),
             `${inst.sopInstanceUid} is among its own nearest neighbours`,
           );
         }

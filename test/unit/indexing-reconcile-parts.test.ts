@@ -77,7 +77,11 @@ describe('classifyFailure', () => {
   });
 
   it('everything else is a transient fault, retryable', () => {
-    assert.deepEqual(classifyFailure('connect ECONNREFUSED 127.0.0.1:9200'), { step: 'transient', reason: 'connect ECONNREFUSED 127.0.0.1:9200', retryable: true });
+    assert.deepEqual(classifyFailure('connect ECONNREFUSED 127.0.0.1:9200'), {
+      step: 'transient',
+      reason: 'connect ECONNREFUSED 127.0.0.1:9200',
+      retryable: true,
+    });
     assert.equal(classifyFailure('').reason, '(no reason recorded)');
   });
 });

@@ -50,7 +50,8 @@ export class OrthancChangeFeed {
   /** The newest change sequence number: start polling after it. Throws if this is not an Orthanc. */
   async head(): Promise<number> {
     const r = await this.get<{ Last?: number }>('/changes?last');
-    if (r.status !== 200 || typeof r.body?.Last !== 'number') throw new Error(`no Orthanc change feed at ${this.opts.url}/changes (HTTP ${r.status})`);
+    if (r.status !== 200 || typeof r.body?.Last !== 'number')
+      throw new Error(`no Orthanc change feed at ${this.opts.url}/changes (HTTP ${r.status})`);
     return r.body.Last;
   }
 
@@ -59,7 +60,9 @@ export class OrthancChangeFeed {
     const studies = new Set<string>();
     let cursor = since;
     for (;;) {
-      const r = await this.get<{ Changes?: { ChangeType?: string; ID?: string; Seq?: number }[]; Done?: boolean; Last?: number }>(`/changes?since=${cursor}&limit=${limit}`);
+      const r = await this.get<{ Changes?: { ChangeType?: string; ID?: string; Seq?: number }[]; Done?: boolean; Last?: number }>(
+        `/changes?since=${cursor}&limit=${limit}`,
+      );
       if (r.status !== 200 || !r.body) throw new Error(`Orthanc change feed answered ${r.status}`);
       for (const c of r.body.Changes ?? []) {
         if (c.ChangeType !== 'StableSeries' || !c.ID || !/^[0-9a-f-]+$/.test(c.ID)) continue;

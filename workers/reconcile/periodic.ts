@@ -61,7 +61,10 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
         signal: abort.signal,
         limiter,
       });
-      opts.log[summary.complete ? 'info' : 'warn']({ ...summary, studyErrors: summary.studyErrors.length }, `reconciler pass: ${describeSummary(summary)}`);
+      opts.log[summary.complete ? 'info' : 'warn'](
+        { ...summary, studyErrors: summary.studyErrors.length },
+        `reconciler pass: ${describeSummary(summary)}`,
+      );
       opts.onPass?.(summary);
     } catch (err) {
       if (!abort.signal.aborted) opts.log.warn({ err: (err as Error).message }, 'reconciler pass failed; next pass at the next interval');
@@ -92,10 +95,14 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
         warned = false;
         if (studies.length === 0) return;
         const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
-        opts.log[summary.complete ? 'info' : 'warn']({ studies: studies.length, enqueued: summary.enqueued }, `reconciler (change feed): ${describeSummary(summary)}`);
+        opts.log[summary.complete ? 'info' : 'warn'](
+          { studies: studies.length, enqueued: summary.enqueued },
+          `reconciler (change feed): ${describeSummary(summary)}`,
+        );
         opts.onPass?.(summary);
       } catch (err) {
-        if (!abort.signal.aborted && !warned) opts.log.warn({ err: (err as Error).message }, 'reconciler change feed unavailable; the full crawl still runs');
+        if (!abort.signal.aborted && !warned)
+          opts.log.warn({ err: (err as Error).message }, 'reconciler change feed unavailable; the full crawl still runs');
         warned = true;
       }
     };

@@ -8,7 +8,8 @@ export class RateLimiter {
   private readonly intervalMs: number;
 
   constructor(perSecond: number) {
-    if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new Error(`rate must be a positive number of requests per second, got ${perSecond}`);
+    if (!(perSecond > 0) || !Number.isFinite(perSecond))
+      throw new Error(`rate must be a positive number of requests per second, got ${perSecond}`);
     this.intervalMs = 1000 / perSecond;
   }
 
