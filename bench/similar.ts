@@ -298,6 +298,7 @@ async function cloneCopies(index: ReturnType<typeof openIndex>, copies: { dir: s
       }
       if (maxDiff > 1e-5) throw new Error(`clone: the worker's vectors of ${c.name} differ from ${src.name}'s by up to ${maxDiff}; not cloning`);
       if (out.length) {
+        await index.ensure(out[0]!.vector.length, out[0]!.modelVersion);
         const r = await index.upsert(out);
         if (r.failed.length) throw new Error(`clone: ${r.failed.length} writes failed: ${r.failed[0]!.reason}`);
         cloned += r.written;
