@@ -17,7 +17,7 @@
  * meanwhile — seen here as a job that completed in 0.2 s and a request that timed out
  * waiting for it. With a concrete id, a re-issued read resumes where it stopped.
  */
-import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
+import { Queue, QueueEvents, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HttpProblem } from '../errors.js';
 import { producerConnection, quiet, workerConnection } from './redis.js';

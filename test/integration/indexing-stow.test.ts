@@ -49,8 +49,14 @@ describe('indexing: STOW through the gateway → searchable', () => {
         }
         assert.equal(new Set(loaded.map((i) => i.sopInstanceUid)).size, 72);
 
-        const metrics = await (await fetch(`${gw.base}/metrics`)).text();
-        assert.match(metrics, /cbmir_gateway_index_jobs_enqueued_total 72\b/);
+        // The STOW hook runs after each answer has gone to the client, so the last
+        // enqueue may still be in flight when the loader returns.
+        await waitFor(
+          '72 index jobs enqueued',
+          async () => /cbmir_gateway_index_jobs_enqueued_total 72\b/.test(await (await fetch(`${gw.base}/metrics`)).text()),
+          10_000,
+          100,
+        );
 
         await waitFor('72 indexed', async () => (await index.count()) === 72, 240_000, 500);
         const present = await index.has(loaded.map((i) => i.sopInstanceUid));
