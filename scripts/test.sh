@@ -278,6 +278,8 @@ main() {
   else
     say "== typecheck"
     npm run -s typecheck || step_failed typecheck
+    say "== lint"
+    npm run -s lint || step_failed lint
     has_tests test/unit && run_node_suite unit test/unit
     has_tests test/integration && run_node_suite integration test/integration
     has_tests test/e2e && run_node_suite e2e test/e2e
