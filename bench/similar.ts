@@ -47,6 +47,7 @@ import {
   startGateway,
   startWorker,
   waitIndexed,
+  drainIndexQueue,
   type LiveUrls,
   type WorkerChild,
 } from './lib/live-stack.js';
@@ -169,6 +170,13 @@ async function main(): Promise<void> {
     if (a['load-only']) {
       log(`--load-only: ${docs} documents indexed`);
       return;
+    }
+    // Uploads need a worker (embed jobs); queued index jobs for images already indexed would only compete for the CPUs.
+    if (UPLOADS > 0) {
+      const drained = docs >= all.length ? await drainIndexQueue(urls) : 0;
+      if (drained) log(`removed ${drained} queued index jobs of already indexed images`);
+      worker = startWorker(urls);
+      await worker.ready;
     }
 
     // The indexed instances the users query (present in the index: checked, not assumed).

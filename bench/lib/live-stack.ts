@@ -196,3 +196,24 @@ export async function waitIndexed(
     conn.disconnect();
   }
 }
+
+/**
+ * Remove waiting index jobs: once every planned image is indexed, jobs still queued
+ * (e.g. for copies indexed by --clone-copies) would only re-embed indexed images and
+ * take CPU from what a benchmark measures. Returns how many jobs were waiting.
+ */
+export async function drainIndexQueue(u: LiveUrls): Promise<number> {
+  const conn = new Redis(u.redis, { maxRetriesPerRequest: null });
+  conn.on('error', () => undefined);
+  const queue = new Queue(queueName('index'), { connection: conn });
+  queue.on('error', () => undefined);
+  try {
+    const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed');
+    const n = (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+    if (n) await queue.drain(true);
+    return n;
+  } finally {
+    await queue.close().catch(() => undefined);
+    conn.disconnect();
+  }
+}
