@@ -1,6 +1,6 @@
 import json, os
-runs = json.load(open('models/train/runs/ablation_part1.json'))['runs']
-p2 = 'models/train/runs/ablation_part2.json'
+runs = json.load(open("models/train/results/ablation_headonly.json"))["runs"]
+p2 = 'models/train/runs/ablation_part2.json-unused'
 if os.path.exists(p2):
     runs += json.load(open(p2))['runs']
 abl = [r for r in runs if 'test_fold' not in r]
