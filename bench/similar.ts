@@ -338,7 +338,7 @@ function writeReport(
     const p = PUBLISHED[u];
     return [
       u,
-      p ? (p.note ?? fmt(p.avg)) : 'not run',
+      p ? (p.note ?? fmt(p.avg)) : 'beyond the published range',
       p ? fmt(p.p90) : '–',
       p ? fmt(p.max) : '–',
       fmt(o.avg_ms),
@@ -384,7 +384,7 @@ function writeReport(
       '',
       `Index: ${docs} images in Elasticsearch (int8 HNSW, model from models/manifest.json). The real datasets hold 3,645 images, so they were loaded` +
         ` ${copies.length / Math.max(1, new Set(copies.map((c) => c.name.replace(/-copy\d+$/, ''))).size)} times as separate copies (${copies.map((c) => `${c.name}: ${c.instances.length}`).join(', ')}):` +
-        ' each copy is a separate dataset name, hence its own UIDs and patients; the pixels are the same real images, nothing is synthesised.' +
+        ' each copy is a separate dataset name, hence its own Study/Series/SOP Instance UIDs; the pixels are the same real images, nothing is synthesised.' +
         ' A copy keeps the dataset\'s Patient IDs, so /similar (excludeSamePatient, the default) never answers a query with its own duplicate.' +
         ' Duplicated pixels do not change the cost of a query (a kNN over the same number of vectors).' +
         (cloneNote
