@@ -50,6 +50,7 @@ import {
   type LiveUrls,
   type WorkerChild,
 } from './lib/live-stack.js';
+import { rankMetrics } from './lib/rank-metrics.js';
 import { markdownTable, upsertSection } from './lib/report.js';
 
 const { values: a } = parseArgs({
@@ -87,23 +88,6 @@ interface PerQuery {
   p10: number;
   p10Unfiltered: number;
   returned: number;
-}
-
-/** AP and P@k of one filtered ranking (metrics.py's definitions). */
-export function rankMetrics(relevant: readonly boolean[], totalRelevant: number): { ap: number; p1: number; p5: number; p10: number } {
-  let hits = 0;
-  let sum = 0;
-  const pAt: Record<number, number> = {};
-  relevant.forEach((r, i) => {
-    if (r) {
-      hits++;
-      sum += hits / (i + 1);
-    }
-    if (i + 1 === 1 || i + 1 === 5 || i + 1 === 10) pAt[i + 1] = hits / (i + 1);
-  });
-  // A ranking shorter than k (cannot happen with this database) counts the missing slots as misses, as metrics.py's hits/k.
-  const at = (k: number): number => pAt[k] ?? hits / k;
-  return { ap: totalRelevant > 0 ? sum / totalRelevant : Number.NaN, p1: at(1), p5: at(5), p10: at(10) };
 }
 
 async function main(): Promise<void> {
