@@ -34,9 +34,9 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 
 /** The chart as an SVG document. */
 export function linePlotSvg(spec: PlotSpec): string {
-  const W = spec.width ?? 900;
+  const W = spec.width ?? 940;
   const H = spec.height ?? 540;
-  const m = { l: 80, r: 220, t: 46, b: 60 };
+  const m = { l: 80, r: 250, t: 46, b: 60 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const ok = (x: number, y: number): boolean => Number.isFinite(x) && Number.isFinite(y) && (!spec.logX || x > 0) && (!spec.logY || y > 0);
@@ -96,7 +96,7 @@ export function linePlotSvg(spec: PlotSpec): string {
 
 /** Write the chart to `pngPath` (rasterised by headless Chromium). */
 export function linePlotPng(pngPath: string, spec: PlotSpec): void {
-  const W = spec.width ?? 900;
+  const W = spec.width ?? 940;
   const H = spec.height ?? 540;
   const svg = linePlotSvg(spec);
   const chromium = process.env.CBMIR_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((c) => existsSync(c));
