@@ -1,5 +1,5 @@
 import json, os
-FOLD1_LINE = '**Shipped protocol, one further fold.** The same recipe (fine-tuned 5a/5b, 12 epochs, views h0/h1) trained without fold 1 and evaluated on fold 1 (PyTorch, cached eval view) gives 3-class mAP 93.90 % [89.2, 97.2], P@10 91.68 %. 4-class: mAP 94.93 %, P@10 93.21 %. Family-clean: mAP 92.48 %. Per class, 3-class mAP: meningioma 89.9, glioma 96.7, pituitary 92.5. The head-only protocol gives 91.3 on this fold. Folds 2–4 of the shipped protocol were not run.\n\n'
+FOLD1_LINE = '**Shipped protocol, one further fold.** The same recipe (fine-tuned 5a/5b, 12 epochs, views h0/h1; the fold-5 rows had only the clean view h0) trained without fold 1 and evaluated on fold 1 (PyTorch, cached eval view) gives 3-class mAP 93.90 % [89.2, 97.2], P@10 91.68 %. 4-class: mAP 94.93 %, P@10 93.21 %. Family-clean: mAP 92.48 %. Per class, 3-class mAP: meningioma 89.9, glioma 96.7, pituitary 92.5. The head-only protocol gives 91.3 on this fold. Folds 2–4 of the shipped protocol were not run.\n\n'
 runs = json.load(open("models/train/results/ablation_headonly.json"))["runs"]
 p2 = 'models/train/runs/ablation_part2.json-unused'
 if os.path.exists(p2):
