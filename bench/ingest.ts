@@ -28,7 +28,7 @@
  * GFLOP/s of SGEMM on this machine's two cores → ≈ 45–50 images/s; ceiling_fraction is
  * images_per_s / 47.5.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +43,7 @@ import { readDataset, selectInstances, type PlannedInstance } from '../workers/l
 import { convertInstance } from '../workers/load.js';
 import { StowClient } from '../workers/load/stow.js';
 import { startChild, type StartedChild } from './lib/child.js';
+import { spawnWorkerProcess, type WorkerChild } from './lib/live-stack.js';
 import { processCpuMs } from './lib/cpu.js';
 import { markdownTable, upsertSection } from './lib/report.js';
 import { percentile } from './lib/stats.js';
@@ -109,38 +110,6 @@ function ensureService(
   return { url, stop: () => (process.env.CBMIR_BENCH_KEEP_STACK === '1' ? undefined : stack('stop')) };
 }
 
-function spawnWorker(env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<void>; tail(): string; stop(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    const keep = (d: Buffer) => {
-      out = (out + d.toString()).slice(-8000);
-      if (out.includes('worker ready')) resolve();
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}:\n${out}`)));
-  });
-  ready.catch(() => undefined);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return {
-    child,
-    ready,
-    tail: () => out,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(t);
-      }
-    },
-  };
-}
-
 interface Sent {
   readonly sop: string;
   /** Epoch ms the STOW request carrying it was sent / answered. */
@@ -189,7 +158,7 @@ async function main(): Promise<void> {
   const queue = new Queue<IndexJobData>(queueName('index'), { connection: queueConn });
   queue.on('error', () => undefined);
   let gateway: StartedChild | undefined;
-  const workers: ReturnType<typeof spawnWorker>[] = [];
+  const workers: WorkerChild[] = [];
   try {
     const pending = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
     if (Object.values(pending).some((n) => n > 0))
@@ -212,7 +181,7 @@ async function main(): Promise<void> {
     });
     for (let i = 0; i < WORKERS; i++) {
       workers.push(
-        spawnWorker({
+        spawnWorkerProcess({
           ...common,
           CBMIR_WORKER_CONCURRENCY: String(CONCURRENCY),
           CBMIR_BATCH_SIZE: String(BATCH),

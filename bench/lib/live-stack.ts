@@ -86,7 +86,11 @@ export interface WorkerChild {
 
 /** One `cbmir worker` process; ready when it logs "worker ready". */
 export function startWorker(u: LiveUrls, extra: Record<string, string> = {}): WorkerChild {
-  const env = childEnv(u, { CBMIR_LOG_LEVEL: 'info', CBMIR_WORKER_CONCURRENCY: '16', CBMIR_BATCH_SIZE: '16', ...extra });
+  return spawnWorkerProcess(childEnv(u, { CBMIR_LOG_LEVEL: 'info', CBMIR_WORKER_CONCURRENCY: '16', CBMIR_BATCH_SIZE: '16', ...extra }));
+}
+
+/** A `cbmir worker` child process with the given environment; ready once it logs "worker ready". */
+export function spawnWorkerProcess(env: NodeJS.ProcessEnv): WorkerChild {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
