@@ -30,6 +30,7 @@ import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
 import { DEFAULT_VECTOR_MAPPING, type VectorIndexType } from '../core/index/elasticsearch/mapping.js';
 import type { VectorDoc, VectorIndex } from '../core/index/types.js';
 import { summarise } from './lib/stats.js';
+import { prng, unitVectors } from '../test/helpers/vectors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -73,34 +74,6 @@ interface Dataset {
   readonly queries: Float32Array[];
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function unitVectors(n: number, dims: number, seed: number): Float32Array[] {
-  const r = prng(seed);
-  const out: Float32Array[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = new Float32Array(dims);
-    let norm = 0;
-    for (let j = 0; j < dims; j++) {
-      const g = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-      v[j] = g;
-      norm += g * g;
-    }
-    norm = Math.sqrt(norm);
-    for (let j = 0; j < dims; j++) v[j] = v[j]! / norm;
-    out.push(v);
-  }
-  return out;
-}
 
 /** Embeddings of the real dataset images with the shipped model, cached on disk. */
 async function realEmbeddings(): Promise<{ dims: number; vectors: Float32Array[]; model: string }> {
