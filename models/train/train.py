@@ -108,6 +108,8 @@ def main(argv=None):
     for k, v in DEFAULTS.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--init-from", default=None,
+                    help="warm start: load model + ArcFace weights (not optimizer/schedule) from this checkpoint")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (timing)")
     a = ap.parse_args(argv)
     run = Path(a.run_dir)
@@ -148,6 +150,12 @@ def main(argv=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total, int(cfg["warmup_epochs"] * steps_per_epoch)))
     start_epoch = 0
     history = []
+    if a.init_from and not ck:
+        init = torch.load(a.init_from, map_location="cpu", weights_only=False)
+        net.load_state_dict(init["model"])
+        loss_fn.load_state_dict(init["arcface"])
+        cfg["init_from"] = str(a.init_from)
+        print(f"warm start from {a.init_from}", flush=True)
     if ck:
         net.load_state_dict(ck["model"])
         loss_fn.load_state_dict(ck["arcface"])
