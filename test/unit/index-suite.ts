@@ -150,6 +150,14 @@ export function indexContractSuite(label: string, ctx: SuiteContext): void {
       assert.deepEqual(Array.from(gv), Array.from(wv as Float32Array));
       assert.equal(await ix.get('2.25.999999'), undefined);
       assert.equal(await ix.liveVersion(), V1);
+      // Many gets at once (the backend may coalesce them): each answer is its own document.
+      const asked = [...docs.slice(0, 40).map((d) => d.sopInstanceUid), '2.25.999998', docs[3]!.sopInstanceUid];
+      const answers = await Promise.all(asked.map((uid) => ix.get(uid)));
+      answers.forEach((a, i) => {
+        if (asked[i] === '2.25.999998') assert.equal(a, undefined);
+        else assert.equal(a?.sopInstanceUid, asked[i]);
+      });
+      assert.deepEqual(Array.from(answers[5]!.vector), Array.from(docs[5]!.vector as Float32Array));
     });
   });
 
