@@ -2,7 +2,7 @@
  * `npm run bench:ingest` — STOW → searchable, end to end, with the Elasticsearch backend.
  *
  *   tsx bench/ingest.ts [--dataset DIR] [--limit 1000] [--latency-images 300] [--pace 0.8]
- *                       [--workers 2] [--threads 1] [--concurrency 8] [--batch-size 16] [--batch-wait-ms 20]
+ *                       [--workers 2] [--threads 1] [--concurrency 64] [--batch-size 16] [--batch-wait-ms 20]
  *                       [--stow-batch 16] [--stow-concurrency 2] [--no-report]
  *
  * Real parts, as deployed: Orthanc, Redis and Elasticsearch (started with
@@ -60,7 +60,7 @@ const { values: a } = parseArgs({
     pace: { type: 'string', default: '0.8' },
     workers: { type: 'string', default: '2' },
     threads: { type: 'string', default: '1' },
-    concurrency: { type: 'string', default: '8' },
+    concurrency: { type: 'string', default: '64' },
     'batch-size': { type: 'string', default: '16' },
     'batch-wait-ms': { type: 'string', default: '20' },
     'stow-batch': { type: 'string', default: '16' },

@@ -49,7 +49,10 @@ const envSchema = z.object({
   CBMIR_SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   CBMIR_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CBMIR_THUMBNAIL_CACHE_ENTRIES: int(0, 1_000_000).default(2000),
-  CBMIR_WORKER_CONCURRENCY: int(1, 256).default(4),
+  /** Index jobs in flight per worker process. Most of them wait ≈ 1 s for the index refresh that makes them searchable (cheap), so this is high. */
+  CBMIR_WORKER_CONCURRENCY: int(1, 1024).default(64),
+  /** Of those, how many may hold an instance being fetched, decoded and embedded (bounds memory: one instance each). */
+  CBMIR_WORKER_DECODE_CONCURRENCY: int(1, 256).default(32),
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
   CBMIR_SHOW_PATIENT: bool.default(false),
@@ -110,7 +113,7 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly logLevel: Env['CBMIR_LOG_LEVEL'];
   readonly thumbnailCacheEntries: number;
-  readonly worker: { readonly concurrency: number; readonly batchSize: number; readonly batchWaitMs: number; readonly ortThreads: number };
+  readonly worker: { readonly concurrency: number; readonly decodeConcurrency: number; readonly batchSize: number; readonly batchWaitMs: number; readonly ortThreads: number };
   readonly showPatient: boolean;
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
@@ -167,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     thumbnailCacheEntries: e.CBMIR_THUMBNAIL_CACHE_ENTRIES,
     worker: Object.freeze({
       concurrency: e.CBMIR_WORKER_CONCURRENCY,
+      decodeConcurrency: e.CBMIR_WORKER_DECODE_CONCURRENCY,
       batchSize: e.CBMIR_BATCH_SIZE,
       batchWaitMs: e.CBMIR_BATCH_WAIT_MS,
       ortThreads: e.CBMIR_ORT_THREADS,

@@ -16,6 +16,7 @@
  * BullMQ's stalled-job check hands them to the next worker, so nothing is lost.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import pLimit from 'p-limit';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
 import { queueName, type EmbedQueueJobData, type EmbedQueueJobResult, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
@@ -36,7 +37,10 @@ export interface WorkerDeps {
   readonly pacs: PacsClient;
   readonly patientKeySecret: string;
   readonly log: Logger;
+  /** Index jobs in flight (most wait for the index refresh that makes them searchable). */
   readonly concurrency: number;
+  /** Index jobs holding an instance (fetch → decode → embed) at once; default 32. Bounds memory. */
+  readonly decodeConcurrency?: number;
   /** Queue namespace (tests); default none. */
   readonly namespace?: string;
   /** How often to look for jobs of dead workers (ms); BullMQ default 30 s. */
@@ -121,19 +125,27 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
 
   const keyOf = (meta: InstanceMeta) => patientKey(deps.patientKeySecret, meta.patientId, meta.issuerOfPatientId ?? '');
 
+  // A job is searchable only after the bulk write's refresh=wait_for (up to the index's 1-s
+  // refresh interval): jobs spend most of their time there, holding nothing but a vector, so
+  // many are kept in flight (concurrency) while the ones holding an instance are bounded here.
+  const decodeSlots = pLimit(deps.decodeConcurrency ?? 32);
+
   const processIndex = async (job: Job<IndexJobData, IndexJobResult>): Promise<IndexJobResult> => {
     const d = job.data;
     if (d.modelVersion !== version) {
       // Another model's job (a worker of the other version will take it when running).
       return { status: 'skipped', sopInstanceUid: d.sopInstanceUid, reason: `job is for model ${d.modelVersion}, this worker runs ${version}` };
     }
-    const r = await embedInstance(d);
-    if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
-    const v = r.vectors[0];
-    if (!v) throw new UnrecoverableError('decode: no frame to embed');
-    await write(toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta)));
+    const doc = await decodeSlots(async () => {
+      const r = await embedInstance(d);
+      if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
+      const v = r.vectors[0];
+      if (!v) throw new UnrecoverableError('decode: no frame to embed');
+      return toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta));
+    });
+    await write(doc);
     deps.onIndexed?.(d, Date.now() - d.enqueuedAt);
-    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame: v.frameNumber, indexedAt: new Date().toISOString() };
+    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame: doc.frame ?? 1, indexedAt: new Date().toISOString() };
   };
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.

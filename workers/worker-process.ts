@@ -39,6 +39,7 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     patientKeySecret: loadPatientKeySecret(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir),
     log,
     concurrency: config.worker.concurrency,
+    decodeConcurrency: config.worker.decodeConcurrency,
     ...(opts.namespace ? { namespace: opts.namespace } : {}),
     ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });
