@@ -41,7 +41,9 @@ import type { StartedChild } from './lib/child.js';
 import {
   ROOT,
   ensureService,
+  dropIfOtherModel,
   indexCount,
+  manifestVersion,
   loadThroughGateway,
   openIndex,
   startGateway,
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
   try {
     gateway = await startGateway(urls, GATEWAY_PORT, { CBMIR_SIMILAR_MAX_LIMIT: '10000' });
     const want = plan.instances.length;
+    await dropIfOtherModel(index, urls, manifestVersion(), log);
     const have = await indexCount(index);
     if (have >= want) log(`index ${urls.esIndex} already holds ${have} documents: not loading`);
     else {

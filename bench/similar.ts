@@ -43,6 +43,7 @@ import {
   ROOT,
   ensureService,
   indexCount,
+  manifestVersion,
   loadThroughGateway,
   openIndex,
   startGateway,
@@ -171,6 +172,7 @@ async function main(): Promise<void> {
       worker = undefined;
     }
     const docs = await indexCount(index);
+    const servedVersion = await index.liveVersion().catch(() => undefined);
     if (a['load-only']) {
       log(`--load-only: ${docs} documents indexed`);
       return;
@@ -279,7 +281,7 @@ async function main(): Promise<void> {
       upload_p50_ms: uploadP50,
       backend: 'elasticsearch',
     };
-    if (!a['no-report']) writeReport(levels, uploadP50, uploadSamples, docs, copies, load);
+    if (!a['no-report']) writeReport(levels, uploadP50, uploadSamples, docs, servedVersion, copies, load);
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     await worker?.stop();
@@ -357,6 +359,7 @@ function writeReport(
   uploadP50: number | null,
   uploadSamples: number[],
   docs: number,
+  servedVersion: string | undefined,
   copies: { name: string; instances: PlannedInstance[] }[],
   load: number[],
 ): void {
@@ -418,7 +421,7 @@ function writeReport(
       `\`npm run bench:similar\`, run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); 1-min load average ${load.map((x) => x.toFixed(1)).join(' → ')} across the levels` +
         ' (the machine was shared with other jobs: absolute figures move with them).',
       '',
-      `Index: ${docs} images in Elasticsearch (int8 HNSW, model from models/manifest.json). The real datasets hold 3,645 images, so they were loaded` +
+      `Index: ${docs} images in Elasticsearch (int8 HNSW, vectors of model ${servedVersion ?? '?'}${servedVersion === manifestVersion() ? ', the shipped one' : `; the shipped model is ${manifestVersion()} — a query costs the same with either: same dimensions, same index`}). The real datasets hold 3,645 images, so they were loaded` +
         ` ${copies.length / Math.max(1, new Set(copies.map((c) => c.name.replace(/-copy\d+$/, ''))).size)} times as separate copies (${copies.map((c) => `${c.name}: ${c.instances.length}`).join(', ')}):` +
         ' each copy is a separate dataset name, hence its own Study/Series/SOP Instance UIDs; the pixels are the same real images, nothing is synthesised.' +
         ' A copy keeps the dataset\'s Patient IDs, so /similar (excludeSamePatient, the default) never answers a query with its own duplicate.' +

@@ -9,6 +9,7 @@
  * `bash deploy/local/stack.sh stop` with the same CBMIR_STACK_DIR stops them.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -121,6 +122,34 @@ export function spawnWorkerProcess(env: NodeJS.ProcessEnv): WorkerChild {
 
 export function openIndex(u: LiveUrls): VectorIndex {
   return createVectorIndex({ es: { url: u.es, index: u.esIndex }, dataDir: u.dataDir });
+}
+
+/** Version of models/manifest.json (what a worker started now embeds with). */
+export function manifestVersion(): string {
+  return (JSON.parse(readFileSync(path.join(ROOT, 'models/manifest.json'), 'utf8')) as { version: string }).version;
+}
+
+/**
+ * A benchmark-owned index left by an earlier run with another model answers with that
+ * model's vectors: drop it (every version behind the alias), so the run re-indexes with
+ * the shipped model. Returns the model version the index serves afterwards (undefined: empty).
+ */
+export async function dropIfOtherModel(index: VectorIndex, u: LiveUrls, version: string, log: (m: string) => void): Promise<string | undefined> {
+  let live: string | undefined;
+  try {
+    live = await index.liveVersion();
+  } catch {
+    return undefined;
+  }
+  if (live === undefined || live === version) return live;
+  const res = await fetch(`${u.es}/_alias/${encodeURIComponent(u.esIndex)}`);
+  const names = res.ok ? Object.keys((await res.json()) as Record<string, unknown>) : [];
+  log(`index ${u.esIndex} holds model ${live}'s vectors, not ${version}'s: deleting ${names.join(', ')} to re-index`);
+  for (const n of names) {
+    const d = await fetch(`${u.es}/${encodeURIComponent(n)}`, { method: 'DELETE' });
+    if (!d.ok) throw new Error(`could not delete ${n}: ${d.status} ${await d.text()}`);
+  }
+  return undefined;
 }
 
 /** Documents in the index (0 when it does not exist yet). */
