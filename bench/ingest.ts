@@ -335,15 +335,16 @@ async function main(): Promise<void> {
     };
 
     if (!a['no-report']) {
+      const int8 = /int8/i.test(model.version);
       upsertSection(
         path.join(ROOT, 'docs/benchmarks.md'),
-        'Ingest: STOW → searchable (bench:ingest)',
+        int8 ? 'Ingest with the INT8 model: STOW → searchable (bench:ingest)' : 'Ingest: STOW → searchable (bench:ingest)',
         [
           `Run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), 1-min load average ${load0.toFixed(1)} → ${load1.toFixed(1)} during the throughput phase` +
             ' (other jobs shared the machine: compare runs only on a quiet machine).',
           '',
           `Real images: ${result.dataset} (${thr.length} + ${lat.length} images, converted to DICOM MR before timing), STOWed through the gateway (child process) into Orthanc; ` +
-            `${WORKERS} \`cbmir worker\` process(es) with ${THREADS || "onnxruntime's default"} inference thread(s) each, concurrency ${CONCURRENCY}, micro-batches of ${BATCH} (wait ${BATCH_WAIT} ms), model ${model.version} (FP32, CPU), Elasticsearch backend (bulk writes, refresh=wait_for).`,
+            `${WORKERS} \`cbmir worker\` process(es) with ${THREADS || "onnxruntime's default"} inference thread(s) each, concurrency ${CONCURRENCY}, micro-batches of ${BATCH} (wait ${BATCH_WAIT} ms), model ${model.version} (${int8 ? 'INT8 (CBMIR_MODEL=' + path.relative(ROOT, model.file) + ')' : 'FP32'}, CPU), Elasticsearch backend (bulk writes, refresh=wait_for).`,
           '',
           markdownTable(
             ['measure', 'value'],

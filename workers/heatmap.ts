@@ -34,9 +34,16 @@ export function locateHeatmapModel(model: Pick<ModelManifest, 'file' | 'sha256'>
   const manifestPath = path.join(dir, 'manifest.json');
   if (existsSync(manifestPath)) {
     try {
-      const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { file?: string; sha256?: string; heatmap?: { file?: string; source_sha256?: string } };
-      if (m.file === path.basename(model.file) && m.heatmap?.file) {
-        const sha = model.sha256 ?? m.sha256;
+      const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+        file?: string;
+        sha256?: string;
+        heatmap?: { file?: string; source_sha256?: string };
+        variants?: Record<string, { file?: string }>;
+      };
+      // A variant (the INT8 file) shares the FP32 model's head, hence its heatmap graph.
+      const isVariant = Object.values(m.variants ?? {}).some((v) => v.file === path.basename(model.file));
+      if ((m.file === path.basename(model.file) || isVariant) && m.heatmap?.file) {
+        const sha = isVariant ? m.sha256 : (model.sha256 ?? m.sha256);
         if (sha && m.heatmap.source_sha256 && m.heatmap.source_sha256 !== sha) {
           throw new Error(`heatmap model ${m.heatmap.file} was made for another model; run: python3 models/train/export_heatmap.py`);
         }

@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--ops", default="Conv", help="op types to quantize (comma-separated; 'all' = every supported op)")
     ap.add_argument("--exclude", default="",
                     help="keep these nodes FP32: comma-separated substrings of node names (e.g. 'conv1,inception_5b')")
+    ap.add_argument("--ship", action="store_true",
+                    help="write the INT8 file to models/<name>-<version>-int8.onnx and record it in models/manifest.json "
+                         "under variants.int8 (run models/train/eval_onnx.py --model on it for the mAP check first)")
     ap.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile"],
                     help="activation calibration (onnxruntime CalibrationMethod)")
     a = ap.parse_args()
@@ -86,7 +89,7 @@ def main() -> None:
     calib = [train[i] for i in rng.choice(len(train), a.calib, replace=False)]
     probe = [test[i] for i in rng.choice(len(test), min(a.probe, len(test)), replace=False)]
 
-    out = Path(a.out)
+    out = ROOT / "models" / f"{manifest['name']}-{manifest['version']}-int8.onnx" if a.ship else Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     import onnx
@@ -119,6 +122,19 @@ def main() -> None:
     overlap = float(np.mean([len(set(t32[i]) & set(t8[i])) / 10 for i in range(len(probe))]))
     labels = np.array([r["label"] for r in probe])
     p10 = lambda t: float(np.mean([(labels[t[i]] == labels[i]).mean() for i in range(len(probe))]))  # noqa: E731
+    if a.ship:
+        import hashlib
+
+        digest = hashlib.sha256(out.read_bytes()).hexdigest()
+        (out.parent / (out.name + ".sha256")).write_text(f"{digest}  {out.name}\n")
+        manifest.setdefault("variants", {})["int8"] = {
+            "file": out.name, "version": f"{manifest['version']}-int8", "sha256": digest, "bytes": out.stat().st_size,
+            "quantization": {"tool": "onnxruntime quantize_static", "format": "QDQ", "weights": "int8 per channel",
+                             "activations": "uint8", "ops": a.ops, "excluded": pats, "calibration": a.method,
+                             "calib_images": a.calib, "calib_source": "figshare-cheng folds 1-4 (seed 7)"},
+            "use": "CBMIR_MODEL=models/" + out.name + " (vectors carry version " + manifest["version"] + "-int8)",
+        }
+        (ROOT / "models" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps({
         "model": manifest["version"], "quantized_ops": a.ops, "excluded_nodes": len(excluded), "calibration": a.method, "calib_images": a.calib, "probe_images": len(probe),
         "fp32_cpu_ms_per_image_1thread": round(ms32, 1), "int8_cpu_ms_per_image_1thread": round(ms8, 1),

@@ -77,7 +77,13 @@ describe('heatmap jobs (workers/heatmap.ts)', () => {
 
   it('finds the shipped heatmap graph and refuses one made for another model', async () => {
     const model = loadModelManifest();
-    assert.match(locateHeatmapModel(model), /heatmap-cbmir-.*\.onnx$/);
+    const shipped = locateHeatmapModel(model);
+    assert.match(shipped, /heatmap-cbmir-.*\.onnx$/);
+    // The INT8 variant (manifest "variants") shares the FP32 head, hence the same graph.
+    const manifest = JSON.parse(await readFile(path.join(path.dirname(model.file), 'manifest.json'), 'utf8')) as { variants?: Record<string, { file: string }> };
+    const int8 = manifest.variants?.int8?.file;
+    assert.ok(int8, 'the manifest lists the INT8 variant');
+    assert.equal(locateHeatmapModel(loadModelManifest(path.join(path.dirname(model.file), int8))), shipped);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'cbmir-heatmap-'));
     try {
       const file = path.join(dir, path.basename(model.file));
