@@ -57,6 +57,13 @@ export interface StudyAccess {
   readonly patient?: PatientInfo;
 }
 
+/** One study to ask about, with the caller's credential (key) and the header to ask with. */
+interface StudyQuestion {
+  readonly cred: string;
+  readonly study: string;
+  readonly authorization: string | undefined;
+}
+
 export class AccessChecker {
   private readonly cache: LruCache<string, StudyAccess & { until: number }>;
   /**
@@ -65,7 +72,9 @@ export class AccessChecker {
    * per request is what keeps the PACS's CPU for the viewers (core/batcher.ts). Keys are
    * credential|study, so a batch never mixes what one caller may see with another's.
    */
-  private readonly batcher: Batcher<string, StudyAccess, { study: string; authorization: string | undefined }>;
+  private readonly batcher: Batcher<string, StudyAccess, StudyQuestion>;
+  /** QIDOs sent (tests and metrics read it). */
+  qidoCount = 0;
 
   constructor(
     private readonly pacs: PacsClient,
@@ -79,13 +88,6 @@ export class AccessChecker {
       maxInFlight: PARALLEL_QIDOS,
     });
   }
-
-  /** QIDOs sent (tests and metrics read it). */
-  get qidoCount(): number {
-    return this.asked;
-  }
-
-  private asked = 0;
 
   private credentialKey(authorization: string | undefined): string {
     const effective = authorization ?? this.opts.defaultAuthorization ?? '';
@@ -109,22 +111,19 @@ export class AccessChecker {
       const key = `${cred}|${s}`;
       const hit = this.cache.get(key);
       if (hit && hit.until > now) out.set(s, hit);
-      else asking.push(this.batcher.get(key, { study: s, authorization }).then((a) => void out.set(s, a)));
+      else asking.push(this.batcher.get(key, { cred, study: s, authorization }).then((a) => void out.set(s, a)));
     }
     await Promise.all(asking);
     return out;
   }
 
   /** One batch of credential|study keys: one QIDO per credential and ≤ 50 studies. */
-  private async load(
-    batch: ReadonlyArray<{ readonly key: string; readonly payload: { study: string; authorization: string | undefined } }>,
-  ): Promise<Map<string, StudyAccess>> {
+  private async load(batch: ReadonlyArray<{ readonly payload: StudyQuestion }>): Promise<Map<string, StudyAccess>> {
     const byCred = new Map<string, { authorization: string | undefined; studies: string[] }>();
-    for (const { key, payload } of batch) {
-      const cred = key.slice(0, key.indexOf('|'));
-      const g = byCred.get(cred) ?? { authorization: payload.authorization, studies: [] };
-      g.studies.push(payload.study);
-      byCred.set(cred, g);
+    for (const { payload: q } of batch) {
+      const g = byCred.get(q.cred) ?? { authorization: q.authorization, studies: [] };
+      g.studies.push(q.study);
+      byCred.set(q.cred, g);
     }
     const out = new Map<string, StudyAccess>();
     await Promise.all(
@@ -146,7 +145,7 @@ export class AccessChecker {
   }
 
   private async ask(studies: string[], authorization: string | undefined): Promise<Map<string, StudyAccess>> {
-    this.asked++;
+    this.qidoCount++;
     const out = new Map<string, StudyAccess>();
     try {
       const found = await this.pacs.qido(

@@ -136,16 +136,16 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       // Another model's job (a worker of the other version will take it when running).
       return { status: 'skipped', sopInstanceUid: d.sopInstanceUid, reason: `job is for model ${d.modelVersion}, this worker runs ${version}` };
     }
-    const doc = await decodeSlots(async () => {
+    const { doc, frame } = await decodeSlots(async () => {
       const r = await embedInstance(d);
       if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
       const v = r.vectors[0];
       if (!v) throw new UnrecoverableError('decode: no frame to embed');
-      return toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta));
+      return { doc: toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta)), frame: v.frameNumber };
     });
     await write(doc);
     deps.onIndexed?.(d, Date.now() - d.enqueuedAt);
-    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame: doc.frame ?? 1, indexedAt: new Date().toISOString() };
+    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame, indexedAt: new Date().toISOString() };
   };
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.

@@ -22,6 +22,19 @@ export function portInUse(port: number): Promise<boolean> {
   });
 }
 
+/** stop(): SIGTERM, then SIGKILL after graceMs; resolves once the process has exited. */
+export function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    }
+  };
+}
+
 export async function startChild(
   cmd: string,
   args: readonly string[],
@@ -37,19 +50,7 @@ export async function startChild(
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const started: StartedChild = {
-    child,
-    tail: () => out,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(t);
-      }
-    },
-  };
+  const started: StartedChild = { child, tail: () => out, stop: stopper(child, 10_000) };
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode}:\n${out}`);

@@ -17,7 +17,7 @@ import { createVectorIndex } from '../../core/index/factory.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import { queueName } from '../../core/jobs.js';
 import { runLoad, type LoadSummary } from '../../workers/load.js';
-import { startChild, type StartedChild } from './child.js';
+import { startChild, stopper, type StartedChild } from './child.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -85,9 +85,9 @@ export interface WorkerChild {
   stop(): Promise<void>;
 }
 
-/** One `cbmir worker` process; ready when it logs "worker ready". */
+/** One `cbmir worker` process with the deployment defaults (core/config.ts); ready when it logs "worker ready". */
 export function startWorker(u: LiveUrls, extra: Record<string, string> = {}): WorkerChild {
-  return spawnWorkerProcess(childEnv(u, { CBMIR_LOG_LEVEL: 'info', CBMIR_WORKER_CONCURRENCY: '16', CBMIR_BATCH_SIZE: '16', ...extra }));
+  return spawnWorkerProcess(childEnv(u, { CBMIR_LOG_LEVEL: 'info', ...extra }));
 }
 
 /** A `cbmir worker` child process with the given environment; ready once it logs "worker ready". */
@@ -104,20 +104,7 @@ export function spawnWorkerProcess(env: NodeJS.ProcessEnv): WorkerChild {
     child.once('exit', (code) => reject(new Error(`worker exited with ${code}:\n${out}`)));
   });
   ready.catch(() => undefined);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return {
-    child,
-    ready,
-    tail: () => out,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(t);
-      }
-    },
-  };
+  return { child, ready, tail: () => out, stop: stopper(child, 15_000) };
 }
 
 export function openIndex(u: LiveUrls): VectorIndex {

@@ -173,7 +173,11 @@ export class ElasticsearchIndex implements VectorIndex {
   private readonly getBatcher = new Batcher<string, VectorDoc | undefined, { index: string; id: string }>({
     load: async (batch) => {
       const byIndex = new Map<string, string[]>();
-      for (const { payload } of batch) byIndex.set(payload.index, [...(byIndex.get(payload.index) ?? []), payload.id]);
+      for (const { payload } of batch) {
+        const ids = byIndex.get(payload.index);
+        if (ids) ids.push(payload.id);
+        else byIndex.set(payload.index, [payload.id]);
+      }
       const out = new Map<string, VectorDoc | undefined>();
       for (const [index, ids] of byIndex) {
         let res;
