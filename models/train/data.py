@@ -182,25 +182,36 @@ def _gauss_kernel(sigma: torch.Tensor, k: int = 5) -> torch.Tensor:
     return g / g.sum(1, keepdim=True)  # [B,k]
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig()) -> torch.Tensor:
-    """Batched augmentation of [B,1,224,224] float32 in [0,1]. Deterministic given `gen`."""
+def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig(),
+            noise_gen: torch.Generator | None = None) -> torch.Tensor:
+    """Batched augmentation of [B,1,224,224] float32 in [0,1]. Deterministic given `gen`.
+
+    Works on any device: the per-image parameters always come from the CPU `gen`
+    (so a batch's geometry is the same on CPU and GPU); only the pixel noise is
+    drawn where `x` lives, from `noise_gen` (a generator on x's device) when x is
+    not on the CPU, since drawing 50k floats per image on the CPU would stall a GPU.
+    """
     B, _, H, W = x.shape
+    dev = x.device
 
     def U(lo, hi, n=B):
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
+        return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(dev)
+
+    def P(p):  # per-image Bernoulli mask on x's device
+        return (torch.rand(B, generator=gen) < p).to(dev)
 
     # geometric: rotation, scale, translation, horizontal flip (one affine warp, bilinear)
     ang = U(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180
     sc = U(*cfg.scale)
     tx, ty = U(-cfg.translate, cfg.translate) * 2, U(-cfg.translate, cfg.translate) * 2
-    flip = torch.where(torch.rand(B, generator=gen) < cfg.hflip, -1.0, 1.0)
+    flip = torch.where(P(cfg.hflip), -1.0, 1.0)
     cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, (B, 1, H, W), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # resolution jitter: down- then up-sample a subset
-    m = torch.rand(B, generator=gen) < cfg.lowres_p
+    m = P(cfg.lowres_p)
     if m.any():
         f = float(U(*cfg.lowres, 1))
         s = max(8, int(round(H * f)))
@@ -208,10 +219,10 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig())
         x[m] = F.interpolate(lo, size=(H, W), mode="bilinear", align_corners=False)
 
     # blur a subset (separable gaussian, sigma 0.3..1.2)
-    m = torch.rand(B, generator=gen) < cfg.blur_p
+    m = P(cfg.blur_p)
     if m.any():
         xs = x[m]
-        k = _gauss_kernel(U(0.3, 1.2, xs.size(0)))
+        k = _gauss_kernel(U(0.3, 1.2, xs.size(0)).cpu()).to(dev)
         n = xs.size(0)
         xs = xs.reshape(1, n, H, W)
         xs = F.conv2d(F.pad(xs, (2, 2, 0, 0), mode="reflect"), k.view(n, 1, 1, 5), groups=n)
@@ -224,9 +235,13 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig())
     a = U(*cfg.contrast).view(B, 1, 1, 1)
     b = U(-cfg.brightness, cfg.brightness).view(B, 1, 1, 1)
     x = x * a + b
-    m = (torch.rand(B, generator=gen) < cfg.noise_p).float().view(B, 1, 1, 1)
+    m = P(cfg.noise_p).float().view(B, 1, 1, 1)
     sig = U(0, cfg.noise_sigma).view(B, 1, 1, 1)
-    x = x + m * sig * torch.randn(x.shape, generator=gen)
+    if dev.type == "cpu":
+        noise = torch.randn(x.shape, generator=gen)
+    else:
+        noise = torch.randn(x.shape, generator=noise_gen, device=dev)
+    x = x + m * sig * noise
     return x.clamp(0, 1)
 
 

@@ -1,0 +1,73 @@
+"""After device_train.py runs: pick the configuration and shrink what comes back.
+
+The configuration is chosen on the cross-validation folds other than the
+shipped model's test fold (mean 3-class mAP over the folds every tag
+finished), so the held-out fold never takes part in the choice. The losers'
+model shards are deleted (a device call returns at most 64 MB), and each tag's
+embeddings are bundled into one compressed npz.
+
+Usage: python3 models/train/device_collect.py --out $OUT [--test-fold 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def read_results(out: Path) -> dict:
+    res = {}
+    for p in sorted(out.glob("results-*.jsonl")):
+        for line in p.read_text().splitlines():
+            r = json.loads(line)
+            res.setdefault(r["tag"], {})[r["fold"]] = r
+    return res
+
+
+def choose(res: dict, test_fold: int = 5):
+    """(winning tag, the folds compared, mean 3-class mAP per tag)."""
+    common = None
+    for folds in res.values():
+        f = {k for k in folds if k != test_fold}
+        common = f if common is None else common & f
+    common = sorted(common or [])
+    if not common:
+        return None, [], {}
+    means = {t: float(np.mean([folds[k]["summary"]["3class"]["map"] for k in common])) for t, folds in res.items()}
+    return max(means, key=means.get), common, means
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--test-fold", type=int, default=5)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    res = read_results(out)
+    winner, common, means = choose(res, a.test_fold)
+    for tag in res:
+        embs = sorted(out.glob(f"emb-{tag}-f*.npy"))
+        if embs:
+            np.savez_compressed(out / f"emb-{tag}.npz", **{p.stem.split("-")[-1]: np.load(p) for p in embs})
+            for p in embs:
+                p.unlink()
+        if winner is not None and tag != winner:
+            for p in out.glob(f"model-{tag}-f*.pt"):
+                p.unlink()
+    cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
+          | {"folds": sorted(folds)} for t, folds in res.items()}
+    with open(out / "results.jsonl", "w") as f:  # one file back instead of one per tag
+        for tag in res:
+            for r in res[tag].values():
+                f.write(json.dumps(r) + "\n")
+    for p in out.glob("results-*.jsonl"):
+        p.unlink()
+    summary = {"winner": winner, "compared_on_folds": common, "mean_3class_map_on_those": means, "cv_all_folds": cv}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Full fine-tuning and patient-wise cross-validation on a GPU, from the pack.
+
+Reads models/train/.pack (pack.py), so it runs where ../shared is absent. For
+each test fold (in the order given) it trains the whole network (conv1 ..
+head + ArcFace) from the BVLC initialisation with on-device augmentation,
+then embeds the eval view and scores the fold protocols of evaluate.py
+(query = test fold, database = the other folds). Results go to --out as they
+come, so a run cut short still reports its finished folds:
+
+  results.jsonl            one line per finished fold (config, timings, figures)
+  emb-<tag>-f<k>.npy        float16 embeddings of the eval view (cache row order)
+  model-<tag>-f<k>.{a,b}.pt model + ArcFace state dict, float32, in two shards
+                           (device file transfers are capped at 16 MB each),
+                           only for folds named in --save-folds
+
+Figures here come from the pack's 8-bit JPEG copy of the images, not from the
+original files; the shipped model is scored again with eval_onnx.py.
+
+Usage (a GPU machine; several configs can share one GPU as separate processes):
+  python3 models/train/device_train.py --tag a --folds 5,1,2,3,4 --epochs 40 --out $OUT
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from evaluate import evaluate_embeddings
+from losses import ArcFaceLoss
+from model import build_model
+from pack import PACK_DIR, load_pack
+from train import lr_lambda_factory, param_groups, set_seed
+
+
+def save_sharded(state: dict, base: Path):
+    """Two torch.save shards of about equal size (<16 MB each for this model)."""
+    keys = sorted(state, key=lambda k: -state[k].numel())
+    a, b, sa, sb = {}, {}, 0, 0
+    for k in keys:  # greedy balance
+        if sa <= sb:
+            a[k], sa = state[k], sa + state[k].numel()
+        else:
+            b[k], sb = state[k], sb + state[k].numel()
+    torch.save(a, f"{base}.a.pt")
+    torch.save(b, f"{base}.b.pt")
+
+
+def load_sharded(base: str) -> dict:
+    out = {}
+    for s in ("a", "b"):
+        out.update(torch.load(f"{base}.{s}.pt", map_location="cpu", weights_only=True))
+    return out
+
+
+@torch.inference_mode()
+def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    for i in range(0, len(images_u8), batch):
+        x = images_u8[i:i + batch].float().div_(255.0).unsqueeze(1)
+        out.append(net(x).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
+    set_seed(cfg["seed"])
+    meta = {k: pk[k] for k in ("labels", "patients", "families", "folds", "sources")}
+    train_rows = np.flatnonzero(meta["folds"] != test_fold)
+    test_rows = np.flatnonzero(meta["folds"] == test_fold)
+    leak = data.check_patient_disjoint(meta["patients"][train_rows], meta["patients"][test_rows])
+    assert not leak, f"patients in both train and test: {sorted(leak)[:5]}"
+    x_rows = torch.as_tensor(pk["train_row"][train_rows], device=dev)
+    labels = torch.as_tensor(meta["labels"][train_rows], device=dev)
+
+    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=False)
+    init = torch.load(Path(cfg["pack"]) / "backbone.pt", map_location="cpu", weights_only=True)
+    net.backbone.load_state_dict({k: v.float() for k, v in init.items()})
+    net = net.to(dev).to(memory_format=torch.channels_last)
+    loss_fn = ArcFaceLoss(4, cfg["dim"], cfg["scale"], cfg["margin"]).to(dev)
+    opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
+    spe = len(train_rows) // cfg["batch_size"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(spe * cfg["epochs"],
+                                                                     int(cfg["warmup_epochs"] * spe)))
+    noise_gen = torch.Generator(device=dev).manual_seed(cfg["seed"])
+    use_amp = dev.type == "cuda"
+    t0 = time.time()
+    hist = []
+    for epoch in range(cfg["epochs"]):
+        net.train()
+        g = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+        tot = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        seen = 0
+        for step, idx in enumerate(data.batches(len(train_rows), cfg["batch_size"], g)):
+            idx = idx.to(dev)
+            x = imgs_dev[x_rows[idx]].float().div_(255.0).unsqueeze(1)
+            x = data.augment(x, g, noise_gen=noise_gen).contiguous(memory_format=torch.channels_last)
+            y = labels[idx]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                fmap = net.forward_features(x)
+            # GeM (cubes), the head and the margin maths stay in float32
+            e = net.head(net.pool(fmap.float()))
+            loss = loss_fn(e, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                pred = F.linear(F.normalize(e.float(), dim=1), F.normalize(loss_fn.W, dim=1)).argmax(1)
+                correct += (pred == y).sum()
+                tot += loss.detach() * len(y)
+            seen += len(y)
+            if cfg.get("max_steps") and step + 1 >= cfg["max_steps"]:
+                break
+        hist.append({"epoch": epoch, "loss": round(float(tot) / seen, 4), "acc": round(float(correct) / seen, 4),
+                     "t": round(time.time() - t0, 1)})
+        if epoch % 5 == 4 or epoch == cfg["epochs"] - 1:
+            log(f"[{cfg['tag']} f{test_fold}] {json.dumps(hist[-1])}")
+        if deadline and time.time() > deadline and epoch < cfg["epochs"] - 1:
+            # out of time: keep what there is, marked, rather than lose the fold
+            log(f"[{cfg['tag']} f{test_fold}] deadline: schedule cut after epoch {epoch}")
+            hist[-1]["truncated"] = True
+            break
+    train_s = time.time() - t0
+    net_f32 = net.to(memory_format=torch.contiguous_format)
+    eval_imgs = imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)]
+    emb = embed(net_f32, eval_imgs)
+    return net_f32, loss_fn, emb, hist, train_s, meta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pack", default=str(PACK_DIR))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tag", default="a")
+    ap.add_argument("--folds", default="5,1,2,3,4")
+    ap.add_argument("--save-folds", default="5")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--warmup-epochs", type=float, default=2.0)
+    ap.add_argument("--margin", type=float, default=0.5)
+    ap.add_argument("--scale", type=float, default=64.0)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--pool", default="gem")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
+    ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
+    a = ap.parse_args(argv)
+    cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    def log(msg):
+        print(f"{time.time() - t_start:7.1f}s {msg}", flush=True)
+
+    torch.set_num_threads(a.threads)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    pk = load_pack(a.pack)
+    imgs_dev = torch.from_numpy(pk["images"]).to(dev)
+    log(f"pack: {len(pk['images'])} images on {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'})")
+    save = {int(f) for f in a.save_folds.split(",") if f}
+    fold_s = None
+    for k in [int(f) for f in a.folds.split(",")]:
+        elapsed = time.time() - t_start
+        if a.budget_s and fold_s and elapsed + fold_s > a.budget_s:
+            log(f"[{a.tag}] fold {k} skipped: {elapsed:.0f}s used, a fold takes ~{fold_s:.0f}s, budget {a.budget_s:.0f}s")
+            continue
+        t0 = time.time()
+        deadline = t_start + a.budget_s - 20 if a.budget_s else None  # leave time to embed and score
+        net, loss_fn, emb, hist, train_s, meta = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
+        res = evaluate_embeddings(emb, meta, k, n_boot=a.n_boot)
+        np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
+        if k in save:
+            state = {f"model.{n}": v.detach().float().cpu() for n, v in net.state_dict().items()}
+            state.update({f"arcface.{n}": v.detach().float().cpu() for n, v in loss_fn.state_dict().items()})
+            save_sharded(state, out / f"model-{a.tag}-f{k}")
+        fold_s = time.time() - t0
+        summary = {n: {m: round(r[m], 4) for m in ("map", "p10", "p1")} for n, r in res.items()}
+        per_class = {n: {c: round(v["map"], 4) for c, v in r["per_class"].items()} for n, r in res.items()}
+        rec = {"tag": a.tag, "fold": k, "config": cfg, "train_s": round(train_s, 1), "truncated": bool(hist[-1].get("truncated")), "fold_s": round(fold_s, 1),
+               "history": hist, "summary": summary, "per_class_map": per_class,
+               "ci": {n: {m: r.get(f"{m}_ci95") for m in ("map", "p10")} for n, r in res.items()}}
+        with open(out / f"results-{a.tag}.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        log(f"[{a.tag}] fold {k} done in {fold_s:.0f}s: {json.dumps(summary)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Pack the training data and the BVLC initialisation compactly for a GPU machine.
+
+A device machine receives only the checkout (64 MiB in all, ../shared stays
+behind), so this writes models/train/.pack/ (git-ignored; name it in `carry`):
+
+  images.npz   every image at 224x224 after preprocess.preprocess(), 8-bit,
+               JPEG-encoded (quality --quality); rows and metadata:
+                 train view: figshare-cheng as stored + ixi-normal harmonised
+                 eval view:  figshare-cheng + ixi-normal as stored (inference path)
+               Figshare rows serve both views (its files already are 512x512
+               JPEG q~75, which is what harmonisation produces), so they are
+               stored once.
+  backbone.pt  the BVLC backbone state dict in float16 (the ImageNet init; the
+               1000-way classifier and auxiliary heads are not needed)
+
+The 8-bit + JPEG step is lossy (about 1 grey level after rounding plus JPEG
+artefacts at q90); figures computed from the pack are marked as such, and the
+shipped model's figures always come from eval_onnx.py on the original files.
+
+Usage: python3 models/train/pack.py [--quality 90]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+
+PACK_DIR = Path(__file__).resolve().parent / ".pack"
+
+
+def _jpeg(a01: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    u8 = np.clip(np.round(a01.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def decode_images(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """[N,224,224] uint8 from the concatenated JPEG bytes."""
+    from PIL import Image
+
+    n = len(offsets) - 1
+    out = np.empty((n, 224, 224), np.uint8)
+    for i in range(n):
+        out[i] = np.array(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("L"))
+    return out
+
+
+def load_pack(pack_dir: Path = PACK_DIR) -> dict:
+    z = np.load(Path(pack_dir) / "images.npz", allow_pickle=False)
+    out = {k: z[k] for k in z.files if k not in ("jpeg", "offsets")}
+    out["images"] = decode_images(z["jpeg"], z["offsets"])
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--out", default=str(PACK_DIR))
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from evaluate import cache_meta
+    from model import build_model
+    from tqdm import tqdm
+
+    meta = cache_meta()
+    plain = data.build_cache(harmonise_inputs=False).images.numpy()
+    harm = data.build_cache(harmonise_inputs=True).images.numpy()
+    fig = np.flatnonzero(meta["sources"] == data.FIGSHARE)
+    ixi = np.flatnonzero(meta["sources"] == data.IXI)
+    n = len(meta["labels"])
+    # pack rows: [figshare (both views)] [ixi plain (eval)] [ixi harmonised (train)]
+    src_rows = np.concatenate([fig, ixi, ixi])
+    arrays = [plain[i] for i in fig] + [plain[i] for i in ixi] + [harm[i] for i in ixi]
+    blobs = [_jpeg(a_, a.quality) for a_ in tqdm(arrays, desc="jpeg", mininterval=5)]
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    nf, ni = len(fig), len(ixi)
+    # view -> pack row for every cache row (cache order = evaluate.cache_meta order)
+    eval_row = np.empty(n, np.int64)
+    train_row = np.empty(n, np.int64)
+    eval_row[fig] = np.arange(nf)
+    train_row[fig] = np.arange(nf)
+    eval_row[ixi] = nf + np.arange(ni)
+    train_row[ixi] = nf + ni + np.arange(ni)
+    np.savez(out / "images.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
+             eval_row=eval_row, train_row=train_row, src_rows=src_rows,
+             **{k: meta[k] for k in ("labels", "patients", "families", "folds", "sources", "files")})
+
+    net = build_model(frozen_until=None, pretrained=True)
+    torch.save({k: v.half() for k, v in net.backbone.state_dict().items()}, out / "backbone.pt")
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    (out / "pack.json").write_text(json.dumps({"quality": a.quality, "rows": len(blobs), "sizes": sizes}, indent=2))
+    print(json.dumps({"out": str(out), "rows": len(blobs), "mb": round(sum(sizes.values()) / 1e6, 1), "sizes": sizes}))
+
+
+if __name__ == "__main__":
+    main()
