@@ -7,6 +7,8 @@ model shards are deleted (a device call returns at most 64 MB), and each tag's
 embeddings are bundled into one compressed npz.
 
 Usage: python3 models/train/device_collect.py --out $OUT [--test-fold 5]
+Then, here (after the files came back), make a training checkpoint for export.py:
+       python3 models/train/device_collect.py --out <files dir> --to-ckpt runs/<name>/last.pt
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 
 def read_results(out: Path) -> dict:
     res = {}
-    for p in sorted(out.glob("results-*.jsonl")):
+    for p in sorted(out.glob("results*.jsonl")):
         for line in p.read_text().splitlines():
             r = json.loads(line)
             res.setdefault(r["tag"], {})[r["fold"]] = r
@@ -39,12 +41,37 @@ def choose(res: dict, test_fold: int = 5):
     return max(means, key=means.get), common, means
 
 
+def to_ckpt(out: Path, dest: Path, fold: int):
+    """model-<tag>-f<fold>.{a,b}.pt + its results line -> {"config", "model", "arcface", "epoch"}."""
+    import torch
+
+    from device_train import load_sharded
+
+    shards = sorted(out.glob(f"model-*-f{fold}.a.pt"))
+    if len(shards) != 1:
+        raise SystemExit(f"expected one model-*-f{fold}.a.pt in {out}, found {[p.name for p in shards]}")
+    tag = shards[0].name.split("-")[1]
+    rec = read_results(out)[tag][fold]
+    state = load_sharded(str(shards[0])[: -len(".a.pt")])
+    cfg = dict(rec["config"], mode="device", frozen_until=None, test_fold=fold, classes=4)
+    ck = {"config": cfg, "epoch": len(rec["history"]) - 1, "history": rec["history"],
+          "model": {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")},
+          "arcface": {k[len("arcface."):]: v for k, v in state.items() if k.startswith("arcface.")}}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ck, dest)
+    print(json.dumps({"ckpt": str(dest), "tag": tag, "fold": fold, "epochs": ck["epoch"] + 1,
+                      "pack_figures": rec["summary"]}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--test-fold", type=int, default=5)
+    ap.add_argument("--to-ckpt", help="write the winner's saved model as a train.py-style checkpoint here")
     a = ap.parse_args(argv)
     out = Path(a.out)
+    if a.to_ckpt:
+        return to_ckpt(out, Path(a.to_ckpt), a.test_fold)
     res = read_results(out)
     winner, common, means = choose(res, a.test_fold)
     for tag in res:
