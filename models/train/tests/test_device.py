@@ -83,3 +83,35 @@ def test_to_ckpt_makes_a_checkpoint_that_export_loads(tmp_path):
     assert torch.equal(fresh.head.fc.weight, net.head.fc.weight)
     assert torch.equal(ck["arcface"]["W"], arc.W.detach())
     assert ck["config"]["test_fold"] == 5 and ck["epoch"] == 1
+
+
+@needs_datasets
+def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
+    """The device training path (augment, full fine-tune step, embed) on a few real slices, on the CPU."""
+    from device_train import train_fold
+    from googlenet import weights_dir
+    from preprocess import load_image, preprocess
+
+    if not (weights_dir() / "manifest.csv").exists():
+        pytest.skip("BVLC weights not available")
+    net = build_model(frozen_until=None, pretrained=True)
+    torch.save({k: v.half() for k, v in net.backbone.state_dict().items()}, tmp_path / "backbone.pt")
+    rows = [r for r in data.read_labels(datasets_root / "figshare-cheng")]
+    pick = [r for f in (1, 5) for c in (1, 2, 3) for r in [x for x in rows if x["fold"] == f and x["label"] == c][:2]]
+    imgs = np.stack([np.round(preprocess(load_image(r["path"])) * 255).astype(np.uint8) for r in pick])
+    n = len(pick)
+    pk = {"labels": np.array([r["label"] for r in pick]), "folds": np.array([r["fold"] for r in pick]),
+          "patients": np.array([f"f:{r['patient_id']}" for r in pick]),
+          "families": np.array([f"f:{r['patient_family']}" for r in pick]),
+          "sources": np.array([r["source"] for r in pick]),
+          "train_row": np.arange(n), "eval_row": np.arange(n)}
+    cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
+           "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
+           "max_steps": 1}
+    before = net.backbone.stem[0].conv.weight.detach().half().float()  # the init train_fold starts from
+    out, _, emb, hist, _, _ = train_fold(pk, torch.from_numpy(imgs), cfg, 5, torch.device("cpu"), lambda m: None)
+    assert emb.shape == (n, 256)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert hist[0]["epoch"] == 0 and np.isfinite(hist[0]["loss"])
+    # full fine-tune: one optimizer step moved conv1 away from its (fp16) BVLC init
+    assert (out.backbone.stem[0].conv.weight.detach() - before).abs().max() > 1e-6
