@@ -41,6 +41,7 @@ import type { StartedChild } from './lib/child.js';
 import {
   ROOT,
   ensureService,
+  stopEnsuredServices,
   dropIfOtherModel,
   indexCount,
   manifestVersion,
@@ -62,6 +63,7 @@ const { values: a } = parseArgs({
     concurrency: { type: 'string', default: '4' },
     'no-compare': { type: 'boolean', default: false },
     'no-report': { type: 'boolean', default: false },
+    'keep-stack': { type: 'boolean', default: false },
   },
 });
 const QUERY_FOLD = Number(a['query-fold']);
@@ -219,6 +221,8 @@ async function main(): Promise<void> {
     await worker?.stop();
     await gateway?.stop();
     await index.close();
+    if (a['keep-stack']) log('services left running (--keep-stack)');
+    else stopEnsuredServices(log);
   }
 }
 

@@ -12,8 +12,8 @@
  * (workers/load/dataset.ts), i.e. the archive holds the same real pixels as several
  * patients — no image is invented. Loaded with `cbmir load` through the gateway and
  * embedded by a `cbmir worker`, as in production. State persists in .stack/bench-similar
- * (Orthanc, Redis, Elasticsearch keep running), and loading is skipped when the index
- * already holds the planned images: a rerun measures only.
+ * (the services are stopped at the end unless --keep-stack; their data stays), and
+ * loading is skipped when the index already holds the planned images: a rerun measures only.
  *
  * Each level: N users (one keep-alive connection each), each issuing
  * GET /similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…&limit=10 for a
@@ -42,6 +42,7 @@ import { convertInstance } from '../workers/load.js';
 import {
   ROOT,
   ensureService,
+  stopEnsuredServices,
   indexCount,
   manifestVersion,
   loadThroughGateway,
@@ -70,6 +71,7 @@ const { values: a } = parseArgs({
     'load-only': { type: 'boolean', default: false },
     'clone-copies': { type: 'boolean', default: false },
     'no-report': { type: 'boolean', default: false },
+    'keep-stack': { type: 'boolean', default: false },
   },
 });
 const int = (name: string, v: string | undefined, min = 1): number => {
@@ -287,6 +289,8 @@ async function main(): Promise<void> {
     await worker?.stop();
     await gateway?.stop();
     await index.close();
+    if (a['keep-stack']) log('services left running (--keep-stack)');
+    else stopEnsuredServices(log);
   }
 }
 

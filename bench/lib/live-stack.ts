@@ -5,8 +5,10 @@
  * `cbmir worker` as child processes, and `cbmir load` (workers/load.ts) STOWing
  * real dataset images through the gateway, as an operator would.
  *
- * Services are left running after a run (their state is the point of reuse);
- * `bash deploy/local/stack.sh stop` with the same CBMIR_STACK_DIR stops them.
+ * Their state (the Orthanc archive, the loaded index) stays on disk between runs,
+ * so a later run reuses it; the processes are stopped at the end of a run
+ * (stopEnsuredServices) unless the benchmark was given --keep-stack, because a
+ * JVM and a PACS left idling skew whatever is measured next on the same cores.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,8 +31,11 @@ export interface ServiceSpec {
   readonly url?: string | undefined;
 }
 
+type Service = 'orthanc' | 'redis' | 'es';
+const ensured: { svc: Service; env: NodeJS.ProcessEnv }[] = [];
+
 /** Start (idempotently) one service of the local stack; returns its URL. */
-export function ensureService(svc: 'orthanc' | 'redis' | 'es', spec: ServiceSpec, log: (m: string) => void): string {
+export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) => void): string {
   if (spec.url) return spec.url.replace(/\/+$/, '');
   const portEnv: Record<string, string> =
     svc === 'orthanc'
@@ -39,11 +44,27 @@ export function ensureService(svc: 'orthanc' | 'redis' | 'es', spec: ServiceSpec
         ? { REDIS_PORT: String(spec.port) }
         : { ES_PORT: String(spec.port) };
   log(`${svc}: ensuring it runs on 127.0.0.1:${spec.port} (deploy/local/stack.sh, state in ${path.relative(ROOT, spec.stackDir)})`);
+  const env = { ...process.env, CBMIR_STACK_DIR: spec.stackDir, ...portEnv };
   execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'start', svc], {
-    env: { ...process.env, CBMIR_STACK_DIR: spec.stackDir, ...portEnv },
+    env,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  ensured.push({ svc, env });
   return svc === 'redis' ? `redis://127.0.0.1:${spec.port}` : `http://127.0.0.1:${spec.port}`;
+}
+
+/**
+ * Stop the services ensureService started (their on-disk state stays for the
+ * next run). Services given by URL are not ours and are left alone.
+ */
+export function stopEnsuredServices(log: (m: string) => void): void {
+  for (const { svc, env } of ensured.splice(0).reverse()) {
+    try {
+      execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'stop', svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    } catch (err) {
+      log(`${svc}: stop failed (${(err as Error).message}); stop it with CBMIR_STACK_DIR=${env.CBMIR_STACK_DIR} bash deploy/local/stack.sh stop`);
+    }
+  }
 }
 
 export interface LiveUrls {
