@@ -16,6 +16,10 @@ come, so a run cut short still reports its finished folds:
 Figures here come from the pack's 8-bit JPEG copy of the images, not from the
 original files; the shipped model is scored again with eval_onnx.py.
 
+Seeds are fixed (batch order, augmentation parameters, noise), but cuDNN
+autotuning and atomic reductions make a GPU rerun agree only to within run-to-run
+noise, not bit for bit; the CPU path is deterministic.
+
 Usage (a GPU machine; several configs can share one GPU as separate processes):
   python3 models/train/device_train.py --tag a --folds 5,1,2,3,4 --epochs 40 --out $OUT
 """
