@@ -63,7 +63,6 @@ const { values: a } = parseArgs({
     concurrency: { type: 'string', default: '4' },
     'no-compare': { type: 'boolean', default: false },
     'no-report': { type: 'boolean', default: false },
-    'keep-stack': { type: 'boolean', default: false },
   },
 });
 const QUERY_FOLD = Number(a['query-fold']);
@@ -221,8 +220,7 @@ async function main(): Promise<void> {
     await worker?.stop();
     await gateway?.stop();
     await index.close();
-    if (a['keep-stack']) log('services left running (--keep-stack)');
-    else stopEnsuredServices(log);
+    stopEnsuredServices(log);
   }
 }
 

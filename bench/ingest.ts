@@ -28,7 +28,6 @@
  * GFLOP/s of SGEMM on this machine's two cores → ≈ 45–50 images/s; ceiling_fraction is
  * images_per_s / 47.5.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,7 +42,7 @@ import { readDataset, selectInstances, type PlannedInstance } from '../workers/l
 import { convertInstance } from '../workers/load.js';
 import { StowClient } from '../workers/load/stow.js';
 import { startChild, type StartedChild } from './lib/child.js';
-import { spawnWorkerProcess, type WorkerChild } from './lib/live-stack.js';
+import { ensureService, spawnWorkerProcess, stopEnsuredServices, type WorkerChild } from './lib/live-stack.js';
 import { processCpuMs } from './lib/cpu.js';
 import { markdownTable, upsertSection } from './lib/report.js';
 import { percentile } from './lib/stats.js';
@@ -94,22 +93,6 @@ const log = (msg: string): void => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A service of the local stack: given by URL, or started in .stack/bench-ingest (and stopped after). */
-function ensureService(
-  svc: 'orthanc' | 'redis' | 'es',
-  given: string | undefined,
-  envPort: Record<string, string>,
-  url: string,
-): { url: string; stop(): void } {
-  if (given) return { url: given.replace(/\/+$/, ''), stop: () => undefined };
-  const env = { ...process.env, CBMIR_STACK_DIR: STACK_DIR, ...envPort };
-  const stack = (cmd: string) =>
-    execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), cmd, svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  log(`starting ${svc} (deploy/local/stack.sh, state in ${path.relative(ROOT, STACK_DIR)})`);
-  stack('start');
-  return { url, stop: () => (process.env.CBMIR_BENCH_KEEP_STACK === '1' ? undefined : stack('stop')) };
-}
-
 interface Sent {
   readonly sop: string;
   /** Epoch ms the STOW request carrying it was sent / answered. */
@@ -134,26 +117,22 @@ async function main(): Promise<void> {
     );
   const model = loadModelManifest(process.env.CBMIR_MODEL);
 
-  const orthanc = ensureService(
-    'orthanc',
-    process.env.CBMIR_BENCH_ORTHANC_URL,
-    { ORTHANC_NAME: 'bench-orthanc', ORTHANC_HTTP_PORT: '18059', ORTHANC_STABLE_AGE: '2' },
-    'http://127.0.0.1:18059',
-  );
-  const redis = ensureService('redis', process.env.CBMIR_BENCH_REDIS_URL, { REDIS_PORT: '16381' }, 'redis://127.0.0.1:16381');
-  const es = ensureService('es', process.env.CBMIR_BENCH_ES_URL, { ES_PORT: '19202' }, 'http://127.0.0.1:19202');
+  // Given by URL, or started in .stack/bench-ingest and stopped after (bench/lib/live-stack.ts).
+  const orthancUrl = ensureService('orthanc', { stackDir: STACK_DIR, port: 18059, url: process.env.CBMIR_BENCH_ORTHANC_URL, orthancName: 'bench-orthanc' }, log);
+  const redisUrl = ensureService('redis', { stackDir: STACK_DIR, port: 16381, url: process.env.CBMIR_BENCH_REDIS_URL }, log);
+  const esUrl = ensureService('es', { stackDir: STACK_DIR, port: 19202, url: process.env.CBMIR_BENCH_ES_URL }, log);
   const esIndex = runId;
   const gatewayPort = 18089;
   const common: NodeJS.ProcessEnv = {
     ...process.env,
-    CBMIR_PACS_URL: `${orthanc.url}/dicom-web`,
-    CBMIR_REDIS_URL: redis.url,
-    CBMIR_ES_URL: es.url,
+    CBMIR_PACS_URL: `${orthancUrl}/dicom-web`,
+    CBMIR_REDIS_URL: redisUrl,
+    CBMIR_ES_URL: esUrl,
     CBMIR_ES_INDEX: esIndex,
     CBMIR_DATA_DIR: path.join(STACK_DIR, 'data'),
     CBMIR_LOG_LEVEL: 'warn',
   };
-  const queueConn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const queueConn = new Redis(redisUrl, { maxRetriesPerRequest: null });
   queueConn.on('error', () => undefined);
   const queue = new Queue<IndexJobData>(queueName('index'), { connection: queueConn });
   queue.on('error', () => undefined);
@@ -162,7 +141,7 @@ async function main(): Promise<void> {
   try {
     const pending = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
     if (Object.values(pending).some((n) => n > 0))
-      throw new Error(`the queue ${queue.name} on ${redis.url} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
+      throw new Error(`the queue ${queue.name} on ${redisUrl} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
 
     // 1. DICOM up front (client-side work; not timed).
     const chosen = selectInstances(plan, { limit: need });
@@ -303,7 +282,7 @@ async function main(): Promise<void> {
     }
 
     // 6. Every image in the index? (the live alias, as /similar reads it)
-    const index = createVectorIndex({ es: { url: es.url, index: esIndex }, dataDir: STACK_DIR });
+    const index = createVectorIndex({ es: { url: esUrl, index: esIndex }, dataDir: STACK_DIR });
     const all = [...thr, ...lat].map((i) => i.sopInstanceUid);
     const present = await index.has(all);
     await index.close();
@@ -374,13 +353,11 @@ async function main(): Promise<void> {
     await queue.close().catch(() => undefined);
     queueConn.disconnect();
     // Leave the shared services as found: this run's index and studies go.
-    const admin = new Client({ node: es.url });
+    const admin = new Client({ node: esUrl });
     await admin.indices.delete({ index: `${esIndex}*`, ignore_unavailable: true, allow_no_indices: true } as never).catch(() => undefined);
     await admin.close();
-    await deleteStudiesOf(orthanc.url, plan.instances.slice(0, need)).catch(() => undefined);
-    es.stop();
-    redis.stop();
-    orthanc.stop();
+    await deleteStudiesOf(orthancUrl, plan.instances.slice(0, need)).catch(() => undefined);
+    stopEnsuredServices(log);
   }
 }
 

@@ -12,7 +12,7 @@
  * (workers/load/dataset.ts), i.e. the archive holds the same real pixels as several
  * patients — no image is invented. Loaded with `cbmir load` through the gateway and
  * embedded by a `cbmir worker`, as in production. State persists in .stack/bench-similar
- * (the services are stopped at the end unless --keep-stack; their data stays), and
+ * (the services are stopped at the end unless CBMIR_BENCH_KEEP_STACK=1; their data stays), and
  * loading is skipped when the index already holds the planned images: a rerun measures only.
  *
  * Each level: N users (one keep-alive connection each), each issuing
@@ -71,7 +71,6 @@ const { values: a } = parseArgs({
     'load-only': { type: 'boolean', default: false },
     'clone-copies': { type: 'boolean', default: false },
     'no-report': { type: 'boolean', default: false },
-    'keep-stack': { type: 'boolean', default: false },
   },
 });
 const int = (name: string, v: string | undefined, min = 1): number => {
@@ -289,8 +288,7 @@ async function main(): Promise<void> {
     await worker?.stop();
     await gateway?.stop();
     await index.close();
-    if (a['keep-stack']) log('services left running (--keep-stack)');
-    else stopEnsuredServices(log);
+    stopEnsuredServices(log);
   }
 }
 

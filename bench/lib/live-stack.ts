@@ -7,8 +7,8 @@
  *
  * Their state (the Orthanc archive, the loaded index) stays on disk between runs,
  * so a later run reuses it; the processes are stopped at the end of a run
- * (stopEnsuredServices) unless the benchmark was given --keep-stack, because a
- * JVM and a PACS left idling skew whatever is measured next on the same cores.
+ * (stopEnsuredServices) unless CBMIR_BENCH_KEEP_STACK=1, because a JVM and a
+ * PACS left idling skew whatever is measured next on the same cores.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,6 +29,8 @@ export interface ServiceSpec {
   readonly port: number;
   /** Use this running service instead of starting one. */
   readonly url?: string | undefined;
+  /** Orthanc instance name in the state dir (default "orthanc"). */
+  readonly orthancName?: string;
 }
 
 type Service = 'orthanc' | 'redis' | 'es';
@@ -39,7 +41,7 @@ export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) 
   if (spec.url) return spec.url.replace(/\/+$/, '');
   const portEnv: Record<string, string> =
     svc === 'orthanc'
-      ? { ORTHANC_NAME: 'orthanc', ORTHANC_HTTP_PORT: String(spec.port), ORTHANC_STABLE_AGE: '2' }
+      ? { ORTHANC_NAME: spec.orthancName ?? 'orthanc', ORTHANC_HTTP_PORT: String(spec.port), ORTHANC_STABLE_AGE: '2' }
       : svc === 'redis'
         ? { REDIS_PORT: String(spec.port) }
         : { ES_PORT: String(spec.port) };
@@ -55,9 +57,15 @@ export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) 
 
 /**
  * Stop the services ensureService started (their on-disk state stays for the
- * next run). Services given by URL are not ours and are left alone.
+ * next run), unless CBMIR_BENCH_KEEP_STACK=1. Services given by URL are not ours
+ * and are left alone.
  */
 export function stopEnsuredServices(log: (m: string) => void): void {
+  if (process.env.CBMIR_BENCH_KEEP_STACK === '1') {
+    if (ensured.length) log(`CBMIR_BENCH_KEEP_STACK=1: ${ensured.map((e) => e.svc).join(', ')} left running`);
+    ensured.length = 0;
+    return;
+  }
   for (const { svc, env } of ensured.splice(0).reverse()) {
     try {
       execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'stop', svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });

@@ -75,13 +75,12 @@ def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
 
 def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     set_seed(cfg["seed"])
-    meta = {k: pk[k] for k in ("labels", "patients", "families", "folds", "sources")}
-    train_rows = np.flatnonzero(meta["folds"] != test_fold)
-    test_rows = np.flatnonzero(meta["folds"] == test_fold)
-    leak = data.check_patient_disjoint(meta["patients"][train_rows], meta["patients"][test_rows])
+    train_rows = np.flatnonzero(pk["folds"] != test_fold)
+    test_rows = np.flatnonzero(pk["folds"] == test_fold)
+    leak = data.check_patient_disjoint(pk["patients"][train_rows], pk["patients"][test_rows])
     assert not leak, f"patients in both train and test: {sorted(leak)[:5]}"
     x_rows = torch.as_tensor(pk["train_row"][train_rows], device=dev)
-    labels = torch.as_tensor(meta["labels"][train_rows], device=dev)
+    labels = torch.as_tensor(pk["labels"][train_rows], device=dev)
 
     net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=False)
     init = torch.load(Path(cfg["pack"]) / "backbone.pt", map_location="cpu", weights_only=True)
@@ -133,10 +132,9 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
             hist[-1]["truncated"] = True
             break
     train_s = time.time() - t0
-    net_f32 = net.to(memory_format=torch.contiguous_format)
-    eval_imgs = imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)]
-    emb = embed(net_f32, eval_imgs)
-    return net_f32, loss_fn, emb, hist, train_s, meta
+    net = net.to(memory_format=torch.contiguous_format)
+    emb = embed(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)])
+    return net, loss_fn, emb, hist, train_s
 
 
 def main(argv=None):
@@ -188,8 +186,8 @@ def main(argv=None):
             continue
         t0 = time.time()
         deadline = t_start + a.budget_s - 20 if a.budget_s else None  # leave time to embed and score
-        net, loss_fn, emb, hist, train_s, meta = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
-        res = evaluate_embeddings(emb, meta, k, n_boot=a.n_boot)
+        net, loss_fn, emb, hist, train_s = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
+        res = evaluate_embeddings(emb, pk, k, n_boot=a.n_boot)  # the pack carries evaluate's metadata keys
         np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
         if k in save:
             state = {f"model.{n}": v.detach().float().cpu() for n, v in net.state_dict().items()}

@@ -80,7 +80,6 @@ def main(argv=None):
     ixi = np.flatnonzero(meta["sources"] == data.IXI)
     n = len(meta["labels"])
     # pack rows: [figshare (both views)] [ixi plain (eval)] [ixi harmonised (train)]
-    src_rows = np.concatenate([fig, ixi, ixi])
     arrays = [plain[i] for i in fig] + [plain[i] for i in ixi] + [harm[i] for i in ixi]
     blobs = [_jpeg(a_, a.quality) for a_ in tqdm(arrays, desc="jpeg", mininterval=5)]
     offsets = np.zeros(len(blobs) + 1, np.int64)
@@ -94,7 +93,7 @@ def main(argv=None):
     eval_row[ixi] = nf + np.arange(ni)
     train_row[ixi] = nf + ni + np.arange(ni)
     np.savez(out / "images.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
-             eval_row=eval_row, train_row=train_row, src_rows=src_rows,
+             eval_row=eval_row, train_row=train_row,
              **{k: meta[k] for k in ("labels", "patients", "families", "folds", "sources", "files")})
 
     net = build_model(frozen_until=None, pretrained=True)

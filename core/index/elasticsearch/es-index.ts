@@ -53,6 +53,11 @@ interface Target {
 
 type Source = Record<string, unknown>;
 
+/** HTTP status of a failed client call (404: index or document absent), if it got an answer. */
+function httpStatus(err: unknown): number | undefined {
+  return (err as { meta?: { statusCode?: number } }).meta?.statusCode;
+}
+
 export class ElasticsearchIndex implements VectorIndex {
   readonly backend = 'elasticsearch' as const;
   readonly client: Client;
@@ -165,7 +170,7 @@ export class ElasticsearchIndex implements VectorIndex {
       const res = await this.client.get<Source>({ index: t.name, id: sopInstanceUid, ...withVectors });
       return res.found && res._source ? fromSource(res._source) : undefined;
     } catch (err) {
-      if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return undefined;
+      if (httpStatus(err) === 404) return undefined;
       throw toIndexError(err, 'elasticsearch get');
     }
   }
@@ -184,7 +189,7 @@ export class ElasticsearchIndex implements VectorIndex {
         try {
           res = await this.client.mget<Source>({ index, ids });
         } catch (err) {
-          if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) continue; // index gone: none found
+          if (httpStatus(err) === 404) continue; // index gone: none found
           throw toIndexError(err, 'elasticsearch get');
         }
         for (const d of res.docs) {
@@ -263,7 +268,7 @@ export class ElasticsearchIndex implements VectorIndex {
       await this.client.delete({ index: t.name, id: sopInstanceUid, refresh: opts.refresh ?? false });
       return true;
     } catch (err) {
-      if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return false;
+      if (httpStatus(err) === 404) return false;
       throw toIndexError(err, 'elasticsearch delete');
     }
   }
@@ -364,7 +369,7 @@ export class ElasticsearchIndex implements VectorIndex {
     try {
       return Object.keys(await this.client.indices.getAlias({ name: this.options.base }));
     } catch (err) {
-      if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return [];
+      if (httpStatus(err) === 404) return [];
       throw err;
     }
   }
@@ -378,7 +383,7 @@ export class ElasticsearchIndex implements VectorIndex {
       }
       return { modelVersion: meta.modelVersion, dims: meta.dims, schema: meta.schema ?? 0, ...(meta.vectorType ? { vectorType: meta.vectorType } : {}) };
     } catch (err) {
-      if ((err as { meta?: { statusCode?: number } }).meta?.statusCode === 404) return undefined;
+      if (httpStatus(err) === 404) return undefined;
       throw err;
     }
   }
@@ -398,7 +403,7 @@ export class ElasticsearchIndex implements VectorIndex {
     } catch (err) {
       const e = toIndexError(err, `elasticsearch ${what}`);
       // A 400 on a search is our query's fault (e.g. wrong dims): say so, never retry.
-      if (!e.transient && (err as { meta?: { statusCode?: number } }).meta?.statusCode === 400) {
+      if (!e.transient && httpStatus(err) === 400) {
         throw new IndexError('BAD_INPUT', e.message, false, { cause: err });
       }
       throw e;

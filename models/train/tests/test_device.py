@@ -109,7 +109,7 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
            "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
            "max_steps": 1}
     before = net.backbone.stem[0].conv.weight.detach().half().float()  # the init train_fold starts from
-    out, _, emb, hist, _, _ = train_fold(pk, torch.from_numpy(imgs), cfg, 5, torch.device("cpu"), lambda m: None)
+    out, _, emb, hist, _ = train_fold(pk, torch.from_numpy(imgs), cfg, 5, torch.device("cpu"), lambda m: None)
     assert emb.shape == (n, 256)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
     assert hist[0]["epoch"] == 0 and np.isfinite(hist[0]["loss"])
