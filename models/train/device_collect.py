@@ -6,7 +6,9 @@ finished), so the held-out fold never takes part in the choice. The losers'
 model shards are deleted (a device call returns at most 64 MB), and each tag's
 embeddings are bundled into one compressed npz.
 
-Usage: python3 models/train/device_collect.py --out $OUT [--test-fold 5]
+Usage: python3 models/train/device_collect.py --out $OUT [--test-fold 5] [--prior results.jsonl ...]
+(--prior: an earlier run's per-fold results, e.g. results/cv-gpu-0.4.0-results.jsonl,
+ so new candidates are compared with the shipped recipe without rerunning it)
 Then, here (after the files came back), make a training checkpoint for export.py:
        python3 models/train/device_collect.py --out <files dir> --to-ckpt runs/<name>/last.pt
 """
@@ -19,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 
-def read_results(out: Path) -> dict:
+def read_results(out: Path, prior: list[Path] = ()) -> dict:
+    """tag -> fold -> record. A fold whose schedule was cut by the deadline is
+    left out: its figures describe a different (shorter) recipe."""
     res = {}
-    for p in sorted(out.glob("results*.jsonl")):
+    for p in [*prior, *sorted(out.glob("results*.jsonl"))]:
         for line in p.read_text().splitlines():
             r = json.loads(line)
-            res.setdefault(r["tag"], {})[r["fold"]] = r
+            if not r.get("truncated"):
+                res.setdefault(r["tag"], {})[r["fold"]] = r
     return res
 
 
@@ -68,11 +73,17 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--test-fold", type=int, default=5)
     ap.add_argument("--to-ckpt", help="write the winner's saved model as a train.py-style checkpoint here")
+    ap.add_argument("--prior", action="append", default=[],
+                    help="results jsonl of an earlier run to compare against (its tags must differ from this run's)")
     a = ap.parse_args(argv)
     out = Path(a.out)
+    if not out.is_dir():
+        raise SystemExit(f"--out {out}: no such directory")
     if a.to_ckpt:
         return to_ckpt(out, Path(a.to_ckpt), a.test_fold)
-    res = read_results(out)
+    prior = [Path(p) for p in a.prior]
+    res = read_results(out, prior)
+    fresh = set(read_results(out))
     winner, common, means = choose(res, a.test_fold)
     for tag in res:
         embs = sorted(out.glob(f"emb-{tag}-f*.npy"))
@@ -85,13 +96,13 @@ def main(argv=None):
                 p.unlink()
     cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
           | {"folds": sorted(folds)} for t, folds in res.items()}
-    with open(out / "results.jsonl", "w") as f:  # one file back instead of one per tag
-        for tag in res:
-            for r in res[tag].values():
-                f.write(json.dumps(r) + "\n")
+    # one file back instead of one per tag; every line this run wrote, cut folds included
+    lines = [ln for p in sorted(out.glob("results*.jsonl")) for ln in p.read_text().splitlines() if ln.strip()]
     for p in out.glob("results-*.jsonl"):
         p.unlink()
-    summary = {"winner": winner, "compared_on_folds": common, "mean_3class_map_on_those": means, "cv_all_folds": cv}
+    (out / "results.jsonl").write_text("".join(ln + "\n" for ln in lines))
+    summary = {"winner": winner, "winner_from_prior_run": winner is not None and winner not in fresh,
+               "compared_on_folds": common, "mean_3class_map_on_those": means, "cv_all_folds": cv}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
 

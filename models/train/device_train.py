@@ -92,6 +92,15 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(spe * cfg["epochs"],
                                                                      int(cfg["warmup_epochs"] * spe)))
     noise_gen = torch.Generator(device=dev).manual_seed(cfg["seed"])
+    # Weight EMA: the run overfits (train accuracy reaches 1.0 by epoch ~45), and an
+    # average of late weights usually generalises better than the last iterate.
+    # BatchNorm running stats are averaged too (use_buffers), so the EMA model is
+    # used as is, without a recalibration pass.
+    ema = None
+    if cfg.get("ema"):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
     use_amp = dev.type == "cuda"
     t0 = time.time()
     hist = []
@@ -115,6 +124,8 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
             with torch.no_grad():
                 pred = F.linear(F.normalize(e.float(), dim=1), F.normalize(loss_fn.W, dim=1)).argmax(1)
                 correct += (pred == y).sum()
@@ -132,6 +143,8 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
             hist[-1]["truncated"] = True
             break
     train_s = time.time() - t0
+    if ema is not None:
+        net = ema.module
     net = net.to(memory_format=torch.contiguous_format)
     emb = embed(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)])
     return net, loss_fn, emb, hist, train_s
@@ -155,6 +168,7 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--pool", default="gem")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off); the EMA model is scored and saved")
     ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
     ap.add_argument("--n-boot", type=int, default=1000)

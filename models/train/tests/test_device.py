@@ -115,3 +115,73 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
     assert hist[0]["epoch"] == 0 and np.isfinite(hist[0]["loss"])
     # full fine-tune: one optimizer step moved conv1 away from its (fp16) BVLC init
     assert (out.backbone.stem[0].conv.weight.detach() - before).abs().max() > 1e-6
+
+
+def test_truncated_folds_do_not_count_and_prior_runs_do(tmp_path):
+    from device_collect import read_results
+
+    cut = dict(_result("e", 1, 0.99), truncated=True)
+    (tmp_path / "results-e.jsonl").write_text(json.dumps(cut) + "\n" + json.dumps(_result("e", 2, 0.95)) + "\n")
+    prior = tmp_path / "prior.jsonl"
+    prior.write_text("".join(json.dumps(_result("b", f, 0.96)) + "\n" for f in (1, 2, 5)))
+    res = read_results(tmp_path, [prior])
+    assert sorted(res) == ["b", "e"] and sorted(res["e"]) == [2] and sorted(res["b"]) == [1, 2, 5]
+    winner, folds, _ = choose(res)
+    assert folds == [2] and winner == "b"
+
+
+def _mini_pack(dest, datasets_root, per=2):
+    """A pack in pack.py's format from real slices: `per` per class in folds 1 and 5."""
+    from googlenet import weights_dir
+    from preprocess import load_image, preprocess
+
+    if not (weights_dir() / "manifest.csv").exists():
+        pytest.skip("BVLC weights not available")
+    rows = data.read_labels(datasets_root / "figshare-cheng")
+    pick = [r for f in (1, 5) for c in (1, 2, 3) for r in [x for x in rows if x["fold"] == f and x["label"] == c][:per]]
+    blobs = [_jpeg(preprocess(load_image(r["path"])), 90) for r in pick]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
+    n = len(pick)
+    dest.mkdir()
+    np.savez(dest / "images.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
+             eval_row=np.arange(n), train_row=np.arange(n), labels=np.array([r["label"] for r in pick]),
+             patients=np.array([f"f:{r['patient_id']}" for r in pick]),
+             families=np.array([f"f:{r['patient_family']}" for r in pick]),
+             folds=np.array([r["fold"] for r in pick]), sources=np.array([r["source"] for r in pick]),
+             files=np.array([r["file"] for r in pick]))
+    net = build_model(frozen_until=None, pretrained=True)
+    torch.save({k: v.half() for k, v in net.backbone.state_dict().items()}, dest / "backbone.pt")
+
+
+@needs_datasets
+def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, datasets_root):
+    """device_run.sh end to end on the CPU: one process per (config, fold), the
+    choice on fold 1 against a prior run, the loser's fold-5 model deleted."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]
+    _mini_pack(tmp_path / "pack", datasets_root)
+    tiny = f"--epochs 1 --max-steps 1 --batch-size 3 --warmup-epochs 0 --n-boot 10 --pack {tmp_path / 'pack'}"
+    conf = tmp_path / "sweep.conf"
+    conf.write_text(f"# comment\n\nx {tiny} --seed 1\ny {tiny} --seed 2 --ema 0.9\n")
+    prior = tmp_path / "prior.jsonl"
+    prior.write_text(json.dumps(_result("old", 1, 0.0)) + "\n")  # a prior run that loses
+    out = tmp_path / "out"
+    env = dict(os.environ, FOLDS="5 1", MIN_JOB_S="0")
+    p = subprocess.run(["bash", str(here / "device_run.sh"), str(out), str(conf), "600", "2", "--", "--prior", str(prior)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "ran 4 jobs" in p.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["compared_on_folds"] == [1]
+    assert set(summary["mean_3class_map_on_those"]) == {"old", "x", "y"}
+    winner = summary["winner"]
+    assert winner in ("x", "y") and summary["winner_from_prior_run"] is False
+    lines = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["tag"], r["fold"]) for r in lines) == [("x", 1), ("x", 5), ("y", 1), ("y", 5)]
+    assert next(r for r in lines if r["tag"] == "y")["config"]["ema"] == 0.9
+    models = sorted(q.name for q in out.glob("model-*.pt"))
+    assert models == [f"model-{winner}-f5.a.pt", f"model-{winner}-f5.b.pt"]
+    assert sorted(q.name for q in out.glob("emb-*")) == ["emb-x.npz", "emb-y.npz"]
