@@ -13,7 +13,7 @@ out=${1:?output dir}; conf=${2:?config file (models/train/sweeps/*.conf)}
 budget=${3:-500}; parallel=${4:-8}; shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 min_job=${MIN_JOB_S:-150}; folds=${FOLDS:-5 1 2 3 4}
 conf=$(realpath "$conf"); mkdir -p "$out"; out=$(realpath "$out")
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 2
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 start=$SECONDS
