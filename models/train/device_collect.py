@@ -21,11 +21,15 @@ from pathlib import Path
 import numpy as np
 
 
-def read_results(out: Path, prior: list[Path] = ()) -> dict:
+def result_files(out: Path) -> list[Path]:
+    return sorted(out.glob("results*.jsonl"))
+
+
+def read_results(paths: list[Path]) -> dict:
     """tag -> fold -> record. A fold whose schedule was cut by the deadline is
     left out: its figures describe a different (shorter) recipe."""
     res = {}
-    for p in [*prior, *sorted(out.glob("results*.jsonl"))]:
+    for p in paths:
         for line in p.read_text().splitlines():
             r = json.loads(line)
             if not r.get("truncated"):
@@ -56,7 +60,9 @@ def to_ckpt(out: Path, dest: Path, fold: int):
     if len(shards) != 1:
         raise SystemExit(f"expected one model-*-f{fold}.a.pt in {out}, found {[p.name for p in shards]}")
     tag = shards[0].name.split("-")[1]
-    rec = read_results(out)[tag][fold]
+    rec = read_results(result_files(out)).get(tag, {}).get(fold)
+    if rec is None:
+        raise SystemExit(f"{tag} fold {fold}: no finished (untruncated) result in {out}; not exporting a cut-short model")
     state = load_sharded(str(shards[0])[: -len(".a.pt")])
     cfg = dict(rec["config"], mode="device", frozen_until=None, test_fold=fold, classes=4)
     ck = {"config": cfg, "epoch": len(rec["history"]) - 1, "history": rec["history"],
@@ -82,8 +88,11 @@ def main(argv=None):
     if a.to_ckpt:
         return to_ckpt(out, Path(a.to_ckpt), a.test_fold)
     prior = [Path(p) for p in a.prior]
-    res = read_results(out, prior)
-    fresh = set(read_results(out))
+    fresh = set(read_results(result_files(out)))
+    clash = fresh & set(read_results(prior))
+    if clash:
+        raise SystemExit(f"--prior: tags {sorted(clash)} are also in this run; rename them in the sweep file")
+    res = read_results([*prior, *result_files(out)])
     winner, common, means = choose(res, a.test_fold)
     for tag in res:
         embs = sorted(out.glob(f"emb-{tag}-f*.npy"))
@@ -97,7 +106,7 @@ def main(argv=None):
     cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
           | {"folds": sorted(folds)} for t, folds in res.items()}
     # one file back instead of one per tag; every line this run wrote, cut folds included
-    lines = [ln for p in sorted(out.glob("results*.jsonl")) for ln in p.read_text().splitlines() if ln.strip()]
+    lines = [ln for p in result_files(out) for ln in p.read_text().splitlines() if ln.strip()]
     for p in out.glob("results-*.jsonl"):
         p.unlink()
     (out / "results.jsonl").write_text("".join(ln + "\n" for ln in lines))

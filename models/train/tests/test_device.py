@@ -118,13 +118,13 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
 
 
 def test_truncated_folds_do_not_count_and_prior_runs_do(tmp_path):
-    from device_collect import read_results
+    from device_collect import read_results, result_files
 
     cut = dict(_result("e", 1, 0.99), truncated=True)
     (tmp_path / "results-e.jsonl").write_text(json.dumps(cut) + "\n" + json.dumps(_result("e", 2, 0.95)) + "\n")
     prior = tmp_path / "prior.jsonl"
     prior.write_text("".join(json.dumps(_result("b", f, 0.96)) + "\n" for f in (1, 2, 5)))
-    res = read_results(tmp_path, [prior])
+    res = read_results([prior, *result_files(tmp_path)])
     assert sorted(res) == ["b", "e"] and sorted(res["e"]) == [2] and sorted(res["b"]) == [1, 2, 5]
     winner, folds, _ = choose(res)
     assert folds == [2] and winner == "b"
@@ -185,3 +185,20 @@ def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, 
     models = sorted(q.name for q in out.glob("model-*.pt"))
     assert models == [f"model-{winner}-f5.a.pt", f"model-{winner}-f5.b.pt"]
     assert sorted(q.name for q in out.glob("emb-*")) == ["emb-x.npz", "emb-y.npz"]
+
+
+def test_prior_runs_may_not_reuse_a_tag_and_cut_folds_are_never_exported(tmp_path):
+    from device_collect import main as collect
+
+    (tmp_path / "results-b.jsonl").write_text(json.dumps(_result("b", 1, 0.9)) + "\n")
+    prior = tmp_path / "prior.jsonl"
+    prior.write_text(json.dumps(_result("b", 1, 0.96)) + "\n")
+    with pytest.raises(SystemExit, match=r"tags \['b'\] are also in this run"):
+        collect(["--out", str(tmp_path), "--prior", str(prior)])
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "results-e.jsonl").write_text(json.dumps(dict(_result("e", 5, 0.99), truncated=True)) + "\n")
+    for s in ("a", "b"):
+        (cut / f"model-e-f5.{s}.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="no finished"):
+        collect(["--out", str(cut), "--to-ckpt", str(tmp_path / "x.pt")])
