@@ -202,3 +202,34 @@ def test_prior_runs_may_not_reuse_a_tag_and_cut_folds_are_never_exported(tmp_pat
         (cut / f"model-e-f5.{s}.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="no finished"):
         collect(["--out", str(cut), "--to-ckpt", str(tmp_path / "x.pt")])
+
+
+def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "device_tree.sh"
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+
+    def git(*a):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    payload = np.random.default_rng(0).bytes(4096)
+    (repo / "models" / "m-1.0.onnx").write_bytes(payload)
+    (repo / "models" / "keep.json").write_text("{}")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    hold = tmp_path / "hold"
+    subprocess.run(["bash", str(script), "hold", str(hold)], cwd=repo, check=True, capture_output=True)
+    assert not (repo / "models" / "m-1.0.onnx").exists() and (repo / "models" / "keep.json").exists()
+    assert git("ls-files") == "models/keep.json\n"
+    assert git("status", "--porcelain", "--untracked-files=all") == "D  models/m-1.0.onnx\n"
+    again = subprocess.run(["bash", str(script), "hold", str(hold)], cwd=repo, capture_output=True, text=True)
+    assert again.returncode != 0  # nothing tracked left to hold, and never overwrite a hold
+    subprocess.run(["bash", str(script), "restore", str(hold)], cwd=repo, check=True, capture_output=True)
+    assert (repo / "models" / "m-1.0.onnx").read_bytes() == payload
+    assert git("status", "--porcelain", "--untracked-files=all") == ""
+    assert "device_tree" not in (repo / ".git" / "info" / "exclude").read_text()
