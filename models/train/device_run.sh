@@ -33,7 +33,8 @@ for fold in $folds; do
 done
 wait
 echo "ran $jobs_run jobs in $((SECONDS - start)) s; skipped (no time): ${jobs_skipped[*]:-none}"
-cat "$out"/log-*.txt > "$out/log.txt" && rm -f "$out"/log-*.txt
+shopt -s nullglob; logs=("$out"/log-*.txt)
+cat "${logs[@]}" /dev/null >"$out/log.txt"; rm -f "${logs[@]}"
 grep -h "done in\|deadline\|Error\|error" "$out/log.txt" | tail -n 40
 python3 device_collect.py --out "$out" "$@"
 ls -la "$out"
