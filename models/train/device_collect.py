@@ -87,12 +87,11 @@ def main(argv=None):
         raise SystemExit(f"--out {out}: no such directory")
     if a.to_ckpt:
         return to_ckpt(out, Path(a.to_ckpt), a.test_fold)
-    prior = [Path(p) for p in a.prior]
-    fresh = set(read_results(result_files(out)))
-    clash = fresh & set(read_results(prior))
+    fresh, earlier = read_results(result_files(out)), read_results([Path(p) for p in a.prior])
+    clash = set(fresh) & set(earlier)
     if clash:
         raise SystemExit(f"--prior: tags {sorted(clash)} are also in this run; rename them in the sweep file")
-    res = read_results([*prior, *result_files(out)])
+    res = earlier | fresh
     winner, common, means = choose(res, a.test_fold)
     for tag in res:
         embs = sorted(out.glob(f"emb-{tag}-f*.npy"))

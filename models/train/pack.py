@@ -54,6 +54,23 @@ def decode_images(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
+META_KEYS = ("labels", "patients", "families", "folds", "sources", "files")
+
+
+def write_pack(out: Path, blobs: list[bytes], eval_row: np.ndarray, train_row: np.ndarray, meta: dict) -> dict:
+    """images.npz (the JPEG blobs, each cache row's pack row per view, the metadata
+    evaluate.py reads) + backbone.pt (the BVLC init, fp16); returns file sizes."""
+    from model import build_model
+
+    offsets = np.zeros(len(blobs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(b) for b in blobs])
+    np.savez(out / "images.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
+             eval_row=eval_row, train_row=train_row, **{k: meta[k] for k in META_KEYS})
+    net = build_model(frozen_until=None, pretrained=True)
+    torch.save({k: v.half() for k, v in net.backbone.state_dict().items()}, out / "backbone.pt")
+    return {p.name: p.stat().st_size for p in (out / "images.npz", out / "backbone.pt")}
+
+
 def load_pack(pack_dir: Path = PACK_DIR) -> dict:
     z = np.load(Path(pack_dir) / "images.npz", allow_pickle=False)
     out = {k: z[k] for k in z.files if k not in ("jpeg", "offsets")}
@@ -70,7 +87,6 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     from evaluate import cache_meta
-    from model import build_model
     from tqdm import tqdm
 
     meta = cache_meta()
@@ -82,8 +98,6 @@ def main(argv=None):
     # pack rows: [figshare (both views)] [ixi plain (eval)] [ixi harmonised (train)]
     arrays = [plain[i] for i in fig] + [plain[i] for i in ixi] + [harm[i] for i in ixi]
     blobs = [_jpeg(a_, a.quality) for a_ in tqdm(arrays, desc="jpeg", mininterval=5)]
-    offsets = np.zeros(len(blobs) + 1, np.int64)
-    offsets[1:] = np.cumsum([len(b) for b in blobs])
     nf, ni = len(fig), len(ixi)
     # view -> pack row for every cache row (cache order = evaluate.cache_meta order)
     eval_row = np.empty(n, np.int64)
@@ -92,13 +106,7 @@ def main(argv=None):
     train_row[fig] = np.arange(nf)
     eval_row[ixi] = nf + np.arange(ni)
     train_row[ixi] = nf + ni + np.arange(ni)
-    np.savez(out / "images.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets,
-             eval_row=eval_row, train_row=train_row,
-             **{k: meta[k] for k in ("labels", "patients", "families", "folds", "sources", "files")})
-
-    net = build_model(frozen_until=None, pretrained=True)
-    torch.save({k: v.half() for k, v in net.backbone.state_dict().items()}, out / "backbone.pt")
-    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    sizes = write_pack(out, blobs, eval_row, train_row, meta)
     (out / "pack.json").write_text(json.dumps({"quality": a.quality, "rows": len(blobs), "sizes": sizes}, indent=2))
     print(json.dumps({"out": str(out), "rows": len(blobs), "mb": round(sum(sizes.values()) / 1e6, 1), "sizes": sizes}))
 

@@ -77,20 +77,13 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> dict:
 def flip_tta(ckpt: str, pk: dict, fold: int) -> dict:
     import torch
 
+    from device_train import embed
     from evaluate import load_ckpt_net
 
     net, _ = load_ckpt_net(ckpt)
     imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]
-
-    @torch.inference_mode()
-    def embed(flip: bool) -> np.ndarray:
-        out = []
-        for i in range(0, len(imgs), 64):
-            x = imgs[i:i + 64].float().div_(255.0).unsqueeze(1)
-            out.append(net(x.flip(-1) if flip else x).float())
-        return normalise(torch.cat(out).double().numpy())
-
-    plain, mirror = embed(False), embed(True)
+    plain = normalise(embed(net, imgs).astype(np.float64))
+    mirror = normalise(embed(net, imgs.flip(-1)).astype(np.float64))
     q, db = protocols(pk, fold)["3class"]
     lab = pk["labels"]
     return {name: score(e[q] @ e[db].T, lab[q], lab[db])
