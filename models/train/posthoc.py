@@ -9,11 +9,21 @@ folds, 3-class protocol, and for each method the mAP / P@10:
   dba<n>+aqe<n> the same expansion applied to every database vector first
   diff<k>       one-step diffusion: a database item's score is the similarity-
                 weighted mean of its similarity to the query's k nearest items
+  pcaw<p>       PCA whitening fit on the database (eigenvalues^-p, shrunk)
+  lw            whitening by the database's within-class covariance (Radenovic's
+                learned whitening without the pair mining)
+  pull<l>       every vector moved towards its soft-assigned class centre (the
+                normalised class means of the training folds) by l, re-normalised
 
-With --flip-ckpt it also scores horizontal-flip test-time augmentation of that
-checkpoint (its test fold from --flip-fold) on the pack's eval view.
+and a diagnosis of where the mAP is lost: the queries whose nearest class centre
+is of another class ("off-centre") against the rest.
 
-Usage: python3 models/train/posthoc.py --emb runs/gpu-cv/call1/emb-b.npz [--emb ...] --out results/posthoc.json
+--ensemble a+b scores the concatenation of tags a's and b's normalised vectors.
+With --tta CKPT@FOLD it also scores test-time augmentation of that checkpoint on
+its test fold: horizontal flip and the 224 input resized inside the
+graph to each of --tta-sizes, alone and averaged.
+
+Usage: python3 models/train/posthoc.py --emb runs/gpu-cv/call1/emb-b.npz [--emb ...] [--ensemble a+b] --out results/posthoc.json
 """
 from __future__ import annotations
 
@@ -29,6 +39,11 @@ from evaluate import protocols
 
 def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def ensemble(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenated normalised vectors: cosine of the result = mean of the parts' cosines."""
+    return np.concatenate([normalise(p.astype(np.float64)) for p in parts], 1) / np.sqrt(len(parts))
 
 
 def aqe(Q: np.ndarray, D: np.ndarray, n: int, alpha: float = 3.0) -> np.ndarray:
@@ -52,6 +67,50 @@ def diffusion(Q: np.ndarray, D: np.ndarray, k: int, alpha: float = 3.0) -> np.nd
     return np.einsum("qk,qkd->qd", w, (D @ D.T)[idx]) / w.sum(1, keepdims=True)
 
 
+def pca_whiten(D: np.ndarray, power: float = 0.5, shrink: float = 1.0):
+    mu = D.mean(0)
+    w, V = np.linalg.eigh(np.cov((D - mu).T))
+    P = V @ np.diag((w + shrink * w.mean()) ** -power) @ V.T
+    return lambda X: normalise((X - mu) @ P)
+
+
+def within_class_whiten(D: np.ndarray, y: np.ndarray, shrink: float = 1.0):
+    mu = D.mean(0)
+    big = [c for c in np.unique(y) if (y == c).sum() > 1]  # a lone item has no spread to measure
+    C = sum(np.cov(D[y == c].T) * (y == c).sum() for c in big) / sum((y == c).sum() for c in big)
+    w, V = np.linalg.eigh(C)
+    P = V @ np.diag((w + shrink * w.mean()) ** -0.5) @ V.T
+    return lambda X: normalise((X - mu) @ P)
+
+
+def class_centres(emb: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    return normalise(np.stack([emb[labels == c].mean(0) for c in range(n_classes)]))
+
+
+def centre_pull(X: np.ndarray, W: np.ndarray, lam: float, s: float = 64.0) -> np.ndarray:
+    c = X @ W.T
+    p = np.exp(s * (c - c.max(1, keepdims=True)))
+    return normalise(X + lam * (p / p.sum(1, keepdims=True)) @ W)
+
+
+def diagnose(Q, D, q_lab, db_lab, q_pat, W) -> dict:
+    """Split the queries by whether their nearest class centre (among the classes
+    present in the database) is their own class, and say where the AP is lost."""
+    cls = np.unique(db_lab)
+    off = cls[(Q @ W[cls].T).argmax(1)] != q_lab
+    ap = np.asarray(metrics.rank_metrics(-(Q @ D.T), q_lab, db_lab)["ap"])
+    loss = 1 - ap
+    _, per_patient = np.unique(q_pat[off], return_counts=True)
+    return {"queries": int(len(ap)), "off_centre": int(off.sum()), "off_centre_rate": round(float(off.mean()), 4),
+            "map_on_centre": round(float(ap[~off].mean()), 4),
+            "map_off_centre": round(float(ap[off].mean()), 4) if off.any() else None,
+            "loss_share_off_centre": round(float(loss[off].sum() / loss.sum()), 4) if loss.sum() else 0.0,
+            "patients_off_centre": int(len(per_patient)), "patients": int(len(np.unique(q_pat))),
+            "off_centre_share_of_top3_patients": round(float(np.sort(per_patient)[::-1][:3].sum() / off.sum()), 4)
+            if off.any() else 0.0,
+            "off_centre_by_class": {int(c): int((off & (q_lab == c)).sum()) for c in np.unique(q_lab)}}
+
+
 def score(S: np.ndarray, q_lab: np.ndarray, db_lab: np.ndarray) -> dict:
     r = metrics.rank_metrics(-S, q_lab, db_lab)
     return {"map": round(float(np.nanmean(r["ap"])), 4), "p10": round(float(np.nanmean(r["p10"])), 4)}
@@ -68,26 +127,78 @@ def methods(Q, D):
         yield f"diff{k}", diffusion(Q, D, k)
 
 
-def fold_table(emb: np.ndarray, pk: dict, fold: int) -> dict:
+def class_aware(Q, D, db_lab, W):
+    for p in (0.25, 0.5):
+        f = pca_whiten(D, p)
+        yield f"pcaw{p}", f(Q) @ f(D).T
+    f = within_class_whiten(D, db_lab)
+    yield "lw", f(Q) @ f(D).T
+    for lam in (0.5, 1.0, 2.0):
+        yield f"pull{lam}", centre_pull(Q, W, lam) @ centre_pull(D, W, lam).T
+
+
+def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
+    """(method -> figures, diagnosis). The class centres come from the training
+    folds (all four classes), i.e. what the model was trained on."""
     emb = normalise(emb.astype(np.float64))
     q, db = protocols(pk, fold)["3class"]
-    return {name: score(S, pk["labels"][q], pk["labels"][db]) for name, S in methods(emb[q], emb[db])}
+    lab = pk["labels"]
+    train = np.flatnonzero(pk["folds"] != fold)
+    W = class_centres(emb[train], lab[train], int(lab.max()) + 1)
+    Q, D = emb[q], emb[db]
+    table = {name: score(S, lab[q], lab[db]) for name, S in methods(Q, D)}
+    table.update({name: score(S, lab[q], lab[db]) for name, S in class_aware(Q, D, lab[db], W)})
+    return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W)
 
 
-def flip_tta(ckpt: str, pk: dict, fold: int) -> dict:
+def tta(ckpt: str, pk: dict, fold: int, sizes: list[int]) -> dict:
+    """Each view alone, then the averages: plain+flip at 224, all sizes, all sizes
+    with their flips. A size other than 224 resizes the 224 input bilinearly, as a
+    Resize node in the exported graph would (the input contract stays 224)."""
     import torch
+    import torch.nn.functional as F
 
     from device_train import embed
     from evaluate import load_ckpt_net
 
+    class View(torch.nn.Module):
+        def __init__(self, net, size, flip):
+            super().__init__()
+            self.net, self.size, self.flip = net, size, flip
+
+        def forward(self, x):
+            x = x.flip(-1) if self.flip else x
+            if self.size != 224:
+                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                  antialias=self.size < 224)
+            return self.net(x)
+
     net, _ = load_ckpt_net(ckpt)
-    imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]
-    plain = normalise(embed(net, imgs).astype(np.float64))
-    mirror = normalise(embed(net, imgs.flip(-1)).astype(np.float64))
     q, db = protocols(pk, fold)["3class"]
+    need = np.union1d(q, db)
+    imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"][need])]
     lab = pk["labels"]
-    return {name: score(e[q] @ e[db].T, lab[q], lab[db])
-            for name, e in (("plain", plain), ("flip", mirror), ("plain+flip", normalise(plain + mirror)))}
+    views = {}
+    for size in sizes:
+        for flip in (False, True):
+            e = normalise(embed(View(net, size, flip), imgs).astype(np.float64))
+            full = np.zeros((len(lab), e.shape[1]))
+            full[need] = e
+            views[f"{size}{'+flip' if flip else ''}"] = full
+            print(f"tta {size} flip={flip} done", flush=True)
+
+    def avg(names):
+        e = normalise(sum(views[n] for n in names)[need])
+        out = np.zeros((len(lab), e.shape[1]))
+        out[need] = e
+        return out
+
+    combos = dict(views)
+    combos["224 + flip"] = avg(["224", "224+flip"])
+    if len(sizes) > 1:
+        combos["all sizes"] = avg([str(s) for s in sizes])
+        combos["all sizes + flips"] = avg(list(views))
+    return {name: score(e[q] @ e[db].T, lab[q], lab[db]) for name, e in combos.items()}
 
 
 def main(argv=None):
@@ -95,11 +206,27 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--emb", action="append", default=[], help="emb-<tag>.npz (keys f1..f5) or emb-<tag>-f<k>.npy")
-    ap.add_argument("--flip-ckpt", help="checkpoint for the flip test-time augmentation")
-    ap.add_argument("--flip-fold", type=int, default=5)
+    ap.add_argument("--ensemble", action="append", default=[], help="tags joined by +, e.g. a+b")
+    ap.add_argument("--tta", action="append", default=[], metavar="CKPT@FOLD",
+                    help="score test-time augmentation of this checkpoint on its test fold (repeatable)")
+    ap.add_argument("--tta-sizes", default="224", help="input sizes, comma-separated (224 first)")
     ap.add_argument("--pack", default=str(PACK_DIR))
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    try:
+        sizes = [int(x) for x in a.tta_sizes.split(",")]
+    except ValueError:
+        raise SystemExit(f"--tta-sizes {a.tta_sizes}: expected whole numbers, e.g. 224,317,158") from None
+    if a.tta and 224 not in sizes:
+        raise SystemExit("--tta-sizes must include 224, the model's own input size")
+    ttas = []
+    for spec in a.tta:  # checked before the (long) scoring starts
+        ckpt, _, fold = spec.rpartition("@")
+        if not ckpt or not fold.isdigit():
+            raise SystemExit(f"--tta {spec}: expected CKPT@FOLD, e.g. runs/gpu-b-f5/last.pt@5")
+        if not Path(ckpt).is_file():
+            raise SystemExit(f"--tta {spec}: no checkpoint at {ckpt}")
+        ttas.append({"ckpt": ckpt, "fold": int(fold)})
     pk = load_pack(Path(a.pack))
     per_tag: dict[str, dict[int, np.ndarray]] = {}
     for p in map(Path, a.emb):
@@ -109,16 +236,27 @@ def main(argv=None):
         else:  # emb-<tag>-f<k>.npy
             _, tag, f = p.stem.split("-")
             per_tag.setdefault(tag, {})[int(f[1:])] = np.load(p)
+    for combo in a.ensemble:
+        tags = combo.split("+")
+        missing = [t for t in tags if t not in per_tag]
+        if missing:
+            raise SystemExit(f"--ensemble {combo}: no embeddings for {missing} (have {sorted(per_tag)})")
+        common = set.intersection(*(set(per_tag[t]) for t in tags))
+        per_tag[combo] = {k: ensemble([per_tag[t][k] for t in tags]) for k in sorted(common)}
     out = {"protocol": "3class, query = fold k, database = the other folds", "tags": {}}
     for tag, folds in per_tag.items():
-        tables = {k: fold_table(folds[k], pk, k) for k in sorted(folds)}
+        tables, diags = {}, {}
+        for k in sorted(folds):
+            tables[k], diags[k] = fold_table(folds[k], pk, k)
         mean = {m: {x: round(float(np.mean([t[m][x] for t in tables.values()])), 4) for x in ("map", "p10")}
                 for m in next(iter(tables.values()))}
-        out["tags"][tag] = {"folds": tables, "mean": mean}
+        out["tags"][tag] = {"folds": tables, "mean": mean, "diagnosis": diags}
         print(tag, json.dumps(mean), flush=True)
-    if a.flip_ckpt:
-        out["flip_tta"] = {"ckpt": a.flip_ckpt, "fold": a.flip_fold, **flip_tta(a.flip_ckpt, pk, a.flip_fold)}
-        print("flip", json.dumps(out["flip_tta"]), flush=True)
+        print(tag, "off-centre queries per fold:", {k: (d["off_centre"], d["queries"]) for k, d in diags.items()},
+              flush=True)
+    for t in ttas:
+        out.setdefault("tta", []).append({**t, **tta(t["ckpt"], pk, t["fold"], sizes)})
+        print("tta", json.dumps(out["tta"][-1]), flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(out, indent=1))
 

@@ -31,3 +31,24 @@ needs_weights = pytest.mark.skipif(not (_weights() / "manifest.csv").exists(),
 @pytest.fixture(scope="session")
 def datasets_root():
     return _datasets()
+
+
+def mini_pack(dest, datasets_root, per=2):
+    """A pack (pack.write_pack) of real slices: `per` per class in folds 1 and 5."""
+    import numpy as np
+
+    import data
+    from pack import _jpeg, write_pack
+    from preprocess import load_image, preprocess
+
+    if not (_weights() / "manifest.csv").exists():
+        pytest.skip("BVLC weights not available")
+    rows = data.read_labels(datasets_root / "figshare-cheng")
+    pick = [r for f in (1, 5) for c in (1, 2, 3) for r in [x for x in rows if x["fold"] == f and x["label"] == c][:per]]
+    meta = {"labels": np.array([r["label"] for r in pick]), "patients": np.array([f"f:{r['patient_id']}" for r in pick]),
+            "families": np.array([f"f:{r['patient_family']}" for r in pick]),
+            "folds": np.array([r["fold"] for r in pick]), "sources": np.array([r["source"] for r in pick]),
+            "files": np.array([r["file"] for r in pick])}
+    dest.mkdir(exist_ok=True)
+    rows_ = np.arange(len(pick))
+    write_pack(dest, [_jpeg(preprocess(load_image(r["path"])), 90) for r in pick], rows_, rows_, meta)

@@ -1,7 +1,14 @@
-"""Post-hoc re-ranking maths on hand-checkable vectors."""
-import numpy as np
+"""Post-hoc re-ranking maths on hand-checkable vectors, and the command on a real mini pack."""
+import json
 
-from posthoc import aqe, dba, diffusion, normalise
+import numpy as np
+import pytest
+import torch
+
+from conftest import mini_pack, needs_datasets
+
+from posthoc import (aqe, centre_pull, class_centres, dba, diagnose, diffusion, ensemble, normalise, pca_whiten,
+                     within_class_whiten)
 
 
 def test_aqe_pulls_the_query_towards_its_nearest_database_vector():
@@ -31,3 +38,134 @@ def test_diffusion_scores_items_by_their_similarity_to_the_querys_neighbourhood(
     S = diffusion(Q, D, k=1, alpha=1.0)
     # k = 1: the nearest item is D[0], so the scores are D[0]'s similarities
     assert np.allclose(S[0], D @ D[0])
+
+
+def test_ensemble_cosine_is_the_mean_of_the_parts_cosines():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 8)), rng.normal(size=(5, 3))
+    e = ensemble([a, b])
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0)
+    na, nb = normalise(a), normalise(b)
+    assert np.allclose(e @ e.T, (na @ na.T + nb @ nb.T) / 2)
+
+
+def test_pca_whitening_without_shrinkage_makes_the_database_covariance_the_identity():
+    rng = np.random.default_rng(1)
+    D = rng.normal(size=(500, 4)) * np.array([5.0, 2.0, 1.0, 0.1])
+    mu = D.mean(0)
+    w, V = np.linalg.eigh(np.cov((D - mu).T))
+    f = pca_whiten(D, power=0.5, shrink=0.0)
+    # f normalises; undo that by comparing directions with the explicit whitening
+    Z = (D - mu) @ V @ np.diag(w ** -0.5) @ V.T
+    assert np.allclose(np.cov(Z.T), np.eye(4), atol=1e-8)
+    assert np.allclose(f(D), normalise(Z))
+
+
+def test_within_class_whitening_stretches_the_direction_that_separates_classes():
+    # classes differ along x by 1; within each class the spread is along y (by 2)
+    D = np.array([[0.0, -1.0], [0.0, 1.0], [0.1, 0.0], [1.0, -1.0], [1.0, 1.0], [0.9, 0.0]])
+    y = np.array([0, 0, 0, 1, 1, 1])
+
+    def nearest_other(X):
+        S = X @ X.T
+        np.fill_diagonal(S, -np.inf)
+        return S.argmax(1)
+
+    raw = normalise(D - D.mean(0))
+    assert (y[nearest_other(raw)] != y).any()  # before: some neighbours cross the class border
+    W = within_class_whiten(D, y, shrink=0.0)(D)
+    assert np.allclose(np.linalg.norm(W, axis=1), 1.0)
+    assert (y[nearest_other(W)] == y).all()
+
+
+def test_centre_pull_is_the_identity_at_zero_and_moves_towards_the_assigned_centre():
+    W = normalise(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    X = normalise(np.array([[0.9, 0.3]]))
+    assert np.allclose(centre_pull(X, W, 0.0), X)
+    pulled = centre_pull(X, W, 1.0)
+    assert pulled[0] @ W[0] > X[0] @ W[0]
+
+
+def test_class_centres_are_the_normalised_class_means():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 4.0]])
+    W = class_centres(emb, np.array([0, 0, 1, 1]), 2)
+    assert np.allclose(W, normalise(np.array([[0.5, 0.5], [0.0, 3.0]])))
+
+
+def test_diagnose_puts_the_whole_ap_loss_on_the_query_embedded_in_the_wrong_class():
+    W = np.array([[1.0, 0.0], [0.0, 1.0]])
+    D = normalise(np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]]))
+    db_lab = np.array([0, 0, 1, 1])
+    # query 0 sits in its own class's cluster, query 1 (class 0) in class 1's cluster
+    Q = normalise(np.array([[1.0, 0.0], [0.05, 1.0]]))
+    d = diagnose(Q, D, np.array([0, 0]), db_lab, np.array(["p1", "p2"]), W)
+    assert d["queries"] == 2 and d["off_centre"] == 1
+    assert d["map_on_centre"] == 1.0
+    assert d["map_off_centre"] < 0.5
+    assert d["loss_share_off_centre"] == 1.0
+    assert d["patients_off_centre"] == 1 and d["patients"] == 2
+    assert d["off_centre_by_class"] == {0: 1}
+
+
+def _fake_embeddings(pk, seed):
+    """Class direction + noise, so the figures are neither 0 nor 1."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, 16))
+    return (centres[pk["labels"]] + 1.5 * rng.normal(size=(len(pk["labels"]), 16))).astype(np.float16)
+
+
+@needs_datasets
+def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets_root):
+    import posthoc
+    from device_train import embed
+    from evaluate import protocols
+    from model import build_model
+    from pack import load_pack
+
+    mini_pack(tmp_path / "pack", datasets_root, per=3)
+    pk = load_pack(tmp_path / "pack")
+    x1, x5, y1 = (_fake_embeddings(pk, s) for s in (1, 2, 3))
+    np.savez(tmp_path / "emb-x.npz", f1=x1, f5=x5)
+    np.save(tmp_path / "emb-y-f1.npy", y1)
+    torch.manual_seed(0)
+    net = build_model(frozen_until=None, pretrained=True).eval()
+    torch.save({"config": {"dim": 256, "pool": "gem"}, "model": net.state_dict()}, tmp_path / "last.pt")
+    out = tmp_path / "posthoc.json"
+    posthoc.main(["--pack", str(tmp_path / "pack"), "--emb", str(tmp_path / "emb-x.npz"),
+                  "--emb", str(tmp_path / "emb-y-f1.npy"), "--ensemble", "x+y",
+                  "--tta", f"{tmp_path / 'last.pt'}@5", "--tta-sizes", "224,256", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert set(res["tags"]) == {"x", "y", "x+y"}
+    assert set(res["tags"]["x+y"]["folds"]) == {"1"}  # only the folds every part has
+    q, db = protocols(pk, 1)["3class"]
+    e = posthoc.ensemble([x1, y1])
+    want = posthoc.score(e[q] @ e[db].T, pk["labels"][q], pk["labels"][db])
+    assert res["tags"]["x+y"]["folds"]["1"]["base"] == want
+    diag = res["tags"]["x"]["diagnosis"]["5"]
+    assert diag["queries"] == len(protocols(pk, 5)["3class"][0])
+    # the TTA's plain 224 view is the checkpoint's own embedding
+    (t,) = res["tta"]
+    assert set(t) >= {"224", "224+flip", "256", "256+flip", "224 + flip", "all sizes", "all sizes + flips"}
+    q, db = protocols(pk, 5)["3class"]
+    plain = posthoc.normalise(embed(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]).astype(
+        np.float64))
+    assert t["224"] == posthoc.score(plain[q] @ plain[db].T, pk["labels"][q], pk["labels"][db])
+
+
+@needs_datasets
+def test_command_names_what_is_wrong_with_its_arguments(tmp_path, datasets_root):
+    import posthoc
+
+    mini_pack(tmp_path / "pack", datasets_root, per=2)
+    np.save(tmp_path / "emb-x-f1.npy", np.random.default_rng(0).normal(size=(12, 4)).astype(np.float16))
+    base = ["--pack", str(tmp_path / "pack"), "--emb", str(tmp_path / "emb-x-f1.npy")]
+    with pytest.raises(SystemExit, match="expected CKPT@FOLD"):
+        posthoc.main(base + ["--tta", "last.pt"])
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        posthoc.main(base + ["--tta", str(tmp_path / "missing.pt@5")])
+    with pytest.raises(SystemExit, match="must include 224"):
+        posthoc.main(base + ["--tta", str(tmp_path / "emb-x-f1.npy@1"), "--tta-sizes", "256"])
+    with pytest.raises(SystemExit, match="expected whole numbers"):
+        posthoc.main(base + ["--tta-sizes", "224,big"])
+    with pytest.raises(SystemExit, match=r"no embeddings for \['z'\]"):
+        posthoc.main(base + ["--ensemble", "x+z"])
