@@ -250,3 +250,16 @@ def batches(n: int, batch_size: int, gen: torch.Generator, shuffle: bool = True,
     stop = (n // batch_size) * batch_size if drop_last else n
     for i in range(0, stop, batch_size):
         yield order[i:i + batch_size]
+
+
+def balanced_batches(labels, batch_size: int, gen: torch.Generator, power: float = 0.5):
+    """An epoch of len(labels) indices drawn with replacement, item i with weight
+    n_class(i)^-power: 0 = the data's own class mix, 0.5 = square-root balancing,
+    1 = every class equally often. Full batches only, like batches()."""
+    lab = torch.as_tensor(np.asarray(labels))
+    counts = torch.bincount(lab).double()
+    w = counts[lab] ** -power
+    n = len(lab)
+    order = torch.multinomial(w, n, replacement=True, generator=gen)
+    for i in range(0, (n // batch_size) * batch_size, batch_size):
+        yield order[i:i + batch_size]

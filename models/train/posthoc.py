@@ -97,7 +97,8 @@ def diagnose(Q, D, q_lab, db_lab, q_pat, W) -> dict:
     """Split the queries by whether their nearest class centre (among the classes
     present in the database) is their own class, and say where the AP is lost."""
     cls = np.unique(db_lab)
-    off = cls[(Q @ W[cls].T).argmax(1)] != q_lab
+    pred = cls[(Q @ W[cls].T).argmax(1)]
+    off = pred != q_lab
     ap = np.asarray(metrics.rank_metrics(-(Q @ D.T), q_lab, db_lab)["ap"])
     loss = 1 - ap
     _, per_patient = np.unique(q_pat[off], return_counts=True)
@@ -108,7 +109,9 @@ def diagnose(Q, D, q_lab, db_lab, q_pat, W) -> dict:
             "patients_off_centre": int(len(per_patient)), "patients": int(len(np.unique(q_pat))),
             "off_centre_share_of_top3_patients": round(float(np.sort(per_patient)[::-1][:3].sum() / off.sum()), 4)
             if off.any() else 0.0,
-            "off_centre_by_class": {int(c): int((off & (q_lab == c)).sum()) for c in np.unique(q_lab)}}
+            # true class -> nearest centre's class -> queries
+            "confusion": {int(t): {int(c): int(((q_lab == t) & (pred == c)).sum()) for c in cls}
+                          for t in np.unique(q_lab)}}
 
 
 def score(S: np.ndarray, q_lab: np.ndarray, db_lab: np.ndarray) -> dict:

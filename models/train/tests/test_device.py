@@ -39,6 +39,21 @@ def test_augment_parameters_come_from_the_cpu_generator_only():
     assert not torch.allclose(a, c)
 
 
+def test_balanced_batches_draw_classes_by_the_requested_power():
+    labels = np.array([0] * 100 + [1] * 400 + [2] * 1600)
+
+    def mix(power, seed=0):
+        idx = torch.cat(list(data.balanced_batches(labels, 64, torch.Generator().manual_seed(seed), power)))
+        assert len(idx) == (len(labels) // 64) * 64
+        return np.bincount(labels[idx.numpy()], minlength=3) / len(idx)
+
+    assert np.allclose(mix(1.0), [1 / 3] * 3, atol=0.03)
+    assert np.allclose(mix(0.0), [100 / 2100, 400 / 2100, 1600 / 2100], atol=0.03)
+    # square root: class shares proportional to sqrt(count) = 10 : 20 : 40
+    assert np.allclose(mix(0.5), [1 / 7, 2 / 7, 4 / 7], atol=0.03)
+    assert np.array_equal(mix(0.5, seed=3), mix(0.5, seed=3))
+
+
 def test_sharded_model_round_trip_fits_the_transfer_cap(tmp_path):
     net = build_model(frozen_until=None, pretrained=False)
     state = {f"model.{k}": v for k, v in net.state_dict().items()}
@@ -96,7 +111,7 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
     n = len(pk["labels"])
     cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
            "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
-           "max_steps": 1}
+           "max_steps": 1, "balance": 0.5}
     init = build_model(frozen_until=None, pretrained=False)  # the init train_fold starts from: the pack's fp16 BVLC
     init.backbone.load_state_dict({k: v.float() for k, v in torch.load(tmp_path / "backbone.pt").items()})
     before = init.backbone.stem[0].conv.weight.detach()

@@ -104,7 +104,7 @@ def test_diagnose_puts_the_whole_ap_loss_on_the_query_embedded_in_the_wrong_clas
     assert d["map_off_centre"] < 0.5
     assert d["loss_share_off_centre"] == 1.0
     assert d["patients_off_centre"] == 1 and d["patients"] == 2
-    assert d["off_centre_by_class"] == {0: 1}
+    assert d["confusion"] == {0: {0: 1, 1: 1}}
 
 
 def _fake_embeddings(pk, seed):
