@@ -154,7 +154,7 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
     return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W)
 
 
-def tta(ckpt: str, pk: dict, fold: int, sizes: list[int]) -> dict:
+def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None = None) -> dict:
     """Each view alone, then the averages: plain+flip at 224, all sizes, all sizes
     with their flips. A size other than 224 resizes the 224 input bilinearly, as a
     Resize node in the exported graph would (the input contract stays 224)."""
@@ -178,23 +178,20 @@ def tta(ckpt: str, pk: dict, fold: int, sizes: list[int]) -> dict:
 
     net, _ = load_ckpt_net(ckpt)
     q, db = protocols(pk, fold)["3class"]
-    need = np.union1d(q, db)
-    imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"][need])]
+    imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]
     lab = pk["labels"]
     views = {}
     for size in sizes:
         for flip in (False, True):
-            e = normalise(embed(View(net, size, flip), imgs).astype(np.float64))
-            full = np.zeros((len(lab), e.shape[1]))
-            full[need] = e
-            views[f"{size}{'+flip' if flip else ''}"] = full
-            print(f"tta {size} flip={flip} done", flush=True)
+            name = f"{size}{'+flip' if flip else ''}"
+            views[name] = normalise(embed(View(net, size, flip), imgs).astype(np.float64))
+            if save_dir:  # as emb-v<size>[f]-f<fold>.npy, which --emb reads back as tag v<size>[f]
+                save_dir.mkdir(parents=True, exist_ok=True)
+                np.save(save_dir / f"emb-v{size}{'f' if flip else ''}-f{fold}.npy", views[name].astype(np.float16))
+            print(f"tta {name} done", flush=True)
 
     def avg(names):
-        e = normalise(sum(views[n] for n in names)[need])
-        out = np.zeros((len(lab), e.shape[1]))
-        out[need] = e
-        return out
+        return normalise(sum(views[n] for n in names))
 
     combos = dict(views)
     combos["224 + flip"] = avg(["224", "224+flip"])
@@ -213,6 +210,8 @@ def main(argv=None):
     ap.add_argument("--tta", action="append", default=[], metavar="CKPT@FOLD",
                     help="score test-time augmentation of this checkpoint on its test fold (repeatable)")
     ap.add_argument("--tta-sizes", default="224", help="input sizes, comma-separated (224 first)")
+    ap.add_argument("--save-views", help="write each TTA view's embeddings here (emb-v<size>[f]-f<fold>.npy), "
+                    "e.g. to score an ensemble with another run via --emb")
     ap.add_argument("--pack", default=str(PACK_DIR))
     ap.add_argument("--out")
     a = ap.parse_args(argv)
@@ -258,7 +257,8 @@ def main(argv=None):
         print(tag, "off-centre queries per fold:", {k: (d["off_centre"], d["queries"]) for k, d in diags.items()},
               flush=True)
     for t in ttas:
-        out.setdefault("tta", []).append({**t, **tta(t["ckpt"], pk, t["fold"], sizes)})
+        out.setdefault("tta", []).append({**t, **tta(t["ckpt"], pk, t["fold"], sizes,
+                                                                Path(a.save_views) if a.save_views else None)})
         print("tta", json.dumps(out["tta"][-1]), flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(out, indent=1))

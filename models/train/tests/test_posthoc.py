@@ -133,7 +133,8 @@ def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets
     out = tmp_path / "posthoc.json"
     posthoc.main(["--pack", str(tmp_path / "pack"), "--emb", str(tmp_path / "emb-x.npz"),
                   "--emb", str(tmp_path / "emb-y-f1.npy"), "--ensemble", "x+y",
-                  "--tta", f"{tmp_path / 'last.pt'}@5", "--tta-sizes", "224,256", "--out", str(out)])
+                  "--tta", f"{tmp_path / 'last.pt'}@5", "--tta-sizes", "224,256", "--save-views", str(tmp_path / "v"),
+                  "--out", str(out)])
     res = json.loads(out.read_text())
     assert set(res["tags"]) == {"x", "y", "x+y"}
     assert set(res["tags"]["x+y"]["folds"]) == {"1"}  # only the folds every part has
@@ -150,6 +151,14 @@ def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets
     plain = posthoc.normalise(embed(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]).astype(
         np.float64))
     assert t["224"] == posthoc.score(plain[q] @ plain[db].T, pk["labels"][q], pk["labels"][db])
+    # a saved view reads back as a tag, e.g. to ensemble the checkpoint with another run
+    assert sorted(f.name for f in (tmp_path / "v").iterdir()) == [
+        "emb-v224-f5.npy", "emb-v224f-f5.npy", "emb-v256-f5.npy", "emb-v256f-f5.npy"]
+    posthoc.main(["--pack", str(tmp_path / "pack"), "--emb", str(tmp_path / "emb-x.npz"),
+                  "--emb", str(tmp_path / "v" / "emb-v224-f5.npy"), "--ensemble", "x+v224", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert res["tags"]["v224"]["folds"]["5"]["base"] == t["224"]
+    assert set(res["tags"]["x+v224"]["folds"]) == {"5"}
 
 
 @needs_datasets
