@@ -37,6 +37,15 @@ def read_results(paths: list[Path]) -> dict:
     return res
 
 
+def tta_means(folds: dict) -> dict:
+    """{"tta": view -> mean 3-class mAP / P@10} when every fold scored test-time augmentation."""
+    if not folds or not all("tta" in r for r in folds.values()):
+        return {}
+    views = next(iter(folds.values()))["tta"]
+    return {"tta": {v: {m: round(float(np.mean([r["tta"][v][m] for r in folds.values()])), 4) for m in ("map", "p10")}
+                    for v in views}}
+
+
 def choose(res: dict, test_fold: int = 5):
     """(winning tag, the folds compared, mean 3-class mAP per tag)."""
     common = None
@@ -103,7 +112,7 @@ def main(argv=None):
             for p in out.glob(f"model-{tag}-f*.pt"):
                 p.unlink()
     cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
-          | {"folds": sorted(folds)} for t, folds in res.items()}
+          | {"folds": sorted(folds)} | tta_means(folds) for t, folds in res.items()}
     # one file back instead of one per tag; every line this run wrote, cut folds included
     lines = [ln for p in result_files(out) for ln in p.read_text().splitlines() if ln.strip()]
     for p in out.glob("results-*.jsonl"):

@@ -73,6 +73,33 @@ def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+class View(torch.nn.Module):
+    """The net on a mirrored and/or resized copy of its 224 input. Resizing the 224
+    tensor (not the original image) is what a Resize node in the exported graph
+    would do, so the input contract stays 224."""
+
+    def __init__(self, net, size: int = 224, flip: bool = False):
+        super().__init__()
+        self.net, self.size, self.flip = net, size, flip
+
+    def forward(self, x):
+        x = x.flip(-1) if self.flip else x
+        if self.size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=self.size < x.shape[-1])
+        return self.net(x)
+
+
+def tta_views(net, images_u8: torch.Tensor, sizes: list[int]) -> dict[str, np.ndarray]:
+    """"<size>" and "<size>+flip" -> L2-normalised float64 embeddings."""
+    out = {}
+    for size in sizes:
+        for flip in (False, True):
+            e = embed(View(net, size, flip), images_u8).astype(np.float64)
+            out[f"{size}{'+flip' if flip else ''}"] = e / np.linalg.norm(e, axis=1, keepdims=True)
+    return out
+
+
 def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     set_seed(cfg["seed"])
     train_rows = np.flatnonzero(pk["folds"] != test_fold)
@@ -176,11 +203,20 @@ def main(argv=None):
     ap.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off); the EMA model is scored and saved")
     ap.add_argument("--balance", type=float, default=0.0,
                     help="class-balanced sampling power (0 = off, 0.5 = square-root, 1 = uniform over classes)")
+    ap.add_argument("--tta-sizes", default="",
+                    help="also score test-time augmentation (flip, these input sizes, e.g. 224,317,158) per fold")
     ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
     a = ap.parse_args(argv)
+    if a.tta_sizes:
+        try:
+            sizes = [int(x) for x in a.tta_sizes.split(",")]
+        except ValueError:
+            ap.error(f"--tta-sizes {a.tta_sizes}: expected whole numbers, e.g. 224,317,158")
+        if 224 not in sizes:
+            ap.error("--tta-sizes must include 224, the model's own input size")
     cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,6 +246,14 @@ def main(argv=None):
         net, loss_fn, emb, hist, train_s = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
         res = evaluate_embeddings(emb, pk, k, n_boot=a.n_boot)  # the pack carries evaluate's metadata keys
         np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
+        tta = {}
+        if a.tta_sizes:
+            from posthoc import tta_scores
+
+            net.eval()
+            views = tta_views(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)],
+                              [int(x) for x in a.tta_sizes.split(",")])
+            tta = tta_scores(views, pk, k)
         if k in save:
             state = {f"model.{n}": v.detach().float().cpu() for n, v in net.state_dict().items()}
             state.update({f"arcface.{n}": v.detach().float().cpu() for n, v in loss_fn.state_dict().items()})
@@ -220,6 +264,8 @@ def main(argv=None):
         rec = {"tag": a.tag, "fold": k, "config": cfg, "train_s": round(train_s, 1), "truncated": bool(hist[-1].get("truncated")), "fold_s": round(fold_s, 1),
                "history": hist, "summary": summary, "per_class_map": per_class,
                "ci": {n: {m: r.get(f"{m}_ci95") for m in ("map", "p10")} for n, r in res.items()}}
+        if tta:
+            rec["tta"] = tta
         with open(out / f"results-{a.tag}.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         log(f"[{a.tag}] fold {k} done in {fold_s:.0f}s: {json.dumps(summary)}")

@@ -154,41 +154,10 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
     return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W)
 
 
-def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None = None) -> dict:
-    """Each view alone, then the averages: plain+flip at 224, all sizes, all sizes
-    with their flips. A size other than 224 resizes the 224 input bilinearly, as a
-    Resize node in the exported graph would (the input contract stays 224)."""
-    import torch
-    import torch.nn.functional as F
-
-    from device_train import embed
-    from evaluate import load_ckpt_net
-
-    class View(torch.nn.Module):
-        def __init__(self, net, size, flip):
-            super().__init__()
-            self.net, self.size, self.flip = net, size, flip
-
-        def forward(self, x):
-            x = x.flip(-1) if self.flip else x
-            if self.size != 224:
-                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                  antialias=self.size < 224)
-            return self.net(x)
-
-    net, _ = load_ckpt_net(ckpt)
-    q, db = protocols(pk, fold)["3class"]
-    imgs = torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])]
-    lab = pk["labels"]
-    views = {}
-    for size in sizes:
-        for flip in (False, True):
-            name = f"{size}{'+flip' if flip else ''}"
-            views[name] = normalise(embed(View(net, size, flip), imgs).astype(np.float64))
-            if save_dir:  # as emb-v<size>[f]-f<fold>.npy, which --emb reads back as tag v<size>[f]
-                save_dir.mkdir(parents=True, exist_ok=True)
-                np.save(save_dir / f"emb-v{size}{'f' if flip else ''}-f{fold}.npy", views[name].astype(np.float16))
-            print(f"tta {name} done", flush=True)
+def tta_scores(views: dict[str, np.ndarray], pk: dict, fold: int) -> dict:
+    """3-class figures of each view alone, then of the averages: plain+flip at 224,
+    all sizes, all sizes with their flips."""
+    sizes = [n for n in views if "+" not in n]
 
     def avg(names):
         return normalise(sum(views[n] for n in names))
@@ -196,9 +165,26 @@ def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None 
     combos = dict(views)
     combos["224 + flip"] = avg(["224", "224+flip"])
     if len(sizes) > 1:
-        combos["all sizes"] = avg([str(s) for s in sizes])
+        combos["all sizes"] = avg(sizes)
         combos["all sizes + flips"] = avg(list(views))
+    q, db = protocols(pk, fold)["3class"]
+    lab = pk["labels"]
     return {name: score(e[q] @ e[db].T, lab[q], lab[db]) for name, e in combos.items()}
+
+
+def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None = None) -> dict:
+    import torch
+
+    from device_train import tta_views
+    from evaluate import load_ckpt_net
+
+    net, _ = load_ckpt_net(ckpt)
+    views = tta_views(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])], sizes)
+    if save_dir:  # as emb-v<size>[f]-f<fold>.npy, which --emb reads back as tag v<size>[f]
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for name, e in views.items():
+            np.save(save_dir / f"emb-v{name.replace('+flip', 'f')}-f{fold}.npy", e.astype(np.float16))
+    return tta_scores(views, pk, fold)
 
 
 def main(argv=None):

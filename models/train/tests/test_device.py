@@ -148,7 +148,7 @@ def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, 
     _mini_pack(tmp_path / "pack", datasets_root)
     tiny = f"--epochs 1 --max-steps 1 --batch-size 3 --warmup-epochs 0 --n-boot 10 --pack {tmp_path / 'pack'}"
     conf = tmp_path / "sweep.conf"
-    conf.write_text(f"# comment\n\nx {tiny} --seed 1\ny {tiny} --seed 2 --ema 0.9\n")
+    conf.write_text(f"# comment\n\nx {tiny} --seed 1\ny {tiny} --seed 2 --ema 0.9 --balance 0.5 --tta-sizes 224,256\n")
     prior = tmp_path / "prior.jsonl"
     prior.write_text(json.dumps(_result("old", 1, 0.0)) + "\n")  # a prior run that loses
     out = tmp_path / "out"
@@ -164,7 +164,16 @@ def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, 
     assert winner in ("x", "y") and summary["winner_from_prior_run"] is False
     lines = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["tag"], r["fold"]) for r in lines) == [("x", 1), ("x", 5), ("y", 1), ("y", 5)]
-    assert next(r for r in lines if r["tag"] == "y")["config"]["ema"] == 0.9
+    y = [r for r in lines if r["tag"] == "y"]
+    assert y[0]["config"]["ema"] == 0.9 and y[0]["config"]["balance"] == 0.5
+    # test-time augmentation scored per fold where asked: its plain view is the fold's own figure
+    assert all("tta" not in r for r in lines if r["tag"] == "x")
+    for r in y:
+        assert set(r["tta"]) == {"224", "224+flip", "256", "256+flip", "224 + flip", "all sizes", "all sizes + flips"}
+        assert abs(r["tta"]["224"]["map"] - r["summary"]["3class"]["map"]) <= 1e-3
+    assert "tta" not in summary["cv_all_folds"]["x"]
+    assert summary["cv_all_folds"]["y"]["tta"]["all sizes + flips"]["map"] == pytest.approx(
+        np.mean([r["tta"]["all sizes + flips"]["map"] for r in y]), abs=1e-4)
     models = sorted(q.name for q in out.glob("model-*.pt"))
     assert models == [f"model-{winner}-f5.a.pt", f"model-{winner}-f5.b.pt"]
     assert sorted(q.name for q in out.glob("emb-*")) == ["emb-x.npz", "emb-y.npz"]
