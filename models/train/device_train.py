@@ -90,13 +90,16 @@ class View(torch.nn.Module):
         return self.net(x)
 
 
-def tta_views(net, images_u8: torch.Tensor, sizes: list[int]) -> dict[str, np.ndarray]:
+def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: None) -> dict[str, np.ndarray]:
     """"<size>" and "<size>+flip" -> L2-normalised float64 embeddings."""
     out = {}
     for size in sizes:
         for flip in (False, True):
+            t0 = time.time()
+            name = f"{size}{'+flip' if flip else ''}"
             e = embed(View(net, size, flip), images_u8).astype(np.float64)
-            out[f"{size}{'+flip' if flip else ''}"] = e / np.linalg.norm(e, axis=1, keepdims=True)
+            out[name] = e / np.linalg.norm(e, axis=1, keepdims=True)
+            log(f"view {name}: {len(e)} images in {time.time() - t0:.0f}s ({len(out)}/{2 * len(sizes)})")
     return out
 
 
@@ -252,7 +255,7 @@ def main(argv=None):
 
             net.eval()
             views = tta_views(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)],
-                              [int(x) for x in a.tta_sizes.split(",")])
+                              [int(x) for x in a.tta_sizes.split(",")], lambda m: log(f"[{a.tag} f{k}] {m}"))
             tta = tta_scores(views, pk, k)
         if k in save:
             state = {f"model.{n}": v.detach().float().cpu() for n, v in net.state_dict().items()}

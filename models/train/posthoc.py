@@ -179,7 +179,8 @@ def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None 
     from evaluate import load_ckpt_net
 
     net, _ = load_ckpt_net(ckpt)
-    views = tta_views(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])], sizes)
+    views = tta_views(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])], sizes,
+                      lambda m: print(f"tta {Path(ckpt).parent.name} fold {fold}: {m}", flush=True))
     if save_dir:  # as emb-v<size>[f]-f<fold>.npy, which --emb reads back as tag v<size>[f]
         save_dir.mkdir(parents=True, exist_ok=True)
         for name, e in views.items():
