@@ -213,12 +213,13 @@ def main(argv=None):
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
     a = ap.parse_args(argv)
+    tta_sizes = []
     if a.tta_sizes:
         try:
-            sizes = [int(x) for x in a.tta_sizes.split(",")]
+            tta_sizes = [int(x) for x in a.tta_sizes.split(",")]
         except ValueError:
             ap.error(f"--tta-sizes {a.tta_sizes}: expected whole numbers, e.g. 224,317,158")
-        if 224 not in sizes:
+        if 224 not in tta_sizes:
             ap.error("--tta-sizes must include 224, the model's own input size")
     cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
     out = Path(a.out)
@@ -245,17 +246,18 @@ def main(argv=None):
             log(f"[{a.tag}] fold {k} skipped: {elapsed:.0f}s used, a fold takes ~{fold_s:.0f}s, budget {a.budget_s:.0f}s")
             continue
         t0 = time.time()
-        deadline = t_start + a.budget_s - 20 if a.budget_s else None  # leave time to embed and score
+        # leave time to embed and score (six TTA views take a few seconds each on a shared GPU)
+        deadline = t_start + a.budget_s - (45 if tta_sizes else 20) if a.budget_s else None
         net, loss_fn, emb, hist, train_s = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
         res = evaluate_embeddings(emb, pk, k, n_boot=a.n_boot)  # the pack carries evaluate's metadata keys
         np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
         tta = {}
-        if a.tta_sizes:
+        if tta_sizes:
             from posthoc import tta_scores
 
             net.eval()
             views = tta_views(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)],
-                              [int(x) for x in a.tta_sizes.split(",")], lambda m: log(f"[{a.tag} f{k}] {m}"))
+                              tta_sizes, lambda m: log(f"[{a.tag} f{k}] {m}"))
             tta = tta_scores(views, pk, k)
         if k in save:
             state = {f"model.{n}": v.detach().float().cpu() for n, v in net.state_dict().items()}
