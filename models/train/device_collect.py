@@ -25,16 +25,23 @@ def result_files(out: Path) -> list[Path]:
     return sorted(out.glob("results*.jsonl"))
 
 
-def read_results(paths: list[Path]) -> dict:
+def result_lines(paths: list[Path]) -> list[str]:
+    return [ln for p in paths for ln in p.read_text().splitlines() if ln.strip()]
+
+
+def parse_results(lines: list[str]) -> dict:
     """tag -> fold -> record. A fold whose schedule was cut by the deadline is
     left out: its figures describe a different (shorter) recipe."""
     res = {}
-    for p in paths:
-        for line in p.read_text().splitlines():
-            r = json.loads(line)
-            if not r.get("truncated"):
-                res.setdefault(r["tag"], {})[r["fold"]] = r
+    for line in lines:
+        r = json.loads(line)
+        if not r.get("truncated"):
+            res.setdefault(r["tag"], {})[r["fold"]] = r
     return res
+
+
+def read_results(paths: list[Path]) -> dict:
+    return parse_results(result_lines(paths))
 
 
 def tta_means(folds: dict) -> dict:
@@ -96,7 +103,9 @@ def main(argv=None):
         raise SystemExit(f"--out {out}: no such directory")
     if a.to_ckpt:
         return to_ckpt(out, Path(a.to_ckpt), a.test_fold)
-    fresh, earlier = read_results(result_files(out)), read_results([Path(p) for p in a.prior])
+    # this run's lines go back as they are (cut folds included), so read them once
+    lines = result_lines(result_files(out))
+    fresh, earlier = parse_results(lines), read_results([Path(p) for p in a.prior])
     clash = set(fresh) & set(earlier)
     if clash:
         raise SystemExit(f"--prior: tags {sorted(clash)} are also in this run; rename them in the sweep file")
@@ -113,8 +122,7 @@ def main(argv=None):
                 p.unlink()
     cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
           | {"folds": sorted(folds)} | tta_means(folds) for t, folds in res.items()}
-    # one file back instead of one per tag; every line this run wrote, cut folds included
-    lines = [ln for p in result_files(out) for ln in p.read_text().splitlines() if ln.strip()]
+    # one file back instead of one per tag
     for p in out.glob("results-*.jsonl"):
         p.unlink()
     (out / "results.jsonl").write_text("".join(ln + "\n" for ln in lines))

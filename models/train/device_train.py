@@ -40,6 +40,7 @@ from evaluate import evaluate_embeddings
 from losses import ArcFaceLoss
 from model import build_model
 from pack import PACK_DIR, load_pack
+from posthoc import normalise, tta_scores
 from train import lr_lambda_factory, param_groups, set_seed
 
 
@@ -97,10 +98,20 @@ def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: No
         for flip in (False, True):
             t0 = time.time()
             name = f"{size}{'+flip' if flip else ''}"
-            e = embed(View(net, size, flip), images_u8).astype(np.float64)
-            out[name] = e / np.linalg.norm(e, axis=1, keepdims=True)
-            log(f"view {name}: {len(e)} images in {time.time() - t0:.0f}s ({len(out)}/{2 * len(sizes)})")
+            out[name] = normalise(embed(View(net, size, flip), images_u8).astype(np.float64))
+            log(f"view {name}: {len(out[name])} images in {time.time() - t0:.0f}s ({len(out)}/{2 * len(sizes)})")
     return out
+
+
+def parse_tta_sizes(text: str) -> list[int]:
+    """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise."""
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--tta-sizes {text}: expected whole numbers, e.g. 224,317,158") from None
+    if 224 not in sizes:
+        raise ValueError("--tta-sizes must include 224, the model's own input size")
+    return sizes
 
 
 def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
@@ -213,14 +224,10 @@ def main(argv=None):
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
     a = ap.parse_args(argv)
-    tta_sizes = []
-    if a.tta_sizes:
-        try:
-            tta_sizes = [int(x) for x in a.tta_sizes.split(",")]
-        except ValueError:
-            ap.error(f"--tta-sizes {a.tta_sizes}: expected whole numbers, e.g. 224,317,158")
-        if 224 not in tta_sizes:
-            ap.error("--tta-sizes must include 224, the model's own input size")
+    try:
+        tta_sizes = parse_tta_sizes(a.tta_sizes) if a.tta_sizes else []
+    except ValueError as e:
+        ap.error(str(e))
     cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,8 +260,6 @@ def main(argv=None):
         np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
         tta = {}
         if tta_sizes:
-            from posthoc import tta_scores
-
             net.eval()
             views = tta_views(net, imgs_dev[torch.as_tensor(pk["eval_row"], device=dev)],
                               tta_sizes, lambda m: log(f"[{a.tag} f{k}] {m}"))

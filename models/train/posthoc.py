@@ -202,12 +202,12 @@ def main(argv=None):
     ap.add_argument("--pack", default=str(PACK_DIR))
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    from device_train import parse_tta_sizes
+
     try:
-        sizes = [int(x) for x in a.tta_sizes.split(",")]
-    except ValueError:
-        raise SystemExit(f"--tta-sizes {a.tta_sizes}: expected whole numbers, e.g. 224,317,158") from None
-    if a.tta and 224 not in sizes:
-        raise SystemExit("--tta-sizes must include 224, the model's own input size")
+        sizes = parse_tta_sizes(a.tta_sizes)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     ttas = []
     for spec in a.tta:  # checked before the (long) scoring starts
         ckpt, _, fold = spec.rpartition("@")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import data
-from conftest import mini_pack as _mini_pack
+from conftest import mini_pack
 from conftest import needs_datasets
 from device_collect import choose, to_ckpt
 from device_train import load_sharded, save_sharded
@@ -106,7 +106,7 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
     """The device training path (augment, full fine-tune step, embed) on a few real slices, on the CPU."""
     from device_train import train_fold
 
-    _mini_pack(tmp_path, datasets_root)
+    mini_pack(tmp_path, datasets_root)
     pk = load_pack(tmp_path)
     n = len(pk["labels"])
     cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
@@ -145,7 +145,7 @@ def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, 
     from pathlib import Path
 
     here = Path(__file__).resolve().parents[1]
-    _mini_pack(tmp_path / "pack", datasets_root)
+    mini_pack(tmp_path / "pack", datasets_root)
     tiny = f"--epochs 1 --max-steps 1 --batch-size 3 --warmup-epochs 0 --n-boot 10 --pack {tmp_path / 'pack'}"
     conf = tmp_path / "sweep.conf"
     conf.write_text(f"# comment\n\nx {tiny} --seed 1\ny {tiny} --seed 2 --ema 0.9 --balance 0.5 --tta-sizes 224,256\n")
