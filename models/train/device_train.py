@@ -103,6 +103,29 @@ def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: No
     return out
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True where the CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX). Without
+    it oneDNN emulates bf16 and autocast is slower than float32, not faster."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_bf16(choice: str, dev: torch.device) -> bool:
+    """--bf16 auto|on|off -> whether the backbone runs under bfloat16 autocast."""
+    if choice == "auto":
+        return dev.type == "cuda" or cpu_has_native_bf16()
+    return choice == "on"
+
+
 def parse_tta_sizes(text: str) -> list[int]:
     """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise."""
     try:
@@ -142,7 +165,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
-    use_amp = dev.type == "cuda"
+    use_amp = cfg.get("bf16", dev.type == "cuda")
     t0 = time.time()
     hist = []
     for epoch in range(cfg["epochs"]):
@@ -219,6 +242,9 @@ def main(argv=None):
                     help="class-balanced sampling power (0 = off, 0.5 = square-root, 1 = uniform over classes)")
     ap.add_argument("--tta-sizes", default="",
                     help="also score test-time augmentation (flip, these input sizes, e.g. 224,317,158) per fold")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="bfloat16 autocast for the backbone (auto: on a GPU, and on a CPU with native bf16, "
+                         "where a training step took 0.77-0.82x the float32 time on a 2-core AMD EPYC)")
     ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
     ap.add_argument("--n-boot", type=int, default=1000)
@@ -242,9 +268,11 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    cfg["bf16"] = resolve_bf16(a.bf16, dev)
     pk = load_pack(a.pack)
     imgs_dev = torch.from_numpy(pk["images"]).to(dev)
-    log(f"pack: {len(pk['images'])} images on {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'})")
+    log(f"pack: {len(pk['images'])} images on {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}), "
+        f"backbone in {'bfloat16' if cfg['bf16'] else 'float32'}")
     save = {int(f) for f in a.save_folds.split(",") if f}
     fold_s = None
     for k in [int(f) for f in a.folds.split(",")]:

@@ -123,6 +123,39 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
     assert (out.backbone.stem[0].conv.weight.detach() - before).abs().max() > 1e-6
 
 
+def test_bf16_on_the_cpu_is_deterministic_and_really_changes_the_arithmetic(tmp_path, datasets_root):
+    """--bf16 on a CPU: two runs agree bit for bit (the CPU path stays reproducible), and the
+    run differs from the float32 one, so the switch reaches the backbone."""
+    from device_train import train_fold
+
+    mini_pack(tmp_path, datasets_root)
+    pk = load_pack(tmp_path)
+    cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
+           "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
+           "max_steps": 2}
+    imgs = torch.from_numpy(pk["images"])
+    runs = {}
+    for name, bf16 in (("bf16", True), ("bf16 again", True), ("fp32", False)):
+        _, _, emb, hist, _ = train_fold(pk, imgs, dict(cfg, bf16=bf16), 5, torch.device("cpu"), lambda m: None)
+        assert np.isfinite(hist[0]["loss"])
+        runs[name] = emb
+    assert np.array_equal(runs["bf16"], runs["bf16 again"])
+    assert np.abs(runs["bf16"] - runs["fp32"]).max() > 1e-4
+
+
+def test_auto_bf16_follows_the_cpu_flags():
+    from device_train import cpu_has_native_bf16, resolve_bf16
+
+    genoa = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\nbugs\t\t: sysret_ss_attrs\n"
+    sapphire = "flags\t\t: avx512f amx_bf16 amx_tile amx_int8\n"
+    skylake = "flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\nbugs\t\t: avx512_bf16_is_not_a_flag_here\n"
+    assert cpu_has_native_bf16(genoa) and cpu_has_native_bf16(sapphire)
+    assert not cpu_has_native_bf16(skylake) and not cpu_has_native_bf16("")
+    assert resolve_bf16("on", torch.device("cpu")) and not resolve_bf16("off", torch.device("cuda"))
+    assert resolve_bf16("auto", torch.device("cuda"))
+    assert resolve_bf16("auto", torch.device("cpu")) == cpu_has_native_bf16()
+
+
 def test_truncated_folds_do_not_count_and_prior_runs_do(tmp_path):
     from device_collect import read_results, result_files
 
