@@ -84,10 +84,17 @@ def within_class_whiten(D: np.ndarray, y: np.ndarray, shrink: float = 1.0):
 
 
 def class_centres(emb: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    return normalise(np.stack([emb[labels == c].mean(0) for c in range(n_classes)]))
+    """Row c = the normalised mean of class c's vectors; NaN where class c has none
+    (a fold without that class), which centre_pull skips."""
+    W = np.full((n_classes, emb.shape[1]), np.nan)
+    for c in range(n_classes):
+        if (labels == c).any():
+            W[c] = emb[labels == c].mean(0)
+    return normalise(W)
 
 
 def centre_pull(X: np.ndarray, W: np.ndarray, lam: float, s: float = 64.0) -> np.ndarray:
+    W = W[~np.isnan(W).any(1)]
     c = X @ W.T
     p = np.exp(s * (c - c.max(1, keepdims=True)))
     return normalise(X + lam * (p / p.sum(1, keepdims=True)) @ W)

@@ -1,5 +1,6 @@
 """Post-hoc re-ranking maths on hand-checkable vectors, and the command on a real mini pack."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -90,6 +91,16 @@ def test_class_centres_are_the_normalised_class_means():
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 4.0]])
     W = class_centres(emb, np.array([0, 0, 1, 1]), 2)
     assert np.allclose(W, normalise(np.array([[0.5, 0.5], [0.0, 3.0]])))
+
+
+def test_a_class_missing_from_the_fold_has_no_centre_and_pulls_nothing():
+    emb = normalise(np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice"
+        W = class_centres(emb, np.array([0, 0, 2]), 3)
+        assert np.isnan(W[1]).all() and np.isfinite(W[[0, 2]]).all()
+        X = normalise(np.array([[0.9, 0.3]]))
+        assert np.allclose(centre_pull(X, W, 1.0), centre_pull(X, W[[0, 2]], 1.0))
 
 
 def test_diagnose_puts_the_whole_ap_loss_on_the_query_embedded_in_the_wrong_class():
