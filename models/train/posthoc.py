@@ -21,7 +21,8 @@ is of another class ("off-centre") against the rest.
 --ensemble a+b scores the concatenation of tags a's and b's normalised vectors.
 With --tta CKPT@FOLD it also scores test-time augmentation of that checkpoint on
 its test fold: horizontal flip and the 224 input resized inside the
-graph to each of --tta-sizes, alone and averaged.
+graph to each of --tta-sizes, alone and averaged. --gallery b=misses.jpg draws
+tag b's off-centre queries (what the diagnosis counts) as one contact sheet.
 
 Usage: python3 models/train/posthoc.py --emb runs/gpu-cv/call1/emb-b.npz [--emb ...] [--ensemble a+b] --out results/posthoc.json
 """
@@ -100,9 +101,11 @@ def centre_pull(X: np.ndarray, W: np.ndarray, lam: float, s: float = 64.0) -> np
     return normalise(X + lam * (p / p.sum(1, keepdims=True)) @ W)
 
 
-def diagnose(Q, D, q_lab, db_lab, q_pat, W) -> dict:
+def diagnose(Q, D, q_lab, db_lab, q_pat, W, q_rows=None) -> dict:
     """Split the queries by whether their nearest class centre (among the classes
-    present in the database) is their own class, and say where the AP is lost."""
+    present in the database) is their own class, and say where the AP is lost.
+    With q_rows (the queries' pack rows) it also lists the off-centre queries as
+    [row, true class, nearest centre's class], which gallery() draws."""
     cls = np.unique(db_lab)
     pred = cls[(Q @ W[cls].T).argmax(1)]
     off = pred != q_lab
@@ -118,7 +121,35 @@ def diagnose(Q, D, q_lab, db_lab, q_pat, W) -> dict:
             if off.any() else 0.0,
             # true class -> nearest centre's class -> queries
             "confusion": {int(t): {int(c): int(((q_lab == t) & (pred == c)).sum()) for c in cls}
-                          for t in np.unique(q_lab)}}
+                          for t in np.unique(q_lab)},
+            **({"off_centre_rows": [[int(r), int(t), int(c)] for r, t, c in zip(q_rows[off], q_lab[off], pred[off])]}
+               if q_rows is not None else {})}
+
+
+def gallery(off_rows: list, pk: dict, path: Path, cols: int = 14, size: int = 96) -> int:
+    """A contact sheet of the off-centre queries (diagnose's off_centre_rows, any
+    folds), a patient's slices side by side, each tile labelled true class >
+    nearest centre's class and an anonymous patient number (never the dataset's
+    ids). Images are the pack's eval view. Returns the number of patients."""
+    from PIL import Image, ImageDraw
+
+    from data import CLASS_NAMES
+
+    rows = sorted(off_rows, key=lambda r: (str(pk["patients"][r[0]]), r[0]))
+    patient_no = {}
+    for r in rows:
+        patient_no.setdefault(str(pk["patients"][r[0]]), len(patient_no) + 1)
+    sheet = Image.new("L", (cols * size, max(1, -(-len(rows) // cols)) * size), 0)
+    draw = ImageDraw.Draw(sheet)
+    for n, (row, true, nearest) in enumerate(rows):
+        tile = Image.fromarray(pk["images"][pk["eval_row"][row]]).resize((size, size), Image.BILINEAR)
+        x, y = (n % cols) * size, (n // cols) * size
+        sheet.paste(tile, (x, y))
+        draw.text((x + 2, y + 1), f"{CLASS_NAMES[true][:4]}>{CLASS_NAMES[nearest][:4]}", fill=255)
+        draw.text((x + 2, y + size - 11), f"P{patient_no[str(pk['patients'][row])]}", fill=255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=85) if path.suffix.lower() in (".jpg", ".jpeg") else sheet.save(path)
+    return len(patient_no)
 
 
 def score(S: np.ndarray, q_lab: np.ndarray, db_lab: np.ndarray) -> dict:
@@ -158,7 +189,7 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
     Q, D = emb[q], emb[db]
     table = {name: score(S, lab[q], lab[db]) for name, S in methods(Q, D)}
     table.update({name: score(S, lab[q], lab[db]) for name, S in class_aware(Q, D, lab[db], W)})
-    return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W)
+    return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W, q_rows=np.asarray(q))
 
 
 def tta_scores(views: dict[str, np.ndarray], pk: dict, fold: int) -> dict:
@@ -206,9 +237,14 @@ def main(argv=None):
     ap.add_argument("--tta-sizes", default="224", help="input sizes, comma-separated (224 first)")
     ap.add_argument("--save-views", help="write each TTA view's embeddings here (emb-v<size>[f]-f<fold>.npy), "
                     "e.g. to score an ensemble with another run via --emb")
+    ap.add_argument("--gallery", metavar="TAG=IMAGE",
+                    help="draw that tag's off-centre queries, all its folds, as a contact sheet (.png or .jpg)")
     ap.add_argument("--pack", default=str(PACK_DIR))
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    gallery_tag, _, gallery_path = (a.gallery or "").partition("=")
+    if a.gallery and (not gallery_tag or Path(gallery_path).suffix.lower() not in (".png", ".jpg", ".jpeg")):
+        raise SystemExit(f"--gallery {a.gallery}: expected TAG=IMAGE with a .png or .jpg image, e.g. b=gallery.jpg")
     from device_train import parse_tta_sizes
 
     try:
@@ -239,6 +275,8 @@ def main(argv=None):
             raise SystemExit(f"--ensemble {combo}: no embeddings for {missing} (have {sorted(per_tag)})")
         common = set.intersection(*(set(per_tag[t]) for t in tags))
         per_tag[combo] = {k: ensemble([per_tag[t][k] for t in tags]) for k in sorted(common)}
+    if a.gallery and gallery_tag not in per_tag:
+        raise SystemExit(f"--gallery {a.gallery}: no embeddings for tag {gallery_tag} (have {sorted(per_tag)})")
     out = {"protocol": "3class, query = fold k, database = the other folds", "tags": {}}
     for tag, folds in per_tag.items():
         tables, diags = {}, {}
@@ -250,6 +288,10 @@ def main(argv=None):
         print(tag, json.dumps(mean), flush=True)
         print(tag, "off-centre queries per fold:", {k: (d["off_centre"], d["queries"]) for k, d in diags.items()},
               flush=True)
+        if tag == gallery_tag:
+            rows = [r for d in diags.values() for r in d["off_centre_rows"]]
+            n_pat = gallery(rows, pk, Path(gallery_path))
+            print(f"gallery: {len(rows)} off-centre queries of {n_pat} patients -> {gallery_path}", flush=True)
     for t in ttas:
         out.setdefault("tta", []).append({**t, **tta(t["ckpt"], pk, t["fold"], sizes,
                                                                 Path(a.save_views) if a.save_views else None)})

@@ -145,7 +145,7 @@ def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets
     posthoc.main(["--pack", str(tmp_path / "pack"), "--emb", str(tmp_path / "emb-x.npz"),
                   "--emb", str(tmp_path / "emb-y-f1.npy"), "--ensemble", "x+y",
                   "--tta", f"{tmp_path / 'last.pt'}@5", "--tta-sizes", "224,256", "--save-views", str(tmp_path / "v"),
-                  "--out", str(out)])
+                  "--gallery", f"x={tmp_path / 'misses.png'}", "--out", str(out)])
     res = json.loads(out.read_text())
     assert set(res["tags"]) == {"x", "y", "x+y"}
     assert set(res["tags"]["x+y"]["folds"]) == {"1"}  # only the folds every part has
@@ -155,6 +155,14 @@ def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets
     assert res["tags"]["x+y"]["folds"]["1"]["base"] == want
     diag = res["tags"]["x"]["diagnosis"]["5"]
     assert diag["queries"] == len(protocols(pk, 5)["3class"][0])
+    # the listed off-centre queries are the counted ones: query-fold rows, their own class, another nearest one
+    for k, d in res["tags"]["x"]["diagnosis"].items():
+        assert len(d["off_centre_rows"]) == d["off_centre"]
+        for row, true, nearest in d["off_centre_rows"]:
+            assert pk["folds"][row] == int(k) and pk["labels"][row] == true != nearest
+    n_off = sum(d["off_centre"] for d in res["tags"]["x"]["diagnosis"].values())
+    from PIL import Image
+    assert Image.open(tmp_path / "misses.png").size == (14 * 96, max(1, -(-n_off // 14)) * 96)
     # the TTA's plain 224 view is the checkpoint's own embedding
     (t,) = res["tta"]
     assert set(t) >= {"224", "224+flip", "256", "256+flip", "224 + flip", "all sizes", "all sizes + flips"}
@@ -173,6 +181,29 @@ def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets
 
 
 @needs_datasets
+@needs_datasets
+def test_gallery_tiles_each_query_by_patient_and_numbers_patients_anonymously(tmp_path, datasets_root):
+    from PIL import Image
+
+    import posthoc
+    from pack import load_pack
+
+    mini_pack(tmp_path / "pack", datasets_root, per=3)
+    pk = load_pack(tmp_path / "pack")
+    rows = [int(r) for r in np.flatnonzero(pk["labels"] > 0)[:5]]
+    n_pat = posthoc.gallery([[r, int(pk["labels"][r]), 1 + int(pk["labels"][r]) % 3] for r in rows], pk,
+                            tmp_path / "g.png", cols=4, size=32)
+    assert n_pat == len({str(pk["patients"][r]) for r in rows})
+    sheet = np.asarray(Image.open(tmp_path / "g.png"))
+    assert sheet.shape == (2 * 32, 4 * 32)
+    # tiles are in patient order; a tile's lower middle (clear of both captions) is that query's image
+    first = sorted(rows, key=lambda r: (str(pk["patients"][r]), r))[0]
+    want = np.asarray(Image.fromarray(pk["images"][pk["eval_row"][first]]).resize((32, 32), Image.BILINEAR))
+    assert np.array_equal(sheet[12:20, :32], want[12:20])
+    # only 5 tiles: the second row's last two places stay empty (the fifth tile's caption may run past its tile)
+    assert not sheet[32:, 64:].any()
+
+
 def test_command_names_what_is_wrong_with_its_arguments(tmp_path, datasets_root):
     import posthoc
 
@@ -189,3 +220,7 @@ def test_command_names_what_is_wrong_with_its_arguments(tmp_path, datasets_root)
         posthoc.main(base + ["--tta-sizes", "224,big"])
     with pytest.raises(SystemExit, match=r"no embeddings for \['z'\]"):
         posthoc.main(base + ["--ensemble", "x+z"])
+    with pytest.raises(SystemExit, match="expected TAG=IMAGE"):
+        posthoc.main(base + ["--gallery", "x=misses.gif"])
+    with pytest.raises(SystemExit, match="no embeddings for tag z"):
+        posthoc.main(base + ["--gallery", f"z={tmp_path / 'g.png'}"])
