@@ -148,7 +148,7 @@ def gallery(off_rows: list, pk: dict, path: Path, cols: int = 14, size: int = 96
         draw.text((x + 2, y + 1), f"{CLASS_NAMES[true][:4]}>{CLASS_NAMES[nearest][:4]}", fill=255)
         draw.text((x + 2, y + size - 11), f"P{patient_no[str(pk['patients'][row])]}", fill=255)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, quality=85) if path.suffix.lower() in (".jpg", ".jpeg") else sheet.save(path)
+    sheet.save(path, **({"quality": 85} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
     return len(patient_no)
 
 
