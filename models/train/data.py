@@ -245,11 +245,15 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig(),
     return x.clamp(0, 1)
 
 
-def batches(n: int, batch_size: int, gen: torch.Generator, shuffle: bool = True, drop_last: bool = True):
-    order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-    stop = (n // batch_size) * batch_size if drop_last else n
+def _chunks(order: torch.Tensor, batch_size: int, drop_last: bool = True):
+    stop = (len(order) // batch_size) * batch_size if drop_last else len(order)
     for i in range(0, stop, batch_size):
         yield order[i:i + batch_size]
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator, shuffle: bool = True, drop_last: bool = True):
+    order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+    yield from _chunks(order, batch_size, drop_last)
 
 
 def balanced_batches(labels, batch_size: int, gen: torch.Generator, power: float = 0.5):
@@ -259,7 +263,4 @@ def balanced_batches(labels, batch_size: int, gen: torch.Generator, power: float
     lab = torch.as_tensor(np.asarray(labels))
     counts = torch.bincount(lab).double()
     w = counts[lab] ** -power
-    n = len(lab)
-    order = torch.multinomial(w, n, replacement=True, generator=gen)
-    for i in range(0, (n // batch_size) * batch_size, batch_size):
-        yield order[i:i + batch_size]
+    yield from _chunks(torch.multinomial(w, len(lab), replacement=True, generator=gen), batch_size)

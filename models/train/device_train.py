@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -36,11 +35,11 @@ import torch
 import torch.nn.functional as F
 
 import data
-from evaluate import evaluate_embeddings
+from evaluate import embed, evaluate_embeddings
 from losses import ArcFaceLoss
 from model import build_model
 from pack import PACK_DIR, load_pack
-from posthoc import normalise, tta_scores
+from posthoc import parse_tta_sizes, tta_scores, tta_views
 from train import lr_lambda_factory, param_groups, set_seed
 
 
@@ -61,45 +60,6 @@ def load_sharded(base: str) -> dict:
     out = {}
     for s in ("a", "b"):
         out.update(torch.load(f"{base}.{s}.pt", map_location="cpu", weights_only=True))
-    return out
-
-
-@torch.inference_mode()
-def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
-    net.eval()
-    out = []
-    for i in range(0, len(images_u8), batch):
-        x = images_u8[i:i + batch].float().div_(255.0).unsqueeze(1)
-        out.append(net(x).float().cpu())
-    return torch.cat(out).numpy()
-
-
-class View(torch.nn.Module):
-    """The net on a mirrored and/or resized copy of its 224 input. Resizing the 224
-    tensor (not the original image) is what a Resize node in the exported graph
-    would do, so the input contract stays 224."""
-
-    def __init__(self, net, size: int = 224, flip: bool = False):
-        super().__init__()
-        self.net, self.size, self.flip = net, size, flip
-
-    def forward(self, x):
-        x = x.flip(-1) if self.flip else x
-        if self.size != x.shape[-1]:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=self.size < x.shape[-1])
-        return self.net(x)
-
-
-def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: None) -> dict[str, np.ndarray]:
-    """"<size>" and "<size>+flip" -> L2-normalised float64 embeddings."""
-    out = {}
-    for size in sizes:
-        for flip in (False, True):
-            t0 = time.time()
-            name = f"{size}{'+flip' if flip else ''}"
-            out[name] = normalise(embed(View(net, size, flip), images_u8).astype(np.float64))
-            log(f"view {name}: {len(out[name])} images in {time.time() - t0:.0f}s ({len(out)}/{2 * len(sizes)})")
     return out
 
 
@@ -124,17 +84,6 @@ def resolve_bf16(choice: str, dev: torch.device) -> bool:
     if choice == "auto":
         return dev.type == "cuda" or cpu_has_native_bf16()
     return choice == "on"
-
-
-def parse_tta_sizes(text: str) -> list[int]:
-    """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise."""
-    try:
-        sizes = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--tta-sizes {text}: expected whole numbers, e.g. 224,317,158") from None
-    if 224 not in sizes:
-        raise ValueError("--tta-sizes must include 224, the model's own input size")
-    return sizes
 
 
 def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):

@@ -52,6 +52,16 @@ def embed_cached(net, feats: np.ndarray, batch: int = 128) -> np.ndarray:
     return np.concatenate(out)
 
 
+@torch.inference_mode()
+def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    for i in range(0, len(images_u8), batch):
+        x = images_u8[i:i + batch].float().div_(255.0).unsqueeze(1)
+        out.append(net(x).float().cpu())
+    return torch.cat(out).numpy()
+
+
 def protocols(meta, test_fold: int):
     """name -> (query_idx, db_idx)."""
     folds, src, fam = meta["folds"], meta["sources"], meta["families"]

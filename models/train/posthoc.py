@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 import metrics
-from evaluate import protocols
+from data import CLASS_NAMES
+from evaluate import embed, load_ckpt_net, protocols
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -68,20 +72,22 @@ def diffusion(Q: np.ndarray, D: np.ndarray, k: int, alpha: float = 3.0) -> np.nd
     return np.einsum("qk,qkd->qd", w, (D @ D.T)[idx]) / w.sum(1, keepdims=True)
 
 
-def pca_whiten(D: np.ndarray, power: float = 0.5, shrink: float = 1.0):
-    mu = D.mean(0)
-    w, V = np.linalg.eigh(np.cov((D - mu).T))
+def _whitener(mu: np.ndarray, C: np.ndarray, power: float, shrink: float):
+    """X -> normalised (X - mu) C^-power, C's eigenvalues shrunk by shrink x their mean."""
+    w, V = np.linalg.eigh(C)
     P = V @ np.diag((w + shrink * w.mean()) ** -power) @ V.T
     return lambda X: normalise((X - mu) @ P)
 
 
-def within_class_whiten(D: np.ndarray, y: np.ndarray, shrink: float = 1.0):
+def pca_whiten(D: np.ndarray, power: float = 0.5, shrink: float = 1.0):
     mu = D.mean(0)
+    return _whitener(mu, np.cov((D - mu).T), power, shrink)
+
+
+def within_class_whiten(D: np.ndarray, y: np.ndarray, shrink: float = 1.0):
     big = [c for c in np.unique(y) if (y == c).sum() > 1]  # a lone item has no spread to measure
     C = sum(np.cov(D[y == c].T) * (y == c).sum() for c in big) / sum((y == c).sum() for c in big)
-    w, V = np.linalg.eigh(C)
-    P = V @ np.diag((w + shrink * w.mean()) ** -0.5) @ V.T
-    return lambda X: normalise((X - mu) @ P)
+    return _whitener(D.mean(0), C, 0.5, shrink)
 
 
 def class_centres(emb: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -133,20 +139,18 @@ def gallery(off_rows: list, pk: dict, path: Path, cols: int = 14, size: int = 96
     ids). Images are the pack's eval view. Returns the number of patients."""
     from PIL import Image, ImageDraw
 
-    from data import CLASS_NAMES
-
-    rows = sorted(off_rows, key=lambda r: (str(pk["patients"][r[0]]), r[0]))
+    rows = sorted((str(pk["patients"][row]), row, true, nearest) for row, true, nearest in off_rows)
     patient_no = {}
-    for r in rows:
-        patient_no.setdefault(str(pk["patients"][r[0]]), len(patient_no) + 1)
+    for patient, *_ in rows:
+        patient_no.setdefault(patient, len(patient_no) + 1)
     sheet = Image.new("L", (cols * size, max(1, -(-len(rows) // cols)) * size), 0)
     draw = ImageDraw.Draw(sheet)
-    for n, (row, true, nearest) in enumerate(rows):
+    for n, (patient, row, true, nearest) in enumerate(rows):
         tile = Image.fromarray(pk["images"][pk["eval_row"][row]]).resize((size, size), Image.BILINEAR)
         x, y = (n % cols) * size, (n // cols) * size
         sheet.paste(tile, (x, y))
         draw.text((x + 2, y + 1), f"{CLASS_NAMES[true][:4]}>{CLASS_NAMES[nearest][:4]}", fill=255)
-        draw.text((x + 2, y + size - 11), f"P{patient_no[str(pk['patients'][row])]}", fill=255)
+        draw.text((x + 2, y + size - 11), f"P{patient_no[patient]}", fill=255)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, **({"quality": 85} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
     return len(patient_no)
@@ -192,6 +196,46 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
     return table, diagnose(Q, D, lab[q], lab[db], pk["patients"][q], W, q_rows=np.asarray(q))
 
 
+class View(torch.nn.Module):
+    """The net on a mirrored and/or resized copy of its 224 input. Resizing the 224
+    tensor (not the original image) is what a Resize node in the exported graph
+    would do, so the input contract stays 224."""
+
+    def __init__(self, net, size: int = 224, flip: bool = False):
+        super().__init__()
+        self.net, self.size, self.flip = net, size, flip
+
+    def forward(self, x):
+        x = x.flip(-1) if self.flip else x
+        if self.size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=self.size < x.shape[-1])
+        return self.net(x)
+
+
+def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: None) -> dict[str, np.ndarray]:
+    """"<size>" and "<size>+flip" -> L2-normalised float64 embeddings."""
+    out = {}
+    for size in sizes:
+        for flip in (False, True):
+            t0 = time.time()
+            name = f"{size}{'+flip' if flip else ''}"
+            out[name] = normalise(embed(View(net, size, flip), images_u8).astype(np.float64))
+            log(f"view {name}: {len(out[name])} images in {time.time() - t0:.0f}s ({len(out)}/{2 * len(sizes)})")
+    return out
+
+
+def parse_tta_sizes(text: str) -> list[int]:
+    """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise."""
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--tta-sizes {text}: expected whole numbers, e.g. 224,317,158") from None
+    if 224 not in sizes:
+        raise ValueError("--tta-sizes must include 224, the model's own input size")
+    return sizes
+
+
 def tta_scores(views: dict[str, np.ndarray], pk: dict, fold: int) -> dict:
     """3-class figures of each view alone, then of the averages: plain+flip at 224,
     all sizes, all sizes with their flips."""
@@ -211,11 +255,6 @@ def tta_scores(views: dict[str, np.ndarray], pk: dict, fold: int) -> dict:
 
 
 def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None = None) -> dict:
-    import torch
-
-    from device_train import tta_views
-    from evaluate import load_ckpt_net
-
     net, _ = load_ckpt_net(ckpt)
     views = tta_views(net, torch.from_numpy(pk["images"])[torch.as_tensor(pk["eval_row"])], sizes,
                       lambda m: print(f"tta {Path(ckpt).parent.name} fold {fold}: {m}", flush=True))
@@ -245,8 +284,6 @@ def main(argv=None):
     gallery_tag, _, gallery_path = (a.gallery or "").partition("=")
     if a.gallery and (not gallery_tag or Path(gallery_path).suffix.lower() not in (".png", ".jpg", ".jpeg")):
         raise SystemExit(f"--gallery {a.gallery}: expected TAG=IMAGE with a .png or .jpg image, e.g. b=gallery.jpg")
-    from device_train import parse_tta_sizes
-
     try:
         sizes = parse_tta_sizes(a.tta_sizes)
     except ValueError as e:

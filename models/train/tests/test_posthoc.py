@@ -128,7 +128,7 @@ def _fake_embeddings(pk, seed):
 @needs_datasets
 def test_command_scores_tags_ensembles_and_tta_on_a_real_pack(tmp_path, datasets_root):
     import posthoc
-    from device_train import embed
+    from evaluate import embed
     from evaluate import protocols
     from model import build_model
     from pack import load_pack
