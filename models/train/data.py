@@ -90,7 +90,7 @@ def harmonise(arr: np.ndarray, size: int = 512, quality: int = 75) -> np.ndarray
 
 @dataclass
 class Cache:
-    images: torch.Tensor          # [N,224,224] float16 in [0,1]
+    images: torch.Tensor          # [N,S,S] float16 in [0,1] (S = build_cache's size, 224 unless asked)
     labels: np.ndarray            # [N] int64
     patients: np.ndarray          # [N] str (source-prefixed)
     families: np.ndarray          # [N] str (source-prefixed)
@@ -108,20 +108,29 @@ class Cache:
 
 
 def _decode_one(args):
-    path, harm = args
+    path, harm, size = args
     a = load_image(path)
     if harm:
         a = harmonise(a)
-    return preprocess(a).astype(np.float16)
+    return preprocess(a, out_size=size).astype(np.float16)
+
+
+def cache_key(names, harmonise_inputs: bool, root: Path, size: int = 224) -> str:
+    # 224 keeps the key it always had, so existing caches stay valid
+    sized = "" if size == 224 else f"|s={size}"
+    return hashlib.sha256(("|".join(names) + f"|h={int(harmonise_inputs)}|" + str(root) + "|v1" + sized)
+                          .encode()).hexdigest()[:12]
 
 
 def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Path | None = None,
-                verbose: bool = True) -> Cache:
+                verbose: bool = True, size: int = 224) -> Cache:
+    """Every image preprocessed (preprocess.py) to size x size; 224 is the model's
+    input, other sizes serve resolution experiments (features.py --size)."""
     root = Path(root) if root else datasets_root()
     rows = []
     for n in names:
         rows += read_labels(root / n)
-    key = hashlib.sha256(("|".join(names) + f"|h={int(harmonise_inputs)}|" + str(root) + "|v1").encode()).hexdigest()[:12]
+    key = cache_key(names, harmonise_inputs, root, size)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     fn = CACHE_DIR / f"cache-{key}.npz"
     if fn.exists():
@@ -130,9 +139,10 @@ def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Pat
     else:
         from tqdm import tqdm
 
-        imgs = np.zeros((len(rows), 224, 224), np.float16)
-        for i, r in enumerate(tqdm(rows, desc=f"cache harmonise={harmonise_inputs}", disable=not verbose, mininterval=5)):
-            imgs[i] = _decode_one((r["path"], harmonise_inputs))
+        imgs = np.zeros((len(rows), size, size), np.float16)
+        for i, r in enumerate(tqdm(rows, desc=f"cache harmonise={harmonise_inputs} size={size}", disable=not verbose,
+                                   mininterval=5)):
+            imgs[i] = _decode_one((r["path"], harmonise_inputs, size))
         tmp = fn.with_suffix(".tmp.npz")
         np.savez(tmp, images=imgs)
         os.replace(tmp, fn)
@@ -184,7 +194,7 @@ def _gauss_kernel(sigma: torch.Tensor, k: int = 5) -> torch.Tensor:
 
 def augment(x: torch.Tensor, gen: torch.Generator, cfg: AugConfig = AugConfig(),
             noise_gen: torch.Generator | None = None) -> torch.Tensor:
-    """Batched augmentation of [B,1,224,224] float32 in [0,1]. Deterministic given `gen`.
+    """Batched augmentation of [B,1,H,W] float32 in [0,1]. Deterministic given `gen`.
 
     Works on any device: the per-image parameters always come from the CPU `gen`
     (so a batch's geometry is the same on CPU and GPU); only the pixel noise is

@@ -6,6 +6,9 @@ Two modes:
       random view per image per epoch). conv1..inception_4e stay at BVLC weights.
   --mode online trains from images with on-the-fly augmentation (GPU path);
       stages up to --frozen-until run under no_grad.
+  --size S (default 224, the model's input) trains and evaluates on S x S inputs
+      (features.py --size S first): the resolution probe. A model trained at
+      another size is not a drop-in for the runtime, whose input is 224x224.
 
 Deterministic: seeds fixed; the epoch's permutation and view choice come from a
 generator seeded with (seed, epoch), so a resumed run replays the same batches.
@@ -36,7 +39,7 @@ from model import build_model
 DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
                 views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
-                feat_dropout=0.1)
+                feat_dropout=0.1, size=224)
 
 
 def set_seed(seed: int):
@@ -67,30 +70,30 @@ def param_groups(net, loss_fn, cfg):
 class CachedFeatures:
     """Training rows' pool4 activations for several views, loaded into RAM (fp16)."""
 
-    def __init__(self, views, rows: np.ndarray):
-        from features import feat_path
+    def __init__(self, views, rows: np.ndarray, size: int = 224):
+        from features import feat_path, skipped_fold_marker
 
         from evaluate import cache_meta
 
         self.views = []
         folds = None
         for v in views:
-            p = feat_path(v)
+            p = feat_path(v, size)
             if p.exists():
                 arr = np.load(p, mmap_mode="r")[rows]
-                marker = p.parent / f"feat-{v}.skipped-fold"
+                marker = skipped_fold_marker(v, size)
                 if marker.exists():  # augmented view computed without one fold: use clean h0 rows there
                     folds = cache_meta()["folds"][rows] if folds is None else folds
                     miss = np.flatnonzero(folds == int(marker.read_text()))
                     if len(miss):
-                        arr[miss] = np.load(feat_path("h0"), mmap_mode="r")[rows[miss]]
+                        arr[miss] = np.load(feat_path("h0", size), mmap_mode="r")[rows[miss]]
                         print(f"view {v}: {len(miss)} rows of fold {marker.read_text()} taken from h0", flush=True)
                 self.views.append(torch.from_numpy(arr))
             else:
                 print(f"warning: view {v} missing ({p}), skipped", flush=True)
         if not self.views:
             raise SystemExit("no feature views found; run features.py first")
-        self.view_names = [v for v in views if feat_path(v).exists()]
+        self.view_names = [v for v in views if feat_path(v, size).exists()]
 
     def batch(self, idx: torch.Tensor, view_choice: torch.Tensor) -> torch.Tensor:
         out = torch.empty((len(idx),) + tuple(self.views[0].shape[1:]), dtype=torch.float32)
@@ -166,11 +169,11 @@ def main(argv=None):
         print(f"resumed from epoch {ck['epoch']}", flush=True)
 
     if cfg["mode"] == "cached":
-        feats = CachedFeatures(cfg["views"].split(","), train_rows)
+        feats = CachedFeatures(cfg["views"].split(","), train_rows, cfg["size"])
         cfg["views_used"] = ",".join(feats.view_names)
         print(f"views: {feats.view_names}", flush=True)
     else:
-        cache = data.build_cache(harmonise_inputs=True).subset(train_rows)
+        cache = data.build_cache(harmonise_inputs=True, size=cfg["size"]).subset(train_rows)
 
     from tqdm import tqdm
 
@@ -227,7 +230,7 @@ def main(argv=None):
         from features import feat_path
 
         net = net.cpu()
-        emb = embed_cached(net, np.load(feat_path("eval"), mmap_mode="r"))
+        emb = embed_cached(net, np.load(feat_path("eval", cfg["size"]), mmap_mode="r"))
         res = evaluate_embeddings(emb, meta, cfg["test_fold"])
         print_report(res, run.name)
         (run / "eval.json").write_text(json.dumps(res, indent=2))

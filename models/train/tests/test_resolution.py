@@ -1,0 +1,66 @@
+"""The input-size option of the resolution probe (features.py / train.py --size)."""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import needs_datasets
+
+
+@pytest.mark.parametrize("size", [224, 320, 317, 158])
+def test_pool4_side_matches_the_backbone(size):
+    from features import feat_shape, pool4_side
+    from googlenet import GoogLeNetBackbone
+
+    with torch.inference_mode():
+        f = GoogLeNetBackbone().eval().forward_until(torch.zeros(1, 3, size, size), "pool4")
+    assert f.shape[1:] == feat_shape(size)
+    assert f.shape[-1] == pool4_side(size)
+    assert pool4_side(224) == 7 and pool4_side(320) == 10
+
+
+def test_224_keeps_the_file_names_and_cache_key_it_always_had(tmp_path):
+    import data
+    from features import feat_path, skipped_fold_marker
+
+    assert feat_path("h1").name == "feat-h1.npy"
+    assert skipped_fold_marker("h1").name == "feat-h1.skipped-fold"
+    assert feat_path("h1", 320).name == "feat-s320-h1.npy"
+    assert skipped_fold_marker("h1", 320).name == "feat-s320-h1.skipped-fold"
+    names = ("figshare-cheng", "ixi-normal")
+    legacy = hashlib.sha256(("|".join(names) + "|h=1|" + str(tmp_path) + "|v1").encode()).hexdigest()[:12]
+    assert data.cache_key(names, True, tmp_path) == legacy
+    assert data.cache_key(names, True, tmp_path, 320) != legacy
+    assert data.cache_key(names, True, tmp_path, 320) != data.cache_key(names, True, tmp_path, 317)
+
+
+@needs_datasets
+def test_decode_at_another_size_is_the_inference_preprocessing_at_that_size(datasets_root):
+    import data
+    from preprocess import preprocess_file
+
+    path = data.read_labels(Path(datasets_root) / "figshare-cheng")[0]["path"]
+    small = data._decode_one((path, False, 224))
+    big = data._decode_one((path, False, 320))
+    assert small.shape == (224, 224) and big.shape == (320, 320)
+    np.testing.assert_array_equal(big, preprocess_file(path, 320).astype(np.float16))
+    np.testing.assert_array_equal(small, preprocess_file(path).astype(np.float16))
+    # the same slice, so the two sizes agree once the larger one is brought down
+    down = torch.nn.functional.interpolate(torch.from_numpy(big.astype(np.float32))[None, None], size=(224, 224),
+                                           mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+    assert np.abs(down - small.astype(np.float32)).mean() < 0.02
+
+
+def test_extract_sizes_its_output_from_the_images():
+    from features import extract
+    from googlenet import GoogLeNetBackbone
+
+    bb = GoogLeNetBackbone().eval()
+    imgs = torch.rand(3, 320, 320, generator=torch.Generator().manual_seed(0)).half()
+    plain = extract(bb, imgs, None, batch=2)
+    aug = extract(bb, imgs, 7, batch=2)
+    assert plain.shape == aug.shape == (3, 832, 10, 10) and plain.dtype == np.float16
+    assert not np.array_equal(plain, aug)  # the augmented view really is another view
+    np.testing.assert_array_equal(aug, extract(bb, imgs, 7, batch=2))  # and deterministic
