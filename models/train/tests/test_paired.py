@@ -1,0 +1,85 @@
+"""paired.py: the query-by-query comparison of two recipes over the same folds."""
+import numpy as np
+import pytest
+
+import data
+import metrics
+from paired import compare, main, parse_runs
+
+
+def _meta(n_per=12, folds=(1, 2)):
+    """Figshare-only rows: 3 tumour classes x folds, 2 slices per patient."""
+    labels, fold, pat = [], [], []
+    for k in folds:
+        for c in (1, 2, 3):
+            for i in range(n_per):
+                labels.append(c)
+                fold.append(k)
+                pat.append(f"fig:{k}-{c}-{i // 2}")
+    n = len(labels)
+    return {"labels": np.array(labels), "folds": np.array(fold), "patients": np.array(pat),
+            "families": np.array(pat), "sources": np.array([data.FIGSHARE] * n)}
+
+
+def _noisy(meta, noise, seed):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(8)[meta["labels"]]
+    return (centres + noise * rng.standard_normal(centres.shape)).astype(np.float32)
+
+
+def test_an_arm_against_itself_differs_by_exactly_zero():
+    meta = _meta()
+    e = _noisy(meta, 0.8, 0)
+    res = compare({1: e, 2: e}, {1: e, 2: e}, meta, n_boot=200)
+    p = res["pooled"]
+    assert p["d_map"] == 0 and p["d_map_ci95"] == [0.0, 0.0]
+    assert p["queries_better"] == p["queries_worse"] == 0
+    assert p["n_queries"] == len(meta["labels"])
+
+
+def test_difference_is_the_per_query_gain_of_b_over_a():
+    meta = _meta()
+    a = _noisy(meta, 0.9, 1)
+    b = _noisy(meta, 0.0, 2)  # every class a point: perfect retrieval
+    res = compare({1: a, 2: a}, {1: b, 2: b}, meta, n_boot=200)
+    # A's pooled mAP computed directly: query = fold k, database = the other fold
+    aps = []
+    for k, other in ((1, 2), (2, 1)):
+        q, d = meta["folds"] == k, meta["folds"] == other
+        aps.append(metrics.rank_metrics(metrics.pairwise_sqdist(a[q], a[d]), meta["labels"][q], meta["labels"][d])["ap"])
+    a_map = float(np.mean(np.concatenate(aps)))
+    p = res["pooled"]
+    assert p["b_map"] == pytest.approx(1.0) and p["a_map"] == pytest.approx(a_map)
+    assert p["d_map"] == pytest.approx(1.0 - a_map)
+    assert 0 < p["d_map_ci95"][0] <= p["d_map"] <= p["d_map_ci95"][1]
+    assert p["queries_worse"] == 0 and p["queries_better"] > 0
+    assert res["per_fold"]["1"]["d_map"] == pytest.approx(1.0 - float(np.mean(aps[0])))
+    assert set(res["per_class"]) == {"meningioma", "glioma", "pituitary"}
+
+
+def test_arms_must_cover_the_same_folds():
+    meta = _meta()
+    e = _noisy(meta, 0.5, 0)
+    with pytest.raises(ValueError, match="different folds"):
+        compare({1: e, 2: e}, {1: e}, meta)
+
+
+@pytest.mark.parametrize("item,msg", [("5", "FOLD=RUN_DIR"), ("x=runs/a", "FOLD=RUN_DIR"), ("5=", "FOLD=RUN_DIR")])
+def test_run_arguments_are_checked(item, msg):
+    with pytest.raises(ValueError, match=msg):
+        parse_runs([item], "--a")
+    with pytest.raises(ValueError, match="twice"):
+        parse_runs(["5=a", "5=b"], "--a")
+
+
+def test_a_run_directory_means_its_embeddings(tmp_path):
+    assert parse_runs([f"3={tmp_path}"], "--a") == {3: tmp_path / "embeddings_eval.npy"}
+    f = tmp_path / "e.npy"
+    assert parse_runs([f"3={f}"], "--a") == {3: f}
+
+
+def test_cli_names_missing_embeddings(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--a", f"5={tmp_path}", "--b", f"5={tmp_path}"])
+    assert e.value.code == 2
+    assert "no embeddings at" in capsys.readouterr().err
