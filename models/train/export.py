@@ -49,6 +49,12 @@ def load_net(ckpt: str | None, dim: int = 256, pool: str = "gem"):
     else:
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         cfg = ck["config"]
+        size = int(cfg.get("input_size", cfg.get("size", 224)))
+        if size != 224:
+            # the runtime (PREPROCESSING.md, the TypeScript worker) feeds 224x224; exporting this
+            # model under that contract would embed every image at the wrong scale
+            raise SystemExit(f"{ckpt}: trained on {size}x{size} inputs; the export contract is 224x224 "
+                             f"(a resolution-probe model, not one to ship)")
         net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True)
         missing, unexpected = net.load_state_dict(ck["model"], strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):

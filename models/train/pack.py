@@ -3,7 +3,7 @@
 A device machine receives only the checkout (64 MiB in all, ../shared stays
 behind), so this writes models/train/.pack/ (git-ignored; name it in `carry`):
 
-  images.npz   every image at 224x224 after preprocess.preprocess(), 8-bit,
+  images.npz   every image at 224x224 (--size) after preprocess.preprocess(), 8-bit,
                JPEG-encoded (quality --quality); rows and metadata:
                  train view: figshare-cheng as stored + ixi-normal harmonised
                  eval view:  figshare-cheng + ixi-normal as stored (inference path)
@@ -17,7 +17,13 @@ The 8-bit + JPEG step is lossy (about 1 grey level after rounding plus JPEG
 artefacts at q90); figures computed from the pack are marked as such, and the
 shipped model's figures always come from eval_onnx.py on the original files.
 
-Usage: python3 models/train/pack.py [--quality 90]
+--size S packs S x S images for the resolution experiment (device_train.py
+trains at whatever size the pack holds). Mind the 64 MiB that `carry` allows:
+measured on these 4,226 rows, 224 at q90 is ~46 MB and 320 at q75 ~50 MB, plus
+the 12 MB backbone, so a 320 pack goes to its own folder and travels alone:
+  python3 models/train/pack.py --size 320 --quality 75 --out models/train/.pack320
+
+Usage: python3 models/train/pack.py [--quality 90] [--size 224] [--out DIR]
 """
 from __future__ import annotations
 
@@ -44,13 +50,21 @@ def _jpeg(a01: np.ndarray, quality: int) -> bytes:
 
 
 def decode_images(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """[N,224,224] uint8 from the concatenated JPEG bytes."""
+    """[N,S,S] uint8 from the concatenated JPEG bytes (S = the packed size, 224 by default)."""
     from PIL import Image
 
+    def one(i):
+        return np.array(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("L"))
+
     n = len(offsets) - 1
-    out = np.empty((n, 224, 224), np.uint8)
-    for i in range(n):
-        out[i] = np.array(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("L"))
+    first = one(0)
+    out = np.empty((n,) + first.shape, np.uint8)
+    out[0] = first
+    for i in range(1, n):
+        im = one(i)
+        if im.shape != first.shape:
+            raise ValueError(f"pack image {i} is {im.shape}, the first is {first.shape}: rebuild the pack")
+        out[i] = im
     return out
 
 
@@ -81,8 +95,13 @@ def load_pack(pack_dir: Path = PACK_DIR) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--size", type=int, default=224, help="image side in pixels (224 = the model's input)")
     ap.add_argument("--out", default=str(PACK_DIR))
     a = ap.parse_args(argv)
+    if not 1 <= a.quality <= 95:
+        ap.error(f"--quality {a.quality}: expected 1..95 (PIL's useful JPEG range)")
+    if not 64 <= a.size <= 1024:
+        ap.error(f"--size {a.size}: expected 64..1024 pixels")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -90,8 +109,8 @@ def main(argv=None):
     from tqdm import tqdm
 
     meta = cache_meta()
-    plain = data.build_cache(harmonise_inputs=False).images.numpy()
-    harm = data.build_cache(harmonise_inputs=True).images.numpy()
+    plain = data.build_cache(harmonise_inputs=False, size=a.size).images.numpy()
+    harm = data.build_cache(harmonise_inputs=True, size=a.size).images.numpy()
     fig = np.flatnonzero(meta["sources"] == data.FIGSHARE)
     ixi = np.flatnonzero(meta["sources"] == data.IXI)
     n = len(meta["labels"])
@@ -107,8 +126,12 @@ def main(argv=None):
     eval_row[ixi] = nf + np.arange(ni)
     train_row[ixi] = nf + ni + np.arange(ni)
     sizes = write_pack(out, blobs, eval_row, train_row, meta)
-    (out / "pack.json").write_text(json.dumps({"quality": a.quality, "rows": len(blobs), "sizes": sizes}, indent=2))
-    print(json.dumps({"out": str(out), "rows": len(blobs), "mb": round(sum(sizes.values()) / 1e6, 1), "sizes": sizes}))
+    (out / "pack.json").write_text(json.dumps({"quality": a.quality, "size": a.size, "rows": len(blobs),
+                                               "sizes": sizes}, indent=2))
+    mb = sum(sizes.values()) / 2**20
+    print(json.dumps({"out": str(out), "rows": len(blobs), "size": a.size, "mib": round(mb, 1), "sizes": sizes}))
+    if mb > 64:
+        print(f"warning: {mb:.1f} MiB is more than a device call can carry (64 MiB); lower --quality", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ def datasets_root():
     return _datasets()
 
 
-def mini_pack(dest, datasets_root, per=2):
-    """A pack (pack.write_pack) of real slices: `per` per class in folds 1 and 5."""
+def mini_pack(dest, datasets_root, per=2, size=224):
+    """A pack (pack.write_pack) of real slices: `per` per class in folds 1 and 5, size x size."""
     import numpy as np
 
     import data
@@ -51,4 +51,4 @@ def mini_pack(dest, datasets_root, per=2):
             "files": np.array([r["file"] for r in pick])}
     dest.mkdir(exist_ok=True)
     rows_ = np.arange(len(pick))
-    write_pack(dest, [_jpeg(preprocess(load_image(r["path"])), 90) for r in pick], rows_, rows_, meta)
+    write_pack(dest, [_jpeg(preprocess(load_image(r["path"]), size), 90) for r in pick], rows_, rows_, meta)

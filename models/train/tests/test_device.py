@@ -258,3 +258,35 @@ def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_
     assert (repo / "models" / "m-1.0.onnx").read_bytes() == payload
     assert git("status", "--porcelain", "--untracked-files=all") == ""
     assert "device_tree" not in (repo / ".git" / "info" / "exclude").read_text()
+
+
+@needs_datasets
+def test_a_pack_at_another_size_trains_at_that_size_and_is_kept_from_export(tmp_path, datasets_root):
+    """The resolution experiment's GPU path: a 320 pack decodes at 320, a fold trains on it,
+    the run records its input size, TTA (defined on the 224 input) is refused, and export.py
+    refuses the checkpoint because the runtime feeds 224x224."""
+    from device_train import main as device_main
+    from device_train import train_fold
+    from export import load_net
+
+    mini_pack(tmp_path, datasets_root, per=1, size=320)
+    pk = load_pack(tmp_path)
+    assert pk["images"].shape[1:] == (320, 320)
+    cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
+           "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
+           "max_steps": 1}
+    _, _, emb, hist, _ = train_fold(pk, torch.from_numpy(pk["images"]), cfg, 5, torch.device("cpu"), lambda m: None)
+    assert emb.shape == (len(pk["labels"]), 256) and np.isfinite(hist[0]["loss"])
+    with pytest.raises(SystemExit, match="320x320"):
+        device_main(["--pack", str(tmp_path), "--out", str(tmp_path / "o"), "--tta-sizes", "224,317"])
+    ck = tmp_path / "probe.pt"
+    torch.save({"config": {"dim": 256, "pool": "gem", "input_size": 320}, "model": {}}, ck)
+    with pytest.raises(SystemExit, match="export contract is 224x224"):
+        load_net(str(ck))
+
+
+def test_a_pack_of_mixed_sizes_is_refused():
+    blobs = [_jpeg(np.zeros((224, 224), np.float32), 90), _jpeg(np.zeros((320, 320), np.float32), 90)]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
+    with pytest.raises(ValueError, match="rebuild the pack"):
+        decode_images(np.frombuffer(b"".join(blobs), np.uint8), offsets)
