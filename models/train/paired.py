@@ -1,7 +1,9 @@
 """Paired comparison of two training recipes over the same test folds.
 
-Each arm gives one run per test fold (a train.py run directory with
-embeddings_eval.npy, or that .npy itself; rows in cache order). Both arms are
+Each arm gives one run per test fold: a train.py run directory (its
+embeddings_eval.npy), a .npy (device_train.py's emb-<tag>-f<k>.npy), or a .npz
+with one array per fold named f<k> (device_collect's emb-<tag>.npz); rows in
+cache order. Both arms are
 scored on exactly the same queries (3-class Figshare protocol of evaluate.py:
 query = the fold, database = the other folds), so the difference is measured
 query by query:
@@ -46,6 +48,15 @@ def parse_runs(items: list[str], flag: str) -> dict[int, Path]:
         p = Path(path)
         out[k] = p / "embeddings_eval.npy" if p.is_dir() else p
     return out
+
+
+def load_embeddings(path: Path, fold: int) -> np.ndarray:
+    if path.suffix == ".npz":
+        z = np.load(path)
+        if f"f{fold}" not in z.files:
+            raise KeyError(f"{path} has no array f{fold} (it has {', '.join(z.files)})")
+        return z[f"f{fold}"].astype(np.float32)
+    return np.load(path).astype(np.float32)
 
 
 def per_query(emb: np.ndarray, meta: dict, fold: int, protocol: str = "3class") -> dict:
@@ -131,7 +142,10 @@ def main(argv=None):
     if missing:
         ap.error("no embeddings at " + ", ".join(missing))
     meta = cache_meta()
-    emb = {arm: {k: np.load(p).astype(np.float32) for k, p in r.items()} for arm, r in runs.items()}
+    try:
+        emb = {arm: {k: load_embeddings(p, k) for k, p in r.items()} for arm, r in runs.items()}
+    except KeyError as e:
+        ap.error(str(e.args[0]))
     for arm, r in emb.items():
         for k, e in r.items():
             if e.shape[0] != len(meta["labels"]):

@@ -83,3 +83,15 @@ def test_cli_names_missing_embeddings(tmp_path, capsys):
         main(["--a", f"5={tmp_path}", "--b", f"5={tmp_path}"])
     assert e.value.code == 2
     assert "no embeddings at" in capsys.readouterr().err
+
+
+def test_embeddings_come_from_npy_or_from_a_per_fold_npz(tmp_path):
+    from paired import load_embeddings
+
+    e = np.arange(12, dtype=np.float16).reshape(3, 4)
+    np.save(tmp_path / "e.npy", e)
+    np.savez(tmp_path / "e.npz", f1=e, f2=e + 1)
+    assert load_embeddings(tmp_path / "e.npy", 5).dtype == np.float32
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "e.npz", 2), e.astype(np.float32) + 1)
+    with pytest.raises(KeyError, match="no array f3"):
+        load_embeddings(tmp_path / "e.npz", 3)
