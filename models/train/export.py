@@ -51,10 +51,11 @@ def load_net(ckpt: str | None, dim: int = 256, pool: str = "gem"):
         cfg = ck["config"]
         size = int(cfg.get("input_size", cfg.get("size", 224)))
         if size != 224:
-            # the runtime (PREPROCESSING.md, the TypeScript worker) feeds 224x224; exporting this
-            # model under that contract would embed every image at the wrong scale
-            raise SystemExit(f"{ckpt}: trained on {size}x{size} inputs; the export contract is 224x224 "
-                             f"(a resolution-probe model, not one to ship)")
+            # this exporter, its parity images, eval_onnx.py and export_heatmap.py are written for the
+            # 224 contract; a model trained at another size exported under it would embed every
+            # image at the wrong scale (the TypeScript runtime itself takes the size from the manifest)
+            raise SystemExit(f"{ckpt}: trained on {size}x{size} inputs; the export contract is 224x224. "
+                             f"Make export.py, eval_onnx.py and export_heatmap.py size-aware before shipping it")
         net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True)
         missing, unexpected = net.load_state_dict(ck["model"], strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):

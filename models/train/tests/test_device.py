@@ -264,7 +264,7 @@ def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_
 def test_a_pack_at_another_size_trains_at_that_size_and_is_kept_from_export(tmp_path, datasets_root):
     """The resolution experiment's GPU path: a 320 pack decodes at 320, a fold trains on it,
     the run records its input size, TTA (defined on the 224 input) is refused, and export.py
-    refuses the checkpoint because the runtime feeds 224x224."""
+    refuses the checkpoint (its contract is 224x224)."""
     from device_train import main as device_main
     from device_train import train_fold
     from export import load_net
