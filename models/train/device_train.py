@@ -168,7 +168,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     return net, loss_fn, emb, hist, train_s
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pack", default=str(PACK_DIR))
     ap.add_argument("--out", required=True)
@@ -198,6 +198,11 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     a = ap.parse_args(argv)
     try:
         tta_sizes = parse_tta_sizes(a.tta_sizes) if a.tta_sizes else []

@@ -1,6 +1,7 @@
 """The GPU path's pieces that run anywhere: the pack codec, on-device augmentation
 parameters, sharded model files, the checkpoint bridge and the configuration choice."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +291,24 @@ def test_a_pack_of_mixed_sizes_is_refused():
     offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
     with pytest.raises(ValueError, match="rebuild the pack"):
         decode_images(np.frombuffer(b"".join(blobs), np.uint8), offsets)
+
+
+@pytest.mark.parametrize("conf", sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.conf")),
+                         ids=lambda p: p.name)
+def test_every_sweep_line_is_a_valid_device_train_command(conf):
+    """Sweep files are run on scarce device time: a typo there would cost a whole call."""
+    from device_train import build_parser
+    from posthoc import parse_tta_sizes
+
+    lines = [ln for ln in conf.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines, f"{conf.name} has no jobs"
+    tags = [ln.split()[0] for ln in lines]
+    assert len(set(tags)) == len(tags), f"{conf.name}: repeated tag"
+    for ln in lines:
+        tag, *args = ln.split()
+        a = build_parser().parse_args(args + ["--out", "x", "--tag", tag])  # argparse exits on an unknown option
+        if a.tta_sizes:
+            parse_tta_sizes(a.tta_sizes)
+        if a.pack != build_parser().get_default("pack"):
+            # relative to models/train, where device_run.sh starts each job; pack.py's --out for it
+            assert not Path(a.pack).is_absolute() and Path(a.pack).name.startswith(".pack")
