@@ -18,10 +18,12 @@ artefacts at q90); figures computed from the pack are marked as such, and the
 shipped model's figures always come from eval_onnx.py on the original files.
 
 --size S packs S x S images for the resolution experiment (device_train.py
-trains at whatever size the pack holds). Mind the 64 MiB that `carry` allows:
-measured on these 4,226 rows, 224 at q90 is ~46 MB and 320 at q75 ~50 MB, plus
-the 12 MB backbone, so a 320 pack goes to its own folder and travels alone:
-  python3 models/train/pack.py --size 320 --quality 75 --out models/train/.pack320
+trains at whatever size the pack holds). Mind the 64 MiB a device call takes
+(tree + carry): measured on these 4,226 rows, the images are ~47 MB at 224/q90,
+~50 MB at 320/q75 and ~47 MB at 320/q70, plus the 12 MB backbone and the ~7.6 MB
+tree with the ONNX files held out (device_tree.sh). So 320 goes at q70 (mean
+error 1.6 grey levels, as 224/q90) to its own folder and travels alone:
+  python3 models/train/pack.py --size 320 --quality 70 --out models/train/.pack320
 
 Usage: python3 models/train/pack.py [--quality 90] [--size 224] [--out DIR]
 """
