@@ -36,8 +36,14 @@ def rows(dataset: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def batch_of(dataset: Path, rs: list[dict[str, str]]) -> np.ndarray:
-    return np.stack([preprocess_file(str(dataset / r["file"])) for r in rs]).astype(np.float32)[:, None, :, :]
+def batch_of(dataset: Path, rs: list[dict[str, str]], size: int = 224) -> np.ndarray:
+    return np.stack([preprocess_file(str(dataset / r["file"]), size) for r in rs]).astype(np.float32)[:, None, :, :]
+
+
+def input_side(manifest: dict) -> int:
+    """The input side the manifest declares (224 for the shipped model)."""
+    shape = manifest.get("input", {}).get("shape", [])
+    return shape[3] if len(shape) == 4 and isinstance(shape[3], int) else 224
 
 
 class Reader(CalibrationDataReader):
@@ -100,7 +106,7 @@ def main() -> None:
     if pats and not excluded:
         raise SystemExit(f"--exclude {a.exclude!r} matches no node (names look like {names[:3]})")
     quantize_static(
-        str(fp32), str(out), Reader(batch_of(dataset, calib), "image"),
+        str(fp32), str(out), Reader(batch_of(dataset, calib, input_side(manifest)), "image"),
         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
         calibrate_method=getattr(CalibrationMethod, a.method), nodes_to_exclude=excluded,
         extra_options={"CalibPercentile": 99.99} if a.method == "Percentile" else {},
@@ -108,7 +114,7 @@ def main() -> None:
     )
     print(f"quantized in {time.time() - t0:.0f} s → {out} ({out.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
-    data = batch_of(dataset, probe)
+    data = batch_of(dataset, probe, input_side(manifest))
     e32, ms32 = embed(session(fp32), data)
     e8, ms8 = embed(session(out), data)
     drift = np.linalg.norm(e32 - e8, axis=1)

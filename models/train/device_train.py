@@ -224,7 +224,7 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = True
     cfg["bf16"] = resolve_bf16(a.bf16, dev)
     pk = load_pack(a.pack)
-    cfg["input_size"] = int(pk["images"].shape[-1])  # export.py refuses a model trained at another size than 224
+    cfg["input_size"] = int(pk["images"].shape[-1])  # export.py exports the model at the size it was trained at
     if tta_sizes and cfg["input_size"] != 224:
         raise SystemExit(f"--tta-sizes: the views resize the 224 input, but this pack holds "
                          f"{cfg['input_size']}x{cfg['input_size']} images")

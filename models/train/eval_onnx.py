@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -109,17 +110,30 @@ def embed_cached(model_path: Path, paths: list[str], batch: int = 32, threads: i
     return np.stack([known[k] for k in keys])
 
 
+def input_side(sess) -> int:
+    """The square input side the model declares ([N,1,S,S]; the runtime reads the same
+    from the manifest), 224 where the graph leaves it open."""
+    shape = sess.get_inputs()[0].shape
+    h, w = (shape[-2], shape[-1]) if len(shape) == 4 else (None, None)
+    if isinstance(h, int) and isinstance(w, int):
+        if h != w:
+            raise ValueError(f"model input {shape}: expected a square image")
+        return h
+    return 224
+
+
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    prep = partial(preprocess_file, out_size=input_side(sess))
     out = []
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for i in range(0, len(paths), batch):
-            x = np.stack(list(pool.map(preprocess_file, paths[i:i + batch])))[:, None]
+            x = np.stack(list(pool.map(prep, paths[i:i + batch])))[:, None]
             out.append(sess.run(["embedding"], {"image": x})[0])
             done = i + len(x)
             if (i // batch) % 10 == 0 or done == len(paths):

@@ -1,9 +1,11 @@
 """Export a trained RetrievalNet to ONNX, check it, and write models/manifest.json.
 
 Contract (the TypeScript worker relies on it):
-  input  `image`        float32 [N,1,224,224], values in [0,1] (models/PREPROCESSING.md)
+  input  `image`        float32 [N,1,S,S], values in [0,1] (models/PREPROCESSING.md);
+                        S = the size the model was trained at, 224 for the shipped
+                        model (the manifest declares it; the worker and eval_onnx.py read it)
   output `embedding`    float32 [N,D], L2-normalised (D = 256 for the shipped model)
-  output `feature_map`  float32 [N,1024,7,7], inception_5b output (for heatmaps)
+  output `feature_map`  float32 [N,1024,s,s], inception_5b output (for heatmaps); s = 7 at 224
   batch dimension dynamic, opset 17, legacy TorchScript exporter (dynamo=False).
 
 Checks: onnx.checker, then onnxruntime vs PyTorch on real dataset images
@@ -49,24 +51,25 @@ def load_net(ckpt: str | None, dim: int = 256, pool: str = "gem"):
     else:
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         cfg = ck["config"]
-        size = int(cfg.get("input_size", cfg.get("size", 224)))
-        if size != 224:
-            # this exporter, its parity images, eval_onnx.py and export_heatmap.py are written for the
-            # 224 contract; a model trained at another size exported under it would embed every
-            # image at the wrong scale (the TypeScript runtime itself takes the size from the manifest)
-            raise SystemExit(f"{ckpt}: trained on {size}x{size} inputs; the export contract is 224x224. "
-                             f"Make export.py, eval_onnx.py and export_heatmap.py size-aware before shipping it")
         net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True)
         missing, unexpected = net.load_state_dict(ck["model"], strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):
             raise RuntimeError(f"checkpoint mismatch: missing={missing} unexpected={unexpected}")
         meta = {"trained": True, "config": cfg, "epoch": ck.get("epoch")}
+    meta["input_size"] = input_size(meta.get("config") or {})
     return net.eval(), meta
 
 
-def export_onnx(net, path: Path, opset: int = OPSET):
+def input_size(cfg: dict) -> int:
+    """The side the model was trained at: device_train records input_size, train.py size;
+    224 for everything older. Exported at any other size, every image would be embedded
+    at a scale the model never saw."""
+    return int(cfg.get("input_size", cfg.get("size", 224)))
+
+
+def export_onnx(net, path: Path, opset: int = OPSET, size: int = 224):
     wrapper = ExportWrapper(net).eval()
-    dummy = torch.rand(2, 1, 224, 224)
+    dummy = torch.rand(2, 1, size, size)
     torch.onnx.export(
         wrapper, (dummy,), str(path), input_names=["image"], output_names=["embedding", "feature_map"],
         dynamic_axes={"image": {0: "N"}, "embedding": {0: "N"}, "feature_map": {0: "N"}},
@@ -79,12 +82,12 @@ def export_onnx(net, path: Path, opset: int = OPSET):
     return m
 
 
-def sample_images(files=SAMPLE_FILES) -> np.ndarray:
+def sample_images(files=SAMPLE_FILES, size: int = 224) -> np.ndarray:
     from data import datasets_root
     from preprocess import preprocess_file
 
     root = datasets_root()
-    return np.stack([preprocess_file(str(root / f)) for f in files])[:, None]
+    return np.stack([preprocess_file(str(root / f), size) for f in files])[:, None]
 
 
 def parity(net, onnx_path: Path, x: np.ndarray) -> dict:
@@ -109,6 +112,10 @@ def parity(net, onnx_path: Path, x: np.ndarray) -> dict:
 
 def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: dict | None = None):
     from data import CLASS_NAMES
+    from features import pool4_side  # inception_5b keeps pool4's grid
+
+    size = meta.get("input_size", 224)
+    side = pool4_side(size)
 
     man = {
         "name": NAME,
@@ -117,12 +124,12 @@ def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: d
         "sha256": sha256_file(onnx_file),
         "bytes": onnx_file.stat().st_size,
         "opset": OPSET,
-        "input": {"name": "image", "dtype": "float32", "shape": ["N", 1, 224, 224], "range": [0.0, 1.0],
+        "input": {"name": "image", "dtype": "float32", "shape": ["N", 1, size, size], "range": [0.0, 1.0],
                   "preprocessing": "models/PREPROCESSING.md", "preprocessing_version": 1,
                   "note": "in-graph: gray replicated to 3 channels, x*255, BGR mean (104,117,123) subtracted"},
         "outputs": {
             "embedding": {"dtype": "float32", "shape": ["N", dim], "l2_normalised": True},
-            "feature_map": {"dtype": "float32", "shape": ["N", 1024, 7, 7], "layer": "inception_5b/output"},
+            "feature_map": {"dtype": "float32", "shape": ["N", 1024, side, side], "layer": "inception_5b/output"},
         },
         "similarity": {"metric": "euclidean", "score": "1 - d*d/4 (d = Euclidean distance of unit vectors; 1 = identical, 0.5 = orthogonal)"},
         "classes": {str(k): v for k, v in CLASS_NAMES.items()},
@@ -161,8 +168,11 @@ def main(argv=None):
     torch.set_num_threads(2)
     net, meta = load_net(None if a.random_head else a.ckpt)
     out = Path(a.out_dir) / f"{NAME}-{a.version}.onnx"
-    export_onnx(net, out)
-    par = parity(net, out, sample_images())
+    size = meta["input_size"]
+    if size != 224:
+        print(f"note: trained at {size}x{size}; exported with that input (the manifest declares it)", flush=True)
+    export_onnx(net, out, size=size)
+    par = parity(net, out, sample_images(size=size))
     print(json.dumps({"parity": par}, indent=2))
     if not par["ok"]:
         print("PARITY FAILED", file=sys.stderr)
@@ -178,7 +188,7 @@ def main(argv=None):
         extra = {"parity": {k: par[k] for k in ("n", "embedding_max_abs_diff", "feature_map_max_abs_diff")}}
         if meta.get("config"):
             extra["training"] = {k: meta["config"][k] for k in meta["config"] if k in (
-                "margin", "scale", "epochs", "test_fold", "pool", "dim", "seed", "lr", "batch_size")}
+                "margin", "scale", "epochs", "test_fold", "pool", "dim", "seed", "lr", "batch_size", "input_size")}
         man = write_manifest(out, a.version, net.dim, meta, extra)
         print(json.dumps({"manifest": man}, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) sha256 {digest}")

@@ -225,6 +225,18 @@ def check_against_model(model_path: Path, heatmap_path: Path, images: np.ndarray
     return {"pairs": len(images) ** 2, "s_vs_embedding_dot_max_abs_diff": worst, "ok": worst <= 1e-4}
 
 
+def model_grid(model_path: Path) -> tuple[int, int]:
+    """(input side, feature-map side) the retrieval model declares: 224 and 7 for the
+    shipped model, other values for a model trained at another size."""
+    import onnx
+
+    g = onnx.load(str(model_path), load_external_data=False).graph
+    dims = lambda v: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    size = dims(g.input[0])[-1]
+    fmap = next((dims(o) for o in g.output if o.name == "feature_map"), [None])
+    return (size or 224), (fmap[-1] or 7)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="the retrieval model .onnx (default: models/manifest.json's file)")
@@ -236,10 +248,11 @@ def main(argv=None):
     man = json.loads(man_path.read_text()) if man_path.exists() else {}
     model = Path(a.model) if a.model else MODELS_DIR / man["file"]
     out = Path(a.out) if a.out else model.parent / f"heatmap-{model.name}"
-    info = export_heatmap(model, out)
+    size, side = model_grid(model)
+    info = export_heatmap(model, out, height=side, width=side)
     from export import sample_images  # real dataset images for the check
 
-    chk = check_against_model(model, out, sample_images())
+    chk = check_against_model(model, out, sample_images(size=size))
     print(json.dumps({"check": chk}, indent=2))
     if not chk["ok"]:
         print("HEATMAP CHECK FAILED", file=sys.stderr)

@@ -7,8 +7,8 @@ Two modes:
   --mode online trains from images with on-the-fly augmentation (GPU path);
       stages up to --frozen-until run under no_grad.
   --size S (default 224, the model's input) trains and evaluates on S x S inputs
-      (features.py --size S first): the resolution probe. export.py refuses a
-      model trained at another size (its contract is 224x224).
+      (features.py --size S first): the resolution probe. export.py exports
+      such a model at S (the manifest declares it; the worker reads it there).
 
 Deterministic: seeds fixed; the epoch's permutation and view choice come from a
 generator seeded with (seed, epoch), so a resumed run replays the same batches.

@@ -71,3 +71,35 @@ def test_eval_onnx_contract_on_tiny_folder(exported, tmp_path, datasets_root, ca
         assert k in res
     assert res["n_queries"] == 12 and res["protocol"] == "leave-one-patient-out"
     assert 0 <= res["map"] <= 1
+
+
+def test_a_model_trained_at_320_exports_at_320_with_its_heatmap(tmp_path, monkeypatch):
+    """A checkpoint records its training size (device_train: input_size, train.py: size); the
+    export, its parity images, the manifest and the heatmap graph all follow it, because
+    exported at 224 the model would embed every image at a scale it never saw."""
+    import export
+    import export_heatmap
+    from model import build_model
+
+    torch.manual_seed(0)
+    ck = tmp_path / "r320.pt"
+    torch.save({"config": {"dim": 256, "pool": "gem", "input_size": 320},
+                "model": build_model(frozen_until=None, pretrained=True).state_dict()}, ck)
+    net, meta = export.load_net(str(ck))
+    assert meta["input_size"] == 320
+    assert export.load_net(None)[1]["input_size"] == 224
+    assert export.input_size({"size": 320}) == 320 and export.input_size({}) == 224
+    path = tmp_path / "m320.onnx"
+    export.export_onnx(net, path, size=320)
+    dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [1, 320, 320]
+    par = export.parity(net, path, export.sample_images(size=320))
+    assert par["ok"], par
+    monkeypatch.setattr(export, "MODELS_DIR", tmp_path)
+    man = export.write_manifest(path, "0.0.0-test", 256, meta)
+    assert man["input"]["shape"] == ["N", 1, 320, 320]
+    assert man["outputs"]["feature_map"]["shape"] == ["N", 1024, 10, 10]
+    assert export_heatmap.model_grid(path) == (320, 10)
+    info = export_heatmap.export_heatmap(path, tmp_path / "h320.onnx", height=10, width=10)
+    assert (info["height"], info["width"]) == (10, 10)
+    assert export_heatmap.check_against_model(path, tmp_path / "h320.onnx", export.sample_images(size=320))["ok"]

@@ -64,3 +64,38 @@ def test_extract_sizes_its_output_from_the_images():
     assert plain.shape == aug.shape == (3, 832, 10, 10) and plain.dtype == np.float16
     assert not np.array_equal(plain, aug)  # the augmented view really is another view
     np.testing.assert_array_equal(aug, extract(bb, imgs, 7, batch=2))  # and deterministic
+
+
+class _Probe(torch.nn.Module):
+    """A stand-in ONNX model: image -> 4-d 'embedding' (mean of each image quadrant)."""
+
+    def forward(self, image):
+        h, w = image.shape[-2] // 2, image.shape[-1] // 2
+        q = [image[..., :h, :w], image[..., :h, w:], image[..., h:, :w], image[..., h:, w:]]
+        return torch.cat([t.mean(dim=(2, 3)) for t in q], 1)
+
+
+def _export(path, side, dynamic_side=False):
+    axes = {"image": {0: "N"}, "embedding": {0: "N"}}
+    if dynamic_side:
+        axes["image"].update({2: "H", 3: "W"})
+    torch.onnx.export(_Probe(), (torch.rand(1, 1, side, side),), str(path), input_names=["image"],
+                      output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    return path
+
+
+@needs_datasets
+def test_eval_onnx_feeds_each_model_the_input_size_it_declares(tmp_path, datasets_root):
+    import onnxruntime as ort
+
+    import data
+    from eval_onnx import embed, input_side
+    from preprocess import preprocess_file
+
+    paths = [r["path"] for r in data.read_labels(Path(datasets_root) / "figshare-cheng")[:2]]
+    m96 = _export(tmp_path / "m96.onnx", 96)
+    assert input_side(ort.InferenceSession(str(m96))) == 96
+    assert input_side(ort.InferenceSession(str(_export(tmp_path / "open.onnx", 64, dynamic_side=True)))) == 224
+    got = embed(m96, paths, batch=2, threads=1, log=lambda m: None)
+    want = _Probe()(torch.from_numpy(np.stack([preprocess_file(p, 96) for p in paths])[:, None])).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
