@@ -5,6 +5,7 @@ models/train/golden/
   <case>.pixels.bin       the decoded pixel array fed to preprocess() (dtype/shape in manifest;
                           use this to test preprocessing independently of your image decoder)
   <case>.input.bin        preprocess() output, float32 little-endian [224,224] row-major
+  <case>.input<S>.bin     the same at another input size S (OTHER_SIZES; one case)
   <case>.embedding.bin    ONNX `embedding` for that input, float32 LE [dims]
   manifest.json           cases, dtypes, shapes, stats, model file/version/sha256, tolerances
 
@@ -51,6 +52,12 @@ def make_cases(root: Path):
     return cases
 
 
+# Cases also written at another input size: a model trained at another size (export.py
+# writes it into the manifest) is fed the same preprocessing resized to that size, so
+# the TypeScript port is checked there too; one case keeps the files small (0.4 MB).
+OTHER_SIZES = {"figshare-1500-u16-wide": 320}
+
+
 def main():
     import onnxruntime as ort
 
@@ -86,6 +93,12 @@ def main():
         x.astype("<f4").tofile(GOLDEN / f"{name}.input.bin")
         emb = sess.run(["embedding"], {"image": x[None, None]})[0][0]
         emb.astype("<f4").tofile(GOLDEN / f"{name}.embedding.bin")
+        others = []
+        for size in [OTHER_SIZES[name]] if name in OTHER_SIZES else []:
+            xs = preprocess(pix, out_size=size)
+            xs.astype("<f4").tofile(GOLDEN / f"{name}.input{size}.bin")
+            others.append({"size": size, "file": f"{name}.input{size}.bin", "dtype": "float32", "shape": [size, size],
+                           "sum": float(xs.astype(np.float64).sum())})
         out["cases"].append({
             "name": name, "description": desc, "image": img_file.name, "image_sha256": _sha(img_file),
             "pixels": {"file": f"{name}.pixels.bin", "dtype": "uint16" if pixdt == "<u2" else "uint8",
@@ -95,6 +108,7 @@ def main():
                       "first8_row112": [float(v) for v in x[112, :8]], "center": float(x[112, 112])},
             "embedding": {"file": f"{name}.embedding.bin", "dtype": "float32", "shape": [int(emb.shape[0])],
                           "first4": [float(v) for v in emb[:4]]},
+            **({"inputs_other_sizes": others} if others else {}),
         })
     (GOLDEN / "manifest.json").write_text(json.dumps(out, indent=2) + "\n")
     total = sum(p.stat().st_size for p in GOLDEN.iterdir())  # README included

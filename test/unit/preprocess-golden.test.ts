@@ -28,6 +28,8 @@ interface GoldenCase {
   embedding: { file: string; shape: number[] };
   pixels: { file: string; dtype: 'uint8' | 'uint16'; shape: number[] };
   input: { file: string; shape: number[] };
+  /** The same preprocessing at another input size (a model trained at that size declares it in its manifest). */
+  inputs_other_sizes?: { size: number; file: string }[];
 }
 
 const manifest = JSON.parse(readFileSync(path.join(goldenDir, 'manifest.json'), 'utf8')) as {
@@ -80,6 +82,19 @@ describe('preprocess matches the Python reference (golden vectors)', () => {
       assert.ok(d <= tol, `${c.name}: max abs diff ${d}`);
     });
   }
+
+  it('matches at another input size too (what a model trained at 320 is fed)', () => {
+    const sized = manifest.cases.flatMap((c) => (c.inputs_other_sizes ?? []).map((o) => ({ c, o })));
+    assert.ok(sized.length >= 1, 'golden.py writes at least one case at another size');
+    for (const { c, o } of sized) {
+      const { gray, rows, cols } = grayOf(c);
+      const out = preprocess(gray, rows, cols, o.size);
+      assert.equal(out.length, o.size * o.size);
+      const expected = new Float32Array(new Uint8Array(readFileSync(path.join(goldenDir, o.file))).buffer);
+      const d = maxAbsDiff(out, expected);
+      assert.ok(d <= tol, `${c.name} at ${o.size}: max abs diff ${d}`);
+    }
+  });
 
   it('decodes the golden image files to the golden pixels (gray cases), so file → input matches too', async () => {
     for (const c of manifest.cases) {
