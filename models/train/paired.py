@@ -3,8 +3,10 @@
 Each arm gives one run per test fold: a train.py run directory (its
 embeddings_eval.npy), a .npy (device_train.py's emb-<tag>-f<k>.npy), or a .npz
 with one array per fold named f<k> (device_collect's emb-<tag>.npz); rows in
-cache order. Both arms are
-scored on exactly the same queries (3-class Figshare protocol of evaluate.py:
+cache order. A fold given
+more than once in an arm means several runs of it (seeds): their per-query AP and
+P@10 are averaged before the arms are compared, so seed noise is averaged too.
+Both arms are scored on exactly the same queries (3-class Figshare protocol of evaluate.py:
 query = the fold, database = the other folds), so the difference is measured
 query by query:
 
@@ -35,18 +37,20 @@ import metrics
 from evaluate import cache_meta, protocols
 
 
-def parse_runs(items: list[str], flag: str) -> dict[int, Path]:
-    """["5=runs/x", ...] -> {5: Path("runs/x/embeddings_eval.npy")}; ValueError naming the item."""
-    out: dict[int, Path] = {}
+def parse_runs(items: list[str], flag: str) -> dict[int, list[Path]]:
+    """["5=runs/x", "5=runs/x-s2", ...] -> {5: [runs/x/embeddings_eval.npy, runs/x-s2/...]};
+    ValueError naming the item."""
+    out: dict[int, list[Path]] = {}
     for it in items:
         fold, sep, path = it.partition("=")
         if not sep or not fold.strip().isdigit() or not path:
             raise ValueError(f"{flag} {it!r}: expected FOLD=RUN_DIR, e.g. 5=runs/ship-v1")
-        k = int(fold)
-        if k in out:
-            raise ValueError(f"{flag}: fold {k} given twice")
         p = Path(path)
-        out[k] = p / "embeddings_eval.npy" if p.is_dir() else p
+        p = p / "embeddings_eval.npy" if p.is_dir() else p
+        runs = out.setdefault(int(fold), [])
+        if p in runs:
+            raise ValueError(f"{flag}: {p} given twice for fold {fold}")
+        runs.append(p)
     return out
 
 
@@ -59,21 +63,25 @@ def load_embeddings(path: Path, fold: int) -> np.ndarray:
     return np.load(path).astype(np.float32)
 
 
-def per_query(emb: np.ndarray, meta: dict, fold: int, protocol: str = "3class") -> dict:
+def per_query(embs, meta: dict, fold: int, protocol: str = "3class") -> dict:
+    """Per-query AP and P@10 of one run's embeddings, or their mean over several runs."""
     q, db = protocols(meta, fold)[protocol]
-    pq = metrics.rank_metrics(metrics.pairwise_sqdist(emb[q], emb[db]), meta["labels"][q], meta["labels"][db])
-    return {"rows": q, "ap": pq["ap"], "p10": pq["p10"]}
+    runs = [embs] if isinstance(embs, np.ndarray) else list(embs)
+    pqs = [metrics.rank_metrics(metrics.pairwise_sqdist(e[q], e[db]), meta["labels"][q], meta["labels"][db])
+           for e in runs]
+    return {"rows": q, "runs": len(runs), "ap": np.mean([p["ap"] for p in pqs], 0),
+            "p10": np.mean([p["p10"] for p in pqs], 0)}
 
 
-def compare(emb_a: dict[int, np.ndarray], emb_b: dict[int, np.ndarray], meta: dict, n_boot: int = 2000,
-            protocol: str = "3class") -> dict:
+def compare(emb_a: dict, emb_b: dict, meta: dict, n_boot: int = 2000, protocol: str = "3class") -> dict:
+    """emb_a / emb_b: fold -> embeddings [N,D] (cache rows), or a list of them (several runs)."""
     if sorted(emb_a) != sorted(emb_b):
         raise ValueError(f"the arms cover different folds: {sorted(emb_a)} vs {sorted(emb_b)}")
     folds = sorted(emb_a)
     per_fold, pooled = {}, {"rows": [], "a_ap": [], "b_ap": [], "a_p10": [], "b_p10": []}
     for k in folds:
         a, b = per_query(emb_a[k], meta, k, protocol), per_query(emb_b[k], meta, k, protocol)
-        per_fold[str(k)] = {"n_queries": int(len(a["rows"])),
+        per_fold[str(k)] = {"n_queries": int(len(a["rows"])), "a_runs": a["runs"], "b_runs": b["runs"],
                             "a_map": float(np.nanmean(a["ap"])), "b_map": float(np.nanmean(b["ap"])),
                             "a_p10": float(np.nanmean(a["p10"])), "b_p10": float(np.nanmean(b["p10"]))}
         per_fold[str(k)]["d_map"] = per_fold[str(k)]["b_map"] - per_fold[str(k)]["a_map"]
@@ -138,23 +146,24 @@ def main(argv=None):
         ap.error(str(e))
     if not runs["a"]:
         ap.error("give each arm at least one fold (--a FOLD=RUN --b FOLD=RUN)")
-    missing = [str(p) for arm in runs.values() for p in arm.values() if not p.exists()]
+    missing = [str(p) for arm in runs.values() for ps in arm.values() for p in ps if not p.exists()]
     if missing:
         ap.error("no embeddings at " + ", ".join(missing))
     meta = cache_meta()
     try:
-        emb = {arm: {k: load_embeddings(p, k) for k, p in r.items()} for arm, r in runs.items()}
+        emb = {arm: {k: [load_embeddings(p, k) for p in ps] for k, ps in r.items()} for arm, r in runs.items()}
     except KeyError as e:
         ap.error(str(e.args[0]))
     for arm, r in emb.items():
-        for k, e in r.items():
-            if e.shape[0] != len(meta["labels"]):
-                ap.error(f"{runs[arm][k]}: {e.shape[0]} rows, the cache has {len(meta['labels'])}")
+        for k, es in r.items():
+            for p, e in zip(runs[arm][k], es):
+                if e.shape[0] != len(meta["labels"]):
+                    ap.error(f"{p}: {e.shape[0]} rows, the cache has {len(meta['labels'])}")
     try:
         res = compare(emb["a"], emb["b"], meta, a.n_boot, a.protocol)
     except ValueError as e:
         ap.error(str(e))
-    res["arms"] = {names[0]: {k: str(p) for k, p in runs["a"].items()}, names[1]: {k: str(p) for k, p in runs["b"].items()}}
+    res["arms"] = {names[i]: {k: [str(p) for p in ps] for k, ps in runs[arm].items()} for i, arm in enumerate("ab")}
     print(format_report(res, names))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))

@@ -1,4 +1,6 @@
 """paired.py: the query-by-query comparison of two recipes over the same folds."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,13 +71,14 @@ def test_run_arguments_are_checked(item, msg):
     with pytest.raises(ValueError, match=msg):
         parse_runs([item], "--a")
     with pytest.raises(ValueError, match="twice"):
-        parse_runs(["5=a", "5=b"], "--a")
+        parse_runs(["5=a", "5=a"], "--a")
+    assert parse_runs(["5=a.npy", "5=b.npy", "1=c.npy"], "--a") == {5: [Path("a.npy"), Path("b.npy")], 1: [Path("c.npy")]}
 
 
 def test_a_run_directory_means_its_embeddings(tmp_path):
-    assert parse_runs([f"3={tmp_path}"], "--a") == {3: tmp_path / "embeddings_eval.npy"}
+    assert parse_runs([f"3={tmp_path}"], "--a") == {3: [tmp_path / "embeddings_eval.npy"]}
     f = tmp_path / "e.npy"
-    assert parse_runs([f"3={f}"], "--a") == {3: f}
+    assert parse_runs([f"3={f}"], "--a") == {3: [f]}
 
 
 def test_cli_names_missing_embeddings(tmp_path, capsys):
@@ -95,3 +98,14 @@ def test_embeddings_come_from_npy_or_from_a_per_fold_npz(tmp_path):
     np.testing.assert_array_equal(load_embeddings(tmp_path / "e.npz", 2), e.astype(np.float32) + 1)
     with pytest.raises(KeyError, match="no array f3"):
         load_embeddings(tmp_path / "e.npz", 3)
+
+
+def test_several_runs_of_a_fold_are_averaged_query_by_query():
+    meta = _meta()
+    a1, a2, b = _noisy(meta, 0.9, 1), _noisy(meta, 0.9, 3), _noisy(meta, 0.0, 2)
+    two = compare({1: [a1, a2], 2: [a1, a2]}, {1: b, 2: b}, meta, n_boot=200)
+    one = [compare({1: a, 2: a}, {1: b, 2: b}, meta, n_boot=200) for a in (a1, a2)]
+    assert two["per_fold"]["1"]["a_runs"] == 2 and two["per_fold"]["1"]["b_runs"] == 1
+    # AP is averaged per query, so the pooled mAP is the mean of the single-run mAPs
+    assert two["pooled"]["a_map"] == pytest.approx(np.mean([o["pooled"]["a_map"] for o in one]))
+    assert two["pooled"]["d_map"] == pytest.approx(np.mean([o["pooled"]["d_map"] for o in one]))
