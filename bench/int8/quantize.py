@@ -28,6 +28,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "models" / "train"))
+from eval_onnx import input_side  # noqa: E402
 from preprocess import preprocess_file  # noqa: E402
 
 
@@ -39,11 +40,6 @@ def rows(dataset: Path) -> list[dict[str, str]]:
 def batch_of(dataset: Path, rs: list[dict[str, str]], size: int = 224) -> np.ndarray:
     return np.stack([preprocess_file(str(dataset / r["file"]), size) for r in rs]).astype(np.float32)[:, None, :, :]
 
-
-def input_side(manifest: dict) -> int:
-    """The input side the manifest declares (224 for the shipped model)."""
-    shape = manifest.get("input", {}).get("shape", [])
-    return shape[3] if len(shape) == 4 and isinstance(shape[3], int) else 224
 
 
 class Reader(CalibrationDataReader):
@@ -88,6 +84,7 @@ def main() -> None:
     dataset = Path(a.dataset)
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     fp32 = ROOT / "models" / manifest["file"]
+    side = input_side(session(fp32))  # the size the model declares (224 for the shipped one)
     rs = rows(dataset)
     rng = np.random.default_rng(7)
     train = [r for r in rs if r.get("fold") and int(r["fold"]) != 5]
@@ -106,7 +103,7 @@ def main() -> None:
     if pats and not excluded:
         raise SystemExit(f"--exclude {a.exclude!r} matches no node (names look like {names[:3]})")
     quantize_static(
-        str(fp32), str(out), Reader(batch_of(dataset, calib, input_side(manifest)), "image"),
+        str(fp32), str(out), Reader(batch_of(dataset, calib, side), "image"),
         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
         calibrate_method=getattr(CalibrationMethod, a.method), nodes_to_exclude=excluded,
         extra_options={"CalibPercentile": 99.99} if a.method == "Percentile" else {},
@@ -114,7 +111,7 @@ def main() -> None:
     )
     print(f"quantized in {time.time() - t0:.0f} s → {out} ({out.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
 
-    data = batch_of(dataset, probe, input_side(manifest))
+    data = batch_of(dataset, probe, side)
     e32, ms32 = embed(session(fp32), data)
     e8, ms8 = embed(session(out), data)
     drift = np.linalg.norm(e32 - e8, axis=1)
