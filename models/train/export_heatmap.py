@@ -228,13 +228,13 @@ def check_against_model(model_path: Path, heatmap_path: Path, images: np.ndarray
 def model_grid(model_path: Path) -> tuple[int, int]:
     """(input side, feature-map side) the retrieval model declares: 224 and 7 for the
     shipped model, other values for a model trained at another size."""
-    import onnx
+    import onnxruntime as ort
 
-    g = onnx.load(str(model_path), load_external_data=False).graph
-    dims = lambda v: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]  # noqa: E731
-    size = dims(g.input[0])[-1]
-    fmap = next((dims(o) for o in g.output if o.name == "feature_map"), [None])
-    return (size or 224), (fmap[-1] or 7)
+    from eval_onnx import input_side
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    side = next((o.shape[-1] for o in sess.get_outputs() if o.name == "feature_map"), None)
+    return input_side(sess), (side if isinstance(side, int) else 7)
 
 
 def main(argv=None):

@@ -55,7 +55,7 @@ def make_cases(root: Path):
 # Cases also written at another input size: a model trained at another size (export.py
 # writes it into the manifest) is fed the same preprocessing resized to that size, so
 # the TypeScript port is checked there too; one case keeps the files small (0.4 MB).
-OTHER_SIZES = {"figshare-1500-u16-wide": 320}
+OTHER_SIZES = {"figshare-1500-u16-wide": (320,)}
 
 
 def main():
@@ -94,7 +94,7 @@ def main():
         emb = sess.run(["embedding"], {"image": x[None, None]})[0][0]
         emb.astype("<f4").tofile(GOLDEN / f"{name}.embedding.bin")
         others = []
-        for size in [OTHER_SIZES[name]] if name in OTHER_SIZES else []:
+        for size in OTHER_SIZES.get(name, ()):
             xs = preprocess(pix, out_size=size)
             xs.astype("<f4").tofile(GOLDEN / f"{name}.input{size}.bin")
             others.append({"size": size, "file": f"{name}.input{size}.bin", "dtype": "float32", "shape": [size, size],

@@ -75,7 +75,7 @@ class CachedFeatures:
 
         from evaluate import cache_meta
 
-        self.views = []
+        self.views, self.view_names = [], []
         folds = None
         for v in views:
             p = feat_path(v, size)
@@ -89,11 +89,11 @@ class CachedFeatures:
                         arr[miss] = np.load(feat_path("h0", size), mmap_mode="r")[rows[miss]]
                         print(f"view {v}: {len(miss)} rows of fold {marker.read_text()} taken from h0", flush=True)
                 self.views.append(torch.from_numpy(arr))
+                self.view_names.append(v)
             else:
                 print(f"warning: view {v} missing ({p}), skipped", flush=True)
         if not self.views:
             raise SystemExit("no feature views found; run features.py first")
-        self.view_names = [v for v in views if feat_path(v, size).exists()]
 
     def batch(self, idx: torch.Tensor, view_choice: torch.Tensor) -> torch.Tensor:
         out = torch.empty((len(idx),) + tuple(self.views[0].shape[1:]), dtype=torch.float32)
