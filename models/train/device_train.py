@@ -225,9 +225,10 @@ def main(argv=None):
     cfg["bf16"] = resolve_bf16(a.bf16, dev)
     pk = load_pack(a.pack)
     cfg["input_size"] = int(pk["images"].shape[-1])  # export.py exports the model at the size it was trained at
-    if tta_sizes and cfg["input_size"] != 224:
-        raise SystemExit(f"--tta-sizes: the views resize the 224 input, but this pack holds "
-                         f"{cfg['input_size']}x{cfg['input_size']} images")
+    try:
+        tta_sizes = parse_tta_sizes(a.tta_sizes, cfg["input_size"]) if a.tta_sizes else []
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     imgs_dev = torch.from_numpy(pk["images"]).to(dev)
     log(f"pack: {len(pk['images'])} images on {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}), "
         f"backbone in {'bfloat16' if cfg['bf16'] else 'float32'}")

@@ -6,6 +6,9 @@ with one array per fold named f<k> (device_collect's emb-<tag>.npz); rows in
 cache order. A fold given
 more than once in an arm means several runs of it (seeds): their per-query AP and
 P@10 are averaged before the arms are compared, so seed noise is averaged too.
+RUN1+RUN2 is an ensemble of runs: their L2-normalised vectors concatenated (the
+sum of their cosine similarities, as posthoc.py --ensemble), e.g. to ask whether a
+second model adds to the first.
 Both arms are scored on exactly the same queries (3-class Figshare protocol of evaluate.py:
 query = the fold, database = the other folds), so the difference is measured
 query by query:
@@ -37,20 +40,25 @@ import metrics
 from evaluate import cache_meta, protocols
 
 
-def parse_runs(items: list[str], flag: str) -> dict[int, list[Path]]:
-    """["5=runs/x", "5=runs/x-s2", ...] -> {5: [runs/x/embeddings_eval.npy, runs/x-s2/...]};
-    ValueError naming the item."""
-    out: dict[int, list[Path]] = {}
+Run = tuple[Path, ...]  # one run, or the parts of an ensemble
+
+
+def parse_runs(items: list[str], flag: str) -> dict[int, list[Run]]:
+    """["5=runs/x", "5=runs/x-s2", "1=a.npy+b.npy"] -> {5: [(runs/x/embeddings_eval.npy,), (runs/x-s2/...,)],
+    1: [(a.npy, b.npy)]}; ValueError naming the item."""
+    out: dict[int, list[Run]] = {}
     for it in items:
-        fold, sep, path = it.partition("=")
-        if not sep or not fold.strip().isdigit() or not path:
-            raise ValueError(f"{flag} {it!r}: expected FOLD=RUN_DIR, e.g. 5=runs/ship-v1")
-        p = Path(path)
-        p = p / "embeddings_eval.npy" if p.is_dir() else p
+        fold, sep, paths = it.partition("=")
+        parts = paths.split("+")
+        if not sep or not fold.strip().isdigit() or not all(parts):
+            raise ValueError(f"{flag} {it!r}: expected FOLD=RUN_DIR (or RUN+RUN for an ensemble), e.g. 5=runs/ship-v1")
+        run = tuple(p / "embeddings_eval.npy" if p.is_dir() else p for p in map(Path, parts))
+        if len(set(run)) < len(run):
+            raise ValueError(f"{flag} {it!r}: an ensemble of a run with itself is that run")
         runs = out.setdefault(int(fold), [])
-        if p in runs:
-            raise ValueError(f"{flag}: {p} given twice for fold {fold}")
-        runs.append(p)
+        if run in runs:
+            raise ValueError(f"{flag}: {'+'.join(map(str, run))} given twice for fold {fold}")
+        runs.append(run)
     return out
 
 
@@ -61,6 +69,16 @@ def load_embeddings(path: Path, fold: int) -> np.ndarray:
             raise KeyError(f"{path} has no array f{fold} (it has {', '.join(z.files)})")
         return z[f"f{fold}"].astype(np.float32)
     return np.load(path).astype(np.float32)
+
+
+def load_run(run: Run, fold: int) -> np.ndarray:
+    """One run's embeddings; an ensemble's parts L2-normalised and concatenated."""
+    if len(run) == 1:
+        return load_embeddings(run[0], fold)
+    parts = [load_embeddings(p, fold) for p in run]
+    if len({len(e) for e in parts}) > 1:
+        raise ValueError(f"the ensemble {'+'.join(map(str, run))} has parts of {[len(e) for e in parts]} rows")
+    return np.concatenate([e / np.linalg.norm(e, axis=1, keepdims=True) for e in parts], axis=1)
 
 
 def per_query(embs, meta: dict, fold: int, protocol: str = "3class") -> dict:
@@ -146,24 +164,25 @@ def main(argv=None):
         ap.error(str(e))
     if not runs["a"]:
         ap.error("give each arm at least one fold (--a FOLD=RUN --b FOLD=RUN)")
-    missing = [str(p) for arm in runs.values() for ps in arm.values() for p in ps if not p.exists()]
+    missing = sorted({str(p) for arm in runs.values() for rs in arm.values() for r in rs for p in r if not p.exists()})
     if missing:
         ap.error("no embeddings at " + ", ".join(missing))
     meta = cache_meta()
     try:
-        emb = {arm: {k: [load_embeddings(p, k) for p in ps] for k, ps in r.items()} for arm, r in runs.items()}
-    except KeyError as e:
+        emb = {arm: {k: [load_run(run, k) for run in rs] for k, rs in r.items()} for arm, r in runs.items()}
+    except (KeyError, ValueError) as e:
         ap.error(str(e.args[0]))
     for arm, r in emb.items():
         for k, es in r.items():
-            for p, e in zip(runs[arm][k], es):
+            for run, e in zip(runs[arm][k], es):
                 if e.shape[0] != len(meta["labels"]):
-                    ap.error(f"{p}: {e.shape[0]} rows, the cache has {len(meta['labels'])}")
+                    ap.error(f"{'+'.join(map(str, run))}: {e.shape[0]} rows, the cache has {len(meta['labels'])}")
     try:
         res = compare(emb["a"], emb["b"], meta, a.n_boot, a.protocol)
     except ValueError as e:
         ap.error(str(e))
-    res["arms"] = {names[i]: {k: [str(p) for p in ps] for k, ps in runs[arm].items()} for i, arm in enumerate("ab")}
+    res["arms"] = {names[i]: {k: ["+".join(map(str, run)) for run in rs] for k, rs in runs[arm].items()}
+                   for i, arm in enumerate("ab")}
     print(format_report(res, names))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2))

@@ -20,8 +20,9 @@ is of another class ("off-centre") against the rest.
 
 --ensemble a+b scores the concatenation of tags a's and b's normalised vectors.
 With --tta CKPT@FOLD it also scores test-time augmentation of that checkpoint on
-its test fold: horizontal flip and the 224 input resized inside the
-graph to each of --tta-sizes, alone and averaged. --gallery b=misses.jpg draws
+its test fold: horizontal flip and the model's input (224, or the size of a
+pack made with pack.py --size) resized inside the graph to each of --tta-sizes,
+alone and averaged. --gallery b=misses.jpg draws
 tag b's off-centre queries (what the diagnosis counts) as one contact sheet.
 
 Usage: python3 models/train/posthoc.py --emb runs/gpu-cv/call1/emb-b.npz [--emb ...] [--ensemble a+b] --out results/posthoc.json
@@ -197,9 +198,9 @@ def fold_table(emb: np.ndarray, pk: dict, fold: int) -> tuple[dict, dict]:
 
 
 class View(torch.nn.Module):
-    """The net on a mirrored and/or resized copy of its 224 input. Resizing the 224
-    tensor (not the original image) is what a Resize node in the exported graph
-    would do, so the input contract stays 224."""
+    """The net on a mirrored and/or resized copy of its input (the model's own size,
+    224 for 0.4.0). Resizing that tensor (not the original image) is what a Resize
+    node in the exported graph would do, so the input contract stays as it is."""
 
     def __init__(self, net, size: int = 224, flip: bool = False):
         super().__init__()
@@ -225,27 +226,34 @@ def tta_views(net, images_u8: torch.Tensor, sizes: list[int], log=lambda msg: No
     return out
 
 
-def parse_tta_sizes(text: str) -> list[int]:
-    """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise."""
+def parse_tta_sizes(text: str, native: int | None = None) -> list[int]:
+    """"224,317,158" -> [224, 317, 158]; ValueError naming the problem otherwise.
+    native: the input size the model was trained at (the pack's), which must be one
+    of the views because every average is compared with it; None checks the syntax only
+    (before the pack, and so its size, is known)."""
     try:
         sizes = [int(x) for x in text.split(",")]
     except ValueError:
         raise ValueError(f"--tta-sizes {text}: expected whole numbers, e.g. 224,317,158") from None
-    if 224 not in sizes:
-        raise ValueError("--tta-sizes must include 224, the model's own input size")
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"--tta-sizes {text}: expected sizes in pixels, e.g. 224,317,158")
+    if native is not None and native not in sizes:
+        raise ValueError(f"--tta-sizes {text} must include {native}, the model's own input size "
+                         f"(the size of the pack's images)")
     return sizes
 
 
 def tta_scores(views: dict[str, np.ndarray], pk: dict, fold: int) -> dict:
-    """3-class figures of each view alone, then of the averages: plain+flip at 224,
-    all sizes, all sizes with their flips."""
+    """3-class figures of each view alone, then of the averages: plain+flip at the
+    model's own size (the pack's), all sizes, all sizes with their flips."""
     sizes = [n for n in views if "+" not in n]
+    native = pk["images"].shape[-1]
 
     def avg(names):
         return normalise(sum(views[n] for n in names))
 
     combos = dict(views)
-    combos["224 + flip"] = avg(["224", "224+flip"])
+    combos[f"{native} + flip"] = avg([f"{native}", f"{native}+flip"])
     if len(sizes) > 1:
         combos["all sizes"] = avg(sizes)
         combos["all sizes + flips"] = avg(list(views))
@@ -266,6 +274,7 @@ def tta(ckpt: str, pk: dict, fold: int, sizes: list[int], save_dir: Path | None 
 
 
 def main(argv=None):
+    from export import input_size
     from pack import PACK_DIR, load_pack
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,7 +282,8 @@ def main(argv=None):
     ap.add_argument("--ensemble", action="append", default=[], help="tags joined by +, e.g. a+b")
     ap.add_argument("--tta", action="append", default=[], metavar="CKPT@FOLD",
                     help="score test-time augmentation of this checkpoint on its test fold (repeatable)")
-    ap.add_argument("--tta-sizes", default="224", help="input sizes, comma-separated (224 first)")
+    ap.add_argument("--tta-sizes", default="",
+                    help="input sizes, comma-separated, including the pack's own (default: that size alone)")
     ap.add_argument("--save-views", help="write each TTA view's embeddings here (emb-v<size>[f]-f<fold>.npy), "
                     "e.g. to score an ensemble with another run via --emb")
     ap.add_argument("--gallery", metavar="TAG=IMAGE",
@@ -285,7 +295,7 @@ def main(argv=None):
     if a.gallery and (not gallery_tag or Path(gallery_path).suffix.lower() not in (".png", ".jpg", ".jpeg")):
         raise SystemExit(f"--gallery {a.gallery}: expected TAG=IMAGE with a .png or .jpg image, e.g. b=gallery.jpg")
     try:
-        sizes = parse_tta_sizes(a.tta_sizes)
+        parse_tta_sizes(a.tta_sizes) if a.tta_sizes else None
     except ValueError as e:
         raise SystemExit(str(e)) from None
     ttas = []
@@ -297,6 +307,16 @@ def main(argv=None):
             raise SystemExit(f"--tta {spec}: no checkpoint at {ckpt}")
         ttas.append({"ckpt": ckpt, "fold": int(fold)})
     pk = load_pack(Path(a.pack))
+    native = int(pk["images"].shape[-1])
+    try:
+        sizes = parse_tta_sizes(a.tta_sizes or str(native), native)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    for t in ttas:
+        trained = input_size(torch.load(t["ckpt"], map_location="cpu", weights_only=False)["config"])
+        if trained != native:  # the views would start from images of another size: plausible, wrong figures
+            raise SystemExit(f"--tta {t['ckpt']}: the model was trained at {trained}, the pack holds "
+                             f"{native}x{native} images (pack.py --size {trained} makes one at its size)")
     per_tag: dict[str, dict[int, np.ndarray]] = {}
     for p in map(Path, a.emb):
         if p.suffix == ".npz":

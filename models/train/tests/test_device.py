@@ -264,7 +264,7 @@ def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_
 @needs_datasets
 def test_a_pack_at_another_size_trains_at_that_size(tmp_path, datasets_root):
     """The resolution experiment's GPU path: a 320 pack decodes at 320, a fold trains on it,
-    and TTA (defined on the 224 input) is refused."""
+    and its test-time augmentation starts from the 320 input (which must be one of the views)."""
     from device_train import main as device_main
     from device_train import train_fold
 
@@ -276,8 +276,15 @@ def test_a_pack_at_another_size_trains_at_that_size(tmp_path, datasets_root):
            "max_steps": 1}
     _, _, emb, hist, _ = train_fold(pk, torch.from_numpy(pk["images"]), cfg, 5, torch.device("cpu"), lambda m: None)
     assert emb.shape == (len(pk["labels"]), 256) and np.isfinite(hist[0]["loss"])
-    with pytest.raises(SystemExit, match="320x320"):
+    with pytest.raises(SystemExit, match="must include 320"):
         device_main(["--pack", str(tmp_path), "--out", str(tmp_path / "o"), "--tta-sizes", "224,317"])
+    device_main(["--pack", str(tmp_path), "--out", str(tmp_path / "o"), "--tag", "r", "--folds", "5", "--epochs", "1",
+                 "--max-steps", "1", "--batch-size", "3", "--warmup-epochs", "0", "--n-boot", "10", "--threads", "2",
+                 "--tta-sizes", "320,256"])
+    (rec,) = [json.loads(ln) for ln in (tmp_path / "o" / "results-r.jsonl").read_text().splitlines()]
+    assert rec["config"]["input_size"] == 320
+    assert set(rec["tta"]) == {"320", "320+flip", "256", "256+flip", "320 + flip", "all sizes", "all sizes + flips"}
+    assert abs(rec["tta"]["320"]["map"] - rec["summary"]["3class"]["map"]) <= 1e-3  # the plain view is the fold's own
 
 
 def test_a_pack_of_mixed_sizes_is_refused():
@@ -301,8 +308,9 @@ def test_every_sweep_line_is_a_valid_device_train_command(conf):
     for ln in lines:
         tag, *args = ln.split()
         a = build_parser().parse_args(args + ["--out", "x", "--tag", tag])  # argparse exits on an unknown option
-        if a.tta_sizes:
-            parse_tta_sizes(a.tta_sizes)
+        if a.tta_sizes:  # must include the model's own size: .pack<size> by pack.py's convention, else 224
+            size = Path(a.pack).name.removeprefix(".pack")
+            parse_tta_sizes(a.tta_sizes, int(size) if size.isdigit() else 224)
         if a.pack != build_parser().get_default("pack"):
             # relative to models/train, where device_run.sh starts each job; pack.py's --out for it
             assert not Path(a.pack).is_absolute() and Path(a.pack).name.startswith(".pack")

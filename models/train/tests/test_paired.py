@@ -66,19 +66,39 @@ def test_arms_must_cover_the_same_folds():
         compare({1: e, 2: e}, {1: e}, meta)
 
 
-@pytest.mark.parametrize("item,msg", [("5", "FOLD=RUN_DIR"), ("x=runs/a", "FOLD=RUN_DIR"), ("5=", "FOLD=RUN_DIR")])
+@pytest.mark.parametrize("item,msg", [("5", "FOLD=RUN_DIR"), ("x=runs/a", "FOLD=RUN_DIR"), ("5=", "FOLD=RUN_DIR"),
+                                      ("5=a+", "FOLD=RUN_DIR"), ("5=a.npy+a.npy", "with itself")])
 def test_run_arguments_are_checked(item, msg):
     with pytest.raises(ValueError, match=msg):
         parse_runs([item], "--a")
     with pytest.raises(ValueError, match="twice"):
         parse_runs(["5=a", "5=a"], "--a")
-    assert parse_runs(["5=a.npy", "5=b.npy", "1=c.npy"], "--a") == {5: [Path("a.npy"), Path("b.npy")], 1: [Path("c.npy")]}
+    assert parse_runs(["5=a.npy", "5=b.npy", "1=c.npy", "1=a.npy+b.npy"], "--a") == {
+        5: [(Path("a.npy"),), (Path("b.npy"),)], 1: [(Path("c.npy"),), (Path("a.npy"), Path("b.npy"))]}
 
 
 def test_a_run_directory_means_its_embeddings(tmp_path):
-    assert parse_runs([f"3={tmp_path}"], "--a") == {3: [tmp_path / "embeddings_eval.npy"]}
+    assert parse_runs([f"3={tmp_path}"], "--a") == {3: [(tmp_path / "embeddings_eval.npy",)]}
     f = tmp_path / "e.npy"
-    assert parse_runs([f"3={f}"], "--a") == {3: [f]}
+    assert parse_runs([f"3={f}"], "--a") == {3: [(f,)]}
+    assert parse_runs([f"3={tmp_path}+{f}"], "--a") == {3: [(tmp_path / "embeddings_eval.npy", f)]}
+
+
+def test_an_ensemble_is_its_parts_normalised_and_concatenated(tmp_path):
+    from paired import load_run
+
+    a = np.array([[3.0, 4.0], [0.0, 2.0]], np.float16)
+    b = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 5.0]], np.float16)
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "b.npz", f2=b)
+    e = load_run((tmp_path / "a.npy", tmp_path / "b.npz"), 2)
+    np.testing.assert_allclose(e, [[0.6, 0.8, 1, 0, 0], [0, 1, 0, 0, 1]], atol=1e-6)
+    # so the ensemble's similarity is the sum of its parts' cosine similarities
+    np.testing.assert_allclose(e[0] @ e[1], 0.8 + 0.0, atol=1e-6)
+    np.testing.assert_array_equal(load_run((tmp_path / "a.npy",), 2), a.astype(np.float32))  # one part: as stored
+    np.save(tmp_path / "c.npy", np.ones((3, 2), np.float16))
+    with pytest.raises(ValueError, match=r"parts of \[2, 3\] rows"):
+        load_run((tmp_path / "a.npy", tmp_path / "c.npy"), 2)
 
 
 def test_cli_names_missing_embeddings(tmp_path, capsys):

@@ -218,6 +218,11 @@ def test_command_names_what_is_wrong_with_its_arguments(tmp_path, datasets_root)
         posthoc.main(base + ["--tta", str(tmp_path / "emb-x-f1.npy@1"), "--tta-sizes", "256"])
     with pytest.raises(SystemExit, match="expected whole numbers"):
         posthoc.main(base + ["--tta-sizes", "224,big"])
+    with pytest.raises(SystemExit, match="expected sizes in pixels"):
+        posthoc.main(base + ["--tta-sizes", "224,0"])
+    torch.save({"config": {"dim": 256, "pool": "gem", "input_size": 320}}, tmp_path / "r320.pt")
+    with pytest.raises(SystemExit, match="trained at 320, the pack holds 224x224"):
+        posthoc.main(base + ["--tta", f"{tmp_path / 'r320.pt'}@5"])
     with pytest.raises(SystemExit, match=r"no embeddings for \['z'\]"):
         posthoc.main(base + ["--ensemble", "x+z"])
     with pytest.raises(SystemExit, match="expected TAG=IMAGE"):
