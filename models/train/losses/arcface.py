@@ -6,6 +6,11 @@ cross-entropy. Margin given in radians (`margin`) — 0.5 rad = 28.65 deg is the
 ArcFace default and what we ship. When theta_y + m would exceed pi the usual
 monotonic fallback cos(theta) - m*sin(m) is used (insightface, easy_margin off).
 W is an nn.Parameter: the optimizer and the checkpoint both see it.
+
+Sub-centre ArcFace (Deng et al., ECCV 2020), `subcenters` K > 1: each class has
+K weight vectors and an embedding's cosine to a class is its largest cosine to
+one of them, so a class may form several clusters (a tumour seen axially,
+coronally or sagittally) instead of one. K = 1 is plain ArcFace.
 """
 from __future__ import annotations
 
@@ -17,10 +22,14 @@ import torch.nn.functional as F
 
 
 class ArcFaceLoss(nn.Module):
-    def __init__(self, num_classes: int, embedding_size: int, scale: float = 64.0, margin: float = 0.5):
+    def __init__(self, num_classes: int, embedding_size: int, scale: float = 64.0, margin: float = 0.5,
+                 subcenters: int = 1):
         super().__init__()
-        self.scale, self.margin = float(scale), float(margin)
-        self.W = nn.Parameter(torch.empty(num_classes, embedding_size))
+        if subcenters < 1:
+            raise ValueError(f"subcenters must be at least 1, got {subcenters}")
+        self.scale, self.margin, self.subcenters = float(scale), float(margin), int(subcenters)
+        # rows c*K .. c*K+K-1 are class c's sub-centres
+        self.W = nn.Parameter(torch.empty(num_classes * self.subcenters, embedding_size))
         nn.init.xavier_uniform_(self.W)
         self.cos_m, self.sin_m = math.cos(margin), math.sin(margin)
         self.th = math.cos(math.pi - margin)          # theta + m > pi  <=>  cos(theta) < th
@@ -28,6 +37,8 @@ class ArcFaceLoss(nn.Module):
 
     def logits(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = F.linear(F.normalize(emb, dim=1), F.normalize(self.W, dim=1)).clamp(-1.0, 1.0)
+        if self.subcenters > 1:
+            cos = cos.view(cos.size(0), -1, self.subcenters).amax(dim=2)
         sin = (1.0 - cos * cos).clamp(min=0.0).sqrt()
         phi = cos * self.cos_m - sin * self.sin_m        # cos(theta + m)
         phi = torch.where(cos > self.th, phi, cos - self.mm)
@@ -38,4 +49,6 @@ class ArcFaceLoss(nn.Module):
         return F.cross_entropy(self.logits(emb, labels), labels)
 
     def extra_repr(self):
-        return f"classes={self.W.size(0)}, dim={self.W.size(1)}, s={self.scale}, m={self.margin} rad ({math.degrees(self.margin):.1f} deg)"
+        sub = f", subcenters={self.subcenters}" if self.subcenters > 1 else ""
+        return (f"classes={self.W.size(0) // self.subcenters}, dim={self.W.size(1)}, s={self.scale}, "
+                f"m={self.margin} rad ({math.degrees(self.margin):.1f} deg){sub}")

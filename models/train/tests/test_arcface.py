@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -55,3 +56,35 @@ def test_weight_is_a_trained_checkpointed_parameter():
     emb = torch.randn(5, 16, requires_grad=True)
     loss(emb, torch.tensor([0, 1, 2, 3, 0])).backward()
     assert loss.W.grad is not None and torch.isfinite(loss.W.grad).all() and loss.W.grad.abs().sum() > 0
+
+
+def test_subcentres_score_each_class_by_its_nearest_subcentre():
+    torch.manual_seed(1)
+    loss = ArcFaceLoss(3, 6, scale=30.0, margin=0.4, subcenters=2).double()
+    assert loss.W.shape == (6, 6) and "subcenters=2" in repr(loss)
+    emb = torch.randn(5, 6, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    w = loss.W.detach()
+    # per sample, each class is represented by the sub-centre (rows 2c, 2c+1) it is closest to
+    e, wn = F.normalize(emb, dim=1), F.normalize(w, dim=1)
+    nearest = torch.stack([torch.stack([wn[2 * c + int((e[i] @ wn[2 * c + 1]) > (e[i] @ wn[2 * c]))] for c in range(3)])
+                           for i in range(5)])
+    for i in range(5):
+        expected = hand_logits(emb[i:i + 1], nearest[i], y[i:i + 1], 30.0, 0.4)
+        torch.testing.assert_close(loss.logits(emb[i:i + 1], y[i:i + 1]), expected, rtol=1e-9, atol=1e-9)
+    loss(emb, y).backward()
+    assert torch.isfinite(loss.W.grad).all()
+    # only the winning sub-centres are pulled: a sub-centre no sample is nearest to gets no gradient
+    used = {2 * c + int((e[i] @ wn[2 * c + 1]) > (e[i] @ wn[2 * c])) for i in range(5) for c in range(3)}
+    for row in set(range(6)) - used:
+        assert loss.W.grad[row].abs().sum() == 0
+
+
+def test_one_subcentre_is_plain_arcface_and_fewer_are_refused():
+    torch.manual_seed(2)
+    plain, one = ArcFaceLoss(4, 8), ArcFaceLoss(4, 8, subcenters=1)
+    one.load_state_dict(plain.state_dict())
+    emb, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.testing.assert_close(one.logits(emb, y), plain.logits(emb, y), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="subcenters must be at least 1"):
+        ArcFaceLoss(4, 8, subcenters=0)
