@@ -294,10 +294,11 @@ def main(argv=None):
     gallery_tag, _, gallery_path = (a.gallery or "").partition("=")
     if a.gallery and (not gallery_tag or Path(gallery_path).suffix.lower() not in (".png", ".jpg", ".jpeg")):
         raise SystemExit(f"--gallery {a.gallery}: expected TAG=IMAGE with a .png or .jpg image, e.g. b=gallery.jpg")
-    try:
-        parse_tta_sizes(a.tta_sizes) if a.tta_sizes else None
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    if a.tta_sizes:  # the syntax now; the pack's own size once the pack is loaded
+        try:
+            parse_tta_sizes(a.tta_sizes)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     ttas = []
     for spec in a.tta:  # checked before the (long) scoring starts
         ckpt, _, fold = spec.rpartition("@")
