@@ -99,7 +99,8 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     init = torch.load(Path(cfg["pack"]) / "backbone.pt", map_location="cpu", weights_only=True)
     net.backbone.load_state_dict({k: v.float() for k, v in init.items()})
     net = net.to(dev).to(memory_format=torch.channels_last)
-    loss_fn = ArcFaceLoss(4, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1)).to(dev)
+    loss_fn = ArcFaceLoss(4, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1),
+                          cfg.get("label_smoothing", 0.0)).to(dev)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
     spe = len(train_rows) // cfg["batch_size"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(spe * cfg["epochs"],
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--margin", type=float, default=0.5)
     ap.add_argument("--scale", type=float, default=64.0)
     ap.add_argument("--subcenters", type=int, default=1, help="ArcFace sub-centres per class (1 = plain ArcFace)")
+    ap.add_argument("--label-smoothing", type=float, default=0.0, help="of the ArcFace cross-entropy (0 = off)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--pool", default="gem")
     ap.add_argument("--seed", type=int, default=1)

@@ -39,7 +39,7 @@ from model import build_model
 DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
                 views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
-                feat_dropout=0.1, size=224, subcenters=1)
+                feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0)
 
 
 def set_seed(seed: int):
@@ -146,7 +146,8 @@ def main(argv=None):
           f"{np.bincount(labels.numpy(), minlength=4).tolist()}", flush=True)
 
     net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"]).to(dev)
-    loss_fn = ArcFaceLoss(n_cls, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1)).to(dev)
+    loss_fn = ArcFaceLoss(n_cls, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1),
+                          cfg.get("label_smoothing", 0.0)).to(dev)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
     steps_per_epoch = len(train_rows) // cfg["batch_size"]
     total = steps_per_epoch * cfg["epochs"]

@@ -11,6 +11,7 @@ Sub-centre ArcFace (Deng et al., ECCV 2020), `subcenters` K > 1: each class has
 K weight vectors and an embedding's cosine to a class is its largest cosine to
 one of them, so a class may form several clusters (a tumour seen axially,
 coronally or sagittally) instead of one. K = 1 is plain ArcFace.
+`label_smoothing` is cross-entropy's own (0 = off, what we ship).
 """
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ import torch.nn.functional as F
 
 class ArcFaceLoss(nn.Module):
     def __init__(self, num_classes: int, embedding_size: int, scale: float = 64.0, margin: float = 0.5,
-                 subcenters: int = 1):
+                 subcenters: int = 1, label_smoothing: float = 0.0):
         super().__init__()
         if subcenters < 1:
             raise ValueError(f"subcenters must be at least 1, got {subcenters}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.scale, self.margin, self.subcenters = float(scale), float(margin), int(subcenters)
+        self.label_smoothing = float(label_smoothing)
         # rows c*K .. c*K+K-1 are class c's sub-centres
         self.W = nn.Parameter(torch.empty(num_classes * self.subcenters, embedding_size))
         nn.init.xavier_uniform_(self.W)
@@ -46,9 +50,10 @@ class ArcFaceLoss(nn.Module):
         return self.scale * (onehot * phi + (1.0 - onehot) * cos)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(emb, labels), labels)
+        return F.cross_entropy(self.logits(emb, labels), labels, label_smoothing=self.label_smoothing)
 
     def extra_repr(self):
         sub = f", subcenters={self.subcenters}" if self.subcenters > 1 else ""
+        sub += f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
         return (f"classes={self.W.size(0) // self.subcenters}, dim={self.W.size(1)}, s={self.scale}, "
                 f"m={self.margin} rad ({math.degrees(self.margin):.1f} deg){sub}")

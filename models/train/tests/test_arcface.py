@@ -88,3 +88,14 @@ def test_one_subcentre_is_plain_arcface_and_fewer_are_refused():
     torch.testing.assert_close(one.logits(emb, y), plain.logits(emb, y), rtol=0, atol=0)
     with pytest.raises(ValueError, match="subcenters must be at least 1"):
         ArcFaceLoss(4, 8, subcenters=0)
+
+
+def test_label_smoothing_is_cross_entropys_own_on_the_margin_logits():
+    torch.manual_seed(3)
+    loss = ArcFaceLoss(4, 8, label_smoothing=0.1).double()
+    emb, y = torch.randn(6, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    expected = hand_logits(emb, loss.W.detach(), y, 64.0, 0.5)
+    torch.testing.assert_close(loss(emb, y), F.cross_entropy(expected, y, label_smoothing=0.1), rtol=1e-9, atol=1e-9)
+    assert loss(emb, y) != F.cross_entropy(expected, y)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        ArcFaceLoss(4, 8, label_smoothing=1.0)
