@@ -7,7 +7,7 @@ cache order. A fold given
 more than once in an arm means several runs of it (seeds): their per-query AP and
 P@10 are averaged before the arms are compared, so seed noise is averaged too.
 RUN1+RUN2 is an ensemble of runs: their L2-normalised vectors concatenated (the
-sum of their cosine similarities, as posthoc.py --ensemble), e.g. to ask whether a
+mean of their cosine similarities, as posthoc.py --ensemble), e.g. to ask whether a
 second model adds to the first.
 Both arms are scored on exactly the same queries (3-class Figshare protocol of evaluate.py:
 query = the fold, database = the other folds), so the difference is measured
@@ -72,13 +72,15 @@ def load_embeddings(path: Path, fold: int) -> np.ndarray:
 
 
 def load_run(run: Run, fold: int) -> np.ndarray:
-    """One run's embeddings; an ensemble's parts L2-normalised and concatenated."""
+    """One run's embeddings; an ensemble's as posthoc.py --ensemble makes them."""
+    from posthoc import ensemble
+
     if len(run) == 1:
         return load_embeddings(run[0], fold)
     parts = [load_embeddings(p, fold) for p in run]
     if len({len(e) for e in parts}) > 1:
         raise ValueError(f"the ensemble {'+'.join(map(str, run))} has parts of {[len(e) for e in parts]} rows")
-    return np.concatenate([e / np.linalg.norm(e, axis=1, keepdims=True) for e in parts], axis=1)
+    return ensemble(parts).astype(np.float32)
 
 
 def per_query(embs, meta: dict, fold: int, protocol: str = "3class") -> dict:

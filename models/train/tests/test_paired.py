@@ -92,9 +92,9 @@ def test_an_ensemble_is_its_parts_normalised_and_concatenated(tmp_path):
     np.save(tmp_path / "a.npy", a)
     np.savez(tmp_path / "b.npz", f2=b)
     e = load_run((tmp_path / "a.npy", tmp_path / "b.npz"), 2)
-    np.testing.assert_allclose(e, [[0.6, 0.8, 1, 0, 0], [0, 1, 0, 0, 1]], atol=1e-6)
-    # so the ensemble's similarity is the sum of its parts' cosine similarities
-    np.testing.assert_allclose(e[0] @ e[1], 0.8 + 0.0, atol=1e-6)
+    np.testing.assert_allclose(e * np.sqrt(2), [[0.6, 0.8, 1, 0, 0], [0, 1, 0, 0, 1]], atol=1e-6)
+    # so the ensemble's similarity is the mean of its parts' cosine similarities
+    np.testing.assert_allclose(e[0] @ e[1], (0.8 + 0.0) / 2, atol=1e-6)
     np.testing.assert_array_equal(load_run((tmp_path / "a.npy",), 2), a.astype(np.float32))  # one part: as stored
     np.save(tmp_path / "c.npy", np.ones((3, 2), np.float16))
     with pytest.raises(ValueError, match=r"parts of \[2, 3\] rows"):
