@@ -41,7 +41,6 @@ def batch_of(dataset: Path, rs: list[dict[str, str]], size: int = 224) -> np.nda
     return np.stack([preprocess_file(str(dataset / r["file"]), size) for r in rs]).astype(np.float32)[:, None, :, :]
 
 
-
 class Reader(CalibrationDataReader):
     def __init__(self, data: np.ndarray, name: str, batch: int = 16):
         self.items = [{name: data[i : i + batch]} for i in range(0, len(data), batch)]

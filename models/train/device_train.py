@@ -99,8 +99,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     init = torch.load(Path(cfg["pack"]) / "backbone.pt", map_location="cpu", weights_only=True)
     net.backbone.load_state_dict({k: v.float() for k, v in init.items()})
     net = net.to(dev).to(memory_format=torch.channels_last)
-    loss_fn = ArcFaceLoss(4, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1),
-                          cfg.get("label_smoothing", 0.0)).to(dev)
+    loss_fn = ArcFaceLoss.from_config(4, cfg).to(dev)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
     spe = len(train_rows) // cfg["batch_size"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(spe * cfg["epochs"],

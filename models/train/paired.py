@@ -38,6 +38,7 @@ import numpy as np
 import data
 import metrics
 from evaluate import cache_meta, protocols
+from posthoc import ensemble
 
 
 Run = tuple[Path, ...]  # one run, or the parts of an ensemble
@@ -73,8 +74,6 @@ def load_embeddings(path: Path, fold: int) -> np.ndarray:
 
 def load_run(run: Run, fold: int) -> np.ndarray:
     """One run's embeddings; an ensemble's as posthoc.py --ensemble makes them."""
-    from posthoc import ensemble
-
     if len(run) == 1:
         return load_embeddings(run[0], fold)
     parts = [load_embeddings(p, fold) for p in run]

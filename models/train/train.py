@@ -146,8 +146,7 @@ def main(argv=None):
           f"{np.bincount(labels.numpy(), minlength=4).tolist()}", flush=True)
 
     net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"]).to(dev)
-    loss_fn = ArcFaceLoss(n_cls, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1),
-                          cfg.get("label_smoothing", 0.0)).to(dev)
+    loss_fn = ArcFaceLoss.from_config(n_cls, cfg).to(dev)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
     steps_per_epoch = len(train_rows) // cfg["batch_size"]
     total = steps_per_epoch * cfg["epochs"]

@@ -39,6 +39,12 @@ class ArcFaceLoss(nn.Module):
         self.th = math.cos(math.pi - margin)          # theta + m > pi  <=>  cos(theta) < th
         self.mm = math.sin(math.pi - margin) * margin
 
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: dict) -> "ArcFaceLoss":
+        """The loss a training config asks for; settings older configs lack take their default."""
+        return cls(num_classes, cfg["dim"], cfg["scale"], cfg["margin"], cfg.get("subcenters", 1),
+                   cfg.get("label_smoothing", 0.0))
+
     def logits(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = F.linear(F.normalize(emb, dim=1), F.normalize(self.W, dim=1)).clamp(-1.0, 1.0)
         if self.subcenters > 1:
