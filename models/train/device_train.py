@@ -40,7 +40,7 @@ from losses import ArcFaceLoss
 from model import build_model
 from pack import PACK_DIR, load_pack
 from posthoc import parse_tta_sizes, tta_scores, tta_views
-from train import lr_lambda_factory, param_groups, set_seed
+from train import epoch_batches, lr_lambda_factory, make_ema, param_groups, set_seed
 
 
 def save_sharded(state: dict, base: Path):
@@ -105,15 +105,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(spe * cfg["epochs"],
                                                                      int(cfg["warmup_epochs"] * spe)))
     noise_gen = torch.Generator(device=dev).manual_seed(cfg["seed"])
-    # Weight EMA: the run overfits (train accuracy reaches 1.0 by epoch ~45), and an
-    # average of late weights usually generalises better than the last iterate.
-    # BatchNorm running stats are averaged too (use_buffers), so the EMA model is
-    # used as is, without a recalibration pass.
-    ema = None
-    if cfg.get("ema"):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+    ema = make_ema(net, cfg.get("ema"))
     use_amp = cfg.get("bf16", dev.type == "cuda")
     t0 = time.time()
     hist = []
@@ -123,12 +115,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
         tot = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev)
         seen = 0
-        # Meningioma, the smallest tumour class, is where the held-out queries land in the
-        # wrong class's cluster most often (11.6 % vs 4-5 %; posthoc.py's diagnosis), so a
-        # sweep can draw it more often.
-        epoch_batches = (data.balanced_batches(pk["labels"][train_rows], cfg["batch_size"], g, cfg["balance"])
-                         if cfg.get("balance") else data.batches(len(train_rows), cfg["batch_size"], g))
-        for step, idx in enumerate(epoch_batches):
+        for step, idx in enumerate(epoch_batches(pk["labels"][train_rows], cfg, g)):
             idx = idx.to(dev)
             x = imgs_dev[x_rows[idx]].float().div_(255.0).unsqueeze(1)
             x = data.augment(x, g, noise_gen=noise_gen).contiguous(memory_format=torch.channels_last)
