@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 
 import data
-from losses import ArcFaceLoss
+from losses import ArcFaceLoss, MultiSimilarityAux
 from model import build_model
 
 DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
                 views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
-                feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0, balance=0.0, ema=0.0)
+                feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0, balance=0.0, ema=0.0, ms_weight=0.0)
 
 
 def set_seed(seed: int):
@@ -174,6 +174,7 @@ def main(argv=None):
 
     net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"]).to(dev)
     loss_fn = ArcFaceLoss.from_config(n_cls, cfg).to(dev)
+    aux = MultiSimilarityAux.from_config(cfg)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
     steps_per_epoch = len(train_rows) // cfg["batch_size"]
     total = steps_per_epoch * cfg["epochs"]
@@ -230,6 +231,8 @@ def main(argv=None):
                 x = data.augment(cache.images[idx].float().unsqueeze(1), g).to(dev)
                 emb = net.forward_head(net.forward_features(x), normalize=False)
             loss = loss_fn(emb, y)
+            if aux is not None:
+                loss = loss + aux(emb, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

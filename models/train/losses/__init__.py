@@ -1,3 +1,4 @@
 from .arcface import ArcFaceLoss
+from .pairwise import MultiSimilarityAux
 
-__all__ = ["ArcFaceLoss"]
+__all__ = ["ArcFaceLoss", "MultiSimilarityAux"]
