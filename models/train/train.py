@@ -61,7 +61,8 @@ def make_ema(net, decay: float):
     """Exponential moving average of the weights, or None when decay is 0.
 
     The recipes overfit (train accuracy ~1.0 well before the end), and an average of
-    late weights often generalises better than the last iterate. BatchNorm running
+    late weights often generalises better than the last iterate (on the CPU recipe it
+    did not: results/probe-cached-ema0995.json). BatchNorm running
     stats are averaged too (use_buffers), so the EMA model is used as is, without a
     recalibration pass."""
     if not decay:
