@@ -211,7 +211,6 @@ def main(argv=None):
     from tqdm import tqdm
 
     t_start = time.time()
-    state = None
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, cfg["epochs"]):
         net.train()
@@ -258,6 +257,8 @@ def main(argv=None):
                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history}
         if ema is not None:
             state["ema"] = ema.state_dict()
+            if epoch == cfg["epochs"] - 1:  # finished: the average is the model export and posthoc read
+                state.update(model=ema.module.state_dict(), raw_model=state["model"])
         torch.save(state, run / "last.tmp.pt")
         (run / "last.tmp.pt").replace(ck_path)
     train_seconds = sum(h["seconds"] for h in history)
@@ -267,9 +268,6 @@ def main(argv=None):
                                                  "train_seconds": train_seconds}, indent=2))
     if ema is not None:
         net = ema.module  # the averaged weights are the model that is scored and exported
-    if ema is not None and state is not None:
-        torch.save({**state, "model": net.state_dict(), "raw_model": state["model"]}, run / "last.tmp.pt")
-        (run / "last.tmp.pt").replace(ck_path)
     if not a.no_eval:
         from evaluate import embed_cached, evaluate_embeddings, print_report
         from features import feat_path

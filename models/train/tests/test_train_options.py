@@ -55,12 +55,7 @@ class _FakeCache:
         self.view_names = list(views)
         self.views = [torch.rand(len(rows), 832, 7, 7, generator=g).half() for _ in views]
 
-    def batch(self, idx, view_choice):
-        out = torch.empty((len(idx), 832, 7, 7))
-        for v, arr in enumerate(self.views):
-            m = view_choice == v
-            out[m] = arr[idx[m]].float()
-        return out
+    batch = train.CachedFeatures.batch  # the real one: it reads only self.views
 
 
 class _Cut(Exception):
