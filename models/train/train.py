@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 
 import data
-from losses import ArcFaceLoss, MultiSimilarityAux
+from losses import ArcFaceLoss, MultiSimilarityAux, mix_batch, mixed_loss
 from model import build_model
 
 DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, weight_decay=1e-4,
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
                 views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
-                feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0, balance=0.0, ema=0.0, ms_weight=0.0)
+                feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0, balance=0.0, ema=0.0, ms_weight=0.0,
+                mixup=0.0)
 
 
 def set_seed(seed: int):
@@ -156,6 +157,12 @@ def main(argv=None):
             cfg[k] = v
     if str(cfg["frozen_until"]).lower() in ("none", ""):
         cfg["frozen_until"] = None  # full fine-tune (online mode)
+    if cfg.get("mixup") and cfg["mode"] != "cached":
+        raise SystemExit("--mixup mixes cached pool4 activations: use --mode cached (device_train.py has it for a full fine-tune)")
+    if cfg.get("mixup", 0) < 0:
+        raise SystemExit(f"--mixup must be > 0 (0 = off), got {cfg['mixup']}")
+    if cfg.get("mixup") and cfg.get("ms_weight"):
+        raise SystemExit("--mixup and --ms-weight do not combine: the pairwise term has no mixed labels")
     torch.set_num_threads(cfg["threads"])
     set_seed(cfg["seed"])
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -215,6 +222,7 @@ def main(argv=None):
     for epoch in range(start_epoch, cfg["epochs"]):
         net.train()
         g = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+        mix_rng = np.random.default_rng([cfg["seed"], epoch]) if cfg.get("mixup") else None
         t0 = time.time()
         tot, correct, seen = 0.0, 0, 0
         bar = tqdm(epoch_batches(labels, cfg, g), desc=f"epoch {epoch}", mininterval=15)
@@ -226,11 +234,13 @@ def main(argv=None):
                 if cfg["feat_dropout"] > 0:  # channel dropout on the cached pool4 activations
                     keep_mask = (torch.rand(f.shape[:2], generator=g) >= cfg["feat_dropout"]).to(f.dtype)
                     f = f * keep_mask[:, :, None, None] / (1 - cfg["feat_dropout"])
+                if mix_rng is not None:
+                    f, y_partner, lam = mix_batch(f, y, cfg["mixup"], mix_rng)
                 emb = net.forward_head(net.backbone.forward_from(f, "pool4"), normalize=False)
             else:
                 x = data.augment(cache.images[idx].float().unsqueeze(1), g).to(dev)
                 emb = net.forward_head(net.forward_features(x), normalize=False)
-            loss = loss_fn(emb, y)
+            loss = loss_fn(emb, y) if mix_rng is None else mixed_loss(loss_fn, emb, y, y_partner, lam)
             if aux is not None:
                 loss = loss + aux(emb, y)
             opt.zero_grad(set_to_none=True)
@@ -244,7 +254,7 @@ def main(argv=None):
                 pred = F.linear(F.normalize(emb, dim=1), F.normalize(loss_fn.W, dim=1)).argmax(1)
             correct += int((pred == y).sum())
             seen += len(y)
-            tot += float(loss) * len(y)
+            tot += loss.item() * len(y)
             bar.set_postfix(loss=f"{tot / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
             if a.max_steps and step >= a.max_steps:
                 print(f"max-steps reached: {(time.time() - t0) / (step - epoch * steps_per_epoch):.2f} s/step", flush=True)

@@ -55,8 +55,9 @@ class ArcFaceLoss(nn.Module):
         onehot = F.one_hot(labels, cos.size(1)).to(cos.dtype)
         return self.scale * (onehot * phi + (1.0 - onehot) * cos)
 
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(emb, labels), labels, label_smoothing=self.label_smoothing)
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(self.logits(emb, labels), labels, label_smoothing=self.label_smoothing,
+                               reduction=reduction)
 
     def extra_repr(self):
         sub = f", subcenters={self.subcenters}" if self.subcenters > 1 else ""
