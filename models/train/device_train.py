@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 import data
 from evaluate import embed, evaluate_embeddings
-from losses import ArcFaceLoss
+from googlenet import gray01_to_bgr
+from losses import ArcFaceLoss, mix_batch, mixed_loss
 from model import build_model
 from pack import PACK_DIR, load_pack
 from posthoc import parse_tta_sizes, tta_scores, tta_views
@@ -112,6 +113,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     for epoch in range(cfg["epochs"]):
         net.train()
         g = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
+        mix_rng = np.random.default_rng([cfg["seed"], epoch]) if cfg.get("mixup") else None
         tot = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev)
         seen = 0
@@ -121,10 +123,15 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
             x = data.augment(x, g, noise_gen=noise_gen).contiguous(memory_format=torch.channels_last)
             y = labels[idx]
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                fmap = net.forward_features(x)
+                if mix_rng is None:
+                    fmap = net.forward_features(x)
+                else:  # manifold mixup at pool4, where train.py's cached recipe mixes too
+                    f = net.backbone.forward_until(gray01_to_bgr(x), "pool4")
+                    f, y_partner, lam = mix_batch(f, y, cfg["mixup"], mix_rng)
+                    fmap = net.backbone.forward_from(f, "pool4")
             # GeM (cubes), the head and the margin maths stay in float32
             e = net.head(net.pool(fmap.float()))
-            loss = loss_fn(e, y)
+            loss = loss_fn(e, y) if mix_rng is None else mixed_loss(loss_fn, e, y, y_partner, lam)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -175,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--pool", default="gem")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mixup", type=float, default=0.0,
+                    help="manifold mixup at pool4, lam ~ Beta(a, a) per sample (0 = off; losses/mixup.py)")
     ap.add_argument("--ema", type=float, default=0.0, help="weight EMA decay (0 = off); the EMA model is scored and saved")
     ap.add_argument("--balance", type=float, default=0.0,
                     help="class-balanced sampling power (0 = off, 0.5 = square-root, 1 = uniform over classes)")
@@ -197,6 +206,8 @@ def main(argv=None):
         tta_sizes = parse_tta_sizes(a.tta_sizes) if a.tta_sizes else []
     except ValueError as e:
         ap.error(str(e))
+    if a.mixup < 0:
+        ap.error(f"--mixup {a.mixup}: expected > 0 (0 = off)")
     cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

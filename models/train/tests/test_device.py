@@ -103,7 +103,8 @@ def test_to_ckpt_makes_a_checkpoint_that_export_loads(tmp_path):
 
 
 @needs_datasets
-def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
+@pytest.mark.parametrize("extra", [{}, {"mixup": 0.4}], ids=["plain", "mixup"])
+def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root, extra):
     """The device training path (augment, full fine-tune step, embed) on a few real slices, on the CPU."""
     from device_train import train_fold
 
@@ -112,7 +113,7 @@ def test_train_fold_runs_end_to_end_on_real_images(tmp_path, datasets_root):
     n = len(pk["labels"])
     cfg = {"tag": "t", "pack": str(tmp_path), "seed": 1, "dim": 256, "pool": "gem", "scale": 64.0, "margin": 0.5,
            "lr": 1e-4, "head_lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.0, "epochs": 1, "batch_size": 3,
-           "max_steps": 1, "balance": 0.5}
+           "max_steps": 1, "balance": 0.5, **extra}
     init = build_model(frozen_until=None, pretrained=False)  # the init train_fold starts from: the pack's fp16 BVLC
     init.backbone.load_state_dict({k: v.float() for k, v in torch.load(tmp_path / "backbone.pt").items()})
     before = init.backbone.stem[0].conv.weight.detach()
