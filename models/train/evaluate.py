@@ -48,7 +48,7 @@ def embed_cached(net, feats: np.ndarray, batch: int = 128) -> np.ndarray:
     out = []
     for i in range(0, len(feats), batch):
         f = torch.from_numpy(feats[i:i + batch]).float()
-        out.append(net.forward_head(net.backbone.forward_from(f, "pool4")).numpy())
+        out.append(net.embed_from_pool4(f).numpy())
     return np.concatenate(out)
 
 
@@ -117,7 +117,8 @@ def load_ckpt_net(path):
 
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = ck["config"]
-    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True)
+    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True,
+                      fuse_pool4=bool(cfg.get("fuse_pool4")))
     net.load_state_dict(ck["model"], strict=False)
     return net.eval(), cfg
 

@@ -51,6 +51,8 @@ def load_net(ckpt: str | None, dim: int = 256, pool: str = "gem"):
     else:
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         cfg = ck["config"]
+        if cfg.get("fuse_pool4"):
+            raise SystemExit(f"{ckpt}: a --fuse-pool4 model (a CPU-recipe experiment) has no export contract")
         net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True)
         missing, unexpected = net.load_state_dict(ck["model"], strict=False)
         if unexpected or any(not k.startswith("backbone.") for k in missing):

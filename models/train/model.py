@@ -29,11 +29,17 @@ class EmbeddingHead(nn.Module):
 
 
 class RetrievalNet(nn.Module):
-    def __init__(self, dim: int = 256, pool: str = "gem", gem_p: float = 3.0, frozen_until: str | None = None):
+    def __init__(self, dim: int = 256, pool: str = "gem", gem_p: float = 3.0, frozen_until: str | None = None,
+                 fuse_pool4: bool = False):
         super().__init__()
         self.backbone = GoogLeNetBackbone()
         self.pool = create_pool(pool, p=gem_p) if pool == "gem" else create_pool(pool)
-        self.head = EmbeddingHead(self.backbone.out_channels, dim)
+        # fuse_pool4 (an experiment, not the published design): the head also sees the pooled
+        # pool4 activations (inception_4e's 832 channels at twice 5b's resolution), the finer
+        # detail that tells a lesion's margin, where the off-centre queries are confused
+        self.fuse_pool4 = bool(fuse_pool4)
+        in_dim = self.backbone.out_channels + (self.backbone.inception_4e.out_channels if fuse_pool4 else 0)
+        self.head = EmbeddingHead(in_dim, dim)
         self.dim = dim
         self.frozen_until = frozen_until  # stages up to this one run under no_grad during training
 
@@ -47,7 +53,17 @@ class RetrievalNet(nn.Module):
         e = self.head(self.pool(fmap))
         return F.normalize(e, dim=1) if normalize else e
 
+    def embed_from_pool4(self, f: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Embedding from pool4 activations (the CPU recipe's cached features)."""
+        fmap = self.backbone.forward_from(f, "pool4")
+        if not self.fuse_pool4:
+            return self.forward_head(fmap, normalize)
+        e = self.head(torch.cat([self.pool(fmap), self.pool(f)], 1))
+        return F.normalize(e, dim=1) if normalize else e
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.fuse_pool4:
+            return self.embed_from_pool4(self.backbone.forward_until(gray01_to_bgr(image), "pool4"))
         return self.forward_head(self.forward_features(image))
 
     def trainable_parameters(self):
@@ -72,13 +88,15 @@ class ExportWrapper(nn.Module):
         self.net = net
 
     def forward(self, image):
+        if self.net.fuse_pool4:
+            raise NotImplementedError("a fuse_pool4 model has no export contract yet (an experiment)")
         fmap = self.net.forward_features(image)
         return self.net.forward_head(fmap), fmap
 
 
 def build_model(dim: int = 256, pool: str = "gem", frozen_until: str | None = "inception_4c",
-                pretrained: bool = True) -> RetrievalNet:
-    net = RetrievalNet(dim=dim, pool=pool, frozen_until=frozen_until)
+                pretrained: bool = True, fuse_pool4: bool = False) -> RetrievalNet:
+    net = RetrievalNet(dim=dim, pool=pool, frozen_until=frozen_until, fuse_pool4=fuse_pool4)
     if pretrained:
         load_bvlc(net.backbone)
     if frozen_until is not None:

@@ -40,7 +40,7 @@ DEFAULTS = dict(mode="cached", epochs=14, batch_size=64, lr=3e-4, head_lr=3e-3, 
                 warmup_epochs=1.0, margin=0.5, scale=64.0, dim=256, pool="gem", test_fold=5, seed=1,
                 views="h0,h1,h2,h3,h4", frozen_until="pool4", classes=4, threads=2,
                 feat_dropout=0.1, size=224, subcenters=1, label_smoothing=0.0, balance=0.0, ema=0.0, ms_weight=0.0,
-                mixup=0.0)
+                mixup=0.0, fuse_pool4=0)
 
 
 def set_seed(seed: int):
@@ -157,6 +157,8 @@ def main(argv=None):
             cfg[k] = v
     if str(cfg["frozen_until"]).lower() in ("none", ""):
         cfg["frozen_until"] = None  # full fine-tune (online mode)
+    if cfg.get("fuse_pool4") and cfg["mode"] != "cached":
+        raise SystemExit("--fuse-pool4 is a CPU-recipe probe: use --mode cached")
     if cfg.get("mixup") and cfg["mode"] != "cached":
         raise SystemExit("--mixup mixes cached pool4 activations: use --mode cached (device_train.py has it for a full fine-tune)")
     if cfg.get("mixup", 0) < 0:
@@ -180,7 +182,8 @@ def main(argv=None):
     print(f"train rows {len(train_rows)} (test fold {cfg['test_fold']} held out), classes "
           f"{np.bincount(labels.numpy(), minlength=4).tolist()}", flush=True)
 
-    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"]).to(dev)
+    net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=cfg["frozen_until"],
+                      fuse_pool4=bool(cfg.get("fuse_pool4"))).to(dev)
     loss_fn = ArcFaceLoss.from_config(n_cls, cfg).to(dev)
     aux = MultiSimilarityAux.from_config(cfg)
     opt = torch.optim.AdamW(param_groups(net, loss_fn, cfg))
@@ -236,7 +239,7 @@ def main(argv=None):
                     f = f * keep_mask[:, :, None, None] / (1 - cfg["feat_dropout"])
                 if mix_rng is not None:
                     f, y_partner, lam = mix_batch(f, y, cfg["mixup"], mix_rng)
-                emb = net.forward_head(net.backbone.forward_from(f, "pool4"), normalize=False)
+                emb = net.embed_from_pool4(f, normalize=False)
             else:
                 x = data.augment(cache.images[idx].float().unsqueeze(1), g).to(dev)
                 emb = net.forward_head(net.forward_features(x), normalize=False)
