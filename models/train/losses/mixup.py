@@ -7,7 +7,9 @@ each target in turn. Why at pool4: the CPU recipe trains on cached pool4
 activations, so mixing there is the one place both recipes (cached and the
 full fine-tune) can mix the same way; the stages before pool4 see clean images.
 Why at all: label smoothing, the other regulariser of the class posterior, was
-the one loss setting that helped held-out meningioma in the CPU probes.
+the one loss setting that helped held-out meningioma in the CPU probes. Mixup did
+not: alpha 0.4 on top of 320 + smoothing cost 2.0 mAP on two folds
+(results/probe-cached-mixup04-320ls.json), so it stays off.
 
 The draws come from a numpy generator the caller seeds per epoch, so a resumed
 run replays them and the torch generator of the batches is not touched.
