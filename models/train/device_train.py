@@ -36,7 +36,6 @@ import torch.nn.functional as F
 
 import data
 from evaluate import embed, evaluate_embeddings
-from googlenet import gray01_to_bgr
 from losses import ArcFaceLoss, mix_batch, mixed_loss
 from model import build_model
 from pack import PACK_DIR, load_pack
@@ -126,8 +125,7 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
                 if mix_rng is None:
                     fmap = net.forward_features(x)
                 else:  # manifold mixup at pool4, where train.py's cached recipe mixes too
-                    f = net.backbone.forward_until(gray01_to_bgr(x), "pool4")
-                    f, y_partner, lam = mix_batch(f, y, cfg["mixup"], mix_rng)
+                    f, y_partner, lam = mix_batch(net.pool4_features(x), y, cfg["mixup"], mix_rng)
                     fmap = net.backbone.forward_from(f, "pool4")
             # GeM (cubes), the head and the margin maths stay in float32
             e = net.head(net.pool(fmap.float()))

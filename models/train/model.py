@@ -53,17 +53,21 @@ class RetrievalNet(nn.Module):
         e = self.head(self.pool(fmap))
         return F.normalize(e, dim=1) if normalize else e
 
+    def pool4_features(self, image: torch.Tensor) -> torch.Tensor:
+        """[N,1,H,W] in [0,1] -> pool4 activations (what the CPU recipe caches, where mixup mixes)."""
+        return self.backbone.forward_until(gray01_to_bgr(image), "pool4")
+
     def embed_from_pool4(self, f: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Embedding from pool4 activations (the CPU recipe's cached features)."""
-        fmap = self.backbone.forward_from(f, "pool4")
-        if not self.fuse_pool4:
-            return self.forward_head(fmap, normalize)
-        e = self.head(torch.cat([self.pool(fmap), self.pool(f)], 1))
+        pooled = self.pool(self.backbone.forward_from(f, "pool4"))
+        if self.fuse_pool4:
+            pooled = torch.cat([pooled, self.pool(f)], 1)
+        e = self.head(pooled)
         return F.normalize(e, dim=1) if normalize else e
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.fuse_pool4:
-            return self.embed_from_pool4(self.backbone.forward_until(gray01_to_bgr(image), "pool4"))
+            return self.embed_from_pool4(self.pool4_features(image))
         return self.forward_head(self.forward_features(image))
 
     def trainable_parameters(self):

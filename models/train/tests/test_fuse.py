@@ -4,12 +4,7 @@ import pytest
 import torch
 
 import train
-from googlenet import gray01_to_bgr
 from model import ExportWrapper, build_model
-
-
-def _pool4(net, x):
-    return net.backbone.forward_until(gray01_to_bgr(x), "pool4")
 
 
 @pytest.mark.parametrize("fuse", [False, True])
@@ -18,7 +13,7 @@ def test_the_cached_path_and_the_image_path_give_the_same_embedding(fuse):
     net = build_model(frozen_until="pool4", pretrained=False, fuse_pool4=fuse).eval()
     x = torch.rand(3, 1, 224, 224)
     with torch.no_grad():
-        a, b = net.embed_from_pool4(_pool4(net, x)), net(x)
+        a, b = net.embed_from_pool4(net.pool4_features(x)), net(x)
     assert a.shape == (3, 256) and torch.allclose(a, b, atol=1e-5)
     assert net.head.fc.in_features == (1024 + 832 if fuse else 1024)
 
@@ -26,7 +21,7 @@ def test_the_cached_path_and_the_image_path_give_the_same_embedding(fuse):
 def test_the_fused_head_reads_the_pool4_activations():
     torch.manual_seed(0)
     net = build_model(frozen_until="pool4", pretrained=False, fuse_pool4=True).eval()
-    f = _pool4(net, torch.rand(2, 1, 224, 224))
+    f = net.pool4_features(torch.rand(2, 1, 224, 224))
     with torch.no_grad():
         base = net.embed_from_pool4(f)
         net.head.fc.weight[:, 1024:] = 0  # the columns that read GeM(pool4)

@@ -7,7 +7,7 @@ import torch
 import train
 from conftest import needs_weights
 from losses import ArcFaceLoss, mix_batch, mixed_loss
-from test_train_options import _Cut, _FakeCache
+from test_train_options import cut_after_epoch_0_and_resume, fake_cached_meta
 
 
 def test_mix_batch_mixes_each_sample_with_its_partner_by_its_own_weight():
@@ -52,32 +52,13 @@ def test_train_refuses_mixup_where_it_does_not_apply(tmp_path, extra, msg):
 
 @needs_weights
 def test_a_mixup_run_cut_after_an_epoch_resumes_to_the_uncut_result(tmp_path, monkeypatch):
-    import evaluate
-    import tqdm as tqdm_mod
-
-    n = 40
-    meta = {"labels": np.arange(n) % 4, "folds": np.repeat([1, 2, 3, 4, 5], n // 5),
-            "patients": np.array([f"p{i}" for i in range(n)])}
-    monkeypatch.setattr(evaluate, "cache_meta", lambda: meta)
-    monkeypatch.setattr(train, "CachedFeatures", _FakeCache)
+    fake_cached_meta(monkeypatch)
     base = ["--epochs", "2", "--batch-size", "8", "--no-eval", "--threads", "1", "--views", "h0,h1"]
     args = [*base, "--mixup", "0.4"]
 
     train.main(["--run-dir", str(tmp_path / "whole"), *args])
     train.main(["--run-dir", str(tmp_path / "plain"), *base])
-
-    real_tqdm = tqdm_mod.tqdm
-
-    def cut_at_epoch_1(it, desc="", **kw):
-        if desc == "epoch 1":
-            raise _Cut
-        return real_tqdm(it, desc=desc, **kw)
-
-    monkeypatch.setattr(tqdm_mod, "tqdm", cut_at_epoch_1)
-    with pytest.raises(_Cut):
-        train.main(["--run-dir", str(tmp_path / "cut"), *args])
-    monkeypatch.setattr(tqdm_mod, "tqdm", real_tqdm)
-    train.main(["--run-dir", str(tmp_path / "cut"), "--resume", "--threads", "1", "--no-eval"])
+    cut_after_epoch_0_and_resume(monkeypatch, tmp_path / "cut", args)
 
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)

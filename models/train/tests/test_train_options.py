@@ -62,20 +62,20 @@ class _Cut(Exception):
     pass
 
 
-@needs_weights
-def test_an_ema_run_cut_after_an_epoch_resumes_to_the_uncut_result(tmp_path, monkeypatch):
+def fake_cached_meta(monkeypatch, n=40):
+    """40 rows over five folds and four classes, one patient each, with _FakeCache's activations."""
     import evaluate
-    import tqdm as tqdm_mod
 
-    n = 40
     meta = {"labels": np.arange(n) % 4, "folds": np.repeat([1, 2, 3, 4, 5], n // 5),
             "patients": np.array([f"p{i}" for i in range(n)])}
     monkeypatch.setattr(evaluate, "cache_meta", lambda: meta)
     monkeypatch.setattr(train, "CachedFeatures", _FakeCache)
-    args = ["--epochs", "2", "--batch-size", "8", "--ema", "0.8", "--balance", "0.5", "--no-eval",
-            "--threads", "1", "--views", "h0,h1"]
 
-    train.main(["--run-dir", str(tmp_path / "whole"), *args])
+
+def cut_after_epoch_0_and_resume(monkeypatch, run_dir, args):
+    """Start train.py with args, stop it when epoch 1 begins, then --resume it to the end.
+    Returns the checkpoint the cut left behind."""
+    import tqdm as tqdm_mod
 
     real_tqdm = tqdm_mod.tqdm
 
@@ -86,11 +86,22 @@ def test_an_ema_run_cut_after_an_epoch_resumes_to_the_uncut_result(tmp_path, mon
 
     monkeypatch.setattr(tqdm_mod, "tqdm", cut_at_epoch_1)
     with pytest.raises(_Cut):
-        train.main(["--run-dir", str(tmp_path / "cut"), *args])
+        train.main(["--run-dir", str(run_dir), *args])
     monkeypatch.setattr(tqdm_mod, "tqdm", real_tqdm)
-    half = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    half = torch.load(run_dir / "last.pt", weights_only=False)
+    train.main(["--run-dir", str(run_dir), "--resume", "--threads", "1", "--no-eval"])
+    return half
+
+
+@needs_weights
+def test_an_ema_run_cut_after_an_epoch_resumes_to_the_uncut_result(tmp_path, monkeypatch):
+    fake_cached_meta(monkeypatch)
+    args = ["--epochs", "2", "--batch-size", "8", "--ema", "0.8", "--balance", "0.5", "--no-eval",
+            "--threads", "1", "--views", "h0,h1"]
+
+    train.main(["--run-dir", str(tmp_path / "whole"), *args])
+    half = cut_after_epoch_0_and_resume(monkeypatch, tmp_path / "cut", args)
     assert half["epoch"] == 0 and "ema" in half
-    train.main(["--run-dir", str(tmp_path / "cut"), "--resume", "--threads", "1", "--no-eval"])
 
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
