@@ -9,7 +9,16 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const url = z.string().url();
+/** An absolute URL with one of the given schemes (e.g. 'http:'), so a typo fails here, naming the setting, not at the first request. */
+const urlWith = (schemes: readonly string[]) =>
+  z
+    .string()
+    .url()
+    .refine(
+      (v) => !URL.canParse(v) || schemes.includes(new URL(v).protocol),
+      `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`,
+    );
+const url = urlWith(['http:', 'https:']);
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 /** A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}. */
 const viewerTemplate = z
@@ -34,7 +43,7 @@ const envSchema = z.object({
   CBMIR_PACS_MAX_SOCKETS: int(1, 4096).default(128),
   /** How long an idle upstream connection is kept for reuse; below the PACS's keep-alive (Orthanc: 1 s). */
   CBMIR_PACS_KEEPALIVE_MS: int(0, 600_000).default(700),
-  CBMIR_REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  CBMIR_REDIS_URL: urlWith(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
   /** Elasticsearch URL; when unset the embedded single-machine index is used. */
   CBMIR_ES_URL: url.optional(),
   CBMIR_ES_INDEX: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).default('cbmir-vectors'),

@@ -23,6 +23,21 @@ test('every bad setting is reported at once, by name', () => {
   );
 });
 
+test('URLs must use the scheme their setting needs', () => {
+  assert.throws(
+    () => loadConfig({ CBMIR_PACS_URL: 'ftp://pacs/dicom-web' }),
+    /CBMIR_PACS_URL: must be a URL starting with http:\/\/ or https:\/\//,
+  );
+  assert.throws(() => loadConfig({ CBMIR_ES_URL: 'localhost:9200' }), /CBMIR_ES_URL/);
+  assert.throws(
+    () => loadConfig({ CBMIR_REDIS_URL: 'http://127.0.0.1:6379' }),
+    /CBMIR_REDIS_URL: must be a URL starting with redis:\/\/ or rediss:\/\//,
+  );
+  const c = loadConfig({ CBMIR_REDIS_URL: 'rediss://user:pw@cache:6380/2', CBMIR_ES_URL: 'https://es:9200' });
+  assert.equal(c.redisUrl, 'rediss://user:pw@cache:6380/2');
+  assert.equal(c.es?.url, 'https://es:9200');
+});
+
 test('PACS credentials must come in pairs', () => {
   assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'u' }), /CBMIR_PACS_USER/);
   const c = loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p', CBMIR_SHOW_PATIENT: 'yes' });
