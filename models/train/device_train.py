@@ -13,6 +13,13 @@ come, so a run cut short still reports its finished folds:
                            (device file transfers are capped at 16 MB each),
                            only for folds named in --save-folds
 
+With --checkpoint (for a CPU, where a fold takes hours) the run also keeps
+  ckpt-<tag>-f<k>.pt        the fold's whole training state after every epoch;
+                           the same command run again resumes there (bit for bit
+                           on a CPU), skips folds already in results-<tag>.jsonl
+                           and deletes the checkpoint once its fold is scored.
+--stop-after-epochs N ends a call after N epochs, leaving the checkpoint.
+
 Figures here come from the pack's 8-bit JPEG copy of the images, not from the
 original files; the shipped model is scored again with eval_onnx.py.
 
@@ -86,7 +93,34 @@ def resolve_bf16(choice: str, dev: torch.device) -> bool:
     return choice == "on"
 
 
-def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
+# Settings that may change between the calls of a resumed fold: they steer the run, not the training.
+RUN_ONLY = frozenset({"folds", "save_folds", "budget_s", "n_boot", "threads", "tta_sizes", "pack",
+                      "checkpoint", "stop_after_epochs"})
+
+
+class Paused(Exception):
+    """A --stop-after-epochs call ended inside a fold; its checkpoint holds the rest."""
+
+
+def save_checkpoint(path: Path, state: dict):
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous epoch's checkpoint
+
+
+def load_checkpoint(path: Path, cfg: dict, test_fold: int) -> dict:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    diff = sorted(k for k in set(cfg) | set(ck["config"]) if k not in RUN_ONLY and cfg.get(k) != ck["config"].get(k))
+    if ck["test_fold"] != test_fold or diff:
+        changes = ", ".join(f"{k} {ck['config'].get(k)!r} -> {cfg.get(k)!r}" for k in diff) or "none"
+        raise SystemExit(f"{path} was written by another run (fold {ck['test_fold']}; differing settings: {changes}); "
+                         "delete it or use another --out/--tag")
+    return ck
+
+
+def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None, ckpt: Path | None = None, stop_after: int = 0):
+    """Train and embed one fold. With ckpt: resume from it when it exists and write it after every
+    epoch; with stop_after as well, raise Paused after that many epochs of this call."""
     set_seed(cfg["seed"])
     train_rows = np.flatnonzero(pk["folds"] != test_fold)
     test_rows = np.flatnonzero(pk["folds"] == test_fold)
@@ -109,7 +143,21 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
     use_amp = cfg.get("bf16", dev.type == "cuda")
     t0 = time.time()
     hist = []
-    for epoch in range(cfg["epochs"]):
+    start = 0
+    if ckpt is not None and ckpt.exists():
+        ck = load_checkpoint(ckpt, cfg, test_fold)
+        net.load_state_dict(ck["net"])
+        loss_fn.load_state_dict(ck["loss_fn"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        noise_gen.set_state(ck["noise_gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        hist, start = ck["hist"], ck["epoch"] + 1
+        t0 -= ck["train_s"]  # train_s counts every call's training time
+        log(f"[{cfg['tag']} f{test_fold}] resumed after epoch {ck['epoch']} from {ckpt}")
+    for epoch in range(start, cfg["epochs"]):
         net.train()
         g = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
         mix_rng = np.random.default_rng([cfg["seed"], epoch]) if cfg.get("mixup") else None
@@ -147,6 +195,16 @@ def train_fold(pk, imgs_dev, cfg, test_fold, dev, log, deadline=None):
                      "t": round(time.time() - t0, 1)})
         if epoch % 5 == 4 or epoch == cfg["epochs"] - 1:
             log(f"[{cfg['tag']} f{test_fold}] {json.dumps(hist[-1])}")
+        if ckpt is not None:
+            save_checkpoint(ckpt, {"config": cfg, "test_fold": test_fold, "epoch": epoch, "hist": hist,
+                                   "train_s": time.time() - t0, "net": net.state_dict(),
+                                   "loss_fn": loss_fn.state_dict(), "opt": opt.state_dict(),
+                                   "sched": sched.state_dict(), "noise_gen": noise_gen.get_state(),
+                                   "torch_rng": torch.get_rng_state(),
+                                   "ema": ema.state_dict() if ema is not None else None})
+            if stop_after and epoch + 1 - start >= stop_after and epoch < cfg["epochs"] - 1:
+                log(f"[{cfg['tag']} f{test_fold}] paused after epoch {epoch}; the same command resumes from {ckpt}")
+                raise Paused
         if deadline and time.time() > deadline and epoch < cfg["epochs"] - 1:
             # out of time: keep what there is, marked, rather than lose the fold
             log(f"[{cfg['tag']} f{test_fold}] deadline: schedule cut after epoch {epoch}")
@@ -191,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bfloat16 autocast for the backbone (auto: on a GPU, and on a CPU with native bf16, "
                          "where a training step took 0.77-0.82x the float32 time on a 2-core AMD EPYC)")
     ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="keep each fold's training state in --out after every epoch; rerunning the same command "
+                         "resumes it and skips finished folds (for CPU runs that span sessions)")
+    ap.add_argument("--stop-after-epochs", type=int, default=0,
+                    help="with --checkpoint: end this call after N epochs (0 = run to the end)")
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=6, help="CPU threads (bootstrap, decode)")
@@ -206,6 +269,8 @@ def main(argv=None):
         ap.error(str(e))
     if a.mixup < 0:
         ap.error(f"--mixup {a.mixup}: expected > 0 (0 = off)")
+    if a.stop_after_epochs < 0 or (a.stop_after_epochs and not a.checkpoint):
+        ap.error("--stop-after-epochs N needs --checkpoint and N >= 0")
     cfg = {k: v for k, v in vars(a).items() if k not in ("out",)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,8 +296,14 @@ def main(argv=None):
     log(f"pack: {len(pk['images'])} images on {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}), "
         f"backbone in {'bfloat16' if cfg['bf16'] else 'float32'}")
     save = {int(f) for f in a.save_folds.split(",") if f}
+    results = out / f"results-{a.tag}.jsonl"
+    done = ({json.loads(ln)["fold"] for ln in results.read_text().splitlines() if ln.strip()}
+            if a.checkpoint and results.exists() else set())
     fold_s = None
     for k in [int(f) for f in a.folds.split(",")]:
+        if k in done:
+            log(f"[{a.tag}] fold {k} already in {results}, skipped")
+            continue
         elapsed = time.time() - t_start
         if a.budget_s and fold_s and elapsed + fold_s > a.budget_s:
             log(f"[{a.tag}] fold {k} skipped: {elapsed:.0f}s used, a fold takes ~{fold_s:.0f}s, budget {a.budget_s:.0f}s")
@@ -240,7 +311,12 @@ def main(argv=None):
         t0 = time.time()
         # leave time to embed and score (six TTA views take a few seconds each on a shared GPU)
         deadline = t_start + a.budget_s - (45 if tta_sizes else 20) if a.budget_s else None
-        net, loss_fn, emb, hist, train_s = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline)
+        ckpt = out / f"ckpt-{a.tag}-f{k}.pt" if a.checkpoint else None
+        try:
+            net, loss_fn, emb, hist, train_s = train_fold(pk, imgs_dev, cfg, k, dev, log, deadline,
+                                                          ckpt=ckpt, stop_after=a.stop_after_epochs)
+        except Paused:
+            return
         res = evaluate_embeddings(emb, pk, k, n_boot=a.n_boot)  # the pack carries evaluate's metadata keys
         np.save(out / f"emb-{a.tag}-f{k}.npy", emb.astype(np.float16))
         tta = {}
@@ -261,8 +337,10 @@ def main(argv=None):
                "ci": {n: {m: r.get(f"{m}_ci95") for m in ("map", "p10")} for n, r in res.items()}}
         if tta:
             rec["tta"] = tta
-        with open(out / f"results-{a.tag}.jsonl", "a") as f:
+        with open(results, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
         log(f"[{a.tag}] fold {k} done in {fold_s:.0f}s: {json.dumps(summary)}")
 
 

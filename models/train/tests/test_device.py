@@ -145,6 +145,39 @@ def test_bf16_on_the_cpu_is_deterministic_and_really_changes_the_arithmetic(tmp_
     assert np.abs(runs["bf16"] - runs["fp32"]).max() > 1e-4
 
 
+@needs_datasets
+def test_a_checkpointed_fold_paused_and_resumed_matches_the_uninterrupted_run(tmp_path, datasets_root):
+    """--checkpoint for CPU runs that span sessions: a fold paused after one epoch and resumed by the
+    same command ends bit for bit where the uninterrupted run does; finished folds are skipped, the
+    checkpoint goes once its fold is scored, and a checkpoint of other settings is refused."""
+    from device_train import main as device_main
+
+    mini_pack(tmp_path, datasets_root)
+    base = ["--pack", str(tmp_path), "--tag", "c", "--folds", "5", "--epochs", "3", "--max-steps", "2",
+            "--batch-size", "3", "--warmup-epochs", "0", "--n-boot", "10", "--threads", "2", "--bf16", "off",
+            "--balance", "0.5"]
+    device_main(base + ["--out", str(tmp_path / "whole")])
+    cut = base + ["--out", str(tmp_path / "cut"), "--checkpoint"]
+    device_main(cut + ["--stop-after-epochs", "1"])
+    ck = torch.load(tmp_path / "cut" / "ckpt-c-f5.pt", weights_only=False)
+    assert ck["epoch"] == 0 and not (tmp_path / "cut" / "results-c.jsonl").exists()
+    with pytest.raises(SystemExit, match=r"differing settings: epochs 3 -> 4"):
+        device_main([*base[:base.index("--epochs")], "--epochs", "4", *base[base.index("--epochs") + 2:],
+                     "--out", str(tmp_path / "cut"), "--checkpoint"])
+    device_main(cut + ["--n-boot", "20"])  # run-only settings may change between calls
+    assert not (tmp_path / "cut" / "ckpt-c-f5.pt").exists()
+    whole = np.load(tmp_path / "whole" / "emb-c-f5.npy")
+    resumed = np.load(tmp_path / "cut" / "emb-c-f5.npy")
+    assert np.array_equal(whole, resumed)
+    (a,) = [json.loads(ln) for ln in (tmp_path / "whole" / "results-c.jsonl").read_text().splitlines()]
+    (b,) = [json.loads(ln) for ln in (tmp_path / "cut" / "results-c.jsonl").read_text().splitlines()]
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]] and len(b["history"]) == 3
+    device_main(cut)  # fold 5 is done: nothing is trained or appended
+    assert len((tmp_path / "cut" / "results-c.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        device_main(base + ["--out", str(tmp_path / "x"), "--stop-after-epochs", "1"])  # needs --checkpoint
+
+
 def test_auto_bf16_follows_the_cpu_flags():
     from device_train import cpu_has_native_bf16, resolve_bf16
 
