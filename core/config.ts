@@ -50,7 +50,10 @@ const envSchema = z.object({
   CBMIR_DATA_DIR: z.string().default('.cbmir-data'),
   /** Path to the model manifest (models/manifest.json) or an .onnx file. */
   CBMIR_MODEL: z.string().optional(),
-  CBMIR_CORS_ORIGINS: z.string().default('*'),
+  /** Web origins (scheme://host[:port]) whose pages may call the gateway, e.g. the viewer's; `*` for any; default none. */
+  CBMIR_CORS_ORIGINS: z.string().default(''),
+  /** Host names the gateway answers to (DNS-rebinding guard); `*` for any; default: the loopback names (+ CBMIR_PUBLIC_URL's host) when bound to loopback, else any. */
+  CBMIR_ALLOWED_HOSTS: z.string().optional(),
   CBMIR_MAX_HEADER_BYTES: int(1024, 1 << 20).default(16 * 1024),
   CBMIR_MAX_BODY_BYTES: int(1024, 16 * (1 << 30)).default(2 * (1 << 30)),
   CBMIR_MAX_QUERY_BYTES: int(256, 1 << 20).default(8 * 1024),
@@ -116,6 +119,8 @@ export interface Config {
   readonly dataDir: string;
   readonly model: string | undefined;
   readonly corsOrigins: readonly string[] | '*';
+  /** Lower-case host names (no port; IPv6 in brackets) accepted in the Host header, or '*'. */
+  readonly allowedHosts: readonly string[] | '*';
   readonly maxHeaderBytes: number;
   readonly maxBodyBytes: number;
   readonly maxQueryBytes: number;
@@ -139,6 +144,24 @@ export class ConfigError extends Error {
   }
 }
 
+const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '[::1]'];
+
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** CBMIR_ALLOWED_HOSTS → host names; by default a loopback-bound gateway answers only to loopback names. */
+function allowedHosts(raw: string | undefined, bind: string, publicUrl: string | undefined): readonly string[] | '*' {
+  const list = raw?.trim();
+  if (list === '*') return '*';
+  if (list) return Object.freeze(list.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean));
+  if (!isLoopback(bind)) return '*';
+  const hosts = new Set([...LOOPBACK_HOSTS, bind.includes(':') && !bind.startsWith('[') ? `[${bind}]` : bind.toLowerCase()]);
+  if (publicUrl) hosts.add(new URL(publicUrl).hostname.toLowerCase());
+  return Object.freeze([...hosts]);
+}
+
 /** Parse and freeze configuration; throws ConfigError listing every bad setting by name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -151,8 +174,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((e.CBMIR_PACS_USER === undefined) !== (e.CBMIR_PACS_PASSWORD === undefined)) {
     problems.push('CBMIR_PACS_USER / CBMIR_PACS_PASSWORD: set both or neither');
   }
-  if (problems.length) throw new ConfigError(problems);
   const origins = e.CBMIR_CORS_ORIGINS.trim();
+  const originList = origins === '*' ? '*' : origins.split(',').map((o) => o.trim()).filter(Boolean);
+  if (originList === '*' && e.CBMIR_PACS_USER !== undefined) {
+    // The gateway adds its PACS login to requests that carry none, so `*` would let any web page read the PACS.
+    problems.push('CBMIR_CORS_ORIGINS: `*` is refused while CBMIR_PACS_USER is set; list the viewer origins');
+  }
+  for (const o of originList === '*' ? [] : originList) {
+    if (!URL.canParse(o) || new URL(o).origin !== o) problems.push(`CBMIR_CORS_ORIGINS: ${JSON.stringify(o)} is not an origin (scheme://host[:port])`);
+  }
+  if (problems.length) throw new ConfigError(problems);
   return Object.freeze({
     host: e.CBMIR_HOST,
     port: e.CBMIR_PORT,
@@ -170,7 +201,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     es: e.CBMIR_ES_URL ? Object.freeze({ url: e.CBMIR_ES_URL, index: e.CBMIR_ES_INDEX }) : undefined,
     dataDir: e.CBMIR_DATA_DIR,
     model: e.CBMIR_MODEL,
-    corsOrigins: origins === '*' ? '*' : Object.freeze(origins.split(',').map((s) => s.trim()).filter(Boolean)),
+    corsOrigins: originList === '*' ? '*' : Object.freeze(originList),
+    allowedHosts: allowedHosts(e.CBMIR_ALLOWED_HOSTS, e.CBMIR_HOST, e.CBMIR_PUBLIC_URL),
     maxHeaderBytes: e.CBMIR_MAX_HEADER_BYTES,
     maxBodyBytes: e.CBMIR_MAX_BODY_BYTES,
     maxQueryBytes: e.CBMIR_MAX_QUERY_BYTES,

@@ -17,6 +17,7 @@ const catalogue = {
   BAD_PARAM: { status: 400, title: 'Invalid parameter' },
   UNAUTHORIZED: { status: 401, title: 'Authentication required' },
   FORBIDDEN: { status: 403, title: 'Forbidden' },
+  HOST_NOT_ALLOWED: { status: 403, title: 'Host not allowed' },
   NOT_FOUND: { status: 404, title: 'Not found' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },

@@ -27,6 +27,7 @@ import { HttpProblem } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { negotiate } from './accept.js';
 import { Cors } from './cors.js';
+import { checkHost } from './host-guard.js';
 import { basicAuthorization, upstreamRequestHeaders } from './headers.js';
 import { notReady, runChecks, type ReadinessCheck } from './health.js';
 import { GatewayMetrics } from './metrics.js';
@@ -186,6 +187,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     });
 
     try {
+      checkHost(req.headers.host, config.allowedHosts);
       if (cors.handle(req, res)) {
         routeClass = 'preflight';
         return;

@@ -14,6 +14,8 @@ export function checkWadoUriQuery(query: string): void {
   }
   if (p.get('requestType') !== 'WADO') throw new HttpProblem('BAD_PARAM', 'requestType=WADO is required');
   for (const name of ['studyUID', 'seriesUID', 'objectUID']) {
+    // The query goes to the PACS verbatim, so a second copy would reach it unchecked.
+    if (p.getAll(name).length > 1) throw new HttpProblem('BAD_PARAM', `${name} may appear only once`);
     const v = p.get(name);
     if (!isValidUid(v)) throw new HttpProblem('BAD_UID', `${name} must be a DICOM UID (digits and dots, at most 64 characters)`);
   }

@@ -43,6 +43,8 @@ APP_ENV=(
   CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web"
   CBMIR_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   CBMIR_ES_URL="http://127.0.0.1:$ES_PORT"
+  # OHIF is served from its own origin; nothing else may call the gateway from a web page.
+  CBMIR_CORS_ORIGINS="${CBMIR_CORS_ORIGINS:-http://127.0.0.1:$OHIF_PORT,http://localhost:$OHIF_PORT}"
 )
 
 say() { printf '[run] %s\n' "$*"; }

@@ -22,7 +22,7 @@ import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
 import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js';
 import { runLoad } from '../../workers/load.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
-import { openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { freePort, openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
 import { testStack } from '../helpers/stack.js';
 import { deleteStudies, json, raw } from '../integration/gateway-fixture.js';
 import {
@@ -74,7 +74,8 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
   before(async () => {
     pipeline = await EmbeddingPipeline.create({ batchSize: 8, batchWaitMs: 10 });
     workers = await startTestWorkers({ ns, esBase, pipeline });
-    sys = await startSimilarGateway({ ns, esBase, env: { CBMIR_SHUTDOWN_GRACE_MS: '1000' } });
+    const ohifPort = await freePort();
+    sys = await startSimilarGateway({ ns, esBase, env: { CBMIR_SHUTDOWN_GRACE_MS: '1000', CBMIR_CORS_ORIGINS: `http://127.0.0.1:${ohifPort}` } });
     attachVirtualRoot(sys.gw, { config: sys.config, index: sys.index, search: sys.similar.search, logger: silent });
     plan = (await readDataset(figshareSampleDir)).instances;
     q = plan.find((i) => i.file === 'images/1310.jpg')!;
@@ -99,7 +100,7 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     assert.equal(rankedPatients.length, 8);
 
     vroot = `${sys.base}/similar-to/${q.sopInstanceUid}/dicom-web`;
-    ohif = await startOhif(vroot);
+    ohif = await startOhif(vroot, ohifPort);
     viewer = await openViewer({ artifactsDir: artifacts });
   });
 

@@ -22,7 +22,7 @@ import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js
 import { runLoad } from '../../workers/load.js';
 import { deleteStudies } from '../integration/gateway-fixture.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
-import { openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { freePort, openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
 import { testStack } from '../helpers/stack.js';
 
 const TEST_TIMEOUT_MS = 4 * 60_000;
@@ -50,8 +50,10 @@ describe('OHIF v3 against the gateway (headless Chromium)', { timeout: 12 * 60_0
   }
 
   before(async () => {
+    const ohifPort = await freePort();
     const config = loadConfig({
       CBMIR_PACS_URL: stack.orthancDicomWebUrl,
+      CBMIR_CORS_ORIGINS: `http://127.0.0.1:${ohifPort}`,
       CBMIR_LOG_LEVEL: 'silent',
       CBMIR_SHUTDOWN_GRACE_MS: '1000',
     });
@@ -66,7 +68,8 @@ describe('OHIF v3 against the gateway (headless Chromium)', { timeout: 12 * 60_0
     assert.deepEqual([summary.stored, summary.failed, summary.studies], [36, 0, 9], JSON.stringify(summary.failures));
 
     // Its own origin (another port): the realistic set-up, so CORS is exercised.
-    ohif = await startOhif(`${gatewayBase}/dicom-web`);
+    ohif = await startOhif(`${gatewayBase}/dicom-web`, ohifPort);
+    assert.equal(new URL(ohif.url).origin, `http://127.0.0.1:${ohifPort}`);
     assert.notEqual(new URL(ohif.url).origin, new URL(gatewayBase).origin);
     viewer = await openViewer({ artifactsDir: artifacts });
   });

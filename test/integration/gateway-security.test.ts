@@ -92,10 +92,36 @@ describe('gateway security', () => {
       '/dicom-web/studies/1.2/series/1.3/instances/1.4/frames/1,x',
       '/wado?requestType=WADO&studyUID=1.2&seriesUID=1.3&objectUID=1.4x',
       '/wado?studyUID=1.2&seriesUID=1.3&objectUID=1.4',
+      '/wado?requestType=WADO&studyUID=1.2&seriesUID=1.3&objectUID=1.4&objectUID=..%2Fsystem',
     ]) {
       const r = await raw(gw.base, { path });
       assert.equal(r.status, 400, `${path} → ${r.status}`);
     }
+  });
+
+  test('a loopback-bound gateway answers only to loopback Host names (DNS rebinding)', async () => {
+    for (const host of [`127.0.0.1:${gw.port}`, `localhost:${gw.port}`, `[::1]:${gw.port}`, 'LOCALHOST']) {
+      const r = await raw(gw.base, { path: '/healthz', headers: { host } });
+      assert.equal(r.status, 200, host);
+    }
+    for (const host of [`rebind.attacker.example:${gw.port}`, '127.0.0.1.attacker.example', 'localhost.']) {
+      const r = await raw(gw.base, { path: '/dicom-web/studies', headers: { host } });
+      assert.equal(r.status, 403, host);
+      assert.equal(json<Problem>(r).code, 'HOST_NOT_ALLOWED');
+    }
+  });
+
+  test('no cross-origin access unless origins are configured', async () => {
+    const r = await raw(gw.base, { path: '/dicom-web/studies', headers: { origin: 'https://any-site.example' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['access-control-allow-origin'], undefined);
+    const pre = await raw(gw.base, {
+      method: 'OPTIONS',
+      path: '/dicom-web/studies',
+      headers: { origin: 'https://any-site.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
+    assert.equal(pre.headers['access-control-allow-origin'], undefined);
+    assert.equal(pre.headers['access-control-allow-methods'], undefined);
   });
 
   test('query strings, headers and STOW bodies are bounded', async () => {
@@ -125,7 +151,7 @@ describe('gateway security', () => {
       sock.on('close', () => resolve(got));
       sock.on('error', (e) => (got ? resolve(got) : reject(e)));
       sock.write(
-        'POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n' +
+        'POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n' +
           'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n\r\n',
       );
       const chunk = Buffer.alloc(16 * 1024, 0x41);

@@ -38,6 +38,35 @@ test('URLs must use the scheme their setting needs', () => {
   assert.equal(c.es?.url, 'https://es:9200');
 });
 
+test('cross-origin access is off by default and never open to any origin with the service login', () => {
+  assert.deepEqual(loadConfig({}).corsOrigins, []);
+  assert.equal(loadConfig({ CBMIR_CORS_ORIGINS: '*' }).corsOrigins, '*');
+  assert.throws(
+    () => loadConfig({ CBMIR_CORS_ORIGINS: '*', CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p' }),
+    /CBMIR_CORS_ORIGINS: `\*` is refused while CBMIR_PACS_USER is set/,
+  );
+  assert.throws(() => loadConfig({ CBMIR_CORS_ORIGINS: 'https://viewer.example/ohif' }), /CBMIR_CORS_ORIGINS: "https:\/\/viewer.example\/ohif" is not an origin/);
+  assert.throws(() => loadConfig({ CBMIR_CORS_ORIGINS: 'viewer.example' }), /is not an origin/);
+  assert.deepEqual(loadConfig({ CBMIR_CORS_ORIGINS: 'https://viewer.example, http://127.0.0.1:3000' }).corsOrigins, [
+    'https://viewer.example',
+    'http://127.0.0.1:3000',
+  ]);
+});
+
+test('a loopback-bound gateway answers to loopback names (and its public host) only; others to any unless listed', () => {
+  assert.deepEqual(loadConfig({}).allowedHosts, ['127.0.0.1', 'localhost', '[::1]']);
+  assert.deepEqual(loadConfig({ CBMIR_PUBLIC_URL: 'https://Gateway.Hospital.example/pacs' }).allowedHosts, [
+    '127.0.0.1',
+    'localhost',
+    '[::1]',
+    'gateway.hospital.example',
+  ]);
+  assert.deepEqual(loadConfig({ CBMIR_HOST: '::1' }).allowedHosts, ['127.0.0.1', 'localhost', '[::1]']);
+  assert.equal(loadConfig({ CBMIR_HOST: '0.0.0.0' }).allowedHosts, '*');
+  assert.deepEqual(loadConfig({ CBMIR_HOST: '0.0.0.0', CBMIR_ALLOWED_HOSTS: 'pacs-gw, PACS-GW.lan' }).allowedHosts, ['pacs-gw', 'pacs-gw.lan']);
+  assert.equal(loadConfig({ CBMIR_ALLOWED_HOSTS: '*' }).allowedHosts, '*');
+});
+
 test('PACS credentials must come in pairs', () => {
   assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'u' }), /CBMIR_PACS_USER/);
   const c = loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p', CBMIR_SHOW_PATIENT: 'yes' });
