@@ -171,6 +171,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = parsed.data;
   const problems: string[] = [];
+  for (const name of ['CBMIR_PACS_URL', 'CBMIR_PACS_WADO_URI_URL', 'CBMIR_PACS_REST_URL'] as const) {
+    const v = e[name];
+    // The upstream never sends URL credentials, and the URL is logged: they belong in the two settings below.
+    if (v && (new URL(v).username || new URL(v).password)) problems.push(`${name}: no user or password in the URL; set CBMIR_PACS_USER and CBMIR_PACS_PASSWORD`);
+  }
   if ((e.CBMIR_PACS_USER === undefined) !== (e.CBMIR_PACS_PASSWORD === undefined)) {
     problems.push('CBMIR_PACS_USER / CBMIR_PACS_PASSWORD: set both or neither');
   }

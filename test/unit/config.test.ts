@@ -67,6 +67,14 @@ test('a loopback-bound gateway answers to loopback names (and its public host) o
   assert.equal(loadConfig({ CBMIR_ALLOWED_HOSTS: '*' }).allowedHosts, '*');
 });
 
+test('PACS credentials in a URL are refused (they would be dropped and logged)', () => {
+  assert.throws(
+    () => loadConfig({ CBMIR_PACS_URL: 'http://admin:secret@pacs:8042/dicom-web' }),
+    /CBMIR_PACS_URL: no user or password in the URL; set CBMIR_PACS_USER and CBMIR_PACS_PASSWORD/,
+  );
+  assert.throws(() => loadConfig({ CBMIR_PACS_WADO_URI_URL: 'http://admin@pacs:8042/wado' }), /CBMIR_PACS_WADO_URI_URL: no user/);
+});
+
 test('PACS credentials must come in pairs', () => {
   assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'u' }), /CBMIR_PACS_USER/);
   const c = loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p', CBMIR_SHOW_PATIENT: 'yes' });
