@@ -15,6 +15,8 @@
  *   5. swap the alias — only if nothing is left to retry (retryable failures mean the
  *      PACS or index was down: fix, `cbmir failed --retry --namespace reindex-<v>`,
  *      then `cbmir reindex --swap-only`); `--drop-old` then removes the old version.
+ *      With `--match` only part of the PACS is indexed, so nothing is swapped: the
+ *      version goes live with a later `--swap-only` (after the other parts).
  *
  * After the swap, point the gateway and the workers at the new manifest (CBMIR_MODEL):
  * the STOW hook stamps jobs with the gateway's model version.
@@ -68,7 +70,7 @@ export function reindexCommand(): Command {
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
-    .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable; tests, staged rollouts)', parseMatch)
+    .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable; staged rollouts); never swaps: finish with --swap-only', parseMatch)
     .option('--no-local-worker', 'do not embed in this process (external `cbmir worker --namespace reindex-<version>` do)')
     .option('--concurrency <n>', 'jobs in flight in the local worker (default CBMIR_WORKER_CONCURRENCY)', (v) => {
       const n = Number(v);
@@ -195,9 +197,13 @@ export function reindexCommand(): Command {
         const retryable = failed.jobs.filter((j) => j.retryable).length;
         const indexed = await index.count();
         const complete = first.complete && second.complete && retryable === 0 && (indexed > 0 || second.instances === 0);
-        if (complete) {
-          checkpoint.remove();
+        // A --match run covers part of the PACS: making it live would hide every other image from search.
+        const swap = complete && !o.match;
+        if (complete) checkpoint.remove();
+        if (swap) {
           await index.swapAlias(version);
+        } else if (complete) {
+          say(o.json, `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${o.model} --swap-only\``);
         } else {
           say(
             o.json,
@@ -205,12 +211,13 @@ export function reindexCommand(): Command {
               `${first.enqueueFailures + second.enqueueFailures} not enqueued. Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\` (or --swap-only)`,
           );
         }
-        await finish(complete, {
+        await finish(swap, {
           indexed,
           instances: second.instances,
           failed: failed.total,
           retryable,
           namespace,
+          complete,
         });
         process.exitCode = complete ? 0 : 1;
       } catch (err) {

@@ -101,12 +101,28 @@ describe('indexing: cbmir reindex', () => {
           },
         );
         const out = JSON.parse(cli.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-        assert.equal(out.swapped, true, cli.stderr);
-        assert.equal(out.model, newVersion);
-        assert.equal(out.previous, oldVersion);
-        assert.equal(out.dropped, oldVersion);
+        // --match covered part of the PACS: indexed, complete, but not made live.
+        assert.equal(out.complete, true, cli.stderr);
+        assert.equal(out.swapped, false);
+        assert.equal(out.dropped, null);
         assert.equal(out.indexed, 6);
         assert.equal(out.retryable, 0);
+        assert.equal(await reader.liveVersion(), oldVersion);
+
+        const swap = await run(
+          process.execPath,
+          ['--import', 'tsx', 'workers/cli.ts', 'reindex', '--model', manifestPath, '--swap-only', '--drop-old', '--json'],
+          {
+            cwd: repoRoot,
+            env: { ...process.env, ...place.env, CBMIR_DATA_DIR: tmp, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
+            timeout: 60_000,
+          },
+        );
+        const swapped = JSON.parse(swap.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+        assert.equal(swapped.swapped, true, swap.stderr);
+        assert.equal(swapped.model, newVersion);
+        assert.equal(swapped.previous, oldVersion);
+        assert.equal(swapped.dropped, oldVersion);
 
         assert.equal(await reader.liveVersion(), newVersion);
         assert.deepEqual(await reader.versions(), [newVersion]);
