@@ -59,7 +59,13 @@ export interface RunningWorkers {
 }
 
 /** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
-function fetchFailure(step: string, err: unknown): Error {
+export function fetchFailure(step: string, err: unknown): Error {
+  // The worker fetches with the service's own login: 401/403 is a configuration fault (a
+  // rotated password), not a property of the image, so the job retries and `cbmir failed
+  // --retry` can put it back once the setting is fixed.
+  if (err instanceof PacsHttpError && (err.status === 401 || err.status === 403)) {
+    return new Error(`${err.message}: the PACS refused the service login (CBMIR_PACS_USER / CBMIR_PACS_PASSWORD)`);
+  }
   if (err instanceof PacsHttpError && !err.transient) return new UnrecoverableError(`${step}: ${err.message}`);
   if (isTransientPacsError(err)) return err as Error;
   return new UnrecoverableError(`${step}: ${(err as Error).message}`);

@@ -1,0 +1,34 @@
+/**
+ * How the worker turns a PACS fetch failure into "retry" or "give up", and how
+ * `cbmir failed` then reads the reason it recorded.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { UnrecoverableError } from 'bullmq';
+import { PacsHttpError } from '../../core/pacs/client.js';
+import { classifyFailure } from '../../workers/failed-jobs.js';
+import { fetchFailure } from '../../workers/index-worker.js';
+
+const path = '/dicom-web/studies/1.2/series/1.3/instances/1.4';
+
+test('a refused service login is retried and listed as retryable, naming the settings', () => {
+  for (const status of [401, 403]) {
+    const e = fetchFailure('fetch (WADO-RS)', new PacsHttpError(status, path));
+    assert.ok(!(e instanceof UnrecoverableError), String(status));
+    assert.match(e.message, /CBMIR_PACS_USER \/ CBMIR_PACS_PASSWORD/);
+    assert.equal(classifyFailure(e.message).retryable, true);
+  }
+});
+
+test('an instance the PACS does not have is given up at once, as permanent', () => {
+  const e = fetchFailure('fetch (WADO-RS)', new PacsHttpError(404, path));
+  assert.ok(e instanceof UnrecoverableError);
+  const c = classifyFailure(e.message);
+  assert.deepEqual([c.step, c.retryable], ['fetch', false]);
+});
+
+test('5xx and connection faults are retried', () => {
+  assert.ok(!(fetchFailure('fetch (WADO-RS)', new PacsHttpError(503, path)) instanceof UnrecoverableError));
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8042'), { code: 'ECONNREFUSED' });
+  assert.ok(!(fetchFailure('fetch (WADO-RS)', refused) instanceof UnrecoverableError));
+});
