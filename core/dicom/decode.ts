@@ -233,6 +233,9 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   const planarConfiguration = num(ds, '00280006') === 1 ? 1 : 0;
   const maxPixels = opts.maxPixelsPerFrame ?? 4096 * 4096;
   if (rows * cols > maxPixels) return refuse('TOO_LARGE', `frame of ${rows}×${cols} exceeds ${maxPixels} pixels`, meta);
+  // Preprocessing pads to a square (models/PREPROCESSING.md step 3): a thin strip is as big as its long side squared.
+  const side = Math.max(rows, cols);
+  if (side * side > maxPixels) return refuse('TOO_LARGE', `frame of ${rows}×${cols} pads to ${side}×${side}, over ${maxPixels} pixels`, meta);
   const frameCount = Math.max(1, Math.floor(num(ds, '00280008') ?? 1));
 
   const fmt: PixelFormat = {

@@ -73,6 +73,20 @@ describe('decodeDicom on test/fixtures/dicom-samples', () => {
     });
   }
 
+  it('refuses a frame whose padded square would be too large, before reading its pixels', async () => {
+    // The mosaic's 384×384 pixels re-declared as a 16×9216 strip: few pixels, but it pads to 9216².
+    const strip = withHeader(fixture('transfer-syntax/siemens_mosaic_1.dcm'), (ds) => {
+      ds['00280010'] = { vr: 'US', Value: [16] };
+      ds['00280011'] = { vr: 'US', Value: [9216] };
+    });
+    const r = await decodeDicom(strip);
+    assert.equal(r.ok, false);
+    if (r.ok) return;
+    assert.equal(r.code, 'TOO_LARGE');
+    assert.match(r.reason, /16×9216 pads to 9216×9216/);
+    ok(await decodeDicom(strip, { maxPixelsPerFrame: 9216 * 9216 })); // the same frame within a larger limit
+  });
+
   it('decodes the same mosaic identically in all 7 encodings (LE, implicit, BE, RLE, JPEG-LL, JPEG-LS, J2K)', async () => {
     const files = [...manifest.keys()].filter((f) => f.includes('siemens_mosaic_'));
     assert.equal(files.length, 7);
