@@ -4,7 +4,8 @@
  * The model manifest (models/manifest.json) is the one place the runtime learns
  * which ONNX file to load and which version string to stamp on every vector.
  */
-import { readFileSync, existsSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,9 +24,16 @@ const modelsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models
 
 export const DEFAULT_MANIFEST = resolve(modelsDir, 'manifest.json');
 
+function sha256Of(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
 /**
  * Resolve a model reference: a manifest.json path, an .onnx path (version taken
- * from its file name), or undefined for the shipped default.
+ * from its file name, or from its content when the name has none), or undefined
+ * for the shipped default. The version is stamped on every vector and names its
+ * index, so two different files must never get the same one: a manifest's sha256
+ * is checked against its file.
  */
 export function loadModelManifest(ref: string | undefined = undefined): ModelManifest {
   const path = resolve(ref ?? DEFAULT_MANIFEST);
@@ -33,7 +41,8 @@ export function loadModelManifest(ref: string | undefined = undefined): ModelMan
   if (path.endsWith('.onnx')) {
     const stem = basename(path, '.onnx');
     const m = /^(.*)-(\d+\.\d+\.\d+[\w.-]*)$/.exec(stem);
-    return Object.freeze({ name: m?.[1] ?? stem, version: m?.[2] ?? `${statSync(path).size}`, file: path, dims: 256, inputSize: 224 });
+    const version = m?.[2] ?? `sha256-${sha256Of(path).slice(0, 16)}`;
+    return Object.freeze({ name: m?.[1] ?? stem, version, file: path, dims: 256, inputSize: 224 });
   }
   let raw: unknown;
   try {
@@ -48,13 +57,23 @@ export function loadModelManifest(ref: string | undefined = undefined): ModelMan
   need('name', 'string');
   need('version', 'string');
   need('file', 'string');
+  const file = resolve(dirname(path), j.file as string);
+  if (!existsSync(file)) throw new Error(`model manifest ${path}: its file ${file} does not exist`);
+  if (typeof j.sha256 === 'string') {
+    const actual = sha256Of(file);
+    if (actual !== j.sha256.toLowerCase())
+      throw new Error(
+        `model manifest ${path}: ${file} has sha256 ${actual}, not the manifest's ${j.sha256}; ` +
+          'a changed model needs its own manifest and version, or its vectors would mix with the old ones in one index',
+      );
+  }
   const input = (j.input ?? {}) as Record<string, unknown>;
   const shape = Array.isArray(input.shape) ? (input.shape as unknown[]) : [];
   const size = typeof shape[3] === 'number' ? (shape[3] as number) : 224;
   return Object.freeze({
     name: j.name as string,
     version: j.version as string,
-    file: resolve(dirname(path), j.file as string),
+    file,
     sha256: typeof j.sha256 === 'string' ? j.sha256 : undefined,
     dims: typeof j.dims === 'number' ? j.dims : 256,
     inputSize: size,
