@@ -3,9 +3,10 @@
  * (default 300 s; 0 turns it off), the first one shortly after start so that what
  * arrived while no worker ran is found without waiting a whole interval.
  *
- * Several worker processes may run: a Redis lock (SET NX PX, held for one interval)
- * lets one of them do a pass per interval, so N workers do not crawl the PACS N times.
- * Duplicate passes would be harmless (job ids dedupe), only wasteful.
+ * Several worker processes may run: a Redis lock (reconcile/pass-lock.ts: one interval,
+ * extended while the pass runs) lets one of them do a pass per interval, so N workers
+ * do not crawl the PACS N times. Duplicate passes would be harmless (job ids dedupe),
+ * only N times the load on the PACS.
  *
  * Optional fast path (Orthanc only, CBMIR_RECONCILE_CHANGES_INTERVAL_S > 0): every few
  * seconds, the studies named by Orthanc's change feed (reconcile/orthanc-changes.ts) are
@@ -16,6 +17,7 @@
 import type { Logger } from '../../core/log.js';
 import { producerConnection, quiet } from '../../core/queue/redis.js';
 import type { OrthancChangeFeed } from './orthanc-changes.js';
+import { takePassLock } from './pass-lock.js';
 import { RateLimiter } from './rate-limiter.js';
 import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary } from '../reconciler.js';
 
@@ -51,16 +53,19 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
 
   const pass = async (): Promise<void> => {
     try {
-      const got = await lockConn.set(lockKey, String(process.pid), 'PX', Math.max(1_000, opts.intervalS * 1000 - 500), 'NX');
-      if (got !== 'OK') {
+      const lock = await takePassLock(lockConn, lockKey, Math.max(1_000, opts.intervalS * 1000 - 500), (err) =>
+        opts.log.warn({ err: err.message }, 'reconciler: could not extend the pass lock'),
+      );
+      if (!lock) {
         opts.log.debug('reconciler: another worker holds this interval');
         return;
       }
-      const summary = await reconciler.run({
-        source: 'reconciler',
-        signal: abort.signal,
-        limiter,
-      });
+      let summary: ReconcileSummary;
+      try {
+        summary = await reconciler.run({ source: 'reconciler', signal: abort.signal, limiter });
+      } finally {
+        lock.release();
+      }
       opts.log[summary.complete ? 'info' : 'warn'](
         { ...summary, studyErrors: summary.studyErrors.length },
         `reconciler pass: ${describeSummary(summary)}`,
