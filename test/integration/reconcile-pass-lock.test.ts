@@ -39,7 +39,7 @@ test('a pass that outlasts the lock time keeps others out until it ends, then th
   next.release();
 });
 
-test("a holder never extends a lock that is no longer its own", async () => {
+test('a holder never extends a lock that is no longer its own', async () => {
   const key = `test-pass-lock:${randomUUID()}`;
   const held = await takePassLock(a, key, 300);
   assert.ok(held);

@@ -22,9 +22,12 @@ export interface HeldLock {
 export async function takePassLock(conn: Redis, key: string, ttlMs: number, onError?: (err: Error) => void): Promise<HeldLock | undefined> {
   const token = randomUUID();
   if ((await conn.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') return undefined;
-  const timer = setInterval(() => {
-    conn.eval(EXTEND, 1, key, token, String(ttlMs)).catch((err: Error) => onError?.(err));
-  }, Math.max(100, Math.floor(ttlMs / 3)));
+  const timer = setInterval(
+    () => {
+      conn.eval(EXTEND, 1, key, token, String(ttlMs)).catch((err: Error) => onError?.(err));
+    },
+    Math.max(100, Math.floor(ttlMs / 3)),
+  );
   timer.unref();
   return { release: () => clearInterval(timer) };
 }
