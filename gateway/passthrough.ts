@@ -71,6 +71,9 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     { endpoint: spec.endpoint, method: req.method ?? 'GET', path: spec.path, headers, body: limiter },
     (err, ures) => {
       if (err || !ures) {
+        // The PACS is gone mid-upload: read and drop the rest, or an uploader that sends its
+        // whole body before reading gets a reset instead of this answer.
+        if (limiter) discardUpload(req, limiter);
         upstreamFailed(ctx, res, err as UpstreamError);
         return;
       }
@@ -85,10 +88,8 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
       // written, and the client's next chunk draws a TCP reset that can discard the 413
       // before the client reads it. Instead the rest of the upload is read and discarded
       // for a grace period, then the socket is closed.
-      req.unpipe(limiter as ByteLimit);
-      req.resume();
+      discardUpload(req, limiter as ByteLimit);
       sendProblem(res, new HttpProblem('PAYLOAD_TOO_LARGE', err.message));
-      setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS).unref();
     } else {
       res.destroy();
     }
@@ -96,6 +97,19 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
   res.on('close', () => {
     if (!res.writableFinished) abort();
   });
+}
+
+/**
+ * Stop sending the upload anywhere, read and drop what is left of it, and close the
+ * connection if it has not ended within the grace period (a huge or endless upload).
+ */
+function discardUpload(req: IncomingMessage, limiter: ByteLimit): void {
+  req.unpipe(limiter);
+  req.resume();
+  if (req.readableEnded) return;
+  const t = setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS);
+  t.unref();
+  req.once('end', () => clearTimeout(t));
 }
 
 function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamError): void {

@@ -22,7 +22,8 @@ import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
 import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js';
 import { runLoad } from '../../workers/load.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
-import { freePort, openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { freePort } from '../helpers/ports.js';
 import { testStack } from '../helpers/stack.js';
 import { deleteStudies, json, raw } from '../integration/gateway-fixture.js';
 import {

@@ -22,7 +22,8 @@ import { readDataset, type PlannedInstance } from '../../workers/load/dataset.js
 import { runLoad } from '../../workers/load.js';
 import { deleteStudies } from '../integration/gateway-fixture.js';
 import { figshareSampleDir } from '../helpers/fixtures.js';
-import { freePort, openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { openViewer, saveArtifact, startOhif, type Viewer } from '../helpers/ohif.js';
+import { freePort } from '../helpers/ports.js';
 import { testStack } from '../helpers/stack.js';
 
 const TEST_TIMEOUT_MS = 4 * 60_000;

@@ -18,7 +18,6 @@
  * with a new, empty user-data-dir each time, no network beyond what the page asks
  * for (no component updates, no sync, no QUIC).
  */
-import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -52,18 +51,6 @@ export function chromiumPath(env: NodeJS.ProcessEnv = process.env): string {
 export async function startOhif(dicomWebRoot: string, port = 0): Promise<OhifServer> {
   const distDir = await ensureOhifDist();
   return startOhifServer({ distDir, dicomWebRoot, investigationalUseDialog: 'never', port });
-}
-
-/**
- * A free loopback port for the viewer, known before the gateway starts: the gateway's
- * CBMIR_CORS_ORIGINS must name the viewer's origin, and the viewer's config the gateway.
- */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 export interface StudyRow {

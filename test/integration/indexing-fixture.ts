@@ -231,14 +231,7 @@ export async function dropQueues(namespace: string, redisUrl = testStack().redis
   }
 }
 
-/** A free TCP port on 127.0.0.1 (bound and released). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
+export { freePort } from '../helpers/ports.js';
 
 /**
  * A TCP forwarder we can switch off and on: stands in for "Elasticsearch is down"
