@@ -76,7 +76,11 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     pipeline = await EmbeddingPipeline.create({ batchSize: 8, batchWaitMs: 10 });
     workers = await startTestWorkers({ ns, esBase, pipeline });
     const ohifPort = await freePort();
-    sys = await startSimilarGateway({ ns, esBase, env: { CBMIR_SHUTDOWN_GRACE_MS: '1000', CBMIR_CORS_ORIGINS: `http://127.0.0.1:${ohifPort}` } });
+    sys = await startSimilarGateway({
+      ns,
+      esBase,
+      env: { CBMIR_SHUTDOWN_GRACE_MS: '1000', CBMIR_CORS_ORIGINS: `http://127.0.0.1:${ohifPort}` },
+    });
     attachVirtualRoot(sys.gw, { config: sys.config, index: sys.index, search: sys.similar.search, logger: silent });
     plan = (await readDataset(figshareSampleDir)).instances;
     q = plan.find((i) => i.file === 'images/1310.jpg')!;
