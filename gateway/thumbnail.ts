@@ -7,8 +7,11 @@
  *   query  viewport=vw,vh   (default: quirks.thumbnailViewport)
  *   accept image/jpeg (default) | image/png — from `accept` or Accept
  *
- * The cache key includes a hash of the client's Authorization, so one user's
- * cached thumbnail is never served to a user the PACS would refuse.
+ * A hit is answered without asking the PACS, so the cache key includes a hash of
+ * every request header that can carry who the caller is (Authorization, Cookie,
+ * a token header of an authorization plugin: anything but the headers listed in
+ * NOT_IDENTITY), and entries expire after CACHE_TTL_MS: one user's thumbnail is
+ * never served to another, and a revoked permission stops being served soon.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -23,9 +26,46 @@ import type { Endpoint, UpstreamError } from './upstream.js';
 interface CachedImage {
   readonly contentType: string;
   readonly body: Buffer;
+  readonly expires: number;
+}
+
+/** Hash of the identity-bearing request headers (empty when there are none). */
+export function callerKey(headers: IncomingMessage['headers']): string {
+  const parts: string[] = [];
+  for (const name of Object.keys(headers).sort()) {
+    if (NOT_IDENTITY.has(name) || name.startsWith('sec-')) continue;
+    const v = headers[name];
+    parts.push(`${name}:${Array.isArray(v) ? v.join('\u0000') : (v ?? '')}`);
+  }
+  return parts.length ? createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22) : '';
 }
 
 const VIEWPORT_RE = /^[1-9][0-9]{0,3},[1-9][0-9]{0,3}$/;
+/** Request headers that say nothing about who is asking; every other one is part of the cache key. */
+const NOT_IDENTITY = new Set([
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'cache-control',
+  'connection',
+  'dnt',
+  'host',
+  'if-modified-since',
+  'if-none-match',
+  'keep-alive',
+  'origin',
+  'pragma',
+  'priority',
+  'referer',
+  'te',
+  'traceparent',
+  'tracestate',
+  'upgrade-insecure-requests',
+  'user-agent',
+  'x-request-id',
+]);
+/** How long a cached thumbnail is served without asking the PACS. */
+const CACHE_TTL_MS = 5 * 60_000;
 /** Larger answers are served but not cached. */
 const MAX_CACHED_BYTES = 512 * 1024;
 /** Larger answers are refused (a thumbnail is small; this bounds memory per request). */
@@ -49,18 +89,20 @@ export class ThumbnailService {
 
   /** `segments`: the DICOMweb path of the thumbnail resource (ending in "thumbnail"). */
   serve(req: IncomingMessage, res: ServerResponse, segments: readonly string[], query: string): void {
-    const params = new URLSearchParams(takeAcceptParam(query).rest);
+    const { accept: acceptParam, rest } = takeAcceptParam(query);
+    const params = new URLSearchParams(rest);
     const viewport = params.get('viewport') ?? this.defaultViewport;
     if (!VIEWPORT_RE.test(viewport)) throw new HttpProblem('BAD_PARAM', 'viewport must be "width,height" in pixels');
-    const { accept: acceptParam } = takeAcceptParam(query);
+    // Other parameters (a ?token= login, rendering options) go to the PACS as they came.
+    params.delete('viewport');
+    const others = params.toString();
     const wanted = acceptParam ?? req.headers.accept ?? '';
     const mediaType = /image\/png/i.test(wanted) && !/image\/jpeg/i.test(wanted) ? 'image/png' : 'image/jpeg';
-    const renderedPath = `${this.endpoint.basePath}/${segments.slice(0, -1).join('/')}/rendered?viewport=${viewport}`;
-    const auth = req.headers.authorization;
-    const key = `${renderedPath}|${mediaType}|${auth ? createHash('sha256').update(auth).digest('base64url').slice(0, 22) : ''}`;
+    const renderedPath = `${this.endpoint.basePath}/${segments.slice(0, -1).join('/')}/rendered?viewport=${viewport}${others ? `&${others}` : ''}`;
+    const key = `${renderedPath}|${mediaType}|${callerKey(req.headers)}`;
 
     const hit = this.cache.get(key);
-    if (hit) {
+    if (hit && hit.expires > Date.now()) {
       send(res, 200, hit.contentType, hit.body, 'HIT');
       return;
     }
@@ -81,7 +123,15 @@ export class ThumbnailService {
         }
         const chunks: Buffer[] = [];
         let size = 0;
+        // A PACS that stops mid-body: answer 504 (nothing is sent yet) instead of hanging.
+        const idle = setTimeout(() => {
+          this.ctx.onUpstreamError('timeout');
+          ures.destroy();
+          sendProblem(res, new HttpProblem('UPSTREAM_TIMEOUT', 'the PACS stopped sending the rendered thumbnail'));
+        }, this.ctx.upstream.timeoutMs);
+        ures.on('close', () => clearTimeout(idle));
         ures.on('data', (c: Buffer) => {
+          idle.refresh();
           size += c.length;
           if (size > MAX_THUMBNAIL_BYTES) {
             ures.destroy();
@@ -96,8 +146,9 @@ export class ThumbnailService {
           const body = Buffer.concat(chunks, size);
           const status = ures.statusCode ?? 502;
           const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
-          if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body });
-          send(res, status, ct, body, 'MISS');
+          if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body, expires: Date.now() + CACHE_TTL_MS });
+          const challenge = ures.headers['www-authenticate'];
+          send(res, status, ct, body, 'MISS', challenge === undefined ? {} : { 'www-authenticate': challenge });
         });
       },
     );
@@ -107,9 +158,17 @@ export class ThumbnailService {
   }
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: Buffer, cache: 'HIT' | 'MISS'): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  body: Buffer,
+  cache: 'HIT' | 'MISS',
+  extra: Record<string, string | string[]> = {},
+): void {
   if (res.headersSent) return;
   res.writeHead(status, {
+    ...extra,
     'content-type': contentType,
     'content-length': body.length,
     'x-cbmir-thumbnail-cache': cache,

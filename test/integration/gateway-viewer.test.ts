@@ -76,6 +76,16 @@ describe('gateway features viewers rely on', () => {
     const hit = await raw(`${gw.base}${inst}/thumbnail?viewport=64,64`, { headers: { accept: 'image/png' } });
     assert.equal(hit.headers['x-cbmir-thumbnail-cache'], 'HIT');
     assert.ok(hit.body.equals(png.body));
+    // A hit skips the PACS, so another caller's credentials (a session cookie, an auth plugin's token header) never share it.
+    for (const who of [{ cookie: 'session=someone-else' }, { token: 'another-user' }] as Record<string, string>[]) {
+      const other = await raw(`${gw.base}${inst}/thumbnail?viewport=64,64`, { headers: { accept: 'image/png', ...who } });
+      assert.equal(other.status, 200);
+      assert.equal(other.headers['x-cbmir-thumbnail-cache'], 'MISS', JSON.stringify(who));
+    }
+    // Other query parameters (a ?token= login) reach the PACS's /rendered.
+    const withToken = await raw(`${gw.base}${inst}/thumbnail?viewport=64,64&token=abc`, { headers: { accept: 'image/png' } });
+    assert.equal(withToken.status, 200);
+    assert.equal(withToken.headers['x-cbmir-thumbnail-cache'], 'MISS');
     const bad = await raw(`${gw.base}${inst}/thumbnail?viewport=64`);
     assert.equal(bad.status, 400);
     const missing = await raw(`${gw.base}/dicom-web/studies/1.2.3.4.5.6/thumbnail`);
