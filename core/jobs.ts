@@ -50,6 +50,7 @@ export interface IndexJobData {
 /** Result of an index job. A skip is a success with a reason: nothing to retry. */
 export type IndexJobResult =
   | { readonly status: 'indexed'; readonly sopInstanceUid: string; readonly modelVersion: string; readonly frame?: number; readonly indexedAt: string }
+  /** Written by workers before 2026-11-29 for another model's job; kept so their records still read. */
   | { readonly status: 'skipped'; readonly sopInstanceUid: string; readonly reason: string };
 
 /** Payload of a job on the "embed" queue: a query vector, computed now. */

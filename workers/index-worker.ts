@@ -15,7 +15,7 @@
  * set for `cbmir failed`. A worker killed mid-batch leaves its jobs "active";
  * BullMQ's stalled-job check hands them to the next worker, so nothing is lost.
  */
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
@@ -57,6 +57,9 @@ export interface RunningWorkers {
   readonly embed: Worker<EmbedQueueJobData, EmbedQueueJobResult>;
   close(): Promise<void>;
 }
+
+/** How long a job for another model version waits before a worker looks at it again. */
+const OTHER_MODEL_DELAY_MS = 30_000;
 
 /** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
 export function fetchFailure(step: string, err: unknown): Error {
@@ -136,11 +139,21 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   // many are kept in flight (concurrency) while the ones holding an instance are bounded here.
   const decodeSlots = pLimit(deps.decodeConcurrency ?? 32);
 
-  const processIndex = async (job: Job<IndexJobData, IndexJobResult>): Promise<IndexJobResult> => {
+  let warnedOtherModelAt = 0;
+  const processIndex = async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
     const d = job.data;
     if (d.modelVersion !== version) {
-      // Another model's job (a worker of the other version will take it when running).
-      return { status: 'skipped', sopInstanceUid: d.sopInstanceUid, reason: `job is for model ${d.modelVersion}, this worker runs ${version}` };
+      // Another model's job: put it back for a worker of that version. Completing it as
+      // "skipped" lost it (the reconciler counts a completed job as queued until it is removed).
+      if (Date.now() - warnedOtherModelAt > 60_000) {
+        warnedOtherModelAt = Date.now();
+        log.warn(
+          { jobModel: d.modelVersion, workerModel: version },
+          'index job for another model version put back for a worker of that version: is CBMIR_MODEL the same on the gateway and every worker?',
+        );
+      }
+      await job.moveToDelayed(Date.now() + OTHER_MODEL_DELAY_MS, token);
+      throw new DelayedError();
     }
     const { doc, frame } = await decodeSlots(async () => {
       const r = await embedInstance(d);

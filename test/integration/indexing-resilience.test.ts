@@ -41,6 +41,31 @@ const run = promisify(execFile);
 describe('indexing: resilience', () => {
   after(closeSharedPipeline);
 
+  it('a job for another model version is put back for a worker of that version, never completed', { timeout: 120_000 }, async () => {
+    const ns = uniqueName('othermodel');
+    const place = indexPlace('elasticsearch', ns);
+    const pipeline = await sharedPipeline();
+    const other = `${pipeline.modelVersion}-next`;
+    const enqueuer = new IndexEnqueuer(testStack().redisUrl, other, { namespace: ns });
+    const index = place.open();
+    const workers = await inProcessWorkers({ namespace: ns, index });
+    const queue = indexQueue(ns);
+    try {
+      const sop = '1.2.826.0.1.3680043.10.1082.999.1';
+      await enqueuer.enqueue([{ studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.4', sopInstanceUid: sop, sopClassUid: undefined }], 'stow');
+      const id = indexJobId(sop, other);
+      await waitFor('the job is put back (delayed)', async () => (await queue.getJobState(id)) === 'delayed', 30_000, 100);
+      assert.equal(await index.count(), 0);
+    } finally {
+      await workers.close();
+      await enqueuer.close();
+      await queue.close();
+      await index.close();
+      await place.cleanup();
+      await dropQueues(ns);
+    }
+  });
+
   it('a worker killed with SIGKILL mid-batch loses nothing: a restarted worker indexes every image', { timeout: 300_000 }, async () => {
     const ns = uniqueName('kill9');
     const place = indexPlace('elasticsearch', ns);
