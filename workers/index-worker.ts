@@ -58,6 +58,11 @@ export interface RunningWorkers {
   close(): Promise<void>;
 }
 
+/** Embed/heatmap jobs in flight per worker: at least 2, at most the decode bound (memory: one instance each). */
+export function embedConcurrency(concurrency: number, decodeConcurrency = 32): number {
+  return Math.max(2, Math.min(concurrency, decodeConcurrency));
+}
+
 /** How long a job for another model version waits before a worker looks at it again. */
 const OTHER_MODEL_DELAY_MS = 30_000;
 
@@ -225,10 +230,12 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     concurrency: deps.concurrency,
     ...common,
   });
-  // Interactive queries: their own queue, so a backfill never starves them.
+  // Interactive queries: their own queue, so a backfill never starves them. Each one holds an
+  // instance (an upload's is in the job itself) and none waits on an index refresh, so they are
+  // bounded like decodes, not like index jobs.
   const embedWorker = new Worker<EmbedQueueJobData, EmbedQueueJobResult>(queueName('embed', deps.namespace), processEmbed, {
     connection: conn(),
-    concurrency: Math.max(2, deps.concurrency),
+    concurrency: embedConcurrency(deps.concurrency, deps.decodeConcurrency),
     ...common,
   });
   for (const [name, w] of [['index', indexWorker], ['embed', embedWorker]] as const) {

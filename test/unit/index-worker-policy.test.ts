@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { UnrecoverableError } from 'bullmq';
 import { PacsHttpError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
-import { fetchFailure } from '../../workers/index-worker.js';
+import { embedConcurrency, fetchFailure } from '../../workers/index-worker.js';
 
 const path = '/dicom-web/studies/1.2/series/1.3/instances/1.4';
 
@@ -31,4 +31,12 @@ test('5xx and connection faults are retried', () => {
   assert.ok(!(fetchFailure('fetch (WADO-RS)', new PacsHttpError(503, path)) instanceof UnrecoverableError));
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8042'), { code: 'ECONNREFUSED' });
   assert.ok(!(fetchFailure('fetch (WADO-RS)', refused) instanceof UnrecoverableError));
+});
+
+test('interactive embed jobs are bounded by the decode limit, not by the index-job concurrency', () => {
+  assert.equal(embedConcurrency(64, 32), 32);
+  assert.equal(embedConcurrency(64, 4), 4);
+  assert.equal(embedConcurrency(8, 32), 8);
+  assert.equal(embedConcurrency(1, 1), 2);
+  assert.equal(embedConcurrency(64), 32);
 });
