@@ -3,15 +3,16 @@
  * failed step and reason, attempts, time — newest first (workers/failed-jobs.ts
  * says which are permanent and which retryable). `--retry` puts the retryable ones
  * (PACS/index down past the retry window) back in the queue; `--all` also the
- * permanent ones (after deploying a decoder fix, say). Exit 0 unless Redis is
- * unreachable or the options are wrong.
+ * permanent ones (after deploying a decoder fix, say); it goes through every failed
+ * job, not only the --limit shown. Exit 0 unless Redis is unreachable or the options
+ * are wrong.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { configOrExit, redisReachable } from './command-config.js';
-import { listFailed, type FailedJobView } from './failed-jobs.js';
+import { listAllFailed, listFailed, type FailedJobView } from './failed-jobs.js';
 
 interface FailedCliOptions {
   json?: boolean;
@@ -70,11 +71,14 @@ export function failedCommand(): Command {
       queue.on('error', () => undefined);
       try {
         await redisReachable(() => conn.ping(), config.redisUrl);
-        const { total, jobs, raw } = await listFailed(queue, o.limit);
+        const { total, jobs } = await listFailed(queue, o.limit);
         let retried = 0;
         if (o.retry) {
-          for (const [k, job] of raw.entries()) {
-            if (!(o.all || jobs[k]?.retryable)) continue;
+          // Every failed job, not only the ones shown: after a long outage there are tens of thousands.
+          // All pages are read before any retry moves a job out of the failed set.
+          const all = await listAllFailed(queue);
+          for (const { job, view } of all) {
+            if (!(o.all || view.retryable)) continue;
             await job.retry('failed', { resetAttemptsMade: true });
             retried++;
           }

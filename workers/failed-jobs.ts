@@ -85,3 +85,16 @@ export async function listFailed(
   const raw = jobs.filter((j): j is Job<IndexJobData> => Boolean(j));
   return { total, jobs: raw.map(viewOf), raw };
 }
+
+/** Every failed job with its view, read in pages (newest first). */
+export async function listAllFailed(
+  queue: Queue<IndexJobData>,
+  pageSize = 1000,
+): Promise<{ job: Job<IndexJobData>; view: FailedJobView }[]> {
+  const out: { job: Job<IndexJobData>; view: FailedJobView }[] = [];
+  for (let start = 0; ; start += pageSize) {
+    const page = (await queue.getFailed(start, start + pageSize - 1)).filter((j): j is Job<IndexJobData> => Boolean(j));
+    for (const job of page) out.push({ job, view: viewOf(job) });
+    if (page.length < pageSize) return out;
+  }
+}
