@@ -59,6 +59,13 @@ export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = proces
       ([c, n]) => `    ${c.padEnd(16)} selected ${String(n.selected).padStart(5)}  ${verb} ${String(s.mode === 'dry-run' ? n.converted : n.stored).padStart(5)}  failed ${String(n.failed).padStart(4)}`,
     ),
     ...(s.failures.length ? ['  failures:', ...s.failures.map((f) => `    ${f.file}: ${f.reason}`)] : []),
+    ...(s.rejectedRows
+      ? [
+          '  labels.csv rows rejected (not loaded):',
+          ...s.rejected.slice(0, 20).map((r) => `    line ${r.line}${r.file ? ` (${r.file})` : ''}: ${r.reason}`),
+          ...(s.rejectedRows > 20 ? [`    … ${s.rejectedRows - 20} more (--json lists the first 100)`] : []),
+        ]
+      : []),
   ];
   out.write(`${lines.join('\n')}\n`);
 }
@@ -148,7 +155,8 @@ export function loadCommand(): Command {
         if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else printSummary(summary);
         if (abort.signal.aborted) process.stderr.write('cbmir load: interrupted\n');
-        process.exitCode = summary.failed > 0 || abort.signal.aborted ? 1 : 0;
+        // A rejected labels.csv row is an image not loaded: as much a failure as a refused STOW.
+        process.exitCode = summary.failed > 0 || summary.rejectedRows > 0 || abort.signal.aborted ? 1 : 0;
       } catch (err) {
         bar?.stop();
         if (err instanceof DatasetError) cmd.error(`cbmir load: ${err.message}`, { exitCode: 2 });

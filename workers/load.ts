@@ -61,6 +61,8 @@ export interface LoadSummary {
   readonly rows: number;
   /** Rows refused while reading labels.csv (bad path, bad class …). */
   readonly rejectedRows: number;
+  /** Those rows: labels.csv line, file, why (at most the first 100). */
+  readonly rejected: readonly { readonly line: number; readonly file: string; readonly reason: string }[];
   /** Instances after filters and limit. */
   readonly selected: number;
   readonly converted: number;
@@ -211,6 +213,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     ...(o.mode === 'send' ? { target: o.url } : o.mode === 'write' ? { target: o.outDir } : {}),
     rows: plan.instances.length,
     rejectedRows: plan.rejected.length,
+    rejected: plan.rejected.slice(0, 100),
     selected: selected.length,
     converted,
     sent,

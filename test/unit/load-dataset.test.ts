@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -191,5 +191,23 @@ describe('the cbmir CLI', () => {
     const s = JSON.parse(down.stdout.trim().split('\n').pop()!);
     assert.equal(s.failed, 2);
     assert.match(s.failures[0].reason, /network error: ECONNREFUSED/);
+  });
+
+  it('names the labels.csv rows it rejected and exits 1: those images were not loaded', () => {
+    const dir = path.join(tmp, 'with-bad-rows');
+    mkdirSync(path.join(dir, 'images'), { recursive: true });
+    copyFileSync(path.join(figshareSampleDir, 'images', '1.jpg'), path.join(dir, 'images', '1.jpg'));
+    writeFileSync(
+      path.join(dir, 'labels.csv'),
+      ['file,label,class_name,patient_id,fold', 'images/1.jpg,1,meningioma,100360,5', 'images/missing.jpg,x,glioma,P2,1', ''].join('\n'),
+    );
+    const r = cli('load', dir, '--dry-run');
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stdout, /1 labels\.csv rows rejected/);
+    assert.match(r.stdout, /line 3 \(images\/missing\.jpg\): label must be an integer/);
+    const j = cli('load', dir, '--dry-run', '--json');
+    assert.equal(j.status, 1);
+    const s = JSON.parse(j.stdout.trim().split('\n').pop()!);
+    assert.deepEqual([s.converted, s.rejectedRows, s.rejected[0].line], [1, 1, 3]);
   });
 });
