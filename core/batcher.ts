@@ -12,13 +12,19 @@
  * when the backend is busy. A key already queued or in flight is not asked again.
  */
 
+/** A failure of one key inside an answered batch: only that key's askers see it. */
+export class KeyFailure {
+  constructor(readonly cause: unknown) {}
+}
+
 export interface BatcherOptions<K, V, P> {
   /**
    * Answers a batch: one entry per key it knows about; a missing key gets `missing`.
    * Each key comes with the payload of its first asker (e.g. the credentials to ask with:
-   * equal keys must imply interchangeable payloads).
+   * equal keys must imply interchangeable payloads). A KeyFailure value rejects that key's
+   * askers only; a thrown error rejects the whole batch's.
    */
-  readonly load: (batch: ReadonlyArray<{ readonly key: K; readonly payload: P }>) => Promise<ReadonlyMap<K, V>>;
+  readonly load: (batch: ReadonlyArray<{ readonly key: K; readonly payload: P }>) => Promise<ReadonlyMap<K, V | KeyFailure>>;
   /** What a key absent from load()'s answer resolves to. */
   readonly missing: V;
   readonly maxBatch: number;
@@ -83,7 +89,7 @@ export class Batcher<K, V, P = undefined> {
   }
 
   private async run(batch: ReadonlyArray<{ key: K; payload: P }>): Promise<void> {
-    let answer: ReadonlyMap<K, V> | undefined;
+    let answer: ReadonlyMap<K, V | KeyFailure> | undefined;
     let failure: unknown;
     try {
       answer = await this.o.load(batch);
@@ -95,8 +101,10 @@ export class Batcher<K, V, P = undefined> {
       const waiters = this.running.get(key)?.waiters ?? [];
       this.running.delete(key);
       for (const w of waiters) {
-        if (answer) w.resolve(answer.has(key) ? (answer.get(key) as V) : this.o.missing);
-        else w.reject(failure);
+        const v = answer?.get(key);
+        if (!answer) w.reject(failure);
+        else if (v instanceof KeyFailure) w.reject(v.cause);
+        else w.resolve(answer.has(key) ? (v as V) : this.o.missing);
       }
     }
     this.flush();

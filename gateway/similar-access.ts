@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { HttpProblem } from '../core/errors.js';
 import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
 import { stringValue, TAG } from '../core/dicom-json.js';
-import { Batcher } from '../core/batcher.js';
+import { Batcher, KeyFailure } from '../core/batcher.js';
 import { LruCache } from './lru.js';
 
 /** 'yes' readable; 'no' not found with these credentials; 401/403 what the PACS said. */
@@ -118,17 +118,24 @@ export class AccessChecker {
   }
 
   /** One batch of credential|study keys: one QIDO per credential and ≤ 50 studies. */
-  private async load(batch: ReadonlyArray<{ readonly payload: StudyQuestion }>): Promise<Map<string, StudyAccess>> {
+  private async load(batch: ReadonlyArray<{ readonly payload: StudyQuestion }>): Promise<Map<string, StudyAccess | KeyFailure>> {
     const byCred = new Map<string, { authorization: string | undefined; studies: string[] }>();
     for (const { payload: q } of batch) {
       const g = byCred.get(q.cred) ?? { authorization: q.authorization, studies: [] };
       g.studies.push(q.study);
       byCred.set(q.cred, g);
     }
-    const out = new Map<string, StudyAccess>();
+    const out = new Map<string, StudyAccess | KeyFailure>();
     await Promise.all(
       [...byCred].map(async ([cred, g]) => {
-        const verdicts = await this.ask(g.studies, g.authorization);
+        let verdicts: Map<string, StudyAccess>;
+        try {
+          verdicts = await this.ask(g.studies, g.authorization);
+        } catch (err) {
+          // One caller's failure (say the PACS answers 400 to a strange credential) is theirs alone.
+          for (const s of g.studies) out.set(`${cred}|${s}`, new KeyFailure(err));
+          return;
+        }
         for (const [s, a] of verdicts) {
           out.set(`${cred}|${s}`, a);
           this.cache.set(`${cred}|${s}`, { ...a, until: Date.now() + this.opts.ttlMs });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Batcher } from '../../core/batcher.js';
+import { Batcher, KeyFailure } from '../../core/batcher.js';
 
 /** A backend whose calls the test completes by hand, recording what each call asked. */
 function manualBackend() {
@@ -66,6 +66,19 @@ test('Batcher: a failed call rejects its own waiters only; later keys are asked 
   assert.deepEqual(be.calls[2]!.keys, ['a'], 'the failed key is not remembered');
   be.calls[2]!.done(new Map([['a', 9]]));
   assert.equal(await again, 9);
+});
+
+test("Batcher: a KeyFailure in an answer rejects that key only; the batch's other keys get their values", async () => {
+  const b = new Batcher<string, number, string>({
+    load: async (batch) => new Map(batch.map(({ key }) => [key, key.startsWith('bad') ? new KeyFailure(new Error(`refused ${key}`)) : key.length])),
+    missing: 0,
+    maxBatch: 10,
+    maxInFlight: 1,
+  });
+  const [good, bad, other] = [b.get('good', ''), b.get('bad-caller|s1', ''), b.get('another', '')];
+  await assert.rejects(bad, /refused bad-caller\|s1/);
+  assert.deepEqual(await Promise.all([good, other]), [4, 7]);
+  assert.equal(b.calls, 1, 'all three were in one call');
 });
 
 test('Batcher: rejects nonsense limits', () => {
