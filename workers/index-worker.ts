@@ -188,6 +188,9 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     let r: EmbedResult;
     if (d.kind === 'upload') {
       r = await pipeline.embedDicom(new Uint8Array(Buffer.from(d.dicomBase64, 'base64')));
+      // The gateway deletes the job once answered, but not one a worker still held when the
+      // gateway gave up (timeout): that job would keep the image in Redis until it expires.
+      await job.updateData({ ...d, dicomBase64: '' }).catch(() => undefined);
     } else {
       try {
         r = await embedInstance(d);

@@ -219,6 +219,9 @@ describe('indexing: every sample file, and corrupt input', () => {
         assert.equal(result.status, 'refused', what);
         if (result.status === 'refused') assert.ok(result.reason.length > 0, `${what}: a reason`);
         assert.equal(worker.child.exitCode, null, `worker alive after "${what}"`);
+        // Nobody deleted this job (the gateway would have): the worker left no file in it.
+        const kept = (await embedQueue.getJob(job.id!))?.data;
+        assert.ok(kept?.kind === 'upload' && kept.dicomBase64 === '', `${what}: upload blanked in Redis`);
       }
 
       // 2. Pixel Data cut short but the element length made consistent: the PACS accepts
