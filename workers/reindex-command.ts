@@ -150,10 +150,12 @@ export function reindexCommand(): Command {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);
         await index.ensure(manifest.dims, version);
         if (o.localWorker) {
+          // The same worker settings as `cbmir worker` (an admin who lowered them to avoid OOM meant them here too).
           pipeline = await EmbeddingPipeline.create({
             model: o.model,
             batchSize: config.worker.batchSize,
             batchWaitMs: config.worker.batchWaitMs,
+            ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
           });
           workers = await startWorkers({
             redisUrl: config.redisUrl,
@@ -163,6 +165,7 @@ export function reindexCommand(): Command {
             patientKeySecret: loadPatientKeySecret(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir),
             log,
             concurrency: o.concurrency ?? config.worker.concurrency,
+            decodeConcurrency: config.worker.decodeConcurrency,
             namespace,
           });
         }
