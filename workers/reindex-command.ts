@@ -244,6 +244,9 @@ export function reindexCommand(): Command {
 }
 
 /** Wait until the reindex queue has nothing waiting, delayed or running; progress = documents in the new storage. */
+/** How long a drain may see no progress and no running job before it says so. */
+const STALL_WARN_MS = 120_000;
+
 async function drain(
   queue: Queue<IndexJobData>,
   index: { count(): Promise<number> },
@@ -263,15 +266,37 @@ async function drain(
         )
       : undefined;
   bar?.start(Math.max(1, target), 0, { failed: 0 });
+  // Without a bar (--json, not a terminal) a line every 30 s, so a long drain is never silent;
+  // and a warning when nothing moves, e.g. --no-local-worker with no helper worker running.
+  let lastLine = Date.now();
+  let lastCount = -1;
+  let stillSince = Date.now();
+  let warned = false;
   try {
     for (;;) {
       signal.throwIfAborted();
       const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed');
-      bar?.update(Math.min(target, await index.count()), {
-        failed: c.failed ?? 0,
-      });
+      const count = await index.count();
+      bar?.update(Math.min(target, count), { failed: c.failed ?? 0 });
       const pending = (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0);
       if (pending === 0) return;
+      const now = Date.now();
+      if (count !== lastCount || (c.active ?? 0) > 0) {
+        lastCount = count;
+        stillSince = now;
+      }
+      if (!bar && now - lastLine >= 30_000) {
+        lastLine = now;
+        process.stderr.write(`cbmir reindex: ${count}/${target} indexed, ${pending} pending, ${c.failed ?? 0} failed\n`);
+      }
+      if (!warned && now - stillSince >= STALL_WARN_MS) {
+        warned = true;
+        bar?.stop();
+        process.stderr.write(
+          `cbmir reindex: nothing has been indexed for ${Math.round(STALL_WARN_MS / 1000)} s and no job is running: is a worker consuming ${queue.name}? ` +
+            `(without the local worker: CBMIR_MODEL=${o.model} cbmir worker --namespace ${queue.name.replace(/^cbmir-index-/, '')})\n`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
   } finally {
