@@ -28,6 +28,7 @@
  * in studyErrors); an unreachable queue or index stops the pass (`stopped`), since every
  * further study would fail the same way.
  */
+import { isNonImageSopClass } from '../core/dicom/sop-classes.js';
 import type { Queue } from 'bullmq';
 import { isValidUid } from '../core/errors.js';
 import { indexJobId, type IndexJobData, type IndexJobResult, type IndexJobSource } from '../core/jobs.js';
@@ -103,6 +104,8 @@ export interface ReconcileSummary {
   readonly enqueueFailures: number;
   /** Instances the PACS listed without valid UIDs. */
   readonly invalid: number;
+  /** Instances of a SOP class that is never an image (SR, presentation states, KOS …): not enqueued. */
+  readonly notImages: number;
   /** Studies that could not be checked completely (PACS error), with the reason. */
   readonly studyErrors: ReadonlyArray<{
     readonly study: string;
@@ -154,6 +157,7 @@ export class Reconciler {
       requeued: 0,
       enqueueFailures: 0,
       invalid: 0,
+      notImages: 0,
       pacsRequests: 0,
     };
     const studyErrors: { study: string; reason: string }[] = [];
@@ -243,15 +247,14 @@ export class Reconciler {
           for (const ds of page) {
             const sop = stringValue(ds, SOP_UID);
             const series = stringValue(ds, SERIES_UID);
+            const sopClassUid = stringValue(ds, SOP_CLASS);
             if (isValidUid(sop)) sopsOfStudy.add(sop);
-            if (isValidUid(sop) && isValidUid(series))
-              instances.push({
-                studyInstanceUid: study.uid,
-                seriesInstanceUid: series,
-                sopInstanceUid: sop,
-                sopClassUid: stringValue(ds, SOP_CLASS),
-              });
-            else s.invalid++;
+            if (!isValidUid(sop) || !isValidUid(series)) s.invalid++;
+            // Never indexable: enqueuing them fetched and refused them again every time their
+            // failed job expired (a week). Stored through the gateway they are refused once,
+            // with the reason, in `cbmir failed`.
+            else if (isNonImageSopClass(sopClassUid)) s.notImages++;
+            else instances.push({ studyInstanceUid: study.uid, seriesInstanceUid: series, sopInstanceUid: sop, sopClassUid });
           }
           s.instances += page.length;
           seenInStudy += page.length;
@@ -396,6 +399,7 @@ export function describeSummary(r: ReconcileSummary): string {
     `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ''}` +
     `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ''}` +
     `${r.stopped ? `, STOPPED (${r.stopped})` : ''}` +
-    `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
+    `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''}` +
+    `${r.notImages ? `, ${r.notImages} not images (skipped)` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
   );
 }

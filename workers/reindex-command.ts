@@ -189,12 +189,12 @@ export function reindexCommand(): Command {
         say(o.json, `crawling the PACS for model ${version} (live: ${oldLive ?? 'none'})`);
         const first = await crawl(checkpoint);
         say(o.json, describeSummary(first));
-        await drain(queue, index, first.instances - first.invalid, o, abort.signal);
+        await drain(queue, index, first.instances - first.invalid - first.notImages, o, abort.signal);
         // What arrived during the first crawl (the STOW hook stamps the live version).
         const second = await crawl(undefined);
         if (second.enqueued + second.requeued > 0) {
           say(o.json, `catch-up: ${describeSummary(second)}`);
-          await drain(queue, index, second.instances - second.invalid, o, abort.signal);
+          await drain(queue, index, second.instances - second.invalid - second.notImages, o, abort.signal);
         }
         const failed = await listFailed(queue, 100_000);
         const retryable = failed.jobs.filter((j) => j.retryable).length;

@@ -8,18 +8,19 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import dcmjs from 'dcmjs';
 import { createLogger } from '../../core/log.js';
 import { PacsClient } from '../../core/pacs/client.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
 import { Reconciler } from '../../workers/reconciler.js';
-import { ixiSampleDir, listDicom, repoRoot } from '../helpers/fixtures.js';
+import { dicomFixturesDir, ixiSampleDir, listDicom, repoRoot } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { startGateway } from './gateway-fixture.js';
 import {
@@ -82,8 +83,23 @@ describe('indexing: reconciler', () => {
         const present = await index.has(instances.map((i) => i.sopInstanceUid));
         assert.equal(present.size, 6);
 
+        // A structured report C-STOREd into one of those studies: never an image, so never enqueued
+        // (its failed job would expire after a week and be fetched and refused again, forever).
+        const sr = dcmjs.data.DicomMessage.readFile(new Uint8Array(readFileSync(path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm'))).buffer);
+        sr.dict['0020000D'] = { vr: 'UI', Value: [instances[0]!.studyInstanceUid] };
+        sr.dict['0020000E'] = { vr: 'UI', Value: [`${instances[0]!.studyInstanceUid}.77`] };
+        sr.dict['00080018'] = { vr: 'UI', Value: [`${instances[0]!.studyInstanceUid}.77.1`] };
+        sr.meta['00020003'] = { vr: 'UI', Value: [`${instances[0]!.studyInstanceUid}.77.1`] };
+        sr.dict['00081030'] = { vr: 'LO', Value: [ns] };
+        const srFile = path.join(out, 'report.dcm');
+        writeFileSync(srFile, Buffer.from(sr.write()));
+        await run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), srFile]);
+
         const second = await reconciler.run({ source: 'reconciler', studyQuery: { StudyDescription: ns }, maxRequestsPerSecond: 50 });
-        assert.deepEqual([second.instances, second.alreadyIndexed, second.missing, second.enqueued], [6, 6, 0, 0]);
+        assert.deepEqual(
+          [second.instances, second.alreadyIndexed, second.missing, second.enqueued, second.notImages],
+          [7, 6, 0, 0, 1],
+        );
 
         // A document removed from the index (index rebuilt, say) while its completed job is
         // still remembered by the queue: `cbmir backfill` replaces the job, the worker re-indexes.
@@ -116,7 +132,8 @@ describe('indexing: reconciler', () => {
           },
         );
         const summary = JSON.parse(cli.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-        assert.equal(summary.instances, 6);
+        assert.equal(summary.instances, 7, 'the six images and the report');
+        assert.equal(summary.notImages, 1);
         assert.equal(summary.alreadyIndexed, 5);
         assert.equal(summary.requeued, 1);
         assert.equal(summary.complete, true);
