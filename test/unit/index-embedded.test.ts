@@ -37,6 +37,27 @@ test('embedded: the factory picks the embedded store when no Elasticsearch is co
   }
 });
 
+test('embedded: a worker still writing a version that was dropped gets UNKNOWN_VERSION, not a crash of its own', async () => {
+  const path = pathOf('dropped');
+  const oldWorker = new EmbeddedIndex({ path });
+  const admin = new EmbeddedIndex({ path });
+  try {
+    await oldWorker.ensure(DIMS, '1.0.0');
+    await oldWorker.upsert(makeDocs('1.0.0', 2));
+    await admin.ensure(DIMS, '2.0.0');
+    await admin.swapAlias('2.0.0');
+    await admin.dropVersion('1.0.0'); // `cbmir reindex --drop-old`
+    await assert.rejects(oldWorker.upsert(makeDocs('1.0.0', 1)), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'UNKNOWN_VERSION');
+      assert.match(e.message, /1\.0\.0 was dropped from the index; this worker runs an old model/);
+      return true;
+    });
+  } finally {
+    await oldWorker.close();
+    await admin.close();
+  }
+});
+
 test('embedded: data survives closing and reopening the store', async () => {
   const path = pathOf('restart');
   const docs = makeDocs('1.0.0', 3);

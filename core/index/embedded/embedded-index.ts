@@ -105,9 +105,12 @@ export class EmbeddedIndex implements VectorIndex {
     if (good.length === 0) return { written: 0, failed };
     this.run('upsert', () =>
       this.db.transaction(() => {
-        const { seq } = this.db
+        const row = this.db
           .prepare('UPDATE versions SET seq = seq + ? WHERE storage = ? RETURNING seq')
-          .get(good.length, v.storage) as { seq: number };
+          .get(good.length, v.storage) as { seq: number } | undefined;
+        // Dropped under us (`cbmir reindex --drop-old` while this worker still runs the old model).
+        if (!row) throw new IndexError('UNKNOWN_VERSION', `model version ${v.version} was dropped from the index; this worker runs an old model`);
+        const { seq } = row;
         const stmt = this.db.prepare(
           `INSERT INTO docs (storage, sop, study, series, sop_class, modality, body_part, label, patient_key, frame, model_version, indexed_at, vector, seq)
            VALUES (@storage, @sop, @study, @series, @sopClass, @modality, @bodyPart, @label, @patientKey, @frame, @modelVersion, @indexedAt, @vector, @seq)
