@@ -62,6 +62,11 @@ export function initCodecs(): Promise<void> {
   return ready;
 }
 
+/** After a WebAssembly trap: the module is re-initialised by the next initCodecs(). */
+export function markCodecsForReset(): void {
+  needsReset = true;
+}
+
 export function codecsReady(): boolean {
   return !needsReset && lib.NativeCodecs.isInitialized();
 }
@@ -104,7 +109,7 @@ export function decodeEncapsulatedFrame(kind: Exclude<PixelEncoding['kind'], 'na
         break;
     }
   } catch (err) {
-    if (err instanceof WebAssembly.RuntimeError) needsReset = true;
+    if (err instanceof WebAssembly.RuntimeError) markCodecsForReset();
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`${kind} codec: ${msg.replace(/^[A-Za-z0-9_:]*::/, '')}`);
   }

@@ -17,7 +17,7 @@
  * and not retry.
  */
 import type { DcmDataset } from 'dcmjs';
-import { decodeEncapsulatedFrame, initCodecs, type FrameGeometry } from './codecs.js';
+import { codecsReady, decodeEncapsulatedFrame, initCodecs, type FrameGeometry } from './codecs.js';
 import { items, num, nums, str } from './dataset-values.js';
 import { encapsulatedFrames, nativeFrames } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
@@ -259,7 +259,10 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   const palette = photometric === 'PALETTE COLOR' ? readPalette(ds, pixelRepresentation, ts !== TS.ExplicitVRBigEndian) : undefined;
   if (encoding.kind !== 'native') {
     try {
+      // Another decode's WebAssembly trap may have marked the module for a reset while this
+      // one awaited: initialise again rather than refuse a valid image (bounded).
       await initCodecs();
+      for (let i = 0; i < 3 && !codecsReady(); i++) await initCodecs();
     } catch (err) {
       return refuse('DECODE_FAILED', `pixel codecs unavailable: ${err instanceof Error ? err.message : String(err)}`, meta);
     }

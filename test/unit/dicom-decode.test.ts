@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import dcmjs, { type DcmDataset } from 'dcmjs';
 import { decodeDicom, selectFrames, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
-import { decodeEncapsulatedFrame, initCodecs } from '../../core/dicom/codecs.js';
+import { decodeEncapsulatedFrame, initCodecs, markCodecsForReset } from '../../core/dicom/codecs.js';
 import { LUMA } from '../../core/dicom/pixels.js';
 import { dicomFixturesDir, listDicom, readManifest } from '../helpers/fixtures.js';
 
@@ -72,6 +72,14 @@ describe('decodeDicom on test/fixtures/dicom-samples', () => {
       assert.ok(max > min, 'a real image is not constant');
     });
   }
+
+  it("decodes a compressed image even when another decode's codec trap reset the module while it waited", async () => {
+    const file = fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
+    await initCodecs();
+    const pending = decodeDicom(file); // runs up to its await of the codecs
+    markCodecsForReset(); // what a WebAssembly trap in a concurrent decode does
+    ok(await pending);
+  });
 
   it('refuses a frame whose padded square would be too large, before reading its pixels', async () => {
     // The mosaic's 384×384 pixels re-declared as a 16×9216 strip: few pixels, but it pads to 9216².
