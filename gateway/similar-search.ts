@@ -103,8 +103,10 @@ export class SimilarSearch {
     }
     if (doc) {
       // The SOP Instance UID alone finds the document; the path must agree with it.
+      // Same answer as an instance that is not there at all: before any access check, a
+      // distinct one would tell any caller which SOP Instance UIDs the index holds.
       if (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid) {
-        throw new HttpProblem('NOT_FOUND', 'no such instance in that study and series');
+        throwUnlessReadable('no', 'the instance');
       }
       // The caller's access to the query study is checked in search()'s first access QIDO,
       // together with the result studies: one PACS round trip instead of two on a cache miss.

@@ -298,6 +298,10 @@ describe('/similar on the real stack', () => {
       assert.equal(body.code, code, p);
       assert.ok(body.detail && body.detail.length > 5, `${p} has a reason`);
     }
+    // …and with the very answer of an instance that is nowhere: the index's contents do not leak.
+    const absent = json<Problem>(await get(cases.at(-2)![0]));
+    const elsewhere = json<Problem>(await get(cases.at(-1)![0]));
+    assert.deepEqual(elsewhere, absent);
     const put = await raw(`${sys.base}/similar`, { method: 'PUT' });
     assert.equal(put.status, 405);
   });
