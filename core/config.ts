@@ -36,6 +36,8 @@ const envSchema = z.object({
   CBMIR_PACS_URL: url.default('http://127.0.0.1:8042/dicom-web'),
   CBMIR_PACS_USER: z.string().optional(),
   CBMIR_PACS_PASSWORD: z.string().optional(),
+  /** Acknowledges that, bound beyond loopback, requests without Authorization reach the PACS with CBMIR_PACS_USER's login. */
+  CBMIR_ANONYMOUS_USES_PACS_LOGIN: bool.default(false),
   CBMIR_PACS_TIMEOUT_MS: int(100, 600_000).default(30_000),
   /** WADO-URI endpoint of the PACS; default: the PACS origin + /wado (Orthanc's plugin). */
   CBMIR_PACS_WADO_URI_URL: url.optional(),
@@ -178,6 +180,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if ((e.CBMIR_PACS_USER === undefined) !== (e.CBMIR_PACS_PASSWORD === undefined)) {
     problems.push('CBMIR_PACS_USER / CBMIR_PACS_PASSWORD: set both or neither');
+  }
+  if (e.CBMIR_PACS_USER !== undefined && !isLoopback(e.CBMIR_HOST) && !e.CBMIR_ANONYMOUS_USES_PACS_LOGIN) {
+    // The gateway sends its own login when a request carries none: bound to the network, that
+    // is the PACS opened to every host that can reach the gateway.
+    problems.push(
+      `CBMIR_PACS_USER: with CBMIR_HOST=${e.CBMIR_HOST} every request without Authorization would reach the PACS with this login, ` +
+        'from any host that reaches the gateway; unset it on the gateway (clients send their own credentials) ' +
+        'or set CBMIR_ANONYMOUS_USES_PACS_LOGIN=true if that is intended (e.g. behind an authenticating proxy)',
+    );
   }
   const origins = e.CBMIR_CORS_ORIGINS.trim();
   const originList = origins === '*' ? '*' : origins.split(',').map((o) => o.trim()).filter(Boolean);

@@ -29,7 +29,9 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 as_root() {
   if [[ $EUID -eq 0 ]]; then "$@"
   elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-  else return 1
+  else
+    warn "need root (or passwordless sudo) for: $*"
+    return 1
   fi
 }
 
@@ -74,19 +76,25 @@ as_service_user() {
 
 pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 
-# Pid recorded in a pid file, printed only if that process still runs.
-read_pid() {
-  local f="$1" pid
+# Pid recorded in a pid file, printed only if that process still runs and, when
+# COMM is given, is that program (/proc/PID/comm): pid files on disk outlive a
+# reboot, and the number may since belong to an unrelated process that start
+# would take for the service and stop would kill.
+read_pid() { # file [comm]
+  local f="$1" want="${2:-}" pid
   [[ -s "$f" ]] || return 1
   pid="$(tr -dc '0-9' <"$f")"
   pid_alive "$pid" || return 1
+  if [[ -n "$want" && -r "/proc/$pid/comm" && "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$want" ]]; then
+    return 1
+  fi
   printf '%s\n' "$pid"
 }
 
 # Stop the process of a pid file: SIGTERM, then SIGKILL after a grace period.
-stop_pidfile() {
-  local name="$1" f="$2" grace="${3:-30}" pid i
-  if ! pid="$(read_pid "$f")"; then
+stop_pidfile() { # name, file, grace seconds, [comm]
+  local name="$1" f="$2" grace="${3:-30}" comm="${4:-}" pid i
+  if ! pid="$(read_pid "$f" "$comm")"; then
     rm -f "$f"
     log "$name: not running"
     return 0

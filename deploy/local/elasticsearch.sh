@@ -184,7 +184,7 @@ _es_ready() {
 es_start() {
   _es_vars
   local pid
-  if pid="$(read_pid "$ES_PIDFILE")"; then
+  if pid="$(read_pid "$ES_PIDFILE" java)"; then
     log "elasticsearch: already running (pid $pid) at $ES_URL"
     return 0
   fi
@@ -210,7 +210,7 @@ es_start() {
     if _es_ready; then break; fi
     if ! pid_alive "$launcher"; then
       wait "$launcher" && rc=0 || rc=$?
-      if ((rc != 0)) || { [[ -s "$ES_PIDFILE" ]] && ! read_pid "$ES_PIDFILE" >/dev/null; }; then
+      if ((rc != 0)) || { [[ -s "$ES_PIDFILE" ]] && ! read_pid "$ES_PIDFILE" java >/dev/null; }; then
         printf '[stack] ERROR: elasticsearch failed to start (launcher exit %s). Last lines of %s and %s:\n' "$rc" "$ES_LAUNCH_LOG" "$ES_LOG" >&2
         tail -n 20 "$ES_LAUNCH_LOG" >&2 2>/dev/null || true
         tail -n 30 "$ES_LOG" >&2 2>/dev/null || true
@@ -227,19 +227,19 @@ es_start() {
     fi
     sleep 1
   done
-  pid="$(read_pid "$ES_PIDFILE" || echo '?')"
+  pid="$(read_pid "$ES_PIDFILE" java || echo '?')"
   log "elasticsearch: ready (pid $pid) at $ES_URL"
 }
 
 es_stop() {
   _es_vars saved
-  stop_pidfile elasticsearch "$ES_PIDFILE" 60
+  stop_pidfile elasticsearch "$ES_PIDFILE" 60 java
 }
 
 es_status() {
   _es_vars saved
   local pid
-  if pid="$(read_pid "$ES_PIDFILE")"; then
+  if pid="$(read_pid "$ES_PIDFILE" java)"; then
     if _es_ready; then
       local ver
       # The integ-test build has no GET / (its rest-root module is absent).

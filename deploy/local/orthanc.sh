@@ -142,17 +142,25 @@ orthanc_install() {
 # Orthanc answering on the port is this one, not another stack's.
 _orthanc_id() { echo "cbmir-$ORTHANC_NAME-$(printf '%s' "$ORTHANC_DIR" | cksum | cut -d' ' -f1)"; }
 
+# curl with the instance's first login, given on stdin (-K -) so it never shows in `ps`.
+_orthanc_curl() {
+  if [[ -n "${ORTHANC_USERS:-}" ]]; then
+    local login="${ORTHANC_USERS%%,*}"
+    printf 'user = "%s"\n' "${login//\"/\\\"}" | curl -K - "$@"
+  else
+    curl "$@"
+  fi
+}
+
 _orthanc_ready() {
-  local auth=()
-  if [[ -n "${ORTHANC_USERS:-}" ]]; then auth=(-u "${ORTHANC_USERS%%,*}"); fi
-  curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/system" 2>/dev/null | grep -q "\"$(_orthanc_id)\"" &&
-    curl -fsS -m 2 "${auth[@]}" "$ORTHANC_URL/dicom-web/studies?limit=1" >/dev/null 2>&1
+  _orthanc_curl -fsS -m 2 "$ORTHANC_URL/system" 2>/dev/null | grep -q "\"$(_orthanc_id)\"" &&
+    _orthanc_curl -fsS -m 2 "$ORTHANC_URL/dicom-web/studies?limit=1" >/dev/null 2>&1
 }
 
 orthanc_start() {
   _orthanc_vars
   local pid
-  if pid="$(read_pid "$ORTHANC_PIDFILE")"; then
+  if pid="$(read_pid "$ORTHANC_PIDFILE" Orthanc)"; then
     log "$ORTHANC_NAME: already running (pid $pid) at $ORTHANC_URL"
     return 0
   fi
@@ -162,6 +170,7 @@ orthanc_start() {
   require_free_port "$ORTHANC_NAME HTTP" "$ORTHANC_HTTP_PORT"
   [[ "$ORTHANC_DICOM" == 1 ]] && require_free_port "$ORTHANC_NAME DICOM" "$ORTHANC_DICOM_PORT"
   mkdir -p "$ORTHANC_DIR/db"
+  chmod 700 "$ORTHANC_DIR" # the image store: PHI, readable by no other local user
   _orthanc_write_config
   local v
   (umask 077 && for v in ORTHANC_HTTP_PORT ORTHANC_DICOM ORTHANC_DICOM_PORT ORTHANC_AET ORTHANC_PUBLIC_HOST ORTHANC_USERS; do
@@ -185,16 +194,23 @@ orthanc_start() {
 
 orthanc_stop() {
   _orthanc_vars saved
-  stop_pidfile "$ORTHANC_NAME" "$ORTHANC_PIDFILE" 30
-  unconfine_port "$ORTHANC_HTTP_PORT"
-  unconfine_port "$ORTHANC_DICOM_PORT"
+  stop_pidfile "$ORTHANC_NAME" "$ORTHANC_PIDFILE" 30 Orthanc
+  # Remove only the rules this instance's start added (its saved settings), and never for a
+  # port something still listens on: the rules are per port, and another stack's Orthanc
+  # (another CBMIR_STACK_DIR, the default ports) would be left open to the network.
+  [[ -f "$ORTHANC_DIR/instance.env" ]] || return 0
+  port_in_use "$ORTHANC_HTTP_PORT" || unconfine_port "$ORTHANC_HTTP_PORT"
+  if [[ "$ORTHANC_DICOM" == 1 ]] && ! port_in_use "$ORTHANC_DICOM_PORT"; then
+    unconfine_port "$ORTHANC_DICOM_PORT"
+  fi
+  return 0
 }
 
 orthanc_status() {
   _orthanc_vars saved
   local pid confined=no
   port_confined "$ORTHANC_HTTP_PORT" && confined=yes
-  if pid="$(read_pid "$ORTHANC_PIDFILE")"; then
+  if pid="$(read_pid "$ORTHANC_PIDFILE" Orthanc)"; then
     if _orthanc_ready; then
       echo "$ORTHANC_NAME: running (pid $pid) $ORTHANC_URL dicom-web=$ORTHANC_URL/dicom-web loopback-only=$confined$([[ -n "${ORTHANC_USERS:-}" ]] && echo " auth=on")"
     else

@@ -38,14 +38,14 @@ redis_install() {
 # file), not another stack's that happens to hold the port.
 _redis_ready() {
   local pid
-  pid="$(read_pid "$REDIS_PIDFILE")" || return 1
+  pid="$(read_pid "$REDIS_PIDFILE" redis-server)" || return 1
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"
 }
 
 redis_start() {
   _redis_vars
   local pid
-  if pid="$(read_pid "$REDIS_PIDFILE")"; then
+  if pid="$(read_pid "$REDIS_PIDFILE" redis-server)"; then
     log "redis: already running (pid $pid) at $REDIS_URL"
     return 0
   fi
@@ -53,6 +53,7 @@ redis_start() {
   check_port REDIS_PORT "$REDIS_PORT"
   require_free_port redis "$REDIS_PORT"
   mkdir -p "$REDIS_DIR"
+  chmod 700 "$REDIS_DIR" # its dump holds queued jobs (uploads included)
   printf 'REDIS_PORT=%q\n' "$REDIS_PORT" >"$REDIS_DIR/instance.env"
   log "redis: starting on $REDIS_URL"
   # --daemonize writes the pid file itself once the server runs.
@@ -63,7 +64,7 @@ redis_start() {
     || die "redis-server failed to start: $(tail -n 20 "$REDIS_LOG" 2>/dev/null)"
   local i
   for ((i = 0; i < 50; i++)); do [[ -s "$REDIS_PIDFILE" ]] && break; sleep 0.1; done
-  pid="$(read_pid "$REDIS_PIDFILE" || true)"
+  pid="$(read_pid "$REDIS_PIDFILE" redis-server || true)"
   if ! wait_ready redis "$pid" "$REDIS_LOG" "$CBMIR_READY_TIMEOUT_S" _redis_ready; then
     redis_stop >/dev/null 2>&1
     return 1
@@ -73,13 +74,13 @@ redis_start() {
 
 redis_stop() {
   _redis_vars saved
-  stop_pidfile redis "$REDIS_PIDFILE" 15
+  stop_pidfile redis "$REDIS_PIDFILE" 15 redis-server
 }
 
 redis_status() {
   _redis_vars saved
   local pid
-  if pid="$(read_pid "$REDIS_PIDFILE")"; then
+  if pid="$(read_pid "$REDIS_PIDFILE" redis-server)"; then
     if _redis_ready; then
       echo "redis: running (pid $pid) $REDIS_URL"
     else

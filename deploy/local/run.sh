@@ -98,9 +98,11 @@ start_service() { # orthanc|redis|es — start unless already running; remember 
     say "$svc already running; leaving it running on exit"
     return 0
   fi
+  # Remembered before the start, so a Ctrl-C during it (Elasticsearch takes ~30 s) still stops
+  # it: the service runs in its own session and never sees that SIGINT; stop is safe to repeat.
+  started_services+=("$svc")
   ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_HTTP_PORT" REDIS_PORT="$REDIS_PORT" ES_PORT="$ES_PORT" \
     "${STACK[@]}" start "$svc"
-  started_services+=("$svc")
 }
 
 start_gateway() {

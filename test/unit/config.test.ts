@@ -75,6 +75,14 @@ test('PACS credentials in a URL are refused (they would be dropped and logged)',
   assert.throws(() => loadConfig({ CBMIR_PACS_WADO_URI_URL: 'http://admin@pacs:8042/wado' }), /CBMIR_PACS_WADO_URI_URL: no user/);
 });
 
+test('bound beyond loopback, the service login is not handed to anonymous callers unless that is acknowledged', () => {
+  const login = { CBMIR_PACS_USER: 'svc', CBMIR_PACS_PASSWORD: 'p' };
+  assert.doesNotThrow(() => loadConfig(login)); // loopback (default)
+  assert.throws(() => loadConfig({ ...login, CBMIR_HOST: '0.0.0.0' }), /CBMIR_PACS_USER: with CBMIR_HOST=0\.0\.0\.0 every request without Authorization/);
+  assert.doesNotThrow(() => loadConfig({ ...login, CBMIR_HOST: '0.0.0.0', CBMIR_ANONYMOUS_USES_PACS_LOGIN: 'true' }));
+  assert.doesNotThrow(() => loadConfig({ CBMIR_HOST: '0.0.0.0' })); // no service login: clients bring their own
+});
+
 test('PACS credentials must come in pairs', () => {
   assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'u' }), /CBMIR_PACS_USER/);
   const c = loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p', CBMIR_SHOW_PATIENT: 'yes' });
