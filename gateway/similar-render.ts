@@ -56,7 +56,7 @@ export interface ResultUrls {
   readonly similar: string;
 }
 
-export function urlsFor(base: string, study: string, series: string, sop: string): ResultUrls {
+export function urlsFor(base: string, study: string, series: string, sop: string, frame?: number): ResultUrls {
   const st = `${base}/dicom-web/studies/${study}`;
   const se = `${st}/series/${series}`;
   const inst = `${se}/instances/${sop}`;
@@ -64,7 +64,8 @@ export function urlsFor(base: string, study: string, series: string, sop: string
     study: st,
     series: se,
     instance: inst,
-    thumbnail: `${inst}/thumbnail`,
+    // The frame that was embedded (a multi-frame instance's middle one), not the PACS's default first frame.
+    thumbnail: frame !== undefined && frame > 1 ? `${inst}/frames/${frame}/thumbnail` : `${inst}/thumbnail`,
     similar: `${base}/studies/${study}/series/${series}/instances/${sop}/similar`,
   };
 }
@@ -88,7 +89,7 @@ function hitFields(h: KnnHit, base: string, patients: Patients) {
     ...(d.frame !== undefined ? { frame: d.frame } : {}),
     ...(patient?.patientName !== undefined ? { patientName: patient.patientName } : {}),
     ...(patient?.patientId !== undefined ? { patientId: patient.patientId } : {}),
-    urls: urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid),
+    urls: urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid, d.frame),
   };
 }
 
@@ -107,6 +108,7 @@ export function renderJson(
       ...(q.modality ? { modality: q.modality } : {}),
       ...(q.bodyPartExamined ? { bodyPartExamined: q.bodyPartExamined } : {}),
       ...(q.label ? { label: q.label } : {}),
+      ...(q.frame !== undefined ? { frame: q.frame } : {}),
       source: q.source,
       modelVersion: q.modelVersion,
     },
@@ -144,7 +146,7 @@ export function renderDicomJson(
 ): Record<string, Element>[] {
   return groups.map((g, i) => {
     const d = g.best.doc;
-    const urls = urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid);
+    const urls = urlsFor(base, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid, d.frame);
     const ds: Record<string, Element> = {};
     if (groupBy === 'instance') {
       if (d.sopClassUid) ds['00080016'] = el('UI', d.sopClassUid);

@@ -44,6 +44,8 @@ export interface QueryVector {
   readonly modality?: string | undefined;
   readonly bodyPartExamined?: string | undefined;
   readonly label?: string | undefined;
+  /** The frame that was embedded (1-based), where the instance has several. */
+  readonly frame?: number | undefined;
   /** A study the caller must be able to read before anything is answered (an indexed query's own study). */
   readonly checkStudy?: string | undefined;
 }
@@ -122,6 +124,7 @@ export class SimilarSearch {
         modality: doc.modality,
         bodyPartExamined: doc.bodyPartExamined,
         label: doc.label,
+        frame: doc.frame,
       };
     }
     // Not indexed: is it in the PACS, for this caller? (Its own credentials: a caller
@@ -240,5 +243,6 @@ function fromEmbed(r: EmbedJobResult, source: QuerySource, uids?: InstanceUids):
     patientKey: r.patientKey,
     modality: r.modality,
     bodyPartExamined: r.bodyPartExamined,
+    frame: r.frame,
   };
 }

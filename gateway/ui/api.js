@@ -69,8 +69,10 @@ export function listInstances(root, study, series) {
   return qido(root, `/studies/${enc(study)}/series/${enc(series)}/instances`, [['limit', '1000'], ['includefield', '00200013']]);
 }
 
-export function thumbnailPath(root, study, series, sop) {
-  return `${root}/studies/${enc(study)}/series/${enc(series)}/instances/${enc(sop)}/thumbnail`;
+export function thumbnailPath(root, study, series, sop, frame) {
+  const inst = `${root}/studies/${enc(study)}/series/${enc(series)}/instances/${enc(sop)}`;
+  // The embedded frame of a multi-frame instance (the PACS would render its first one).
+  return Number.isInteger(frame) && frame > 1 ? `${inst}/frames/${frame}/thumbnail` : `${inst}/thumbnail`;
 }
 
 // Thumbnails are fetched (not <img src>) so they carry the Authorization; a few at a time.

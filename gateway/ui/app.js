@@ -189,7 +189,7 @@ function renderQuery(query, info) {
     if (query.previewUrl) figure.img.src = query.previewUrl;
     else figure.fig.classList.add('no-preview');
   } else {
-    figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, query.study, query.series, query.sop), 'Query image', null);
+    figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, query.study, query.series, query.sop, info?.frame), 'Query image', null);
   }
   state.queryFigure = figure;
   const facts = [query.file ? `Dropped file: ${query.name}` : 'From the archive', info?.label && `label: ${info.label}`, info?.modality].filter(Boolean).join(' · ');
@@ -206,7 +206,7 @@ function renderResults(results) {
 
 function resultCard(h) {
   const uids = { study: h.studyInstanceUid, series: h.seriesInstanceUid, sop: h.sopInstanceUid };
-  const figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, uids.study, uids.series, uids.sop), `Result ${h.rank}`, null);
+  const figure = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, uids.study, uids.series, uids.sop, h.frame), `Result ${h.rank}`, null);
   const heatBtn = el('button', { type: 'button', class: 'heatmap-toggle', 'aria-pressed': 'false', text: 'Heatmap' });
   const seriesBtn = el('button', { type: 'button', class: 'series-toggle', 'aria-expanded': 'false', text: 'Whole series' });
   const strip = el('ul', { class: 'strip', hidden: true, 'aria-label': `Series of result ${h.rank}` });

@@ -10,7 +10,7 @@ import { HttpProblem } from '../../core/errors.js';
 import type { KnnHit, VectorDoc } from '../../core/index/types.js';
 import { Grouper, MAX_MATCHES } from '../../core/similar/groups.js';
 import { scoreFromDistance } from '../../core/similar/score.js';
-import { CBMIR_TAGS, renderDicomJson, renderJson } from '../../gateway/similar-render.js';
+import { CBMIR_TAGS, renderDicomJson, renderJson, urlsFor } from '../../gateway/similar-render.js';
 import { extractDicom } from '../../gateway/similar-upload.js';
 import { wantsDicomJson } from '../../gateway/similar.js';
 import { dicomFixturesDir } from '../helpers/fixtures.js';
@@ -146,6 +146,13 @@ describe('rendering', () => {
     });
     assert.ok(!JSON.stringify(out).includes('secret-key'));
     assert.ok(!JSON.stringify(out).includes('"k"'));
+  });
+
+  test("a multi-frame result's thumbnail is the frame that was embedded, not the PACS's first", () => {
+    assert.equal(urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 48).thumbnail, `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/frames/48/thumbnail`);
+    assert.equal(urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 1).thumbnail, `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/thumbnail`);
+    const out = renderJson({ ...q, frame: 48 }, params, groups, base) as { query: Record<string, unknown> };
+    assert.equal(out.query.frame, 48);
   });
 
   test('DICOM JSON: standard attributes + CBMIR private block, tag order', () => {
