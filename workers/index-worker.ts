@@ -183,7 +183,12 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
 
   const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>): Promise<EmbedQueueJobResult> => {
     const d = job.data;
-    if (d.kind === 'heatmap') return heatmaps.run(d);
+    if (d.kind === 'heatmap') {
+      const out = await heatmaps.run(d);
+      // As for an upload below: a job the gateway could not delete keeps no uploaded file.
+      if ('dicomBase64' in d.query) await job.updateData({ ...d, query: { ...d.query, dicomBase64: '' } }).catch(() => undefined);
+      return out;
+    }
     if (d.modelVersion !== version) return { status: 'refused', reason: `worker runs model ${version}, query asked for ${d.modelVersion}` };
     let r: EmbedResult;
     if (d.kind === 'upload') {

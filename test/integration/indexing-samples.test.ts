@@ -17,7 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { QueueEvents, Queue } from 'bullmq';
-import { EMBED_JOB_OPTIONS, queueName, type EmbedJobData, type EmbedJobResult } from '../../core/jobs.js';
+import { EMBED_JOB_OPTIONS, queueName, type EmbedJobResult, type EmbedQueueJobData, type EmbedQueueJobResult } from '../../core/jobs.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { listFailed } from '../../workers/failed-jobs.js';
 import { dicomFixturesDir, ixiSampleDir, listDicom, repoRoot, sharedDir } from '../helpers/fixtures.js';
@@ -186,7 +186,7 @@ describe('indexing: every sample file, and corrupt input', () => {
     const worker = spawnWorker(place.env, ns);
     const redis = new URL(testStack().redisUrl);
     const connection = { host: redis.hostname, port: Number(redis.port), maxRetriesPerRequest: null };
-    const embedQueue = new Queue<EmbedJobData, EmbedJobResult>(queueName('embed', ns), { connection });
+    const embedQueue = new Queue<EmbedQueueJobData, EmbedQueueJobResult>(queueName('embed', ns), { connection });
     const events = new QueueEvents(queueName('embed', ns), { connection });
     const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
     const index = place.open();
@@ -223,6 +223,25 @@ describe('indexing: every sample file, and corrupt input', () => {
         const kept = (await embedQueue.getJob(job.id!))?.data;
         assert.ok(kept?.kind === 'upload' && kept.dicomBase64 === '', `${what}: upload blanked in Redis`);
       }
+      // A heatmap of a dropped file: computed, and the file does not stay in the job either.
+      const heat = await embedQueue.add(
+        'heatmap',
+        {
+          kind: 'heatmap',
+          query: { dicomBase64: good.toString('base64') },
+          result: { dicomBase64: good.toString('base64') },
+          modelVersion: pipeline.modelVersion,
+          enqueuedAt: Date.now(),
+        },
+        EMBED_JOB_OPTIONS,
+      );
+      const heatmap = (await heat.waitUntilFinished(events, 60_000)) as { status: string };
+      assert.equal(heatmap.status, 'heatmap');
+      const keptHeat = (await embedQueue.getJob(heat.id!))?.data;
+      assert.ok(
+        keptHeat?.kind === 'heatmap' && 'dicomBase64' in keptHeat.query && keptHeat.query.dicomBase64 === '',
+        'heatmap upload blanked in Redis',
+      );
 
       // 2. Pixel Data cut short but the element length made consistent: the PACS accepts
       //    it (it does not check pixel sizes); the worker must refuse it, not crash.
