@@ -56,7 +56,10 @@ function thumbFigure(path, alt, caption) {
         state.urls.add(u);
         img.src = u;
       },
-      () => fig.classList.add('broken'),
+      () => {
+        fig.classList.add('broken');
+        img.dispatchEvent(new Event('error')); // whoever waits for this image (loaded()) stops waiting
+      },
     );
   }
   return { fig, img, canvas };
@@ -102,12 +105,20 @@ async function loadStudies() {
   }
 }
 
+// Clicks can outrun the PACS: only the answer to the latest click may fill a list, or one
+// study's series would be listed under another (patient's) highlighted study.
+const listSeq = { series: 0, instances: 0 };
+
 async function loadSeries(study) {
+  const seq = ++listSeq.series;
+  listSeq.instances++;
   const ul = $('series');
   ul.replaceChildren();
   $('instances').replaceChildren();
   try {
     const series = await api.listSeries(state.config.dicomWebRoot, study);
+    if (seq !== listSeq.series) return;
+    let only;
     for (const s of series) {
       const uid = api.tagValue(s, '0020000E');
       const label = [api.tagValue(s, '00080060'), api.tagValue(s, '00200011') !== undefined && `#${api.tagValue(s, '00200011')}`, api.tagValue(s, '0008103E'), api.tagValue(s, '00201209') !== undefined && `${api.tagValue(s, '00201209')} images`]
@@ -119,10 +130,11 @@ async function loadSeries(study) {
         loadInstances(study, uid);
       });
       ul.append(el('li', {}, b));
+      only = b;
     }
-    if (series.length === 1) ul.querySelector('button')?.click();
+    if (series.length === 1) only?.click();
   } catch (err) {
-    showError(`Cannot list the study's series: ${err.message}`);
+    if (seq === listSeq.series) showError(`Cannot list the study's series: ${err.message}`);
   }
 }
 
@@ -134,10 +146,13 @@ async function seriesInstances(study, series) {
 }
 
 async function loadInstances(study, series) {
+  const seq = ++listSeq.instances;
   const ul = $('instances');
   ul.replaceChildren();
   try {
-    for (const i of await seriesInstances(study, series)) {
+    const instances = await seriesInstances(study, series);
+    if (seq !== listSeq.instances) return;
+    for (const i of instances) {
       const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
       const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, study, series, i.sop), name, name);
       const b = el('button', { type: 'button', class: 'pick-instance', 'data-sop': i.sop, 'aria-label': `Search with ${name}` }, fig);
@@ -145,7 +160,7 @@ async function loadInstances(study, series) {
       ul.append(el('li', {}, b));
     }
   } catch (err) {
-    showError(`Cannot list the series' images: ${err.message}`);
+    if (seq === listSeq.instances) showError(`Cannot list the series' images: ${err.message}`);
   }
 }
 
@@ -264,8 +279,14 @@ async function toggleSeries(li, button, strip, uids) {
 }
 
 // --- heatmaps ------------------------------------------------------------------------
+/** Resolves true once the image shows, false when it never will (its thumbnail failed). */
 function loaded(img) {
-  return img.complete && img.naturalWidth ? Promise.resolve() : new Promise((r) => img.addEventListener('load', r, { once: true }));
+  if (img.complete && img.naturalWidth) return Promise.resolve(true);
+  if (img.closest('figure')?.classList.contains('broken')) return Promise.resolve(false);
+  return new Promise((r) => {
+    img.addEventListener('load', () => r(true), { once: true });
+    img.addEventListener('error', () => r(false), { once: true });
+  });
 }
 
 function clearHeatmap() {
@@ -292,9 +313,14 @@ async function toggleHeatmap(li, button, figure, uids, rank) {
     const r = await api.heatmap(state.query, uids);
     if (state.activeHeatmap?.button !== button) return;
     const scale = scaleOf(r.query.grid, r.result.grid);
-    await Promise.all([loaded(figure.img), state.queryFigure.img.src ? loaded(state.queryFigure.img) : Promise.resolve()]);
-    drawOverlay(figure.canvas, figure.img, r.result.grid, scale);
-    drawOverlay(state.queryFigure.canvas, state.queryFigure.img, r.query.grid, scale);
+    const [resultShown, queryShown] = await Promise.all([
+      loaded(figure.img),
+      state.queryFigure.img.src || !state.queryFigure.fig.classList.contains('no-preview') ? loaded(state.queryFigure.img) : Promise.resolve(false),
+    ]);
+    if (state.activeHeatmap?.button !== button) return;
+    // An image that could not be shown gets no overlay (there is nothing to lay it on).
+    if (resultShown) drawOverlay(figure.canvas, figure.img, r.result.grid, scale);
+    if (queryShown) drawOverlay(state.queryFigure.canvas, state.queryFigure.img, r.query.grid, scale);
     $('legend').hidden = false;
     // score = (1 + cosine) / 2, the number on the cards; the maps add up to changes of the cosine.
     $('legend-scale').textContent =
