@@ -65,6 +65,8 @@ export function embedConcurrency(concurrency: number, decodeConcurrency = 32): n
 
 /** How long a job for another model version waits before a worker looks at it again. */
 const OTHER_MODEL_DELAY_MS = 30_000;
+/** The same for a /similar query, which a user is waiting for (CBMIR_EMBED_TIMEOUT_MS, 10 s). */
+const OTHER_MODEL_EMBED_DELAY_MS = 1_000;
 
 /** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
 export function fetchFailure(step: string, err: unknown): Error {
@@ -145,18 +147,20 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   const decodeSlots = pLimit(deps.decodeConcurrency ?? 32);
 
   let warnedOtherModelAt = 0;
+  const warnOtherModel = (jobModel: string): void => {
+    if (Date.now() - warnedOtherModelAt < 60_000) return;
+    warnedOtherModelAt = Date.now();
+    log.warn(
+      { jobModel, workerModel: version },
+      'job for another model version put back for a worker of that version: is CBMIR_MODEL the same on the gateway and every worker?',
+    );
+  };
   const processIndex = async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
     const d = job.data;
     if (d.modelVersion !== version) {
       // Another model's job: put it back for a worker of that version. Completing it as
       // "skipped" lost it (the reconciler counts a completed job as queued until it is removed).
-      if (Date.now() - warnedOtherModelAt > 60_000) {
-        warnedOtherModelAt = Date.now();
-        log.warn(
-          { jobModel: d.modelVersion, workerModel: version },
-          'index job for another model version put back for a worker of that version: is CBMIR_MODEL the same on the gateway and every worker?',
-        );
-      }
+      warnOtherModel(d.modelVersion);
       await job.moveToDelayed(Date.now() + OTHER_MODEL_DELAY_MS, token);
       throw new DelayedError();
     }
@@ -181,15 +185,21 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     }
   });
 
-  const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>): Promise<EmbedQueueJobResult> => {
+  const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>, token?: string): Promise<EmbedQueueJobResult> => {
     const d = job.data;
+    if (d.modelVersion !== version) {
+      // Another model's query (a rolling upgrade): back in the queue for a worker of that
+      // version. A refusal would reach the user as "this image cannot be searched".
+      warnOtherModel(d.modelVersion);
+      await job.moveToDelayed(Date.now() + OTHER_MODEL_EMBED_DELAY_MS, token);
+      throw new DelayedError();
+    }
     if (d.kind === 'heatmap') {
       const out = await heatmaps.run(d);
       // As for an upload below: a job the gateway could not delete keeps no uploaded file.
       if ('dicomBase64' in d.query) await job.updateData({ ...d, query: { ...d.query, dicomBase64: '' } }).catch(() => undefined);
       return out;
     }
-    if (d.modelVersion !== version) return { status: 'refused', reason: `worker runs model ${version}, query asked for ${d.modelVersion}` };
     let r: EmbedResult;
     if (d.kind === 'upload') {
       r = await pipeline.embedDicom(new Uint8Array(Buffer.from(d.dicomBase64, 'base64')));

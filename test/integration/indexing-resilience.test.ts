@@ -13,7 +13,8 @@ import { after, describe, it } from 'node:test';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createVectorIndex } from '../../core/index/factory.js';
-import { INDEX_JOB_OPTIONS, indexJobId } from '../../core/jobs.js';
+import { EMBED_JOB_OPTIONS, INDEX_JOB_OPTIONS, indexJobId, queueName, type EmbedQueueJobData } from '../../core/jobs.js';
+import { Queue } from 'bullmq';
 import { createLogger } from '../../core/log.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
@@ -50,12 +51,28 @@ describe('indexing: resilience', () => {
     const index = place.open();
     const workers = await inProcessWorkers({ namespace: ns, index });
     const queue = indexQueue(ns);
+    const u = new URL(testStack().redisUrl);
     try {
       const sop = '1.2.826.0.1.3680043.10.1082.999.1';
-      await enqueuer.enqueue([{ studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.4', sopInstanceUid: sop, sopClassUid: undefined }], 'stow');
+      await enqueuer.enqueue(
+        [{ studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.4', sopInstanceUid: sop, sopClassUid: undefined }],
+        'stow',
+      );
       const id = indexJobId(sop, other);
       await waitFor('the job is put back (delayed)', async () => (await queue.getJobState(id)) === 'delayed', 30_000, 100);
       assert.equal(await index.count(), 0);
+      // A /similar query for the other model too: put back, not refused as "cannot be searched".
+      const embedQueue = new Queue<EmbedQueueJobData>(queueName('embed', ns), { connection: { host: u.hostname, port: Number(u.port) } });
+      try {
+        const job = await embedQueue.add(
+          'upload',
+          { kind: 'upload', dicomBase64: '', modelVersion: other, enqueuedAt: Date.now() },
+          EMBED_JOB_OPTIONS,
+        );
+        await waitFor('the query is put back (delayed)', async () => (await job.getState()) === 'delayed', 30_000, 100);
+      } finally {
+        await embedQueue.close();
+      }
     } finally {
       await workers.close();
       await enqueuer.close();
