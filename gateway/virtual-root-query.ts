@@ -52,6 +52,7 @@ export function parseVirtualStudyQuery(query: string): VirtualStudyQuery {
       offset = nonNegative('offset', v);
     } else if (STUDY_UID_KEYS.has(k)) {
       const uids = v.split(/[,\\]/).filter((u) => u !== '');
+      if (uids.length === 0) continue; // an empty value is universal matching (PS3.18 §8.3.4.1), not "no study"
       for (const u of uids)
         if (!isValidUid(u)) throw new HttpProblem('BAD_UID', 'StudyInstanceUID must be DICOM UIDs (digits and dots), comma-separated');
       // Repeated: a study must match every occurrence (QIDO keys combine with AND).

@@ -117,6 +117,9 @@ describe('virtual study query', () => {
     assert.deepEqual([...parseVirtualStudyQuery('StudyInstanceUID=1.2,1.3').studyUids!], ['1.2', '1.3']);
     assert.deepEqual([...parseVirtualStudyQuery('0020000D=1.2%5C1.3&StudyInstanceUID=1.3').studyUids!], ['1.3']);
     assert.equal(parseVirtualStudyQuery('limit=0').limit, undefined);
+    // An empty value is universal matching, as in any QIDO: every similar study, not none.
+    assert.equal(parseVirtualStudyQuery('StudyInstanceUID=').studyUids, undefined);
+    assert.deepEqual([...parseVirtualStudyQuery('StudyInstanceUID=&StudyInstanceUID=1.2').studyUids!], ['1.2']);
     for (const bad of ['limit=-1', 'limit=1.5', 'offset=x', 'limit='])
       assert.equal(
         code(() => parseVirtualStudyQuery(bad)),
