@@ -164,6 +164,9 @@ function allowedHosts(raw: string | undefined, bind: string, publicUrl: string |
   return Object.freeze([...hosts]);
 }
 
+/** Every environment variable the configuration reads (docs/operations.md lists each one). */
+export const CONFIG_ENV_KEYS: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
 /** Parse and freeze configuration; throws ConfigError listing every bad setting by name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);

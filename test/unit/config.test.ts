@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, ConfigError } from '../../core/config.js';
+import { readFileSync } from 'node:fs';
+import { CONFIG_ENV_KEYS, loadConfig, ConfigError } from '../../core/config.js';
 
 test('defaults bind to loopback and use the embedded index', () => {
   const c = loadConfig({});
@@ -94,4 +95,11 @@ test('trailing slashes are trimmed and CORS origins split', () => {
   const c = loadConfig({ CBMIR_PACS_URL: 'http://127.0.0.1:1/dicom-web//', CBMIR_CORS_ORIGINS: 'http://a, http://b' });
   assert.equal(c.pacs.url, 'http://127.0.0.1:1/dicom-web');
   assert.deepEqual(c.corsOrigins, ['http://a', 'http://b']);
+});
+
+test('every setting the configuration reads is documented for operators', () => {
+  const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const missing = CONFIG_ENV_KEYS.filter((k) => !doc.includes(`\`${k}\``));
+  assert.deepEqual(missing, []);
+  assert.ok(CONFIG_ENV_KEYS.length > 30);
 });
