@@ -123,8 +123,15 @@ _es_prepare_dir() {
         local alt
         alt="/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
         log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $link; keeping its state in $alt"
-        # No link yet means this stack's state is new: start from empty.
-        rm -rf "$link" "$alt"
+        # Move an index that an earlier start (as another user) left in $link, never delete it.
+        if [[ -n "$(ls -A "$link" 2>/dev/null)" ]]; then
+          [[ -e "$alt" ]] && die "elasticsearch: both $link and $alt hold state; move one of them away"
+          mkdir -p /var/lib/cbmir
+          mv "$link" "$alt"
+          chown -R "$CBMIR_SERVICE_USER:" "$alt"
+        else
+          rm -rf "$link"
+        fi
         mkdir -p "$alt"
         chmod 755 /var/lib/cbmir
         ln -sfn "$alt" "$link"
