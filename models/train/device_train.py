@@ -298,7 +298,9 @@ def main(argv=None):
         f"backbone in {'bfloat16' if cfg['bf16'] else 'float32'}")
     save = {int(f) for f in a.save_folds.split(",") if f}
     results = out / f"results-{a.tag}.jsonl"
-    done = ({json.loads(ln)["fold"] for ln in results.read_text().splitlines() if ln.strip()}
+    # A fold cut by --budget-s is recorded (marked truncated) but not done: its checkpoint resumes it.
+    done = ({rec["fold"] for rec in map(json.loads, filter(str.strip, results.read_text().splitlines()))
+             if not rec.get("truncated")}
             if a.checkpoint and results.exists() else set())
     fold_s = None
     for k in [int(f) for f in a.folds.split(",")]:
@@ -340,7 +342,7 @@ def main(argv=None):
             rec["tta"] = tta
         with open(results, "a") as f:
             f.write(json.dumps(rec) + "\n")
-        if ckpt is not None:
+        if ckpt is not None and not rec["truncated"]:
             ckpt.unlink(missing_ok=True)
         log(f"[{a.tag}] fold {k} done in {fold_s:.0f}s: {json.dumps(summary)}")
 

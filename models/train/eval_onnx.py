@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -54,7 +55,8 @@ def read_manifest() -> dict:
 
 
 def read_dataset(d: Path) -> list[dict]:
-    with open(d / "labels.csv", newline="") as f:
+    # utf-8-sig: a labels.csv saved by a spreadsheet starts with a BOM, which would hide the first column's name.
+    with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise SystemExit(f"{d}/labels.csv has no rows")
@@ -62,11 +64,17 @@ def read_dataset(d: Path) -> list[dict]:
         if col not in rows[0]:
             raise SystemExit(f"{d}/labels.csv lacks column {col!r}")
     out = []
-    for r in rows:
+    for line, r in enumerate(rows, start=2):
+        try:
+            label = int(r["label"])
+            fold = int(r["fold"]) if r.get("fold") not in (None, "") else None
+        except ValueError:
+            raise SystemExit(f"{d}/labels.csv line {line}: label and fold must be integers "
+                             f"(got label={r['label']!r}, fold={r.get('fold')!r})") from None
         out.append({
-            "path": str(d / r["file"]), "label": int(r["label"]), "class_name": r["class_name"],
+            "path": str(d / r["file"]), "label": label, "class_name": r["class_name"],
             "patient_id": f"{d.name}:{r['patient_id']}" if r.get("patient_id") else None,
-            "fold": int(r["fold"]) if r.get("fold") not in (None, "") else None,
+            "fold": fold,
         })
     return out
 
@@ -87,7 +95,9 @@ def embed_cached(model_path: Path, paths: list[str], batch: int = 32, threads: i
     model's sha256 and each image's absolute path, size and mtime."""
     if not use_cache:
         return embed(model_path, paths, batch, threads, log)
-    cache_file = HERE / ".data" / f"onnx-emb-{_sha256(model_path)[:16]}.npz"
+    # The preprocessing code is part of the key: a change to it must not reuse old embeddings.
+    prep = hashlib.sha256((HERE / "preprocess.py").read_bytes()).hexdigest()[:8]
+    cache_file = HERE / ".data" / f"onnx-emb-{_sha256(model_path)[:16]}-{prep}.npz"
     keys = []
     for p in paths:
         st = os.stat(p)
@@ -176,7 +186,12 @@ def main(argv=None):
     patients = np.array([r["patient_id"] or f"row{i}" for i, r in enumerate(rows)])
     has_fold = all(r["fold"] is not None for r in rows)
     has_pid = all(r["patient_id"] is not None for r in rows)
-    qf = a.query_fold or man.get("evaluation", {}).get("query_fold", 5)
+    qf = a.query_fold if a.query_fold is not None else man.get("evaluation", {}).get("query_fold", 5)
+    if has_fold and not any(r["fold"] == qf for r in rows):
+        # The contract: with a fold column the held-out fold is the query set. Falling back to
+        # leave-one-patient-out here would report another protocol under the same command.
+        raise SystemExit(f"no row of fold {qf} in the dataset's fold column (folds: "
+                         f"{sorted({r['fold'] for r in rows})}); pass --query-fold")
 
     log(f"model {model.name}; {len(rows)} images from {', '.join(str(d) for d in dirs)}")
     emb = embed_cached(model, [r["path"] for r in rows], a.batch, a.threads, log, use_cache=not a.no_cache)
@@ -197,7 +212,8 @@ def main(argv=None):
         protocol = "leave-one-patient-out" if has_pid else "leave-one-out"
         pq = metrics.rank_metrics(metrics.pairwise_sqdist(emb, emb), labels, labels, exclude)
         res = metrics.summarise(pq, labels, names, patients, a.n_boot)
-        n_db = int(len(rows) - 1)
+        # Each query's database is every other patient's images (LOPO) or every other image (LOO).
+        n_db = int(round(float((~exclude).sum(axis=1).mean())))
     print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: patient-cluster bootstrap)"))
     out = {
         "map": res["map"], "p10": res["p10"], "p1": res["p1"], "p5": res["p5"],
@@ -209,8 +225,20 @@ def main(argv=None):
         "model": {"file": model.name, "version": man.get("version") if model.name == man.get("file") else None},
         "dataset": [str(d) for d in dirs],
     }
-    print(json.dumps(out))
+    # A class with no relevant item for any query (one image, or one patient under LOPO) has a
+    # NaN mAP: JSON has no NaN, so it is null, and the last line stays parseable.
+    print(json.dumps(_nan_to_none(out), allow_nan=False))
     return 0
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
 
 
 if __name__ == "__main__":

@@ -119,13 +119,32 @@ def load_ckpt_net(path):
     cfg = ck["config"]
     net = build_model(dim=cfg["dim"], pool=cfg["pool"], frozen_until=None, pretrained=True,
                       fuse_pool4=bool(cfg.get("fuse_pool4")))
-    net.load_state_dict(ck["model"], strict=False)
+    missing, unexpected = net.load_state_dict(ck["model"], strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{path}: the checkpoint does not fit the model it names "
+                         f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
     return net.eval(), cfg
+
+
+def pool4_cache_applies(cfg) -> bool:
+    """Whether the cached pool4 activations (BVLC's, features.py) are this model's own: only when
+    nothing before pool4 was trained (train.py's cached recipe, or online frozen through pool4)."""
+    return cfg.get("mode", "cached") in ("cached", "online") and cfg.get("frozen_until") == "pool4"
+
+
+def embed_eval_view(net, cfg) -> np.ndarray:
+    """The eval view's embeddings in cache row order, at the size the model was trained at: from the
+    cached pool4 activations where they apply, else from the images (a full or partial fine-tune
+    changed the layers before pool4, so BVLC's activations would give another embedding)."""
+    size = int(cfg.get("input_size") or cfg.get("size") or 224)
+    if pool4_cache_applies(cfg):
+        return embed_cached(net, np.load(feat_path("eval", size), mmap_mode="r"))
+    return embed(net, data.build_cache(harmonise_inputs=False, size=size).images)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", help="checkpoint to evaluate on the cached eval view")
+    ap.add_argument("--ckpt", help="checkpoint to evaluate on the eval view (cached pool4 activations where they apply)")
     ap.add_argument("--embeddings", help="instead of --ckpt: precomputed embeddings .npy in cache row order "
                     "(figshare-cheng then ixi-normal), e.g. from eval_onnx.py --save-embeddings")
     ap.add_argument("--test-fold", type=int, default=None)
@@ -139,7 +158,7 @@ def main(argv=None):
     else:
         net, cfg = load_ckpt_net(a.ckpt)
         tf = a.test_fold or cfg.get("test_fold", 5)
-        emb, title = embed_cached(net, np.load(feat_path("eval"), mmap_mode="r")), Path(a.ckpt).parent.name
+        emb, title = embed_eval_view(net, cfg), Path(a.ckpt).parent.name
     assert len(emb) == len(meta["labels"]), "embeddings must cover figshare-cheng + ixi-normal in cache order"
     res = evaluate_embeddings(emb, meta, tf)
     print_report(res, title)

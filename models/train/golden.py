@@ -4,7 +4,7 @@ models/train/golden/
   <case>.<png|jpg>        the source image file (small real dataset images, or derived from one)
   <case>.pixels.bin       the decoded pixel array fed to preprocess() (dtype/shape in manifest;
                           use this to test preprocessing independently of your image decoder)
-  <case>.input.bin        preprocess() output, float32 little-endian [224,224] row-major
+  <case>.input.bin        preprocess() output at the model's input size S, float32 little-endian [S,S] row-major
   <case>.input<S>.bin     the same at another input size S (OTHER_SIZES; one case)
   <case>.embedding.bin    ONNX `embedding` for that input, float32 LE [dims]
   manifest.json           cases, dtypes, shapes, stats, model file/version/sha256, tolerances
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 import data
+from eval_onnx import input_side
 from preprocess import load_image, preprocess
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +65,7 @@ def main():
     man_model = json.loads((MODELS_DIR / "manifest.json").read_text())
     onnx_path = MODELS_DIR / man_model["file"]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    side = input_side(sess)
     readme = (GOLDEN / "README.md").read_text() if (GOLDEN / "README.md").exists() else None
     if GOLDEN.exists():
         shutil.rmtree(GOLDEN)
@@ -89,7 +91,7 @@ def main():
         assert dec.shape == pix.shape and np.array_equal(dec, pix), f"{name}: decode mismatch"
         pixdt = "<u2" if pix.dtype == np.uint16 else "u1"
         pix.astype(pixdt).tofile(GOLDEN / f"{name}.pixels.bin")
-        x = preprocess(pix)
+        x = preprocess(pix, out_size=side)  # the model's own input size (a 320 model is fed 320)
         x.astype("<f4").tofile(GOLDEN / f"{name}.input.bin")
         emb = sess.run(["embedding"], {"image": x[None, None]})[0][0]
         emb.astype("<f4").tofile(GOLDEN / f"{name}.embedding.bin")
@@ -103,7 +105,7 @@ def main():
             "name": name, "description": desc, "image": img_file.name, "image_sha256": _sha(img_file),
             "pixels": {"file": f"{name}.pixels.bin", "dtype": "uint16" if pixdt == "<u2" else "uint8",
                        "shape": list(pix.shape)},
-            "input": {"file": f"{name}.input.bin", "dtype": "float32", "shape": [224, 224],
+            "input": {"file": f"{name}.input.bin", "dtype": "float32", "shape": [side, side],
                       "mean": float(x.mean()), "sum": float(x.astype(np.float64).sum()),
                       "first8_row112": [float(v) for v in x[112, :8]], "center": float(x[112, 112])},
             "embedding": {"file": f"{name}.embedding.bin", "dtype": "float32", "shape": [int(emb.shape[0])],

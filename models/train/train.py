@@ -282,11 +282,10 @@ def main(argv=None):
     if ema is not None:
         net = ema.module  # the averaged weights are the model that is scored and exported
     if not a.no_eval:
-        from evaluate import embed_cached, evaluate_embeddings, print_report
-        from features import feat_path
+        from evaluate import embed_eval_view, evaluate_embeddings, print_report
 
         net = net.cpu()
-        emb = embed_cached(net, np.load(feat_path("eval", cfg["size"]), mmap_mode="r"))
+        emb = embed_eval_view(net, cfg)  # from images when layers before pool4 were trained
         res = evaluate_embeddings(emb, meta, cfg["test_fold"])
         print_report(res, run.name)
         (run / "eval.json").write_text(json.dumps(res, indent=2))

@@ -174,6 +174,16 @@ def test_a_checkpointed_fold_paused_and_resumed_matches_the_uninterrupted_run(tm
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]] and len(b["history"]) == 3
     device_main(cut)  # fold 5 is done: nothing is trained or appended
     assert len((tmp_path / "cut" / "results-c.jsonl").read_text().splitlines()) == 1
+    # A fold cut by --budget-s (its deadline, budget - 20 s, is already past after epoch 0) is
+    # recorded as truncated, keeps its checkpoint, and the next call finishes it.
+    budget = base + ["--out", str(tmp_path / "budget"), "--checkpoint"]
+    device_main(budget + ["--budget-s", "20.001"])
+    (first,) = [json.loads(ln) for ln in (tmp_path / "budget" / "results-c.jsonl").read_text().splitlines()]
+    assert first["truncated"] and (tmp_path / "budget" / "ckpt-c-f5.pt").exists()
+    device_main(budget)
+    recs = [json.loads(ln) for ln in (tmp_path / "budget" / "results-c.jsonl").read_text().splitlines()]
+    assert [r["truncated"] for r in recs] == [True, False] and len(recs[1]["history"]) == 3
+    assert np.array_equal(np.load(tmp_path / "budget" / "emb-c-f5.npy"), whole)
     with pytest.raises(SystemExit):
         device_main(base + ["--out", str(tmp_path / "x"), "--stop-after-epochs", "1"])  # needs --checkpoint
 

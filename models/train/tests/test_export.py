@@ -73,6 +73,45 @@ def test_eval_onnx_contract_on_tiny_folder(exported, tmp_path, datasets_root, ca
     assert 0 <= res["map"] <= 1
 
 
+def test_eval_onnx_edge_inputs_keep_the_contract(exported, tmp_path, datasets_root, capsys):
+    """A spreadsheet's BOM, a class with a single image (no relevant item: mAP null, not NaN,
+    so the last line stays JSON), a fold column without the default query fold (an error, not
+    another protocol), and --query-fold 0 (a real fold, not "unset")."""
+    import eval_onnx
+
+    _, path = exported
+    src = datasets_root / "figshare-cheng"
+    rows = list(csv.DictReader(open(src / "labels.csv")))
+    by = {c: [r for r in rows if r["label"] == c] for c in ("1", "2", "3")}
+    pick = by["1"][:3] + by["2"][:3] + by["3"][:1]  # the last class has one image
+    (tmp_path / "images").mkdir()
+    for r in pick:
+        shutil.copyfile(src / r["file"], tmp_path / r["file"])
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "class_name"])
+        for r in pick:
+            w.writerow([r["file"], r["label"], r["class_name"]])
+    assert eval_onnx.main(["--dataset", str(tmp_path), "--model", str(path), "--n-boot", "20"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    res = json.loads(last, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert res["protocol"] == "leave-one-out" and res["n_queries"] == 7 and res["n_database"] == 6
+    lone = pick[-1]["class_name"]
+    assert res["per_class"][lone]["map"] is None
+
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "class_name", "patient_id", "fold"])
+        for i, r in enumerate(pick):
+            w.writerow([r["file"], r["label"], r["class_name"], r["patient_id"], i % 2])
+    with pytest.raises(SystemExit, match=r"no row of fold 5 .*pass --query-fold"):
+        eval_onnx.main(["--dataset", str(tmp_path), "--model", str(path), "--n-boot", "20"])
+    capsys.readouterr()
+    assert eval_onnx.main(["--dataset", str(tmp_path), "--model", str(path), "--n-boot", "20", "--query-fold", "0"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["protocol"] == "fold 0 queries vs other folds database" and res["n_queries"] == 4
+
+
 def test_a_model_trained_at_320_exports_at_320_with_its_heatmap(tmp_path, monkeypatch):
     """A checkpoint records its training size (device_train: input_size, train.py: size); the
     export, its parity images, the manifest and the heatmap graph all follow it, because
