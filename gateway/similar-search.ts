@@ -178,10 +178,14 @@ export class SimilarSearch {
     let rounds = 0;
     let knnMs = 0;
     let accessMs = 0;
+    // Candidates asked per missing result; grows with what a round really needed per new result
+    // (a caller who may read few studies, long series under groupBy=study), so five rounds suffice.
+    let perGroup: number = PER_GROUP[p.groupBy];
     while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
       rounds++;
       const need = p.limit - grouper.size;
-      const k = Math.min(MAX_K, need * PER_GROUP[p.groupBy] + HEADROOM);
+      const k = Math.min(MAX_K, need * perGroup + HEADROOM);
+      const before = grouper.size;
       const filter: KnnFilter = {
         ...base,
         ...(excludeSops.size ? { excludeSopInstanceUids: [...excludeSops] } : {}),
@@ -212,6 +216,8 @@ export class SimilarSearch {
         } else unreadable.add(h.doc.studyInstanceUid);
       }
       if (hits.length < k) break; // the index has nothing more that passes the filters
+      const gained = grouper.size - before;
+      perGroup = gained > 0 ? Math.max(perGroup, Math.ceil((hits.length / gained) * 1.5)) : perGroup * 4;
       for (const s of unreadable) excludeStudies.add(s);
       const found = grouper.keys();
       if (p.groupBy === 'study') for (const s of found) excludeStudies.add(s);

@@ -1,0 +1,61 @@
+/**
+ * The multi-round /similar search on a real embedded index: when the caller may read only
+ * a few of the nearest studies, later rounds ask for more candidates, so the answer is
+ * not short while readable results exist.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
+import type { VectorDoc } from '../../core/index/types.js';
+import { createLogger } from '../../core/log.js';
+import type { AccessChecker, StudyAccess } from '../../gateway/similar-access.js';
+import { SimilarSearch, type SimilarSearchDeps } from '../../gateway/similar-search.js';
+import { unitVectors } from './index-suite.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cbmir-rounds-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('a caller who may read 1 study in 20 still gets `limit` results when the index holds them', async () => {
+  const dims = 16;
+  const index = new EmbeddedIndex({ path: join(dir, 'rounds.sqlite') });
+  await index.ensure(dims, 'v1');
+  const vectors = unitVectors(1001, dims, 3);
+  const docs: VectorDoc[] = vectors.slice(1).map((vector, i) => ({
+    sopInstanceUid: `2.25.9.${i}.1.1`,
+    studyInstanceUid: `2.25.9.${i}`,
+    seriesInstanceUid: `2.25.9.${i}.1`,
+    modelVersion: 'v1',
+    indexedAt: new Date(0).toISOString(),
+    vector,
+  }));
+  await index.upsert(docs);
+  const asked: number[] = [];
+  const access = {
+    async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
+      const list = [...studies];
+      asked.push(list.length);
+      return new Map(list.map((s) => [s, { verdict: Number(s.split('.')[3]) % 20 === 0 ? 'yes' : 'no' }] as const));
+    },
+  } as unknown as AccessChecker;
+  const search = new SimilarSearch({
+    index,
+    access,
+    modelVersion: 'v1',
+    log: createLogger('silent', 'test'),
+  } as unknown as SimilarSearchDeps);
+  try {
+    const out = await search.search(
+      { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
+      { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
+      undefined,
+    );
+    assert.equal(out.results.length, 10, `rounds ${out.rounds}, candidates per round ${asked.join(',')}`);
+    assert.ok(out.rounds <= 5);
+    for (const g of out.results) assert.equal(Number(g.best.doc.studyInstanceUid.split('.')[3]) % 20, 0);
+  } finally {
+    await index.close();
+  }
+});
