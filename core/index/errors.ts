@@ -32,8 +32,14 @@ const TRANSIENT_STATUS = new Set([408, 429, 502, 503, 504]);
 /** Node socket errors that mean the backend is not there right now. */
 const TRANSIENT_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
-/** SQLite result codes that mean another process holds the lock. */
-const TRANSIENT_SQLITE = new Set(['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_BUSY_TIMEOUT']);
+/**
+ * SQLite result codes a retry can fix: another process holds the lock (every extended
+ * SQLITE_BUSY_* / SQLITE_LOCKED_* code, e.g. BUSY_RECOVERY while another process recovers
+ * the WAL after a crash), or the disk is full (as Elasticsearch's disk watermark block is).
+ */
+function isTransientSqlite(code: string): boolean {
+  return /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code) || code === 'SQLITE_FULL' || code === 'SQLITE_PROTOCOL';
+}
 
 /** Elasticsearch per-document/bulk error types that a retry can fix. */
 const TRANSIENT_ES_TYPES = new Set([
@@ -61,7 +67,7 @@ export function classifyIndexError(err: unknown): ErrorClass {
     return isTransientEsType(esErrorType(err.body)) ? 'transient' : 'permanent';
   }
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && (TRANSIENT_ERRNO.has(code) || TRANSIENT_SQLITE.has(code))) return 'transient';
+  if (typeof code === 'string' && (TRANSIENT_ERRNO.has(code) || isTransientSqlite(code))) return 'transient';
   return 'permanent';
 }
 

@@ -80,3 +80,11 @@ test('anything unknown is permanent (a retry loop on a bug helps nobody)', () =>
   assert.equal(classifyIndexError('a string'), 'permanent');
   assert.equal(classifyIndexError(undefined), 'permanent');
 });
+
+test("SQLite's extended lock codes and a full disk are transient; a constraint or corruption is not", () => {
+  const sqlite = (code: string) => Object.assign(new Error(code), { code });
+  for (const c of ['SQLITE_BUSY_RECOVERY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED_SHAREDCACHE', 'SQLITE_FULL', 'SQLITE_PROTOCOL'])
+    assert.equal(classifyIndexError(sqlite(c)), 'transient', c);
+  for (const c of ['SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_CORRUPT', 'SQLITE_BUSYNESS'])
+    assert.equal(classifyIndexError(sqlite(c)), 'permanent', c);
+});
