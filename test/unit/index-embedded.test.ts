@@ -58,6 +58,31 @@ test('embedded: a worker still writing a version that was dropped gets UNKNOWN_V
   }
 });
 
+test('embedded: a version dropped and created again is reloaded by a process that cached the old one', async () => {
+  const path = pathOf('reincarnated');
+  const gateway = new EmbeddedIndex({ path }); // unbound: follows the live version, caches it
+  const admin = new EmbeddedIndex({ path });
+  try {
+    await admin.ensure(DIMS, '1.0.0');
+    await admin.upsert(makeDocs('1.0.0', 1).slice(0, 2));
+    const q = unitVectors(1, DIMS, 5)[0]!;
+    assert.equal((await gateway.knn(q, { k: 10 })).length, 2);
+    // Roll back: v2 live, v1 dropped, then v1 indexed again with other documents and made live.
+    await admin.ensure(DIMS, '2.0.0');
+    await admin.swapAlias('2.0.0');
+    await admin.dropVersion('1.0.0');
+    const again = makeDocs('1.0.0', 2).slice(10, 13);
+    await admin.ensure(DIMS, '1.0.0');
+    await admin.upsert(again);
+    await admin.swapAlias('1.0.0');
+    const hits = await gateway.knn(q, { k: 10 });
+    assert.deepEqual(hits.map((h) => h.doc.sopInstanceUid).sort(), again.map((d) => d.sopInstanceUid).sort());
+  } finally {
+    await gateway.close();
+    await admin.close();
+  }
+});
+
 test('embedded: data survives closing and reopening the store', async () => {
   const path = pathOf('restart');
   const docs = makeDocs('1.0.0', 3);

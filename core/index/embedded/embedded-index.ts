@@ -72,9 +72,17 @@ export class EmbeddedIndex implements VectorIndex {
             throw new IndexError('DIMS_MISMATCH', `model version ${modelVersion} is stored with ${existing.dims} dims, not ${dims}`);
           }
         } else {
+          // A version dropped and created again must not reuse its counters: a process that cached
+          // the old incarnation would see equal counters and keep serving the old rows. Each
+          // incarnation's generation starts in a range of its own (deletes bump it by 1).
+          const { value } = this.db
+            .prepare(
+              "INSERT INTO meta (key, value) VALUES ('incarnation', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value",
+            )
+            .get() as { value: string | number };
           this.db
-            .prepare('INSERT INTO versions (version, storage, dims, created_at) VALUES (?, ?, ?, ?)')
-            .run(modelVersion, storage, dims, new Date().toISOString());
+            .prepare('INSERT INTO versions (version, storage, dims, created_at, generation) VALUES (?, ?, ?, ?, ?)')
+            .run(modelVersion, storage, dims, new Date().toISOString(), Number(value) * 2 ** 32);
         }
         this.db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('live', ?)").run(modelVersion);
       }).immediate(),
