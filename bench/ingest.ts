@@ -138,10 +138,14 @@ async function main(): Promise<void> {
   queue.on('error', () => undefined);
   let gateway: StartedChild | undefined;
   const workers: WorkerChild[] = [];
+  // Only a queue this run found idle (and then filled) is emptied afterwards: the guard below must
+  // never lead to deleting someone else's jobs.
+  let ownQueue = false;
   try {
     const pending = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
     if (Object.values(pending).some((n) => n > 0))
       throw new Error(`the queue ${queue.name} on ${redisUrl} already has jobs (${JSON.stringify(pending)}): use an idle Redis`);
+    ownQueue = true;
 
     // 1. DICOM up front (client-side work; not timed).
     const chosen = selectInstances(plan, { limit: need });
@@ -224,12 +228,11 @@ async function main(): Promise<void> {
         const jobs = await Promise.all(todo.map((s) => queue.getJob(indexJobId(s, model.version))));
         todo = todo.filter((s, k) => {
           const j = jobs[k];
-          if (j?.finishedOn && (j.returnvalue || j.failedReason)) {
-            done.set(s, {
-              at: j.finishedOn,
-              ok: Boolean(j.returnvalue) && !j.failedReason,
-              ...(j.failedReason ? { reason: j.failedReason } : {}),
-            });
+          // A job that failed an attempt and then completed keeps its failedReason: success is the
+          // return value (an index job returns one only when it completed).
+          if (j?.finishedOn && (j.returnvalue || (j.failedReason && j.attemptsMade >= (j.opts.attempts ?? 1)))) {
+            const ok = Boolean(j.returnvalue);
+            done.set(s, { at: j.finishedOn, ok, ...(!ok && j.failedReason ? { reason: j.failedReason } : {}) });
             return false;
           }
           return true;
@@ -258,7 +261,7 @@ async function main(): Promise<void> {
       thrSent.map((s) => s.sop),
       Math.max(600_000, LIMIT * 1000),
     );
-    const lastAt = Math.max(...[...thrDone.values()].map((d) => d.at));
+    const lastAt = Math.max(...[...thrDone.values()].filter((d) => d.ok).map((d) => d.at), t0);
     const thrSeconds = (lastAt - t0) / 1000;
     const imagesPerS = thr.length / thrSeconds;
     const workerCpuMs = workers.reduce((acc, w, k) => acc + ((processCpuMs(w.child.pid!) ?? 0) - (cpu0[k] ?? 0)), 0);
@@ -349,7 +352,7 @@ async function main(): Promise<void> {
   } finally {
     for (const w of workers) await w.stop();
     await gateway?.stop();
-    await queue.obliterate({ force: true }).catch(() => undefined);
+    if (ownQueue) await queue.obliterate({ force: true }).catch(() => undefined);
     await queue.close().catch(() => undefined);
     queueConn.disconnect();
     // Leave the shared services as found: this run's index and studies go.
