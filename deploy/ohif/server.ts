@@ -95,7 +95,6 @@ export async function startOhifServer(o: OhifServerOptions): Promise<OhifServer>
       'content-type': TYPES[ext] ?? 'application/octet-stream',
       'content-length': st.size,
       'cache-control': HASHED_RE.test(path.basename(real)) ? 'public, max-age=31536000, immutable' : 'no-cache',
-      'x-content-type-options': 'nosniff',
     });
     if (head) {
       res.end();
@@ -114,6 +113,12 @@ export async function startOhifServer(o: OhifServerOptions): Promise<OhifServer>
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    // Every answer: the viewer shows patient data, so no other site may frame it (clickjacking)
+    // or learn its URLs (which carry study UIDs) through Referer; no content sniffing.
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('content-security-policy', "frame-ancestors 'none'");
+    res.setHeader('referrer-policy', 'no-referrer');
+    res.setHeader('x-content-type-options', 'nosniff');
     const method = req.method ?? 'GET';
     const rawUrl = req.url ?? '/';
     if (method !== 'GET' && method !== 'HEAD') {

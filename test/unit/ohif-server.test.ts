@@ -47,7 +47,10 @@ describe('OHIF app-config.js', () => {
   });
 });
 
-function get(url: string, method = 'GET'): Promise<{ status: number; type: string; cache: string; body: string }> {
+function get(
+  url: string,
+  method = 'GET',
+): Promise<{ status: number; type: string; cache: string; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     // Raw path, no URL normalisation, so traversal attempts arrive as written.
@@ -56,7 +59,13 @@ function get(url: string, method = 'GET'): Promise<{ status: number; type: strin
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), cache: String(res.headers['cache-control'] ?? ''), body }),
+        resolve({
+          status: res.statusCode ?? 0,
+          type: String(res.headers['content-type'] ?? ''),
+          cache: String(res.headers['cache-control'] ?? ''),
+          body,
+          headers: res.headers,
+        }),
       );
     });
     req.on('error', reject);
@@ -108,6 +117,16 @@ describe('OHIF static server', () => {
     assert.deepEqual([svg.status, svg.type, svg.cache], [200, 'image/svg+xml', 'no-cache']);
     const head = await get(`${srv.url}/${bundle}`, 'HEAD');
     assert.deepEqual([head.status, head.body], [200, '']);
+  });
+
+  test('no other site may frame the viewer or read its URLs through Referer; nothing is sniffed', async () => {
+    for (const p of ['/', '/viewer?StudyInstanceUIDs=1.2.3', '/app-config.js', `/${bundle}`, '/missing.bundle.js']) {
+      const h = (await get(`${srv.url}${p}`)).headers;
+      assert.equal(h['x-frame-options'], 'DENY', p);
+      assert.equal(h['content-security-policy'], "frame-ancestors 'none'", p);
+      assert.equal(h['referrer-policy'], 'no-referrer', p);
+      assert.equal(h['x-content-type-options'], 'nosniff', p);
+    }
   });
 
   test('client-side routes get index.html; missing assets are 404, not HTML', async () => {
