@@ -294,7 +294,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, config.shutdownGraceMs)))]);
       clearTimeout(timer);
       server.closeAllConnections();
-      // 3. close clients: PACS agents, then whatever later code registered
+      // 3. let STOW listeners finish (the enqueue of index jobs for what the PACS stored), bounded
+      if (!(await stowHooks.settle(CLOSE_HOOK_TIMEOUT_MS)))
+        log.warn('STOW listeners still running at shutdown; the reconciler will find what they missed');
+      // 4. close clients: PACS agents, then whatever later code registered
       upstream.close();
       // Each hook is bounded: a client stuck reconnecting to a service that is
       // gone (Redis, Elasticsearch) must not keep the process from exiting.

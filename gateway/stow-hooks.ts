@@ -26,6 +26,8 @@ export type StowResponseListener = (event: StowResponseEvent) => void | Promise<
 
 export class StowHooks {
   private readonly listeners: StowResponseListener[] = [];
+  /** Listener promises still running (an enqueue of index jobs): shutdown waits for them. */
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(private readonly log: Logger) {}
 
@@ -52,10 +54,32 @@ export class StowHooks {
         continue;
       }
       if (p && typeof (p as Promise<void>).catch === 'function') {
-        (p as Promise<void>).catch((err: unknown) => {
-          this.log.warn({ reqId: event.reqId, err: (err as Error).message }, 'STOW response listener failed');
-        });
+        const settled = (p as Promise<void>)
+          .catch((err: unknown) => {
+            this.log.warn({ reqId: event.reqId, err: (err as Error).message }, 'STOW response listener failed');
+          })
+          .finally(() => this.pending.delete(settled));
+        this.pending.add(settled);
       }
+    }
+  }
+
+  /**
+   * Resolves once the listeners of every STOW answered so far have finished (or after
+   * timeoutMs): shutdown waits here before closing the queue, so the index jobs of a STOW
+   * that finished just before a SIGTERM are enqueued, not dropped with the connection.
+   */
+  async settle(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+    try {
+      for (;;) {
+        if (this.pending.size === 0) return true;
+        const r = await Promise.race([Promise.allSettled([...this.pending]).then(() => true as const), timedOut]);
+        if (!r) return false;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -36,6 +36,26 @@ test('a failing STOW listener (throwing or rejecting) neither throws nor stops t
   assert.equal(hooks.size, 2);
 });
 
+test('settle() waits for listeners still enqueuing (shutdown must not drop their jobs), bounded', async () => {
+  const hooks = new StowHooks(pino({ level: 'silent' }));
+  const enqueued: string[] = [];
+  hooks.add(async (e) => {
+    await new Promise((r) => setTimeout(r, 50)); // a Redis round trip
+    enqueued.push(e.reqId);
+  });
+  hooks.emit(event);
+  hooks.emit({ ...event, reqId: 'r2' });
+  assert.equal(await hooks.settle(5_000), true);
+  assert.deepEqual(enqueued, ['r1', 'r2']);
+  assert.equal(await hooks.settle(10), true, 'nothing pending');
+  const stuck = new StowHooks(pino({ level: 'silent' }));
+  stuck.add(() => new Promise<void>(() => undefined)); // Redis gone: never settles
+  stuck.emit(event);
+  const t0 = Date.now();
+  assert.equal(await stuck.settle(100), false);
+  assert.ok(Date.now() - t0 < 2_000);
+});
+
 test('ByteLimit passes bodies up to the limit and fails past it', async () => {
   const sink: Buffer[] = [];
   const collect = new Writable({ write: (c: Buffer, _e, cb) => (sink.push(c), cb()) });
