@@ -79,6 +79,13 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     if (stopping) process.exit(1);
     stopping = true;
     log.info({ signal }, 'worker shutting down');
+    // Bounded: closing waits for active jobs, whose completion retries forever while Redis is
+    // down. Cut short, their jobs stay active and another worker's stalled check takes them.
+    const limitMs = config.shutdownGraceMs + 10_000;
+    setTimeout(() => {
+      log.error({ limitMs }, 'worker shutdown did not finish in time; exiting (active jobs go to another worker)');
+      process.exit(1);
+    }, limitMs).unref();
     (async () => {
       await reconciler?.stop();
       await enqueuer?.close();
