@@ -289,10 +289,14 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       draining = true;
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // A keep-alive connection whose request finishes during the drain would otherwise stay
+      // open until its keep-alive timeout (5 s), holding the drain open with it.
+      const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
       // 2. drain in-flight requests, bounded
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, config.shutdownGraceMs)))]);
       clearTimeout(timer);
+      clearInterval(idleSweep);
       server.closeAllConnections();
       // 3. let STOW listeners finish (the enqueue of index jobs for what the PACS stored), bounded
       if (!(await stowHooks.settle(CLOSE_HOOK_TIMEOUT_MS)))

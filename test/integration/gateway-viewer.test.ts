@@ -170,15 +170,20 @@ describe('gateway features viewers rely on', () => {
       http.get(`${g.base}${inst}`, { headers: { accept: 'multipart/related; type="application/dicom"' } }, resolve).on('error', reject);
     });
     res.pause();
+    let socketClosedAt = 0;
+    res.socket.once('close', () => (socketClosedAt = Date.now()));
     const closing = g.close();
     const during = await raw(`${g.base}/dicom-web/studies`).catch((e: Error) => e);
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
     res.resume();
     await new Promise<void>((resolve, reject) => res.on('end', resolve).on('error', reject));
+    const endedAt = Date.now();
     assert.equal(res.statusCode, 200, 'in-flight request completed');
     assert.ok(Buffer.concat(chunks).length > 100_000, 'with its whole body');
     await closing;
+    // Its keep-alive connection was closed as soon as it was idle, not after the keep-alive timeout.
+    assert.ok(socketClosedAt > 0 && socketClosedAt - endedAt < 1_500, `connection closed ${socketClosedAt - endedAt} ms after the answer`);
     assert.ok(closeHookRan, 'close hooks run last');
     if (!(during instanceof Error)) assert.equal(during.status, 503);
     const after = await raw(`${g.base}/healthz`).catch((e: Error) => e);
