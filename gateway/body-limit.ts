@@ -2,7 +2,32 @@
  * Counts request-body bytes as they stream to the PACS (chunked uploads have
  * no Content-Length to check up front) and fails once the limit is passed.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
+
+/** How long the rest of an upload we will not use is read and dropped before the socket is closed. */
+const DISCARD_GRACE_MS = 1000;
+
+/**
+ * Read and drop what is left of a request body we answer without using (413, 502, 503), and
+ * close the connection if it has not ended within the grace period. Closing with unread bytes
+ * makes the kernel send a reset, which can discard our answer before the client reads it.
+ */
+export function discardUpload(req: IncomingMessage, pipedTo?: Writable): void {
+  if (pipedTo) req.unpipe(pipedTo);
+  req.resume();
+  if (req.readableEnded) return;
+  const t = setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS);
+  t.unref();
+  req.once('end', () => clearTimeout(t));
+}
+
+/** A request that still has body bytes to come. */
+export function hasPendingBody(req: IncomingMessage): boolean {
+  if (req.readableEnded) return false;
+  const len = req.headers['content-length'];
+  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
 
 export class BodyTooLarge extends Error {
   constructor(readonly limitBytes: number) {

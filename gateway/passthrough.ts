@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';
-import { BodyTooLarge, ByteLimit } from './body-limit.js';
+import { BodyTooLarge, ByteLimit, discardUpload } from './body-limit.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { PacsQuirks } from './pacs-quirks.js';
 import { sendProblem } from './problem.js';
@@ -19,7 +19,6 @@ import { isRewritableType, type UrlRewriter } from './url-rewrite.js';
 import { type Endpoint, type Upstream, type UpstreamError, type UpstreamFailure } from './upstream.js';
 
 /** How long an over-limit upload is read and discarded after its 413, before the socket is closed. */
-const DISCARD_GRACE_MS = 1000;
 
 export interface ProxyContext {
   readonly upstream: Upstream;
@@ -97,19 +96,6 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
   res.on('close', () => {
     if (!res.writableFinished) abort();
   });
-}
-
-/**
- * Stop sending the upload anywhere, read and drop what is left of it, and close the
- * connection if it has not ended within the grace period (a huge or endless upload).
- */
-function discardUpload(req: IncomingMessage, limiter: ByteLimit): void {
-  req.unpipe(limiter);
-  req.resume();
-  if (req.readableEnded) return;
-  const t = setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS);
-  t.unref();
-  req.once('end', () => clearTimeout(t));
 }
 
 function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamError): void {

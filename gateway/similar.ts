@@ -29,6 +29,7 @@ import type { VectorIndex } from '../core/index/types.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { EmbedRequester } from '../core/similar/embed-requester.js';
 import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
+import { discardUpload, hasPendingBody } from './body-limit.js';
 import { basicAuthorization } from './headers.js';
 import { sendProblem, toProblem } from './problem.js';
 import { derivePublicBase, fixedPublicBase } from './public-url.js';
@@ -182,8 +183,13 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       const retryAfter = problem.extra.retryAfter;
       if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
       if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
-      // An unread request body must not be taken for the next request on this connection.
-      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) headers.connection = 'close';
+      // An unread request body must not be taken for the next request on this connection. It is
+      // read and dropped (then the socket closed, bounded), not cut: closing under an upload
+      // makes the client see a reset instead of this answer.
+      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) {
+        if (hasPendingBody(req)) discardUpload(req);
+        else headers.connection = 'close';
+      }
       sendProblem(res as unknown as ServerResponse, problem, headers);
     } finally {
       latency.observe({ mode, source, outcome }, (performance.now() - t0) / 1000);

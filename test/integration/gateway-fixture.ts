@@ -5,6 +5,7 @@
  * as written), build STOW bodies from real sample files, compare answers with
  * the PACS's own, and delete what a test stored (Orthanc REST, not the gateway).
  */
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -148,4 +149,37 @@ export async function deleteStudies(orthancUrl: string, studyUids: Iterable<stri
 export function referencedSops(stowJson: unknown): string[] {
   const seq = (stowJson as Record<string, { Value?: Record<string, { Value?: string[] }>[] }>)['00081199']?.Value ?? [];
   return seq.map((item) => item['00081155']?.Value?.[0]).filter((v): v is string => typeof v === 'string');
+}
+
+/**
+ * POST a body of `size` bytes the way many DICOMweb uploaders do: the whole body first, the
+ * answer read only afterwards. Resolves with the raw answer text; rejects on a connection
+ * reset (what a server that closes under an unread upload causes).
+ */
+export function uploadThenRead(base: string, path: string, size: number): Promise<string> {
+  const { port } = new URL(base);
+  return new Promise<string>((resolve, reject) => {
+    const sock = net.connect(Number(port), '127.0.0.1');
+    sock.on('error', reject);
+    sock.pause();
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < size) {
+        const n = Math.min(chunk.length, size - sent);
+        sent += n;
+        if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void sock.once('drain', pump);
+      }
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      sock.on('end', () => resolve(got));
+      sock.resume();
+      setTimeout(() => sock.end(), 200);
+    };
+    sock.write(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+        `Content-Type: multipart/related; type="application/dicom"; boundary=b\r\nContent-Length: ${size}\r\n\r\n`,
+    );
+    pump();
+  });
 }

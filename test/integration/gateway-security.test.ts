@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { after, before, describe, test } from 'node:test';
 import { testStack } from '../helpers/stack.js';
-import { json, raw, startGateway, type Running } from './gateway-fixture.js';
+import { json, raw, startGateway, uploadThenRead, type Running } from './gateway-fixture.js';
 
 interface Problem {
   code: string;
@@ -140,6 +140,13 @@ describe('gateway security', () => {
     });
     assert.equal(declared.status, 413);
     assert.equal(json<Problem>(declared).code, 'PAYLOAD_TOO_LARGE');
+  });
+
+  test('an upload declared over the limit is answered 413 after it is read, not reset under the client', async () => {
+    // The uploader sends its whole body before it reads the answer.
+    const answer = await uploadThenRead(gw.base, '/dicom-web/studies', 8 << 20);
+    assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
+    assert.match(answer, /PAYLOAD_TOO_LARGE/);
   });
 
   test('a chunked STOW body is counted while it streams and cut at the limit', async () => {

@@ -10,7 +10,17 @@ import { after, before, describe, test } from 'node:test';
 import http from 'node:http';
 import { freePort } from '../helpers/ports.js';
 import { testStack } from '../helpers/stack.js';
-import { deleteStudies, json, raw, referencedSops, sample, startGateway, stowBody, type Running } from './gateway-fixture.js';
+import {
+  deleteStudies,
+  json,
+  raw,
+  referencedSops,
+  sample,
+  startGateway,
+  stowBody,
+  uploadThenRead,
+  type Running,
+} from './gateway-fixture.js';
 
 describe('gateway with an unavailable PACS', () => {
   let down: Running;
@@ -69,31 +79,7 @@ describe('gateway with an unavailable PACS', () => {
 
   test('PACS down during a large STOW upload → the uploader reads the 502, not a connection reset', async () => {
     // An uploader that sends its whole body before it reads the answer (many DICOMweb clients do).
-    const { port } = new URL(down.base);
-    const size = 48 << 20;
-    const answer = await new Promise<string>((resolve, reject) => {
-      const sock = net.connect(Number(port), '127.0.0.1');
-      sock.on('error', reject);
-      sock.pause();
-      const chunk = Buffer.alloc(1 << 20, 0x41);
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < size) {
-          sent += chunk.length;
-          if (!sock.write(chunk)) return void sock.once('drain', pump);
-        }
-        let got = '';
-        sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
-        sock.on('end', () => resolve(got));
-        sock.resume();
-        setTimeout(() => sock.end(), 200);
-      };
-      sock.write(
-        'POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
-          `Content-Type: multipart/related; type="application/dicom"; boundary=b\r\nContent-Length: ${size}\r\n\r\n`,
-      );
-      pump();
-    });
+    const answer = await uploadThenRead(down.base, '/dicom-web/studies', 48 << 20);
     assert.match(answer, /^HTTP\/1\.1 502 /, answer.slice(0, 80));
     assert.match(answer, /UPSTREAM_UNREACHABLE/);
   });

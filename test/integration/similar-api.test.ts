@@ -21,7 +21,7 @@ import { runLoad } from '../../workers/load.js';
 import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
 import { dicomFixturesDir, figshareSampleDir } from '../helpers/fixtures.js';
 import { orthancAuthHeader, testStack } from '../helpers/stack.js';
-import { deleteStudies, json, raw, stowBody, storeDirect } from './gateway-fixture.js';
+import { deleteStudies, json, raw, stowBody, storeDirect, uploadThenRead } from './gateway-fixture.js';
 import {
   freshInstance,
   startSimilarGateway,
@@ -387,6 +387,9 @@ describe('/similar on the real stack', () => {
       body: Buffer.alloc(16),
     }).catch((err: Error) => ({ status: -1, err }));
     assert.equal((big as { status: number }).status, 413);
+    // …and an uploader that sends the whole oversized body before reading still reads the 413.
+    const whole = await uploadThenRead(sys.base, '/similar', 64 * 1024 * 1024 + 1);
+    assert.match(whole, /^HTTP\/1\.1 413 /, whole.slice(0, 80));
   });
 
   test('in the PACS but not indexed (stored straight into Orthanc): embedded on demand, then indexed and answered from the index', async () => {
