@@ -118,7 +118,11 @@ describe('gateway security', () => {
     const pre = await raw(gw.base, {
       method: 'OPTIONS',
       path: '/dicom-web/studies',
-      headers: { origin: 'https://any-site.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      headers: {
+        origin: 'https://any-site.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
     });
     assert.equal(pre.headers['access-control-allow-origin'], undefined);
     assert.equal(pre.headers['access-control-allow-methods'], undefined);
