@@ -146,7 +146,8 @@ export class ThumbnailService {
           const body = Buffer.concat(chunks, size);
           const status = ures.statusCode ?? 502;
           const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
-          if (status === 200 && body.length <= MAX_CACHED_BYTES) this.cache.set(key, { contentType: ct, body, expires: Date.now() + CACHE_TTL_MS });
+          if (status === 200 && body.length <= MAX_CACHED_BYTES)
+            this.cache.set(key, { contentType: ct, body, expires: Date.now() + CACHE_TTL_MS });
           const challenge = ures.headers['www-authenticate'];
           send(res, status, ct, body, 'MISS', challenge === undefined ? {} : { 'www-authenticate': challenge });
         });

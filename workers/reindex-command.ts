@@ -70,7 +70,11 @@ export function reindexCommand(): Command {
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
-    .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable; staged rollouts); never swaps: finish with --swap-only', parseMatch)
+    .option(
+      '--match <attr=value>',
+      'only studies matching this QIDO attribute (repeatable; staged rollouts); never swaps: finish with --swap-only',
+      parseMatch,
+    )
     .option('--no-local-worker', 'do not embed in this process (external `cbmir worker --namespace reindex-<version>` do)')
     .option('--concurrency <n>', 'jobs in flight in the local worker (default CBMIR_WORKER_CONCURRENCY)', (v) => {
       const n = Number(v);
@@ -206,7 +210,10 @@ export function reindexCommand(): Command {
         if (swap) {
           await index.swapAlias(version);
         } else if (complete) {
-          say(o.json, `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${o.model} --swap-only\``);
+          say(
+            o.json,
+            `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${o.model} --swap-only\``,
+          );
         } else {
           say(
             o.json,

@@ -85,7 +85,9 @@ describe('indexing: reconciler', () => {
 
         // A structured report C-STOREd into one of those studies: never an image, so never enqueued
         // (its failed job would expire after a week and be fetched and refused again, forever).
-        const sr = dcmjs.data.DicomMessage.readFile(new Uint8Array(readFileSync(path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm'))).buffer);
+        const sr = dcmjs.data.DicomMessage.readFile(
+          new Uint8Array(readFileSync(path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm'))).buffer,
+        );
         sr.dict['0020000D'] = { vr: 'UI', Value: [instances[0]!.studyInstanceUid] };
         sr.dict['0020000E'] = { vr: 'UI', Value: [`${instances[0]!.studyInstanceUid}.77`] };
         sr.dict['00080018'] = { vr: 'UI', Value: [`${instances[0]!.studyInstanceUid}.77.1`] };
@@ -96,10 +98,7 @@ describe('indexing: reconciler', () => {
         await run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), srFile]);
 
         const second = await reconciler.run({ source: 'reconciler', studyQuery: { StudyDescription: ns }, maxRequestsPerSecond: 50 });
-        assert.deepEqual(
-          [second.instances, second.alreadyIndexed, second.missing, second.enqueued, second.notImages],
-          [7, 6, 0, 0, 1],
-        );
+        assert.deepEqual([second.instances, second.alreadyIndexed, second.missing, second.enqueued, second.notImages], [7, 6, 0, 0, 1]);
 
         // A document removed from the index (index rebuilt, say) while its completed job is
         // still remembered by the queue: `cbmir backfill` replaces the job, the worker re-indexes.

@@ -46,7 +46,10 @@ test('cross-origin access is off by default and never open to any origin with th
     () => loadConfig({ CBMIR_CORS_ORIGINS: '*', CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p' }),
     /CBMIR_CORS_ORIGINS: `\*` is refused while CBMIR_PACS_USER is set/,
   );
-  assert.throws(() => loadConfig({ CBMIR_CORS_ORIGINS: 'https://viewer.example/ohif' }), /CBMIR_CORS_ORIGINS: "https:\/\/viewer.example\/ohif" is not an origin/);
+  assert.throws(
+    () => loadConfig({ CBMIR_CORS_ORIGINS: 'https://viewer.example/ohif' }),
+    /CBMIR_CORS_ORIGINS: "https:\/\/viewer.example\/ohif" is not an origin/,
+  );
   assert.throws(() => loadConfig({ CBMIR_CORS_ORIGINS: 'viewer.example' }), /is not an origin/);
   assert.deepEqual(loadConfig({ CBMIR_CORS_ORIGINS: 'https://viewer.example, http://127.0.0.1:3000' }).corsOrigins, [
     'https://viewer.example',
@@ -64,7 +67,10 @@ test('a loopback-bound gateway answers to loopback names (and its public host) o
   ]);
   assert.deepEqual(loadConfig({ CBMIR_HOST: '::1' }).allowedHosts, ['127.0.0.1', 'localhost', '[::1]']);
   assert.equal(loadConfig({ CBMIR_HOST: '0.0.0.0' }).allowedHosts, '*');
-  assert.deepEqual(loadConfig({ CBMIR_HOST: '0.0.0.0', CBMIR_ALLOWED_HOSTS: 'pacs-gw, PACS-GW.lan' }).allowedHosts, ['pacs-gw', 'pacs-gw.lan']);
+  assert.deepEqual(loadConfig({ CBMIR_HOST: '0.0.0.0', CBMIR_ALLOWED_HOSTS: 'pacs-gw, PACS-GW.lan' }).allowedHosts, [
+    'pacs-gw',
+    'pacs-gw.lan',
+  ]);
   assert.equal(loadConfig({ CBMIR_ALLOWED_HOSTS: '*' }).allowedHosts, '*');
 });
 
@@ -79,7 +85,10 @@ test('PACS credentials in a URL are refused (they would be dropped and logged)',
 test('bound beyond loopback, the service login is not handed to anonymous callers unless that is acknowledged', () => {
   const login = { CBMIR_PACS_USER: 'svc', CBMIR_PACS_PASSWORD: 'p' };
   assert.doesNotThrow(() => loadConfig(login)); // loopback (default)
-  assert.throws(() => loadConfig({ ...login, CBMIR_HOST: '0.0.0.0' }), /CBMIR_PACS_USER: with CBMIR_HOST=0\.0\.0\.0 every request without Authorization/);
+  assert.throws(
+    () => loadConfig({ ...login, CBMIR_HOST: '0.0.0.0' }),
+    /CBMIR_PACS_USER: with CBMIR_HOST=0\.0\.0\.0 every request without Authorization/,
+  );
   assert.doesNotThrow(() => loadConfig({ ...login, CBMIR_HOST: '0.0.0.0', CBMIR_ANONYMOUS_USES_PACS_LOGIN: 'true' }));
   assert.doesNotThrow(() => loadConfig({ CBMIR_HOST: '0.0.0.0' })); // no service login: clients bring their own
 });

@@ -149,8 +149,14 @@ describe('rendering', () => {
   });
 
   test("a multi-frame result's thumbnail is the frame that was embedded, not the PACS's first", () => {
-    assert.equal(urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 48).thumbnail, `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/frames/48/thumbnail`);
-    assert.equal(urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 1).thumbnail, `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/thumbnail`);
+    assert.equal(
+      urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 48).thumbnail,
+      `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/frames/48/thumbnail`,
+    );
+    assert.equal(
+      urlsFor(base, '1.2', '1.2.3', '1.2.3.4', 1).thumbnail,
+      `${base}/dicom-web/studies/1.2/series/1.2.3/instances/1.2.3.4/thumbnail`,
+    );
     const out = renderJson({ ...q, frame: 48 }, params, groups, base) as { query: Record<string, unknown> };
     assert.equal(out.query.frame, 48);
   });
