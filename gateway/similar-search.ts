@@ -201,6 +201,12 @@ export class SimilarSearch {
       } catch (err) {
         throw indexProblem(err);
       }
+      // A query embedded while the live version was swapped: its vector and the index come from
+      // two models, and a ranking across them means nothing. Ask again (it takes seconds).
+      const searched = hits[0]?.doc.modelVersion;
+      if (searched !== undefined && searched !== q.modelVersion) {
+        throw new HttpProblem('NOT_READY', `the live model changed to ${searched} during this query; try again`, { retryAfter: 1 });
+      }
       const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
       const t1 = performance.now();
       const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);

@@ -55,6 +55,15 @@ test('a caller who may read 1 study in 20 still gets `limit` results when the in
     assert.equal(out.results.length, 10, `rounds ${out.rounds}, candidates per round ${asked.join(',')}`);
     assert.ok(out.rounds <= 5);
     for (const g of out.results) assert.equal(Number(g.best.doc.studyInstanceUid.split('.')[3]) % 20, 0);
+    // A query vector of another model (embedded while the live version was swapped) is never ranked here.
+    await assert.rejects(
+      search.search(
+        { vector: vectors[0]!, source: 'upload', modelVersion: 'v0' },
+        { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
+        undefined,
+      ),
+      (e: Error & { code?: string; status?: number }) => e.code === 'NOT_READY' && e.status === 503 && /changed to v1/.test(e.message),
+    );
   } finally {
     await index.close();
   }
