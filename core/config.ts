@@ -146,7 +146,8 @@ export class ConfigError extends Error {
   }
 }
 
-const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '[::1]'];
+/** The names a loopback-bound service is reached by (Host headers, URLs a PACS writes for itself). */
+export const LOOPBACK_HOSTS: readonly string[] = Object.freeze(['127.0.0.1', 'localhost', '[::1]']);
 
 function isLoopback(host: string): boolean {
   const h = host.toLowerCase();

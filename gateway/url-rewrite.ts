@@ -8,6 +8,7 @@
  * "anything that looks like a URL": a RetrieveURL pointing at another archive
  * must stay as it is.
  */
+import { LOOPBACK_HOSTS } from '../core/config.js';
 import type { Endpoint } from './upstream.js';
 
 interface Mapping {
@@ -17,14 +18,12 @@ interface Mapping {
   readonly toSuffix: string;
 }
 
-const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'];
-
 function aliases(e: Endpoint): string[] {
   const urls = [e.url];
-  const loop = LOOPBACK.includes(e.hostname) || e.hostname === '::1';
+  const loop = LOOPBACK_HOSTS.includes(e.hostname) || e.hostname === '::1';
   if (loop) {
     const portPart = e.hostHeader.includes(':') && !e.hostHeader.endsWith(']') ? `:${e.port}` : '';
-    for (const h of LOOPBACK) urls.push(`${e.protocol}//${h}${portPart}${e.basePath}`);
+    for (const h of LOOPBACK_HOSTS) urls.push(`${e.protocol}//${h}${portPart}${e.basePath}`);
   }
   return [...new Set(urls)];
 }

@@ -77,13 +77,10 @@ export function viewOf(job: Job<IndexJobData>): FailedJobView {
 }
 
 /** Newest failures first, at most `limit`. */
-export async function listFailed(
-  queue: Queue<IndexJobData>,
-  limit: number,
-): Promise<{ total: number; jobs: FailedJobView[]; raw: Job<IndexJobData>[] }> {
+export async function listFailed(queue: Queue<IndexJobData>, limit: number): Promise<{ total: number; jobs: FailedJobView[] }> {
   const [total, jobs] = await Promise.all([queue.getFailedCount(), queue.getFailed(0, Math.max(0, limit - 1))]);
   const raw = jobs.filter((j): j is Job<IndexJobData> => Boolean(j));
-  return { total, jobs: raw.map(viewOf), raw };
+  return { total, jobs: raw.map(viewOf) };
 }
 
 /** Every failed job with its view, read in pages (newest first). */

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -96,7 +95,7 @@ def embed_cached(model_path: Path, paths: list[str], batch: int = 32, threads: i
     if not use_cache:
         return embed(model_path, paths, batch, threads, log)
     # The preprocessing code is part of the key: a change to it must not reuse old embeddings.
-    prep = hashlib.sha256((HERE / "preprocess.py").read_bytes()).hexdigest()[:8]
+    prep = _sha256(HERE / "preprocess.py")[:8]
     cache_file = HERE / ".data" / f"onnx-emb-{_sha256(model_path)[:16]}-{prep}.npz"
     keys = []
     for p in paths:
