@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget-s", type=float, default=0, help="skip a fold that would not finish in this time")
     ap.add_argument("--checkpoint", action="store_true",
                     help="keep each fold's training state in --out after every epoch; rerunning the same command "
-                         "resumes it and skips finished folds (for CPU runs that span sessions)")
+                         "resumes it and skips finished folds (for CPU runs that take hours)")
     ap.add_argument("--stop-after-epochs", type=int, default=0,
                     help="with --checkpoint: end this call after N epochs (0 = run to the end)")
     ap.add_argument("--max-steps", type=int, default=0, help="(smoke test) steps per epoch cap")

@@ -147,7 +147,7 @@ def test_bf16_on_the_cpu_is_deterministic_and_really_changes_the_arithmetic(tmp_
 
 @needs_datasets
 def test_a_checkpointed_fold_paused_and_resumed_matches_the_uninterrupted_run(tmp_path, datasets_root):
-    """--checkpoint for CPU runs that span sessions: a fold paused after one epoch and resumed by the
+    """--checkpoint for CPU runs that take hours: a fold paused after one epoch and resumed by the
     same command ends bit for bit where the uninterrupted run does; finished folds are skipped, the
     checkpoint goes once its fold is scored, and a checkpoint of other settings is refused."""
     from device_train import main as device_main
