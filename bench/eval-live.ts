@@ -53,6 +53,7 @@ import {
   type LiveUrls,
   type WorkerChild,
 } from './lib/live-stack.js';
+import { onInterrupt } from './lib/interrupt.js';
 import { rankMetrics } from './lib/rank-metrics.js';
 import { markdownTable, upsertSection } from './lib/report.js';
 
@@ -228,6 +229,8 @@ async function main(): Promise<void> {
 function runEvalModel(dataset: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const c = spawn('bash', [path.join(ROOT, 'models/train/eval.sh'), '--dataset', dataset], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const forget = onInterrupt(() => c.kill('SIGTERM'));
+    c.once('exit', forget);
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     c.once('error', reject);

@@ -29,6 +29,7 @@ import { EmbeddedIndex } from '../core/index/embedded/embedded-index.js';
 import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
 import { DEFAULT_VECTOR_MAPPING, type VectorIndexType } from '../core/index/elasticsearch/mapping.js';
 import type { VectorDoc, VectorIndex } from '../core/index/types.js';
+import { onInterrupt } from './lib/interrupt.js';
 import { summarise } from './lib/stats.js';
 import { prng, unitVectors } from '../test/helpers/vectors.js';
 
@@ -197,6 +198,7 @@ async function load(ix: VectorIndex, docs: VectorDoc[], batch: number): Promise<
 
 async function benchEmbedded(ds: Dataset, truth: number[][]) {
   const dir = mkdtempSync(join(tmpdir(), 'cbmir-bench-index-'));
+  const forget = onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
   try {
     const path = join(dir, 'bench.sqlite');
     const w = new EmbeddedIndex({ path });
@@ -211,6 +213,7 @@ async function benchEmbedded(ds: Dataset, truth: number[][]) {
     await r.close();
     return { ...run, load_docs_per_s: Math.round((ds.base.length / loadMs) * 1000), cold_first_query_ms: round(coldMs) };
   } finally {
+    forget();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -219,6 +222,8 @@ async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
   const base = `cbmir-bench-${process.pid}-${type.replace('_', '-')}-${ds.base.length}`;
   const admin = new Client({ node: ES_URL!, headers: { accept: 'application/json', 'content-type': 'application/json' } });
   const ix = new ElasticsearchIndex({ url: ES_URL!, base, mapping: { type, ...HNSW }, rescoreOversample: 0 });
+  const dropAll = () => admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
+  const forget = onInterrupt(dropAll);
   try {
     await ix.ensure(ds.dims, VERSION);
     const loadMs = await load(ix, docsOf(ds), 1_000);
@@ -238,7 +243,8 @@ async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
     }
     return out;
   } finally {
-    await admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
+    forget();
+    await dropAll();
     await ix.close();
     await admin.close();
   }

@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { startChild } from './lib/child.js';
+import { onInterrupt } from './lib/interrupt.js';
 import { processCpuMs, selfCpuMs } from './lib/cpu.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { markdownTable, upsertSection } from './lib/report.js';
@@ -84,13 +85,13 @@ async function ensureOrthanc(): Promise<{ url: string; pid: number | undefined; 
   log(`Orthanc: ${wasRunning ? 'reusing' : 'starting'} ${ORTHANC_NAME} on 127.0.0.1:${ORTHANC_PORT} (deploy/local/stack.sh)`);
   stack('start');
   const pid = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
-  return {
-    url: `http://127.0.0.1:${ORTHANC_PORT}`,
-    pid,
-    stop: () => {
-      if (!wasRunning) stack('stop');
-    },
+  let stopped = false;
+  const stop = (): void => {
+    if (!wasRunning && !stopped) stack('stop');
+    stopped = true;
   };
+  onInterrupt(stop);
+  return { url: `http://127.0.0.1:${ORTHANC_PORT}`, pid, stop };
 }
 
 interface Target {

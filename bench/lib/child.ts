@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { request } from 'undici';
+import { onInterrupt } from './interrupt.js';
 
 export interface StartedChild {
   readonly child: ChildProcess;
@@ -22,10 +23,14 @@ export function portInUse(port: number): Promise<boolean> {
   });
 }
 
-/** stop(): SIGTERM, then SIGKILL after graceMs; resolves once the process has exited. */
+/**
+ * stop(): SIGTERM, then SIGKILL after graceMs; resolves once the process has exited.
+ * Also run if the benchmark is interrupted first (bench/lib/interrupt.ts).
+ */
 export function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return async () => {
+  const stop = async (): Promise<void> => {
+    forget();
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
@@ -33,6 +38,8 @@ export function stopper(child: ChildProcess, graceMs: number): () => Promise<voi
       clearTimeout(t);
     }
   };
+  const forget = onInterrupt(stop);
+  return stop;
 }
 
 export async function startChild(

@@ -20,6 +20,7 @@ import type { VectorIndex } from '../../core/index/types.js';
 import { queueName } from '../../core/jobs.js';
 import { runLoad, type LoadSummary } from '../../workers/load.js';
 import { startChild, stopper, type StartedChild } from './child.js';
+import { onInterrupt } from './interrupt.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -51,6 +52,7 @@ export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) 
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  if (ensured.length === 0) onInterrupt(() => stopEnsuredServices((m) => process.stderr.write(`${m}\n`)));
   ensured.push({ svc, env });
   return svc === 'redis' ? `redis://127.0.0.1:${spec.port}` : `http://127.0.0.1:${spec.port}`;
 }

@@ -56,20 +56,25 @@ export function distanceToEsScore(distance: number): number {
 
 /**
  * Bounded max-heap of (distance², row) keeping the k smallest: O(n log k) selection
- * without sorting all n distances. Ties on distance are broken by the smaller row
- * number being kept (deterministic across runs).
+ * without sorting all n distances. Ties on distance are broken by `after(r1, r2)`
+ * ("r1 ranks after r2"), by default the row number. A caller whose rows move (a
+ * reindex writes them in another order) passes a key of its own, so that which of
+ * two equal hits makes the k-th place does not depend on insertion order.
  */
 export class TopK {
   private readonly d: Float64Array;
   private readonly r: Int32Array;
   private n = 0;
 
-  constructor(readonly k: number) {
+  constructor(
+    readonly k: number,
+    private readonly after: (r1: number, r2: number) => boolean = (r1, r2) => r1 > r2,
+  ) {
     this.d = new Float64Array(k);
     this.r = new Int32Array(k);
   }
 
-  /** Current admission threshold: a candidate must be below it to enter. */
+  /** Current admission threshold: a candidate must be at or below it to enter (at it: if it wins the tie). */
   get worst(): number {
     return this.n < this.k ? Number.POSITIVE_INFINITY : this.d[0]!;
   }
@@ -111,10 +116,10 @@ export class TopK {
   sorted(): Array<{ d2: number; row: number }> {
     const out: Array<{ d2: number; row: number }> = [];
     for (let i = 0; i < this.n; i++) out.push({ d2: this.d[i]!, row: this.r[i]! });
-    return out.sort((a, b) => a.d2 - b.d2 || a.row - b.row);
+    return out.sort((a, b) => a.d2 - b.d2 || (this.after(a.row, b.row) ? 1 : this.after(b.row, a.row) ? -1 : 0));
   }
 
   private greater(d1: number, r1: number, d2: number, r2: number): boolean {
-    return d1 > d2 || (d1 === d2 && r1 > r2);
+    return d1 > d2 || (d1 === d2 && this.after(r1, r2));
   }
 }

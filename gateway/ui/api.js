@@ -79,8 +79,23 @@ export function thumbnailPath(root, study, series, sop, frame) {
 const MAX_PARALLEL = 4;
 let running = 0;
 const waiting = [];
-async function slot(fn) {
-  while (running >= MAX_PARALLEL) await new Promise((r) => waiting.push(r));
+/**
+ * Runs fn once fewer than MAX_PARALLEL run. One that had to wait and is no longer wanted
+ * (its picture left the page: the user opened another series) is dropped instead, so a
+ * long series clicked past does not hold up the thumbnails on screen now.
+ */
+async function slot(fn, wanted) {
+  let waited = false;
+  while (running >= MAX_PARALLEL) {
+    waited = true;
+    await new Promise((r) => waiting.push(r));
+  }
+  if (waited && wanted && !wanted()) {
+    waiting.shift()?.();
+    const err = new Error('thumbnail no longer shown');
+    err.name = 'AbortError';
+    throw err;
+  }
   running++;
   try {
     return await fn();
@@ -90,13 +105,16 @@ async function slot(fn) {
   }
 }
 
-/** A blob: URL of the rendered thumbnail (the caller revokes it). */
-export function thumbnailUrl(path) {
+/**
+ * A blob: URL of the rendered thumbnail (the caller revokes it). `wanted()`, asked when its
+ * turn comes after a wait, lets a thumbnail that left the page be skipped (an AbortError).
+ */
+export function thumbnailUrl(path, { wanted } = {}) {
   return slot(async () => {
     const res = await fetch(path, { headers: headers({ accept: 'image/jpeg, image/png' }) });
     await check(res);
     return URL.createObjectURL(await res.blob());
-  });
+  }, wanted);
 }
 
 // --- /similar --------------------------------------------------------------------

@@ -51,7 +51,7 @@ function thumbFigure(path, alt, caption) {
   const canvas = el('canvas', { class: 'overlay', 'aria-hidden': 'true', hidden: true });
   const fig = el('figure', { class: 'thumb' }, el('div', { class: 'frame' }, img, canvas), caption ? el('figcaption', { text: caption }) : null);
   if (path) {
-    api.thumbnailUrl(path).then(
+    api.thumbnailUrl(path, { wanted: () => fig.isConnected }).then(
       (u) => {
         state.urls.add(u);
         img.src = u;

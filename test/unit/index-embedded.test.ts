@@ -111,6 +111,34 @@ test('embedded: data survives closing and reopening the store', async () => {
   }
 });
 
+test('embedded: equal distances rank by UID at the k-th place too, whatever the insertion order', async () => {
+  // The same pixels stored under three UIDs (a study sent twice): which of them fills the last
+  // place must not depend on which was indexed first, or a reindex changes the answer.
+  const path = pathOf('ties');
+  const docs = makeDocs('1.0.0', 4);
+  const twin = docs[0]!.vector;
+  const twins = ['2.25.9.3', '2.25.9.2', '2.25.9.1'].map((uid, i) => ({ ...docs[i + 1]!, sopInstanceUid: uid, vector: twin }));
+  const ix = new EmbeddedIndex({ path });
+  try {
+    await ix.ensure(DIMS, '1.0.0');
+    await ix.upsert([...twins, ...docs.slice(4)]); // descending UIDs first
+    for (const [k, want] of [
+      [1, ['2.25.9.1']],
+      [2, ['2.25.9.1', '2.25.9.2']],
+      [3, ['2.25.9.1', '2.25.9.2', '2.25.9.3']],
+    ] as const) {
+      const hits = await ix.knn(twin, { k });
+      assert.deepEqual(
+        hits.map((h) => h.doc.sopInstanceUid),
+        want,
+        `k = ${k}`,
+      );
+    }
+  } finally {
+    await ix.close();
+  }
+});
+
 test('embedded: a reader sees another handle’s upserts and deletes on its next search', async () => {
   const path = pathOf('incremental');
   const docs = makeDocs('1.0.0', 4);

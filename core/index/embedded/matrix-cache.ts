@@ -97,18 +97,18 @@ export class MatrixCache {
   /** Exact k nearest rows to q under a filter: [{uid, distance}] ascending. */
   search(q: Float32Array, k: number, filter: KnnFilter | undefined): Array<{ uid: string; distance: number }> {
     const keep = this.compileFilter(filter);
-    const top = new TopK(k);
+    const uids = this.uids;
+    // Equal distances (the same pixels stored twice) rank by UID, as documented, also at
+    // the k-th place: rows follow insertion order, which a reindex changes.
+    const top = new TopK(k, (r1, r2) => uids[r1]! > uids[r2]!);
     const dims = this.dims;
     const m = this.matrix;
     for (let row = 0; row < this.n; row++) {
       if (keep !== undefined && !keep(row)) continue;
       const d2 = l2sqRow(m, row, dims, q);
-      if (d2 < top.worst) top.push(d2, row); // an equal distance loses to the earlier row anyway
+      if (d2 <= top.worst) top.push(d2, row);
     }
-    return top
-      .sorted()
-      .map(({ d2, row }) => ({ uid: this.uids[row]!, distance: Math.sqrt(d2) }))
-      .sort((a, b) => a.distance - b.distance || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
+    return top.sorted().map(({ d2, row }) => ({ uid: uids[row]!, distance: Math.sqrt(d2) }));
   }
 
   /** A row predicate, or undefined when the filter constrains nothing. */
