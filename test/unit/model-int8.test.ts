@@ -44,6 +44,7 @@ describe('INT8 model variant', () => {
       const cases = (JSON.parse(readFileSync(path.join(golden, 'manifest.json'), 'utf8')) as { cases: GoldenCase[] }).cases;
       assert.ok(cases.length >= 3);
       const { embeddings } = await int8.embed(cases.map((c) => f32(c.input.file)));
+      const cosines: number[] = [];
       cases.forEach((c, i) => {
         const want = f32(c.embedding.file);
         const got = embeddings[i]!;
@@ -51,9 +52,15 @@ describe('INT8 model variant', () => {
         const cos = got.reduce((s, v, k) => s + v * want[k]!, 0);
         const norm = Math.sqrt(got.reduce((s, v) => s + v * v, 0));
         assert.ok(Math.abs(norm - 1) < 1e-3, `${c.name}: unit length (${norm})`);
-        // Measured drift ‖e_fp32 − e_int8‖: mean 0.038, max 0.30 over 200 images (cos ≥ 0.955).
-        assert.ok(cos > 0.95, `${c.name}: cosine to FP32 ${cos.toFixed(4)}`);
+        // 0.4.0's measured drift ‖e_fp32 − e_int8‖ over 200 fold-5 images: mean 0.05, max 0.54
+        // (a CPU with VNNI) to 0.57 (AVX2 only), i.e. cosine ≥ 0.84; the CPU's kernels decide
+        // where a given image lands (figshare-1: above 0.95 with VNNI, 0.93 with AVX2 only).
+        // For scale: golden images of different classes are at cosine ≤ 0.21 from each other.
+        assert.ok(cos > 0.8, `${c.name}: cosine to FP32 ${cos.toFixed(4)}`);
+        cosines.push(cos);
       });
+      const mean = cosines.reduce((s, v) => s + v, 0) / cosines.length;
+      assert.ok(mean > 0.95, `mean cosine to FP32 ${mean.toFixed(4)}`);
     } finally {
       await int8.close();
     }
