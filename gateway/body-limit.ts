@@ -15,9 +15,11 @@ const DISCARD_GRACE_MS = 1000;
  */
 export function discardUpload(req: IncomingMessage, pipedTo?: Writable): void {
   if (pipedTo) req.unpipe(pipedTo);
+  if (req.destroyed) return; // nothing left to read, and no socket to close
   req.resume();
   if (req.readableEnded) return;
-  const t = setTimeout(() => req.socket.destroy(), DISCARD_GRACE_MS);
+  // req.socket is null once the request is destroyed (the client went away meanwhile)
+  const t = setTimeout(() => req.socket?.destroy(), DISCARD_GRACE_MS);
   t.unref();
   req.once('end', () => clearTimeout(t));
 }

@@ -13,18 +13,52 @@ import { HttpProblem } from '../core/errors.js';
 
 const DICM_OFFSET = 128;
 
-/** Read the request body, at most `limit` bytes (413 beyond). */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Read the request body, at most `limit` bytes (413 beyond). Past the limit it stops reading
+ * and leaves the request open (paused), so the caller can answer 413 and drop the rest
+ * (discardUpload): leaving a `for await` loop early would destroy the request under the answer.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let seen = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    seen += chunk.length;
-    if (seen > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, seen);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let seen = 0;
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      seen += chunk.length;
+      if (seen > limit) {
+        done();
+        req.pause();
+        chunks.length = 0;
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(Buffer.concat(chunks, seen));
+    };
+    const onError = (err: Error): void => {
+      done();
+      reject(err);
+    };
+    // The client went away mid-upload: nobody is left to answer, and it is not our failure.
+    const onClose = (): void => {
+      done();
+      reject(new HttpProblem('BAD_PARAM', 'the upload ended before its body was complete'));
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
 }
 
 function tooLarge(limit: number): HttpProblem {

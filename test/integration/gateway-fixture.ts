@@ -183,3 +183,37 @@ export function uploadThenRead(base: string, path: string, size: number): Promis
     pump();
   });
 }
+
+/**
+ * The same with `Transfer-Encoding: chunked` (no Content-Length to refuse up front): sends
+ * `size` bytes in 1 MiB chunks, reading whatever the gateway answers meanwhile, and resolves
+ * with it once the connection ends or is closed.
+ */
+export function uploadChunkedThenRead(base: string, path: string, size: number): Promise<string> {
+  const { port } = new URL(base);
+  return new Promise<string>((resolve) => {
+    const sock = net.connect(Number(port), '127.0.0.1');
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    sock.on('error', () => undefined); // a reset after the answer is allowed; the answer is what counts
+    sock.on('close', () => resolve(got));
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < size && !sock.destroyed) {
+        const n = Math.min(chunk.length, size - sent);
+        sent += n;
+        const framed = Buffer.concat([
+          Buffer.from(`${n.toString(16)}\r\n`),
+          n === chunk.length ? chunk : chunk.subarray(0, n),
+          Buffer.from('\r\n'),
+        ]);
+        if (!sock.write(framed)) return void sock.once('drain', pump);
+      }
+      if (!sock.destroyed) sock.write('0\r\n\r\n');
+      setTimeout(() => sock.end(), 200);
+    };
+    sock.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/dicom\r\nTransfer-Encoding: chunked\r\n\r\n`);
+    pump();
+  });
+}

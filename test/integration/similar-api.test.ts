@@ -21,7 +21,7 @@ import { runLoad } from '../../workers/load.js';
 import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
 import { dicomFixturesDir, figshareSampleDir } from '../helpers/fixtures.js';
 import { orthancAuthHeader, testStack } from '../helpers/stack.js';
-import { deleteStudies, json, raw, stowBody, storeDirect, uploadThenRead } from './gateway-fixture.js';
+import { deleteStudies, json, raw, stowBody, storeDirect, uploadChunkedThenRead, uploadThenRead } from './gateway-fixture.js';
 import {
   freshInstance,
   startSimilarGateway,
@@ -390,6 +390,17 @@ describe('/similar on the real stack', () => {
     // …and an uploader that sends the whole oversized body before reading still reads the 413.
     const whole = await uploadThenRead(sys.base, '/similar', 64 * 1024 * 1024 + 1);
     assert.match(whole, /^HTTP\/1\.1 413 /, whole.slice(0, 80));
+  });
+
+  test('POST: a chunked upload over the limit gets its 413, and the gateway goes on serving', async () => {
+    // No Content-Length: the limit is found mid-stream. Reading it with `for await` destroyed the
+    // request, and dropping the rest of the upload then threw from a timer one second later,
+    // which ended the gateway process (reproduced).
+    const answer = await uploadChunkedThenRead(sys.base, '/similar', 64 * 1024 * 1024 + 1);
+    assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
+    await new Promise((r) => setTimeout(r, 1500)); // past discardUpload's grace period
+    const after = await raw(`${sys.base}/healthz`, { method: 'GET' });
+    assert.equal(after.status, 200);
   });
 
   test('in the PACS but not indexed (stored straight into Orthanc): embedded on demand, then indexed and answered from the index', async () => {
