@@ -35,7 +35,7 @@ import { producerConnection, quiet } from '../core/queue/redis.js';
 import { parseMatch, parseRate, reconcileBar } from './backfill-command.js';
 import { configOrExit, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
-import { listFailed } from './failed-jobs.js';
+import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileSummary } from './reconciler.js';
@@ -44,6 +44,7 @@ interface ReindexCliOptions {
   match?: Record<string, string>;
   model: string;
   swapOnly?: boolean;
+  force?: boolean;
   dropOld?: boolean;
   resume?: boolean;
   rate?: number;
@@ -51,6 +52,20 @@ interface ReindexCliOptions {
   concurrency?: number;
   json?: boolean;
   progress: boolean;
+}
+
+/**
+ * Why `--swap-only` must not make a version live: it holds nothing, less than the live one
+ * (an interrupted reindex), or its queue still has work or retryable failures that no process
+ * will finish once this one has swapped (and, with --drop-old, deleted the old version).
+ */
+export function swapBlockers(s: { newCount: number; liveCount: number; pending: number; retryable: number }): string[] {
+  const out: string[] = [];
+  if (s.newCount === 0) out.push('it holds 0 documents');
+  else if (s.newCount < s.liveCount) out.push(`it holds ${s.newCount} documents, fewer than the ${s.liveCount} of the live version`);
+  if (s.pending > 0) out.push(`${s.pending} jobs are still queued or running for it`);
+  if (s.retryable > 0) out.push(`${s.retryable} of its jobs failed and can be retried`);
+  return out;
 }
 
 /** Queue namespace of a reindex run: its own queue, invisible to workers of the live model. */
@@ -66,7 +81,8 @@ export function reindexCommand(): Command {
   return new Command('reindex')
     .description('index the whole PACS with another model version beside the live one, then swap it live')
     .requiredOption('--model <manifest>', 'the new model: a manifest.json (or .onnx) file')
-    .option('--swap-only', 'only make the (already indexed) version live')
+    .option('--swap-only', 'only make the (already indexed) version live; refused while it is incomplete')
+    .option('--force', 'with --swap-only: swap even a version that holds fewer documents or has work left')
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
@@ -112,12 +128,40 @@ export function reindexCommand(): Command {
       };
 
       if (o.swapOnly) {
+        const namespace = reindexNamespace(version);
+        const queueConn = quiet(producerConnection(config.redisUrl));
+        const queue = new Queue<IndexJobData>(queueName('index', namespace), { connection: queueConn });
+        queue.on('error', () => undefined);
         try {
           if (!(await index.versions()).includes(version))
             cmd.error(`cbmir reindex: version ${version} has no storage yet: run the reindex without --swap-only first`, { exitCode: 2 });
-          if (oldLive !== version) await index.swapAlias(version);
+          if (oldLive !== version) {
+            const liveCount = oldLive ? await index.count() : 0; // unbound: the live version
+            await index.ensure(manifest.dims, version); // exists: binds, creates nothing
+            await redisReachable(() => queueConn.ping(), config.redisUrl);
+            const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+            const blockers = swapBlockers({
+              newCount: await index.count(),
+              liveCount,
+              pending: Object.values(c).reduce((a, b) => a + b, 0),
+              retryable: (await listAllFailed(queue)).filter((f) => f.view.retryable).length,
+            });
+            if (blockers.length > 0 && !o.force) {
+              process.stderr.write(
+                `cbmir reindex: not swapping ${version}: ${blockers.join('; ')}. ` +
+                  `Finish it with \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
+                  `or pass --force to swap it as it is\n`,
+              );
+              await finish(false);
+              process.exitCode = 1;
+              return;
+            }
+            await index.swapAlias(version);
+          }
           await finish(true);
         } finally {
+          await queue.close().catch(() => undefined);
+          queueConn.disconnect();
           await index.close();
         }
         return;
@@ -218,7 +262,7 @@ export function reindexCommand(): Command {
           say(
             o.json,
             `not swapping: ${retryable} retryable failures, ${first.studyErrors.length + second.studyErrors.length} studies not crawled, ` +
-              `${first.enqueueFailures + second.enqueueFailures} not enqueued. Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\` (or --swap-only)`,
+              `${first.enqueueFailures + second.enqueueFailures} not enqueued. Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\``,
           );
         }
         await finish(swap, {

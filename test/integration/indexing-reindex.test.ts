@@ -69,6 +69,30 @@ describe('indexing: cbmir reindex', () => {
         await waitFor('6 indexed with the live model', async () => (await bound.count()) === 6, 120_000, 300);
         assert.equal(await reader.liveVersion(), oldVersion);
 
+        // A reindex interrupted after creating the new storage: --swap-only (the advice after a
+        // failed run) must not make an empty version live, nor --drop-old delete the full one.
+        const early = place.open();
+        await early.ensure(shipped.dims, newVersion);
+        await early.close();
+        const empty = await run(
+          process.execPath,
+          ['--import', 'tsx', 'workers/cli.ts', 'reindex', '--model', manifestPath, '--swap-only', '--drop-old', '--json'],
+          {
+            cwd: repoRoot,
+            env: { ...process.env, ...place.env, CBMIR_DATA_DIR: tmp, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
+            timeout: 60_000,
+          },
+        ).then(
+          () => ({ code: 0, stderr: '', stdout: '' }),
+          (e: { code: number; stderr: string; stdout: string }) => e,
+        );
+        assert.equal(empty.code, 1, empty.stderr);
+        assert.match(empty.stderr, /not swapping .*it holds 0 documents/);
+        assert.equal((JSON.parse(empty.stdout.trim().split('\n').pop()!) as { swapped: boolean }).swapped, false);
+        assert.equal(await reader.liveVersion(), oldVersion);
+        assert.ok((await reader.versions()).includes(oldVersion), 'the live version was dropped');
+        assert.equal(await reader.count(), 6);
+
         const cli = await run(
           process.execPath,
           [
