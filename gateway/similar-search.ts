@@ -103,13 +103,12 @@ export class SimilarSearch {
     } catch (err) {
       if (!(err instanceof IndexError && err.code === 'NOT_READY')) throw indexProblem(err);
     }
+    // The SOP Instance UID alone finds the document; the path must agree with it. One that does
+    // not is treated as not indexed, so the caller's own QIDO answers it as it answers any UID
+    // the index lacks (a 404 decided by the index alone would tell any caller, even one without
+    // credentials, which SOP Instance UIDs it holds).
+    if (doc && (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid)) doc = undefined;
     if (doc) {
-      // The SOP Instance UID alone finds the document; the path must agree with it.
-      // Same answer as an instance that is not there at all: before any access check, a
-      // distinct one would tell any caller which SOP Instance UIDs the index holds.
-      if (doc.studyInstanceUid !== uids.studyInstanceUid || doc.seriesInstanceUid !== uids.seriesInstanceUid) {
-        throwUnlessReadable('no', 'the instance');
-      }
       // The caller's access to the query study is checked in search()'s first access QIDO,
       // together with the result studies: one PACS round trip instead of two on a cache miss.
       return {
@@ -201,18 +200,19 @@ export class SimilarSearch {
       } catch (err) {
         throw indexProblem(err);
       }
+      const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
+      const t1 = performance.now();
+      const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);
+      accessMs += performance.now() - t1;
+      // Nothing is answered (not even "no results", nor a 503 below) before the query study is
+      // known readable, and in the words used for a missing instance, which it must not differ from.
+      if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the instance');
       // A query embedded while the live version was swapped: its vector and the index come from
       // two models, and a ranking across them means nothing. Ask again (it takes seconds).
       const searched = hits[0]?.doc.modelVersion;
       if (searched !== undefined && searched !== q.modelVersion) {
         throw new HttpProblem('NOT_READY', `the live model changed to ${searched} during this query; try again`, { retryAfter: 1 });
       }
-      const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
-      const t1 = performance.now();
-      const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);
-      accessMs += performance.now() - t1;
-      // Nothing is answered (not even "no results") before the query study is known readable.
-      if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the query instance');
       if (hits.length === 0) break;
       for (const h of hits) {
         const a = access.get(h.doc.studyInstanceUid);

@@ -515,6 +515,20 @@ describe('/similar on the real stack', () => {
         headers: { authorization: good },
       });
       assert.equal(figshare.status, 404);
+      // …with the very answer of an instance that exists nowhere: an indexed study the caller
+      // cannot read is not told apart from a missing one, by status or by wording.
+      const nowhere = `/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=1.2.3.4&SOPInstanceUID=1.2.3.4.5`;
+      const absent = await raw(`${g2.base}${nowhere}`, { headers: { authorization: good } });
+      assert.equal(absent.status, 404);
+      assert.deepEqual(json<Problem>(figshare), json<Problem>(absent));
+      // Without credentials the same: an indexed SOP Instance UID named under another study gets
+      // the 401 any unindexed one gets (the caller's own QIDO), not a 404 that the index alone decided.
+      const misplaced = await raw(
+        `${g2.base}/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}`,
+      );
+      const unknown = await raw(`${g2.base}${nowhere}`);
+      assert.equal(unknown.status, 401);
+      assert.equal(misplaced.status, unknown.status, misplaced.body.toString());
       // Right credentials: embedded on demand via the worker's own credentials, then ranked;
       // the 36+ indexed figshare slices are invisible here, a2 (indexed next) is visible to a1's query.
       const r1 = await raw(`${g2.base}${path1}`, {
