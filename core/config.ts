@@ -95,6 +95,8 @@ const envSchema = z.object({
   CBMIR_ACCESS_CACHE_ENTRIES: int(0, 10_000_000).default(50_000),
   /** /similar: the largest `limit` a caller may ask for. 100 for people; evaluation (npm run eval:live) raises it up to 10000 (the index's MAX_K) to read a full ranking through the API. */
   CBMIR_SIMILAR_MAX_LIMIT: int(1, 10_000).default(100),
+  /** /similar: uploads searched at once; each holds up to ~150 MiB (the body, its base64 copy in the job) until embedded, so more wait with 503 + Retry-After. */
+  CBMIR_SIMILAR_MAX_UPLOADS: int(1, 1_000).default(4),
   /** /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port). */
   CBMIR_VIEWER_URL_TEMPLATE: viewerTemplate.default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
   /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
@@ -134,7 +136,13 @@ export interface Config {
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
   readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number; readonly changesIntervalS: number; readonly pacsRestUrl: string };
-  readonly similar: { readonly embedTimeoutMs: number; readonly accessCacheMs: number; readonly accessCacheEntries: number; readonly maxLimit: number };
+  readonly similar: {
+    readonly embedTimeoutMs: number;
+    readonly accessCacheMs: number;
+    readonly accessCacheEntries: number;
+    readonly maxLimit: number;
+    readonly maxUploads: number;
+  };
   /** The web page (/ui): viewer link templates. */
   readonly ui: { readonly viewerUrlTemplate: string; readonly blueLightUrlTemplate: string | undefined };
 }
@@ -250,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       accessCacheMs: e.CBMIR_ACCESS_CACHE_MS,
       accessCacheEntries: e.CBMIR_ACCESS_CACHE_ENTRIES,
       maxLimit: e.CBMIR_SIMILAR_MAX_LIMIT,
+      maxUploads: e.CBMIR_SIMILAR_MAX_UPLOADS,
     }),
     ui: Object.freeze({ viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE, blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE }),
   });

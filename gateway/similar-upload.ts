@@ -65,21 +65,33 @@ function tooLarge(limit: number): HttpProblem {
   return new HttpProblem('PAYLOAD_TOO_LARGE', `a query image is at most ${limit} bytes`);
 }
 
+/**
+ * What a POST /similar Content-Type allows, checked before a byte of the body is read:
+ * undefined for application/dicom, the boundary for multipart/related; a problem otherwise.
+ */
+export function uploadBoundary(contentType: string | undefined): string | undefined {
+  const media = (contentType ?? '').toLowerCase().split(';')[0]?.trim() ?? '';
+  if (media === 'application/dicom') return undefined;
+  if (media !== 'multipart/related') {
+    throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'POST /similar takes application/dicom or multipart/related; type="application/dicom"');
+  }
+  const type = /;\s*type="?([^";]+)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (type !== undefined && type !== 'application/dicom') {
+    throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'multipart/related must carry type="application/dicom"');
+  }
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? '');
+  const b = boundary?.[1] ?? boundary?.[2];
+  if (!b) throw new HttpProblem('BAD_PARAM', 'multipart/related without a boundary');
+  return b;
+}
+
 /** The DICOM instance in a POST /similar body, by Content-Type. */
 export function extractDicom(contentType: string | undefined, body: Buffer, limit: number): Uint8Array {
-  const ct = (contentType ?? '').toLowerCase();
-  const media = ct.split(';')[0]?.trim() ?? '';
+  const b = uploadBoundary(contentType);
   let bytes: Uint8Array | undefined;
-  if (media === 'application/dicom') {
+  if (b === undefined) {
     bytes = body;
-  } else if (media === 'multipart/related') {
-    const type = /;\s*type="?([^";]+)"?/i.exec(contentType ?? '')?.[1]?.toLowerCase();
-    if (type !== undefined && type !== 'application/dicom') {
-      throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'multipart/related must carry type="application/dicom"');
-    }
-    const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? '');
-    const b = boundary?.[1] ?? boundary?.[2];
-    if (!b) throw new HttpProblem('BAD_PARAM', 'multipart/related without a boundary');
+  } else {
     try {
       for (const part of parseMultipart(body, {
         boundary: b,
@@ -96,8 +108,6 @@ export function extractDicom(contentType: string | undefined, body: Buffer, limi
       throw new HttpProblem('BAD_PARAM', `malformed multipart body: ${(err as Error).message.slice(0, 200)}`);
     }
     if (!bytes) throw new HttpProblem('BAD_PARAM', 'the multipart body holds no application/dicom part');
-  } else {
-    throw new HttpProblem('UNSUPPORTED_MEDIA_TYPE', 'POST /similar takes application/dicom or multipart/related; type="application/dicom"');
   }
   // Cheap sanity check here; the worker's decoder is the judge of everything else.
   if (bytes.length < DICM_OFFSET + 4 || Buffer.from(bytes.buffer, bytes.byteOffset + DICM_OFFSET, 4).toString('latin1') !== 'DICM') {

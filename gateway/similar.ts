@@ -37,7 +37,7 @@ import type { Gateway } from './server.js';
 import { AccessChecker } from './similar-access.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
-import { extractDicom, readBody } from './similar-upload.js';
+import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 
 export interface SimilarDeps {
   readonly config: Config;
@@ -117,6 +117,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     log: logger,
   });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
+  let uploadsInFlight = 0;
   const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
   const openapi = loadOpenApi();
 
@@ -223,12 +224,23 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       res,
       'upload',
       async () => {
-        // Validate the media type before reading a byte of the body.
+        // Validate the media type (and a multipart boundary) before reading a byte of the body.
         const ct = req.headers['content-type'];
-        const media = (ct ?? '').split(';')[0]?.trim().toLowerCase();
-        if (media !== 'application/dicom' && media !== 'multipart/related') extractDicom(ct, Buffer.alloc(0), maxUpload);
-        const body = await readBody(req, maxUpload);
-        return search.byUpload(extractDicom(ct, body, maxUpload));
+        uploadBoundary(ct);
+        // Each upload holds its body and a base64 copy (in memory and in a Redis job) until a worker
+        // has embedded it: bounded, so that a burst of large uploads cannot exhaust either.
+        if (uploadsInFlight >= config.similar.maxUploads) {
+          throw new HttpProblem('EMBED_UNAVAILABLE', `${config.similar.maxUploads} uploaded images are being searched already; try again`, {
+            retryAfter: 2,
+          });
+        }
+        uploadsInFlight++;
+        try {
+          const body = await readBody(req, maxUpload);
+          return await search.byUpload(extractDicom(ct, body, maxUpload));
+        } finally {
+          uploadsInFlight--;
+        }
       },
       false,
     ),

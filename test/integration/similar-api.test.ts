@@ -11,6 +11,7 @@
  * same vector, so a re-wrapped copy of an archived slice finds that slice at d ≈ 0.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { readFile } from 'node:fs/promises';
@@ -600,6 +601,65 @@ describe('/similar on the real stack', () => {
       assert.ok(performance.now() - t0 < 3_000);
     } finally {
       await down.close();
+    }
+  });
+
+  test('uploads searched at once are bounded (CBMIR_SIMILAR_MAX_UPLOADS): one more gets 503 at once, and the slot comes back', async () => {
+    const busyNs = uniqueName('sim-busy');
+    const busy = await startSimilarGateway({
+      ns: busyNs,
+      esBase,
+      env: { CBMIR_EMBED_TIMEOUT_MS: '3000', CBMIR_SIMILAR_MAX_UPLOADS: '1' },
+    });
+    const post = async () =>
+      raw(`${busy.base}/similar`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/dicom' },
+        body: Buffer.from((await freshInstance(q.file)).bytes),
+      });
+    try {
+      // No worker on this namespace: the first upload holds its slot until the embed timeout.
+      const first = post();
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = performance.now();
+      const second = await post();
+      assert.equal(second.status, 503, second.body.toString());
+      assert.equal(json<Problem>(second).code, 'EMBED_UNAVAILABLE');
+      assert.ok(second.headers['retry-after']);
+      assert.ok(performance.now() - t0 < 2_000, 'refused at once, not after waiting for a worker');
+      assert.equal(json<Problem>(await first).code, 'EMBED_TIMEOUT');
+      // Released: the next upload is taken (and times out in its turn, for want of a worker).
+      assert.equal(json<Problem>(await post()).code, 'EMBED_TIMEOUT');
+    } finally {
+      await busy.close();
+      await dropQueues(busyNs);
+    }
+  });
+
+  test('POST with a Content-Type it cannot take is refused before the body is sent', async () => {
+    // Headers only, a 50 MiB body announced and never sent: the answer must not wait for it.
+    for (const [ct, status] of [
+      ['multipart/related; type="application/json"; boundary=b', 415],
+      ['multipart/related; type="application/dicom"', 400],
+      ['image/png', 415],
+    ] as const) {
+      const { port } = new URL(sys.base);
+      const answer = await new Promise<string>((resolve) => {
+        const sock = net.connect(Number(port), '127.0.0.1');
+        let got = '';
+        const timer = setTimeout(() => sock.destroy(), 3_000);
+        sock.on('data', (d: Buffer) => {
+          got += d.toString('latin1');
+          if (got.includes('\r\n\r\n')) {
+            clearTimeout(timer);
+            sock.destroy();
+          }
+        });
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve(got));
+        sock.write(`POST /similar HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${ct}\r\nContent-Length: ${50 * 1024 * 1024}\r\n\r\n`);
+      });
+      assert.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `), `${ct}: ${answer.slice(0, 80) || 'no answer in 3 s'}`);
     }
   });
 
