@@ -1,12 +1,49 @@
 /** Structured logging (pino). Never log PHI: log UIDs' hashes only where needed, never names/IDs/bodies. */
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: string = process.env.CBMIR_LOG_LEVEL ?? 'info', name = 'cbmir'): Logger {
-  return pino({
+/**
+ * DICOM UIDs are identifiers under the de-identification rules, and error messages can carry
+ * them (a PACS path, a QIDO). A digits-and-dots token with five or more components, or with a
+ * component of ten or more digits (2.25.<UUID>), is one; an IPv4 address or a version is not.
+ */
+const UID_LIKE = /\b\d+(?:\.\d+){4,}\b|\b\d+(?:\.\d+)*\.\d{10,}(?:\.\d+)*\b/g;
+
+export function scrubUids(s: string): string {
+  return s.replace(UID_LIKE, '<uid>');
+}
+
+function scrub(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return scrubUids(v);
+  if (depth > 4 || v === null || typeof v !== 'object') return v;
+  // pino's err serializer would read these; its message and stack are not enumerable.
+  if (v instanceof Error) return { type: v.name, message: scrubUids(v.message), stack: scrubUids(v.stack ?? '') };
+  if (Array.isArray(v)) return v.map((x) => scrub(x, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = scrub(x, depth + 1);
+  return out;
+}
+
+export function createLogger(
+  level: string = process.env.CBMIR_LOG_LEVEL ?? 'info',
+  name = 'cbmir',
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     name,
     level,
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: '[redacted]' },
-  });
+    formatters: { log: (obj: Record<string, unknown>) => scrub(obj) as Record<string, unknown> },
+    hooks: {
+      // The message too: a caller may build one from an error's text.
+      logMethod(this: Logger, args: Parameters<Logger['info']>, method: (...a: unknown[]) => void) {
+        method.apply(
+          this,
+          args.map((a) => (typeof a === 'string' ? scrubUids(a) : a)),
+        );
+      },
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

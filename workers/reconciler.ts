@@ -276,7 +276,7 @@ export class Reconciler {
         }
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
-        this.deps.log?.warn({ study: study.uid, err: (err as Error).message }, 'reconciler: study not checked');
+        this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: study not checked'); // the summary names it; logs carry no UIDs
       }
       // The PACS's count was a guess (instances may have arrived since): keep the total honest.
       if (study.instances !== undefined && seenInStudy > study.instances) instancesTotal += seenInStudy - study.instances;
