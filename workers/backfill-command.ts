@@ -65,6 +65,33 @@ export function reconcileBar(enabled: boolean): { update(p: ReconcileProgress): 
   };
 }
 
+/**
+ * Progress of a crawl: the bar on a terminal (unless `bar` is false), otherwise, when `lines`,
+ * a line on stderr every `everyMs`, so that a crawl of hours under nohup or systemd is not silent.
+ */
+export function reconcileProgress(o: {
+  bar: boolean;
+  lines: boolean;
+  prefix: string;
+  everyMs?: number;
+}): { update(p: ReconcileProgress): void; stop(): void } | undefined {
+  const bar = reconcileBar(o.bar);
+  if (bar || !o.lines) return bar;
+  const everyMs = o.everyMs ?? 30_000;
+  let last = Date.now();
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last < everyMs) return;
+      last = now;
+      process.stderr.write(
+        `${o.prefix}: ${p.studiesDone}/${p.studiesTotal} studies, ${p.instancesSeen}/${p.instancesTotal} instances, ${p.missing} missing, ${p.enqueued} enqueued\n`,
+      );
+    },
+    stop() {},
+  };
+}
+
 /** `--match Key=value` (repeatable) → QIDO matching attributes. */
 export const parseMatch = (v: string, prev: Record<string, string> = {}): Record<string, string> => {
   const m = /^([A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{8})=(.+)$/.exec(v);
@@ -91,10 +118,16 @@ export function backfillCommand(): Command {
     .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable), e.g. ModalitiesInStudy=CT', parseMatch)
     .option('--namespace <ns>', 'queue namespace (tests)')
     .option('--json', 'print the summary as one JSON line')
-    .option('--no-progress', 'no progress bar (it is off anyway when stderr is not a terminal)')
+    .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
     .action(async (o: BackfillCliOptions) => {
       const config = configOrExit();
-      const manifest = loadModelManifest(config.model);
+      let manifest;
+      try {
+        manifest = loadModelManifest(config.model);
+      } catch (err) {
+        process.stderr.write(`cbmir backfill: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
       const pacs = new PacsClient({
         url: config.pacs.url,
         user: config.pacs.user,
@@ -107,7 +140,7 @@ export function backfillCommand(): Command {
       const abort = new AbortController();
       const onSigint = () => abort.abort(new Error('interrupted'));
       process.once('SIGINT', onSigint);
-      const bar = reconcileBar(o.progress && !o.json);
+      const bar = reconcileProgress({ bar: o.progress && !o.json, lines: o.progress, prefix: 'cbmir backfill' });
       const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
       try {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);

@@ -103,7 +103,17 @@ export function loadCommand(): Command {
       let authorization: string | undefined;
       try {
         authorization = authorizationHeader(opts.auth);
-        if (mode === 'send') new URL(opts.url);
+        if (mode === 'send') {
+          let u: URL;
+          try {
+            u = new URL(opts.url);
+          } catch {
+            throw new Error(`--url is not a URL: ${opts.url.slice(0, 200)}`);
+          }
+          if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`--url must be an http(s) DICOMweb root, not ${u.protocol}`);
+          // It is printed in the summary; a login goes in --auth, never into output or shell history twice.
+          if (u.username || u.password) throw new Error('--url must not carry a user or password; give them with --auth user:password');
+        }
       } catch (err) {
         cmd.error(`cbmir load: ${(err as Error).message}`, { exitCode: 2 });
       }

@@ -32,7 +32,7 @@ import { loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { parseMatch, parseRate, reconcileBar } from './backfill-command.js';
+import { parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
 import { configOrExit, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
@@ -98,7 +98,7 @@ export function reindexCommand(): Command {
       return n;
     })
     .option('--json', 'print the outcome as one JSON line')
-    .option('--no-progress', 'no progress bars')
+    .option('--no-progress', 'no progress (bars on a terminal, elsewhere a line every 30 s)')
     .action(async (o: ReindexCliOptions, cmd: Command) => {
       const config = configOrExit();
       let manifest;
@@ -220,7 +220,7 @@ export function reindexCommand(): Command {
         const reconciler = new Reconciler({ pacs, index, enqueuer, log });
         const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'reindex', version), Boolean(o.resume));
         const crawl = async (cp: Checkpoint | undefined): Promise<ReconcileSummary> => {
-          const bar = reconcileBar(o.progress && !o.json);
+          const bar = reconcileProgress({ bar: o.progress && !o.json, lines: o.progress, prefix: 'cbmir reindex' });
           try {
             return await reconciler.run({
               source: 'reindex',

@@ -185,6 +185,28 @@ describe('the cbmir CLI', () => {
     const noCsv = cli('load', tmp, '--dry-run');
     assert.equal(noCsv.status, 2);
     assert.match(noCsv.stderr, /cannot read .*labels\.csv/);
+    // A --url that is not an http(s) DICOMweb root, or that carries a login (printed in the summary): usage errors naming --url.
+    for (const [url, why] of [
+      ['ftp://127.0.0.1/dicom-web', /--url must be an http\(s\)/],
+      ['not a url', /--url is not a URL/],
+      ['http://admin:s3cret@127.0.0.1:9/dicom-web', /--url must not carry a user or password/],
+    ] as const) {
+      const r = cli('load', ixiSampleDir, '--url', url, '--limit', '1');
+      assert.equal(r.status, 2, `${url}: ${r.stderr}`);
+      assert.match(r.stderr, why);
+      assert.doesNotMatch(r.stdout + r.stderr, /s3cret/);
+    }
+    const noModel = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'cbmir.js'), 'backfill'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, CBMIR_MODEL: path.join(tmp, 'no-such-manifest.json') },
+    });
+    assert.equal(noModel.status, 2, noModel.stderr);
+    assert.match(noModel.stderr, /cbmir backfill: model not found/);
+    const stalled = cli('worker', '--stalled-interval-ms', 'abc');
+    assert.equal(stalled.status, 2);
+    assert.match(stalled.stderr, /--stalled-interval-ms must be/);
     // Nothing listens on port 9 (discard) on loopback: every batch fails, with the reason.
     const down = cli('load', ixiSampleDir, '--url', 'http://127.0.0.1:9/dicom-web', '--retries', '0', '--json', '--limit', '2');
     assert.equal(down.status, 1);
