@@ -10,8 +10,11 @@ export type { Logger };
  */
 const UID_LIKE = /\b\d+(?:\.\d+){4,}\b|\b\d+(?:\.\d+)*\.\d{10,}(?:\.\d+)*\b/g;
 
+/** UIDs of the DICOM standard itself (transfer syntaxes, SOP classes) name no one and say why an image was refused. */
+const STANDARD_ROOT = '1.2.840.10008.';
+
 export function scrubUids(s: string): string {
-  return s.replace(UID_LIKE, '<uid>');
+  return s.replace(UID_LIKE, (uid) => (uid.startsWith(STANDARD_ROOT) ? uid : '<uid>'));
 }
 
 function scrub(v: unknown, depth = 0): unknown {

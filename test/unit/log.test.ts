@@ -42,7 +42,7 @@ test('log: UIDs in fields, nested errors and messages are replaced; addresses, v
 
 test('log: an Error object keeps its message, without the UIDs in it', () => {
   const { lines, stream } = capture();
-  createLogger('info', 'test', stream).error({ err: new Error('PACS answered 404 for /studies/1.2.840.10008.1.2.3/series') }, 'failed');
+  createLogger('info', 'test', stream).error({ err: new Error('PACS answered 404 for /studies/1.2.840.113619.2.5.1/series') }, 'failed');
   const o = JSON.parse(lines.join('')) as { err: { message: string; stack: string } };
   assert.equal(o.err.message, 'PACS answered 404 for /studies/<uid>/series');
   assert.doesNotMatch(o.err.stack, /1\.2\.840/);
@@ -53,4 +53,6 @@ test('log: what is and is not taken for a UID', () => {
   assert.equal(scrubUids('2.25.1234567890'), '<uid>');
   assert.equal(scrubUids('10.0.0.1:8042'), '10.0.0.1:8042');
   assert.equal(scrubUids('model 0.4.0 took 36.9 ms'), 'model 0.4.0 took 36.9 ms');
+  // the standard's own UIDs (a transfer syntax in a refusal) name no one
+  assert.equal(scrubUids('transfer syntax 1.2.840.10008.1.2.4.100 unsupported'), 'transfer syntax 1.2.840.10008.1.2.4.100 unsupported');
 });
