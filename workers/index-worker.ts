@@ -81,7 +81,7 @@ export function fetchFailure(step: string, err: unknown): Error {
   return new UnrecoverableError(`${step}: ${(err as Error).message}`);
 }
 
-function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>, vector: Float32Array, frame: number, modelVersion: string, key: string | undefined): VectorDoc {
+export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>, vector: Float32Array, frame: number, modelVersion: string, key: string | undefined): VectorDoc {
   const fields = {
     sopInstanceUid: ids.sopInstanceUid,
     studyInstanceUid: meta.studyInstanceUid ?? ids.studyInstanceUid,
@@ -96,7 +96,12 @@ function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 
     indexedAt: new Date().toISOString(),
     vector,
   };
-  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as unknown as VectorDoc;
+  // An optional text over the index's 256 characters (a label line of a 10 KiB Image Comments)
+  // is left out, rather than the image refused for it.
+  const optional = new Set(['modality', 'bodyPartExamined', 'label']);
+  return Object.fromEntries(
+    Object.entries(fields).filter(([k, v]) => v !== undefined && !(optional.has(k) && typeof v === 'string' && v.length > 256)),
+  ) as unknown as VectorDoc;
 }
 
 export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {

@@ -221,6 +221,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   const samplesPerPixel = num(ds, '00280002') ?? 1;
   const photometric = str(ds, '00280004') ?? (samplesPerPixel === 1 ? 'MONOCHROME2' : 'RGB');
   if (!rows || !cols || rows < 1 || cols < 1) return refuse('MALFORMED', 'Rows/Columns missing or zero', meta);
+  if (!Number.isInteger(rows) || !Number.isInteger(cols)) return refuse('MALFORMED', `Rows/Columns ${rows}×${cols} are not whole numbers`, meta);
   if (bitsAllocated === undefined) return refuse('MALFORMED', 'Bits Allocated (0028,0100) missing', meta);
   if (bitsAllocated === 1) return refuse('UNSUPPORTED_PIXELS', '1-bit (bitmap) pixel data is not embedded', meta);
   if (![8, 16, 32].includes(bitsAllocated)) return refuse('UNSUPPORTED_PIXELS', `Bits Allocated ${bitsAllocated} is not supported`, meta);

@@ -134,6 +134,8 @@ export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut,
     } else {
       for (let i = 0; i < n; i++) out[i] = s[i]!;
     }
+    // A rescale slope such as 1e308 overflows float32: an image of Infinity embeds as NaN.
+    for (let i = 0; i < n; i++) if (!Number.isFinite(out[i]!)) return { ok: false, reason: 'the Modality LUT (rescale) gives values beyond float range' };
     if (photometric === 'MONOCHROME1') {
       let min = Infinity;
       let max = -Infinity;

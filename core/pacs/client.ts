@@ -37,12 +37,18 @@ export class PacsHttpError extends Error {
   }
 }
 
+/**
+ * Socket and name-resolution errors: the PACS is not there right now (restarting, its container's
+ * name not resolving yet, a route down). undici passes these through unwrapped.
+ */
+const TRANSIENT_ERRNO = /^(?:ECONNREFUSED|ECONNRESET|ECONNABORTED|ETIMEDOUT|EPIPE|EHOSTUNREACH|EHOSTDOWN|ENETUNREACH|ENETDOWN|ENOTFOUND|EAI_AGAIN)$/;
+
 export function isTransientPacsError(err: unknown): boolean {
   if (err instanceof PacsHttpError) return err.transient;
-  return (
-    err instanceof undiciErrors.UndiciError ||
-    (err instanceof Error && /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|socket|timeout/i.test(`${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`))
-  );
+  if (err instanceof undiciErrors.UndiciError) return true;
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code ?? ((err as { cause?: NodeJS.ErrnoException }).cause?.code ?? '');
+  return TRANSIENT_ERRNO.test(code) || /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|socket|timeout/i.test(`${code} ${err.message}`);
 }
 
 export class PacsClient {

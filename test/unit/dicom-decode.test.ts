@@ -194,6 +194,19 @@ describe('pixel semantics on real pixels (header edits of siemens_mosaic_1.dcm)'
     for (let i = 0; i < px.length; i += 101) assert.equal(out[i], px[i]! * 0.5 - 1024);
   });
 
+  it('refuses a rescale beyond float range and Rows/Columns that are not whole numbers, with reasons', async () => {
+    const huge = await decodeDicom(withHeader(base, (ds) => {
+      ds['00281053'] = { vr: 'DS', Value: [1e308] };
+    }));
+    assert.equal(huge.ok, false);
+    assert.deepEqual(huge.ok ? [] : [huge.code, /beyond float range/.test(huge.reason)], ['UNSUPPORTED_PIXELS', true]);
+    const half = await decodeDicom(withHeader(base, (ds) => {
+      ds['00280010'] = { vr: 'DS', Value: [383.5] };
+    }));
+    assert.equal(half.ok, false);
+    assert.deepEqual(half.ok ? [] : [half.code, /not whole numbers/.test(half.reason)], ['MALFORMED', true]);
+  });
+
   it('inverts MONOCHROME1 so that brighter still means more signal', async () => {
     const px = await original();
     const d = ok(await decodeDicom(withHeader(base, (ds) => {

@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import { UnrecoverableError } from 'bullmq';
 import { PacsHttpError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
-import { embedConcurrency, fetchFailure } from '../../workers/index-worker.js';
+import { embedConcurrency, fetchFailure, toDoc } from '../../workers/index-worker.js';
+import type { InstanceMeta } from '../../core/dicom/decode.js';
+import { docProblem } from '../../core/index/validate.js';
 
 const path = '/dicom-web/studies/1.2/series/1.3/instances/1.4';
 
@@ -31,6 +33,31 @@ test('5xx and connection faults are retried', () => {
   assert.ok(!(fetchFailure('fetch (WADO-RS)', new PacsHttpError(503, path)) instanceof UnrecoverableError));
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8042'), { code: 'ECONNREFUSED' });
   assert.ok(!(fetchFailure('fetch (WADO-RS)', refused) instanceof UnrecoverableError));
+  // A PACS whose name does not resolve (its container stopped) or whose route is down is away, not gone.
+  for (const code of ['ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']) {
+    const e = fetchFailure('fetch (WADO-RS)', Object.assign(new Error(`getaddrinfo ${code} orthanc`), { code }));
+    assert.ok(!(e instanceof UnrecoverableError), code);
+  }
+});
+
+test('an optional text over the index limit (a 300-character label) is left out, not the image refused', () => {
+  const meta = {
+    studyInstanceUid: '1.2',
+    seriesInstanceUid: '1.2.3',
+    modality: 'MR',
+    label: { className: 'x'.repeat(300) },
+  } as unknown as InstanceMeta;
+  const doc = toDoc(
+    meta,
+    { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+    new Float32Array(4).fill(0.5),
+    1,
+    '0.4.0',
+    undefined,
+  );
+  assert.equal(doc.label, undefined);
+  assert.equal(doc.modality, 'MR');
+  assert.equal(docProblem(doc, 4, '0.4.0'), undefined);
 });
 
 test('interactive embed jobs are bounded by the decode limit, not by the index-job concurrency', () => {
