@@ -44,7 +44,14 @@ export function takeAcceptParam(query: string): { accept: string | undefined; re
     }
     if (accept !== undefined) continue;
     try {
-      accept = decodeURIComponent(pair.slice(eq + 1)).trim();
+      // Form encoding (URLSearchParams, Python requests) writes a space as '+': next to ';' or ','
+      // it is one ("multipart/related;+type=…"); between letters it is a media-type suffix
+      // ("application/dicom+json", often written unencoded) and stays.
+      const parts = pair
+        .slice(eq + 1)
+        .split('+')
+        .map(decodeURIComponent);
+      accept = parts.reduce((acc, p) => acc + (/[;,]\s*$/.test(acc) || /^\s*[;,]/.test(p) ? ' ' : '+') + p).trim();
     } catch {
       throw new HttpProblem('BAD_PARAM', 'accept query parameter is not valid percent-encoding');
     }

@@ -56,13 +56,35 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: Upstream
 }
 
 /** Response headers to send to the client: hop-by-hop removed, URL-bearing ones mapped with `mapUrl`. */
-export function downstreamResponseHeaders(inbound: IncomingHttpHeaders, mapUrl: (s: string) => string): OutgoingHttpHeaders {
+/**
+ * The PACS answer's headers as the client gets them. CORS is the gateway's to decide
+ * (CBMIR_CORS_ORIGINS): a PACS or proxy that allows `*` must not open the gateway, which adds
+ * its own PACS login, to every web page; so its access-control-* headers are dropped, and its
+ * Vary is merged with the gateway's (`ownVary`, e.g. Origin) instead of replacing it.
+ */
+export function downstreamResponseHeaders(
+  inbound: IncomingHttpHeaders,
+  mapUrl: (s: string) => string,
+  ownVary?: string,
+): OutgoingHttpHeaders {
   const listed = connectionListed(inbound);
   const out: OutgoingHttpHeaders = {};
   for (const name in inbound) {
-    if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || listed?.has(name) || name.startsWith('access-control-')) continue;
     const v = inbound[name];
     out[name] = (name === 'location' || name === 'content-location') && typeof v === 'string' ? mapUrl(v) : v;
+  }
+  if (ownVary && out.vary !== undefined) {
+    const seen = new Set<string>();
+    const merged: string[] = [];
+    for (const f of `${ownVary},${String(out.vary)}`.split(',')) {
+      const t = f.trim();
+      if (t && !seen.has(t.toLowerCase())) {
+        seen.add(t.toLowerCase());
+        merged.push(t);
+      }
+    }
+    out.vary = merged.join(', ');
   }
   return out;
 }

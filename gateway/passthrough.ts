@@ -111,7 +111,12 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   }
   const status = ures.statusCode ?? 502;
   const base = spec.publicBase.base;
-  const out = downstreamResponseHeaders(ures.headers, (v) => ctx.rewriter.mapUrl(v, base));
+  const ownVary = res.getHeader('vary');
+  const out = downstreamResponseHeaders(
+    ures.headers,
+    (v) => ctx.rewriter.mapUrl(v, base),
+    ownVary === undefined ? undefined : String(ownVary),
+  );
   const contentType = ures.headers['content-type'];
   const declared = ures.headers['content-length'] === undefined ? -1 : Number(ures.headers['content-length']);
   // A compressed answer cannot be rewritten: pass it on as it is.

@@ -28,4 +28,11 @@ test('wildcard detection and parameter parsing', () => {
   assert.equal(isWildcardAccept('image/jpeg, */*'), false);
   assert.deepEqual(takeAcceptParam('a=1&b=2'), { accept: undefined, rest: 'a=1&b=2' });
   assert.throws(() => takeAcceptParam('accept=%E0%A4%A'), /percent-encoding/);
+  // Form-encoded spaces (Python requests, URLSearchParams) beside ';' are spaces; a suffix '+' is not.
+  assert.equal(
+    takeAcceptParam('accept=multipart%2Frelated%3B+type%3D%22application%2Fdicom%22').accept,
+    'multipart/related; type="application/dicom"',
+  );
+  assert.equal(takeAcceptParam('accept=application/dicom+json').accept, 'application/dicom+json');
+  assert.equal(takeAcceptParam('accept=application%2Fdicom%2Bjson').accept, 'application/dicom+json');
 });

@@ -41,6 +41,22 @@ test('response hop-by-hop headers are dropped and Location is mapped', () => {
   assert.deepEqual(out, { location: 'http://gw/x', 'content-type': 'a/b', 'set-cookie': ['a', 'b'] });
 });
 
+test("the PACS's CORS headers never reach the client, and its Vary is merged with the gateway's", () => {
+  // e.g. an nginx in front of Orthanc that allows every origin: the gateway, which adds its own
+  // PACS login, would be opened to every web page.
+  const out = downstreamResponseHeaders(
+    {
+      'access-control-allow-origin': '*',
+      'access-control-allow-credentials': 'true',
+      vary: 'Accept-Encoding, origin',
+      'content-type': 'a/b',
+    },
+    (v) => v,
+    'Origin',
+  );
+  assert.deepEqual(out, { vary: 'Origin, Accept-Encoding', 'content-type': 'a/b' });
+});
+
 test('LRU evicts the least recently used entry and can be disabled', () => {
   const c = new LruCache<string, number>(2);
   c.set('a', 1);
