@@ -89,6 +89,8 @@ export interface DecodeOptions {
   readonly maxFrames?: number;
   /** Refuse frames with more pixels than this (memory bound). Default 4096 × 4096. */
   readonly maxPixelsPerFrame?: number;
+  /** Refuse a Deflated dataset that inflates beyond this many bytes (memory bound). Default 256 MiB. */
+  readonly maxInflatedBytes?: number;
 }
 
 const refuse = (code: RefusalCode, reason: string, meta?: InstanceMeta): DecodeRefusal => ({ ok: false, code, reason, ...(meta ? { meta } : {}) });
@@ -196,8 +198,11 @@ export async function decodeDicom(input: Uint8Array, opts: DecodeOptions = {}): 
 }
 
 async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<DecodeResult> {
-  const parsed = parseDicom(input);
-  if (!parsed.ok) return refuse(/^not a DICOM|^empty|^input/.test(parsed.reason) ? 'NOT_DICOM' : 'MALFORMED', parsed.reason);
+  const parsed = parseDicom(input, opts.maxInflatedBytes !== undefined ? { maxInflatedBytes: opts.maxInflatedBytes } : {});
+  if (!parsed.ok) {
+    const code = /^not a DICOM|^empty|^input/.test(parsed.reason) ? 'NOT_DICOM' : /^too large/.test(parsed.reason) ? 'TOO_LARGE' : 'MALFORMED';
+    return refuse(code, parsed.reason);
+  }
   const { dataset: ds, meta: fileMeta, transferSyntaxUid: ts } = parsed.value;
   const meta = readMeta(ds, fileMeta, ts);
 

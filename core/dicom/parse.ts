@@ -4,6 +4,7 @@
  * File Meta (old files such as pydicom's rtstruct.dcm) by reading it as Implicit VR
  * Little Endian, the only encoding such a file may use (PS3.10 §7.1 predecessor rule).
  */
+import { inflateRawSync } from 'node:zlib';
 import dcmjs, { type DcmDataset } from 'dcmjs';
 import { str } from './dataset-values.js';
 import { TS } from './transfer-syntaxes.js';
@@ -87,7 +88,28 @@ function wrapBareDataset(b: Uint8Array): Uint8Array {
   return Buffer.concat([head, groupLength, tsElement, b]);
 }
 
-export function parseDicom(input: Uint8Array): ParseResult {
+/** Where the File Meta group (explicit VR little endian, group 0002) ends, and its Transfer Syntax UID. */
+function fileMetaEnd(b: Uint8Array): { end: number; ts: string | undefined } {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let off = 132;
+  let ts: string | undefined;
+  while (off + 8 <= b.length && v.getUint16(off, true) === 0x0002) {
+    const element = v.getUint16(off + 2, true);
+    const vr = String.fromCharCode(b[off + 4]!, b[off + 5]!);
+    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr);
+    if (long && off + 12 > b.length) break;
+    const len = long ? v.getUint32(off + 8, true) : v.getUint16(off + 6, true);
+    const start = off + (long ? 12 : 8);
+    if (element === 0x0010 && start + len <= b.length) ts = Buffer.from(b.subarray(start, start + len)).toString('latin1').replace(/[\0 ]+$/, '');
+    off = start + len;
+  }
+  return { end: off, ts };
+}
+
+/** Inflated size allowed for a Deflated dataset: dcmjs inflates it whole, before any size check. */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
+export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number } = {}): ParseResult {
   if (!(input instanceof Uint8Array)) return { ok: false, reason: 'input is not a byte array' };
   if (input.length === 0) return { ok: false, reason: 'empty input' };
   let bytes = input;
@@ -96,6 +118,18 @@ export function parseDicom(input: Uint8Array): ParseResult {
     if (!looksLikeBareDataset(input)) return { ok: false, reason: "not a DICOM file (no 'DICM' Part-10 header)" };
     bytes = wrapBareDataset(input);
     hadFileMeta = false;
+  }
+  const head = fileMetaEnd(bytes);
+  if (head.ts === TS.DeflatedExplicitVRLittleEndian) {
+    // A few MiB of deflated zeros inflate to tens of GB: measure with a bound first (a second
+    // inflate by dcmjs follows; the syntax is rare, and a worker killed for memory is worse).
+    const max = opts.maxInflatedBytes ?? MAX_INFLATED_BYTES;
+    try {
+      inflateRawSync(bytes.subarray(head.end), { maxOutputLength: max });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
+      // anything else (corrupt stream) is dcmjs's to report, as before
+    }
   }
   try {
     const dict = dcmjs.data.DicomMessage.readFile(toArrayBuffer(bytes));

@@ -7,6 +7,7 @@
  * only the header attributes that govern them.
  */
 import assert from 'node:assert/strict';
+import { deflateRawSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -357,6 +358,18 @@ describe('malformed input never throws', () => {
         assert.ok(!r.ok && r.reason.length > 0);
       }
     }
+  });
+
+  it('refuses a deflate bomb before inflating it whole, and still decodes the real deflated file', async () => {
+    const real = fixture('transfer-syntax/deflate_image_dfl.dcm');
+    assert.equal((await decodeDicom(real, { maxInflatedBytes: 1 << 20 })).ok, true);
+    // Its File Meta, then 4 MiB of zeros deflated (4 KiB): over a 1 MiB bound.
+    const v = new DataView(real.buffer, real.byteOffset, real.byteLength);
+    const metaEnd = 132 + 12 + v.getUint32(140, true);
+    const bomb = Buffer.concat([Buffer.from(real.subarray(0, metaEnd)), deflateRawSync(Buffer.alloc(4 << 20))]);
+    const r = await decodeDicom(bomb, { maxInflatedBytes: 1 << 20 });
+    assert.equal(r.ok, false);
+    assert.deepEqual(r.ok ? [] : [r.code, r.reason], ['TOO_LARGE', `too large: the deflated dataset inflates beyond ${1 << 20} bytes`]);
   });
 
   it('refuses a hostile element length at once, without allocating it', async () => {
