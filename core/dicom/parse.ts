@@ -100,7 +100,10 @@ function fileMetaEnd(b: Uint8Array): { end: number; ts: string | undefined } {
     if (long && off + 12 > b.length) break;
     const len = long ? v.getUint32(off + 8, true) : v.getUint16(off + 6, true);
     const start = off + (long ? 12 : 8);
-    if (element === 0x0010 && start + len <= b.length) ts = Buffer.from(b.subarray(start, start + len)).toString('latin1').replace(/[\0 ]+$/, '');
+    if (element === 0x0010 && start + len <= b.length)
+      ts = Buffer.from(b.subarray(start, start + len))
+        .toString('latin1')
+        .replace(/[\0 ]+$/, '');
     off = start + len;
   }
   return { end: off, ts };
@@ -127,7 +130,8 @@ export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number 
     try {
       inflateRawSync(bytes.subarray(head.end), { maxOutputLength: max });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+        return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
       // anything else (corrupt stream) is dcmjs's to report, as before
     }
   }
