@@ -1,8 +1,15 @@
-/** Bounded least-recently-used map (insertion order of a Map is the recency order). */
+/**
+ * Bounded least-recently-used map (insertion order of a Map is the recency order), by entry
+ * count and, where values vary in size (thumbnails), by their total bytes as well.
+ */
 export class LruCache<K, V> {
   private readonly map = new Map<K, V>();
+  private bytes = 0;
 
-  constructor(readonly maxEntries: number) {}
+  constructor(
+    readonly maxEntries: number,
+    private readonly budget?: { readonly maxBytes: number; readonly sizeOf: (v: V) => number },
+  ) {}
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
@@ -14,20 +21,35 @@ export class LruCache<K, V> {
 
   set(key: K, value: V): void {
     if (this.maxEntries <= 0) return;
-    this.map.delete(key);
+    if (this.budget && this.budget.sizeOf(value) > this.budget.maxBytes) return;
+    this.remove(key);
     this.map.set(key, value);
-    while (this.map.size > this.maxEntries) {
+    if (this.budget) this.bytes += this.budget.sizeOf(value);
+    while (this.map.size > this.maxEntries || (this.budget !== undefined && this.bytes > this.budget.maxBytes)) {
       const oldest = this.map.keys().next();
       if (oldest.done) break;
-      this.map.delete(oldest.value);
+      this.remove(oldest.value);
     }
+  }
+
+  private remove(key: K): void {
+    const old = this.map.get(key);
+    if (old === undefined) return;
+    this.map.delete(key);
+    if (this.budget) this.bytes -= this.budget.sizeOf(old);
   }
 
   get size(): number {
     return this.map.size;
   }
 
+  /** Total bytes held (0 without a byte budget). */
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
   clear(): void {
     this.map.clear();
+    this.bytes = 0;
   }
 }

@@ -68,6 +68,11 @@ const NOT_IDENTITY = new Set([
 const CACHE_TTL_MS = 5 * 60_000;
 /** Larger answers are served but not cached. */
 const MAX_CACHED_BYTES = 512 * 1024;
+/**
+ * All cached thumbnails together: entries alone would allow 2,000 × 512 KiB (a caller varying
+ * an ignored query parameter at a large viewport can fill it).
+ */
+const CACHE_MAX_BYTES = 64 * 1024 * 1024;
 /** Larger answers are refused (a thumbnail is small; this bounds memory per request). */
 const MAX_THUMBNAIL_BYTES = 8 * 1024 * 1024;
 
@@ -80,7 +85,7 @@ export class ThumbnailService {
     private readonly defaultViewport: string,
     cacheEntries: number,
   ) {
-    this.cache = new LruCache(cacheEntries);
+    this.cache = new LruCache(cacheEntries, { maxBytes: CACHE_MAX_BYTES, sizeOf: (v) => v.body.length });
   }
 
   get cacheSize(): number {

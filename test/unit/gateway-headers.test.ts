@@ -57,6 +57,19 @@ test("the PACS's CORS headers never reach the client, and its Vary is merged wit
   assert.deepEqual(out, { vary: 'Origin, Accept-Encoding', 'content-type': 'a/b' });
 });
 
+test('LRU with a byte budget evicts the oldest until the bytes fit, and never keeps one over it', () => {
+  const c = new LruCache<string, Buffer>(100, { maxBytes: 10, sizeOf: (b) => b.length });
+  c.set('a', Buffer.alloc(4));
+  c.set('b', Buffer.alloc(4));
+  assert.equal(c.sizeBytes, 8);
+  c.set('c', Buffer.alloc(4)); // 12 > 10: 'a' goes
+  assert.deepEqual([c.get('a'), c.size, c.sizeBytes], [undefined, 2, 8]);
+  c.set('b', Buffer.alloc(1)); // replacing counts the new size only
+  assert.equal(c.sizeBytes, 5);
+  c.set('huge', Buffer.alloc(11));
+  assert.deepEqual([c.get('huge'), c.sizeBytes], [undefined, 5]);
+});
+
 test('LRU evicts the least recently used entry and can be disabled', () => {
   const c = new LruCache<string, number>(2);
   c.set('a', 1);
