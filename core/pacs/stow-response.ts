@@ -17,13 +17,15 @@ export interface StoredInstance {
 
 const RETRIEVE_RE = /\/studies\/([0-9.]+)\/series\/([0-9.]+)\/instances\/([0-9.]+)\/?$/;
 
-/** Stored instances named in a STOW-RS response body; [] for anything unparseable. */
+/** Stored instances named in a STOW-RS response body (DICOM JSON or XML); [] for anything unparseable. */
 export function storedInstances(body: Uint8Array | string): StoredInstance[] {
+  const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+  if (/^\s*</.test(text.replace(/^\uFEFF/, ''))) return storedInstancesXml(text);
   let json: unknown;
   try {
-    json = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+    json = JSON.parse(text);
   } catch {
-    return []; // XML or garbage: nothing we can trust; the reconciler will catch up.
+    return []; // garbage: nothing we can trust; the reconciler will catch up.
   }
   const root = (Array.isArray(json) ? json[0] : json) as DicomJsonDataset | undefined;
   if (!root || typeof root !== 'object') return [];
@@ -35,6 +37,28 @@ export function storedInstances(body: Uint8Array | string): StoredInstance[] {
     const series = m?.[2];
     if (!isValidUid(sop) || !isValidUid(study) || !isValidUid(series)) continue;
     out.push({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, sopClassUid: stringValue(item, TAG.ReferencedSOPClassUID) });
+  }
+  return out;
+}
+
+const xmlValue = (item: string, tag: string): string | undefined =>
+  new RegExp(`<DicomAttribute\\b[^>]*\\btag="${tag}"[^>]*>\\s*<Value\\b[^>]*>\\s*([^<]*?)\\s*</Value>`, 'i').exec(item)?.[1];
+
+/**
+ * The same from the PS3.19 Native DICOM Model (a client that asked for application/dicom+xml):
+ * each Item of ReferencedSOPSequence (0008,1199) with its RetrieveURL. The failed-instances
+ * sequence (0008,1198) comes before it in tag order and is skipped; items of later sequences
+ * carry no instance RetrieveURL and are skipped as well.
+ */
+function storedInstancesXml(xml: string): StoredInstance[] {
+  const start = xml.search(/<DicomAttribute\b[^>]*\btag="00081199"/i);
+  if (start < 0) return [];
+  const out: StoredInstance[] = [];
+  for (const item of xml.slice(start).split(/<Item\b/i).slice(1)) {
+    const sop = xmlValue(item, '00081155');
+    const m = RETRIEVE_RE.exec(xmlValue(item, '00081190') ?? '');
+    if (!m || !isValidUid(sop) || !isValidUid(m[1]) || !isValidUid(m[2]) || m[3] !== sop) continue;
+    out.push({ studyInstanceUid: m[1]!, seriesInstanceUid: m[2]!, sopInstanceUid: sop, sopClassUid: xmlValue(item, '00081150') });
   }
   return out;
 }

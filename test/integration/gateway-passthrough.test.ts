@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { storedInstances } from '../../core/pacs/stow-response.js';
 import type { StowResponseEvent } from '../../gateway/stow-hooks.js';
 import { testStack } from '../helpers/stack.js';
 import {
@@ -91,6 +92,31 @@ describe('gateway pass-through equals direct Orthanc', () => {
     assert.equal(ev.studyUid, undefined);
     assert.deepEqual(referencedSops(JSON.parse(ev.body.toString())), sops);
     assert.match(ev.contentType ?? '', /json/);
+
+    // A client that asks for XML (PS3.19) gets Orthanc's XML answer, and its instances are
+    // still found for indexing (they were not: only JSON was read, so indexing waited for the reconciler).
+    const x = await raw(`${gw.base}/dicom-web/studies`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, accept: 'application/dicom+xml' },
+      body,
+    });
+    assert.equal(x.status, 200, x.body.toString());
+    assert.match(x.headers['content-type'] ?? '', /xml/);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(hookEvents.length, 2);
+    const fromXml = storedInstances(hookEvents[1]!.body);
+    assert.deepEqual(
+      fromXml.map((i) => i.sopInstanceUid),
+      sops,
+    );
+    assert.deepEqual(
+      fromXml.map((i) => [i.studyInstanceUid, i.seriesInstanceUid]),
+      names.map((n) => [uids.get(n)!.study, uids.get(n)!.series]),
+    );
+    assert.deepEqual(
+      fromXml.map((i) => i.sopClassUid),
+      storedInstances(hookEvents[0]!.body).map((i) => i.sopClassUid),
+    );
   });
 
   const compare = async (path: string, headers: Record<string, string> = {}, wadoUri = false): Promise<void> => {

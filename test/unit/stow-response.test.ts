@@ -5,7 +5,10 @@ import { storedInstances } from '../../core/pacs/stow-response.js';
 // Shape of Orthanc 1.10 + DICOMweb 1.7's STOW answer (captured from a real run).
 const body = {
   '00081190': { vr: 'UR', Value: ['http://127.0.0.1:8042/dicom-web/studies/1.2.3'] },
-  '00081198': { vr: 'SQ', Value: [{ '00081150': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.4'] }, '00081155': { vr: 'UI', Value: ['1.2.3.4.9'] } }] },
+  '00081198': {
+    vr: 'SQ',
+    Value: [{ '00081150': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.4'] }, '00081155': { vr: 'UI', Value: ['1.2.3.4.9'] } }],
+  },
   '00081199': {
     vr: 'SQ',
     Value: [
@@ -31,7 +34,24 @@ test('failed instances and malformed items are not reported as stored', () => {
   assert.deepEqual(uids, ['1.2.3.4.5']);
 });
 
-test('garbage and XML answers give nothing, never throw', () => {
+test('the XML answer (PS3.19) gives the same instances; failed ones and items without an instance URL do not count', () => {
+  const v = (tag: string, vr: string, value: string) =>
+    `<DicomAttribute tag="${tag}" vr="${vr}"><Value number="1">${value}</Value></DicomAttribute>`;
+  const xml =
+    `<?xml version="1.0" encoding="UTF-8"?>\n<NativeDicomModel>` +
+    v('00081190', 'UR', 'http://127.0.0.1:8042/dicom-web/studies/1.2.3') +
+    `<DicomAttribute tag="00081198" vr="SQ"><Item number="1">${v('00081150', 'UI', '1.2.840.10008.5.1.4.1.1.4')}${v('00081155', 'UI', '1.2.3.4.9')}</Item></DicomAttribute>` +
+    `<DicomAttribute tag="00081199" vr="SQ"><Item number="1">${v('00081150', 'UI', '1.2.840.10008.5.1.4.1.1.4')}${v('00081155', 'UI', '1.2.3.4.5')}` +
+    `${v('00081190', 'UR', 'http://127.0.0.1:8042/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5')}</Item>` +
+    `<Item number="2">${v('00081155', 'UI', '1.2.3.4.6')}</Item></DicomAttribute></NativeDicomModel>`;
+  assert.deepEqual(storedInstances(xml), storedInstances(JSON.stringify(body)));
+  assert.deepEqual(
+    storedInstances(xml).map((s) => s.sopInstanceUid),
+    ['1.2.3.4.5'],
+  );
+});
+
+test('garbage answers give nothing, never throw', () => {
   assert.deepEqual(storedInstances('<NativeDicomModel/>'), []);
   assert.deepEqual(storedInstances(new Uint8Array([0xff, 0x00])), []);
   assert.deepEqual(storedInstances('null'), []);
