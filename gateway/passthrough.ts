@@ -61,8 +61,10 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
   }
 
   let limiter: ByteLimit | null = null;
+  let uploaded = false;
   if (spec.withBody) {
     limiter = new ByteLimit(ctx.maxBodyBytes);
+    limiter.once('finish', () => (uploaded = true));
     req.pipe(limiter);
   }
 
@@ -94,7 +96,10 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     }
   });
   res.on('close', () => {
-    if (!res.writableFinished) abort();
+    // A client that leaves after its whole STOW upload (a short client timeout on a slow store)
+    // does not cancel the store: the PACS has every byte. Its answer is still read, for the STOW
+    // hook that queues the stored instances; cancelling left them to the reconciler.
+    if (!res.writableFinished && !(spec.onAnswered && uploaded)) abort();
   });
 }
 
@@ -106,7 +111,8 @@ function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamErr
 
 function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec): void {
   if (res.destroyed) {
-    ures.destroy();
+    if (spec.onAnswered) hookOnly(ctx, ures, spec.onAnswered);
+    else ures.destroy();
     return;
   }
   const status = ures.statusCode ?? 502;
@@ -167,7 +173,16 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   };
   ures.on('data', onData);
   ures.on('end', () => {
-    if (spilled || res.destroyed) return;
+    if (spilled) return;
+    if (res.destroyed) {
+      // the client left meanwhile: nobody to answer, the hook still queues what was stored
+      spec.onAnswered?.(
+        status,
+        typeof contentType === 'string' ? contentType : undefined,
+        chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
+      );
+      return;
+    }
     const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
     const body = (encoded ? null : ctx.rewriter.mapBody(raw, base)) ?? raw;
     const headers: OutgoingHttpHeaders = { ...out, 'content-length': body.length };
@@ -177,5 +192,25 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
       const done = spec.onAnswered;
       res.once('finish', () => done(status, typeof contentType === 'string' ? contentType : undefined, raw));
     }
+  });
+}
+
+/** The PACS answer read for the STOW hook alone (the client is gone); bounded like a rewrite. */
+function hookOnly(ctx: ProxyContext, ures: IncomingMessage, done: NonNullable<ForwardSpec['onAnswered']>): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const idle = setTimeout(() => ures.destroy(), ctx.upstream.timeoutMs);
+  ures.on('data', (c: Buffer) => {
+    idle.refresh();
+    size += c.length;
+    if (size > ctx.maxRewriteBytes) ures.destroy();
+    else chunks.push(c);
+  });
+  ures.on('error', () => clearTimeout(idle));
+  ures.on('close', () => clearTimeout(idle));
+  ures.on('end', () => {
+    clearTimeout(idle);
+    const ct = ures.headers['content-type'];
+    done(ures.statusCode ?? 502, typeof ct === 'string' ? ct : undefined, Buffer.concat(chunks, size));
   });
 }

@@ -5,6 +5,7 @@
  * URLs), for real files stored through the gateway's STOW and directly.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { storedInstances } from '../../core/pacs/stow-response.js';
 import type { StowResponseEvent } from '../../gateway/stow-hooks.js';
@@ -116,6 +117,34 @@ describe('gateway pass-through equals direct Orthanc', () => {
     assert.deepEqual(
       fromXml.map((i) => i.sopClassUid),
       storedInstances(hookEvents[0]!.body).map((i) => i.sopClassUid),
+    );
+  });
+
+  test('a client that leaves right after its STOW upload: the PACS stores it, and the hook still queues what was stored', async () => {
+    const names = Object.keys(VIA_STOW) as (keyof typeof VIA_STOW)[];
+    const { body, contentType } = stowBody(names.map((n) => sample(VIA_STOW[n])));
+    const before = hookEvents.length;
+    const { port } = new URL(gw.base);
+    await new Promise<void>((resolve, reject) => {
+      const sock = net.connect(Number(port), '127.0.0.1', () => {
+        sock.write(
+          `POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`,
+        );
+        sock.end(body, () => {
+          sock.destroy(); // gone before the PACS has answered
+          resolve();
+        });
+      });
+      sock.on('error', reject);
+    });
+    const deadline = Date.now() + 10_000;
+    while (hookEvents.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(hookEvents.length, before + 1, 'the STOW hook saw the answer');
+    assert.deepEqual(
+      storedInstances(hookEvents.at(-1)!.body)
+        .map((i) => i.sopInstanceUid)
+        .sort(),
+      names.map((n) => uids.get(n)!.instance).sort(),
     );
   });
 
