@@ -174,16 +174,12 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   ures.on('data', onData);
   ures.on('end', () => {
     if (spilled) return;
+    const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
     if (res.destroyed) {
       // the client left meanwhile: nobody to answer, the hook still queues what was stored
-      spec.onAnswered?.(
-        status,
-        typeof contentType === 'string' ? contentType : undefined,
-        chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
-      );
+      spec.onAnswered?.(status, typeof contentType === 'string' ? contentType : undefined, raw);
       return;
     }
-    const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
     const body = (encoded ? null : ctx.rewriter.mapBody(raw, base)) ?? raw;
     const headers: OutgoingHttpHeaders = { ...out, 'content-length': body.length };
     res.writeHead(status, headers);

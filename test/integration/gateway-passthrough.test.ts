@@ -61,11 +61,9 @@ describe('gateway pass-through equals direct Orthanc', () => {
   test('STOW through the gateway stores every file, answers with gateway URLs and feeds the STOW hook', async () => {
     const names = Object.keys(VIA_STOW) as (keyof typeof VIA_STOW)[];
     const { body, contentType } = stowBody(names.map((n) => sample(VIA_STOW[n])));
-    const r = await raw(`${gw.base}/dicom-web/studies`, {
-      method: 'POST',
-      headers: { 'content-type': contentType, accept: 'application/dicom+json' },
-      body,
-    });
+    const stow = (accept: string) =>
+      raw(`${gw.base}/dicom-web/studies`, { method: 'POST', headers: { 'content-type': contentType, accept }, body });
+    const r = await stow('application/dicom+json');
     assert.equal(r.status, 200, r.body.toString());
     assert.match(r.headers['content-type'] ?? '', /json/);
     const answer = json<Record<string, { Value?: unknown[] }>>(r);
@@ -96,11 +94,7 @@ describe('gateway pass-through equals direct Orthanc', () => {
 
     // A client that asks for XML (PS3.19) gets Orthanc's XML answer, and its instances are
     // still found for indexing (they were not: only JSON was read, so indexing waited for the reconciler).
-    const x = await raw(`${gw.base}/dicom-web/studies`, {
-      method: 'POST',
-      headers: { 'content-type': contentType, accept: 'application/dicom+xml' },
-      body,
-    });
+    const x = await stow('application/dicom+xml');
     assert.equal(x.status, 200, x.body.toString());
     assert.match(x.headers['content-type'] ?? '', /xml/);
     await new Promise((r) => setTimeout(r, 50));

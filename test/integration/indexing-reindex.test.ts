@@ -74,15 +74,17 @@ describe('indexing: cbmir reindex', () => {
         const early = place.open();
         await early.ensure(shipped.dims, newVersion);
         await early.close();
-        const empty = await run(
-          process.execPath,
-          ['--import', 'tsx', 'workers/cli.ts', 'reindex', '--model', manifestPath, '--swap-only', '--drop-old', '--json'],
-          {
-            cwd: repoRoot,
-            env: { ...process.env, ...place.env, CBMIR_DATA_DIR: tmp, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
-            timeout: 60_000,
-          },
-        ).then(
+        const swapOnly = () =>
+          run(
+            process.execPath,
+            ['--import', 'tsx', 'workers/cli.ts', 'reindex', '--model', manifestPath, '--swap-only', '--drop-old', '--json'],
+            {
+              cwd: repoRoot,
+              env: { ...process.env, ...place.env, CBMIR_DATA_DIR: tmp, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
+              timeout: 60_000,
+            },
+          );
+        const empty = await swapOnly().then(
           () => ({ code: 0, stderr: '', stdout: '' }),
           (e: { code: number; stderr: string; stdout: string }) => e,
         );
@@ -133,15 +135,7 @@ describe('indexing: cbmir reindex', () => {
         assert.equal(out.retryable, 0);
         assert.equal(await reader.liveVersion(), oldVersion);
 
-        const swap = await run(
-          process.execPath,
-          ['--import', 'tsx', 'workers/cli.ts', 'reindex', '--model', manifestPath, '--swap-only', '--drop-old', '--json'],
-          {
-            cwd: repoRoot,
-            env: { ...process.env, ...place.env, CBMIR_DATA_DIR: tmp, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' },
-            timeout: 60_000,
-          },
-        );
+        const swap = await swapOnly();
         const swapped = JSON.parse(swap.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
         assert.equal(swapped.swapped, true, swap.stderr);
         assert.equal(swapped.model, newVersion);
