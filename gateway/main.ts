@@ -39,7 +39,14 @@ async function main(): Promise<void> {
   const index = createVectorIndex(config);
   gateway.addReadinessCheck({ name: 'index', check: async () => void (await index.count()) });
   const similar = attachSimilar(gateway, { config, index, modelVersion: model.version, logger: log });
-  attachSimilarHeatmap(gateway, { config, access: similar.access, index, modelVersion: model.version, logger: log });
+  attachSimilarHeatmap(gateway, {
+    config,
+    access: similar.access,
+    uploads: similar.uploads,
+    index,
+    modelVersion: model.version,
+    logger: log,
+  });
   attachVirtualRoot(gateway, { config, index, search: similar.search, logger: log });
   attachUi(gateway, config);
   gateway.addCloseHook(() => enqueuer.close());

@@ -145,6 +145,30 @@ export class AccessChecker {
     return out;
   }
 
+  /**
+   * An archived instance the caller names, asked of the PACS with the caller's own credentials
+   * (a QIDO at its full path) before a worker fetches it with the service's: a readable study
+   * must not open its siblings' UIDs, nor instances of other studies, on a PACS that looks
+   * instances up by SOP Instance UID alone.
+   */
+  async requireInstance(
+    uids: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string },
+    authorization: string | undefined,
+    what: string,
+  ): Promise<void> {
+    let found;
+    try {
+      found = await this.pacs.qido(
+        `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
+        { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
+        { authorization },
+      );
+    } catch (err) {
+      throw pacsProblem(err);
+    }
+    if (found.length === 0) throwUnlessReadable('no', what);
+  }
+
   /** Verdict for one study; throws the problem a caller should see unless readable. */
   async requireReadable(study: string, authorization: string | undefined, what = 'the query instance'): Promise<void> {
     const v = (await this.check([study], authorization)).get(study);

@@ -30,7 +30,9 @@ import type { VectorIndex } from '../core/index/types.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { Gateway } from './server.js';
 import type { AccessChecker } from './similar-access.js';
-import { extractDicom, readBody } from './similar-upload.js';
+import { discardUpload, hasPendingBody } from './body-limit.js';
+import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
+import { UploadSlots } from './upload-slots.js';
 
 export interface SimilarHeatmapDeps {
   readonly config: Config;
@@ -41,6 +43,8 @@ export interface SimilarHeatmapDeps {
   readonly logger: Logger;
   readonly queueNamespace?: string;
   readonly maxUploadBytes?: number;
+  /** The /similar upload bound (attachSimilar(...).uploads), shared; one of its own otherwise. */
+  readonly uploads?: UploadSlots;
 }
 
 interface Uids {
@@ -85,6 +89,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
     ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
   });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
+  const uploads = deps.uploads ?? new UploadSlots(deps.config.similar.maxUploads);
 
   const authOf = (req: IncomingMessage): string | undefined => {
     const a = req.headers.authorization;
@@ -100,21 +105,31 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
   };
 
   const handle = async (req: Request, res: Response, upload: boolean): Promise<void> => {
+    let release: (() => void) | undefined;
     try {
       const p = parseHeatmapParams(new URL(req.url ?? '/', 'http://x').searchParams, upload);
       const auth = authOf(req);
+      // Every check that needs no body comes before a byte of it is read: media type, the
+      // caller's access to each archived image (its study, then the instance at its full path,
+      // with the caller's own credentials), then a slot among the uploads in flight.
+      const ct = req.headers['content-type'];
+      if (upload) uploadBoundary(ct);
+      for (const [side, what] of [
+        [p.query, 'the query instance'],
+        [p.result, 'the result instance'],
+      ] as const) {
+        if (!side) continue;
+        await deps.access.requireReadable(side.studyInstanceUid, auth, what);
+        await deps.access.requireInstance(side, auth, what);
+      }
       let querySide: HeatmapSide;
       if (upload) {
-        const ct = req.headers['content-type'];
-        const media = (ct ?? '').split(';')[0]?.trim().toLowerCase();
-        if (media !== 'application/dicom' && media !== 'multipart/related') extractDicom(ct, Buffer.alloc(0), maxUpload);
+        release = uploads.acquire();
         const bytes = extractDicom(ct, await readBody(req, maxUpload), maxUpload);
         querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
         querySide = p.query!;
-        await deps.access.requireReadable(p.query!.studyInstanceUid, auth, 'the query instance');
       }
-      await deps.access.requireReadable(p.result.studyInstanceUid, auth, 'the result instance');
       const r = await requester.request({ kind: 'heatmap', query: querySide, result: p.result, modelVersion: await liveVersion(), enqueuedAt: Date.now() });
       if (r.status === 'refused') throw new HttpProblem('NOT_EMBEDDABLE', r.reason.slice(0, 500));
       res.setHeader('cache-control', 'private, no-store');
@@ -136,8 +151,15 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       const headers: Record<string, string> = {};
       if (typeof problem.extra.retryAfter === 'number') headers['retry-after'] = String(problem.extra.retryAfter);
       if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
-      if (upload && !req.readableEnded) headers.connection = 'close';
+      // An unread upload is read and dropped, not cut: closing under it makes the client see a
+      // reset instead of this answer (as for POST /similar).
+      if (upload && !req.readableEnded) {
+        if (hasPendingBody(req)) discardUpload(req);
+        else headers.connection = 'close';
+      }
       sendProblem(res as unknown as ServerResponse, problem, headers);
+    } finally {
+      release?.();
     }
   };
 

@@ -38,6 +38,7 @@ import { AccessChecker } from './similar-access.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
+import { UploadSlots } from './upload-slots.js';
 
 export interface SimilarDeps {
   readonly config: Config;
@@ -55,6 +56,8 @@ export interface SimilarDeps {
 export interface SimilarHandle {
   readonly search: SimilarSearch;
   readonly access: AccessChecker;
+  /** Shared with POST /similar/heatmap: one bound on uploads in flight. */
+  readonly uploads: UploadSlots;
 }
 
 const DICOM_JSON = 'application/dicom+json';
@@ -117,7 +120,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     log: logger,
   });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
-  let uploadsInFlight = 0;
+  const uploads = new UploadSlots(config.similar.maxUploads);
   const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
   const openapi = loadOpenApi();
 
@@ -229,17 +232,12 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         uploadBoundary(ct);
         // Each upload holds its body and a base64 copy (in memory and in a Redis job) until a worker
         // has embedded it: bounded, so that a burst of large uploads cannot exhaust either.
-        if (uploadsInFlight >= config.similar.maxUploads) {
-          throw new HttpProblem('EMBED_UNAVAILABLE', `${config.similar.maxUploads} uploaded images are being searched already; try again`, {
-            retryAfter: 2,
-          });
-        }
-        uploadsInFlight++;
+        const release = uploads.acquire();
         try {
           const body = await readBody(req, maxUpload);
           return await search.byUpload(extractDicom(ct, body, maxUpload));
         } finally {
-          uploadsInFlight--;
+          release();
         }
       },
       false,
@@ -259,5 +257,5 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     await embed.close();
     await pacs.close();
   });
-  return { search, access };
+  return { search, access, uploads };
 }

@@ -342,6 +342,20 @@ describe('/ui in headless Chromium', () => {
       `${base}?StudyInstanceUID=${q.studyInstanceUid}&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}&ResultStudyInstanceUID=1.2.3.999&ResultSeriesInstanceUID=1.2.3.999.1&ResultSOPInstanceUID=1.2.3.999.1.1`,
     );
     assert.equal(absent.status, 404);
+    // A readable study with an instance that is not in it: 404 from the caller's own QIDO, as for
+    // /similar, before a worker fetches anything with the service's credentials (it was a 422).
+    const foreign = await raw(
+      `${base}?StudyInstanceUID=${q.studyInstanceUid}&SeriesInstanceUID=${q.seriesInstanceUid}&SOPInstanceUID=${q.sopInstanceUid}` +
+        `&ResultStudyInstanceUID=${q.studyInstanceUid}&ResultSeriesInstanceUID=${q.seriesInstanceUid}&ResultSOPInstanceUID=1.2.3.999.1.1`,
+    );
+    assert.equal(foreign.status, 404, foreign.body.toString());
+    // A multipart upload without a boundary is refused before its body is read.
+    const noBoundary = await raw(`${base}?ResultStudyInstanceUID=${q.studyInstanceUid}&ResultSeriesInstanceUID=${q.seriesInstanceUid}&ResultSOPInstanceUID=${q.sopInstanceUid}`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/related; type="application/dicom"' },
+      body: Buffer.alloc(16),
+    });
+    assert.equal(noBoundary.status, 400);
     const sr = await raw(`${base}?ResultStudyInstanceUID=${q.studyInstanceUid}&ResultSeriesInstanceUID=${q.seriesInstanceUid}&ResultSOPInstanceUID=${q.sopInstanceUid}`, {
       method: 'POST',
       headers: { 'content-type': 'application/dicom' },
