@@ -59,8 +59,10 @@ summary() {
 has_tests() { [[ -d "$1" ]] && [[ -n "$(find "$1" -type f -name '*.test.ts' -print -quit 2>/dev/null)" ]]; }
 
 install_deps() {
-  if [[ ! -d node_modules ]]; then
-    say "node_modules missing: npm ci"
+  # npm writes node_modules/.package-lock.json only when an install completes: an interrupted
+  # npm ci, or a package-lock.json changed since (a pull), installs again.
+  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    say "node_modules missing or older than package-lock.json: npm ci"
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || return 1
   fi
   stack install || return 1
@@ -124,8 +126,22 @@ pick_port() {
 
 ORTHANC_AUTH_CRED="${CBMIR_TEST_ORTHANC_AUTH:-cbmir-test:not-a-secret-$$}"
 stack_started=0
+es_job=
+
+# Elasticsearch's state dir is a link into /var/lib/cbmir when the checkout is out of its user's
+# reach (elasticsearch.sh): wiping the stack dir must wipe what the link points to as well.
+wipe_stack_dir() {
+  if [[ -L "$CBMIR_STACK_DIR/es" ]]; then rm -rf "$(readlink -f "$CBMIR_STACK_DIR/es")"; fi
+  rm -rf "$CBMIR_STACK_DIR"
+}
 
 stop_stack() {
+  # Interrupted while Elasticsearch was still starting: its pid file does not exist yet, so
+  # `stop` could not find it; let the start finish, then stop it with the rest.
+  if [[ -n "$es_job" ]]; then
+    wait "$es_job" 2>/dev/null || true
+    es_job=
+  fi
   ((stack_started)) || return 0
   if [[ "${CBMIR_TEST_KEEP_STACK:-0}" == 1 ]]; then
     say "CBMIR_TEST_KEEP_STACK=1: leaving the test stack running (state in $CBMIR_STACK_DIR)"
@@ -134,7 +150,10 @@ stop_stack() {
   say "stopping the test stack"
   stack stop all >"$LOGS/stack-stop.log" 2>&1 || cat "$LOGS/stack-stop.log"
   stack_started=0
-  if ((private_stack_dir)); then rm -rf "$CBMIR_STACK_DIR" "$CBMIR_STACK_DIR.lock"; fi
+  if ((private_stack_dir)); then
+    wipe_stack_dir
+    rm -rf "$CBMIR_STACK_DIR.lock"
+  fi
 }
 
 start_stack() {
@@ -148,7 +167,7 @@ start_stack() {
   else
     # A run that was killed may have left its services up: stop, then wipe.
     stack stop all >/dev/null 2>&1 || true
-    rm -rf "$CBMIR_STACK_DIR"
+    wipe_stack_dir
     ORTHANC_PORT="$(pick_port CBMIR_TEST_ORTHANC_PORT 18042)"
     ORTHANC_DICOM_PORT_T="$(pick_port CBMIR_TEST_ORTHANC_DICOM_PORT 14242)"
     ORTHANC_AUTH_PORT="$(pick_port CBMIR_TEST_ORTHANC_AUTH_PORT 18043)"
@@ -165,13 +184,15 @@ start_stack() {
   # Elasticsearch takes the longest (~30 s on 2 cores): start it first, in
   # parallel with the rest.
   ES_PORT="$ES_PORT_T" stack start es >"$LOGS/stack-es.log" 2>&1 &
-  local es_job=$! ok=0
+  es_job=$!
+  local ok=0
   ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_PORT" ORTHANC_DICOM=1 ORTHANC_DICOM_PORT="$ORTHANC_DICOM_PORT_T" \
     ORTHANC_STABLE_AGE=2 stack start orthanc || ok=1
   ((ok == 0)) && { ORTHANC_NAME=orthanc-auth ORTHANC_HTTP_PORT="$ORTHANC_AUTH_PORT" ORTHANC_USERS="$ORTHANC_AUTH_CRED" \
     stack start orthanc || ok=1; }
   ((ok == 0)) && { REDIS_PORT="$REDIS_PORT_T" stack start redis || ok=1; }
   wait "$es_job" || ok=1
+  es_job=
   cat "$LOGS/stack-es.log"
   return "$ok"
 }

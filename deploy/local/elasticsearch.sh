@@ -96,7 +96,9 @@ es_install() {
     mkdir -p "$CBMIR_CACHE_DIR"
     local tmp
     tmp="$(mktemp -d "$CBMIR_CACHE_DIR/.unpack.XXXXXX")"
-    unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp"; die "unzip $zip failed"; }
+    # A damaged zip in the Maven cache (Maven only warns on a checksum mismatch) would fail
+    # every later run: drop it, so the next run fetches it again.
+    unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp" "$zip"; die "unzip $zip failed (removed from the cache; run again to fetch it anew)"; }
     rm -rf "$ES_HOME"
     mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
     rm -rf "$tmp"

@@ -52,8 +52,10 @@ _json_str() {
 
 # "alice:pw,bob:pw2" → {"alice": "pw", "bob": "pw2"}
 _orthanc_users_json() {
-  local out="" entry user pass IFS=,
-  for entry in $ORTHANC_USERS; do
+  local out="" entry user pass entries
+  # Split on commas only: no pathname expansion of a password holding '*' or '?'.
+  IFS=, read -ra entries <<<"$ORTHANC_USERS"
+  for entry in "${entries[@]}"; do
     [[ "$entry" == *:* ]] || die "ORTHANC_USERS: expected user:password, got an entry without ':'"
     user="${entry%%:*}"
     pass="${entry#*:}"

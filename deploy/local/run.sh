@@ -86,7 +86,9 @@ start_process() { # name, command...
 
 # --- one function per part ----------------------------------------------------
 ensure_node_deps() {
-  if [[ ! -x "$TSX" ]]; then
+  # node_modules/.package-lock.json is written only when an install completes: an interrupted
+  # npm ci, or a package-lock.json changed since (a pull), installs again.
+  if [[ ! -x "$TSX" || ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
     say "installing node dependencies (npm ci)"
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
   fi
