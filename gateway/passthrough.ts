@@ -78,7 +78,7 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
         upstreamFailed(ctx, res, err as UpstreamError);
         return;
       }
-      respond(ctx, res, ures, spec);
+      respond(ctx, res, ures, spec, req.method === 'HEAD');
     },
   );
 
@@ -109,7 +109,7 @@ function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamErr
   sendProblem(res, new HttpProblem(err.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', err.message));
 }
 
-function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec): void {
+function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec, head = false): void {
   if (res.destroyed) {
     if (spec.onAnswered) hookOnly(ctx, ures, spec.onAnswered);
     else ures.destroy();
@@ -127,7 +127,9 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   const declared = ures.headers['content-length'] === undefined ? -1 : Number(ures.headers['content-length']);
   // A compressed answer cannot be rewritten: pass it on as it is.
   const encoded = ures.headers['content-encoding'] !== undefined && ures.headers['content-encoding'] !== 'identity';
-  const collect = spec.onAnswered !== undefined || (!encoded && isRewritableType(contentType) && declared <= ctx.maxRewriteBytes);
+  // A HEAD answer has no body to rewrite: its headers (Content-Length included) pass as they are.
+  const collect =
+    !head && (spec.onAnswered !== undefined || (!encoded && isRewritableType(contentType) && declared <= ctx.maxRewriteBytes));
 
   // Nothing moving mid-body for the PACS timeout: cut both sides rather than
   // hang (the status is already sent). Paused means the client is not reading:

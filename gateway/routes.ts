@@ -118,7 +118,8 @@ export function matchDicomweb(method: string, segments: readonly string[]): Rout
     const params = matchPattern(route.pattern, segments);
     if (!params) continue;
     shapeMatched = true;
-    if (route.method !== method) continue;
+    // HEAD is GET without the body (RFC 9110 9.3.2): it reaches the PACS as HEAD, untouched.
+    if (route.method !== method && !(method === 'HEAD' && route.method === 'GET')) continue;
     for (const [name, value] of Object.entries(params)) if (name !== 'bulk') checkParam(name, value);
     return { route, params };
   }

@@ -242,7 +242,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
       if (target.kind === 'wado-uri') {
         routeClass = 'wado-uri';
-        if (method !== 'GET') throw new HttpProblem('METHOD_NOT_ALLOWED', 'WADO-URI supports GET only');
+        if (method !== 'GET' && method !== 'HEAD') throw new HttpProblem('METHOD_NOT_ALLOWED', 'WADO-URI supports GET (and HEAD) only');
         checkWadoUriQuery(target.query);
         forward(ctx, req, res, {
           endpoint: wadoUri,

@@ -243,4 +243,16 @@ describe('gateway pass-through equals direct Orthanc', () => {
   test('errors pass through: unknown study → the PACS status and body', async () => {
     await compare('/studies/1.2.3.4.5.6.7.8.9/metadata');
   });
+
+  test('HEAD reaches the PACS as HEAD: the same status and headers as direct, no body (it was 405 at the gateway)', async () => {
+    const u = uids.get('mprage1')!;
+    for (const p of [`/studies/${u.study}/series`, `/studies/${u.study}/series/${u.series}/instances/${u.instance}`]) {
+      const direct = await raw(`${stack.orthancDicomWebUrl}${p}`, { method: 'HEAD' });
+      const viaGw = await raw(`${gw.base}/dicom-web${p}`, { method: 'HEAD' });
+      assert.equal(viaGw.status, direct.status, p);
+      assert.equal(viaGw.headers['content-type'], direct.headers['content-type'], p);
+      assert.equal(viaGw.headers['content-length'], direct.headers['content-length'], p);
+      assert.equal(viaGw.body.length, 0);
+    }
+  });
 });

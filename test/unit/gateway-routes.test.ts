@@ -39,6 +39,13 @@ test('captured study UID is returned for STOW hooks', () => {
   assert.equal(matchDicomweb('POST', seg('studies/1.2.840.1'))?.params.study, '1.2.840.1');
 });
 
+test('HEAD matches where GET does, and nowhere else', () => {
+  assert.equal(cls('HEAD', 'studies'), 'qido');
+  assert.equal(cls('HEAD', 'studies/1.2/series/1.3/instances/1.4'), cls('GET', 'studies/1.2/series/1.3/instances/1.4'));
+  assert.equal(problem('HEAD', 'studies/1..2'), 'BAD_UID', 'validated as GET is');
+  assert.equal(problem('DELETE', 'studies/1.2'), 'METHOD_NOT_ALLOWED');
+});
+
 test('resources outside the table do not match', () => {
   assert.equal(cls('GET', 'servers'), null);
   assert.equal(cls('GET', 'info'), null);
