@@ -24,6 +24,16 @@ export function discardUpload(req: IncomingMessage, pipedTo?: Writable): void {
   req.once('end', () => clearTimeout(t));
 }
 
+/**
+ * Before answering a request whose body we will not read (an error mid-upload): read and drop
+ * what is still coming (discardUpload), or, when nothing is, have the connection closed, so
+ * that unread bytes are never taken for the next request on it. Adds to `headers`.
+ */
+export function settleUnreadBody(req: IncomingMessage, headers: Record<string, string>): void {
+  if (hasPendingBody(req)) discardUpload(req);
+  else headers.connection = 'close';
+}
+
 /** A request that still has body bytes to come. */
 export function hasPendingBody(req: IncomingMessage): boolean {
   if (req.readableEnded) return false;

@@ -55,9 +55,9 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: Upstream
   return out;
 }
 
-/** Response headers to send to the client: hop-by-hop removed, URL-bearing ones mapped with `mapUrl`. */
 /**
- * The PACS answer's headers as the client gets them. CORS is the gateway's to decide
+ * Response headers to send to the client: hop-by-hop removed, URL-bearing ones mapped with
+ * `mapUrl`. CORS is the gateway's to decide
  * (CBMIR_CORS_ORIGINS): a PACS or proxy that allows `*` must not open the gateway, which adds
  * its own PACS login, to every web page; so its access-control-* headers are dropped, and its
  * Vary is merged with the gateway's (`ownVary`, e.g. Origin) instead of replacing it.

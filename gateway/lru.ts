@@ -21,10 +21,11 @@ export class LruCache<K, V> {
 
   set(key: K, value: V): void {
     if (this.maxEntries <= 0) return;
-    if (this.budget && this.budget.sizeOf(value) > this.budget.maxBytes) return;
+    const bytes = this.budget?.sizeOf(value) ?? 0;
+    if (this.budget && bytes > this.budget.maxBytes) return;
     this.remove(key);
     this.map.set(key, value);
-    if (this.budget) this.bytes += this.budget.sizeOf(value);
+    this.bytes += bytes;
     while (this.map.size > this.maxEntries || (this.budget !== undefined && this.bytes > this.budget.maxBytes)) {
       const oldest = this.map.keys().next();
       if (oldest.done) break;

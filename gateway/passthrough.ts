@@ -18,8 +18,6 @@ import type { PublicBase } from './public-url.js';
 import { isRewritableType, type UrlRewriter } from './url-rewrite.js';
 import { type Endpoint, type Upstream, type UpstreamError, type UpstreamFailure } from './upstream.js';
 
-/** How long an over-limit upload is read and discarded after its 413, before the socket is closed. */
-
 export interface ProxyContext {
   readonly upstream: Upstream;
   readonly rewriter: UrlRewriter;
@@ -110,9 +108,10 @@ function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamErr
 }
 
 function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec, head = false): void {
-  if (res.destroyed) {
-    if (spec.onAnswered) hookOnly(ctx, ures, spec.onAnswered);
-    else ures.destroy();
+  // The client is gone. A STOW's answer is still read (below) for its hook, which queues what the
+  // PACS stored; nothing else is worth reading.
+  if (res.destroyed && !spec.onAnswered) {
+    ures.destroy();
     return;
   }
   const status = ures.statusCode ?? 502;
@@ -150,6 +149,7 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
   ures.on('aborted', () => res.destroy());
 
   if (!collect || declared > ctx.maxRewriteBytes) {
+    if (res.destroyed) return void ures.destroy(); // too large to hold for a hook without a client
     res.writeHead(status, out);
     ures.pipe(res);
     return;
@@ -165,6 +165,7 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
       // Larger than we are willing to hold: give up rewriting, stream the rest as is.
       spilled = true;
       ures.off('data', onData);
+      if (res.destroyed) return void ures.destroy();
       ures.pause();
       delete out['content-length'];
       res.writeHead(status, out);
@@ -190,25 +191,5 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
       const done = spec.onAnswered;
       res.once('finish', () => done(status, typeof contentType === 'string' ? contentType : undefined, raw));
     }
-  });
-}
-
-/** The PACS answer read for the STOW hook alone (the client is gone); bounded like a rewrite. */
-function hookOnly(ctx: ProxyContext, ures: IncomingMessage, done: NonNullable<ForwardSpec['onAnswered']>): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const idle = setTimeout(() => ures.destroy(), ctx.upstream.timeoutMs);
-  ures.on('data', (c: Buffer) => {
-    idle.refresh();
-    size += c.length;
-    if (size > ctx.maxRewriteBytes) ures.destroy();
-    else chunks.push(c);
-  });
-  ures.on('error', () => clearTimeout(idle));
-  ures.on('close', () => clearTimeout(idle));
-  ures.on('end', () => {
-    clearTimeout(idle);
-    const ct = ures.headers['content-type'];
-    done(ures.statusCode ?? 502, typeof ct === 'string' ? ct : undefined, Buffer.concat(chunks, size));
   });
 }

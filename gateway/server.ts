@@ -26,7 +26,7 @@ import type { Config } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { negotiate } from './accept.js';
-import { discardUpload, hasPendingBody } from './body-limit.js';
+import { settleUnreadBody } from './body-limit.js';
 import { Cors } from './cors.js';
 import { checkHost } from './host-guard.js';
 import { basicAuthorization, upstreamRequestHeaders } from './headers.js';
@@ -269,15 +269,11 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const fail = (req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void => {
     const problem = toProblem(err);
     if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, 'unhandled error');
-    const close = problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY';
-    if (close && hasPendingBody(req)) {
-      // An upload still coming (a STOW during shutdown, say): read and drop it rather than close
-      // under it, or the client gets a reset instead of this answer. The drain closes it afterwards.
-      discardUpload(req);
-      sendProblem(res, problem);
-      return;
-    }
-    sendProblem(res, problem, close ? { connection: 'close' } : {});
+    const headers: Record<string, string> = {};
+    // An upload still coming (a STOW during shutdown, say) is read and dropped rather than cut,
+    // or the client gets a reset instead of this answer; the drain closes it afterwards.
+    if (problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY') settleUnreadBody(req, headers);
+    sendProblem(res, problem, headers);
   };
 
   const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes, requestTimeout: 0 }, onRequest);

@@ -30,7 +30,7 @@ import type { VectorIndex } from '../core/index/types.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { Gateway } from './server.js';
 import type { AccessChecker } from './similar-access.js';
-import { discardUpload, hasPendingBody } from './body-limit.js';
+import { settleUnreadBody } from './body-limit.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
 
@@ -153,10 +153,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
       // An unread upload is read and dropped, not cut: closing under it makes the client see a
       // reset instead of this answer (as for POST /similar).
-      if (upload && !req.readableEnded) {
-        if (hasPendingBody(req)) discardUpload(req);
-        else headers.connection = 'close';
-      }
+      if (upload && !req.readableEnded) settleUnreadBody(req, headers);
       sendProblem(res as unknown as ServerResponse, problem, headers);
     } finally {
       release?.();

@@ -24,11 +24,10 @@ import { HttpProblem } from '../core/errors.js';
 import { IndexError } from '../core/index/errors.js';
 import { MAX_K, type KnnFilter, type VectorIndex } from '../core/index/types.js';
 import type { EmbedJobResult } from '../core/jobs.js';
-import type { PacsClient } from '../core/pacs/client.js';
 import type { EmbedRequester } from '../core/similar/embed-requester.js';
 import { Grouper, type ResultGroup } from '../core/similar/groups.js';
 import type { InstanceUids, SimilarParams } from '../core/similar/params.js';
-import { pacsProblem, throwUnlessReadable, type AccessChecker, type PatientInfo } from './similar-access.js';
+import { throwUnlessReadable, type AccessChecker, type PatientInfo } from './similar-access.js';
 
 /** Where the query vector came from (also a metrics label). */
 export type QuerySource = 'index' | 'on-demand' | 'upload';
@@ -70,7 +69,6 @@ const MAX_ROUNDS = 5;
 
 export interface SimilarSearchDeps {
   readonly index: VectorIndex;
-  readonly pacs: PacsClient;
   readonly access: AccessChecker;
   readonly embed: EmbedRequester;
   /** Model version of this deployment's manifest (used when the index has no live version yet). */
@@ -128,17 +126,7 @@ export class SimilarSearch {
     }
     // Not indexed: is it in the PACS, for this caller? (Its own credentials: a caller
     // must not make the worker fetch, with the service's credentials, what it cannot read.)
-    let found;
-    try {
-      found = await this.d.pacs.qido(
-        `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
-        { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
-        { authorization },
-      );
-    } catch (err) {
-      throw pacsProblem(err);
-    }
-    if (found.length === 0) throwUnlessReadable('no', 'the instance');
+    await this.d.access.requireInstance(uids, authorization, 'the instance');
     const modelVersion = await this.liveVersion();
     const r = await this.d.embed.embed({
       kind: 'instance',

@@ -29,7 +29,7 @@ import type { VectorIndex } from '../core/index/types.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { EmbedRequester } from '../core/similar/embed-requester.js';
 import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
-import { discardUpload, hasPendingBody } from './body-limit.js';
+import { settleUnreadBody } from './body-limit.js';
 import { basicAuthorization } from './headers.js';
 import { sendProblem, toProblem } from './problem.js';
 import { derivePublicBase, fixedPublicBase } from './public-url.js';
@@ -113,7 +113,6 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
   });
   const search = new SimilarSearch({
     index,
-    pacs,
     access,
     embed,
     modelVersion: deps.modelVersion,
@@ -190,10 +189,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       // An unread request body must not be taken for the next request on this connection. It is
       // read and dropped (then the socket closed, bounded), not cut: closing under an upload
       // makes the client see a reset instead of this answer.
-      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) {
-        if (hasPendingBody(req)) discardUpload(req);
-        else headers.connection = 'close';
-      }
+      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) settleUnreadBody(req, headers);
       sendProblem(res as unknown as ServerResponse, problem, headers);
     } finally {
       latency.observe({ mode, source, outcome }, (performance.now() - t0) / 1000);

@@ -14,10 +14,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { createVectorIndex } from '../core/index/factory.js';
-import { loadModelManifest } from '../core/model-manifest.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
-import { configOrExit, redisReachable } from './command-config.js';
+import { configOrExit, manifestOrExit, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 
@@ -121,13 +120,7 @@ export function backfillCommand(): Command {
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
     .action(async (o: BackfillCliOptions) => {
       const config = configOrExit();
-      let manifest;
-      try {
-        manifest = loadModelManifest(config.model);
-      } catch (err) {
-        process.stderr.write(`cbmir backfill: ${(err as Error).message}\n`);
-        process.exit(2);
-      }
+      const manifest = manifestOrExit(config.model, 'backfill');
       const pacs = new PacsClient({
         url: config.pacs.url,
         user: config.pacs.user,

@@ -1,5 +1,6 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
+import { loadModelManifest, type ModelManifest } from '../core/model-manifest.js';
 
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   try {
@@ -10,6 +11,16 @@ export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
       process.exit(2);
     }
     throw err;
+  }
+}
+
+/** The model a command runs, or exit 2 (bad usage or configuration) naming what is wrong with it. */
+export function manifestOrExit(ref: string | undefined, command: string): ModelManifest {
+  try {
+    return loadModelManifest(ref);
+  } catch (err) {
+    process.stderr.write(`cbmir ${command}: ${(err as Error).message}\n`);
+    process.exit(2);
   }
 }
 

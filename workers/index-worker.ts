@@ -29,6 +29,7 @@ import { workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
 import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
+import { MAX_TEXT_FIELD } from '../core/index/validate.js';
 
 export interface WorkerDeps {
   readonly redisUrl: string;
@@ -81,6 +82,8 @@ export function fetchFailure(step: string, err: unknown): Error {
   return new UnrecoverableError(`${step}: ${(err as Error).message}`);
 }
 
+const OPTIONAL_TEXT = new Set(['modality', 'bodyPartExamined', 'label']);
+
 export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>, vector: Float32Array, frame: number, modelVersion: string, key: string | undefined): VectorDoc {
   const fields = {
     sopInstanceUid: ids.sopInstanceUid,
@@ -96,11 +99,10 @@ export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstance
     indexedAt: new Date().toISOString(),
     vector,
   };
-  // An optional text over the index's 256 characters (a label line of a 10 KiB Image Comments)
-  // is left out, rather than the image refused for it.
-  const optional = new Set(['modality', 'bodyPartExamined', 'label']);
+  // An optional text over the index's limit (a label line of a 10 KiB Image Comments) is left
+  // out, rather than the image refused for it.
   return Object.fromEntries(
-    Object.entries(fields).filter(([k, v]) => v !== undefined && !(optional.has(k) && typeof v === 'string' && v.length > 256)),
+    Object.entries(fields).filter(([k, v]) => v !== undefined && !(OPTIONAL_TEXT.has(k) && typeof v === 'string' && v.length > MAX_TEXT_FIELD)),
   ) as unknown as VectorDoc;
 }
 

@@ -27,13 +27,12 @@ import { Queue } from 'bullmq';
 import { createVectorIndex } from '../core/index/factory.js';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { createLogger } from '../core/log.js';
-import { loadModelManifest } from '../core/model-manifest.js';
 import { loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
-import { configOrExit, redisReachable } from './command-config.js';
+import { configOrExit, manifestOrExit, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
@@ -101,12 +100,7 @@ export function reindexCommand(): Command {
     .option('--no-progress', 'no progress (bars on a terminal, elsewhere a line every 30 s)')
     .action(async (o: ReindexCliOptions, cmd: Command) => {
       const config = configOrExit();
-      let manifest;
-      try {
-        manifest = loadModelManifest(o.model);
-      } catch (err) {
-        cmd.error(`cbmir reindex: ${(err as Error).message}`, { exitCode: 2 });
-      }
+      const manifest = manifestOrExit(o.model, 'reindex');
       const version = manifest.version;
       const index = createVectorIndex(config);
       const oldLive = await index.liveVersion();

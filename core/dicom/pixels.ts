@@ -129,13 +129,16 @@ export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut,
     if (lut.kind === 'rescale') {
       const { slope, intercept } = lut;
       for (let i = 0; i < n; i++) out[i] = s[i]! * slope + intercept;
+      // A slope such as 1e308 overflows float32, and an image of Infinity embeds as NaN. Samples
+      // are at most 32 bits, so only a rescale that could leave float range is scanned for it.
+      if (!(Math.abs(slope) * 2 ** 32 + Math.abs(intercept) < 3.4e38)) {
+        for (let i = 0; i < n; i++) if (!Number.isFinite(out[i]!)) return { ok: false, reason: 'the Modality LUT (rescale) gives values beyond float range' };
+      }
     } else if (lut.kind === 'table') {
       for (let i = 0; i < n; i++) out[i] = lookup(lut.table, s[i]!);
     } else {
       for (let i = 0; i < n; i++) out[i] = s[i]!;
     }
-    // A rescale slope such as 1e308 overflows float32: an image of Infinity embeds as NaN.
-    for (let i = 0; i < n; i++) if (!Number.isFinite(out[i]!)) return { ok: false, reason: 'the Modality LUT (rescale) gives values beyond float range' };
     if (photometric === 'MONOCHROME1') {
       let min = Infinity;
       let max = -Infinity;

@@ -46,6 +46,9 @@ export function toVector(v: Float32Array | readonly number[], dims: number, what
   return out;
 }
 
+/** Longest modality, body part, label or patient key a document may carry. */
+export const MAX_TEXT_FIELD = 256;
+
 /** Check one document's identity fields; returns a human reason or undefined when fine. */
 export function docProblem(doc: VectorDoc, dims: number, modelVersion: string): string | undefined {
   if (!isValidUid(doc.sopInstanceUid)) return 'sopInstanceUid is not a DICOM UID';
@@ -57,7 +60,7 @@ export function docProblem(doc: VectorDoc, dims: number, modelVersion: string): 
   if (Number.isNaN(Date.parse(doc.indexedAt))) return 'indexedAt is not an ISO 8601 time';
   for (const k of ['modality', 'bodyPartExamined', 'label', 'patientKey'] as const) {
     const v = doc[k];
-    if (v !== undefined && (typeof v !== 'string' || v.length > 256)) return `${k} must be a string of at most 256 characters`;
+    if (v !== undefined && (typeof v !== 'string' || v.length > MAX_TEXT_FIELD)) return `${k} must be a string of at most ${MAX_TEXT_FIELD} characters`;
   }
   try {
     toVector(doc.vector, dims);
