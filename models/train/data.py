@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import math
 import os
@@ -29,7 +30,8 @@ import torch.nn.functional as F
 from preprocess import load_image, preprocess, to_gray
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = Path(__file__).resolve().parent / ".data"
+HERE = Path(__file__).resolve().parent
+CACHE_DIR = HERE / ".data"
 CLASS_NAMES = {0: "normal", 1: "meningioma", 2: "glioma", 3: "pituitary"}
 FIGSHARE = "figshare-cheng"
 IXI = "ixi-normal"
@@ -115,11 +117,17 @@ def _decode_one(args):
     return preprocess(a, out_size=size).astype(np.float16)
 
 
-def cache_key(names, harmonise_inputs: bool, root: Path, size: int = 224) -> str:
-    # 224 keeps the key it always had, so existing caches stay valid
-    sized = "" if size == 224 else f"|s={size}"
-    return hashlib.sha256(("|".join(names) + f"|h={int(harmonise_inputs)}|" + str(root) + "|v1" + sized)
-                          .encode()).hexdigest()[:12]
+def cache_key(names, harmonise_inputs: bool, root: Path, size: int = 224, rows=()) -> str:
+    """The cache holds images in row order, so the key covers what decides each row's pixels: the
+    rows themselves (file, size, mtime; a reordered or edited labels.csv must not pair old images
+    with new labels), the preprocessing code and the harmonisation."""
+    h = hashlib.sha256(("|".join(names) + f"|h={int(harmonise_inputs)}|" + str(root) + f"|v2|s={size}").encode())
+    h.update((HERE / "preprocess.py").read_bytes())
+    h.update(inspect.getsource(harmonise).encode())
+    for r in rows:
+        st = os.stat(r["path"])
+        h.update(f"\n{r['path']}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
 
 
 def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Path | None = None,
@@ -130,13 +138,16 @@ def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Pat
     rows = []
     for n in names:
         rows += read_labels(root / n)
-    key = cache_key(names, harmonise_inputs, root, size)
+    key = cache_key(names, harmonise_inputs, root, size, rows)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     fn = CACHE_DIR / f"cache-{key}.npz"
+    imgs = None
     if fn.exists():
         z = np.load(fn, allow_pickle=False)
         imgs = z["images"]
-    else:
+        if imgs.shape != (len(rows), size, size):  # never pair rows with another row count's images
+            imgs = None
+    if imgs is None:
         from tqdm import tqdm
 
         imgs = np.zeros((len(rows), size, size), np.float16)

@@ -54,28 +54,73 @@ def read_manifest() -> dict:
 
 
 def read_dataset(d: Path) -> list[dict]:
+    """labels.csv's rows, each checked, or SystemExit naming the file and line (never a traceback,
+    and never after the embedding run has been paid for)."""
+    if not d.is_dir():
+        raise SystemExit(f"dataset folder not found: {d}")
+    if not (d / "labels.csv").is_file():
+        raise SystemExit(f"{d} has no labels.csv (columns file,label,class_name and optional patient_id,fold)")
     # utf-8-sig: a labels.csv saved by a spreadsheet starts with a BOM, which would hide the first column's name.
     with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        for col in ("file", "label", "class_name"):
+            if col not in cols:
+                raise SystemExit(f"{d}/labels.csv lacks column {col!r}")
+        rows = []
+        for r in reader:
+            if not any((v or "").strip() for k, v in r.items() if k is not None):
+                continue  # a blank line
+            rows.append((reader.line_num, r))
     if not rows:
         raise SystemExit(f"{d}/labels.csv has no rows")
-    for col in ("file", "label", "class_name"):
-        if col not in rows[0]:
-            raise SystemExit(f"{d}/labels.csv lacks column {col!r}")
     out = []
-    for line, r in enumerate(rows, start=2):
+    for line, r in rows:
+        where = f"{d}/labels.csv line {line}"
+        for col in ("file", "label", "class_name"):
+            if not (r.get(col) or "").strip():
+                raise SystemExit(f"{where}: empty {col!r}")
+        # A column present in the header is used for every row or for none: a blank cell would
+        # otherwise switch the whole run to another protocol without a word.
+        for col in ("fold", "patient_id"):
+            if col in cols and not (r.get(col) or "").strip():
+                raise SystemExit(f"{where}: empty {col!r} (the column is present, so every row needs one)")
         try:
             label = int(r["label"])
-            fold = int(r["fold"]) if r.get("fold") not in (None, "") else None
+            fold = int(r["fold"]) if "fold" in cols else None
         except ValueError:
-            raise SystemExit(f"{d}/labels.csv line {line}: label and fold must be integers "
+            raise SystemExit(f"{where}: label and fold must be integers "
                              f"(got label={r['label']!r}, fold={r.get('fold')!r})") from None
         out.append({
-            "path": str(d / r["file"]), "label": label, "class_name": r["class_name"],
-            "patient_id": f"{d.name}:{r['patient_id']}" if r.get("patient_id") else None,
-            "fold": fold,
+            "path": str(d / r["file"].strip()), "label": label, "class_name": r["class_name"].strip(),
+            "patient_id": f"{d.name}:{r['patient_id'].strip()}" if "patient_id" in cols else None,
+            "fold": fold, "where": where,
         })
     return out
+
+
+def check_rows(rows: list[dict]) -> dict:
+    """Checks across all pooled rows, before any embedding: one class name per label, every image
+    present. Returns label -> class name."""
+    names, first = {}, {}
+    for r in rows:
+        n = names.setdefault(r["label"], r["class_name"])
+        first.setdefault(r["label"], r["where"])
+        if n != r["class_name"]:
+            raise SystemExit(f"{r['where']}: label {r['label']} is named {r['class_name']!r}, but "
+                             f"{n!r} at {first[r['label']]}; a label needs one class name")
+    by_name = {}
+    for lab, n in names.items():
+        if n in by_name:
+            raise SystemExit(f"labels {by_name[n]} and {lab} are both named {n!r}; per-class figures are "
+                             f"keyed by name, so each label needs its own")
+        by_name[n] = lab
+    missing = [r["path"] for r in rows if not os.path.isfile(r["path"])]
+    if missing:
+        shown = "\n  ".join(missing[:10])
+        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise SystemExit(f"{len(missing)} image(s) named in labels.csv not found:\n  {shown}{more}")
+    return names
 
 
 def _sha256(path: Path) -> str:
@@ -131,13 +176,24 @@ def input_side(sess) -> int:
     return 224
 
 
+def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
+    try:
+        return preprocess_file(path, out_size)
+    except Exception as e:  # PIL raises several types for one cause: the file is not an image it reads
+        with open(path, "rb") as f:
+            head = f.read(132)
+        hint = (" (a DICOM file: eval:model reads PNG/JPEG/TIFF exports; the gateway's worker reads DICOM, "
+                "see `npm run eval:live`)" if head[128:132] == b"DICM" else "")
+        raise SystemExit(f"{path}: cannot decode as an image{hint}: {e}") from None
+
+
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    prep = partial(preprocess_file, out_size=input_side(sess))
+    prep = partial(_preprocess_or_exit, out_size=input_side(sess))
     out = []
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -175,22 +231,44 @@ def main(argv=None):
     if not model.exists():
         raise SystemExit(f"model not found: {model}")
     dirs = [Path(d) for d in (a.dataset or [str(default_dataset())])]
-    rows = []
-    for d in dirs:
-        rows += read_dataset(d)
+    per_dir = [(d, read_dataset(d)) for d in dirs]
+    # Within a folder a column is used by every row or none (read_dataset); across pooled folders
+    # too, so that one protocol covers every row.
+    kinds = {(d, rs[0]["fold"] is not None, rs[0]["patient_id"] is not None) for d, rs in per_dir}
+    if len({k[1:] for k in kinds}) > 1:
+        shown = "; ".join(f"{d}: fold {'yes' if f else 'no'}, patient_id {'yes' if p else 'no'}" for d, f, p in kinds)
+        raise SystemExit(f"the --dataset folders differ in their fold/patient_id columns ({shown}); "
+                         "pool folders of one kind")
+    rows = [r for _, rs in per_dir for r in rs]
+    names = check_rows(rows)
     labels = np.array([r["label"] for r in rows])
-    names = {}
-    for r in rows:
-        names.setdefault(r["label"], r["class_name"])
     patients = np.array([r["patient_id"] or f"row{i}" for i, r in enumerate(rows)])
-    has_fold = all(r["fold"] is not None for r in rows)
-    has_pid = all(r["patient_id"] is not None for r in rows)
-    qf = a.query_fold if a.query_fold is not None else man.get("evaluation", {}).get("query_fold", 5)
+    has_fold = rows[0]["fold"] is not None
+    has_pid = rows[0]["patient_id"] is not None
+    if a.query_fold is not None and not has_fold:
+        raise SystemExit("--query-fold needs a fold column in labels.csv")
+    shipped = model.resolve() == (MODELS_DIR / str(man.get("file"))).resolve()
+    if a.query_fold is not None:
+        qf = a.query_fold
+    elif shipped:
+        qf = (man.get("evaluation") or {}).get("query_fold", 5)
+        if qf is None and has_fold:
+            raise SystemExit(f"{model.name} was trained on every fold (its manifest names no held-out fold), so "
+                             "no fold is honest to query; pass --query-fold knowing that")
+    else:
+        qf = 5
+        if has_fold:
+            log("note: --model is not the shipped model, so its held-out fold is unknown here; querying fold 5 "
+                "(the published protocol). Pass --query-fold with the fold it was trained without")
     if has_fold and not any(r["fold"] == qf for r in rows):
         # The contract: with a fold column the held-out fold is the query set. Falling back to
         # leave-one-patient-out here would report another protocol under the same command.
         raise SystemExit(f"no row of fold {qf} in the dataset's fold column (folds: "
                          f"{sorted({r['fold'] for r in rows})}); pass --query-fold")
+    if has_fold and all(r["fold"] == qf for r in rows):
+        raise SystemExit(f"every row is in fold {qf}, so the database would be empty; pass --query-fold")
+    if not has_fold and len(set(patients.tolist())) < 2:
+        raise SystemExit("leave-one-out needs at least two images (two patients with patient_id)")
 
     log(f"model {model.name}; {len(rows)} images from {', '.join(str(d) for d in dirs)}")
     emb = embed_cached(model, [r["path"] for r in rows], a.batch, a.threads, log, use_cache=not a.no_cache)
@@ -213,11 +291,17 @@ def main(argv=None):
         res = metrics.summarise(pq, labels, names, patients, a.n_boot)
         # Each query's database is every other patient's images (LOPO) or every other image (LOO).
         n_db = int(round(float((~exclude).sum(axis=1).mean())))
+    if res["n_map_queries"] < res["n_queries"]:
+        log(f"note: {res['n_queries'] - res['n_map_queries']} of {res['n_queries']} queries have no image of their "
+            "class in their database; they count in P@k (as misses) but not in mAP (undefined there)")
+    if n_db < 10:
+        log(f"note: the database holds {n_db} images, fewer than 10; P@10 still divides by 10")
     print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: patient-cluster bootstrap)"))
     out = {
         "map": res["map"], "p10": res["p10"], "p1": res["p1"], "p5": res["p5"],
-        "n_queries": res["n_queries"], "n_database": n_db,
-        "per_class": {k: {kk: v[kk] for kk in ("map", "p1", "p5", "p10", "n_queries", "map_ci95", "p10_ci95")}
+        "n_queries": res["n_queries"], "n_map_queries": res["n_map_queries"], "n_database": n_db,
+        "per_class": {k: {kk: v[kk] for kk in ("map", "p1", "p5", "p10", "n_queries", "n_map_queries", "map_ci95",
+                                               "p10_ci95")}
                       for k, v in res["per_class"].items()},
         "map_ci95": res["map_ci95"], "p10_ci95": res["p10_ci95"],
         "protocol": protocol, "units": "fraction",

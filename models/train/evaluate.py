@@ -53,12 +53,15 @@ def embed_cached(net, feats: np.ndarray, batch: int = 128) -> np.ndarray:
 
 
 @torch.inference_mode()
-def embed(net, images_u8: torch.Tensor, batch: int = 256) -> np.ndarray:
+def embed(net, images: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """images: uint8 (the pack's, 0..255) or floating point already in [0, 1] (data.build_cache's
+    float16); only uint8 is scaled, so a float cache is not divided by 255 a second time."""
     net.eval()
     out = []
-    for i in range(0, len(images_u8), batch):
-        x = images_u8[i:i + batch].float().div_(255.0).unsqueeze(1)
-        out.append(net(x).float().cpu())
+    for i in range(0, len(images), batch):
+        b = images[i:i + batch]
+        x = b.float().div_(255.0) if b.dtype == torch.uint8 else b.float()
+        out.append(net(x.unsqueeze(1)).float().cpu())
     return torch.cat(out).numpy()
 
 

@@ -112,6 +112,18 @@ def parity(net, onnx_path: Path, x: np.ndarray) -> dict:
     return res
 
 
+def evaluation_folds(meta: dict) -> dict:
+    """The held-out fold eval:model queries by default: the fold the model was trained without.
+    An untrained head saw no fold, so the published protocol's fold 5 is as good as any; a trained
+    model without a held-out fold (trained on all of them) has none, and eval:model then asks for one."""
+    if not meta.get("trained"):
+        return {"query_fold": 5, "database_folds": [1, 2, 3, 4]}
+    tf = (meta.get("config") or {}).get("test_fold")
+    if tf is None:
+        return {"query_fold": None, "database_folds": None}
+    return {"query_fold": int(tf), "database_folds": [f for f in range(1, 6) if f != int(tf)]}
+
+
 def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: dict | None = None):
     from data import CLASS_NAMES
     from features import pool4_side  # inception_5b keeps pool4's grid
@@ -137,7 +149,7 @@ def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: d
         "classes": {str(k): v for k, v in CLASS_NAMES.items()},
         "dims": dim,
         "trained": bool(meta.get("trained")),
-        "evaluation": {"query_fold": 5, "database_folds": [1, 2, 3, 4]},
+        "evaluation": evaluation_folds(meta),
         "model_card": "models/MODEL_CARD.md",
     }
     if extra:
@@ -152,6 +164,13 @@ def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: d
     for k, v in old.items():
         if k not in man and k != "metrics":
             man[k] = v
+    # A variant (e.g. the INT8 file) is derived from one model file: it goes with that file.
+    variants = {k: v for k, v in (man.get("variants") or {}).items()
+                if (MODELS_DIR / v.get("file", "")).is_file() and old.get("sha256") == man["sha256"]}
+    if variants:
+        man["variants"] = variants
+    else:
+        man.pop("variants", None)
     path.write_text(json.dumps(man, indent=2) + "\n")
     return man
 

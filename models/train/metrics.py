@@ -82,7 +82,9 @@ def summarise(per_query: dict, q_lab: np.ndarray, class_names: dict, groups: np.
     keys = ["ap"] + [k for k in per_query if k.startswith("p")]
 
     def block(mask):
-        b = {"n_queries": int(mask.sum())}
+        # AP is undefined for a query with no relevant item in its database: such a query is left
+        # out of mAP (trec_eval's convention) but counts in P@k, so both counts are reported.
+        b = {"n_queries": int(mask.sum()), "n_map_queries": int((~np.isnan(per_query["ap"][mask])).sum())}
         for k in keys:
             v = per_query[k][mask]
             name = "map" if k == "ap" else k

@@ -133,6 +133,9 @@ class CachedFeatures:
         return out
 
 
+RESUMABLE = {"epochs", "threads"}  # the settings a --resume may change
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", required=True)
@@ -153,8 +156,18 @@ def main(argv=None):
         cfg.update(ck["config"])
     for k in DEFAULTS:
         v = getattr(a, k)
+        if k == "frozen_until" and v is not None and str(v).lower() in ("none", ""):
+            v = "none"  # normalised to None below; compared as such
         if v is not None:
+            # A resumed run keeps its recipe and split: another test fold would continue training a
+            # model that has already seen that fold (device_train.load_checkpoint refuses the same).
+            same = (v == "none" and cfg.get(k) is None) if k == "frozen_until" else v == cfg.get(k)
+            if ck and k not in RESUMABLE and not same:
+                raise SystemExit(f"--resume: --{k.replace('_', '-')} {v} differs from the checkpoint's {cfg.get(k)!r}; "
+                                 f"a resumed run can only change {', '.join('--' + r for r in sorted(RESUMABLE))}")
             cfg[k] = v
+    if cfg["classes"] not in (3, 4):
+        raise SystemExit(f"--classes must be 3 (tumours) or 4 (with normal), got {cfg['classes']}")
     if str(cfg["frozen_until"]).lower() in ("none", ""):
         cfg["frozen_until"] = None  # full fine-tune (online mode)
     if cfg.get("fuse_pool4") and cfg["mode"] != "cached":
@@ -175,6 +188,9 @@ def main(argv=None):
     keep = meta["labels"] < cfg["classes"] if cfg["classes"] == 4 else (meta["labels"] >= 1)
     train_rows = np.flatnonzero((meta["folds"] != cfg["test_fold"]) & keep)
     test_rows = np.flatnonzero(meta["folds"] == cfg["test_fold"])
+    if len(test_rows) == 0:
+        raise SystemExit(f"--test-fold {cfg['test_fold']} has no rows (folds: {sorted(set(meta['folds'].tolist()))}); "
+                         "a model trained on every fold has no honest evaluation")
     leak = data.check_patient_disjoint(meta["patients"][train_rows], meta["patients"][test_rows])
     assert not leak, f"patients in both train and test: {sorted(leak)[:5]}"
     labels = torch.from_numpy(meta["labels"][train_rows])

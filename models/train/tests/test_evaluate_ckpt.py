@@ -22,3 +22,18 @@ def test_a_checkpoint_that_does_not_fit_its_model_is_refused(tmp_path):
     torch.save({"config": {"dim": 256, "pool": "gem", "mode": "device", "frozen_until": None}, "model": state}, tmp_path / "c.pt")
     with pytest.raises(SystemExit, match="does not fit the model it names"):
         load_ckpt_net(tmp_path / "c.pt")
+
+
+def test_images_already_in_0_1_are_not_divided_by_255_again():
+    """data.build_cache's images are float16 in [0, 1]; the pack's are uint8. evaluate.embed takes
+    both (a second /255 collapsed every full fine-tune checkpoint's embeddings to one vector)."""
+    from evaluate import embed
+
+    torch.manual_seed(0)
+    net = build_model(frozen_until=None, pretrained=False).eval()
+    u8 = torch.randint(0, 256, (2, 224, 224), dtype=torch.uint8)
+    as_float = (u8.float() / 255).half()
+    with torch.inference_mode():
+        want = net(as_float.float().unsqueeze(1)).numpy()
+    assert abs(embed(net, as_float) - want).max() < 1e-5
+    assert abs(embed(net, u8) - want).max() < 1e-3  # float16 rounding of the reference input

@@ -142,3 +142,39 @@ def test_a_model_trained_at_320_exports_at_320_with_its_heatmap(tmp_path, monkey
     info = export_heatmap.export_heatmap(path, tmp_path / "h320.onnx", height=10, width=10)
     assert (info["height"], info["width"]) == (10, 10)
     assert export_heatmap.check_against_model(path, tmp_path / "h320.onnx", export.sample_images(size=320))["ok"]
+
+
+def test_the_manifest_names_the_fold_the_model_was_trained_without(tmp_path, monkeypatch):
+    import export
+
+    monkeypatch.setattr(export, "MODELS_DIR", tmp_path)
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"model")
+
+    def man(meta):
+        return export.write_manifest(f, "t", 256, dict(meta, input_size=224))["evaluation"]
+
+    assert man({"trained": True, "config": {"test_fold": 2}}) == {"query_fold": 2, "database_folds": [1, 3, 4, 5]}
+    assert man({"trained": True, "config": {}}) == {"query_fold": None, "database_folds": None}
+    assert man({"trained": False}) == {"query_fold": 5, "database_folds": [1, 2, 3, 4]}
+
+
+def test_a_new_model_drops_the_old_models_variants(tmp_path, monkeypatch):
+    """export deletes the previous model's files, its INT8 variant among them: the manifest must
+    not keep naming that variant (nor one of another model file)."""
+    import export
+
+    monkeypatch.setattr(export, "MODELS_DIR", tmp_path)
+    old = tmp_path / "old.onnx"
+    old.write_bytes(b"old")
+    (tmp_path / "old-int8.onnx").write_bytes(b"int8")
+    export.write_manifest(old, "1", 256, {"trained": False, "input_size": 224})
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    man["variants"] = {"int8": {"file": "old-int8.onnx"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    # the same file exported again keeps its variant
+    assert export.write_manifest(old, "1", 256, {"trained": False, "input_size": 224})["variants"] == {
+        "int8": {"file": "old-int8.onnx"}}
+    new = tmp_path / "new.onnx"
+    new.write_bytes(b"new")
+    assert "variants" not in export.write_manifest(new, "2", 256, {"trained": False, "input_size": 224})

@@ -1,5 +1,4 @@
 """The input-size option of the resolution probe (features.py / train.py --size)."""
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,33 @@ def test_pool4_side_matches_the_backbone(size):
     assert pool4_side(224) == 7 and pool4_side(320) == 10
 
 
-def test_224_keeps_the_file_names_and_cache_key_it_always_had(tmp_path):
-    import data
+def test_224_keeps_the_feature_file_names_it_always_had():
     from features import feat_path, skipped_fold_marker
 
     assert feat_path("h1").name == "feat-h1.npy"
     assert skipped_fold_marker("h1").name == "feat-h1.skipped-fold"
     assert feat_path("h1", 320).name == "feat-s320-h1.npy"
     assert skipped_fold_marker("h1", 320).name == "feat-s320-h1.skipped-fold"
+
+
+def test_cache_key_follows_size_and_the_rows(tmp_path):
+    import os
+
+    import data
+
     names = ("figshare-cheng", "ixi-normal")
-    legacy = hashlib.sha256(("|".join(names) + "|h=1|" + str(tmp_path) + "|v1").encode()).hexdigest()[:12]
-    assert data.cache_key(names, True, tmp_path) == legacy
-    assert data.cache_key(names, True, tmp_path, 320) != legacy
-    assert data.cache_key(names, True, tmp_path, 320) != data.cache_key(names, True, tmp_path, 317)
+    for n in ("a.png", "b.png"):
+        (tmp_path / n).write_bytes(n.encode())
+    rows = [{"path": str(tmp_path / "a.png")}, {"path": str(tmp_path / "b.png")}]
+    key = data.cache_key(names, True, tmp_path, 224, rows)
+    assert data.cache_key(names, True, tmp_path, 224, rows) == key
+    assert data.cache_key(names, True, tmp_path, 320, rows) != key
+    assert data.cache_key(names, True, tmp_path, 320, rows) != data.cache_key(names, True, tmp_path, 317, rows)
+    assert data.cache_key(names, True, tmp_path, 224, rows[::-1]) != key
+    assert data.cache_key(names, False, tmp_path, 224, rows) != key
+    st = os.stat(rows[0]["path"])
+    os.utime(rows[0]["path"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert data.cache_key(names, True, tmp_path, 224, rows) != key
 
 
 @needs_datasets
@@ -99,3 +112,23 @@ def test_eval_onnx_feeds_each_model_the_input_size_it_declares(tmp_path, dataset
     got = embed(m96, paths, batch=2, threads=1, log=lambda m: None)
     want = _Probe()(torch.from_numpy(np.stack([preprocess_file(p, 96) for p in paths])[:, None])).numpy()
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_a_reordered_labels_csv_does_not_reuse_the_old_images(tmp_path, monkeypatch):
+    import data
+    from preprocess import preprocess_file
+
+    root = tmp_path / "ds"
+    (root / "figshare-cheng").mkdir(parents=True)
+    from PIL import Image
+
+    for name, v in (("0.png", 10), ("1.png", 240)):
+        Image.fromarray(np.full((16, 16), v, np.uint8)).save(root / "figshare-cheng" / name)
+    rows = ["0.png,1,meningioma,p0,1,p0", "1.png,2,glioma,p1,2,p1"]
+    labels = root / "figshare-cheng" / "labels.csv"
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    for order in (rows, rows[::-1]):
+        labels.write_text("file,label,class_name,patient_id,fold,patient_family\n" + "\n".join(order) + "\n")
+        c = data.build_cache(names=("figshare-cheng",), root=root, verbose=False, size=32)
+        first = root / "figshare-cheng" / order[0].split(",")[0]
+        np.testing.assert_array_equal(c.images[0].numpy(), preprocess_file(str(first), 32).astype(np.float16))

@@ -112,3 +112,16 @@ def test_an_ema_run_cut_after_an_epoch_resumes_to_the_uncut_result(tmp_path, mon
     # the scored model is the average, not the last iterate
     w = "head.fc.weight"
     assert not torch.equal(a["model"][w], a["raw_model"][w])
+
+
+def test_resume_refuses_another_split_or_recipe(tmp_path):
+    """A resumed run keeps its test fold: continuing with another would train on that fold."""
+    torch.save({"config": dict(train.DEFAULTS, test_fold=5)}, tmp_path / "last.pt")
+    for flag, value in (("--test-fold", "3"), ("--lr", "0.1"), ("--frozen-until", "none")):
+        with pytest.raises(SystemExit, match=f"--resume: {flag} .* differs from the checkpoint's"):
+            train.main(["--run-dir", str(tmp_path), "--resume", flag, value])
+
+
+def test_classes_other_than_3_or_4_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--classes must be 3"):
+        train.main(["--run-dir", str(tmp_path), "--classes", "5"])
