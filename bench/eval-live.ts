@@ -301,5 +301,7 @@ function writeReport(
 
 main().catch((err: unknown) => {
   process.stderr.write(`eval:live: ${(err as Error).stack ?? String(err)}\n`);
+  // a failure before the run's own try (datasets, a service that did not start) still stops what was started
+  stopEnsuredServices((msg) => process.stderr.write(`${msg}\n`));
   process.exit(1);
 });

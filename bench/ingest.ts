@@ -377,5 +377,7 @@ async function deleteStudiesOf(orthancUrl: string, instances: readonly PlannedIn
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench:ingest: ${(err as Error).stack ?? String(err)}\n`);
+  // a failure before the run's own try (datasets, a service that did not start) still stops what was started
+  stopEnsuredServices((msg) => process.stderr.write(`${msg}\n`));
   process.exit(1);
 });

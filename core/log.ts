@@ -8,7 +8,8 @@ export type { Logger };
  * them (a PACS path, a QIDO). A digits-and-dots token with five or more components, or with a
  * component of ten or more digits (2.25.<UUID>), is one; an IPv4 address or a version is not.
  */
-const UID_LIKE = /\b\d+(?:\.\d+){4,}\b|\b\d+(?:\.\d+)*\.\d{10,}(?:\.\d+)*\b/g;
+// Bounded by digits, not by \b: a job id `<uid>_<version>` has no word boundary after the UID.
+const UID_LIKE = /(?<!\d|\d\.)(?:\d+(?:\.\d+){4,}|\d+(?:\.\d+)*\.\d{10,}(?:\.\d+)*)(?!\.?\d)/g;
 
 /** UIDs of the DICOM standard itself (transfer syntaxes, SOP classes) name no one and say why an image was refused. */
 const STANDARD_ROOT = '1.2.840.10008.';

@@ -173,12 +173,20 @@ function send(
   extra: Record<string, string | string[]> = {},
 ): void {
   if (res.headersSent) return;
+  // A browser keeps the image no longer than the gateway's own cache (a revoked permission is
+  // served for 5 minutes at most), and per credentials and media type: another token typed on a
+  // shared workstation, or a PNG asked for by header, must not get this answer from its cache.
+  const vary = [res.getHeader('vary'), 'Authorization', 'Cookie', 'Accept']
+    .flatMap((v) => (v === undefined ? [] : String(v).split(',')))
+    .map((v) => v.trim())
+    .filter((v, i, all) => v !== '' && all.findIndex((w) => w.toLowerCase() === v.toLowerCase()) === i);
   res.writeHead(status, {
     ...extra,
     'content-type': contentType,
     'content-length': body.length,
     'x-cbmir-thumbnail-cache': cache,
-    ...(status === 200 ? { 'cache-control': 'private, max-age=3600' } : {}),
+    vary: vary.join(', '),
+    ...(status === 200 ? { 'cache-control': `private, max-age=${CACHE_TTL_MS / 1000}` } : {}),
   });
   res.end(body);
 }

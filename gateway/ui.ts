@@ -72,7 +72,8 @@ export interface UiPageConfig {
 export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string } = {}): void {
   const assets = loadAssets(opts.dir ?? uiDir());
   const pageConfig: UiPageConfig = {
-    dicomWebRoot: '/dicom-web',
+    // Relative to the page (…/ui/): the gateway may be published under a path prefix by a proxy.
+    dicomWebRoot: '../dicom-web',
     viewerUrlTemplate: config.ui.viewerUrlTemplate,
     blueLightUrlTemplate: config.ui.blueLightUrlTemplate ?? null,
     maxUploadBytes: MAX_UPLOAD_BYTES,
@@ -102,7 +103,7 @@ export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string 
   // Express matches /ui and /ui/ alike (non-strict routing): the slash decides.
   app.get('/ui', (req, res) => {
     if ((req.url ?? '').split('?')[0]!.endsWith('/')) send(req, res, assets.get('index.html')!);
-    else res.redirect(308, '/ui/');
+    else res.redirect(308, 'ui/'); // relative, so a path prefix in front of the gateway is kept
   });
   app.get('/ui/config.json', (_req, res) => {
     common(res);

@@ -14,6 +14,8 @@ import type { Endpoint } from './upstream.js';
 interface Mapping {
   readonly from: string;
   readonly fromBytes: Buffer;
+  /** `from` where it ends the root: not followed by a character that would continue its last segment. */
+  readonly fromPattern: RegExp;
   /** Suffix appended to the public base, e.g. "/dicom-web". */
   readonly toSuffix: string;
 }
@@ -28,13 +30,18 @@ function aliases(e: Endpoint): string[] {
   return [...new Set(urls)];
 }
 
+function mapping(from: string, toSuffix: string): Mapping {
+  const escaped = from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return { from, fromBytes: Buffer.from(from), fromPattern: new RegExp(`${escaped}(?![\\w.~%+-])`, 'g'), toSuffix };
+}
+
 export class UrlRewriter {
   private readonly mappings: readonly Mapping[];
 
   constructor(dicomweb: Endpoint, wadoUri: Endpoint, dicomwebSuffix: string, wadoUriSuffix: string) {
     const m: Mapping[] = [];
-    for (const from of aliases(dicomweb)) m.push({ from, fromBytes: Buffer.from(from), toSuffix: dicomwebSuffix });
-    for (const from of aliases(wadoUri)) m.push({ from, fromBytes: Buffer.from(from), toSuffix: wadoUriSuffix });
+    for (const from of aliases(dicomweb)) m.push(mapping(from, dicomwebSuffix));
+    for (const from of aliases(wadoUri)) m.push(mapping(from, wadoUriSuffix));
     // Longest first so a root that prefixes another cannot shadow it.
     this.mappings = m.sort((a, b) => b.from.length - a.from.length);
   }
@@ -54,8 +61,10 @@ export class UrlRewriter {
     const hits = this.mappings.filter((m) => body.includes(m.fromBytes));
     if (hits.length === 0) return null;
     let text = body.toString('utf8');
-    for (const m of hits) text = text.split(m.from).join(publicBase + m.toSuffix);
-    return Buffer.from(text, 'utf8');
+    // Exact roots only, as mapUrl: `<root>2/…` or `<root>-old/…` is another service's URL.
+    const original = text;
+    for (const m of hits) text = text.replace(m.fromPattern, () => publicBase + m.toSuffix);
+    return text === original ? null : Buffer.from(text, 'utf8');
   }
 }
 

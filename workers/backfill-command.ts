@@ -137,6 +137,19 @@ export function backfillCommand(): Command {
       const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
       try {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);
+        // Backfill fills the live version. Jobs stamped with another one would be put back by
+        // every worker of the live model (and storage for it created on the way): a new model
+        // goes in with `cbmir reindex`.
+        const live = await index.liveVersion();
+        if (live && live !== manifest.version) {
+          bar?.stop();
+          process.stderr.write(
+            `cbmir backfill: CBMIR_MODEL is model ${manifest.version}, but the index's live version is ${live}. ` +
+              `Point CBMIR_MODEL at the manifest of ${live} (as the workers are), or index ${manifest.version} with \`cbmir reindex --model <its manifest>\`\n`,
+          );
+          process.exitCode = 2;
+          return;
+        }
         await index.ensure(manifest.dims, manifest.version);
         const summary = await new Reconciler({ pacs, index, enqueuer }).run({
           source: 'backfill',

@@ -66,6 +66,13 @@ export function embedConcurrency(concurrency: number, decodeConcurrency = 32): n
 
 /** How long a job for another model version waits before a worker looks at it again. */
 const OTHER_MODEL_DELAY_MS = 30_000;
+/**
+ * How long a job for another model version may keep being put back. Past this no worker of its
+ * version has come (an upgrade left a backlog stamped with the old model): it fails, naming the
+ * version, instead of being taken every 30 s for ever; the reconciler queues the instance again
+ * for the live version, and `cbmir failed --retry` brings it back once such a worker runs.
+ */
+export const OTHER_MODEL_MAX_AGE_MS = 24 * 3_600_000;
 /** The same for a /similar query, which a user is waiting for (CBMIR_EMBED_TIMEOUT_MS, 10 s). */
 const OTHER_MODEL_EMBED_DELAY_MS = 1_000;
 
@@ -167,6 +174,11 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     if (d.modelVersion !== version) {
       // Another model's job: put it back for a worker of that version. Completing it as
       // "skipped" lost it (the reconciler counts a completed job as queued until it is removed).
+      if (Date.now() - d.enqueuedAt > OTHER_MODEL_MAX_AGE_MS)
+        throw new UnrecoverableError(
+          `model version ${d.modelVersion}: no worker of that version took the job (this worker runs ${version}); ` +
+            'run one, then `cbmir failed --retry`, or let the reconciler index the instance with the live version',
+        );
       warnOtherModel(d.modelVersion);
       await job.moveToDelayed(Date.now() + OTHER_MODEL_DELAY_MS, token);
       throw new DelayedError();

@@ -67,6 +67,34 @@ export function swapBlockers(s: { newCount: number; liveCount: number; pending: 
   return out;
 }
 
+/**
+ * Whether a full (not --match) reindex run may swap: everything crawled and nothing left to
+ * retry, and — where a version is live — the new one holds at least as many documents. A crawl
+ * that saw an empty or partial PACS (another PACS URL, a service login that reads only some
+ * studies, documents refused one by one) is "complete" by itself; swapping it, and with
+ * --drop-old deleting the live version, would lose the index.
+ */
+export function reindexBlockers(s: {
+  crawled: boolean;
+  retryable: number;
+  indexed: number;
+  instances: number;
+  liveCount: number;
+}): string[] {
+  const out: string[] = [];
+  if (!s.crawled) out.push('the PACS was not crawled completely');
+  if (s.retryable > 0) out.push(`${s.retryable} of its jobs failed and can be retried`);
+  if (s.liveCount > 0) {
+    if (s.indexed === 0) out.push(`it holds 0 documents (${s.instances} instances crawled) while the live version holds ${s.liveCount}`);
+    else if (s.indexed < s.liveCount)
+      out.push(
+        `it holds ${s.indexed} documents, fewer than the ${s.liveCount} of the live version ` +
+          '(if images were deleted from the PACS since they were indexed, that is expected: pass --force)',
+      );
+  } else if (s.indexed === 0 && s.instances > 0) out.push(`none of the ${s.instances} instances crawled was indexed`);
+  return out;
+}
+
 /** Queue namespace of a reindex run: its own queue, invisible to workers of the live model. */
 export function reindexNamespace(modelVersion: string): string {
   return `reindex-${modelVersion}`;
@@ -81,7 +109,7 @@ export function reindexCommand(): Command {
     .description('index the whole PACS with another model version beside the live one, then swap it live')
     .requiredOption('--model <manifest>', 'the new model: a manifest.json (or .onnx) file')
     .option('--swap-only', 'only make the (already indexed) version live; refused while it is incomplete')
-    .option('--force', 'with --swap-only: swap even a version that holds fewer documents or has work left')
+    .option('--force', 'swap even a version that holds fewer documents than the live one or has work left')
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
@@ -190,6 +218,7 @@ export function reindexCommand(): Command {
       process.once('SIGINT', onSigint);
       try {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);
+        const liveCount = oldLive ? await index.count() : 0; // still unbound: the live version
         await index.ensure(manifest.dims, version);
         if (o.localWorker) {
           // The same worker settings as `cbmir worker` (an admin who lowered them to avoid OOM meant them here too).
@@ -241,22 +270,28 @@ export function reindexCommand(): Command {
         const failed = await listFailed(queue, 100_000);
         const retryable = failed.jobs.filter((j) => j.retryable).length;
         const indexed = await index.count();
-        const complete = first.complete && second.complete && retryable === 0 && (indexed > 0 || second.instances === 0);
+        const crawled = first.complete && second.complete;
+        const complete = crawled && retryable === 0 && (indexed > 0 || second.instances === 0);
+        // A --match run covers part of the PACS: it is compared with the live version only when
+        // its parts are swapped in together (--swap-only).
+        const blockers = o.match ? [] : reindexBlockers({ crawled, retryable, indexed, instances: second.instances, liveCount });
         // A --match run covers part of the PACS: making it live would hide every other image from search.
-        const swap = complete && !o.match;
+        const swap = !o.match && (complete || o.force === true) && (blockers.length === 0 || o.force === true);
         if (complete) checkpoint.remove();
         if (swap) {
           await index.swapAlias(version);
-        } else if (complete) {
+        } else if (complete && o.match) {
           say(
             o.json,
             `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${o.model} --swap-only\``,
           );
         } else {
-          say(
-            o.json,
-            `not swapping: ${retryable} retryable failures, ${first.studyErrors.length + second.studyErrors.length} studies not crawled, ` +
-              `${first.enqueueFailures + second.enqueueFailures} not enqueued. Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\``,
+          process.stderr.write(
+            `cbmir reindex: not swapping ${version}: ${blockers.join('; ') || 'incomplete'} ` +
+              `(${first.studyErrors.length + second.studyErrors.length} studies not crawled, ` +
+              `${first.enqueueFailures + second.enqueueFailures} not enqueued, ${failed.total - retryable} refused for good). ` +
+              `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
+              'or pass --force to swap it as it is\n',
           );
         }
         await finish(swap, {
@@ -266,8 +301,9 @@ export function reindexCommand(): Command {
           retryable,
           namespace,
           complete,
+          ...(blockers.length > 0 ? { blockers } : {}),
         });
-        process.exitCode = complete ? 0 : 1;
+        process.exitCode = swap || (complete && o.match) ? 0 : 1;
       } catch (err) {
         if (abort.signal.aborted) {
           process.stderr.write('cbmir reindex: interrupted; continue with --resume\n');

@@ -48,12 +48,14 @@ export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) 
         : { ES_PORT: String(spec.port) };
   log(`${svc}: ensuring it runs on 127.0.0.1:${spec.port} (deploy/local/stack.sh, state in ${path.relative(ROOT, spec.stackDir)})`);
   const env = { ...process.env, CBMIR_STACK_DIR: spec.stackDir, ...portEnv };
+  // Registered before the start: one that fails half-way (a JVM up, its health check timed out)
+  // is stopped as well.
+  if (ensured.length === 0) onInterrupt(() => stopEnsuredServices((m) => process.stderr.write(`${m}\n`)));
+  ensured.push({ svc, env });
   execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'start', svc], {
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  if (ensured.length === 0) onInterrupt(() => stopEnsuredServices((m) => process.stderr.write(`${m}\n`)));
-  ensured.push({ svc, env });
   return svc === 'redis' ? `redis://127.0.0.1:${spec.port}` : `http://127.0.0.1:${spec.port}`;
 }
 

@@ -42,19 +42,21 @@ export class IndexEnqueuer {
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       });
-      const add = this.queue.addBulk(
-        instances.map((i) => ({
-          name: source,
-          data: {
-            studyInstanceUid: i.studyInstanceUid,
-            seriesInstanceUid: i.seriesInstanceUid,
-            sopInstanceUid: i.sopInstanceUid,
-            modelVersion: this.modelVersion,
-            source,
-            enqueuedAt: now,
-          },
-          opts: { ...INDEX_JOB_OPTIONS, jobId: indexJobId(i.sopInstanceUid, this.modelVersion) },
-        })),
+      const add = this.clearFailed(instances, source).then(() =>
+        this.queue.addBulk(
+          instances.map((i) => ({
+            name: source,
+            data: {
+              studyInstanceUid: i.studyInstanceUid,
+              seriesInstanceUid: i.seriesInstanceUid,
+              sopInstanceUid: i.sopInstanceUid,
+              modelVersion: this.modelVersion,
+              source,
+              enqueuedAt: now,
+            },
+            opts: { ...INDEX_JOB_OPTIONS, jobId: indexJobId(i.sopInstanceUid, this.modelVersion) },
+          })),
+        ),
       );
       add.catch(() => undefined); // may settle after the deadline
       await Promise.race([add, deadline]);
@@ -66,11 +68,28 @@ export class IndexEnqueuer {
     }
   }
 
+  /**
+   * An instance sent again through STOW (a truncated file re-sent whole, images that arrived while
+   * the index was down for longer than the retries last) must be indexed again: its failed job
+   * would otherwise hold the job id, and BullMQ ignores an add with an id it already has, for as
+   * long as failed jobs are kept (7 days). Only failed jobs are cleared; a waiting or running one
+   * still absorbs the duplicate. The reconciler leaves failed jobs alone (`cbmir failed --retry`).
+   */
+  private async clearFailed(instances: readonly StoredInstance[], source: IndexJobSource): Promise<void> {
+    if (source !== 'stow') return;
+    const ids = instances.map((i) => indexJobId(i.sopInstanceUid, this.modelVersion));
+    const pipe = this.conn.pipeline();
+    const failedKey = this.queue.toKey('failed');
+    for (const id of ids) pipe.zscore(failedKey, id);
+    const scores = (await pipe.exec()) ?? [];
+    const failed = ids.filter((_, k) => scores[k]?.[1] !== null && scores[k]?.[1] !== undefined);
+    for (const id of failed) await this.queue.remove(id);
+  }
+
   /** Cheap liveness probe for /readyz. */
   async ping(): Promise<void> {
     await this.conn.ping();
   }
-
 
   /** Bounded: BullMQ's Queue.close() waits forever when Redis was never reachable. */
   async close(timeoutMs = 2_000): Promise<void> {

@@ -128,11 +128,11 @@ export function similarByUids(uids, opts) {
   q.set('StudyInstanceUID', uids.study);
   q.set('SeriesInstanceUID', uids.series);
   q.set('SOPInstanceUID', uids.sop);
-  return getJson(`/similar?${q}`);
+  return getJson(`../similar?${q}`);
 }
 
 export async function similarByUpload(file, opts) {
-  const res = await fetch(`/similar?${similarOptions(opts)}`, {
+  const res = await fetch(`../similar?${similarOptions(opts)}`, {
     method: 'POST',
     headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
     body: file,
@@ -149,7 +149,7 @@ export async function heatmap(query, result) {
     ResultSOPInstanceUID: result.sop,
   });
   if (query.file) {
-    const res = await fetch(`/similar/heatmap?${q}`, {
+    const res = await fetch(`../similar/heatmap?${q}`, {
       method: 'POST',
       headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
       body: query.file,
@@ -160,11 +160,11 @@ export async function heatmap(query, result) {
   q.set('StudyInstanceUID', query.study);
   q.set('SeriesInstanceUID', query.series);
   q.set('SOPInstanceUID', query.sop);
-  return getJson(`/similar/heatmap?${q}`);
+  return getJson(`../similar/heatmap?${q}`);
 }
 
 export function pageConfig() {
-  return getJson('/ui/config.json');
+  return getJson('config.json');
 }
 
 /** A viewer URL from a template with {study} {series} {instance}. */

@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const MAX_STRIP = 200;
 
 const state = {
-  config: { dicomWebRoot: '/dicom-web', viewerUrlTemplate: '', blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
+  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: '', blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
   /** {study, series, sop} from the archive, or {file, name, previewUrl} for a dropped file. */
   query: null,
   queryFigure: null,

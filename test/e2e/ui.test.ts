@@ -11,6 +11,8 @@
  * route computes (colour and place of the strongest cell).
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -152,7 +154,7 @@ describe('/ui in headless Chromium', () => {
     assert.equal(r.headers['content-security-policy'], UI_CSP);
     const cfg = json<{ viewerUrlTemplate: string; dicomWebRoot: string }>(await raw(`${sys.base}/ui/config.json`));
     assert.equal(cfg.viewerUrlTemplate, VIEWER_TEMPLATE);
-    assert.equal(cfg.dicomWebRoot, '/dicom-web');
+    assert.equal(cfg.dicomWebRoot, '../dicom-web', 'relative to the page: a path prefix in front of the gateway is kept');
     assert.equal((await raw(`${sys.base}/ui/nothing.js`)).status, 404);
     // An encoded traversal never reaches the page's files (the gateway's path guard answers 400).
     assert.ok([400, 404].includes((await raw(`${sys.base}/ui/..%2Fui.ts`)).status));
@@ -364,5 +366,44 @@ describe('/ui in headless Chromium', () => {
     assert.equal(sr.status, 422);
     assert.match(json<{ detail: string }>(sr).detail, /query: not an image/);
     assert.equal((await raw(base, { method: 'DELETE' })).status, 405);
+  });
+
+  test('behind a proxy that publishes the gateway under a path prefix, the page works and asks nothing outside it', async () => {
+    const target = new URL(sys.base);
+    const outside: string[] = [];
+    const proxy = http.createServer((req, res) => {
+      if (!(req.url ?? '').startsWith('/cbmir/')) {
+        outside.push(req.url ?? '');
+        res.writeHead(404).end();
+        return;
+      }
+      const up = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url!.slice('/cbmir'.length), headers: req.headers },
+        (ures) => {
+          res.writeHead(ures.statusCode ?? 502, ures.headers);
+          ures.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/cbmir`;
+    try {
+      await page.goto(`${base}/ui`, { waitUntil: 'domcontentloaded' });
+      assert.equal(page.url(), `${base}/ui/`, 'the redirect keeps the prefix');
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+      await page.click(`#studies button[data-study="${q.studyInstanceUid}"]`, { timeout: 30_000 });
+      await page.click(`#instances button[data-sop="${q.sopInstanceUid}"]`, { timeout: 30_000 });
+      await page.waitForSelector('#results li.card', { timeout: 60_000 });
+      await page.waitForFunction(() => {
+        const img = document.querySelector('#results li.card img') as HTMLImageElement | null;
+        return img !== null && img.complete && img.naturalWidth > 0;
+      }, undefined, { timeout: 30_000 });
+      assert.deepEqual(outside, [], 'requests outside the prefix');
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
   });
 });

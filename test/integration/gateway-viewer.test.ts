@@ -73,6 +73,10 @@ describe('gateway features viewers rely on', () => {
     const png = await raw(`${gw.base}${inst}/thumbnail?viewport=64,64`, { headers: { accept: 'image/png' } });
     assert.equal(png.headers['content-type'], 'image/png');
     assert.equal(png.body.readUInt32BE(16), 64, 'PNG width honours the viewport');
+    // A browser keeps it no longer than the gateway's cache (api.md: 5 minutes), per credentials and media type.
+    assert.equal(png.headers['cache-control'], 'private, max-age=300');
+    for (const h of ['authorization', 'cookie', 'accept'])
+      assert.ok(String(png.headers.vary).toLowerCase().split(/\s*,\s*/).includes(h), String(png.headers.vary));
     const hit = await raw(`${gw.base}${inst}/thumbnail?viewport=64,64`, { headers: { accept: 'image/png' } });
     assert.equal(hit.headers['x-cbmir-thumbnail-cache'], 'HIT');
     assert.ok(hit.body.equals(png.body));

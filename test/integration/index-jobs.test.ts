@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Queue } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { INDEX_JOB_OPTIONS, indexJobId, queueName, type IndexJobData } from '../../core/jobs.js';
+import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { testStack } from '../helpers/stack.js';
 
 function connection() {
@@ -41,5 +42,37 @@ test('index jobs: one job per instance and model version, re-adds are deduplicat
   } finally {
     await queue.obliterate({ force: true });
     await queue.close();
+  }
+});
+
+test('index jobs: an instance sent again through STOW after its job failed is queued again; a reconciler pass leaves the failure', async () => {
+  const ns = `test-refail-${process.pid}-${Date.now()}`;
+  const enqueuer = new IndexEnqueuer(testStack().redisUrl, '0.4.0', { namespace: ns });
+  const inst = { studyInstanceUid: '2.25.7', seriesInstanceUid: '2.25.7.1', sopInstanceUid: '2.25.7.1.1', sopClassUid: undefined };
+  const id = indexJobId(inst.sopInstanceUid, '0.4.0');
+  // A worker that refuses it for good (a truncated file, say), once.
+  const worker = new Worker(
+    queueName('index', ns),
+    async () => {
+      throw new UnrecoverableError('MALFORMED: truncated');
+    },
+    { connection: connection(), autorun: true },
+  );
+  try {
+    assert.equal((await enqueuer.enqueue([inst], 'stow')).enqueued, 1);
+    for (let t = 0; t < 100 && (await enqueuer.queue.getJobState(id)) !== 'failed'; t++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await enqueuer.queue.getJobState(id), 'failed');
+    await worker.close();
+    await enqueuer.enqueue([inst], 'reconciler');
+    assert.equal(await enqueuer.queue.getJobState(id), 'failed', 'a reconciler pass retries nothing by itself');
+    await enqueuer.enqueue([inst], 'stow');
+    assert.equal(await enqueuer.queue.getJobState(id), 'waiting', 'the re-sent instance waits for a worker again');
+    // a waiting job still absorbs a duplicate
+    await enqueuer.enqueue([inst], 'stow');
+    assert.equal(await enqueuer.queue.count(), 1);
+  } finally {
+    await worker.close();
+    await enqueuer.queue.obliterate({ force: true });
+    await enqueuer.close();
   }
 });

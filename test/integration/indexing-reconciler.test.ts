@@ -16,6 +16,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import dcmjs from 'dcmjs';
 import { createLogger } from '../../core/log.js';
+import { DEFAULT_MANIFEST, loadModelManifest } from '../../core/model-manifest.js';
 import { PacsClient } from '../../core/pacs/client.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
@@ -138,6 +139,31 @@ describe('indexing: reconciler', () => {
         assert.equal(summary.complete, true);
         assert.equal(summary.checkpoint, null, 'a complete run leaves no checkpoint');
         await waitFor('the deleted document back', async () => Boolean(await index.get(victim)), 60_000, 300);
+
+        // Backfill with CBMIR_MODEL at another version than the live one (an admin shell with a
+        // newer manifest): refused, naming both, before it creates storage or queues a job.
+        const otherManifest = path.join(out, 'other-manifest.json');
+        writeFileSync(
+          otherManifest,
+          JSON.stringify({ ...(JSON.parse(readFileSync(DEFAULT_MANIFEST, 'utf8')) as object), version: `${loadModelManifest().version}-other` }),
+        );
+        const refused = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'backfill', '--json', '--namespace', ns], {
+          cwd: repoRoot,
+          env: {
+            ...process.env,
+            ...place.env,
+            CBMIR_MODEL: otherManifest,
+            CBMIR_PACS_URL: testStack().orthancDicomWebUrl,
+            CBMIR_REDIS_URL: testStack().redisUrl,
+            CBMIR_LOG_LEVEL: 'silent',
+          },
+        }).then(
+          () => ({ code: 0, stderr: '' }),
+          (e: { code: number; stderr: string }) => e,
+        );
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, /CBMIR_MODEL is model .*-other, but the index's live version is /);
+        assert.equal((await index.versions()).length, 1, 'no storage created for the other version');
       } finally {
         await workers.close();
         await enqueuer.close();

@@ -20,6 +20,7 @@ import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
 import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
+import { OTHER_MODEL_MAX_AGE_MS } from '../../workers/index-worker.js';
 import { startGateway } from './gateway-fixture.js';
 import {
   closeSharedPipeline,
@@ -61,6 +62,22 @@ describe('indexing: resilience', () => {
       const id = indexJobId(sop, other);
       await waitFor('the job is put back (delayed)', async () => (await queue.getJobState(id)) === 'delayed', 30_000, 100);
       assert.equal(await index.count(), 0);
+      // One that no worker of its version has taken for longer than OTHER_MODEL_MAX_AGE_MS (an
+      // upgrade's backlog) fails, naming the version, instead of being put back for ever.
+      const stale = await queue.add(
+        'stow',
+        {
+          studyInstanceUid: '1.2.3',
+          seriesInstanceUid: '1.2.3.4',
+          sopInstanceUid: `${sop}.2`,
+          modelVersion: other,
+          source: 'stow',
+          enqueuedAt: Date.now() - OTHER_MODEL_MAX_AGE_MS - 60_000,
+        },
+        { ...INDEX_JOB_OPTIONS, jobId: indexJobId(`${sop}.2`, other) },
+      );
+      await waitFor('the stale job fails', async () => (await stale.getState()) === 'failed', 30_000, 100);
+      assert.match((await queue.getJob(stale.id!))!.failedReason, new RegExp(`model version ${other}: no worker of that version`));
       // A /similar query for the other model too: put back, not refused as "cannot be searched".
       const embedQueue = new Queue<EmbedQueueJobData>(queueName('embed', ns), { connection: { host: u.hostname, port: Number(u.port) } });
       try {

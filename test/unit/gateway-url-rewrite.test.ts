@@ -37,6 +37,21 @@ test('Location headers are mapped only on a root boundary', () => {
   assert.equal(rw.mapUrl('/relative', pub), '/relative');
 });
 
+test('bodies too are mapped only on a root boundary: a longer path is another service', () => {
+  const body = Buffer.from(
+    '{"a":"http://127.0.0.1:8042/dicom-web2/studies/1","b":"http://127.0.0.1:8042/dicom-web-old/x",' +
+      '"c":"http://127.0.0.1:8042/dicom-web","d":"http://127.0.0.1:8042/wado.php?x"}',
+  );
+  const out = JSON.parse(rw.mapBody(body, pub)!.toString()) as Record<string, string>;
+  assert.equal(out.a, 'http://127.0.0.1:8042/dicom-web2/studies/1');
+  assert.equal(out.b, 'http://127.0.0.1:8042/dicom-web-old/x');
+  assert.equal(out.c, 'https://gw.example/dicom-web');
+  assert.equal(out.d, 'http://127.0.0.1:8042/wado.php?x');
+  const xml = Buffer.from('<NativeDicomModel><Value>http://127.0.0.1:8042/dicom-web</Value></NativeDicomModel>');
+  assert.match(rw.mapBody(xml, pub)!.toString(), /<Value>https:\/\/gw\.example\/dicom-web<\/Value>/);
+  assert.equal(rw.mapBody(Buffer.from('"http://127.0.0.1:8042/dicom-webfoo"'), pub), null);
+});
+
 test('only JSON and XML bodies are rewritable', () => {
   assert.ok(isRewritableType('application/dicom+json; charset=utf-8'));
   assert.ok(isRewritableType('application/json'));

@@ -83,6 +83,27 @@ test('embedded: a version dropped and created again is reloaded by a process tha
   }
 });
 
+test('embedded: a handle that follows the live version keeps only its matrix, not every version it has read', async () => {
+  const path = pathOf('swap-memory');
+  const gateway = new EmbeddedIndex({ path });
+  const admin = new EmbeddedIndex({ path });
+  const cached = () => (gateway as unknown as { caches: Map<string, unknown> }).caches.size;
+  try {
+    const q = unitVectors(1, DIMS, 5)[0]!;
+    await admin.ensure(DIMS, '1.0.0');
+    await admin.upsert(makeDocs('1.0.0', 2));
+    assert.ok((await gateway.knn(q, { k: 3 })).length > 0);
+    await admin.ensure(DIMS, '2.0.0');
+    await admin.upsert(makeDocs('2.0.0', 3));
+    await admin.swapAlias('2.0.0');
+    assert.ok((await gateway.knn(q, { k: 3 })).every((h) => h.doc.modelVersion === '2.0.0'));
+    assert.equal(cached(), 1, "the previous live version's matrix is still held");
+  } finally {
+    await gateway.close();
+    await admin.close();
+  }
+});
+
 test('embedded: data survives closing and reopening the store', async () => {
   const path = pathOf('restart');
   const docs = makeDocs('1.0.0', 3);

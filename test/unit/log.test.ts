@@ -52,6 +52,10 @@ test('log: what is and is not taken for a UID', () => {
   assert.equal(scrubUids('1.2.3.4.5'), '<uid>');
   assert.equal(scrubUids('2.25.1234567890'), '<uid>');
   assert.equal(scrubUids('10.0.0.1:8042'), '10.0.0.1:8042');
+  // job ids are `<uid>_<version>`: no word boundary after the UID, and none of it may leak
+  assert.equal(scrubUids('job 2.25.329800735698586629295641978511506172918_0.2.0 failed'), 'job <uid>_0.2.0 failed');
+  assert.equal(scrubUids('q_1.2.3.4.5_0.4.0-int8'), 'q_<uid>_0.4.0-int8');
+  assert.equal(scrubUids('study 1.2.3.4.5.'), 'study <uid>.');
   assert.equal(scrubUids('model 0.4.0 took 36.9 ms'), 'model 0.4.0 took 36.9 ms');
   // the standard's own UIDs (a transfer syntax in a refusal) name no one
   assert.equal(scrubUids('transfer syntax 1.2.840.10008.1.2.4.100 unsupported'), 'transfer syntax 1.2.840.10008.1.2.4.100 unsupported');

@@ -276,6 +276,9 @@ export class EmbeddedIndex implements VectorIndex {
       if (!cache || cache.generation !== counters.generation || cache.dims !== counters.dims) {
         cache = new MatrixCache(counters.dims);
         cache.generation = counters.generation;
+        // An unbound handle (the gateway's) follows the live version: after a swap, the previous
+        // version's matrix would otherwise stay in memory for the life of the process.
+        if (!this.bound) this.caches.clear();
         this.caches.set(storage, cache);
       }
       if (cache.seq < counters.seq) {
