@@ -145,7 +145,11 @@ describe('indexing: reconciler', () => {
         const otherManifest = path.join(out, 'other-manifest.json');
         writeFileSync(
           otherManifest,
-          JSON.stringify({ ...(JSON.parse(readFileSync(DEFAULT_MANIFEST, 'utf8')) as object), version: `${loadModelManifest().version}-other` }),
+          JSON.stringify({
+            ...(JSON.parse(readFileSync(DEFAULT_MANIFEST, 'utf8')) as object),
+            version: `${loadModelManifest().version}-other`,
+            file: loadModelManifest().file,
+          }),
         );
         const refused = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'backfill', '--json', '--namespace', ns], {
           cwd: repoRoot,
@@ -299,7 +303,8 @@ describe('indexing: reconciler', () => {
           180_000,
           500,
         );
-        assert.match(worker.output(), /reconciler pass/);
+        // The pass logs when it ends, which can be after our six are indexed (it crawls the whole PACS).
+        await waitFor('the pass logged', async () => /reconciler pass/.test(worker.output()), 120_000, 200);
         assert.equal(worker.child.exitCode, null);
       } finally {
         await worker.stop();
