@@ -23,6 +23,15 @@
  *   completed            → completed but not in the index: if it was indexed (the
  *                          document was deleted since, or the index rebuilt) the old job
  *                          is removed and a new one enqueued; a skip stays skipped.
+ * The other direction too, so that search never returns what the PACS no longer has:
+ *   - per study crawled completely, documents of that study whose instance the PACS no
+ *     longer lists (deleted), or lists in another series (moved), are deleted from the index
+ *     (a moved one is indexed again on the next pass, as missing);
+ *   - after a crawl of the whole study list (no --match/--since/study list), documents of
+ *     studies the PACS no longer lists at all are deleted, unless that would remove more than
+ *     a fifth of the indexed studies at once (a PACS login that suddenly reads less, a PACS
+ *     that lost its database): then nothing is deleted and the summary says why.
+ *   Documents indexed after the PACS was listed are kept (an image stored meanwhile).
  * A study is "done" (checkpointed, for `cbmir backfill --resume`) when all of its
  * pages were checked and every enqueue succeeded. A PACS error skips one study (recorded
  * in studyErrors); an unreachable queue or index stops the pass (`stopped`), since every
@@ -44,7 +53,7 @@ import { RateLimiter } from './reconcile/rate-limiter.js';
 export interface ReconcileDeps {
   readonly pacs: PacsClient;
   /** Bound to the model version being reconciled (its storage is what `has` checks). */
-  readonly index: Pick<VectorIndex, 'has'>;
+  readonly index: Pick<VectorIndex, 'has' | 'listStudy' | 'studyUids' | 'deleteMany'>;
   /** Enqueues with the same model version as `index` is bound to. */
   readonly enqueuer: IndexEnqueuer;
   readonly log?: Logger;
@@ -68,6 +77,8 @@ export interface ReconcileOptions {
    * { ModalitiesInStudy: 'CT' } or { StudyDescription: 'trial-7*' }): reconcile a slice.
    */
   readonly studyQuery?: Readonly<Record<string, string>>;
+  /** Delete documents whose instance or study the PACS no longer lists (default true). */
+  readonly prune?: boolean;
   /** Reconcile exactly these studies instead of crawling /studies (the change-feed fast path). */
   readonly studyUids?: readonly string[];
   /** Skip the studies it lists; record each study finished. */
@@ -102,6 +113,12 @@ export interface ReconcileSummary {
   readonly requeued: number;
   /** Missing instances whose job could not be enqueued (Redis down). */
   readonly enqueueFailures: number;
+  /** Documents deleted from the index: their instance is gone from the PACS, or moved to another series. */
+  readonly pruned: number;
+  /** Studies the PACS no longer lists whose documents were deleted. */
+  readonly prunedStudies: number;
+  /** Why documents of studies the PACS no longer lists were NOT deleted (too many at once). */
+  readonly pruneRefused?: string;
   /** Instances the PACS listed without valid UIDs. */
   readonly invalid: number;
   /** Instances of a SOP class that is never an image (SR, presentation states, KOS …): not enqueued. */
@@ -130,6 +147,8 @@ const SERIES_UID = '0020000E';
 const SOP_UID = '00080018';
 const SOP_CLASS = '00080016';
 const STUDY_INSTANCES = '00201208';
+/** Documents of one study compared with the PACS per pass (more than any real study holds). */
+const MAX_STUDY_DOCS = 10_000;
 
 interface StudyEntry {
   readonly uid: string;
@@ -159,7 +178,12 @@ export class Reconciler {
       invalid: 0,
       notImages: 0,
       pacsRequests: 0,
+      pruned: 0,
+      prunedStudies: 0,
     };
+    const prune = opts.prune ?? true;
+    const listedAt = Date.now();
+    let pruneRefused: string | undefined;
     const studyErrors: { study: string; reason: string }[] = [];
 
     const qido = async (path: string, params: Record<string, string | number | undefined>): Promise<DicomJsonDataset[]> => {
@@ -233,7 +257,9 @@ export class Reconciler {
       signal?.throwIfAborted();
       let ok = true;
       let seenInStudy = 0;
-      const sopsOfStudy = new Set<string>();
+      /** SOP Instance UID → its series, as the PACS lists them. */
+      const sopsOfStudy = new Map<string, string>();
+      const studyListedAt = Date.now();
       try {
         for (let offset = 0; ;) {
           const page = await qido(`/studies/${study.uid}/instances`, {
@@ -248,7 +274,7 @@ export class Reconciler {
             const sop = stringValue(ds, SOP_UID);
             const series = stringValue(ds, SERIES_UID);
             const sopClassUid = stringValue(ds, SOP_CLASS);
-            if (isValidUid(sop)) sopsOfStudy.add(sop);
+            if (isValidUid(sop)) sopsOfStudy.set(sop, series ?? '');
             if (!isValidUid(sop) || !isValidUid(series)) s.invalid++;
             // Never indexable: enqueuing them fetched and refused them again every time their
             // failed job expired (a week). Stored through the gateway they are refused once,
@@ -267,6 +293,8 @@ export class Reconciler {
               `the PACS answered offset=${offset - page.length} with instances already listed (does it support QIDO offset?)`,
             );
         }
+        // Only after the whole listing was read: a study cut short says nothing about what is gone.
+        if (prune && sopsOfStudy.size > 0) s.pruned += await this.pruneStudy(study.uid, sopsOfStudy, studyListedAt);
       } catch (err) {
         if (signal?.aborted) throw err;
         if (err instanceof PassStopped) {
@@ -285,14 +313,55 @@ export class Reconciler {
       progress();
     }
 
+    // 3. Studies the PACS no longer lists at all: only when the whole list was read.
+    const wholeList = !opts.studyUids && !opts.since && !opts.studyQuery && !listTruncated;
+    if (prune && wholeList && !stopped) {
+      try {
+        const indexed = await this.deps.index.studyUids();
+        const gone = indexed.filter((u) => !seen.has(u));
+        const bound = Math.max(10, Math.floor(indexed.length / 5));
+        if (gone.length > bound) {
+          pruneRefused =
+            `the PACS no longer lists ${gone.length} of the ${indexed.length} indexed studies (more than ${bound} at once): ` +
+            'nothing deleted; if they really were deleted, `cbmir reindex` rebuilds the index';
+          this.deps.log?.warn({ gone: gone.length, indexed: indexed.length }, 'reconciler: too many indexed studies missing from the PACS; none deleted');
+        } else
+          for (const uid of gone) {
+            signal?.throwIfAborted();
+            const n = await this.pruneStudy(uid, new Map(), listedAt);
+            s.pruned += n;
+            if (n > 0) s.prunedStudies++;
+          }
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        stopped = err instanceof PassStopped ? err.message : `index unreachable: ${(err as Error).message}`;
+      }
+    }
+
     return {
       studies: studies.length,
       ...s,
+      ...(pruneRefused ? { pruneRefused } : {}),
       studyErrors,
       elapsedMs: Math.round(performance.now() - t0),
       ...(stopped ? { stopped } : {}),
       complete: !stopped && studyErrors.length === 0 && s.enqueueFailures === 0,
     };
+  }
+
+  /**
+   * Delete the study's documents whose instance the PACS does not list (or lists in another
+   * series), except those indexed after `listedAt`: stored while the PACS was being listed.
+   */
+  private async pruneStudy(study: string, pacs: ReadonlyMap<string, string>, listedAt: number): Promise<number> {
+    const { index } = this.deps;
+    try {
+      const refs = await index.listStudy(study, MAX_STUDY_DOCS);
+      const stale = refs.filter((r) => pacs.get(r.sopInstanceUid) !== r.seriesInstanceUid && !(Date.parse(r.indexedAt) >= listedAt));
+      return stale.length === 0 ? 0 : await index.deleteMany(stale.map((r) => r.sopInstanceUid));
+    } catch (err) {
+      throw new PassStopped(`index unreachable: ${(err as Error).message}`);
+    }
   }
 
   /** has() → job state → enqueue. Throws PassStopped when the queue or the index is unreachable. */
@@ -400,6 +469,8 @@ export function describeSummary(r: ReconcileSummary): string {
     `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ''}` +
     `${r.stopped ? `, STOPPED (${r.stopped})` : ''}` +
     `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''}` +
-    `${r.notImages ? `, ${r.notImages} not images (skipped)` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
+    `${r.notImages ? `, ${r.notImages} not images (skipped)` : ''}` +
+    `${r.pruned ? `, ${r.pruned} documents deleted (gone from the PACS${r.prunedStudies ? `, ${r.prunedStudies} whole studies` : ''})` : ''}` +
+    `${r.pruneRefused ? `, NOT pruned: ${r.pruneRefused}` : ''} — ${(r.elapsedMs / 1000).toFixed(1)} s, ${r.pacsRequests} PACS requests`
   );
 }

@@ -34,6 +34,13 @@ export interface VectorDoc {
   readonly vector: Float32Array | readonly number[];
 }
 
+/** Where an indexed instance sits, and when it was indexed. */
+export interface StudyDocRef {
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly indexedAt: string;
+}
+
 /** A document without its vector: what search hits carry (vectors stay in the index). */
 export type VectorDocMeta = Omit<VectorDoc, 'vector'>;
 
@@ -93,6 +100,15 @@ export interface VectorIndex {
   knn(vector: Float32Array | readonly number[], opts: KnnOptions): Promise<KnnHit[]>;
   count(): Promise<number>;
   delete(sopInstanceUid: string, opts?: WriteOptions): Promise<boolean>;
+  /** Delete these documents (missing ones are ignored); returns how many were deleted. */
+  deleteMany(sopInstanceUids: readonly string[], opts?: WriteOptions): Promise<number>;
+  /**
+   * The documents of one study (at most `max`, in no particular order): what the reconciler
+   * compares with the PACS's own listing to find documents whose instance is gone.
+   */
+  listStudy(studyInstanceUid: string, max: number): Promise<StudyDocRef[]>;
+  /** Every study UID with at least one document (the reconciler finds studies deleted from the PACS). */
+  studyUids(): Promise<string[]>;
   /** The model version queries currently use (undefined before any ensure). */
   liveVersion(): Promise<string | undefined>;
   /** Model versions that have storage. */

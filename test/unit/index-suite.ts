@@ -255,6 +255,31 @@ export function indexContractSuite(label: string, ctx: SuiteContext): void {
     });
   });
 
+  test(`${label}: listStudy, studyUids and deleteMany: what the reconciler compares with the PACS`, async () => {
+    await withIndex(async (ix) => {
+      const docs = await loaded(ix);
+      const study = docs[0]!.studyInstanceUid;
+      const inStudy = docs.filter((d) => d.studyInstanceUid === study);
+      const listed = await ix.listStudy(study, 1_000);
+      assert.deepEqual(
+        listed.map((r) => `${r.sopInstanceUid}|${r.seriesInstanceUid}|${r.indexedAt}`).sort(),
+        inStudy.map((d) => `${d.sopInstanceUid}|${d.seriesInstanceUid}|${d.indexedAt}`).sort(),
+      );
+      assert.equal((await ix.listStudy(study, 3)).length, 3, 'bounded');
+      assert.deepEqual(await ix.listStudy('2.25.404', 10), []);
+      assert.deepEqual((await ix.studyUids()).sort(), [...new Set(docs.map((d) => d.studyInstanceUid))].sort());
+      const gone = inStudy.slice(0, 4).map((d) => d.sopInstanceUid);
+      assert.equal(await ix.deleteMany([...gone, '2.25.404'], W), 4, 'missing ones are ignored');
+      assert.equal(await ix.deleteMany([], W), 0);
+      await ctx.settle?.(ix);
+      assert.equal(await ix.count(), docs.length - 4);
+      assert.equal((await ix.has(gone)).size, 0);
+      assert.equal((await ix.listStudy(study, 1_000)).length, inStudy.length - 4);
+      const hits = await ix.knn(inStudy[0]!.vector, { k: 3 });
+      assert.ok(hits.every((h) => !gone.includes(h.doc.sopInstanceUid)), 'a deleted document is not found');
+    });
+  });
+
   test(`${label}: bad input is refused with a reason, per document`, async () => {
     await withIndex(async (ix) => {
       await assert.rejects(ix.upsert(makeDocs(V1).slice(0, 1)), (e: unknown) => e instanceof IndexError && e.code === 'NOT_READY');

@@ -22,7 +22,7 @@ import { esScoreToDistance } from '../distance.js';
 import { esErrorType, IndexError, isTransientEsType, toIndexError } from '../errors.js';
 import { assertDims, assertK, assertVersionName, asList, docProblem, toVector } from '../validate.js';
 import { DEFAULT_VECTOR_MAPPING, F, indexBody, type IndexMeta, type VectorIndexType, type VectorMappingOptions } from './mapping.js';
-import type { KnnFilter, KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from '../types.js';
+import type { KnnFilter, KnnHit, KnnOptions, StudyDocRef, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from '../types.js';
 
 export interface EsIndexOptions {
   /** Cluster URL, e.g. http://127.0.0.1:9200 (ignored when `client` is given). */
@@ -41,6 +41,8 @@ export interface EsIndexOptions {
 const LIVE_TTL_MS = 2_000;
 /** Ids per has() multi-get request. */
 const HAS_CHUNK = 1_000;
+/** Deletes per bulk request. */
+const DELETE_CHUNK = 1_000;
 
 interface Target {
   /** Index or alias name to address. */
@@ -271,6 +273,64 @@ export class ElasticsearchIndex implements VectorIndex {
       if (httpStatus(err) === 404) return false;
       throw toIndexError(err, 'elasticsearch delete');
     }
+  }
+
+  async deleteMany(sopInstanceUids: readonly string[], opts: WriteOptions = {}): Promise<number> {
+    const t = this.requireBound();
+    let n = 0;
+    for (let i = 0; i < sopInstanceUids.length; i += DELETE_CHUNK) {
+      const operations = sopInstanceUids.slice(i, i + DELETE_CHUNK).map((id) => ({ delete: { _index: t.name, _id: id } }));
+      const res = await this.call('deleteMany', () => this.client.bulk({ operations, refresh: opts.refresh ?? false }));
+      for (const item of res.items) {
+        const r = item.delete;
+        if (r && !r.error && r.status === 200) n++;
+        else if (r && r.status !== 404) throw new IndexError('UNAVAILABLE', `elasticsearch delete: ${r.error?.type ?? r.status}: ${r.error?.reason ?? ''}`);
+      }
+    }
+    return n;
+  }
+
+  async listStudy(studyInstanceUid: string, max: number): Promise<StudyDocRef[]> {
+    const t = await this.target();
+    if (!t) return [];
+    const res = await this.call('listStudy', () =>
+      this.client.search<Source>({
+        index: t.name,
+        size: Math.min(max, 10_000), // index.max_result_window
+        query: { term: { [F.study]: studyInstanceUid } },
+        _source: [F.sop, F.series, F.indexedAt],
+      }),
+    );
+    const out: StudyDocRef[] = [];
+    for (const h of res.hits.hits) {
+      const sop = h._source?.[F.sop];
+      const series = h._source?.[F.series];
+      if (typeof sop === 'string' && typeof series === 'string')
+        out.push({ sopInstanceUid: sop, seriesInstanceUid: series, indexedAt: String(h._source?.[F.indexedAt] ?? '') });
+    }
+    return out;
+  }
+
+  async studyUids(): Promise<string[]> {
+    const t = await this.target();
+    if (!t) return [];
+    const out: string[] = [];
+    // A composite aggregation pages through every distinct value; a terms aggregation would cap them.
+    for (let after: Record<string, string | number | null> | undefined; ; ) {
+      const res = await this.call('studyUids', () =>
+        this.client.search({
+          index: t.name,
+          size: 0,
+          aggs: { s: { composite: { size: 1_000, sources: [{ study: { terms: { field: F.study } } }], ...(after ? { after } : {}) } } },
+        }),
+      );
+      const agg = res.aggregations?.s as estypes.AggregationsCompositeAggregate | undefined;
+      const buckets = Array.isArray(agg?.buckets) ? agg.buckets : [];
+      for (const b of buckets) if (typeof b.key.study === 'string') out.push(b.key.study);
+      if (!agg?.after_key || buckets.length === 0) break;
+      after = agg.after_key as Record<string, string | number | null>;
+    }
+    return out;
   }
 
   async liveVersion(): Promise<string | undefined> {

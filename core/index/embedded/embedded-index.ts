@@ -21,7 +21,7 @@ import { IndexError, toIndexError } from '../errors.js';
 import { MatrixCache, type CacheRow } from './matrix-cache.js';
 import { SCHEMA_SQL, SCHEMA_VERSION, type DocRow, type VersionRow } from './schema.js';
 import { assertDims, assertK, assertVersionName, docProblem, toVector } from '../validate.js';
-import type { KnnHit, KnnOptions, UpsertResult, VectorDoc, VectorDocMeta, VectorIndex, WriteOptions } from '../types.js';
+import type { KnnHit, KnnOptions, StudyDocRef, UpsertResult, VectorDoc, VectorDocMeta, VectorIndex, WriteOptions } from '../types.js';
 
 export interface EmbeddedIndexOptions {
   /** Path of the SQLite file (created with its directory if missing). */
@@ -203,6 +203,43 @@ export class EmbeddedIndex implements VectorIndex {
         if (r.changes > 0) this.db.prepare('UPDATE versions SET generation = generation + 1 WHERE storage = ?').run(v.storage);
         return r.changes > 0;
       }).immediate(),
+    );
+  }
+
+  async deleteMany(sopInstanceUids: readonly string[], _opts?: WriteOptions): Promise<number> {
+    const v = this.requireBound();
+    if (sopInstanceUids.length === 0) return 0;
+    return this.run('deleteMany', () =>
+      this.db.transaction(() => {
+        let n = 0;
+        for (let i = 0; i < sopInstanceUids.length; i += IN_CHUNK) {
+          const chunk = sopInstanceUids.slice(i, i + IN_CHUNK);
+          n += this.db.prepare(`DELETE FROM docs WHERE storage = ? AND sop IN (${chunk.map(() => '?').join(',')})`).run(v.storage, ...chunk).changes;
+        }
+        if (n > 0) this.db.prepare('UPDATE versions SET generation = generation + 1 WHERE storage = ?').run(v.storage);
+        return n;
+      }).immediate(),
+    );
+  }
+
+  async listStudy(studyInstanceUid: string, max: number): Promise<StudyDocRef[]> {
+    const v = this.target();
+    if (!v) return [];
+    const rows = this.run('listStudy', () =>
+      this.db.prepare('SELECT sop, series, indexed_at FROM docs WHERE storage = ? AND study = ? LIMIT ?').all(v.storage, studyInstanceUid, max) as Array<{
+        sop: string;
+        series: string;
+        indexed_at: string;
+      }>,
+    );
+    return rows.map((r) => ({ sopInstanceUid: r.sop, seriesInstanceUid: r.series, indexedAt: r.indexed_at }));
+  }
+
+  async studyUids(): Promise<string[]> {
+    const v = this.target();
+    if (!v) return [];
+    return this.run('studyUids', () =>
+      (this.db.prepare('SELECT DISTINCT study FROM docs WHERE storage = ?').all(v.storage) as Array<{ study: string }>).map((r) => r.study),
     );
   }
 

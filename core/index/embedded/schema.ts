@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS docs (
   PRIMARY KEY (storage, sop)
 );
 CREATE INDEX IF NOT EXISTS docs_by_seq ON docs (storage, seq);
+CREATE INDEX IF NOT EXISTS docs_by_study ON docs (storage, study);
 `;
 
 /** Row shape as SQLite returns it. */
