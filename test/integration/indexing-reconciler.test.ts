@@ -317,49 +317,68 @@ describe('indexing: reconciler', () => {
     },
   );
 
-  it("Orthanc's change feed (fast path): a C-STOREd series is indexed with no full crawl at all", { timeout: 180_000 }, async () => {
-    const ns = uniqueName('changes');
-    const out = mkdtempSync(path.join(os.tmpdir(), 'cbmir-changes-'));
-    const place = indexPlace('embedded', ns);
-    const worker = spawnWorker(
-      {
+  it(
+    "Orthanc's change feed (fast path): a C-STOREd series is indexed with no full crawl at all, once by two worker processes",
+    { timeout: 180_000 },
+    async () => {
+      const ns = uniqueName('changes');
+      const out = mkdtempSync(path.join(os.tmpdir(), 'cbmir-changes-'));
+      const place = indexPlace('embedded', ns);
+      const env = {
         ...place.env,
         CBMIR_RECONCILE_INTERVAL_S: '0',
         CBMIR_RECONCILE_CHANGES_INTERVAL_S: '1',
         CBMIR_PACS_REST_URL: testStack().orthancUrl,
         CBMIR_RECONCILE_RATE: '100',
-      },
-      ns,
-    );
-    const index = place.open();
-    let instances: { studyInstanceUid: string; sopInstanceUid: string }[] = [];
-    try {
-      const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
-      instances = loaded.instances;
-      await waitFor('worker ready', async () => worker.output().includes('worker ready'), 90_000, 200);
-      await run('storescu', [
-        '-aec',
-        testStack().orthancAet,
-        '127.0.0.1',
-        String(testStack().orthancDicomPort),
-        ...listDicom(out).map((f) => path.join(out, f)),
-      ]);
-      // The test Orthanc's StableAge is 2 s: each series becomes stable, the feed names its study.
-      await waitFor(
-        'indexed through the change feed',
-        async () => (await index.has(instances.map((i) => i.sopInstanceUid))).size === 6,
-        120_000,
-        500,
-      );
-      assert.match(worker.output(), /reconciler \(change feed\)/);
-      assert.doesNotMatch(worker.output(), /reconciler pass:/, 'no full crawl ran');
-    } finally {
-      await worker.stop();
-      await index.close();
-      await place.cleanup();
-      await dropQueues(ns);
-      await deleteLoaded(instances);
-      rmSync(out, { recursive: true, force: true });
-    }
-  });
+      };
+      const worker = spawnWorker(env, ns);
+      const second = spawnWorker(env, ns);
+      const index = place.open();
+      let instances: { studyInstanceUid: string; sopInstanceUid: string }[] = [];
+      try {
+        const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
+        instances = loaded.instances;
+        await waitFor(
+          'workers ready',
+          async () => worker.output().includes('worker ready') && second.output().includes('worker ready'),
+          90_000,
+          200,
+        );
+        await run('storescu', [
+          '-aec',
+          testStack().orthancAet,
+          '127.0.0.1',
+          String(testStack().orthancDicomPort),
+          ...listDicom(out).map((f) => path.join(out, f)),
+        ]);
+        // The test Orthanc's StableAge is 2 s: each series becomes stable, the feed names its study.
+        await waitFor(
+          'indexed through the change feed',
+          async () => (await index.has(instances.map((i) => i.sopInstanceUid))).size === 6,
+          120_000,
+          500,
+        );
+        const both = worker.output() + second.output();
+        assert.match(both, /reconciler \(change feed\)/);
+        assert.doesNotMatch(both, /reconciler pass:/, 'no full crawl ran');
+        // One poller per interval and a shared cursor: each of our studies reconciled once in all.
+        await new Promise((r) => setTimeout(r, 2_500)); // a few more ticks of both
+        const ours = new Set(instances.map((i) => i.studyInstanceUid)).size;
+        const studiesReconciled = [
+          ...(worker.output() + second.output()).matchAll(/"studies":(\d+),"enqueued":(\d+)[^\n]*reconciler \(change feed\)/g),
+        ]
+          .map((m) => Number(m[1]))
+          .reduce((a, b) => a + b, 0);
+        assert.ok(studiesReconciled >= ours && studiesReconciled < 2 * ours, `studies reconciled ${studiesReconciled}, ours ${ours}`);
+      } finally {
+        await second.stop();
+        await worker.stop();
+        await index.close();
+        await place.cleanup();
+        await dropQueues(ns);
+        await deleteLoaded(instances);
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 });

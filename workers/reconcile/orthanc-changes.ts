@@ -55,17 +55,23 @@ export class OrthancChangeFeed {
     return r.body.Last;
   }
 
-  /** Study Instance UIDs with a series that became stable after `since`, and the new cursor. */
-  async poll(since: number, limit = 1000): Promise<{ studies: string[]; last: number }> {
+  /**
+   * Study Instance UIDs with a series that became stable after `since`, and the new cursor.
+   * `take` is awaited before every request (the reconciler's rate limiter): after an import of
+   * thousands of series, one poll makes as many lookups.
+   */
+  async poll(since: number, limit = 1000, take: () => Promise<void> = async () => undefined): Promise<{ studies: string[]; last: number }> {
     const studies = new Set<string>();
     let cursor = since;
     for (;;) {
+      await take();
       const r = await this.get<{ Changes?: { ChangeType?: string; ID?: string; Seq?: number }[]; Done?: boolean; Last?: number }>(
         `/changes?since=${cursor}&limit=${limit}`,
       );
       if (r.status !== 200 || !r.body) throw new Error(`Orthanc change feed answered ${r.status}`);
       for (const c of r.body.Changes ?? []) {
         if (c.ChangeType !== 'StableSeries' || !c.ID || !/^[0-9a-f-]+$/.test(c.ID)) continue;
+        await take();
         const s = await this.get<{ MainDicomTags?: { StudyInstanceUID?: string } }>(`/series/${c.ID}/study`);
         const uid = s.body?.MainDicomTags?.StudyInstanceUID;
         if (isValidUid(uid)) studies.add(uid); // 404: deleted since; nothing to index

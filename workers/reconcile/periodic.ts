@@ -12,7 +12,9 @@
  * seconds, the studies named by Orthanc's change feed (reconcile/orthanc-changes.ts) are
  * reconciled at once, so a C-STOREd series is searchable about StableAge seconds after
  * its last instance instead of up to one full interval later. Full and fast passes share
- * one rate limit.
+ * one rate limit (the feed's own requests included). With several worker processes, one
+ * polls per interval (a lock beside the full pass's) from a cursor kept in Redis, so each
+ * change is reconciled once, not once per process.
  */
 import type { Logger } from '../../core/log.js';
 import { producerConnection, quiet } from '../../core/queue/redis.js';
@@ -92,19 +94,33 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
   if (changes && changes.intervalS > 0) {
     let cursor: number | undefined;
     let warned = false;
+    const cursorKey = `${lockKey}:changes-cursor`;
     const fast = async (): Promise<void> => {
       try {
-        cursor ??= await changes.feed.head();
-        const { studies, last } = await changes.feed.poll(cursor);
-        cursor = last;
-        warned = false;
-        if (studies.length === 0) return;
-        const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
-        opts.log[summary.complete ? 'info' : 'warn'](
-          { studies: studies.length, enqueued: summary.enqueued },
-          `reconciler (change feed): ${describeSummary(summary)}`,
-        );
-        opts.onPass?.(summary);
+        const lock = await takePassLock(lockConn, `${lockKey}:changes`, Math.max(1_000, changes.intervalS * 1000 - 500));
+        if (!lock) return; // another worker process polls this interval
+        try {
+          // The shared cursor wins over this process's own (continuity across processes),
+          // unless it is ahead of the feed (a PACS reset or replaced: its numbering restarted).
+          const shared = await lockConn.get(cursorKey);
+          if (shared !== null && Number.isSafeInteger(Number(shared))) cursor = Number(shared);
+          await limiter.take(abort.signal);
+          const head = await changes.feed.head();
+          if (cursor === undefined || cursor > head) cursor = head;
+          const { studies, last } = await changes.feed.poll(cursor, 1000, () => limiter.take(abort.signal));
+          cursor = last;
+          await lockConn.set(cursorKey, String(last), 'EX', 30 * 24 * 3600);
+          warned = false;
+          if (studies.length === 0) return;
+          const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
+          opts.log[summary.complete ? 'info' : 'warn'](
+            { studies: studies.length, enqueued: summary.enqueued },
+            `reconciler (change feed): ${describeSummary(summary)}`,
+          );
+          opts.onPass?.(summary);
+        } finally {
+          lock.release();
+        }
       } catch (err) {
         if (!abort.signal.aborted && !warned)
           opts.log.warn({ err: (err as Error).message }, 'reconciler change feed unavailable; the full crawl still runs');
