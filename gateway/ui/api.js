@@ -59,14 +59,42 @@ const qido = (root, path, params) => {
   return getJson(`${root}${path}?${q}`, 'application/dicom+json');
 };
 
-export function listStudies(root) {
-  return qido(root, '/studies', [['limit', '200'], ['includefield', '00081030'], ['includefield', '00080061'], ['includefield', '00201208']]);
+/**
+ * Studies matching `match` (QIDO matching parameters, browse.js studyMatch), at most `limit`:
+ * one more is asked for, so `more` says whether the archive holds others the list leaves out.
+ */
+export async function listStudies(root, match = [], limit = 200) {
+  const fields = [['includefield', '00081030'], ['includefield', '00080061'], ['includefield', '00201208']];
+  const list = await qido(root, '/studies', [...match, ['limit', String(limit + 1)], ...fields]);
+  return { studies: list.slice(0, limit), more: list.length > limit };
 }
 export function listSeries(root, study) {
   return qido(root, `/studies/${enc(study)}/series`, [['includefield', '0008103E'], ['includefield', '00201209']]);
 }
-export function listInstances(root, study, series) {
-  return qido(root, `/studies/${enc(study)}/series/${enc(series)}/instances`, [['limit', '1000'], ['includefield', '00200013']]);
+/**
+ * Every instance of a series, paged with offset, up to `max`: `complete` is false when the
+ * series holds more (one more than `max` is asked for to tell). An instance listed on two
+ * pages (the PACS's order shifted while paging) is kept once.
+ */
+export async function listInstances(root, study, series, { pageSize = 1000, max = 5000 } = {}) {
+  const path = `/studies/${enc(study)}/series/${enc(series)}/instances`;
+  const all = [];
+  let asked = 0;
+  while (asked <= max) {
+    const limit = Math.min(pageSize, max + 1 - asked);
+    const page = await qido(root, path, [['limit', String(limit)], ['offset', String(asked)], ['includefield', '00200013']]);
+    all.push(...page);
+    asked += page.length;
+    if (page.length < limit) break;
+  }
+  const seen = new Set();
+  const unique = all.filter((d) => {
+    const sop = tagValue(d, '00080018');
+    if (seen.has(sop)) return false;
+    seen.add(sop);
+    return true;
+  });
+  return { instances: unique.slice(0, max), complete: asked <= max };
 }
 
 export function thumbnailPath(root, study, series, sop, frame) {
@@ -76,45 +104,68 @@ export function thumbnailPath(root, study, series, sop, frame) {
 }
 
 // Thumbnails are fetched (not <img src>) so they carry the Authorization; a few at a time.
+// Two queues: what the user is looking at (query, results, a result's series: 'high') goes
+// before the picker's images ('low'), so a long series in the picker does not hold up the
+// result thumbnails and the heatmap that waits for them.
 const MAX_PARALLEL = 4;
 let running = 0;
-const waiting = [];
-/**
- * Runs fn once fewer than MAX_PARALLEL run. One that had to wait and is no longer wanted
- * (its picture left the page: the user opened another series) is dropped instead, so a
- * long series clicked past does not hold up the thumbnails on screen now.
- */
-async function slot(fn, wanted) {
-  let waited = false;
-  while (running >= MAX_PARALLEL) {
-    waited = true;
-    await new Promise((r) => waiting.push(r));
-  }
-  if (waited && wanted && !wanted()) {
-    waiting.shift()?.();
-    const err = new Error('thumbnail no longer shown');
-    err.name = 'AbortError';
-    throw err;
-  }
+const queues = { high: [], low: [] };
+
+function noLongerShown() {
+  const err = new Error('thumbnail no longer shown');
+  err.name = 'AbortError';
+  return err;
+}
+
+function start(job) {
   running++;
-  try {
-    return await fn();
-  } finally {
-    running--;
-    waiting.shift()?.();
+  job
+    .fn()
+    .then(job.resolve, job.reject)
+    .finally(() => {
+      running--;
+      next();
+    });
+}
+
+/**
+ * Starts the waiting jobs the free slots allow, high priority first. One that is no longer
+ * wanted (its picture left the page: the user opened another series) is dropped instead,
+ * so a long series clicked past does not hold up the thumbnails on screen now.
+ */
+function next() {
+  while (running < MAX_PARALLEL) {
+    const job = queues.high.shift() ?? queues.low.shift();
+    if (!job) return;
+    if (job.wanted && !job.wanted()) job.reject(noLongerShown());
+    else start(job);
   }
+}
+
+function slot(fn, wanted, priority) {
+  return new Promise((resolve, reject) => {
+    const job = { fn, wanted, resolve, reject };
+    // Started at once when a slot is free: its picture may not be on the page yet.
+    if (running < MAX_PARALLEL && !queues.high.length && !queues.low.length) start(job);
+    else queues[priority === 'low' ? 'low' : 'high'].push(job);
+  });
 }
 
 /**
  * A blob: URL of the rendered thumbnail (the caller revokes it). `wanted()`, asked when its
  * turn comes after a wait, lets a thumbnail that left the page be skipped (an AbortError).
+ * `priority: 'low'` (the picker) waits behind every 'high' one (the default).
  */
-export function thumbnailUrl(path, { wanted } = {}) {
-  return slot(async () => {
-    const res = await fetch(path, { headers: headers({ accept: 'image/jpeg, image/png' }) });
-    await check(res);
-    return URL.createObjectURL(await res.blob());
-  }, wanted);
+export function thumbnailUrl(path, { wanted, priority = 'high' } = {}) {
+  return slot(
+    async () => {
+      const res = await fetch(path, { headers: headers({ accept: 'image/jpeg, image/png' }) });
+      await check(res);
+      return URL.createObjectURL(await res.blob());
+    },
+    wanted,
+    priority,
+  );
 }
 
 // --- /similar --------------------------------------------------------------------

@@ -5,8 +5,11 @@
 import * as api from './api.js';
 import { clearOverlay, drawOverlay, scaleOf } from './heatmap.js';
 import { previewDicom } from './dicom-preview.js';
+import { stripWindow, studyMatch } from './browse.js';
 
 const $ = (id) => document.getElementById(id);
+const MAX_STUDIES = 200;
+const MAX_INSTANCES = 5000;
 const MAX_STRIP = 200;
 
 const state = {
@@ -45,22 +48,57 @@ function status(msg) {
   $('status').textContent = msg;
 }
 
-/** A thumbnail figure: <img> (fetched with credentials) and the heatmap canvas over it. */
-function thumbFigure(path, alt, caption) {
+// The picker's thumbnails are fetched only once they scroll into (or near) its box: a series
+// of thousands of images would otherwise queue thousands of fetches nobody looks at.
+const picker = typeof IntersectionObserver === 'function' ? new IntersectionObserver(pickerSeen, { root: $('instances'), rootMargin: '160px' }) : null;
+/** figure → (shown: boolean) => void, for the picker's figures the observer watches. */
+const lazyFigures = new WeakMap();
+
+function pickerSeen(entries) {
+  for (const e of entries) lazyFigures.get(e.target)?.(e.isIntersecting);
+}
+
+/**
+ * A thumbnail figure: <img> (fetched with credentials) and the heatmap canvas over it.
+ * `lazy`: a picker thumbnail, fetched at low priority once it is in view.
+ */
+function thumbFigure(path, alt, caption, { lazy = false } = {}) {
   const img = el('img', { alt, width: 160, height: 160 });
   const canvas = el('canvas', { class: 'overlay', 'aria-hidden': 'true', hidden: true });
   const fig = el('figure', { class: 'thumb' }, el('div', { class: 'frame' }, img, canvas), caption ? el('figcaption', { text: caption }) : null);
-  if (path) {
-    api.thumbnailUrl(path, { wanted: () => fig.isConnected }).then(
+  if (!path) return { fig, img, canvas };
+  const observed = lazy && picker;
+  let inView = !observed;
+  let loading = false;
+  const load = () => {
+    loading = true;
+    api.thumbnailUrl(path, { wanted: () => fig.isConnected && inView, priority: lazy ? 'low' : 'high' }).then(
       (u) => {
+        if (observed) picker.unobserve(fig);
         state.urls.add(u);
         img.src = u;
       },
-      () => {
+      (err) => {
+        // Scrolled past before its turn: fetched when it comes into view again.
+        if (observed && err.name === 'AbortError' && fig.isConnected) {
+          loading = false;
+          if (inView) load();
+          return;
+        }
+        if (observed) picker.unobserve(fig);
         fig.classList.add('broken');
         img.dispatchEvent(new Event('error')); // whoever waits for this image (loaded()) stops waiting
       },
     );
+  };
+  if (observed) {
+    lazyFigures.set(fig, (shown) => {
+      inView = shown;
+      if (shown && !loading) load();
+    });
+    picker.observe(fig);
+  } else {
+    load();
   }
   return { fig, img, canvas };
 }
@@ -71,17 +109,42 @@ function revokeAll() {
 }
 
 // --- archive browser -------------------------------------------------------------
+// Clicks can outrun the PACS: only the answer to the latest click may fill a list, or one
+// study's series would be listed under another (patient's) highlighted study. A new token
+// or filter bumps them all, so nothing asked before it fills the page or reports an error.
+const listSeq = { studies: 0, series: 0, instances: 0 };
+
 function selectOne(list, button) {
   for (const b of list.querySelectorAll('button[aria-pressed]')) b.setAttribute('aria-pressed', String(b === button));
 }
 
+function note(id, text) {
+  $(id).textContent = text;
+  $(id).hidden = !text;
+}
+
 async function loadStudies() {
+  const seq = ++listSeq.studies;
+  listSeq.series++;
+  listSeq.instances++;
+  picker?.disconnect();
   const ul = $('studies');
   ul.replaceChildren();
   $('series').replaceChildren();
   $('instances').replaceChildren();
+  note('studies-note', '');
+  note('instances-note', '');
+  let match;
   try {
-    const studies = await api.listStudies(state.config.dicomWebRoot);
+    match = studyMatch($('filter-field').value, $('filter-text').value);
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  try {
+    const { studies, more } = await api.listStudies(state.config.dicomWebRoot, match, MAX_STUDIES);
+    if (seq !== listSeq.studies) return;
+    ul.replaceChildren();
     for (const s of studies) {
       const uid = api.tagValue(s, '0020000D');
       const name = api.tagValue(s, '00100010') ?? '';
@@ -99,15 +162,12 @@ async function loadStudies() {
       });
       ul.append(el('li', {}, b));
     }
-    if (!studies.length) ul.append(el('li', { class: 'hint', text: 'The archive holds no studies.' }));
+    if (!studies.length) ul.append(el('li', { class: 'hint', text: match.length ? 'No study matches the filter.' : 'The archive holds no studies.' }));
+    if (more) note('studies-note', `Showing the first ${studies.length} studies the archive listed; refine the filter to find the others.`);
   } catch (err) {
-    showError(`Cannot list the archive: ${err.message}`);
+    if (seq === listSeq.studies) showError(`Cannot list the archive: ${err.message}`);
   }
 }
-
-// Clicks can outrun the PACS: only the answer to the latest click may fill a list, or one
-// study's series would be listed under another (patient's) highlighted study.
-const listSeq = { series: 0, instances: 0 };
 
 async function loadSeries(study) {
   const seq = ++listSeq.series;
@@ -115,6 +175,8 @@ async function loadSeries(study) {
   const ul = $('series');
   ul.replaceChildren();
   $('instances').replaceChildren();
+  note('instances-note', '');
+  picker?.disconnect();
   try {
     const series = await api.listSeries(state.config.dicomWebRoot, study);
     if (seq !== listSeq.series) return;
@@ -138,27 +200,32 @@ async function loadSeries(study) {
   }
 }
 
+/** The series' instances by InstanceNumber; `complete` is false when it holds more than MAX_INSTANCES. */
 async function seriesInstances(study, series) {
-  const list = await api.listInstances(state.config.dicomWebRoot, study, series);
-  return list
+  const { instances, complete } = await api.listInstances(state.config.dicomWebRoot, study, series, { max: MAX_INSTANCES });
+  const list = instances
     .map((d) => ({ sop: api.tagValue(d, '00080018'), number: Number(api.tagValue(d, '00200013') ?? NaN) }))
     .sort((a, b) => (a.number || 0) - (b.number || 0));
+  return { list, complete };
 }
 
 async function loadInstances(study, series) {
   const seq = ++listSeq.instances;
   const ul = $('instances');
   ul.replaceChildren();
+  note('instances-note', '');
+  picker?.disconnect(); // the figures of the list just removed
   try {
-    const instances = await seriesInstances(study, series);
+    const { list, complete } = await seriesInstances(study, series);
     if (seq !== listSeq.instances) return;
-    for (const i of instances) {
+    for (const i of list) {
       const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
-      const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, study, series, i.sop), name, name);
+      const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, study, series, i.sop), name, name, { lazy: true });
       const b = el('button', { type: 'button', class: 'pick-instance', 'data-sop': i.sop, 'aria-label': `Search with ${name}` }, fig);
       b.addEventListener('click', () => search({ study, series, sop: i.sop }));
       ul.append(el('li', {}, b));
     }
+    if (!complete) note('instances-note', `The series holds more than ${MAX_INSTANCES} images: showing the first ${list.length} the archive listed; open it in a viewer for the rest.`);
   } catch (err) {
     if (seq === listSeq.instances) showError(`Cannot list the series' images: ${err.message}`);
   }
@@ -265,16 +332,26 @@ async function toggleSeries(li, button, strip, uids) {
   if (strip.childElementCount) return;
   strip.append(el('li', { class: 'hint', text: 'Loading the series…' }));
   try {
-    const all = await seriesInstances(uids.study, uids.series);
+    const { list: all, complete } = await seriesInstances(uids.study, uids.series);
+    if (!li.isConnected) return; // its results were replaced (a new search or token) meanwhile
     strip.replaceChildren();
-    for (const i of all.slice(0, MAX_STRIP)) {
+    const matched = all.findIndex((i) => i.sop === uids.sop);
+    const w = stripWindow(all.length, matched, MAX_STRIP);
+    if (w.before) strip.append(el('li', { class: 'hint', text: `… ${w.before} before` }));
+    let current = null;
+    for (const i of all.slice(w.start, w.end)) {
       const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
       const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, uids.study, uids.series, i.sop), name, name);
-      strip.append(el('li', { class: i.sop === uids.sop ? 'matched' : '', 'data-sop': i.sop, 'aria-current': i.sop === uids.sop ? 'true' : false }, fig));
+      const item = el('li', { class: i.sop === uids.sop ? 'matched' : '', 'data-sop': i.sop, 'aria-current': i.sop === uids.sop ? 'true' : false }, fig);
+      if (i.sop === uids.sop) current = item;
+      strip.append(item);
     }
-    if (all.length > MAX_STRIP) strip.append(el('li', { class: 'hint', text: `… and ${all.length - MAX_STRIP} more: open the series in the viewer.` }));
+    if (w.after || !complete) strip.append(el('li', { class: 'hint', text: `… ${w.after}${complete ? '' : '+'} after: open the series in the viewer.` }));
+    if (matched < 0 && !complete) strip.append(el('li', { class: 'hint', text: `This image is not among the first ${all.length} the archive listed.` }));
+    // The window puts the match in its middle, far off the strip's left edge: scroll it into view.
+    if (current) strip.scrollLeft += current.getBoundingClientRect().left - strip.getBoundingClientRect().left - (strip.clientWidth - current.offsetWidth) / 2;
   } catch (err) {
-    strip.replaceChildren(el('li', { class: 'hint', text: `Cannot list the series: ${err.message}` }));
+    if (li.isConnected) strip.replaceChildren(el('li', { class: 'hint', text: `Cannot list the series: ${err.message}` }));
   }
 }
 
@@ -330,12 +407,33 @@ async function toggleHeatmap(li, button, figure, uids, rank) {
     $('query-heatmap').textContent = `Heatmap with result #${rank}`;
     status(`Heatmap for result #${rank}: score ${r.score.toFixed(3)} (cosine ${r.similarity.toFixed(3)}).`);
   } catch (err) {
-    if (state.activeHeatmap?.button === button) clearHeatmap();
+    // Superseded (another heatmap, a new search or token): the screen belongs to that one now.
+    if (state.activeHeatmap?.button !== button) return;
+    clearHeatmap();
     status('');
     showError(`Heatmap: ${err.message}`);
   } finally {
     button.disabled = false;
   }
+}
+
+/**
+ * What was shown or is under way with the previous credentials goes: the query, its results
+ * and heatmap, and a search still running (its answer is dropped, as a superseded one's is).
+ */
+function forgetView() {
+  state.searchSeq++;
+  clearHeatmap();
+  revokeAll();
+  state.query = null;
+  state.queryFigure = null;
+  $('query').replaceChildren();
+  $('query').hidden = true;
+  $('results').replaceChildren();
+  $('legend').hidden = true;
+  $('empty').hidden = false;
+  status('');
+  clearError();
 }
 
 // --- dropped files -------------------------------------------------------------------
@@ -390,8 +488,19 @@ async function init() {
   }
   $('token').addEventListener('change', () => {
     api.setToken($('token').value);
+    forgetView();
+    loadStudies();
+  });
+  $('study-filter').addEventListener('submit', (e) => {
+    e.preventDefault(); // the CSP allows no form submission: the page asks the PACS itself
     clearError();
     loadStudies();
+  });
+  const text = $('filter-text');
+  const textHint = [text.placeholder, text.title];
+  $('filter-field').addEventListener('change', () => {
+    const date = $('filter-field').value === 'StudyDate';
+    [text.placeholder, text.title] = date ? ['2025-01 .. 2025-03', 'A day (2025-01-31), a month, a year, or a range of them: 2025-01 .. 2025-03'] : textHint;
   });
   bindDrop();
   await loadStudies();

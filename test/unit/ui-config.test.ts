@@ -27,7 +27,7 @@ describe('/ui settings and files', () => {
 
   it('serves the shipped page and only html/js/css/svg files with plain names', async () => {
     const shipped = loadAssets(uiDir());
-    for (const f of ['index.html', 'app.js', 'api.js', 'heatmap.js', 'dicom-preview.js', 'style.css']) assert.ok(shipped.has(f), f);
+    for (const f of ['index.html', 'app.js', 'api.js', 'browse.js', 'heatmap.js', 'dicom-preview.js', 'style.css']) assert.ok(shipped.has(f), f);
     assert.match(shipped.get('app.js')!.type, /^text\/javascript/);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'cbmir-ui-'));
     try {

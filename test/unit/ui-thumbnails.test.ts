@@ -1,7 +1,8 @@
 /**
  * gateway/ui/api.js's thumbnail queue (plain browser JS, imported here as an ES module):
  * a few fetches at a time, and a thumbnail that left the page while it waited is skipped,
- * so the series on screen is not held up behind one the user clicked past.
+ * so the series on screen is not held up behind one the user clicked past; the picker's
+ * thumbnails wait behind the query's and the results'.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -13,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { repoRoot } from '../helpers/fixtures.js';
 
 interface ApiModule {
-  thumbnailUrl(path: string, opts?: { wanted?: () => boolean }): Promise<string>;
+  thumbnailUrl(path: string, opts?: { wanted?: () => boolean; priority?: 'high' | 'low' }): Promise<string>;
 }
 
 let api: ApiModule;
@@ -67,4 +68,35 @@ test('ui: at most four thumbnails load at once, and one that left the page while
   for (const release of held.splice(0)) release();
   assert.deepEqual(await Promise.all([...a, ...b]), ['ok', 'ok', 'ok', 'ok', 'AbortError', 'AbortError', 'ok', 'ok']);
   assert.equal(asked.length, 6);
+});
+
+test('ui: a result thumbnail goes ahead of the picker thumbnails queued before it', async () => {
+  asked.length = 0;
+  const settle = (p: Promise<string>) =>
+    p.then(
+      () => 'ok',
+      (e: Error) => e.name,
+    );
+  // A long series in the picker: four load, sixteen wait.
+  const picker = Array.from({ length: 20 }, (_, k) => settle(api.thumbnailUrl(`${base}/p${k + 1}`, { priority: 'low' })));
+  const drain = async () => {
+    for (let i = 0; i < 200 && (asked.length < 21 || held.length); i++) {
+      for (const release of held.splice(0)) release();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  try {
+    await until(() => asked.length === 4);
+    // Then the user searches: the result's thumbnail (the heatmap waits for it too).
+    const result = settle(api.thumbnailUrl(`${base}/result`));
+    held.shift()!();
+    await until(() => asked.length === 5);
+    assert.equal(asked[4], '/result', `the result thumbnail waited behind the picker: ${asked.join(' ')}`);
+    // The picker's go on after it (the server sees requests started together in any order).
+    await drain();
+    assert.deepEqual(new Set(asked.slice(5)), new Set(Array.from({ length: 16 }, (_, k) => `/p${k + 5}`)));
+    assert.deepEqual(await Promise.all([...picker, result]), Array(21).fill('ok'));
+  } finally {
+    await drain(); // a failed assertion leaves no request hanging on the test's server
+  }
 });
