@@ -27,7 +27,7 @@ import { Queue } from 'bullmq';
 import { createVectorIndex } from '../core/index/factory.js';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { createLogger } from '../core/log.js';
-import { loadPatientKeySecret } from '../core/index/patient-key.js';
+import { freshSecretProblem, loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
@@ -219,6 +219,14 @@ export function reindexCommand(): Command {
       try {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);
         const liveCount = oldLive ? await index.count() : 0; // still unbound: the live version
+        const secretProblem = o.localWorker
+          ? freshSecretProblem(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, liveCount)
+          : undefined;
+        if (secretProblem) {
+          process.stderr.write(`cbmir reindex: ${secretProblem}\n`);
+          process.exitCode = 2;
+          return;
+        }
         await index.ensure(manifest.dims, version);
         if (o.localWorker) {
           // The same worker settings as `cbmir worker` (an admin who lowered them to avoid OOM meant them here too).

@@ -13,7 +13,7 @@
 import type { Config } from '../core/config.js';
 import { createLogger } from '../core/log.js';
 import { createVectorIndex } from '../core/index/factory.js';
-import { loadPatientKeySecret } from '../core/index/patient-key.js';
+import { freshSecretProblem, loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { cpuHasVnni, isInt8Version } from '../models/runtime/int8-cpu.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
@@ -24,13 +24,20 @@ import { OrthancChangeFeed } from './reconcile/orthanc-changes.js';
 
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
+  const index = createVectorIndex(config);
+  // Before anything else (the model takes seconds to load): unbound, count() is the live version's.
+  const secretProblem = freshSecretProblem(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, await index.count().catch(() => 0));
+  if (secretProblem) {
+    await index.close();
+    process.stderr.write(`cbmir worker: ${secretProblem}\n`);
+    process.exit(2);
+  }
   const pipeline = await EmbeddingPipeline.create({
     model: config.model,
     batchSize: config.worker.batchSize,
     batchWaitMs: config.worker.batchWaitMs,
     ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
   });
-  const index = createVectorIndex(config);
   const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
   const workers = await startWorkers({
     redisUrl: config.redisUrl,

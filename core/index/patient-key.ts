@@ -13,7 +13,7 @@
  * 128 bits of output is plenty to make accidental collisions impossible in practice.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PATIENT_KEY_SECRET_FILE = 'patient-key.secret';
@@ -23,6 +23,24 @@ export function patientKey(secret: string | Buffer, patientId: string | undefine
   const id = patientId?.trim();
   if (!id) return undefined;
   return createHmac('sha256', secret).update(`${issuer.trim()}\u0000${id}`, 'utf8').digest('hex').slice(0, 32);
+}
+
+/**
+ * Why a process that writes the index must not start: no secret is configured or kept in its
+ * data directory, so it would generate a new one, yet the index already holds documents keyed
+ * with another (a worker or `cbmir reindex` on another machine or in another directory). Its
+ * keys would never match theirs, and excludeSamePatient would silently let a patient's own
+ * images through.
+ */
+export function freshSecretProblem(configured: string | undefined, dataDir: string, indexedDocuments: number): string | undefined {
+  if (configured || indexedDocuments === 0) return undefined;
+  const file = join(dataDir, PATIENT_KEY_SECRET_FILE);
+  if (existsSync(file)) return undefined;
+  return (
+    `CBMIR_PATIENT_KEY_SECRET is not set and ${file} does not exist, but the index already holds ${indexedDocuments} documents ` +
+    'keyed with a patient-key secret: a new one would make excludeSamePatient miss patients across them. Set CBMIR_PATIENT_KEY_SECRET, ' +
+    'or CBMIR_DATA_DIR to the directory of the processes that wrote the index (its patient-key.secret)'
+  );
 }
 
 /**

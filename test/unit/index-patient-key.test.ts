@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { loadPatientKeySecret, PATIENT_KEY_SECRET_FILE, patientKey } from '../../core/index/patient-key.js';
+import { freshSecretProblem, loadPatientKeySecret, PATIENT_KEY_SECRET_FILE, patientKey } from '../../core/index/patient-key.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cbmir-pk-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,4 +40,17 @@ test('loadPatientKeySecret: the configured secret wins; otherwise one is generat
   assert.equal(statSync(join(sub, PATIENT_KEY_SECRET_FILE)).mode & 0o777, 0o600);
   assert.equal(loadPatientKeySecret(undefined, sub), first, 'a restart keeps the same keys');
   assert.equal(readFileSync(join(sub, PATIENT_KEY_SECRET_FILE), 'utf8'), first);
+});
+
+test('patientKey: a process that would generate a secret over an index keyed with another one is stopped, naming the settings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cbmir-pk-fresh-'));
+  try {
+    assert.equal(freshSecretProblem(undefined, dir, 0), undefined, 'an empty index: a new secret is fine');
+    assert.equal(freshSecretProblem('configured', dir, 120), undefined);
+    assert.match(freshSecretProblem(undefined, dir, 120) ?? '', /CBMIR_PATIENT_KEY_SECRET is not set .* already holds 120 documents/);
+    loadPatientKeySecret(undefined, dir); // the secret kept with the data: the same as before
+    assert.equal(freshSecretProblem(undefined, dir, 120), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
