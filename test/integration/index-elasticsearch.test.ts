@@ -185,3 +185,23 @@ test('elasticsearch: errors are classified transient (unreachable) or permanent 
   assert.ok(bad, 'the server refused the request');
   assert.equal(classifyIndexError(bad), 'permanent');
 });
+
+test('elasticsearch: two processes creating the first versions at once leave the alias on one index', async () => {
+  for (let round = 0; round < 4; round++) {
+    const base = uniqueBase();
+    const a = new ElasticsearchIndex({ url: esUrl, base });
+    const b = new ElasticsearchIndex({ url: esUrl, base });
+    try {
+      await Promise.all([a.ensure(DIMS, '1.0.0'), b.ensure(DIMS, '2.0.0')]);
+      const named = Object.keys(await admin.indices.getAlias({ name: base }));
+      assert.equal(named.length, 1, `round ${round}: the alias names ${named.join(', ')}`);
+      const reader = new ElasticsearchIndex({ url: esUrl, base });
+      assert.ok(['1.0.0', '2.0.0'].includes((await reader.liveVersion())!));
+      await reader.close();
+    } finally {
+      await a.close();
+      await b.close();
+      await cleanup(base);
+    }
+  }
+});

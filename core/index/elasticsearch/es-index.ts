@@ -117,6 +117,18 @@ export class ElasticsearchIndex implements VectorIndex {
           throw new IndexError('BAD_INPUT', `"${this.options.base}" exists as an index, so it cannot be the alias; rename or delete it`);
         }
         await this.client.indices.updateAliases({ actions: [{ add: { index, alias: this.options.base } }] });
+        // Two processes creating the first versions at once can both add (check-then-act): the
+        // alias would then name two indices and every read would fail. Keep the oldest, in one
+        // atomic update, whichever process gets here.
+        const named = Object.keys(await this.client.indices.getAlias({ name: this.options.base }));
+        if (named.length > 1) {
+          const settings = await this.client.indices.getSettings({ index: named, name: 'index.creation_date' });
+          const created = (n: string) => Number(settings[n]?.settings?.index?.creation_date ?? Number.MAX_SAFE_INTEGER);
+          const [keep, ...drop] = [...named].sort((a, b) => created(a) - created(b) || cmp(a, b));
+          await this.client.indices.updateAliases({
+            actions: [{ add: { index: keep!, alias: this.options.base } }, ...drop.map((i) => ({ remove: { index: i, alias: this.options.base } }))],
+          });
+        }
       }
     });
     this.bound = { name: index, dims, modelVersion, vectorType };
