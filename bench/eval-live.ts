@@ -1,15 +1,18 @@
 /**
- * `npm run eval:live` — the shipped model's retrieval figures measured through the
- * live system, to compare with `npm run eval:model` (same model, same fold).
+ * `npm run eval:live` — the model's retrieval figures measured through the live system,
+ * to compare with `npm run eval:model` (same model, same fold). The model is the one the
+ * worker embeds with: CBMIR_MODEL (a manifest.json or .onnx), else the shipped one.
  *
  *   tsx bench/eval-live.ts [--dataset DIR] [--query-fold 5] [--concurrency 4]
  *                          [--no-compare] [--no-report]
  *
  * 1. `cbmir load` STOWs the database patients (every fold but the query fold) and then
- *    the held-out patients (the query fold) of DIR (default ../shared/datasets/figshare-cheng,
- *    3 tumour classes) through the gateway, under the dataset's own name (the UIDs a plain
- *    `cbmir load` gives), and a `cbmir worker` embeds and indexes them. Skipped when the
- *    index already holds them (state in .stack/bench-similar + .stack/eval-live).
+ *    the held-out patients (the query fold) of DIR (default: CBMIR_EVAL_DATASET, else
+ *    figshare-cheng in CBMIR_DATASETS, the folder holding the datasets
+ *    [../shared/datasets]) through the gateway, under the dataset's own name (the UIDs a
+ *    plain `cbmir load` gives), and a `cbmir worker` embeds and indexes them. Skipped when
+ *    the index already holds them (state in .stack/bench-similar + .stack/eval-live); an
+ *    index of another model's vectors is dropped and rebuilt first.
  * 2. Every held-out image is queried through the API by its three UIDs:
  *    GET /similar?…&excludeSamePatient=true&limit=L, L = the number of indexed images, so
  *    the answer is the full ranking. `limit` above 100 is refused unless the gateway runs
@@ -28,23 +31,30 @@
  *
  * Prints per-class figures and, as the last stdout line, the eval:model JSON shape:
  *   {"map","p10","p1","n_queries","per_class":{…}, …}
- * With comparison on (default) it runs `npm run eval:model` too and writes both, with
- * the gap, to the "Live retrieval" section of docs/benchmarks.md.
+ * With comparison on (default) it runs `npm run eval:model -- --dataset DIR --query-fold F`
+ * (plus `--model FILE` when CBMIR_MODEL is not the shipped model) too and writes both,
+ * with the gap, to the "Live retrieval" section of docs/benchmarks.md.
+ *
+ * Ports (env): CBMIR_BENCH_ORTHANC_PORT [18061], CBMIR_EVAL_REDIS_PORT [16384],
+ * CBMIR_BENCH_ES_PORT [19204], CBMIR_EVAL_GATEWAY_PORT [18091]; or running services via
+ * CBMIR_BENCH_ORTHANC_URL / CBMIR_EVAL_REDIS_URL / CBMIR_BENCH_ES_URL.
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { loadModelManifest } from '../core/model-manifest.js';
 import { readDataset, type PlannedInstance } from '../workers/load/dataset.js';
+import { intSetting, orUsageExit, portFromEnv } from './lib/args.js';
 import type { StartedChild } from './lib/child.js';
+import { datasetDir } from './lib/datasets.js';
 import {
   ROOT,
   ensureService,
   stopEnsuredServices,
   dropIfOtherModel,
   indexCount,
-  manifestVersion,
   loadThroughGateway,
   openIndex,
   startGateway,
@@ -55,26 +65,28 @@ import {
 } from './lib/live-stack.js';
 import { onInterrupt } from './lib/interrupt.js';
 import { rankMetrics } from './lib/rank-metrics.js';
-import { markdownTable, upsertSection } from './lib/report.js';
+import { markdownTable, numberRanges, upsertSection } from './lib/report.js';
 
 const { values: a } = parseArgs({
   options: {
-    dataset: { type: 'string', default: process.env.CBMIR_EVAL_DATASET ?? path.resolve(ROOT, '../shared/datasets/figshare-cheng') },
+    dataset: { type: 'string', default: process.env.CBMIR_EVAL_DATASET || datasetDir('figshare-cheng') },
     'query-fold': { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '4' },
     'no-compare': { type: 'boolean', default: false },
     'no-report': { type: 'boolean', default: false },
   },
 });
-const QUERY_FOLD = Number(a['query-fold']);
-const CONCURRENCY = Number(a.concurrency);
-if (!Number.isInteger(QUERY_FOLD)) throw new Error(`--query-fold must be an integer, got ${a['query-fold']}`);
-if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1) throw new Error(`--concurrency must be a positive integer, got ${a.concurrency}`);
 const env = process.env;
-const num = (name: string, dflt: number): number => (env[name] ? Number(env[name]) : dflt);
+const setting = <T>(f: () => T): T => orUsageExit('eval:live', f);
+const QUERY_FOLD = setting(() => intSetting('--query-fold', a['query-fold'], 0));
+const CONCURRENCY = setting(() => intSetting('--concurrency', a.concurrency));
+const port = (name: string, dflt: number): number => setting(() => portFromEnv(name, dflt, env));
+const ORTHANC_PORT = port('CBMIR_BENCH_ORTHANC_PORT', 18061);
+const REDIS_PORT = port('CBMIR_EVAL_REDIS_PORT', 16384);
+const ES_PORT = port('CBMIR_BENCH_ES_PORT', 19204);
+const GATEWAY_PORT = port('CBMIR_EVAL_GATEWAY_PORT', 18091);
 const SHARED_DIR = path.join(ROOT, '.stack/bench-similar');
 const OWN_DIR = path.join(ROOT, '.stack/eval-live');
-const GATEWAY_PORT = num('CBMIR_EVAL_GATEWAY_PORT', 18091);
 
 const log = (m: string): void => void process.stderr.write(`[eval:live] ${m}\n`);
 
@@ -95,6 +107,9 @@ interface PerQuery {
 }
 
 async function main(): Promise<void> {
+  // What the worker child embeds with (it inherits CBMIR_MODEL), hence what the index must hold and eval:model must evaluate.
+  const model = loadModelManifest(env.CBMIR_MODEL);
+  const shippedFile = env.CBMIR_MODEL ? loadModelManifest().file : model.file;
   const plan = await readDataset(a.dataset!);
   const byUid = new Map<string, PlannedInstance>(plan.instances.map((i) => [i.sopInstanceUid, i]));
   const queries = plan.instances.filter((i) => i.fold === QUERY_FOLD);
@@ -103,14 +118,16 @@ async function main(): Promise<void> {
   const dbUids = new Set(database.map((i) => i.sopInstanceUid));
   const relevantCount = new Map<string, number>();
   for (const d of database) relevantCount.set(d.className, (relevantCount.get(d.className) ?? 0) + 1);
-  const folds = [...new Set(database.map((i) => i.fold!))].sort();
-  log(`${plan.dataset}: ${queries.length} queries (fold ${QUERY_FOLD}), database ${database.length} (folds ${folds.join(',')})`);
+  const folds = [...new Set(database.map((i) => i.fold!))].sort((x, y) => x - y);
+  log(
+    `${plan.dataset}: ${queries.length} queries (fold ${QUERY_FOLD}), database ${database.length} (folds ${folds.join(',')}); model ${model.version}`,
+  );
 
   const urls: LiveUrls = {
-    orthanc: ensureService('orthanc', { stackDir: SHARED_DIR, port: num('CBMIR_BENCH_ORTHANC_PORT', 18061), url: env.CBMIR_BENCH_ORTHANC_URL }, log),
+    orthanc: ensureService('orthanc', { stackDir: SHARED_DIR, port: ORTHANC_PORT, url: env.CBMIR_BENCH_ORTHANC_URL }, log),
     // Its own Redis: job ids are per instance and model version, so jobs finished for another index would be deduplicated away.
-    redis: ensureService('redis', { stackDir: OWN_DIR, port: num('CBMIR_EVAL_REDIS_PORT', 16384), url: env.CBMIR_EVAL_REDIS_URL }, log),
-    es: ensureService('es', { stackDir: SHARED_DIR, port: num('CBMIR_BENCH_ES_PORT', 19204), url: env.CBMIR_BENCH_ES_URL }, log),
+    redis: ensureService('redis', { stackDir: OWN_DIR, port: REDIS_PORT, url: env.CBMIR_EVAL_REDIS_URL }, log),
+    es: ensureService('es', { stackDir: SHARED_DIR, port: ES_PORT, url: env.CBMIR_BENCH_ES_URL }, log),
     esIndex: 'eval-live',
     dataDir: path.join(OWN_DIR, 'data'),
   };
@@ -121,7 +138,7 @@ async function main(): Promise<void> {
   try {
     gateway = await startGateway(urls, GATEWAY_PORT, { CBMIR_SIMILAR_MAX_LIMIT: '10000' });
     const want = plan.instances.length;
-    await dropIfOtherModel(index, urls, manifestVersion(), log);
+    await dropIfOtherModel(index, urls, model.version, log);
     const have = await indexCount(index);
     if (have >= want) log(`index ${urls.esIndex} already holds ${have} documents: not loading`);
     else {
@@ -198,6 +215,7 @@ async function main(): Promise<void> {
       short_rankings: short,
       protocol: `fold ${QUERY_FOLD} queries vs other folds database, through GET /similar (excludeSamePatient, limit ${limit})`,
       units: 'fraction',
+      model: { file: path.basename(model.file), version: model.version },
       dataset: a.dataset,
     };
     const pct = (x: number): string => (100 * x).toFixed(2);
@@ -209,12 +227,25 @@ async function main(): Promise<void> {
 
     await gateway.stop();
     gateway = undefined;
-    let model: Record<string, unknown> | undefined;
+    let offline: Record<string, unknown> | undefined;
     if (!a['no-compare']) {
-      log('running npm run eval:model (same model, same fold) for comparison');
-      model = await runEvalModel(a.dataset!);
+      const other = path.resolve(model.file) !== path.resolve(shippedFile);
+      log(
+        `running npm run eval:model (model ${model.version}${other ? `, ${path.relative(ROOT, model.file)}` : ''}, query fold ${QUERY_FOLD}) for comparison`,
+      );
+      offline = await runEvalModel(a.dataset!, QUERY_FOLD, other ? model.file : undefined);
+      const evaluated = (offline.model as { file?: unknown } | undefined)?.file;
+      if (evaluated !== path.basename(model.file))
+        throw new Error(`eval:model evaluated ${String(evaluated)}, not ${path.basename(model.file)}: not comparable`);
     }
-    if (!a['no-report']) writeReport(result, model, queryS, limit);
+    const context: ReportContext = {
+      dataset: plan.dataset,
+      classes: [...new Set(queries.map((q) => q.className))],
+      queryFold: QUERY_FOLD,
+      databaseFolds: folds,
+      model: model.version,
+    };
+    if (!a['no-report']) writeReport(result, offline, queryS, limit, context);
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     await pool?.close();
@@ -225,10 +256,13 @@ async function main(): Promise<void> {
   }
 }
 
-/** `npm run eval:model -- --dataset DIR`; its last stdout line, parsed. */
-function runEvalModel(dataset: string): Promise<Record<string, unknown>> {
+/** `npm run eval:model -- --dataset DIR --query-fold F [--model FILE]`; its last stdout line, parsed. */
+function runEvalModel(dataset: string, queryFold: number, modelFile: string | undefined): Promise<Record<string, unknown>> {
+  // Without --query-fold, eval:model queries the manifest's held-out fold (or 5 for another
+  // model), which need not be the fold queried here; without --model, the shipped model.
+  const args = ['--dataset', dataset, '--query-fold', String(queryFold), ...(modelFile ? ['--model', modelFile] : [])];
   return new Promise((resolve, reject) => {
-    const c = spawn('bash', [path.join(ROOT, 'models/train/eval.sh'), '--dataset', dataset], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn('bash', [path.join(ROOT, 'models/train/eval.sh'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     const forget = onInterrupt(() => c.kill('SIGTERM'));
     c.once('exit', forget);
     let out = '';
@@ -248,11 +282,21 @@ function runEvalModel(dataset: string): Promise<Record<string, unknown>> {
 
 type Block = { map: number; p1: number; p5?: number; p10: number; n_queries: number };
 
+/** What this run evaluated, for the report's prose. */
+interface ReportContext {
+  readonly dataset: string;
+  readonly classes: readonly string[];
+  readonly queryFold: number;
+  readonly databaseFolds: readonly number[];
+  readonly model: string;
+}
+
 function writeReport(
   live: Block & { per_class: Record<string, Block>; p10_unfiltered: number; n_database: number; indexed: number; short_rankings: number },
   model: Record<string, unknown> | undefined,
   queryS: number,
   limit: number,
+  ctx: ReportContext,
 ): void {
   const pct = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(2));
   const mb = model as (Block & { per_class: Record<string, Block> }) | undefined;
@@ -279,10 +323,10 @@ function writeReport(
     path.join(ROOT, 'docs/benchmarks.md'),
     'Live retrieval',
     [
-      `\`npm run eval:live\`, run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs. figshare-cheng (3 tumour classes) loaded with \`cbmir load\` through the gateway` +
-        ` (database = folds ${'1–4'}, ${live.n_database} images, then the held-out fold 5), embedded by a \`cbmir worker\` (TypeScript preprocessing + onnxruntime-node), indexed in Elasticsearch (int8 HNSW, float re-scoring).` +
-        ` Every fold-5 image queried by its UIDs through \`GET /similar?…&excludeSamePatient=true&limit=${limit}\` (the full ranking: the gateway ran with CBMIR_SIMILAR_MAX_LIMIT=10000, an evaluation-only setting);` +
-        ' fold-5 results (other held-out patients) dropped client-side by their deterministic UIDs, so the database is exactly eval:model\'s. Metrics as models/train/metrics.py.' +
+      `\`npm run eval:live\`, run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs. ${ctx.dataset} (${ctx.classes.length} classes among the queries: ${ctx.classes.join(', ')}) loaded with \`cbmir load\` through the gateway` +
+        ` (database = fold${ctx.databaseFolds.length === 1 ? '' : 's'} ${numberRanges(ctx.databaseFolds)}, ${live.n_database} images, then the held-out fold ${ctx.queryFold}), embedded by a \`cbmir worker\` with model ${ctx.model} (TypeScript preprocessing + onnxruntime-node), indexed in Elasticsearch (int8 HNSW, float re-scoring).` +
+        ` Every fold-${ctx.queryFold} image queried by its UIDs through \`GET /similar?…&excludeSamePatient=true&limit=${limit}\` (the full ranking: the gateway ran with CBMIR_SIMILAR_MAX_LIMIT=10000, an evaluation-only setting);` +
+        ` fold-${ctx.queryFold} results (other held-out patients) dropped client-side by their deterministic UIDs, so the database is exactly eval:model's (same model, \`--query-fold ${ctx.queryFold}\`). Metrics as models/train/metrics.py.` +
         ` ${live.n_queries} queries in ${queryS.toFixed(0)} s; rankings shorter than the database: ${live.short_rankings}.`,
       '',
       markdownTable(['class', 'queries', 'mAP live %', 'mAP eval:model %', 'Δ', 'P@10 live %', 'P@10 eval:model %', 'Δ', 'P@1 live %', 'P@1 eval:model %'], rows),

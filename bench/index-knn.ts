@@ -9,16 +9,21 @@
  *                          [--candidates 100,200,400] [--m 16] [--ef 100] [--jitter N]
  *
  * --es defaults to CBMIR_ES_URL, then CBMIR_TEST_ES_URL; "none" skips Elasticsearch.
- * --real adds a dataset of real embeddings: the images of ../shared/datasets (figshare-cheng
- * + ixi-normal) through the shipped model (models/manifest.json), cached under
- * .cache/bench/ so only the first run pays for inference; 200 of them are held out as
- * queries. Random unit vectors are the hard case for HNSW (no cluster structure); real
- * embeddings cluster by anatomy and class.
+ * --real adds a dataset of real embeddings: the images of figshare-cheng and ixi-normal in
+ * CBMIR_DATASETS (the folder holding the datasets, default ../shared/datasets) through the
+ * model (CBMIR_MODEL, else models/manifest.json), cached under .cache/bench/ so only the
+ * first run pays for inference; --queries of them are held out as queries. Random unit
+ * vectors are the hard case for HNSW (no cluster structure); real embeddings cluster by
+ * anatomy and class.
+ *
+ * Every numeric option is checked before anything runs (exit 2 naming it): --k must not
+ * exceed any --candidates value (num_candidates ≥ k) nor the smallest size.
  *
  * Latency is sequential (one query at a time, after 20 warm-up queries), measured in this
  * process around the VectorIndex call, so it includes JSON/HTTP for Elasticsearch and
  * the SQLite freshness check + hit loading for the embedded store.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,7 +33,9 @@ import { Client } from '@elastic/elasticsearch';
 import { EmbeddedIndex } from '../core/index/embedded/embedded-index.js';
 import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
 import { DEFAULT_VECTOR_MAPPING, type VectorIndexType } from '../core/index/elasticsearch/mapping.js';
-import type { VectorDoc, VectorIndex } from '../core/index/types.js';
+import { MAX_K, type VectorDoc, type VectorIndex } from '../core/index/types.js';
+import { intListSetting, intSetting, orUsageExit, usageExit, UsageError } from './lib/args.js';
+import { datasetDir } from './lib/datasets.js';
 import { onInterrupt } from './lib/interrupt.js';
 import { summarise } from './lib/stats.js';
 import { prng, unitVectors } from '../test/helpers/vectors.js';
@@ -50,16 +57,37 @@ const { values: args } = parseArgs({
     jitter: { type: 'string' },
   },
 });
-const SIZES = args.sizes.split(',').filter(Boolean).map(Number);
-const NQ = Number(args.queries);
-const DIMS = Number(args.dims);
-const K = Number(args.k);
-const TYPES = args.types.split(',') as VectorIndexType[];
-/** num_candidates values swept for int8_hnsw + rescoring (the first is also used for every other run). */
-const CANDIDATES = args.candidates.split(',').filter(Boolean).map(Number);
-const HNSW = { ...(args.m ? { m: Number(args.m) } : {}), ...(args.ef ? { efConstruction: Number(args.ef) } : {}) };
-/** --jitter N: a semi-real set of N vectors, each a real embedding plus small noise (see below). */
-const JITTER = args.jitter ? Number(args.jitter) : 0;
+const VECTOR_TYPES: readonly VectorIndexType[] = ['hnsw', 'int8_hnsw', 'flat', 'int8_flat'];
+const { SIZES, NQ, DIMS, K, TYPES, CANDIDATES, HNSW, JITTER } = orUsageExit('bench:index-knn', () => {
+  const sizes = intListSetting('--sizes', args.sizes);
+  const k = intSetting('--k', args.k, 1, MAX_K);
+  // num_candidates is bounded by Elasticsearch (≤ 10,000) and must be ≥ k, for both backends (core/index/validate.ts).
+  const candidates = intListSetting('--candidates', args.candidates, 1, 10_000);
+  const tooFew = candidates.find((c) => c < k);
+  if (tooFew !== undefined)
+    throw new UsageError(`--k (${k}) must not exceed any --candidates value (${tooFew}): num_candidates must be ≥ k`);
+  // recall@k divides by k per query: fewer documents than k would cap it below 1 whatever the index does.
+  if (k > Math.min(...sizes)) throw new UsageError(`--k (${k}) must not exceed the smallest of --sizes (${Math.min(...sizes)})`);
+  const types = args.types.split(',').map((t) => t.trim());
+  const bad = types.find((t) => !VECTOR_TYPES.includes(t as VectorIndexType));
+  if (bad !== undefined)
+    throw new UsageError(`--types: unknown vector index type ${JSON.stringify(bad)} (one of ${VECTOR_TYPES.join(', ')})`);
+  return {
+    SIZES: sizes,
+    NQ: intSetting('--queries', args.queries),
+    DIMS: intSetting('--dims', args.dims),
+    K: k,
+    TYPES: types as VectorIndexType[],
+    /** num_candidates values swept for int8_hnsw + rescoring (the first is also used for every other run). */
+    CANDIDATES: candidates,
+    HNSW: {
+      ...(args.m !== undefined ? { m: intSetting('--m', args.m) } : {}),
+      ...(args.ef !== undefined ? { efConstruction: intSetting('--ef', args.ef) } : {}),
+    },
+    /** --jitter N: a semi-real set of N vectors, each a real embedding plus small noise (see below). */
+    JITTER: args.jitter !== undefined ? intSetting('--jitter', args.jitter, 0) : 0,
+  };
+});
 const ES_URL = args.es === 'none' ? undefined : (args.es ?? process.env.CBMIR_ES_URL ?? process.env.CBMIR_TEST_ES_URL);
 const VERSION = 'bench';
 const WARMUP = 20;
@@ -76,28 +104,37 @@ interface Dataset {
 }
 
 
-/** Embeddings of the real dataset images with the shipped model, cached on disk. */
+/** Embeddings of the real dataset images with the model, cached on disk. */
 async function realEmbeddings(): Promise<{ dims: number; vectors: Float32Array[]; model: string }> {
   const { loadModelManifest } = await import('../core/model-manifest.js');
   const manifest = loadModelManifest(process.env.CBMIR_MODEL);
-  const cache = join(ROOT, '.cache', 'bench', `real-embeddings-${manifest.name}-${manifest.version}.f32`);
+  const files: string[] = [];
+  // The cache is keyed by the image lists too: CBMIR_DATASETS may point at other copies of the datasets.
+  const lists = createHash('sha256');
+  for (const ds of ['figshare-cheng', 'ixi-normal']) {
+    const dir = datasetDir(ds);
+    const text = readFileSync(join(dir, 'labels.csv'), 'utf8');
+    lists.update(`${ds}\n${text}\n`);
+    for (const line of text.trim().split('\n').slice(1)) files.push(join(dir, line.split(',')[0]!));
+  }
+  const cache = join(
+    ROOT,
+    '.cache',
+    'bench',
+    `real-embeddings-${manifest.name}-${manifest.version}-${lists.digest('hex').slice(0, 12)}.f32`,
+  );
   if (existsSync(cache)) {
     const buf = readFileSync(cache);
     const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     const vectors: Float32Array[] = [];
     for (let i = 0; i < all.length; i += manifest.dims) vectors.push(all.slice(i, i + manifest.dims));
-    return { dims: manifest.dims, vectors, model: `${manifest.name}@${manifest.version}` };
+    if (vectors.length === files.length) return { dims: manifest.dims, vectors, model: `${manifest.name}@${manifest.version}` };
+    log(`${cache} holds ${vectors.length} vectors for ${files.length} images: embedding again`);
   }
   const { Embedder } = await import('../models/runtime/embedder.js');
   const { preprocess } = await import('../models/runtime/preprocess.js');
   const { decodeSourceImage } = await import('../core/dicom/source-image.js');
   const embedder = await Embedder.load(manifest);
-  const files: string[] = [];
-  for (const ds of ['figshare-cheng', 'ixi-normal']) {
-    const dir = resolve(ROOT, '..', 'shared', 'datasets', ds);
-    const csv = readFileSync(join(dir, 'labels.csv'), 'utf8').trim().split('\n').slice(1);
-    for (const line of csv) files.push(join(dir, line.split(',')[0]!));
-  }
   log(`embedding ${files.length} real images with ${manifest.name}@${manifest.version} (${embedder.executionProvider}); cached afterwards`);
   const vectors: Float32Array[] = [];
   const t0 = Date.now();
@@ -265,6 +302,12 @@ let realModel: string | undefined;
 if (args.real) {
   const real = await realEmbeddings();
   realModel = real.model;
+  // The held-out queries leave the rest as the base: it must keep at least k documents.
+  if (real.vectors.length - NQ < K)
+    usageExit(
+      'bench:index-knn',
+      `--queries (${NQ}) leaves ${real.vectors.length - NQ} of the ${real.vectors.length} real embeddings as the base, fewer than --k (${K})`,
+    );
   const r = prng(3);
   const order = real.vectors.map((_, i) => i).sort(() => r() - 0.5);
   const q = new Set(order.slice(0, NQ));

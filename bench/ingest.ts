@@ -9,20 +9,23 @@
  * deploy/local/stack.sh in .stack/bench-ingest unless CBMIR_BENCH_ORTHANC_URL /
  * CBMIR_BENCH_REDIS_URL / CBMIR_BENCH_ES_URL point at running ones), the gateway
  * (gateway/main.ts) and `cbmir worker` processes as children. Real images: a dataset
- * folder with labels.csv (default ../shared/datasets/figshare-cheng), converted to DICOM
- * up front (the modality's work, not ours) under a dataset name of this run, so every
- * image is a new instance.
+ * folder with labels.csv (--dataset, else CBMIR_BENCH_DATASET, else figshare-cheng in
+ * CBMIR_DATASETS, the folder holding the datasets [../shared/datasets]), converted to
+ * DICOM up front (the modality's work, not ours) under a dataset name of this run, so
+ * every image is a new instance.
  *
  * Two phases after a warm-up:
  *   throughput — STOW --limit images as fast as the client can (batches of --stow-batch,
- *                --stow-concurrency in flight); images_per_s = images / (last job finished −
- *                first STOW sent). Jobs finish after the bulk write with refresh=wait_for,
- *                so "finished" means searchable.
+ *                --stow-concurrency in flight); images_per_s = indexed images / (last
+ *                indexed image's job finished − first STOW sent). Jobs finish after the
+ *                bulk write with refresh=wait_for, so "finished" means searchable.
  *   latency    — STOW --latency-images one per request, paced at --pace × the measured
  *                throughput (a backlog would measure queueing, not the pipeline);
- *                ms_to_searchable = job finished − STOW answered, per image.
- * Checks at the end that every image is in the index (indexed), writes the "Ingest"
- * section of docs/benchmarks.md and prints one JSON object as the last stdout line.
+ *                ms_to_searchable = job finished − STOW answered, per indexed image.
+ * Images whose job the worker refused count in neither figure but in `refused` (both
+ * phases; bench/lib/ingest-summary.ts). Checks at the end that every image is in the
+ * index (indexed), writes the "Ingest" section of docs/benchmarks.md and prints one
+ * JSON object as the last stdout line.
  *
  * The FP32 ceiling (issue #4): GoogLeNet at 224×224 ≈ 3.2 GFLOP per image against ≈ 150
  * GFLOP/s of SGEMM on this machine's two cores → ≈ 45–50 images/s; ceiling_fraction is
@@ -41,11 +44,13 @@ import { loadModelManifest } from '../core/model-manifest.js';
 import { readDataset, selectInstances, type PlannedInstance } from '../workers/load/dataset.js';
 import { convertInstance } from '../workers/load.js';
 import { StowClient } from '../workers/load/stow.js';
+import { intSetting, orUsageExit, UsageError } from './lib/args.js';
 import { startChild, type StartedChild } from './lib/child.js';
+import { datasetDir } from './lib/datasets.js';
+import { summariseLatency, summariseRefusals, summariseThroughput, type JobEnd, type SentImage as Sent } from './lib/ingest-summary.js';
 import { ensureService, spawnWorkerProcess, stopEnsuredServices, type WorkerChild } from './lib/live-stack.js';
 import { processCpuMs } from './lib/cpu.js';
 import { markdownTable, upsertSection } from './lib/report.js';
-import { percentile } from './lib/stats.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const STACK_DIR = path.join(ROOT, '.stack/bench-ingest');
@@ -53,7 +58,7 @@ const FP32_CEILING = 47.5;
 
 const { values: a } = parseArgs({
   options: {
-    dataset: { type: 'string', default: process.env.CBMIR_BENCH_DATASET ?? path.resolve(ROOT, '../shared/datasets/figshare-cheng') },
+    dataset: { type: 'string', default: process.env.CBMIR_BENCH_DATASET || datasetDir('figshare-cheng') },
     limit: { type: 'string', default: '1000' },
     'latency-images': { type: 'string', default: '300' },
     pace: { type: 'string', default: '0.8' },
@@ -68,15 +73,14 @@ const { values: a } = parseArgs({
   },
 });
 
-const int = (name: string, v: string | undefined, min = 1): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-};
+const int = (name: string, v: string | undefined, min = 1): number => orUsageExit('bench:ingest', () => intSetting(`--${name}`, v, min));
 const LIMIT = int('limit', a.limit);
 const LATENCY_IMAGES = int('latency-images', a['latency-images'], 0);
-const PACE = Number(a.pace);
-if (!(PACE > 0 && PACE <= 2)) throw new Error(`--pace must be in (0, 2], got ${a.pace}`);
+const PACE = orUsageExit('bench:ingest', () => {
+  const p = Number(a.pace);
+  if (!(p > 0 && p <= 2)) throw new UsageError(`--pace must be in (0, 2], got ${JSON.stringify(a.pace)}`);
+  return p;
+});
 const WORKERS = int('workers', a.workers);
 const CONCURRENCY = int('concurrency', a.concurrency);
 // One onnxruntime thread per worker process, one process per core: measured 49 ms CPU per
@@ -93,18 +97,11 @@ const log = (msg: string): void => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Sent {
-  readonly sop: string;
-  /** Epoch ms the STOW request carrying it was sent / answered. */
-  readonly sentAt: number;
-  readonly answeredAt: number;
-}
-
 async function main(): Promise<void> {
   if (!existsSync(path.join(a.dataset, 'labels.csv'))) {
     process.stderr.write(
       `bench:ingest: no dataset at ${a.dataset} (a folder with labels.csv and images/). ` +
-        'Pass --dataset DIR or CBMIR_BENCH_DATASET, e.g. ../shared/datasets/figshare-cheng (3,064 images).\n',
+        'Pass --dataset DIR or CBMIR_BENCH_DATASET, or set CBMIR_DATASETS to the folder holding figshare-cheng/ (3,064 images).\n',
     );
     process.exit(2);
   }
@@ -208,11 +205,8 @@ async function main(): Promise<void> {
     };
 
     /** Wait until every job of these instances finished; their finishedOn by SOP UID. */
-    const finished = async (
-      sops: readonly string[],
-      timeoutMs: number,
-    ): Promise<Map<string, { at: number; ok: boolean; reason?: string }>> => {
-      const done = new Map<string, { at: number; ok: boolean; reason?: string }>();
+    const finished = async (sops: readonly string[], timeoutMs: number): Promise<Map<string, JobEnd>> => {
+      const done = new Map<string, JobEnd>();
       const deadline = Date.now() + timeoutMs;
       // Cheap polling first (queue counts), so the load generator does not compete with
       // the workers for the CPU; then one look at each job. finishedOn is recorded by the
@@ -261,38 +255,43 @@ async function main(): Promise<void> {
       thrSent.map((s) => s.sop),
       Math.max(600_000, LIMIT * 1000),
     );
-    const lastAt = Math.max(...[...thrDone.values()].filter((d) => d.ok).map((d) => d.at), t0);
-    const thrSeconds = (lastAt - t0) / 1000;
-    const imagesPerS = thr.length / thrSeconds;
+    const tp = summariseThroughput(t0, thrDone);
+    const imagesPerS = tp.imagesPerS;
     const workerCpuMs = workers.reduce((acc, w, k) => acc + ((processCpuMs(w.child.pid!) ?? 0) - (cpu0[k] ?? 0)), 0);
     const load1 = os.loadavg()[0]!;
     log(
-      `throughput: ${imagesPerS.toFixed(1)} images/s end to end (${thrSeconds.toFixed(1)} s), worker CPU ${(workerCpuMs / thr.length).toFixed(0)} ms/image`,
+      `throughput: ${imagesPerS.toFixed(1)} images/s end to end (${tp.indexed} indexed in ${tp.seconds.toFixed(1)} s, ${tp.refused} refused), worker CPU ${(workerCpuMs / thr.length).toFixed(0)} ms/image`,
     );
+    // The latency phase is paced from this rate: with nothing indexed there is no pace to keep.
+    if (tp.indexed === 0) {
+      const why = summariseRefusals({ throughput: thrDone }).firstReason;
+      throw new Error(`the worker refused all ${tp.images} images of the throughput phase${why ? ` (first: ${why})` : ''}`);
+    }
 
     // 5. Latency at a sustainable pace.
-    let latencies: number[] = [];
+    let latDone = new Map<string, JobEnd>();
+    let latSent: Sent[] = [];
     let paceRate = 0;
     if (lat.length) {
       paceRate = PACE * imagesPerS;
       log(`latency: ${lat.length} images, one per STOW, at ${paceRate.toFixed(1)} images/s`);
-      const latSent = await send(lat, 1, 8, 1000 / paceRate);
-      const latDone = await finished(
+      latSent = await send(lat, 1, 8, 1000 / paceRate);
+      latDone = await finished(
         latSent.map((s) => s.sop),
         600_000,
       );
-      latencies = latSent.map((s) => latDone.get(s.sop)!.at - s.answeredAt).sort((x, y) => x - y);
     }
+    const latency = summariseLatency(latSent, latDone);
 
     // 6. Every image in the index? (the live alias, as /similar reads it)
     const index = createVectorIndex({ es: { url: esUrl, index: esIndex }, dataDir: STACK_DIR });
     const all = [...thr, ...lat].map((i) => i.sopInstanceUid);
     const present = await index.has(all);
     await index.close();
-    const refused = [...thrDone.values()].filter((d) => !d.ok);
+    const refused = summariseRefusals({ throughput: thrDone, latency: latDone });
+    if (refused.total) log(`refused by the worker: ${refused.total} (${JSON.stringify(refused.byPhase)}); first: ${refused.firstReason}`);
 
-    const p50 = latencies.length ? Math.round(percentile(latencies, 50)) : null;
-    const p95 = latencies.length ? Math.round(percentile(latencies, 95)) : null;
+    const { p50, p95 } = latency;
     const result = {
       images: all.length,
       indexed: present.size,
@@ -305,7 +304,9 @@ async function main(): Promise<void> {
       latency_pace_images_per_s: Number(paceRate.toFixed(2)),
       ceiling_fraction: Number((imagesPerS / FP32_CEILING).toFixed(3)),
       worker_cpu_ms_per_image: Math.round(workerCpuMs / thr.length),
-      refused: refused.length,
+      refused: refused.total,
+      refused_throughput: refused.byPhase.throughput ?? 0,
+      refused_latency: refused.byPhase.latency ?? 0,
       workers: WORKERS,
       ort_threads: THREADS,
       concurrency: CONCURRENCY,
@@ -332,12 +333,15 @@ async function main(): Promise<void> {
             ['measure', 'value'],
             [
               ['images stored / indexed', `${result.images} / ${result.indexed}`],
-              ['throughput, end to end (first STOW sent → last image searchable)', `${result.images_per_s} images/s`],
+              ['throughput, end to end (first STOW sent → last image searchable; indexed images only)', `${result.images_per_s} images/s`],
               ['fraction of the FP32 ceiling (≈ 45–50 images/s on 2 cores)', `${(result.ceiling_fraction * 100).toFixed(0)} %`],
               ['worker CPU per image', `${result.worker_cpu_ms_per_image} ms`],
               [`STOW answered → searchable, p50 (paced at ${result.latency_pace_images_per_s} images/s)`, p50 === null ? '-' : `${p50} ms`],
               ['STOW answered → searchable, p95', p95 === null ? '-' : `${p95} ms`],
-              ['refused by the worker', result.refused],
+              [
+                'refused by the worker (not in throughput or latency)',
+                `${result.refused} (throughput phase ${result.refused_throughput}, latency phase ${result.refused_latency})`,
+              ],
             ],
           ),
           '',

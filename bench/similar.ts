@@ -5,9 +5,11 @@
  *   tsx bench/similar.ts [--min-docs 10000] [--levels 1,2,4,…,512] [--duration-ms 10000]
  *                        [--upload-requests 40] [--load-only] [--no-report]
  *
- * The index: ≥ --min-docs real images. The real datasets (CBMIR_DATASETS, comma-separated
- * folders; default ../shared/datasets/figshare-cheng and ixi-normal, 3,064 + 581 images)
- * hold fewer, so they are loaded several times, each time under its own dataset name
+ * The index: ≥ --min-docs real images. The real datasets (CBMIR_BENCH_SIMILAR_DATASETS:
+ * comma-separated dataset folder names under CBMIR_DATASETS, or absolute paths; default
+ * figshare-cheng,ixi-normal, 3,064 + 581 images; CBMIR_DATASETS is the folder holding the
+ * datasets, default ../shared/datasets, as for models/train) hold fewer, so they are
+ * loaded several times, each time under its own dataset name
  * (`<name>-copy<k>`): every copy gets its own deterministic UIDs and patients
  * (workers/load/dataset.ts), i.e. the archive holds the same real pixels as several
  * patients — no image is invented. Loaded with `cbmir load` through the gateway and
@@ -20,22 +22,26 @@
  * random indexed instance, back to back, for --duration-ms; a warm-up of 2 s per level
  * is not counted. Errors: non-200 answers and requests without an answer in 30 s.
  * Upload: POST /similar (application/dicom) of a real image that is not in the archive
- * (a figshare-cheng image converted under a dataset name that is never loaded), one
- * user, sequential; p50.
+ * (an image of the figshare dataset, else of the first one, converted under a dataset
+ * name that is never loaded), one user, sequential; p50 of the 200 answers, and
+ * upload_errors = non-200 answers, the 3 warm-ups included.
  *
- * Writes the "Similar" section of docs/benchmarks.md and docs/bench-similar.png, and
- * prints one JSON object as the last stdout line:
- *   {"levels":{"1":{"avg_ms","p90_ms","max_ms","errors"},…},"upload_p50_ms","backend":"elasticsearch"}
+ * Prints one JSON object as the last stdout line, then writes the "Similar" section of
+ * docs/benchmarks.md, then docs/bench-similar.png (headless Chromium; a plot that cannot
+ * be drawn only warns, so it never costs the measured run):
+ *   {"levels":{"1":{"avg_ms","p90_ms","max_ms","errors"},…},"upload_p50_ms","upload_errors","backend":"elasticsearch"}
  *
  * Ports (env): CBMIR_BENCH_ORTHANC_PORT [18061], CBMIR_BENCH_REDIS_PORT [16383],
  * CBMIR_BENCH_ES_PORT [19204], CBMIR_BENCH_GATEWAY_PORT [18090]; or running services via
  * CBMIR_BENCH_ORTHANC_URL / CBMIR_BENCH_REDIS_URL / CBMIR_BENCH_ES_URL.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
+import { decodeSourceImage } from '../core/dicom/source-image.js';
 import type { VectorDoc } from '../core/index/types.js';
 import { readDataset, type PlannedInstance } from '../workers/load/dataset.js';
 import { convertInstance } from '../workers/load.js';
@@ -54,12 +60,22 @@ import {
   type LiveUrls,
   type WorkerChild,
 } from './lib/live-stack.js';
+import { intSetting, orUsageExit, portFromEnv } from './lib/args.js';
 import type { StartedChild } from './lib/child.js';
 import { processCpuMs, selfCpuMs } from './lib/cpu.js';
+import { datasetDirs } from './lib/datasets.js';
 import { runLoad } from './lib/load.js';
-import { linePlotPng } from './lib/plot.js';
+import { linePlotPng, linePlotSvg, type PlotSpec } from './lib/plot.js';
 import { markdownTable, upsertSection } from './lib/report.js';
-import { percentile } from './lib/stats.js';
+import {
+  levelErrorsSentence,
+  peakLevel,
+  similarResultJson,
+  summariseUploads,
+  type SimilarResult,
+  type UploadAnswer,
+  type UploadSummary,
+} from './lib/similar-summary.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -73,11 +89,7 @@ const { values: a } = parseArgs({
     'no-report': { type: 'boolean', default: false },
   },
 });
-const int = (name: string, v: string | undefined, min = 1): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-};
+const int = (name: string, v: string | undefined, min = 1): number => orUsageExit('bench:similar', () => intSetting(`--${name}`, v, min));
 const MIN_DOCS = int('min-docs', a['min-docs']);
 const LEVELS = (a.levels ?? '').split(',').map((s) => int('levels', s.trim()));
 const DURATION_MS = int('duration-ms', a['duration-ms']);
@@ -85,13 +97,13 @@ const WARMUP_MS = int('warmup-ms', a['warmup-ms'], 0);
 const UPLOADS = int('upload-requests', a['upload-requests'], 0);
 const TIMEOUT_MS = 30_000;
 const env = process.env;
-const portOf = (name: string, dflt: number): number => (env[name] ? int(name, env[name]) : dflt);
+const portOf = (name: string, dflt: number): number => orUsageExit('bench:similar', () => portFromEnv(name, dflt, env));
 const STACK_DIR = path.join(ROOT, '.stack/bench-similar');
 const GATEWAY_PORT = portOf('CBMIR_BENCH_GATEWAY_PORT', 18090);
-const DATASETS = (env.CBMIR_DATASETS ?? ['figshare-cheng', 'ixi-normal'].map((d) => path.resolve(ROOT, '../shared/datasets', d)).join(','))
-  .split(',')
-  .map((s) => path.resolve(s.trim()))
-  .filter(Boolean);
+const DATASETS = datasetDirs(env.CBMIR_BENCH_SIMILAR_DATASETS, ['figshare-cheng', 'ixi-normal']);
+// What the parties can run on: the "if the CPUs were ours" figures divide by it.
+const CPUS = os.availableParallelism();
+const WARMUP_UPLOADS = 3;
 
 /** Table 6 of the published paper (ms: average, maximum, 90th percentile); ≥ 256 users: every request timed out (30 s). */
 const PUBLISHED: Record<number, { avg: number; p90?: number; max?: number; note?: string }> = {
@@ -201,31 +213,31 @@ async function main(): Promise<void> {
     log(`probe: 200, Server-Timing ${String(probe.headers['server-timing'])}`);
 
     // Query-by-upload first (1 user), while the machine is not hot from the levels.
-    let uploadP50: number | null = null;
-    let uploadSamples: number[] = [];
+    let upload: UploadSummary | undefined;
+    let uploadImage = '';
     if (UPLOADS > 0) {
       const fig = DATASETS.find((d) => d.includes('figshare')) ?? DATASETS[0]!;
       const upPlan = await readDataset(fig, 'bench-similar-upload-not-archived');
       const inst = upPlan.instances[0]!;
       const bytes = await convertInstance(fig, inst, '20240101');
-      const one = async (): Promise<{ ms: number; status: number; timing: string }> => {
+      const src = await decodeSourceImage(await readFile(path.resolve(fig, inst.file)));
+      uploadImage = `${src.cols}×${src.rows} ${path.basename(fig)}`;
+      let timing = '';
+      const one = async (): Promise<UploadAnswer> => {
         const t0 = performance.now();
         const r = await request(`${base}/similar?limit=10`, { method: 'POST', body: bytes, headers: { 'content-type': 'application/dicom' }, headersTimeout: TIMEOUT_MS });
         await r.body.dump();
-        return { ms: performance.now() - t0, status: r.statusCode, timing: String(r.headers['server-timing'] ?? '') };
+        timing = String(r.headers['server-timing'] ?? '');
+        return { ms: performance.now() - t0, status: r.statusCode };
       };
-      for (let i = 0; i < 3; i++) await one(); // ONNX session, JIT
-      let failed = 0;
-      let timing = '';
-      for (let i = 0; i < UPLOADS; i++) {
-        const r = await one();
-        if (r.status !== 200) failed++;
-        else uploadSamples.push(r.ms);
-        timing = r.timing;
-      }
-      uploadSamples = uploadSamples.sort((x, y) => x - y);
-      uploadP50 = uploadSamples.length ? round(percentile(uploadSamples, 50)) : null;
-      log(`upload (${bytes.length} bytes, 1 user): p50 ${uploadP50} ms, p90 ${round(percentile(uploadSamples, 90))} ms, ${failed} failed; last Server-Timing ${timing}`);
+      const warm: UploadAnswer[] = [];
+      for (let i = 0; i < WARMUP_UPLOADS; i++) warm.push(await one()); // ONNX session, JIT
+      const measured: UploadAnswer[] = [];
+      for (let i = 0; i < UPLOADS; i++) measured.push(await one());
+      upload = summariseUploads(warm, measured);
+      log(
+        `upload (${uploadImage}, ${bytes.length} bytes, 1 user): p50 ${upload.p50} ms, p90 ${upload.p90} ms, ${upload.errors} errors (warm-ups included${upload.firstErrorStatus ? `; first: HTTP ${upload.firstErrorStatus}` : ''}); last Server-Timing ${timing}`,
+      );
     }
 
     const levels: Record<string, Level> = {};
@@ -277,13 +289,34 @@ async function main(): Promise<void> {
       );
     }
 
-    const result = {
-      levels: Object.fromEntries(Object.entries(levels).map(([k, v]) => [k, { avg_ms: v.avg_ms, p90_ms: v.p90_ms, max_ms: v.max_ms, errors: v.errors }])),
-      upload_p50_ms: uploadP50,
-      backend: 'elasticsearch',
-    };
-    if (!a['no-report']) writeReport(levels, uploadP50, uploadSamples, docs, servedVersion, copies, load);
+    const result = similarResultJson(levels, upload);
+    // The JSON and the section first: drawing the plot needs Chromium, and a run must never be lost to it.
     process.stdout.write(`${JSON.stringify(result)}\n`);
+    if (!a['no-report']) {
+      const report: Report = {
+        levels,
+        upload,
+        uploadImage,
+        docs,
+        servedVersion,
+        copies,
+        load,
+        studies: new Set(pool.map((i) => i.studyInstanceUid)).size,
+      };
+      upsertSection(
+        BENCHMARKS_MD,
+        'Similar',
+        reportSection(report, result, `![/similar latency vs concurrent users](${path.basename(PLOT_PNG)})`),
+      );
+      const missing = drawPlot(report);
+      if (missing) {
+        const svg = missing.svg ? `; the chart is in ${path.relative(ROOT, missing.svg)}` : '';
+        log(`warning: docs/${path.basename(PLOT_PNG)} was not drawn (${missing.reason})${svg}; the JSON and the section are written`);
+        // The link would show an earlier run's plot beside this run's figures.
+        const note = `(No plot in this run: ${missing.reason}${missing.svg ? `; the chart as SVG: [${path.basename(missing.svg)}](${path.basename(missing.svg)})` : ''}.)`;
+        upsertSection(BENCHMARKS_MD, 'Similar', reportSection(report, result, note));
+      }
+    }
   } finally {
     await worker?.stop();
     await gateway?.stop();
@@ -356,15 +389,74 @@ function round(x: number, d = 2): number {
   return Math.round(x * 10 ** d) / 10 ** d;
 }
 
-function writeReport(
-  levels: Record<string, Level>,
-  uploadP50: number | null,
-  uploadSamples: number[],
-  docs: number,
-  servedVersion: string | undefined,
-  copies: { name: string; instances: PlannedInstance[] }[],
-  load: number[],
-): void {
+const BENCHMARKS_MD = path.join(ROOT, 'docs/benchmarks.md');
+const PLOT_PNG = path.join(ROOT, 'docs/bench-similar.png');
+
+/** What the report is written from: measured in this run, or read from its index. */
+interface Report {
+  readonly levels: Record<string, Level>;
+  readonly upload: UploadSummary | undefined;
+  /** "<cols>×<rows> <dataset>" of the uploaded image. */
+  readonly uploadImage: string;
+  readonly docs: number;
+  readonly servedVersion: string | undefined;
+  readonly copies: { dir: string; name: string; instances: PlannedInstance[] }[];
+  readonly load: number[];
+  /** Distinct studies among the queried images: the access check's cache holds one entry per study. */
+  readonly studies: number;
+}
+
+function plotSpec(r: Report): PlotSpec {
+  const { levels } = r;
+  const users = Object.keys(levels).map(Number);
+  const pubUsers = users.filter((u) => PUBLISHED[u] && Number.isFinite(PUBLISHED[u]!.avg));
+  return {
+    title: `/similar latency vs concurrent users (${r.docs} indexed images, ${CPUS} CPUs)`,
+    xLabel: 'concurrent users (log2)',
+    yLabel: 'latency, ms (log10)',
+    logX: true,
+    logY: true,
+    series: [
+      { name: 'published avg (Table 6)', color: '#c0392b', dashed: true, points: pubUsers.map((u) => [u, PUBLISHED[u]!.avg]) },
+      {
+        name: 'published p90',
+        color: '#e67e22',
+        dashed: true,
+        points: pubUsers.filter((u) => PUBLISHED[u]!.p90 !== undefined).map((u) => [u, PUBLISHED[u]!.p90!]),
+      },
+      ...(users.includes(256) ? [{ name: 'published: 30-s timeouts', color: '#8e44ad', points: [[256, 30_000] as [number, number]] }] : []),
+      { name: 'ours avg', color: '#1f4e9c', points: users.map((u) => [u, levels[String(u)]!.avg_ms]) },
+      { name: 'ours p90', color: '#16a085', points: users.map((u) => [u, levels[String(u)]!.p90_ms]) },
+      { name: 'ours max', color: '#7f8c8d', points: users.map((u) => [u, levels[String(u)]!.max_ms]) },
+    ],
+  };
+}
+
+/**
+ * docs/bench-similar.png, or why not: a plot needs Chromium, which a run must never be lost
+ * to, so a failure only comes back (with a fresh SVG of the chart beside it when the chart
+ * itself can be drawn, whatever the rasteriser's problem was).
+ */
+function drawPlot(r: Report): { reason: string; svg?: string } | undefined {
+  let spec: PlotSpec | undefined;
+  try {
+    spec = plotSpec(r);
+    linePlotPng(PLOT_PNG, spec);
+    return undefined;
+  } catch (err) {
+    const reason = ((err as Error).message.split('\n')[0] ?? '').replaceAll(`${ROOT}/`, '');
+    const svg = PLOT_PNG.replace(/\.png$/, '.svg');
+    try {
+      if (spec) writeFileSync(svg, linePlotSvg(spec));
+      return spec ? { reason, svg } : { reason };
+    } catch {
+      return { reason };
+    }
+  }
+}
+
+function reportSection(r: Report, result: SimilarResult, figure: string): string {
+  const { levels, upload, copies, docs, servedVersion, load } = r;
   const users = Object.keys(levels).map(Number);
   if (!cloneNote) {
     try {
@@ -390,104 +482,95 @@ function writeReport(
       p && Number.isFinite(p.avg) ? `${Math.round(p.avg / o.avg_ms)}×` : '–',
     ];
   });
-  const png = path.join(ROOT, 'docs/bench-similar.png');
-  const pubUsers = users.filter((u) => PUBLISHED[u] && Number.isFinite(PUBLISHED[u]!.avg));
-  linePlotPng(png, {
-    title: `/similar latency vs concurrent users (${docs} indexed images, 2 CPUs)`,
-    xLabel: 'concurrent users (log2)',
-    yLabel: 'latency, ms (log10)',
-    logX: true,
-    logY: true,
-    series: [
-      { name: 'published avg (Table 6)', color: '#c0392b', dashed: true, points: pubUsers.map((u) => [u, PUBLISHED[u]!.avg]) },
-      {
-        name: 'published p90',
-        color: '#e67e22',
-        dashed: true,
-        points: pubUsers.filter((u) => PUBLISHED[u]!.p90 !== undefined).map((u) => [u, PUBLISHED[u]!.p90!]),
-      },
-      ...(users.includes(256) ? [{ name: 'published: 30-s timeouts', color: '#8e44ad', points: [[256, 30_000] as [number, number]] }] : []),
-      { name: 'ours avg', color: '#1f4e9c', points: users.map((u) => [u, levels[String(u)]!.avg_ms]) },
-      { name: 'ours p90', color: '#16a085', points: users.map((u) => [u, levels[String(u)]!.p90_ms]) },
-      { name: 'ours max', color: '#7f8c8d', points: users.map((u) => [u, levels[String(u)]!.max_ms]) },
-    ],
-  });
+  const cpuSum = (c: Level['cpu']): number => (c ? c.gateway + c.es + (Number.isNaN(c.orthanc) ? 0 : c.orthanc) + c.client : Number.NaN);
+  // Each dataset's first copy: the real images, before any duplication.
+  const originals = copies.filter((c, i) => copies.findIndex((o) => o.dir === c.dir) === i);
+  const realImages = originals.reduce((n, c) => n + c.instances.length, 0);
+  const accessTtlS = Number(process.env.CBMIR_ACCESS_CACHE_MS || 30_000) / 1000;
   const l1 = levels['1'];
   const l256 = levels['256'];
   const l512 = levels['512'];
   const check = (ok: boolean | undefined): string => (ok === undefined ? 'not run' : ok ? 'met' : '**missed**');
-  upsertSection(
-    path.join(ROOT, 'docs/benchmarks.md'),
-    'Similar',
-    [
-      `\`npm run bench:similar\`, run ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); 1-min load average ${load.map((x) => x.toFixed(1)).join(' → ')} across the levels` +
-        ' (the machine was shared with other jobs: absolute figures move with them).',
-      '',
-      `Index: ${docs} images in Elasticsearch (int8 HNSW, vectors of model ${servedVersion ?? '?'}${servedVersion === manifestVersion() ? ', the shipped one' : `; the shipped model is ${manifestVersion()} — a query costs the same with either: same dimensions, same index`}). The real datasets hold 3,645 images, so they were loaded` +
-        ` ${copies.length / Math.max(1, new Set(copies.map((c) => c.name.replace(/-copy\d+$/, ''))).size)} times as separate copies (${copies.map((c) => `${c.name}: ${c.instances.length}`).join(', ')}):` +
-        ' each copy is a separate dataset name, hence its own Study/Series/SOP Instance UIDs; the pixels are the same real images, nothing is synthesised.' +
-        ' A copy keeps the dataset\'s Patient IDs, so /similar (excludeSamePatient, the default) never answers a query with its own duplicate.' +
-        ' Duplicated pixels do not change the cost of a query (a kNN over the same number of vectors).' +
-        (cloneNote
-          ? ` All copies were STOWed through the gateway; to spare the shared CPUs, the worker embedded copy 1 and ${cloneNote.cloned} documents of the later copies were copied from copy 1 under their own UIDs (\`--clone-copies\`), after checking on ${cloneNote.checked} images that the worker embedded in both copies that vectors agree (max |Δ| ${cloneNote.maxDiff.toExponential(1)}), labels and patient keys are equal.`
-          : ''),
-      '',
-      `Each level: N users, one keep-alive connection each, issuing \`GET /similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…&limit=10\` for a random indexed instance back to back for ${DURATION_MS / 1000} s (after ${WARMUP_MS / 1000} s of unrecorded warm-up); errors = non-200 answers or no answer within 30 s.` +
-        ' Gateway and one worker are child processes; Orthanc, Redis and Elasticsearch from deploy/local/stack.sh; the load generator runs on the same 2 CPUs.',
-      '',
-      markdownTable(['users', 'published avg ms', 'published p90 ms', 'published max ms', 'ours avg ms', 'ours p90 ms', 'ours max ms', 'ours errors', 'ours req/s', 'avg speed-up'], rows),
-      '',
-      'Published: Table 6 of the reference paper (its system re-extracted features on every query; at 256 users every request timed out after 30 s, so 256 and 512 have no published latency).',
-      '',
-      `Query by upload (POST /similar, application/dicom, one ${'512×512'} figshare-cheng image converted to DICOM under a dataset name that is never loaded, so it is not in the archive; 1 user, ${uploadSamples.length} requests after 3 warm-ups): ` +
-        (uploadP50 === null ? 'not run.' : `p50 ${uploadP50} ms, p90 ${round(percentile(uploadSamples, 90))} ms (embedded by the worker on CPU via a high-priority job, nothing stored).`),
-      '',
-      '![/similar latency vs concurrent users](bench-similar.png)',
-      '',
-      '**What limits it.** CPU per answered request (process CPU time over the level ÷ requests, warm-up scaled out):',
-      '',
-      markdownTable(
-        ['users', 'gateway ms', 'Elasticsearch ms', 'Orthanc ms', 'load generator ms', 'sum ms', 'req/s if the 2 CPUs were ours'],
-        users.map((u) => {
-          const c = levels[String(u)]!.cpu;
-          const sum = c ? c.gateway + c.es + (Number.isNaN(c.orthanc) ? 0 : c.orthanc) + c.client : Number.NaN;
-          return [u, fmt(c?.gateway), fmt(c?.es), fmt(c?.orthanc), fmt(c?.client), fmt(sum), Number.isFinite(sum) ? Math.round((2 * 1000) / sum) : '–'];
-        }),
-      ),
-      '',
-      'A query costs a read of its stored vector and the filtered kNN (int8 HNSW, float re-scoring) in Elasticsearch, the gateway\'s own work (parameters, JSON, the ES client) and the access check: ' +
-        'the caller\'s right to read each result study is asked of the PACS with a QIDO and cached per credential and study for CBMIR_ACCESS_CACHE_MS (30 s); ' +
-        'with ~2,400 studies in the index and 10-s levels the cache keeps expiring, which is the Orthanc column. ' +
-        'Concurrent requests share work (core/batcher.ts): their vector reads go out as one `_mget` and their uncached studies as one QIDO (≤ 50 studies) whenever a call is already in flight — ' +
-        'a QIDO costs Orthanc 1.10 ≈ 8 ms of CPU whether it names 1 study or 10, so per-request QIDOs were the largest cost after Elasticsearch before this (8.3 ms of CPU per request at 256 users, p90 1.7–2.3 s). ' +
-        'Throughput levels off where the CPUs are saturated, and beyond that latency grows linearly with the users (queueing: latency ≈ users ÷ throughput); no request failed or timed out at any level. ' +
-        (() => {
-          const c = levels['256']?.cpu;
-          if (!c) return '';
-          const sum = c.gateway + c.es + (Number.isNaN(c.orthanc) ? 0 : c.orthanc) + c.client;
-          const rate = 2000 / sum;
-          const peak = Math.max(...users.map((u) => levels[String(u)]!.rps));
-          return (
-            `At 256 users the parties used ${fmt(sum)} ms of CPU per request, i.e. at most ≈ ${Math.round(rate)} req/s with both CPUs to ourselves and ≈ ${fmt((256 / rate) * 1000)} ms average latency at 256 users` +
-            ` (target p90 ≤ 1,000 ms: ${256 / rate < 0.8 ? 'within reach at this CPU cost' : "out of reach at this run's CPU cost, which itself grows with contention"}); ` +
-            (peak < 0.85 * rate ? `other jobs held part of the CPUs during this run, so ${peak} req/s were reached. ` : `${peak} req/s were reached. `) +
-            'Levers: a longer access-cache TTL (a security trade-off: revocation takes that long), more CPUs — Elasticsearch, gateway and Orthanc scale out separately.'
-          );
-        })(),
-      '',
-      markdownTable(
-        ['target (issue #5)', 'result'],
+  const uploadErrors = upload
+    ? `${upload.errors} error${upload.errors === 1 ? '' : 's'} (non-200 answers, warm-ups included${upload.firstErrorStatus ? `; first: HTTP ${upload.firstErrorStatus}` : ''})`
+    : '';
+  const peak = peakLevel(levels);
+  return [
+    `\`npm run bench:similar\`, run ${new Date().toISOString().slice(0, 16)}Z on ${CPUS} CPUs (${os.cpus()[0]?.model ?? '?'}); 1-min load average ${load.map((x) => x.toFixed(1)).join(' → ')} across the levels` +
+      ' (the machine was shared with other jobs: absolute figures move with them).',
+    '',
+    `Index: ${docs} images in Elasticsearch (int8 HNSW, vectors of model ${servedVersion ?? '?'}${servedVersion === manifestVersion() ? ', the shipped one' : `; the shipped model is ${manifestVersion()} — a query costs the same with either: same dimensions, same index`}).` +
+      ` The real datasets hold ${realImages.toLocaleString('en-US')} images (${originals.map((c) => `${c.name.replace(/-copy\d+$/, '')}: ${c.instances.length}`).join(', ')}), so they were loaded` +
+      ` ${copies.length / Math.max(1, originals.length)} times as separate copies (${copies.map((c) => `${c.name}: ${c.instances.length}`).join(', ')}):` +
+      ' each copy is a separate dataset name, hence its own Study/Series/SOP Instance UIDs; the pixels are the same real images, nothing is synthesised.' +
+      " A copy keeps the dataset's Patient IDs, so /similar (excludeSamePatient, the default) never answers a query with its own duplicate." +
+      ' Duplicated pixels do not change the cost of a query (a kNN over the same number of vectors).' +
+      (cloneNote
+        ? ` All copies were STOWed through the gateway; to spare the shared CPUs, the worker embedded copy 1 and ${cloneNote.cloned} documents of the later copies were copied from copy 1 under their own UIDs (\`--clone-copies\`), after checking on ${cloneNote.checked} images that the worker embedded in both copies that vectors agree (max |Δ| ${cloneNote.maxDiff.toExponential(1)}), labels and patient keys are equal.`
+        : ''),
+    '',
+    `Each level: N users, one keep-alive connection each, issuing \`GET /similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…&limit=10\` for a random indexed instance back to back for ${DURATION_MS / 1000} s (after ${WARMUP_MS / 1000} s of unrecorded warm-up); errors = non-200 answers or no answer within ${TIMEOUT_MS / 1000} s.` +
+      ` Gateway and one worker are child processes; Orthanc, Redis and Elasticsearch from deploy/local/stack.sh; the load generator runs on the same ${CPUS} CPUs.`,
+    '',
+    markdownTable(['users', 'published avg ms', 'published p90 ms', 'published max ms', 'ours avg ms', 'ours p90 ms', 'ours max ms', 'ours errors', 'ours req/s', 'avg speed-up'], rows),
+    '',
+    'Published: Table 6 of the reference paper (its system re-extracted features on every query; at 256 users every request timed out after 30 s, so 256 and 512 have no published latency).',
+    '',
+    upload
+      ? `Query by upload (POST /similar, application/dicom, one ${r.uploadImage} image converted to DICOM under a dataset name that is never loaded, so it is not in the archive; 1 user, ${upload.requests} requests after ${upload.warmups} warm-ups): ` +
+        (upload.p50 === null
+          ? `no request answered 200; ${uploadErrors}.`
+          : `p50 ${upload.p50} ms, p90 ${upload.p90} ms over the ${upload.samples.length} answered 200 (embedded by the worker on CPU via a high-priority job, nothing stored); ${uploadErrors}.`)
+      : 'Query by upload: not run (--upload-requests 0).',
+    '',
+    figure,
+    '',
+    '**What limits it.** CPU per answered request (process CPU time over the level ÷ requests, warm-up scaled out):',
+    '',
+    markdownTable(
+      ['users', 'gateway ms', 'Elasticsearch ms', 'Orthanc ms', 'load generator ms', 'sum ms', `req/s if the ${CPUS} CPUs were ours`],
+      users.map((u) => {
+        const c = levels[String(u)]!.cpu;
+        const sum = cpuSum(c);
+        return [u, fmt(c?.gateway), fmt(c?.es), fmt(c?.orthanc), fmt(c?.client), fmt(sum), Number.isFinite(sum) ? Math.round((CPUS * 1000) / sum) : '–'];
+      }),
+    ),
+    '',
+    "A query costs a read of its stored vector and the filtered kNN (int8 HNSW, float re-scoring) in Elasticsearch, the gateway's own work (parameters, JSON, the ES client) and the access check: " +
+      `the caller's right to read each result study is asked of the PACS with a QIDO and cached per credential and study for CBMIR_ACCESS_CACHE_MS (${accessTtlS} s); ` +
+      `with ${r.studies.toLocaleString('en-US')} studies among the queried images and ${DURATION_MS / 1000}-s levels (after ${WARMUP_MS / 1000} s of warm-up each) the cache keeps expiring, which is the Orthanc column. ` +
+      'Concurrent requests share work (core/batcher.ts): their vector reads go out as one `_mget` and their uncached studies as one QIDO (≤ 50 studies) whenever a call is already in flight — ' +
+      'a QIDO costs Orthanc 1.10 ≈ 8 ms of CPU whether it names 1 study or 10, so per-request QIDOs were the largest cost after Elasticsearch before this (8.3 ms of CPU per request at 256 users, p90 1.7–2.3 s). ' +
+      `Throughput levels off where the CPUs are saturated, and beyond that latency grows linearly with the users (queueing: latency ≈ users ÷ throughput); ${levelErrorsSentence(levels)} ` +
+      (() => {
+        const c = l256?.cpu;
+        if (!c) return '';
+        const sum = cpuSum(c);
+        const rate = (CPUS * 1000) / sum;
+        const reached = peak ? `${peak.rps} req/s were reached (at ${peak.users} users, the level with the highest throughput). ` : '';
+        return (
+          `At 256 users the parties used ${fmt(sum)} ms of CPU per request, i.e. at most ≈ ${Math.round(rate)} req/s with all ${CPUS} CPUs to ourselves and ≈ ${fmt((256 / rate) * 1000)} ms average latency at 256 users` +
+          ` (target p90 ≤ 1,000 ms: ${256 / rate < 0.8 ? 'within reach at this CPU cost' : "out of reach at this run's CPU cost, which itself grows with contention"}); ` +
+          (peak && peak.rps < 0.85 * rate ? `other jobs held part of the CPUs during this run, so ${reached}` : reached) +
+          'Levers: a longer access-cache TTL (a security trade-off: revocation takes that long), more CPUs — Elasticsearch, gateway and Orthanc scale out separately.'
+        );
+      })(),
+    '',
+    markdownTable(
+      ['target (issue #5)', 'result'],
+      [
+        ['p90 ≤ 50 ms at 1 user', `${check(l1 ? l1.p90_ms <= 50 : undefined)} (${l1 ? fmt(l1.p90_ms) : '–'} ms)`],
+        ['p90 ≤ 1,000 ms and 0 errors at 256 users', `${check(l256 ? l256.p90_ms <= 1000 && l256.errors === 0 : undefined)} (${l256 ? `${fmt(l256.p90_ms)} ms, ${l256.errors} errors` : '–'})`],
+        ['0 errors at 512 users', `${check(l512 ? l512.errors === 0 : undefined)} (${l512 ? `${l512.errors} errors` : '–'})`],
         [
-          ['p90 ≤ 50 ms at 1 user', `${check(l1 ? l1.p90_ms <= 50 : undefined)} (${l1 ? fmt(l1.p90_ms) : '–'} ms)`],
-          ['p90 ≤ 1,000 ms and 0 errors at 256 users', `${check(l256 ? l256.p90_ms <= 1000 && l256.errors === 0 : undefined)} (${l256 ? `${fmt(l256.p90_ms)} ms, ${l256.errors} errors` : '–'})`],
-          ['0 errors at 512 users', `${check(l512 ? l512.errors === 0 : undefined)} (${l512 ? `${l512.errors} errors` : '–'})`],
-          ['upload p50 ≤ 150 ms on CPU', `${check(uploadP50 === null ? undefined : uploadP50 <= 150)} (${uploadP50 ?? '–'} ms)`],
+          'upload p50 ≤ 150 ms on CPU (and every upload answered)',
+          `${check(upload ? upload.p50 !== null && upload.p50 <= 150 && upload.errors === 0 : undefined)} (${upload ? `${upload.p50 ?? '–'} ms, ${upload.errors} errors` : '–'})`,
         ],
-      ),
-      '',
-      `JSON: \`${JSON.stringify({ levels: Object.fromEntries(Object.entries(levels).map(([k, v]) => [k, { avg_ms: v.avg_ms, p90_ms: v.p90_ms, max_ms: v.max_ms, errors: v.errors }])), upload_p50_ms: uploadP50, backend: 'elasticsearch' })}\``,
-    ].join('\n'),
-  );
+      ],
+    ),
+    '',
+    `JSON: \`${JSON.stringify(result)}\``,
+  ].join('\n');
 }
 
 main().catch((err: unknown) => {

@@ -152,7 +152,8 @@ export function manifestVersion(): string {
 /**
  * A benchmark-owned index left by an earlier run with another model answers with that
  * model's vectors: drop it (every version behind the alias), so the run re-indexes with
- * the shipped model. Returns the model version the index serves afterwards (undefined: empty).
+ * `version`, the model its worker embeds with (CBMIR_MODEL, else the shipped one). Returns
+ * the model version the index serves afterwards (undefined: empty).
  */
 export async function dropIfOtherModel(index: VectorIndex, u: LiveUrls, version: string, log: (m: string) => void): Promise<string | undefined> {
   let live: string | undefined;

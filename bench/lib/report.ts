@@ -35,3 +35,16 @@ export function markdownTable(header: readonly string[], rows: ReadonlyArray<Rea
   const line = (cells: readonly (string | number)[]): string => `| ${cells.map(String).join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map((r) => line(r))].join('\n');
 }
+
+/** Integers as runs, for prose: [1, 2, 3, 4] → "1–4", [1, 2, 4] → "1–2, 4" (sorted, duplicates dropped). */
+export function numberRanges(values: readonly number[]): string {
+  const s = [...new Set(values)].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let i = 0; i < s.length;) {
+    let j = i;
+    while (j + 1 < s.length && s[j + 1] === (s[j] as number) + 1) j++;
+    out.push(j === i ? String(s[i]) : `${s[i]}–${s[j]}`);
+    i = j + 1;
+  }
+  return out.join(', ');
+}
