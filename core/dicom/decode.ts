@@ -13,6 +13,9 @@
  * single frame. `frames: 'all'` decodes up to `maxFrames` evenly spaced frames for
  * callers that want more.
  *
+ * Siemens mosaics (one image tiling the slices of a volume: core/dicom/mosaic.ts) are
+ * embedded as their middle slice, for the same reason.
+ *
  * Refusals are deterministic for the given bytes: a worker should record the reason
  * and not retry.
  */
@@ -21,6 +24,7 @@ import { codecsReady, decodeEncapsulatedFrame, initCodecs, type FrameGeometry } 
 import { items, num, nums, str } from './dataset-values.js';
 import { encapsulatedFrames, nativeFrames } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
+import { cropTile, mosaicTile } from './mosaic.js';
 import { parseDicom } from './parse.js';
 import { pixelDataComplete } from './truncation.js';
 import { nativeFrameBytes, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
@@ -64,6 +68,8 @@ export interface GrayFrame {
   readonly cols: number;
   /** 1-based, as in WADO-RS /frames/{n}. */
   readonly frameNumber: number;
+  /** For a Siemens mosaic: the 1-based slice (tile) these pixels are, out of the whole frame. */
+  readonly mosaicSlice?: number;
 }
 
 export interface DecodeOk {
@@ -274,6 +280,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
     }
   }
 
+  const tile = mosaicTile(ds, rows, cols);
   const frames: GrayFrame[] = [];
   for (const index of selectFrames(frameCount, opts.frames, opts.maxFrames)) {
     let frameBytes = split.frames[index]!;
@@ -297,7 +304,9 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
     }
     const gray = toGrayscale(frameBytes, frameFmt, modalityLut(ds, index, pixelRepresentation, ts !== TS.ExplicitVRBigEndian), palette);
     if (!gray.ok) return refuse('UNSUPPORTED_PIXELS', gray.reason, meta);
-    frames.push({ pixels: gray.pixels, rows, cols, frameNumber: index + 1 });
+    if (tile)
+      frames.push({ pixels: cropTile(gray.pixels, cols, tile), rows: tile.rows, cols: tile.cols, frameNumber: index + 1, mosaicSlice: tile.slice + 1 });
+    else frames.push({ pixels: gray.pixels, rows, cols, frameNumber: index + 1 });
   }
   return { ok: true, frames, meta };
 }

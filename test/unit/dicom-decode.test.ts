@@ -35,6 +35,12 @@ function withHeader(bytes: Uint8Array, edit: (ds: DcmDataset) => void): Uint8Arr
   return new Uint8Array(dict.write());
 }
 
+/** The mosaic sample as a plain image (ImageType without MOSAIC): its whole 384×384 frame is decoded. */
+const wholeFrame = (bytes: Uint8Array) =>
+  withHeader(bytes, (ds) => {
+    ds['00080008'] = { vr: 'CS', Value: ['ORIGINAL', 'PRIMARY', 'M', 'ND'] };
+  });
+
 const at = (r: DecodeOk, row: number, col: number, frame = 0) => r.frames[frame]!.pixels[row * r.frames[frame]!.cols + col]!;
 
 describe('decodeDicom on test/fixtures/dicom-samples', () => {
@@ -58,8 +64,11 @@ describe('decodeDicom on test/fixtures/dicom-samples', () => {
       const d = ok(r);
       assert.equal(d.frames.length, 1);
       const f = d.frames[0]!;
-      assert.equal(f.rows, Number(m.rows));
-      assert.equal(f.cols, Number(m.columns));
+      // A Siemens mosaic (6×6 tiles of 64×64, 35 slices) is embedded as its middle slice.
+      const mosaic = file.includes('siemens_mosaic_');
+      assert.equal(f.rows, mosaic ? Number(m.rows) / 6 : Number(m.rows));
+      assert.equal(f.cols, mosaic ? Number(m.columns) / 6 : Number(m.columns));
+      assert.equal(f.mosaicSlice, mosaic ? 18 : undefined);
       assert.equal(f.pixels.length, f.rows * f.cols);
       assert.equal(d.meta.sopClassUid, m.sop_class);
       assert.equal(d.meta.transferSyntaxUid, m.transfer_syntax_uid);
@@ -107,6 +116,24 @@ describe('decodeDicom on test/fixtures/dicom-samples', () => {
     // 12-bit data: every value inside 0..4095, and the image is not empty.
     assert.ok(ref.every((v) => v >= 0 && v <= 4095));
     assert.ok(ref.some((v) => v > 1000));
+  });
+
+  it('embeds a Siemens mosaic as its middle slice: tile 18 of 35, in every encoding (implicit VR: the count as UN bytes)', async () => {
+    const whole = ok(await decodeDicom(wholeFrame(fixture('transfer-syntax/siemens_mosaic_1.dcm')))).frames[0]!;
+    assert.equal(whole.rows, 384);
+    // Tile index 17 of a 6×6 grid: row 2, column 5 → pixels [128, 192) × [320, 384).
+    const want = new Float32Array(64 * 64);
+    for (let r = 0; r < 64; r++) want.set(whole.pixels.subarray((128 + r) * 384 + 320, (128 + r) * 384 + 384), r * 64);
+    for (const f of [...manifest.keys()].filter((k) => k.includes('siemens_mosaic_'))) {
+      const tile = ok(await decodeDicom(fixture(f))).frames[0]!;
+      assert.deepEqual([tile.rows, tile.cols, tile.mosaicSlice], [64, 64, 18], f);
+      assert.deepEqual(tile.pixels, want, f);
+    }
+    // No slice count, or a grid that does not fit the frame: the whole image, as before.
+    for (const edit of [(ds: DcmDataset) => delete ds['0019100A'], (ds: DcmDataset) => (ds['0019100A'] = { vr: 'US', Value: [37] }) /* a 7×7 grid: 384 is no multiple of 7 */]) {
+      const d = ok(await decodeDicom(withHeader(fixture('transfer-syntax/siemens_mosaic_1.dcm'), edit)));
+      assert.deepEqual([d.frames[0]!.rows, d.frames[0]!.mosaicSlice], [384, undefined]);
+    }
   });
 
   it('matches pydicom reference values for the deflated image (image_dfl.dcm)', async () => {
@@ -182,7 +209,7 @@ describe('multi-frame selection (Enhanced MR, 6 frames)', () => {
 });
 
 describe('pixel semantics on real pixels (header edits of siemens_mosaic_1.dcm)', () => {
-  const base = fixture('transfer-syntax/siemens_mosaic_1.dcm');
+  const base = wholeFrame(fixture('transfer-syntax/siemens_mosaic_1.dcm'));
   const original = () => decodeDicom(base).then((r) => ok(r).frames[0]!.pixels);
 
   it('applies Rescale Slope/Intercept (Modality LUT)', async () => {
@@ -320,7 +347,7 @@ describe('syntaxes with no sample file: HTJ2K and JPEG XL', () => {
   for (const [ts, tolerance] of cases) {
     it(`${ts} decodes within ${tolerance}`, async () => {
       await initCodecs();
-      const src = fixture('transfer-syntax/siemens_mosaic_1.dcm');
+      const src = wholeFrame(fixture('transfer-syntax/siemens_mosaic_1.dcm'));
       const ref = ok(await decodeDicom(src)).frames[0]!.pixels;
       const t = new lib.Transcoder(new Uint8Array(src).buffer);
       t.transcode(ts);

@@ -32,6 +32,7 @@ describe('decodeDicom over all of ../shared/dicom-samples', { skip }, () => {
     assert.equal(files.length, manifest.size, 'every file is in the manifest');
     let decoded = 0;
     const refused: string[] = [];
+    const mosaics: string[] = [];
     for (const f of files) {
       const m = manifest.get(f);
       assert.ok(m, `${f} missing from manifest`);
@@ -45,12 +46,21 @@ describe('decodeDicom over all of ../shared/dicom-samples', { skip }, () => {
       }
       const d = ok(r, f);
       const fr = d.frames[0]!;
-      assert.equal(fr.rows, Number(m.rows), f);
-      assert.equal(fr.cols, Number(m.columns), f);
+      if (fr.mosaicSlice === undefined) {
+        assert.equal(fr.rows, Number(m.rows), f);
+        assert.equal(fr.cols, Number(m.columns), f);
+      } else {
+        // A Siemens mosaic: one tile of its grid (its middle slice).
+        assert.ok(fr.rows < Number(m.rows) && Number(m.rows) % fr.rows === 0, f);
+        assert.ok(fr.cols < Number(m.columns) && Number(m.columns) % fr.cols === 0, f);
+        mosaics.push(f);
+      }
       assert.ok(fr.pixels.every(Number.isFinite), f);
       decoded++;
     }
     assert.equal(decoded + refused.length, files.length);
+    assert.deepEqual(mosaics.filter((f) => !f.includes('siemens_mosaic_')), [], 'only the Siemens mosaics are tiled');
+    assert.equal(mosaics.length, 9);
     assert.equal(refused.length, 6, refused.join('\n')); // 5 non-image + the SEG
   });
 
