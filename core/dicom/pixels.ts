@@ -16,6 +16,35 @@
  */
 export const LUMA = [0.299, 0.587, 0.114] as const;
 
+/**
+ * YBR → RGB (PS3.3 C.7.6.3.1.2; full range, or BT.601 studio range for PARTIAL), each channel
+ * rounded and clipped to the stored range as a decoder would write it, then luma.
+ */
+function ybrLuma(full: boolean, bitsStored: number): (y: number, cb: number, cr: number) => number {
+  const max = 2 ** Math.min(bitsStored, 16) - 1;
+  const mid = (max + 1) / 2;
+  const scale = (max + 1) / 256; // PARTIAL's 16/235/240 are 8-bit levels
+  const clip = (v: number) => Math.min(max, Math.max(0, Math.round(v)));
+  return (y, cb, cr) => {
+    const b = cb - mid;
+    const r = cr - mid;
+    let R: number;
+    let G: number;
+    let B: number;
+    if (full) {
+      R = y + 1.402 * r;
+      G = y - 0.344136 * b - 0.714136 * r;
+      B = y + 1.772 * b;
+    } else {
+      const yy = 1.164383 * (y - 16 * scale);
+      R = yy + 1.596027 * r;
+      G = yy - 0.391762 * b - 0.812968 * r;
+      B = yy + 2.017232 * b;
+    }
+    return LUMA[0] * clip(R) + LUMA[1] * clip(G) + LUMA[2] * clip(B);
+  };
+}
+
 export interface PixelFormat {
   readonly rows: number;
   readonly cols: number;
@@ -166,12 +195,15 @@ export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut,
   }
 
   if (/^YBR_(FULL|PARTIAL)_422$/.test(photometric)) {
-    // Y0 Y1 Cb Cr per pixel pair (PS3.3 C.7.6.3.1.2): keep the two Y samples.
+    // Y0 Y1 Cb Cr per pixel pair (PS3.3 C.7.6.3.1.2): both pixels share the pair's chroma.
     const s = readSamples(bytes, { ...f, pixelRepresentation: 0 }, n * 2);
     if (typeof s === 'string') return { ok: false, reason: s };
+    const toLuma = ybrLuma(photometric === 'YBR_FULL_422', f.bitsStored);
     for (let p = 0; p < n; p += 2) {
-      out[p] = s[p * 2]!;
-      if (p + 1 < n) out[p + 1] = s[p * 2 + 1]!;
+      const cb = s[p * 2 + 2]!;
+      const cr = s[p * 2 + 3]!;
+      out[p] = toLuma(s[p * 2]!, cb, cr);
+      if (p + 1 < n) out[p + 1] = toLuma(s[p * 2 + 1]!, cb, cr);
     }
     return { ok: true, pixels: out };
   }
@@ -184,9 +216,14 @@ export function toGrayscale(bytes: Uint8Array, f: PixelFormat, lut: ModalityLut,
     const at = (p: number, c: number) => (planar ? s[c * n + p]! : s[p * 3 + c]!);
     if (photometric === 'RGB') {
       for (let p = 0; p < n; p++) out[p] = LUMA[0] * at(p, 0) + LUMA[1] * at(p, 1) + LUMA[2] * at(p, 2);
+    } else if (photometric === 'YBR_FULL') {
+      // Converted to RGB first (models/PREPROCESSING.md): Y alone differs from the luma of that
+      // RGB wherever a colour falls outside the RGB cube and is clipped (a JPEG of the same
+      // image goes through RGB in its codec, so both paths embed it alike).
+      const toLuma = ybrLuma(true, f.bitsStored);
+      for (let p = 0; p < n; p++) out[p] = toLuma(at(p, 0), at(p, 1), at(p, 2));
     } else {
-      // YBR_FULL's Y is BT.601 luma of the RGB it encodes (PS3.3 C.7.6.3.1.2).
-      // YBR_ICT/RCT reach here only uncompressed, which the standard forbids; read Y likewise.
+      // YBR_ICT/RCT reach here only uncompressed, which the standard forbids; read Y.
       for (let p = 0; p < n; p++) out[p] = at(p, 0);
     }
     return { ok: true, pixels: out };

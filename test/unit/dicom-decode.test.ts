@@ -301,7 +301,7 @@ describe('colour paths', () => {
     }
   });
 
-  it('reads interleaved and planar native RGB alike (pixels from the real JPEG file)', async () => {
+  it('reads interleaved and planar native RGB alike, and native YBR through RGB (pixels from the real JPEG file)', async () => {
     const jpegFile = fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
     const viaJpeg = ok(await decodeDicom(jpegFile)).frames[0]!.pixels;
     // Decode the JPEG to RGB once, then store it uncompressed both ways.
@@ -325,6 +325,42 @@ describe('colour paths', () => {
     const plan = ok(await decodeDicom(native(planar, 1))).frames[0]!.pixels;
     assert.deepEqual(inter, viaJpeg);
     assert.deepEqual(plan, viaJpeg);
+
+    // Native YBR_FULL of the same image: converted to RGB, then luma (PREPROCESSING.md), so it
+    // embeds like the JPEG path, within the rounding of storing it as YBR (a level at most).
+    const ybr = new Uint8Array(n * 3);
+    const byte = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
+    for (let p = 0; p < n; p++) {
+      const [r, g, b] = [rgb[p * 3]!, rgb[p * 3 + 1]!, rgb[p * 3 + 2]!];
+      ybr[p * 3] = byte(0.299 * r + 0.587 * g + 0.114 * b);
+      ybr[p * 3 + 1] = byte(-0.168736 * r - 0.331264 * g + 0.5 * b + 128);
+      ybr[p * 3 + 2] = byte(0.5 * r - 0.418688 * g - 0.081312 * b + 128);
+    }
+    const asYbr = (bytes: Uint8Array, photometric: string) => {
+      dict.meta['00020010'] = { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] };
+      dict.dict['00280004'] = { vr: 'CS', Value: [photometric] };
+      dict.dict['00280006'] = { vr: 'US', Value: [0] };
+      dict.dict['7FE00010'] = { vr: 'OB', Value: [Uint8Array.from(bytes).buffer] };
+      return new Uint8Array(dict.write());
+    };
+    const fromYbr = ok(await decodeDicom(asYbr(ybr, 'YBR_FULL'))).frames[0]!.pixels;
+    fromYbr.forEach((v, i) => assert.ok(Math.abs(v - viaJpeg[i]!) <= 1.2, `pixel ${i}: ${v} vs ${viaJpeg[i]}`));
+
+    // A saturated colour outside the RGB cube: Y alone (250) is far from the luma of the clipped
+    // RGB it stands for (255, 159, 250 → 198.0): the old reading of Y is what this catches.
+    const sat = new Uint8Array(n * 3);
+    for (let p = 0; p < n; p++) sat.set([250, 128, 255], p * 3);
+    const want = 0.299 * 255 + 0.587 * 159 + 0.114 * 250;
+    for (const v of ok(await decodeDicom(asYbr(sat, 'YBR_FULL'))).frames[0]!.pixels) assert.ok(Math.abs(v - want) < 1e-3, `${v} vs ${want}`);
+    // YBR_FULL_422: Y0 Y1 Cb Cr, both pixels of a pair take its chroma.
+    const pairs = new Uint8Array(n * 2);
+    for (let p = 0; p < n; p += 2) pairs.set([250, 40, 128, 255], p * 2);
+    dict.dict['00280002'] = { vr: 'US', Value: [3] };
+    const sub = ok(await decodeDicom(asYbr(pairs, 'YBR_FULL_422'))).frames[0]!.pixels;
+    const second = 0.299 * byte(40 + 1.402 * 127) + 0.587 * byte(40 - 0.714136 * 127) + 0.114 * 40;
+    for (let p = 0; p < n; p += 2) {
+      assert.ok(Math.abs(sub[p]! - want) < 1e-3 && Math.abs(sub[p + 1]! - second) < 1e-3, `pair ${p}: ${sub[p]}, ${sub[p + 1]}`);
+    }
   });
 });
 
