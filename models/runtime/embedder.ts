@@ -20,12 +20,31 @@ export interface EmbedderOptions {
   readonly preferGpu?: boolean;
 }
 
+/**
+ * The square input side the graph declares ([N,1,S,S]), or undefined where it leaves it open.
+ * A model loaded by its .onnx path has no manifest to say it; export.py fixes every dimension
+ * but the batch, so a model trained at another size says so here.
+ */
+export function declaredInputSide(session: Pick<ort.InferenceSession, 'inputMetadata'>): number | undefined {
+  const m = session.inputMetadata[0];
+  const shape = m && m.isTensor ? m.shape : [];
+  const [h, w] = [shape[2], shape[3]];
+  return typeof h === 'number' && h === w ? h : undefined;
+}
+
 export class Embedder {
   private constructor(
     readonly manifest: ModelManifest,
     private readonly session: ort.InferenceSession,
     readonly executionProvider: string,
+    /** The input side images are resized to: the graph's own where it declares one. */
+    readonly inputSize: number,
   ) {}
+
+  private static make(manifest: ModelManifest, session: ort.InferenceSession, ep: string): Embedder {
+    // The graph is the truth: every other size is a shape error on the first image.
+    return new Embedder(manifest, session, ep, declaredInputSide(session) ?? manifest.inputSize);
+  }
 
   static async load(manifest: ModelManifest, opts: EmbedderOptions = {}): Promise<Embedder> {
     const base: ort.InferenceSession.SessionOptions = {
@@ -37,17 +56,13 @@ export class Embedder {
     if ((opts.preferGpu ?? process.env.CBMIR_GPU !== '0') && gpuVisible) {
       try {
         const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cuda'] });
-        return new Embedder(manifest, s, 'cuda');
+        return Embedder.make(manifest, s, 'cuda');
       } catch {
         // No CUDA provider in this build/machine: CPU it is.
       }
     }
     const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cpu'] });
-    return new Embedder(manifest, s, 'cpu');
-  }
-
-  get inputSize(): number {
-    return this.manifest.inputSize;
+    return Embedder.make(manifest, s, 'cpu');
   }
 
   get hasFeatureMap(): boolean {
