@@ -50,6 +50,19 @@ def make_cases(root: Path):
     x = load_image(str(root / "ixi-normal" / "images" / "IXI013_1.png")).astype(np.float64)
     rgb = np.stack([x, np.clip(x * 0.8 + 20, 0, 255), np.clip(255 - x, 0, 255) * 0.3], -1).round().astype(np.uint8)
     cases.append(("ixi-IXI013-rgb", None, rgb, "ixi-normal images/IXI013_1.png as RGB (R=x, G=0.8x+20, B=0.3(255-x)) 8-bit PNG", "rgb"))
+    # Paths the cases above leave out, where a port could slip and still match them:
+    # an odd padding (the extra row/column goes bottom/right), upsampling (support 1 below
+    # the input size), and signed, fractional values (a rescaled CT: the quickselect path).
+    ixi2 = load_image(str(ixi))
+    cases.append(("ixi-IXI002-odd", None, np.ascontiguousarray(ixi2[:, :196]),
+                  "ixi-normal images/IXI002_1.png cropped to 233x196 (HxW): odd padding, 8-bit PNG", "png8"))
+    f1 = load_image(str(fig))
+    cases.append(("figshare-1-small", None, np.ascontiguousarray(f1[192:320, 160:288]),
+                  "figshare-cheng images/1.jpg cropped to 128x128: upsampled to the input size, 8-bit PNG", "png8"))
+    ct = (f1[160:320, 144:336].astype(np.float32) * np.float32(7.3) - np.float32(1024.5)).astype(np.float32)
+    cases.append(("figshare-1-signed-float", None, ct,
+                  "figshare-cheng images/1.jpg cropped to 160x192, x*7.3-1024.5 as float32 (a rescaled, signed image; "
+                  "no image file: what a DICOM decoder hands preprocessing)", "float"))
     return cases
 
 
@@ -81,15 +94,18 @@ def main():
         if src is not None:
             img_file = GOLDEN / f"{name}{src.suffix}"
             shutil.copyfile(src, img_file)
-        elif kind == "png16":
+        elif kind in ("png16", "png8"):
             img_file = GOLDEN / f"{name}.png"
-            Image.fromarray(pix).save(img_file)  # mode I;16
+            Image.fromarray(pix).save(img_file)  # mode I;16 or L
+        elif kind == "float":
+            img_file = None
         else:
             img_file = GOLDEN / f"{name}.png"
             Image.fromarray(pix, "RGB").save(img_file)
-        dec = load_image(str(img_file))
-        assert dec.shape == pix.shape and np.array_equal(dec, pix), f"{name}: decode mismatch"
-        pixdt = "<u2" if pix.dtype == np.uint16 else "u1"
+        if img_file is not None:
+            dec = load_image(str(img_file))
+            assert dec.shape == pix.shape and np.array_equal(dec, pix), f"{name}: decode mismatch"
+        pixdt = {np.dtype(np.uint16): "<u2", np.dtype(np.float32): "<f4"}.get(pix.dtype, "u1")
         pix.astype(pixdt).tofile(GOLDEN / f"{name}.pixels.bin")
         x = preprocess(pix, out_size=side)  # the model's own input size (a 320 model is fed 320)
         x.astype("<f4").tofile(GOLDEN / f"{name}.input.bin")
@@ -102,8 +118,9 @@ def main():
             others.append({"size": size, "file": f"{name}.input{size}.bin", "dtype": "float32", "shape": [size, size],
                            "sum": float(xs.astype(np.float64).sum())})
         out["cases"].append({
-            "name": name, "description": desc, "image": img_file.name, "image_sha256": _sha(img_file),
-            "pixels": {"file": f"{name}.pixels.bin", "dtype": "uint16" if pixdt == "<u2" else "uint8",
+            "name": name, "description": desc, "image": img_file.name if img_file else None,
+            "image_sha256": _sha(img_file) if img_file else None,
+            "pixels": {"file": f"{name}.pixels.bin", "dtype": {"<u2": "uint16", "<f4": "float32"}.get(pixdt, "uint8"),
                        "shape": list(pix.shape)},
             "input": {"file": f"{name}.input.bin", "dtype": "float32", "shape": [side, side],
                       "mean": float(x.mean()), "sum": float(x.astype(np.float64).sum()),

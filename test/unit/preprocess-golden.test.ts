@@ -24,9 +24,10 @@ const goldenDir = path.join(repoRoot, 'models', 'train', 'golden');
 
 interface GoldenCase {
   name: string;
-  image: string;
+  /** null: pixels only (a float image as a DICOM decoder hands it over, no file format for it). */
+  image: string | null;
   embedding: { file: string; shape: number[] };
-  pixels: { file: string; dtype: 'uint8' | 'uint16'; shape: number[] };
+  pixels: { file: string; dtype: 'uint8' | 'uint16' | 'float32'; shape: number[] };
   input: { file: string; shape: number[] };
   /** The same preprocessing at another input size (a model trained at that size declares it in its manifest). */
   inputs_other_sizes?: { size: number; file: string }[];
@@ -43,7 +44,8 @@ const tol = manifest.tolerance.input_max_abs;
 function readPixels(c: GoldenCase): { data: ArrayLike<number>; rows: number; cols: number; channels: number } {
   const buf = readFileSync(path.join(goldenDir, c.pixels.file));
   const [rows, cols, channels = 1] = c.pixels.shape as [number, number, number?];
-  const data = c.pixels.dtype === 'uint16' ? new Uint16Array(new Uint8Array(buf).buffer) : new Uint8Array(buf);
+  const bytes = new Uint8Array(buf).buffer;
+  const data = c.pixels.dtype === 'uint16' ? new Uint16Array(bytes) : c.pixels.dtype === 'float32' ? new Float32Array(bytes) : new Uint8Array(buf);
   assert.equal(data.length, rows * cols * channels, `${c.name}: pixel count`);
   return { data, rows, cols, channels };
 }
@@ -69,7 +71,12 @@ function grayOf(c: GoldenCase) {
 describe('preprocess matches the Python reference (golden vectors)', () => {
   it('is the preprocessing version the golden files were made for', () => {
     assert.equal(manifest.preprocessing_version, 1);
-    assert.ok(manifest.cases.length >= 4);
+    assert.ok(manifest.cases.length >= 7);
+    // odd padding, upsampling and signed fractional values each have a case (golden.py)
+    const shapes = manifest.cases.map((c) => c.pixels.shape);
+    assert.ok(shapes.some(([h, w]) => (Math.max(h!, w!) - Math.min(h!, w!)) % 2 === 1), 'a case pads by an odd amount');
+    assert.ok(shapes.some(([h, w]) => Math.max(h!, w!) < 224), 'a case is upsampled');
+    assert.ok(manifest.cases.some((c) => c.pixels.dtype === 'float32'), 'a case has signed fractional values');
     assert.deepEqual([...LUMA], [...DECODER_LUMA], 'decoder and preprocessing use the same luma');
   });
 
@@ -100,7 +107,7 @@ describe('preprocess matches the Python reference (golden vectors)', () => {
   it('decodes the golden image files to the golden pixels (gray cases), so file → input matches too', async () => {
     for (const c of manifest.cases) {
       const p = readPixels(c);
-      if (p.channels !== 1) continue; // cbmir load takes grayscale only
+      if (p.channels !== 1 || c.image === null) continue; // cbmir load takes grayscale image files only
       const img = await decodeSourceImage(readFileSync(path.join(goldenDir, c.image)));
       assert.deepEqual([img.rows, img.cols], [p.rows, p.cols]);
       assert.equal(maxAbsDiff(img.pixels, p.data), 0, `${c.name}: decoded pixels differ from PIL's`);
@@ -109,7 +116,7 @@ describe('preprocess matches the Python reference (golden vectors)', () => {
 
   it('image → cbmir load DICOM → decodeDicom → preprocess equals the golden input', async () => {
     for (const c of manifest.cases) {
-      if (readPixels(c).channels !== 1) continue;
+      if (readPixels(c).channels !== 1 || c.image === null) continue;
       const img = await decodeSourceImage(readFileSync(path.join(goldenDir, c.image)));
       const dicom = writeMrInstance({
         pixels: img.pixels,

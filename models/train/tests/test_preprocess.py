@@ -65,11 +65,12 @@ def test_golden_vectors_reproduce():
     man = json.loads((GOLDEN / "manifest.json").read_text())
     assert len(man["cases"]) >= 3
     total = sum(p.stat().st_size for p in GOLDEN.iterdir())
-    assert total < 2_500_000  # small enough for git: 2.24 MB with the one 320 case
+    assert total < 3_200_000  # small enough for git: 3.0 MB with the one 320 case and the odd/small/float cases
     for c in man["cases"]:
-        pix = np.fromfile(GOLDEN / c["pixels"]["file"], "<u2" if c["pixels"]["dtype"] == "uint16" else "u1")
-        pix = pix.reshape(c["pixels"]["shape"])
-        np.testing.assert_array_equal(pp.load_image(str(GOLDEN / c["image"])), pix)
+        dt = {"uint16": "<u2", "float32": "<f4"}.get(c["pixels"]["dtype"], "u1")
+        pix = np.fromfile(GOLDEN / c["pixels"]["file"], dt).reshape(c["pixels"]["shape"])
+        if c["image"] is not None:  # the float case has pixels only
+            np.testing.assert_array_equal(pp.load_image(str(GOLDEN / c["image"])), pix)
         expected = np.fromfile(GOLDEN / c["input"]["file"], "<f4").reshape(224, 224)
         np.testing.assert_allclose(pp.preprocess(pix), expected, atol=1e-6)
         for o in c.get("inputs_other_sizes", []):
