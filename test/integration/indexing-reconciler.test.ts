@@ -40,6 +40,10 @@ import {
 
 const run = promisify(execFile);
 
+/** DIMSE C-STORE straight into the test Orthanc, past the gateway (as a modality sends). */
+const cStore = (...files: string[]) =>
+  run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), ...files]);
+
 describe('indexing: reconciler', () => {
   after(closeSharedPipeline);
 
@@ -63,7 +67,7 @@ describe('indexing: reconciler', () => {
         const files = listDicom(out).map((f) => path.join(out, f));
         assert.equal(files.length, 6);
         // DIMSE C-STORE, the way a modality sends: no gateway, no STOW hook, no job.
-        await run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), ...files]);
+        await cStore(...files);
         const queue = enqueuer.queue;
         assert.equal(await queue.count(), 0, 'nothing enqueued by the C-STORE itself');
 
@@ -96,7 +100,7 @@ describe('indexing: reconciler', () => {
         sr.dict['00081030'] = { vr: 'LO', Value: [ns] };
         const srFile = path.join(out, 'report.dcm');
         writeFileSync(srFile, Buffer.from(sr.write()));
-        await run('storescu', ['-aec', testStack().orthancAet, '127.0.0.1', String(testStack().orthancDicomPort), srFile]);
+        await cStore(srFile);
 
         const second = await reconciler.run({ source: 'reconciler', studyQuery: { StudyDescription: ns }, maxRequestsPerSecond: 50 });
         assert.deepEqual([second.instances, second.alreadyIndexed, second.missing, second.enqueued, second.notImages], [7, 6, 0, 0, 1]);
@@ -289,13 +293,7 @@ describe('indexing: reconciler', () => {
       try {
         const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
         instances = loaded.instances;
-        await run('storescu', [
-          '-aec',
-          testStack().orthancAet,
-          '127.0.0.1',
-          String(testStack().orthancDicomPort),
-          ...listDicom(out).map((f) => path.join(out, f)),
-        ]);
+        await cStore(...listDicom(out).map((f) => path.join(out, f)));
         await waitFor('worker ready', async () => worker.output().includes('worker ready'), 90_000, 200);
         await waitFor(
           'the C-STOREd images indexed by the periodic reconciler',
@@ -344,13 +342,7 @@ describe('indexing: reconciler', () => {
           90_000,
           200,
         );
-        await run('storescu', [
-          '-aec',
-          testStack().orthancAet,
-          '127.0.0.1',
-          String(testStack().orthancDicomPort),
-          ...listDicom(out).map((f) => path.join(out, f)),
-        ]);
+        await cStore(...listDicom(out).map((f) => path.join(out, f)));
         // The test Orthanc's StableAge is 2 s: each series becomes stable, the feed names its study.
         await waitFor(
           'indexed through the change feed',
