@@ -2,17 +2,18 @@
  * `cbmir failed [--json] [--retry [--all]]`: the failed index jobs — job id, UIDs,
  * failed step and reason, attempts, time — newest first (workers/failed-jobs.ts
  * says which are permanent and which retryable). `--retry` puts the retryable ones
- * (PACS/index down past the retry window) back in the queue; `--all` also the
- * permanent ones (after deploying a decoder fix, say); it goes through every failed
- * job, not only the --limit shown. Exit 0 unless Redis is unreachable or the options
- * are wrong.
+ * (PACS/index down past the retry window, a model version no worker ran) back in the
+ * queue; `--all` also the permanent ones (after deploying a decoder fix, say); it goes
+ * through every failed job, not only the --limit shown. A job that leaves the failed set
+ * meanwhile is counted as gone, and the others are still retried. Exit 0 unless Redis is
+ * unreachable or the options are wrong.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { configOrExit, redisReachable } from './command-config.js';
-import { listAllFailed, listFailed, type FailedJobView } from './failed-jobs.js';
+import { listFailed, retryFailed, type FailedJobView } from './failed-jobs.js';
 
 interface FailedCliOptions {
   json?: boolean;
@@ -72,28 +73,18 @@ export function failedCommand(): Command {
       try {
         await redisReachable(() => conn.ping(), config.redisUrl);
         const { total, jobs } = await listFailed(queue, o.limit);
-        let retried = 0;
-        if (o.retry) {
-          // Every failed job, not only the ones shown: after a long outage there are tens of thousands.
-          // All pages are read before any retry moves a job out of the failed set.
-          const all = await listAllFailed(queue);
-          for (const { job, view } of all) {
-            if (!(o.all || view.retryable)) continue;
-            await job.retry('failed', { resetAttemptsMade: true });
-            retried++;
-          }
-        }
+        const { retried, gone } = o.retry ? await retryFailed(queue, { all: Boolean(o.all) }) : { retried: 0, gone: 0 };
         const retryable = jobs.filter((j) => j.retryable).length;
         if (o.json) {
           for (const j of jobs) process.stdout.write(`${JSON.stringify(j)}\n`);
-          process.stdout.write(`${JSON.stringify({ summary: true, failed: total, shown: jobs.length, retryable, retried })}\n`);
+          process.stdout.write(`${JSON.stringify({ summary: true, failed: total, shown: jobs.length, retryable, retried, gone })}\n`);
         } else if (total === 0) {
           process.stdout.write(`no failed index jobs in ${queue.name}\n`);
         } else {
           process.stdout.write(`${table(jobs)}\n`);
           process.stdout.write(
             `${total} failed in ${queue.name}${jobs.length < total ? ` (newest ${jobs.length} shown)` : ''}: ${jobs.length - retryable} permanent, ${retryable} retryable` +
-              `${o.retry ? `; ${retried} re-queued` : retryable ? '; re-queue them with --retry' : ''}\n`,
+              `${o.retry ? `; ${retried} re-queued${gone ? `, ${gone} no longer failed when retried (cleared, pruned or retried elsewhere)` : ''}` : retryable ? '; re-queue them with --retry' : ''}\n`,
           );
         }
       } finally {

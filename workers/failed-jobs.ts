@@ -9,6 +9,10 @@
  *   - any other error, retried with backoff until the attempts run out (PACS or index
  *     down for longer than the retry window, ≈ 70 min): *retryable* — once the fault
  *     is fixed, `cbmir failed --retry` puts these back in the queue.
+ * A job stamped with another model version that no worker of that version took within
+ * 24 h of data.enqueuedAt is failed unrecoverably too, but it is *retryable* (step
+ * other-model): once a worker of that version runs, `--retry` re-queues it with a fresh
+ * enqueuedAt, which gives it another 24 h.
  */
 import type { Job, Queue } from 'bullmq';
 import type { IndexJobData } from '../core/jobs.js';
@@ -20,8 +24,8 @@ export interface FailedJobView {
   readonly sopInstanceUid?: string;
   readonly modelVersion?: string;
   readonly source?: string;
-  /** Pipeline step that failed: decode | fetch | index-write | transient. */
-  readonly step: 'decode' | 'fetch' | 'index-write' | 'transient';
+  /** Pipeline step that failed: decode | fetch | index-write | other-model | transient. */
+  readonly step: 'decode' | 'fetch' | 'index-write' | 'other-model' | 'transient';
   /** Refusal code of the decoder (NOT_AN_IMAGE, CORRUPT, …) when the step is decode. */
   readonly code?: string;
   readonly reason: string;
@@ -38,8 +42,12 @@ const PERMANENT: ReadonlyArray<[RegExp, FailedJobView['step']]> = [
   [/^index write: /, 'index-write'],
 ];
 
+// As written by workers/index-worker.ts when a job for another model version got too old.
+const OTHER_MODEL = /^model version \S+: no worker of that version took the job\b/;
+
 /** Classify a failure reason as written by the worker. */
 export function classifyFailure(failedReason: string): Pick<FailedJobView, 'step' | 'code' | 'reason' | 'retryable'> {
+  if (OTHER_MODEL.test(failedReason)) return { step: 'other-model', reason: failedReason, retryable: true };
   for (const [re, step] of PERMANENT) {
     const m = re.exec(failedReason);
     if (m) {
@@ -83,15 +91,77 @@ export async function listFailed(queue: Queue<IndexJobData>, limit: number): Pro
   return { total, jobs: raw.map(viewOf) };
 }
 
-/** Every failed job with its view, read in pages (newest first). */
+/**
+ * Every failed job with its view, read in pages (newest first), each job once: pages are
+ * positions in a set that changes meanwhile (a job failing now shifts the next page by one).
+ */
 export async function listAllFailed(
-  queue: Queue<IndexJobData>,
+  queue: Pick<Queue<IndexJobData>, 'getFailed'>,
   pageSize = 1000,
 ): Promise<{ job: Job<IndexJobData>; view: FailedJobView }[]> {
   const out: { job: Job<IndexJobData>; view: FailedJobView }[] = [];
+  const seen = new Set<string>();
   for (let start = 0; ; start += pageSize) {
-    const page = (await queue.getFailed(start, start + pageSize - 1)).filter((j): j is Job<IndexJobData> => Boolean(j));
-    for (const job of page) out.push({ job, view: viewOf(job) });
-    if (page.length < pageSize) return out;
+    const fetched = await queue.getFailed(start, start + pageSize - 1);
+    const page = fetched.filter((j): j is Job<IndexJobData> => Boolean(j));
+    for (const job of page) {
+      if (seen.has(String(job.id))) continue;
+      seen.add(String(job.id));
+      out.push({ job, view: viewOf(job) });
+    }
+    if (fetched.length < pageSize) return out;
   }
+}
+
+/** What `--retry` needs of a failed job (a BullMQ Job; a fake in tests). */
+export interface RetriableJob {
+  readonly id?: string | undefined;
+  readonly data: IndexJobData;
+  updateData(data: IndexJobData): Promise<void>;
+  retry(state: 'failed', opts: { resetAttemptsMade: boolean }): Promise<void>;
+}
+
+/**
+ * BullMQ's "Missing key for job" (-1) and "not in the failed state" (-3): the job left the
+ * failed set after it was listed (pruned, cleared by the gateway's STOW hook, retried by
+ * someone else). Nothing to do for it, and no reason to stop the others.
+ */
+export function isGoneError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === -1 || code === -3) return true;
+  const message = err instanceof Error ? err.message : '';
+  return /^Missing key for job |^Job \S+ is not in the failed state/.test(message);
+}
+
+/** Re-queue one failed job, attempts reset; 'gone' when it is no longer a failed job. */
+export async function retryFailedJob(job: RetriableJob, view: Pick<FailedJobView, 'step'>, now = Date.now()): Promise<'retried' | 'gone'> {
+  try {
+    // The worker measures the 24 h from enqueuedAt: with the old one it would fail the job at once.
+    // Before retry, so no worker can take the job with the old value.
+    if (view.step === 'other-model') await job.updateData({ ...job.data, enqueuedAt: now });
+    await job.retry('failed', { resetAttemptsMade: true });
+    return 'retried';
+  } catch (err) {
+    if (isGoneError(err)) return 'gone';
+    throw err;
+  }
+}
+
+/**
+ * `cbmir failed --retry [--all]`: every failed job, not only the ones shown (after a long outage
+ * there are tens of thousands), the retryable ones or with `all` every one. All pages are read
+ * before any retry moves a job out of the failed set.
+ */
+export async function retryFailed(
+  queue: Pick<Queue<IndexJobData>, 'getFailed'>,
+  o: { all?: boolean; pageSize?: number } = {},
+): Promise<{ retried: number; gone: number }> {
+  let retried = 0;
+  let gone = 0;
+  for (const { job, view } of await listAllFailed(queue, o.pageSize)) {
+    if (!(o.all || view.retryable)) continue;
+    if ((await retryFailedJob(job, view)) === 'retried') retried++;
+    else gone++;
+  }
+  return { retried, gone };
 }

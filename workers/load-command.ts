@@ -1,13 +1,14 @@
 /**
- * The `cbmir load` command: options → runLoad → progress bar (stderr, TTY only) →
- * summary (stdout; `--json` for one machine-readable line). Exit status: 0 when every
- * selected image was stored/written/converted, 1 when any failed, 2 for bad usage.
+ * The `cbmir load` command: options → runLoad → progress (stderr: a bar on a terminal,
+ * elsewhere a line every 30 s) → summary (stdout; `--json` for one machine-readable line).
+ * Exit status: 0 when every selected image was stored/written/converted, 1 when any failed,
+ * the run was interrupted (Ctrl-C, SIGTERM) or the filters selected nothing, 2 for bad usage.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { DatasetError } from './load/dataset.js';
+import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
-import { runLoad, type LoadMode, type LoadSummary } from './load.js';
+import { MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
 
@@ -48,17 +49,92 @@ interface LoadCliOptions {
   progress: boolean;
 }
 
+const FAILURES_PRINTED = 50;
+
+const verbOf = (mode: LoadMode) => (mode === 'send' ? 'stored' : mode === 'write' ? 'written' : 'converted');
+
+/** `--classes Glioma (labels.csv has: glioma, meningioma)`, one per filter, joined by "; ". */
+export function describeUnmatched(unmatched: readonly UnmatchedFilter[]): string {
+  return unmatched.map((u) => `${u.filter} ${u.values.join(',')}${u.known ? ` (labels.csv has: ${u.known.join(', ')})` : ''}`).join('; ');
+}
+
+/** Why a run whose filters selected none of the rows exits 1; undefined when that is not the case. */
+export function emptySelectionMessage(s: LoadSummary, filtered: boolean): string | undefined {
+  if (!filtered || s.rows === 0 || s.selected > 0) return undefined;
+  return s.unmatched?.length
+    ? `the filters select none of the ${s.rows} images: nothing in labels.csv matches ${describeUnmatched(s.unmatched)}`
+    : `the filters select none of the ${s.rows} images: no image matches all of them together`;
+}
+
+/**
+ * Progress of a load: the bar on a terminal (unless `bar` is false), otherwise, when `lines`,
+ * a line on stderr every `everyMs`, so that a run of hours under nohup or CI is not silent.
+ */
+export function loadProgress(o: {
+  bar: boolean;
+  lines: boolean;
+  mode: LoadMode;
+  everyMs?: number;
+}): { update(p: LoadProgress): void; stop(): void } | undefined {
+  const verb = verbOf(o.mode);
+  const ok = (p: LoadProgress) => (o.mode === 'dry-run' ? p.converted : p.stored);
+  if (o.bar && process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: ` {bar} {value}/{total} images | {ok} ${verb} | {failed} failed | {eta_formatted} left`,
+        hideCursor: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(p) {
+        if (!started) {
+          bar.start(p.total, 0, { ok: 0, failed: 0 });
+          started = true;
+        }
+        bar.update(p.done, { ok: ok(p), failed: p.failed });
+      },
+      stop() {
+        if (started) bar.stop();
+      },
+    };
+  }
+  if (!o.lines) return undefined;
+  const everyMs = o.everyMs ?? 30_000;
+  let last = Date.now();
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last < everyMs) return;
+      last = now;
+      process.stderr.write(`cbmir load: ${p.done}/${p.total} images, ${ok(p)} ${verb}, ${p.failed} failed\n`);
+    },
+    stop() {},
+  };
+}
+
 export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = process.stdout): void {
-  const verb = s.mode === 'send' ? 'stored' : s.mode === 'write' ? 'written' : 'converted';
+  const verb = verbOf(s.mode);
   const lines = [
     `cbmir load ${s.dataset}: ${s.mode}${s.target ? ` → ${s.target}` : ''}`,
     `  selected ${s.selected} of ${s.rows} images (${s.studies} studies, ${s.series} series)${s.rejectedRows ? `; ${s.rejectedRows} labels.csv rows rejected` : ''}`,
+    ...(s.unmatched?.length ? [`  matched nothing in labels.csv: ${describeUnmatched(s.unmatched)}`] : []),
     `  converted ${s.converted}${s.mode === 'send' ? `, sent ${s.sent}, stored ${s.stored}` : s.mode === 'write' ? `, written ${s.stored}` : ''}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
     '  per class:',
     ...Object.entries(s.byClass).map(
       ([c, n]) => `    ${c.padEnd(16)} selected ${String(n.selected).padStart(5)}  ${verb} ${String(s.mode === 'dry-run' ? n.converted : n.stored).padStart(5)}  failed ${String(n.failed).padStart(4)}`,
     ),
-    ...(s.failures.length ? ['  failures:', ...s.failures.map((f) => `    ${f.file}: ${f.reason}`)] : []),
+    ...(s.failures.length
+      ? [
+          '  failures:',
+          ...s.failures.slice(0, FAILURES_PRINTED).map((f) => `    ${f.file}: ${f.reason}`),
+          ...(s.failed > FAILURES_PRINTED
+            ? [`    … ${s.failed - FAILURES_PRINTED} more failures (--json lists the first ${MAX_FAILURES_LISTED})`]
+            : []),
+        ]
+      : []),
     ...(s.rejectedRows
       ? [
           '  labels.csv rows rejected (not loaded):',
@@ -81,7 +157,7 @@ export function loadCommand(): Command {
     .option('--folds <folds>', 'only these folds (comma-separated, e.g. 1,2)', foldList)
     .option('--classes <names>', 'only these class names (comma-separated)', list)
     .option('--dry-run', 'convert and check every image, send nothing')
-    .option('--out <dir>', 'write .dcm files under <dir>/<dataset>/<patient>/ instead of sending')
+    .option('--out <dir>', 'write .dcm files <dir>/<dataset>/<patient>/<SOP Instance UID>.dcm instead of sending')
     .option('--batch-size <n>', 'instances per STOW request', positiveInt('--batch-size'), 16)
     .option('--concurrency <n>', 'STOW requests in flight', positiveInt('--concurrency'), 4)
     .option('--retries <n>', 'retries per request on transient errors', (v) => {
@@ -96,7 +172,7 @@ export function loadCommand(): Command {
     })
     .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
     .option('--json', 'print the summary as one JSON line')
-    .option('--no-progress', 'no progress bar (it is off anyway when stderr is not a terminal)')
+    .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
     .action(async (dir: string, opts: LoadCliOptions, cmd: Command) => {
       if (opts.dryRun && opts.out) cmd.error('--dry-run and --out exclude each other', { exitCode: 2 });
       const mode: LoadMode = opts.out ? 'write' : opts.dryRun ? 'dry-run' : 'send';
@@ -117,21 +193,14 @@ export function loadCommand(): Command {
       } catch (err) {
         cmd.error(`cbmir load: ${(err as Error).message}`, { exitCode: 2 });
       }
-      const bar =
-        opts.progress && process.stderr.isTTY && !opts.json
-          ? new cliProgress.SingleBar(
-              {
-                stream: process.stderr,
-                format: ` {bar} {value}/{total} images | {ok} ${mode === 'send' ? 'stored' : mode === 'write' ? 'written' : 'converted'} | {failed} failed | {eta_formatted} left`,
-                hideCursor: true,
-              },
-              cliProgress.Presets.shades_classic,
-            )
-          : undefined;
-      let barStarted = false;
+      const bar = loadProgress({ bar: opts.progress && !opts.json, lines: opts.progress, mode });
       const abort = new AbortController();
-      const onSigint = () => abort.abort();
-      process.once('SIGINT', onSigint);
+      // SIGTERM (systemd, docker stop, a CI timeout) stops like Ctrl-C: in-flight requests are
+      // cancelled and the summary says what was stored. A second signal kills at once.
+      const onSignal = () => abort.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const filtered = Boolean(opts.patients || opts.folds || opts.classes);
       try {
         const summary = await runLoad({
           dir,
@@ -152,27 +221,24 @@ export function loadCommand(): Command {
           retries: opts.retries,
           timeoutMs: opts.timeoutMs,
           signal: abort.signal,
-          onProgress: (p) => {
-            if (!bar) return;
-            if (!barStarted) {
-              bar.start(p.total, 0, { ok: 0, failed: 0 });
-              barStarted = true;
-            }
-            bar.update(p.done, { ok: mode === 'dry-run' ? p.converted : p.stored, failed: p.failed });
-          },
+          onProgress: (p) => bar?.update(p),
         });
         bar?.stop();
         if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else printSummary(summary);
         if (abort.signal.aborted) process.stderr.write('cbmir load: interrupted\n');
+        // A misspelt --classes or a fold that does not exist is not "all 0 images loaded".
+        const empty = emptySelectionMessage(summary, filtered);
+        if (empty) process.stderr.write(`cbmir load: ${empty}\n`);
         // A rejected labels.csv row is an image not loaded: as much a failure as a refused STOW.
-        process.exitCode = summary.failed > 0 || summary.rejectedRows > 0 || abort.signal.aborted ? 1 : 0;
+        process.exitCode = summary.failed > 0 || summary.rejectedRows > 0 || abort.signal.aborted || empty ? 1 : 0;
       } catch (err) {
         bar?.stop();
         if (err instanceof DatasetError) cmd.error(`cbmir load: ${err.message}`, { exitCode: 2 });
         throw err;
       } finally {
-        process.off('SIGINT', onSigint);
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
     });
 }

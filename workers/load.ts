@@ -13,7 +13,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeMrInstance } from '../core/dicom/mr-writer.js';
 import { decodeSourceImage } from '../core/dicom/source-image.js';
-import { readDataset, selectInstances, type Filters, type PlannedInstance } from './load/dataset.js';
+import {
+  readDataset,
+  selectInstances,
+  unmatchedFilters,
+  type Filters,
+  type PlannedInstance,
+  type UnmatchedFilter,
+} from './load/dataset.js';
 import { StowClient, type StowPart } from './load/stow.js';
 
 export type LoadMode = 'send' | 'dry-run' | 'write';
@@ -25,7 +32,7 @@ export interface LoadOptions {
   /** DICOMweb root for mode 'send'. */
   readonly url?: string;
   readonly authorization?: string | undefined;
-  /** Folder for mode 'write'. */
+  /** Folder for mode 'write': files <outDir>/<dataset>/<patient>/<SOP Instance UID>.dcm. */
   readonly outDir?: string;
   readonly filters?: Filters;
   readonly batchSize?: number;
@@ -65,6 +72,8 @@ export interface LoadSummary {
   readonly rejected: readonly { readonly line: number; readonly file: string; readonly reason: string }[];
   /** Instances after filters and limit. */
   readonly selected: number;
+  /** Filter values that match no row of labels.csv (a misspelt class, a fold that does not exist). */
+  readonly unmatched?: UnmatchedFilter[];
   readonly converted: number;
   /** Sent in STOW requests (mode 'send'). */
   readonly sent: number;
@@ -74,13 +83,13 @@ export interface LoadSummary {
   readonly studies: number;
   readonly series: number;
   readonly byClass: Record<string, ClassCounts>;
-  /** The first failures with their reasons (at most 50). */
+  /** The first failures with their reasons (at most 100). */
   readonly failures: { file: string; reason: string }[];
   readonly elapsedMs: number;
   readonly imagesPerSecond: number;
 }
 
-const MAX_FAILURES_LISTED = 50;
+export const MAX_FAILURES_LISTED = 100;
 
 function todayUtc(): string {
   return new Date().toISOString().slice(0, 10).replace(/-/g, '');
@@ -130,6 +139,14 @@ export async function convertInstance(dir: string, inst: PlannedInstance, studyD
   });
 }
 
+/**
+ * The file of one instance under --out. Named by its SOP Instance UID, unique per (dataset, file):
+ * a file stem is not (t1/slice_001.png and t2/slice_001.png of one patient, a.png next to a.jpg).
+ */
+export function outputFile(outDir: string, inst: PlannedInstance): string {
+  return path.join(outDir, safeName(inst.dataset), safeName(inst.patientId), `${inst.sopInstanceUid}.dcm`);
+}
+
 export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   const started = performance.now();
   const plan = await readDataset(o.dir, o.datasetName);
@@ -160,6 +177,19 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     byClass[inst.className]!.stored++;
   };
 
+  // Output file → the image written to it in this run: a second image for one name is a failure,
+  // never a silent overwrite. A file from an earlier run is replaced (its name is the same
+  // instance's deterministic UID), as a re-run re-sends the same instances to a PACS.
+  const claimed = new Map<string, string>();
+  const writeOut = async (inst: PlannedInstance, bytes: Uint8Array) => {
+    const file = outputFile(o.outDir!, inst);
+    const other = claimed.get(file);
+    if (other !== undefined) throw new Error(`output file ${path.relative(o.outDir!, file)} is already written for ${other}`);
+    claimed.set(file, inst.file);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, bytes);
+  };
+
   const client = o.mode === 'send' ? new StowClient({ url: o.url!, authorization: o.authorization, retries: o.retries, timeoutMs: o.timeoutMs, connections: concurrency }) : undefined;
   let next = 0;
   const worker = async () => {
@@ -173,9 +203,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
           converted++;
           byClass[inst.className]!.converted++;
           if (o.mode === 'write') {
-            const dir = path.join(o.outDir!, safeName(plan.dataset), safeName(inst.patientId));
-            await mkdir(dir, { recursive: true });
-            await writeFile(path.join(dir, `${safeName(path.basename(inst.file).replace(/\.[^.]+$/, ''))}.dcm`), bytes);
+            await writeOut(inst, bytes);
             ok(inst);
             done++;
           } else if (o.mode === 'dry-run') {
@@ -190,7 +218,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
       }
       if (client && parts.length > 0) {
         sent += parts.length;
-        const outcome = await client.store(parts);
+        const outcome = await client.store(parts, o.signal);
         for (const p of parts) {
           if (outcome.stored.has(p.sopInstanceUid)) ok(p.inst);
           else fail(p.inst, outcome.failed.get(p.sopInstanceUid) ?? 'not stored');
@@ -207,6 +235,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     await client?.close();
   }
   const elapsedMs = performance.now() - started;
+  const unmatched = unmatchedFilters(plan, o.filters ?? {});
   return {
     dataset: plan.dataset,
     mode: o.mode,
@@ -215,6 +244,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     rejectedRows: plan.rejected.length,
     rejected: plan.rejected.slice(0, 100),
     selected: selected.length,
+    ...(unmatched.length > 0 ? { unmatched } : {}),
     converted,
     sent,
     stored,

@@ -72,8 +72,38 @@ export function readJpegHeader(b: Uint8Array): JpegFrameHeader {
   throw new SourceImageError('corrupt JPEG: no frame header (SOF)');
 }
 
+/**
+ * Whether the data reaches an EOI marker after the scans (ITU T.81 B.2.1): segments are
+ * skipped by their length (an EXIF thumbnail's own EOI does not count), entropy-coded data
+ * byte by byte, where FF is followed by 00 (stuffing) or RSTn, never D9.
+ */
+export function hasJpegEoi(b: Uint8Array): boolean {
+  let i = 2;
+  while (i < b.length) {
+    if (b[i] !== 0xff) {
+      i++; // entropy-coded data (or bytes libjpeg would skip with a warning)
+      continue;
+    }
+    let j = i + 1;
+    while (j < b.length && b[j] === 0xff) j++; // fill bytes
+    if (j >= b.length) return false;
+    const marker = b[j]!;
+    if (marker === 0xd9) return true;
+    if (marker === 0x00 || marker === 0x01 || marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7)) {
+      i = j + 1;
+      continue;
+    }
+    if (j + 2 >= b.length) return false;
+    i = j + 1 + ((b[j + 1]! << 8) | b[j + 2]!);
+  }
+  return false;
+}
+
 async function decodeJpeg(b: Uint8Array): Promise<SourceImage> {
   const h = readJpegHeader(b);
+  // libjpeg-turbo only warns on a premature end of data and fills the missing rows with grey:
+  // a file cut short in a copy would be stored as a plausible image.
+  if (!hasJpegEoi(b)) throw new SourceImageError('truncated JPEG (no EOI marker)');
   if (h.components !== 1) throw new SourceImageError(`colour JPEG (${h.components} components): expected grayscale`);
   if (h.rows === 0 || h.cols === 0) throw new SourceImageError('JPEG with zero height/width (DNL) is not supported');
   await initCodecs();

@@ -12,7 +12,16 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { decodeDicom } from '../../core/dicom/decode.js';
 import { deterministicUid } from '../../core/dicom/uids.js';
-import { DatasetError, parseLabelsCsv, planDataset, readDataset, selectInstances, splitCsvLine } from '../../workers/load/dataset.js';
+import {
+  DatasetError,
+  parseLabelsCsv,
+  patientFromFile,
+  planDataset,
+  readDataset,
+  selectInstances,
+  splitCsvLine,
+  unmatchedFilters,
+} from '../../workers/load/dataset.js';
 import { authorizationHeader, multipartBody, parseStowResponse } from '../../workers/load/stow.js';
 import { runLoad } from '../../workers/load.js';
 import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
@@ -52,7 +61,58 @@ describe('labels.csv', () => {
   it('needs file and class_name columns, and makes each row its own patient without patient_id', () => {
     assert.throws(() => parseLabelsCsv('name,label\nx.jpg,1\n'), DatasetError);
     const { rows } = parseLabelsCsv('file,label,class_name\nimages/a.png,0,normal\nimages/b.png,0,normal\n');
-    assert.deepEqual(rows.map((r) => [r.patientId, r.fold, r.label]), [['a', undefined, 0], ['b', undefined, 0]]);
+    assert.deepEqual(
+      rows.map((r) => [r.patientId, r.fold, r.label]),
+      [
+        ['images/a', undefined, 0],
+        ['images/b', undefined, 0],
+      ],
+    );
+  });
+
+  it('gives rows without patient_id that share a file name different patients and studies', () => {
+    const { rows } = parseLabelsCsv('file,label,class_name\nglioma/1.png,0,glioma\nmeningioma/1.png,1,meningioma\n');
+    const [g, m] = planDataset('ds', '.', rows).instances;
+    assert.notEqual(g!.patientId, m!.patientId);
+    assert.notEqual(g!.studyInstanceUid, m!.studyInstanceUid);
+    // A path too long for a Patient ID (LO, 64 characters) keeps its start and a hash of the whole.
+    const long = patientFromFile(`${'d/'.repeat(40)}x.png`);
+    assert.equal(long.length, 64);
+    assert.notEqual(long, patientFromFile(`${'d/'.repeat(40)}y.png`));
+  });
+
+  it('reads one image written two ways as one image, with the UIDs of its normal spelling', () => {
+    const csv = [
+      'file,label,class_name,patient_id',
+      'glioma/1.png,0,glioma,P',
+      './glioma/1.png,0,glioma,P',
+      'a//b.png,0,glioma,P',
+      'a\\b.png,0,glioma,P',
+      '.\\glioma\\2.png,0,glioma,P',
+      '',
+    ].join('\n');
+    const { rows, rejected } = parseLabelsCsv(csv);
+    assert.deepEqual(rejected, []);
+    const plan = planDataset('ds', '.', rows);
+    assert.deepEqual(
+      plan.instances.map((i) => i.file),
+      ['glioma/1.png', 'a/b.png', 'glioma/2.png'],
+    );
+    assert.deepEqual(
+      plan.rejected.map((r) => [r.line, r.file, r.reason]),
+      [
+        [3, 'glioma/1.png', 'duplicate file row (the same image as line 2)'],
+        [5, 'a/b.png', 'duplicate file row (the same image as line 4)'],
+      ],
+    );
+    assert.equal(plan.instances[0]!.sopInstanceUid, deterministicUid('instance', 'ds', 'glioma/1.png'));
+    // Folding a/../b into b would hide the '..' the row was refused for.
+    assert.match(
+      parseLabelsCsv('file,class_name\na/../../b.png,x\nC:\\data\\c.png,x\n')
+        .rejected.map((r) => r.reason)
+        .join(),
+      /relative path inside.*relative path inside/,
+    );
   });
 });
 
@@ -90,6 +150,19 @@ describe('plan', () => {
     assert.deepEqual(one, full.slice(0, 2));
     assert.equal(selectInstances(plan, { classes: new Set(['glioma']) }).length, 12);
   });
+
+  it('names the filter values that match no row', async () => {
+    const plan = await readDataset(figshareSampleDir);
+    assert.deepEqual(
+      unmatchedFilters(plan, { classes: new Set(['Glioma', 'glioma']), folds: new Set([1, 9]), patients: new Set(['100360', 'nobody']) }),
+      [
+        { filter: '--patients', values: ['nobody'], known: [...new Set(plan.instances.map((i) => i.patientId))].sort() },
+        { filter: '--folds', values: ['9'], known: ['1', '5'] },
+        { filter: '--classes', values: ['Glioma'], known: ['glioma', 'meningioma', 'pituitary'] },
+      ],
+    );
+    assert.deepEqual(unmatchedFilters(plan, { classes: new Set(['glioma']), limit: 1 }), []);
+  });
 });
 
 describe('runLoad without a PACS', () => {
@@ -109,6 +182,46 @@ describe('runLoad without a PACS', () => {
       assert.equal(r.meta.label?.fold, 1);
       assert.ok(labels.includes(`${r.meta.label?.sourceFile},${r.meta.label?.code},${r.meta.label?.className},`));
     }
+  });
+
+  it('--out gives every image its own file: same names in two folders, or with two extensions', async () => {
+    const dir = path.join(tmp, 'same-names');
+    for (const d of ['t1', 't2', '.']) mkdirSync(path.join(dir, d), { recursive: true });
+    copyFileSync(path.join(ixiSampleDir, 'images/IXI012_1.png'), path.join(dir, 't1/slice_001.png'));
+    copyFileSync(path.join(ixiSampleDir, 'images/IXI014_1.png'), path.join(dir, 't2/slice_001.png'));
+    copyFileSync(path.join(ixiSampleDir, 'images/IXI012_1.png'), path.join(dir, 'a.png'));
+    copyFileSync(path.join(figshareSampleDir, 'images/1.jpg'), path.join(dir, 'a.jpg'));
+    writeFileSync(
+      path.join(dir, 'labels.csv'),
+      'file,label,class_name,patient_id\nt1/slice_001.png,0,normal,P1\nt2/slice_001.png,0,normal,P1\na.png,0,normal,P2\na.jpg,0,normal,P2\n',
+    );
+    const out = path.join(tmp, 'same-names-out');
+    const s = await runLoad({ dir, mode: 'write', outDir: out, studyDate: '20250101' });
+    assert.deepEqual([s.stored, s.failed], [4, 0]);
+    const files = readdirSync(out, { recursive: true }).filter((f) => String(f).endsWith('.dcm'));
+    assert.equal(files.length, 4);
+    const sources = await Promise.all(
+      files.map(async (f) => {
+        const r = await decodeDicom(readFileSync(path.join(out, String(f))));
+        return r.ok ? r.meta.label?.sourceFile : undefined;
+      }),
+    );
+    assert.deepEqual(sources.sort(), ['a.jpg', 'a.png', 't1/slice_001.png', 't2/slice_001.png']);
+    // A re-run into the same folder replaces its own files (same instances, same names).
+    const again = await runLoad({ dir, mode: 'write', outDir: out, studyDate: '20250101' });
+    assert.deepEqual([again.stored, again.failed], [4, 0]);
+    assert.equal(readdirSync(out, { recursive: true }).filter((f) => String(f).endsWith('.dcm')).length, 4);
+  });
+
+  it('lists up to 100 failures in the summary', async () => {
+    const dir = path.join(tmp, 'many-missing');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      path.join(dir, 'labels.csv'),
+      ['file,label,class_name', ...Array.from({ length: 120 }, (_, k) => `m${k}.png,0,normal`), ''].join('\n'),
+    );
+    const s = await runLoad({ dir, mode: 'dry-run' });
+    assert.deepEqual([s.failed, s.failures.length], [120, 100]);
   });
 
   it('--dry-run converts everything and reports images it cannot read', async () => {
@@ -231,5 +344,25 @@ describe('the cbmir CLI', () => {
     assert.equal(j.status, 1);
     const s = JSON.parse(j.stdout.trim().split('\n').pop()!);
     assert.deepEqual([s.converted, s.rejectedRows, s.rejected[0].line], [1, 1, 3]);
+  });
+
+  it('exits 1 naming the values when the filters select nothing', () => {
+    const wrongCase = cli('load', figshareSampleDir, '--dry-run', '--classes', 'Glioma');
+    assert.equal(wrongCase.status, 1, wrongCase.stderr);
+    assert.match(
+      wrongCase.stderr,
+      /the filters select none of the 36 images: nothing in labels\.csv matches --classes Glioma \(labels\.csv has: glioma, meningioma, pituitary\)/,
+    );
+    const noFold = cli('load', figshareSampleDir, '--dry-run', '--json', '--folds', '9', '--patients', '100360');
+    assert.equal(noFold.status, 1, noFold.stderr);
+    assert.match(noFold.stderr, /--folds 9 \(labels\.csv has: 1, 5\)/);
+    assert.doesNotMatch(noFold.stderr, /--patients/, 'patient 100360 exists');
+    assert.deepEqual(JSON.parse(noFold.stdout.trim().split('\n').pop()!).unmatched, [
+      { filter: '--folds', values: ['9'], known: ['1', '5'] },
+    ]);
+    // Each value exists, but no image has both.
+    const together = cli('load', figshareSampleDir, '--dry-run', '--patients', '100360', '--classes', 'glioma');
+    assert.equal(together.status, 1, together.stderr);
+    assert.match(together.stderr, /no image matches all of them together/);
   });
 });

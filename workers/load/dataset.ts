@@ -8,15 +8,20 @@
  *
  * The plan is made on the whole CSV *before* filters (--patients/--folds/--limit), so a
  * subset load gives each image the same UIDs and Instance Number as a full load.
- * Rows without patient_id become their own patient (the file stem), so no two unrelated
- * images ever share a study.
+ * Rows without patient_id become their own patient (the file's relative path without its
+ * extension: glioma/1.png and meningioma/1.png are two patients), so no two unrelated images
+ * ever share a study or a patient key.
+ *
+ * File paths are normalised first (backslashes, ./, //), so one image written two ways is
+ * one image; a path that is already normal keeps the UIDs it always had.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { deterministicUid } from '../../core/dicom/uids.js';
 
 export interface DatasetRow {
-  /** Path relative to the dataset folder, as in the CSV. */
+  /** Path relative to the dataset folder, normalised (normaliseFile). */
   readonly file: string;
   readonly label: number | undefined;
   readonly className: string;
@@ -77,11 +82,31 @@ export function splitCsvLine(line: string): string[] {
 // eslint-disable-next-line no-control-regex -- control characters are exactly what LO forbids
 const PATIENT_RE = /^[^\\\u0000-\u001f]{1,64}$/;
 
-function checkFile(file: string): string | undefined {
-  if (!file) return 'empty file column';
-  if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return 'file must be a relative path inside the dataset folder';
+/** The one spelling of a relative path: `/` separators, no `.` or empty segments. */
+export function normaliseFile(file: string): string {
+  return path.posix.normalize(file.replace(/\\/g, '/')).replace(/^(\.\/)+/, '');
+}
+
+/** `raw` as in the CSV, `file` normalised. */
+function checkFile(raw: string, file: string): string | undefined {
+  if (!raw) return 'empty file column';
+  // '..' is refused as written, before normalising could fold a/../b into b.
+  if (path.posix.isAbsolute(file) || /^[A-Za-z]:/.test(file) || raw.split(/[\\/]/).includes('..') || file === '.') {
+    return 'file must be a relative path inside the dataset folder';
+  }
   if (!/\.(jpe?g|png)$/i.test(file)) return 'file must be a .jpg/.jpeg/.png image';
   return undefined;
+}
+
+/**
+ * Patient of a row without patient_id: the whole relative path without extension (the stem
+ * alone would make glioma/1.png and meningioma/1.png one patient). Past the 64 characters of
+ * LO, its start and a hash of the whole.
+ */
+export function patientFromFile(file: string): string {
+  const id = file.replace(/\.[^./]+$/, '');
+  if (id.length <= 64) return id;
+  return `${id.slice(0, 31)}~${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
 }
 
 export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: DatasetPlan['rejected'] } {
@@ -103,9 +128,10 @@ export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: Da
     if (raw.trim() === '') continue;
     const f = splitCsvLine(raw);
     const line = n + 1;
-    const file = f[iFile] ?? '';
-    const bad = (reason: string) => rejected.push({ line, file, reason });
-    const fileProblem = checkFile(file);
+    const written = f[iFile] ?? '';
+    const file = normaliseFile(written);
+    const bad = (reason: string) => rejected.push({ line, file: written, reason });
+    const fileProblem = checkFile(written, file);
     if (fileProblem) {
       bad(fileProblem);
       continue;
@@ -123,7 +149,7 @@ export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: Da
       continue;
     }
     const patientText = iPatient >= 0 ? (f[iPatient] ?? '') : '';
-    const patientId = patientText || path.basename(file).replace(/\.[^.]+$/, '');
+    const patientId = patientText || patientFromFile(file);
     if (!PATIENT_RE.test(patientId)) {
       bad('patient_id must be 1–64 characters without backslash or control characters');
       continue;
@@ -143,15 +169,16 @@ export function parseLabelsCsv(text: string): { rows: DatasetRow[]; rejected: Da
 export function planDataset(dataset: string, dir: string, rows: DatasetRow[], rejected: DatasetPlan['rejected'] = []): DatasetPlan {
   const classOrder = new Map<string, string[]>(); // patient → classes in order of first appearance
   const seriesCount = new Map<string, number>(); // series key → instances so far
-  const seenFiles = new Set<string>();
+  const seenFiles = new Map<string, number>(); // file → its line
   const instances: PlannedInstance[] = [];
   const rej = [...rejected];
   for (const r of rows) {
-    if (seenFiles.has(r.file)) {
-      rej.push({ line: r.line, file: r.file, reason: 'duplicate file row' });
+    const first = seenFiles.get(r.file);
+    if (first !== undefined) {
+      rej.push({ line: r.line, file: r.file, reason: `duplicate file row (the same image as line ${first})` });
       continue;
     }
-    seenFiles.add(r.file);
+    seenFiles.set(r.file, r.line);
     const classes = classOrder.get(r.patientId) ?? [];
     if (!classes.includes(r.className)) classes.push(r.className);
     classOrder.set(r.patientId, classes);
@@ -210,6 +237,31 @@ export interface Filters {
   readonly folds?: ReadonlySet<number>;
   readonly classes?: ReadonlySet<string>;
   readonly limit?: number;
+}
+
+/** A filter value that matches no row of labels.csv, with the values there are (when few). */
+export interface UnmatchedFilter {
+  readonly filter: '--patients' | '--folds' | '--classes';
+  readonly values: string[];
+  readonly known?: string[];
+}
+
+const KNOWN_LISTED = 20;
+
+/** Each value of each filter that matches no row at all (alone, not combined with the other filters). */
+export function unmatchedFilters(plan: DatasetPlan, f: Filters): UnmatchedFilter[] {
+  const out: UnmatchedFilter[] = [];
+  const check = <T extends string | number>(filter: UnmatchedFilter['filter'], wanted: ReadonlySet<T> | undefined, have: Set<T>) => {
+    if (!wanted) return;
+    const values = [...wanted].filter((v) => !have.has(v));
+    if (values.length === 0) return;
+    const known = [...have].sort((a, b) => (typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b))));
+    out.push({ filter, values: values.map(String), ...(known.length <= KNOWN_LISTED ? { known: known.map(String) } : {}) });
+  };
+  check('--patients', f.patients, new Set(plan.instances.map((i) => i.patientId)));
+  check('--folds', f.folds, new Set(plan.instances.flatMap((i) => (i.fold === undefined ? [] : [i.fold]))));
+  check('--classes', f.classes, new Set(plan.instances.map((i) => i.className)));
+  return out;
 }
 
 /** Apply filters in CSV order; limit last. */

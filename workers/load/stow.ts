@@ -104,7 +104,17 @@ export function isTransientStatus(status: number): boolean {
   return status === 408 || status === 429 || status === 502 || status === 503 || status === 504;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 export class StowClient {
   private readonly agent: Agent;
@@ -126,14 +136,23 @@ export class StowClient {
     this.agent = new Agent({ connections: this.opts.connections, keepAliveTimeout: 30_000 });
   }
 
-  /** Store the parts; never throws for HTTP/network failures (they become failed entries). */
-  async store(parts: readonly StowPart[]): Promise<StowOutcome> {
+  /**
+   * Store the parts; never throws for HTTP/network failures (they become failed entries).
+   * `signal` (Ctrl-C, SIGTERM) cancels the request in flight and any retry still to come.
+   */
+  async store(parts: readonly StowPart[], signal?: AbortSignal): Promise<StowOutcome> {
     const boundary = `cbmir-${randomBytes(12).toString('hex')}`;
     const body = multipartBody(parts, boundary);
     const sent = parts.map((p) => p.sopInstanceUid);
     let lastReason = '';
     let lastStatus = 0;
+    let attempts = 0;
     for (let attempt = 1; attempt <= this.opts.retries + 1; attempt++) {
+      if (signal?.aborted) {
+        lastReason = 'interrupted';
+        break;
+      }
+      attempts = attempt;
       try {
         const res = await request(this.endpoint, {
           method: 'POST',
@@ -144,6 +163,7 @@ export class StowClient {
             ...(this.opts.authorization ? { authorization: this.opts.authorization } : {}),
           },
           body,
+          ...(signal ? { signal } : {}),
           headersTimeout: this.opts.timeoutMs,
           bodyTimeout: this.opts.timeoutMs,
         });
@@ -151,7 +171,7 @@ export class StowClient {
         lastStatus = res.statusCode;
         if (isTransientStatus(res.statusCode) && attempt <= this.opts.retries) {
           lastReason = `HTTP ${res.statusCode}`;
-          await sleep(this.backoff(attempt));
+          await sleep(this.backoff(attempt), signal);
           continue;
         }
         if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode === 404 || res.statusCode === 405 || res.statusCode === 413 || res.statusCode === 415) {
@@ -161,13 +181,19 @@ export class StowClient {
         const { stored, failed } = parseStowResponse(text, sent, res.statusCode);
         return { stored, failed, status: res.statusCode, attempts: attempt };
       } catch (err) {
+        if (signal?.aborted) {
+          // The PACS may still have stored some of them: a re-run re-sends them, deduped by UID.
+          lastReason = 'interrupted';
+          break;
+        }
         const code = `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message ?? ''}`;
         lastReason = `network error: ${code.trim()}`;
         if (!TRANSIENT_CODES.test(code) || attempt > this.opts.retries) break;
-        await sleep(this.backoff(attempt));
+        await sleep(this.backoff(attempt), signal);
       }
     }
-    return { stored: new Set(), failed: new Map(sent.map((u) => [u, `${lastReason} after ${this.opts.retries + 1} attempts`])), status: lastStatus, attempts: this.opts.retries + 1 };
+    const reason = lastReason === 'interrupted' ? 'interrupted' : `${lastReason} after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
+    return { stored: new Set(), failed: new Map(sent.map((u) => [u, reason])), status: lastStatus, attempts };
   }
 
   private backoff(attempt: number): number {
