@@ -2,7 +2,9 @@
 
 The configuration is chosen on the cross-validation folds other than the
 shipped model's test fold (mean 3-class mAP over the folds every tag
-finished), so the held-out fold never takes part in the choice. The losers'
+finished), so the held-out fold never takes part in the choice. Tags that
+differ only in their seed are one recipe, scored by the mean of its seeds; the
+winner's lowest seed is the tag shipped. The losers'
 model shards are deleted (a device call returns at most 64 MB), and each tag's
 embeddings are bundled into one compressed npz.
 
@@ -44,26 +46,59 @@ def read_results(paths: list[Path]) -> dict:
     return parse_results(result_lines(paths))
 
 
-def tta_means(folds: dict) -> dict:
-    """{"tta": view -> mean 3-class mAP / P@10} when every fold scored test-time augmentation."""
+def tta_means(folds: dict, test_fold: int = 5) -> dict:
+    """{"tta": view -> mean 3-class mAP / P@10 over the folds other than the test fold} when every
+    fold scored test-time augmentation; the test fold's own figures apart ("tta_test_fold"), so a
+    decision on test-time augmentation is never read off the held-out fold."""
     if not folds or not all("tta" in r for r in folds.values()):
         return {}
     views = next(iter(folds.values()))["tta"]
-    return {"tta": {v: {m: round(float(np.mean([r["tta"][v][m] for r in folds.values()])), 4) for m in ("map", "p10")}
-                    for v in views}}
+    cv = [r for k, r in folds.items() if k != test_fold]
+    out = {}
+    if cv:
+        out["tta"] = {v: {m: round(float(np.mean([r["tta"][v][m] for r in cv])), 4) for m in ("map", "p10")} for v in views}
+    if test_fold in folds:
+        out["tta_test_fold"] = {v: {m: round(float(folds[test_fold]["tta"][v][m]), 4) for m in ("map", "p10")} for v in views}
+    return out
+
+
+# Settings that make a recipe; a seed is one draw of it (device_train.RUN_ONLY steer a run, not training).
+NOT_RECIPE = frozenset({"tag", "seed", "folds", "save_folds", "budget_s", "n_boot", "threads", "tta_sizes", "pack",
+                        "checkpoint", "stop_after_epochs"})
+
+
+def recipe_of(folds: dict) -> str:
+    cfg = next(iter(folds.values())).get("config") or {}
+    return json.dumps({k: v for k, v in cfg.items() if k not in NOT_RECIPE}, sort_keys=True)
+
+
+def seed_of(folds: dict) -> int:
+    return int((next(iter(folds.values())).get("config") or {}).get("seed", 1))
 
 
 def choose(res: dict, test_fold: int = 5):
-    """(winning tag, the folds compared, mean 3-class mAP per tag)."""
+    """(winning tag, the folds compared, mean 3-class mAP per tag, recipes).
+
+    Tags that differ only in their seed are one recipe: the recipe is scored by the mean over its
+    seeds, so that seeds of one recipe do not compete with each other (the best of several noisy
+    draws would be chosen for its luck). The tag shipped for the winning recipe is named in advance:
+    its lowest seed (then its first tag)."""
     common = None
     for folds in res.values():
         f = {k for k in folds if k != test_fold}
         common = f if common is None else common & f
     common = sorted(common or [])
     if not common:
-        return None, [], {}
+        return None, [], {}, {}
     means = {t: float(np.mean([folds[k]["summary"]["3class"]["map"] for k in common])) for t, folds in res.items()}
-    return max(means, key=means.get), common, means
+    groups: dict[str, list[str]] = {}
+    for t, folds in res.items():
+        groups.setdefault(recipe_of(folds), []).append(t)
+    recipes = {"+".join(sorted(tags)): {"tags": sorted(tags), "mean": float(np.mean([means[t] for t in tags]))}
+               for tags in groups.values()}
+    best = max(recipes.values(), key=lambda r: r["mean"])
+    winner = min(best["tags"], key=lambda t: (seed_of(res[t]), t))
+    return winner, common, means, recipes
 
 
 def to_ckpt(out: Path, dest: Path, fold: int):
@@ -110,24 +145,32 @@ def main(argv=None):
     if clash:
         raise SystemExit(f"--prior: tags {sorted(clash)} are also in this run; rename them in the sweep file")
     res = earlier | fresh
-    winner, common, means = choose(res, a.test_fold)
-    for tag in res:
+    winner, common, means, recipes = choose(res, a.test_fold)
+    cut = {(r["tag"], r["fold"]) for r in map(json.loads, lines) if r.get("truncated")}
+    for tag in res | {t: {} for t, _ in cut}:
         embs = sorted(out.glob(f"emb-{tag}-f*.npy"))
-        if embs:
-            np.savez_compressed(out / f"emb-{tag}.npz", **{p.stem.split("-")[-1]: np.load(p) for p in embs})
-            for p in embs:
+        # A fold cut by the deadline is another (shorter) recipe: its embeddings are kept apart,
+        # named so, and never bundled where posthoc.py / paired.py would score them as the recipe.
+        keep = [p for p in embs if (tag, int(p.stem.split("-f")[-1])) not in cut]
+        for p in embs:
+            if p not in keep:
+                p.rename(p.with_name(p.stem + ".truncated.npy"))
+        if keep:
+            np.savez_compressed(out / f"emb-{tag}.npz", **{p.stem.split("-")[-1]: np.load(p) for p in keep})
+            for p in keep:
                 p.unlink()
         if winner is not None and tag != winner:
             for p in out.glob(f"model-{tag}-f*.pt"):
                 p.unlink()
     cv = {t: {m: float(np.mean([r["summary"]["3class"][m] for r in folds.values()])) for m in ("map", "p10")}
-          | {"folds": sorted(folds)} | tta_means(folds) for t, folds in res.items()}
+          | {"folds": sorted(folds)} | tta_means(folds, a.test_fold) for t, folds in res.items()}
     # one file back instead of one per tag
     for p in out.glob("results-*.jsonl"):
         p.unlink()
     (out / "results.jsonl").write_text("".join(ln + "\n" for ln in lines))
     summary = {"winner": winner, "winner_from_prior_run": winner is not None and winner not in fresh,
-               "compared_on_folds": common, "mean_3class_map_on_those": means, "cv_all_folds": cv}
+               "compared_on_folds": common, "mean_3class_map_on_those": means, "recipes_on_those": recipes,
+               "cv_all_folds": cv}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
 

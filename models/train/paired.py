@@ -155,6 +155,9 @@ def main(argv=None):
     ap.add_argument("--protocol", default="3class", choices=("3class", "3class_family", "4class"))
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--out", help="write the result JSON here")
+    ap.add_argument("--test-fold", type=int, default=5, help="the shipped model's held-out fold (default 5)")
+    ap.add_argument("--include-test-fold", action="store_true",
+                    help="allow the test fold: a choice between recipes must not look at it (models/train/README.md)")
     a = ap.parse_args(argv)
     names = tuple(a.names.split(","))
     if len(names) != 2 or not all(names):
@@ -165,6 +168,9 @@ def main(argv=None):
         ap.error(str(e))
     if not runs["a"]:
         ap.error("give each arm at least one fold (--a FOLD=RUN --b FOLD=RUN)")
+    if not a.include_test_fold and any(a.test_fold in r for r in runs.values()):
+        ap.error(f"fold {a.test_fold} is the shipped model's test fold: a comparison that chooses a recipe leaves it out "
+                 "(pass --include-test-fold to report it anyway, knowing that)")
     missing = sorted({str(p) for arm in runs.values() for rs in arm.values() for r in rs for p in r if not p.exists()})
     if missing:
         ap.error("no embeddings at " + ", ".join(missing))

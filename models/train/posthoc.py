@@ -314,7 +314,12 @@ def main(argv=None):
     except ValueError as e:
         raise SystemExit(str(e)) from None
     for t in ttas:
-        trained = input_size(torch.load(t["ckpt"], map_location="cpu", weights_only=False)["config"])
+        cfg = torch.load(t["ckpt"], map_location="cpu", weights_only=False)["config"]
+        held = cfg.get("test_fold")
+        if held is not None and int(held) != t["fold"]:  # scored on a fold it was trained on: a leak
+            raise SystemExit(f"--tta {t['ckpt']}@{t['fold']}: that model was trained without fold {held}, "
+                             f"so fold {t['fold']} is in its training data")
+        trained = input_size(cfg)
         if trained != native:  # the views would start from images of another size: plausible, wrong figures
             raise SystemExit(f"--tta {t['ckpt']}: the model was trained at {trained}, the pack holds "
                              f"{native}x{native} images (pack.py --size {trained} makes one at its size)")

@@ -211,6 +211,10 @@ def main(argv=None):
     history = []
     if a.init_from and not ck:
         init = torch.load(a.init_from, map_location="cpu", weights_only=False)
+        held = (init.get("config") or {}).get("test_fold")
+        if held is not None and int(held) != int(cfg["test_fold"]):  # it has trained on this run's test fold
+            raise SystemExit(f"--init-from {a.init_from}: that model was trained without fold {held}, "
+                             f"not this run's test fold {cfg['test_fold']}")
         net.load_state_dict(init["model"])
         loss_fn.load_state_dict(init["arcface"])
         cfg["init_from"] = str(a.init_from)

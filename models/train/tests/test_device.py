@@ -66,8 +66,9 @@ def test_sharded_model_round_trip_fits_the_transfer_cap(tmp_path):
     assert all(torch.equal(back[k], state[k]) for k in state)
 
 
-def _result(tag, fold, map3):
-    return {"tag": tag, "fold": fold, "config": {"tag": tag, "dim": 256, "pool": "gem"},
+def _result(tag, fold, map3, seed=1, recipe=None):
+    # tags are distinct recipes unless given the same `recipe` (then they differ by seed only)
+    return {"tag": tag, "fold": fold, "config": {"tag": tag, "dim": 256, "pool": "gem", "seed": seed, "variant": recipe or tag},
             "history": [{"epoch": 0}, {"epoch": 1}],
             "summary": {"3class": {"map": map3, "p10": map3, "p1": map3}}}
 
@@ -75,13 +76,38 @@ def _result(tag, fold, map3):
 def test_choice_never_looks_at_the_test_fold():
     res = {"a": {1: _result("a", 1, 0.96), 2: _result("a", 2, 0.95), 5: _result("a", 5, 0.99)},
            "b": {1: _result("b", 1, 0.97), 2: _result("b", 2, 0.955), 5: _result("b", 5, 0.80)}}
-    winner, folds, means = choose(res, test_fold=5)
+    winner, folds, means, _ = choose(res, test_fold=5)
     assert winner == "b" and folds == [1, 2]
     assert means["b"] == pytest.approx(0.9625)
     # only folds both tags finished count
     del res["b"][2]
-    winner, folds, _ = choose(res, test_fold=5)
+    winner, folds, _, _ = choose(res, test_fold=5)
     assert winner == "b" and folds == [1]
+
+
+def test_seeds_of_one_recipe_are_scored_together_and_its_lowest_seed_ships():
+    """A lucky seed must not win for its recipe's rival: ls2 alone beats b, but ls+ls2 on average
+    does not beat b+s2; within the winning recipe the tag shipped is named in advance (seed 1)."""
+    r = lambda tag, m, seed, recipe: {k: _result(tag, k, m, seed, recipe) for k in (1, 2)}
+    res = {"b": r("b", 0.960, 1, "b"), "s2": r("s2", 0.958, 2, "b"),
+           "ls": r("ls", 0.950, 1, "ls"), "ls2": r("ls2", 0.965, 2, "ls")}
+    winner, _, means, recipes = choose(res, test_fold=5)
+    assert max(means, key=means.get) == "ls2"
+    assert winner == "b" and recipes["b+s2"]["mean"] == pytest.approx(0.959) and recipes["ls+ls2"]["mean"] == pytest.approx(0.9575)
+    res["ls"] = r("ls", 0.962, 1, "ls")
+    winner, _, _, _ = choose(res, test_fold=5)
+    assert winner == "ls", "the winning recipe ships its lowest seed, not its best one"
+
+
+def test_tta_summary_leaves_the_test_fold_apart():
+    from device_collect import tta_means
+
+    def rec(k, plain, tta):
+        return dict(_result("t", k, plain), tta={"all": {"map": tta, "p10": tta}})
+    folds = {1: rec(1, 0.95, 0.94), 2: rec(2, 0.96, 0.95), 5: rec(5, 0.90, 0.99)}
+    out = tta_means(folds, test_fold=5)
+    assert out["tta"]["all"]["map"] == pytest.approx(0.945)
+    assert out["tta_test_fold"]["all"]["map"] == pytest.approx(0.99)
 
 
 def test_to_ckpt_makes_a_checkpoint_that_export_loads(tmp_path):
@@ -210,7 +236,7 @@ def test_truncated_folds_do_not_count_and_prior_runs_do(tmp_path):
     prior.write_text("".join(json.dumps(_result("b", f, 0.96)) + "\n" for f in (1, 2, 5)))
     res = read_results([prior, *result_files(tmp_path)])
     assert sorted(res) == ["b", "e"] and sorted(res["e"]) == [2] and sorted(res["b"]) == [1, 2, 5]
-    winner, folds, _ = choose(res)
+    winner, folds, _, _ = choose(res)
     assert folds == [2] and winner == "b"
 
 
@@ -272,6 +298,14 @@ def test_prior_runs_may_not_reuse_a_tag_and_cut_folds_are_never_exported(tmp_pat
         (cut / f"model-e-f5.{s}.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="no finished"):
         collect(["--out", str(cut), "--to-ckpt", str(tmp_path / "x.pt")])
+    # the cut fold's embeddings are kept apart, never bundled with the recipe's
+    (cut / "results-e.jsonl").write_text(
+        json.dumps(dict(_result("e", 5, 0.99), truncated=True)) + "\n" + json.dumps(_result("e", 1, 0.9)) + "\n")
+    for k in (1, 5):
+        np.save(cut / f"emb-e-f{k}.npy", np.zeros((2, 3), np.float32))
+    collect(["--out", str(cut)])
+    assert sorted(np.load(cut / "emb-e.npz").files) == ["f1"]
+    assert (cut / "emb-e-f5.truncated.npy").exists()
 
 
 def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_path):

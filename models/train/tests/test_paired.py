@@ -103,8 +103,17 @@ def test_an_ensemble_is_its_parts_normalised_and_concatenated(tmp_path):
 
 def test_cli_names_missing_embeddings(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["--a", f"5={tmp_path}", "--b", f"5={tmp_path}"])
+        main(["--a", f"1={tmp_path}", "--b", f"1={tmp_path}"])
     assert e.value.code == 2
+    assert "no embeddings at" in capsys.readouterr().err
+
+
+def test_a_comparison_leaves_the_test_fold_out_unless_told(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--a", f"1={tmp_path}", "--a", f"5={tmp_path}", "--b", f"1={tmp_path}", "--b", f"5={tmp_path}"])
+    assert e.value.code == 2 and "fold 5 is the shipped model's test fold" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # told: it goes on (to the missing embeddings here)
+        main(["--a", f"5={tmp_path}", "--b", f"5={tmp_path}", "--include-test-fold"])
     assert "no embeddings at" in capsys.readouterr().err
 
 

@@ -220,6 +220,9 @@ def test_command_names_what_is_wrong_with_its_arguments(tmp_path, datasets_root)
         posthoc.main(base + ["--tta-sizes", "224,big"])
     with pytest.raises(SystemExit, match="expected sizes in pixels"):
         posthoc.main(base + ["--tta-sizes", "224,0"])
+    torch.save({"config": {"dim": 256, "pool": "gem", "test_fold": 1}}, tmp_path / "f1.pt")
+    with pytest.raises(SystemExit, match="trained without fold 1, so fold 5 is in its training data"):
+        posthoc.main(base + ["--tta", f"{tmp_path / 'f1.pt'}@5"])
     torch.save({"config": {"dim": 256, "pool": "gem", "input_size": 320}}, tmp_path / "r320.pt")
     with pytest.raises(SystemExit, match="trained at 320, the pack holds 224x224"):
         posthoc.main(base + ["--tta", f"{tmp_path / 'r320.pt'}@5"])

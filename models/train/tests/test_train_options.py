@@ -125,3 +125,9 @@ def test_resume_refuses_another_split_or_recipe(tmp_path):
 def test_classes_other_than_3_or_4_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--classes must be 3"):
         train.main(["--run-dir", str(tmp_path), "--classes", "5"])
+
+
+def test_a_warm_start_from_a_model_trained_on_this_runs_test_fold_is_refused(tmp_path):
+    torch.save({"config": dict(train.DEFAULTS, test_fold=1), "model": {}, "arcface": {}}, tmp_path / "init.pt")
+    with pytest.raises(SystemExit, match="trained without fold 1, not this run's test fold 5"):
+        train.main(["--run-dir", str(tmp_path / "run"), "--init-from", str(tmp_path / "init.pt"), "--test-fold", "5"])
