@@ -276,8 +276,11 @@ def test_device_run_sweeps_jobs_in_parallel_and_keeps_only_the_winner(tmp_path, 
         assert set(r["tta"]) == {"224", "224+flip", "256", "256+flip", "224 + flip", "all sizes", "all sizes + flips"}
         assert abs(r["tta"]["224"]["map"] - r["summary"]["3class"]["map"]) <= 1e-3
     assert "tta" not in summary["cv_all_folds"]["x"]
+    # test-time augmentation is summarised over the folds other than the test fold; fold 5 apart
     assert summary["cv_all_folds"]["y"]["tta"]["all sizes + flips"]["map"] == pytest.approx(
-        np.mean([r["tta"]["all sizes + flips"]["map"] for r in y]), abs=1e-4)
+        np.mean([r["tta"]["all sizes + flips"]["map"] for r in y if r["fold"] != 5]), abs=1e-4)
+    assert summary["cv_all_folds"]["y"]["tta_test_fold"]["all sizes + flips"]["map"] == pytest.approx(
+        next(r["tta"]["all sizes + flips"]["map"] for r in y if r["fold"] == 5), abs=1e-4)
     models = sorted(q.name for q in out.glob("model-*.pt"))
     assert models == [f"model-{winner}-f5.a.pt", f"model-{winner}-f5.b.pt"]
     assert sorted(q.name for q in out.glob("emb-*")) == ["emb-x.npz", "emb-y.npz"]
