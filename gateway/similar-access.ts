@@ -27,6 +27,7 @@ import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
 import { stringValue, TAG } from '../core/dicom-json.js';
 import { Batcher, KeyFailure } from '../core/batcher.js';
 import { LruCache } from './lru.js';
+import type { Caller } from './caller.js';
 
 /** 'yes' readable; 'no' not found with these credentials; 401/403 what the PACS said. */
 export type AccessVerdict = 'yes' | 'no' | 401 | 403;
@@ -61,7 +62,7 @@ export interface StudyAccess {
 interface StudyQuestion {
   readonly cred: string;
   readonly study: string;
-  readonly authorization: string | undefined;
+  readonly caller: Caller;
 }
 
 export class AccessChecker {
@@ -89,21 +90,24 @@ export class AccessChecker {
     });
   }
 
-  private credentialKey(authorization: string | undefined): string {
-    const effective = authorization ?? this.opts.defaultAuthorization ?? '';
-    return createHash('sha256').update(effective).digest('base64url');
+  /** Every header that tells who the caller is (caller.ts); with none, the gateway's own login. */
+  private credentialKey(caller: Caller): string {
+    if (caller.key) return `c:${caller.key}`;
+    return `d:${createHash('sha256')
+      .update(this.opts.defaultAuthorization ?? '')
+      .digest('base64url')}`;
   }
 
   /** Verdict per study for this caller (uncached studies are asked in batched QIDOs). */
-  async check(studies: Iterable<string>, authorization: string | undefined): Promise<Map<string, AccessVerdict>> {
+  async check(studies: Iterable<string>, caller: Caller): Promise<Map<string, AccessVerdict>> {
     const out = new Map<string, AccessVerdict>();
-    for (const [s, a] of await this.checkStudies(studies, authorization)) out.set(s, a.verdict);
+    for (const [s, a] of await this.checkStudies(studies, caller)) out.set(s, a.verdict);
     return out;
   }
 
   /** As check(), with the patient of each readable study when the checker reads it (withPatient). */
-  async checkStudies(studies: Iterable<string>, authorization: string | undefined): Promise<Map<string, StudyAccess>> {
-    const cred = this.credentialKey(authorization);
+  async checkStudies(studies: Iterable<string>, caller: Caller): Promise<Map<string, StudyAccess>> {
+    const cred = this.credentialKey(caller);
     const now = Date.now();
     const out = new Map<string, StudyAccess>();
     const asking: Promise<void>[] = [];
@@ -111,7 +115,7 @@ export class AccessChecker {
       const key = `${cred}|${s}`;
       const hit = this.cache.get(key);
       if (hit && hit.until > now) out.set(s, hit);
-      else asking.push(this.batcher.get(key, { cred, study: s, authorization }).then((a) => void out.set(s, a)));
+      else asking.push(this.batcher.get(key, { cred, study: s, caller }).then((a) => void out.set(s, a)));
     }
     await Promise.all(asking);
     return out;
@@ -119,9 +123,9 @@ export class AccessChecker {
 
   /** One batch of credential|study keys: one QIDO per credential and ≤ 50 studies. */
   private async load(batch: ReadonlyArray<{ readonly payload: StudyQuestion }>): Promise<Map<string, StudyAccess | KeyFailure>> {
-    const byCred = new Map<string, { authorization: string | undefined; studies: string[] }>();
+    const byCred = new Map<string, { caller: Caller; studies: string[] }>();
     for (const { payload: q } of batch) {
-      const g = byCred.get(q.cred) ?? { authorization: q.authorization, studies: [] };
+      const g = byCred.get(q.cred) ?? { caller: q.caller, studies: [] };
       g.studies.push(q.study);
       byCred.set(q.cred, g);
     }
@@ -130,7 +134,7 @@ export class AccessChecker {
       [...byCred].map(async ([cred, g]) => {
         let verdicts: Map<string, StudyAccess>;
         try {
-          verdicts = await this.ask(g.studies, g.authorization);
+          verdicts = await this.ask(g.studies, g.caller);
         } catch (err) {
           // One caller's failure (say the PACS answers 400 to a strange credential) is theirs alone.
           for (const s of g.studies) out.set(`${cred}|${s}`, new KeyFailure(err));
@@ -153,7 +157,7 @@ export class AccessChecker {
    */
   async requireInstance(
     uids: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string },
-    authorization: string | undefined,
+    caller: Caller,
     what: string,
   ): Promise<void> {
     let found;
@@ -161,7 +165,7 @@ export class AccessChecker {
       found = await this.pacs.qido(
         `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
         { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
-        { authorization },
+        asCaller(caller),
       );
     } catch (err) {
       throw pacsProblem(err);
@@ -170,12 +174,12 @@ export class AccessChecker {
   }
 
   /** Verdict for one study; throws the problem a caller should see unless readable. */
-  async requireReadable(study: string, authorization: string | undefined, what = 'the query instance'): Promise<void> {
-    const v = (await this.check([study], authorization)).get(study);
+  async requireReadable(study: string, caller: Caller, what = 'the query instance'): Promise<void> {
+    const v = (await this.check([study], caller)).get(study);
     throwUnlessReadable(v ?? 'no', what);
   }
 
-  private async ask(studies: string[], authorization: string | undefined): Promise<Map<string, StudyAccess>> {
+  private async ask(studies: string[], caller: Caller): Promise<Map<string, StudyAccess>> {
     this.qidoCount++;
     const out = new Map<string, StudyAccess>();
     try {
@@ -186,7 +190,7 @@ export class AccessChecker {
           includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
           limit: studies.length,
         },
-        { authorization },
+        asCaller(caller),
       );
       const readable = new Map<string, StudyAccess>();
       for (const d of found) {
@@ -207,12 +211,22 @@ export class AccessChecker {
   }
 }
 
+/** The PACS call options that ask as this caller: Authorization and the other identity headers. */
+export function asCaller(caller: Caller): { authorization: string | undefined; headers: Readonly<Record<string, string>> } {
+  return { authorization: caller.authorization, headers: caller.headers };
+}
+
 /** 401/403 pass through as problems; "not found with your credentials" is a plain 404. */
 export function throwUnlessReadable(v: AccessVerdict, what: string): void {
   if (v === 'yes') return;
   if (v === 401) throw new HttpProblem('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
   if (v === 403) throw new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
-  throw new HttpProblem('NOT_FOUND', `${what} is not in the PACS (or not visible with these credentials)`);
+  throw notFound(what);
+}
+
+/** The one wording of "missing or not yours": any difference would tell which UIDs exist. */
+export function notFound(what: string): HttpProblem {
+  return new HttpProblem('NOT_FOUND', `${what} is not in the PACS (or not visible with these credentials)`);
 }
 
 /** A PACS failure (down, 5xx, timeout) as the problem the client sees. */

@@ -19,7 +19,7 @@
  * The work (two embeddings with feature maps + the heatmap graph) is a "heatmap" job on
  * the embed queue (core/heatmap/requester.ts, workers/heatmap.ts).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Config } from '../core/config.js';
 import { HttpProblem, isValidUid } from '../core/errors.js';
@@ -33,6 +33,7 @@ import type { AccessChecker } from './similar-access.js';
 import { settleUnreadBody } from './body-limit.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
+import { callerOf } from './caller.js';
 
 export interface SimilarHeatmapDeps {
   readonly config: Config;
@@ -91,11 +92,6 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
   const uploads = deps.uploads ?? new UploadSlots(deps.config.similar.maxUploads);
 
-  const authOf = (req: IncomingMessage): string | undefined => {
-    const a = req.headers.authorization;
-    return typeof a === 'string' && a.length > 0 ? a : undefined;
-  };
-
   const liveVersion = async (): Promise<string> => {
     try {
       return (await deps.index.liveVersion()) ?? deps.modelVersion;
@@ -108,7 +104,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
     let release: (() => void) | undefined;
     try {
       const p = parseHeatmapParams(new URL(req.url ?? '/', 'http://x').searchParams, upload);
-      const auth = authOf(req);
+      const auth = callerOf(req.headers);
       // Every check that needs no body comes before a byte of it is read: media type, the
       // caller's access to each archived image (its study, then the instance at its full path,
       // with the caller's own credentials), then a slot among the uploads in flight.

@@ -152,7 +152,11 @@ export function renderDicomJson(
       if (d.sopClassUid) ds['00080016'] = el('UI', d.sopClassUid);
       ds['00080018'] = el('UI', d.sopInstanceUid);
     }
-    if (groupBy === 'study') ds['00080061'] = el('CS', d.modality);
+    if (groupBy === 'study') {
+      // Every modality among the study's matched instances (a PET/CT is not "PT" alone), sorted.
+      const mods = [...new Set(g.matches.map((m) => m.doc.modality).filter((m): m is string => Boolean(m)))].sort();
+      ds['00080061'] = mods.length ? { vr: 'CS', Value: mods } : { vr: 'CS' };
+    }
     else ds['00080060'] = el('CS', d.modality);
     const patient = patients.get(d.studyInstanceUid);
     if (patient?.patientName !== undefined) ds['00100010'] = { vr: 'PN', Value: [{ Alphabetic: patient.patientName }] };

@@ -28,6 +28,7 @@ import type { EmbedRequester } from '../core/similar/embed-requester.js';
 import { Grouper, type ResultGroup } from '../core/similar/groups.js';
 import type { InstanceUids, SimilarParams } from '../core/similar/params.js';
 import { throwUnlessReadable, type AccessChecker, type PatientInfo } from './similar-access.js';
+import type { Caller } from './caller.js';
 
 /** Where the query vector came from (also a metrics label). */
 export type QuerySource = 'index' | 'on-demand' | 'upload';
@@ -94,7 +95,7 @@ export class SimilarSearch {
   }
 
   /** Query vector for an instance named by its three UIDs. */
-  async byUids(uids: InstanceUids, authorization: string | undefined): Promise<QueryVector> {
+  async byUids(uids: InstanceUids, caller: Caller): Promise<QueryVector> {
     let doc;
     try {
       doc = await this.d.index.get(uids.sopInstanceUid);
@@ -126,7 +127,7 @@ export class SimilarSearch {
     }
     // Not indexed: is it in the PACS, for this caller? (Its own credentials: a caller
     // must not make the worker fetch, with the service's credentials, what it cannot read.)
-    await this.d.access.requireInstance(uids, authorization, 'the instance');
+    await this.d.access.requireInstance(uids, caller, 'the instance');
     const modelVersion = await this.liveVersion();
     const r = await this.d.embed.embed({
       kind: 'instance',
@@ -150,7 +151,7 @@ export class SimilarSearch {
     return fromEmbed(r, 'upload');
   }
 
-  async search(q: QueryVector, p: SimilarParams, authorization: string | undefined): Promise<SearchOutcome> {
+  async search(q: QueryVector, p: SimilarParams, caller: Caller): Promise<SearchOutcome> {
     const base: KnnFilter = {
       ...(p.modality ? { modality: p.modality } : {}),
       ...(p.bodyPartExamined ? { bodyPartExamined: p.bodyPartExamined } : {}),
@@ -190,11 +191,17 @@ export class SimilarSearch {
       }
       const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
       const t1 = performance.now();
-      const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], authorization);
+      const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], caller);
       accessMs += performance.now() - t1;
       // Nothing is answered (not even "no results", nor a 503 below) before the query study is
       // known readable, and in the words used for a missing instance, which it must not differ from.
       if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the instance');
+      // A 401 refuses the credentials, not a study; a 403 for every study asked, the same. Taken
+      // as "cannot read these" they gave an expired login 200 and no results, after every round
+      // of widening the search (an upload has no query study to be refused on first).
+      const verdicts = [...access.values()].map((a) => a.verdict);
+      if (verdicts.includes(401)) throwUnlessReadable(401, 'the PACS');
+      if (verdicts.length > 0 && verdicts.every((v) => v === 403)) throwUnlessReadable(403, 'the PACS');
       // A query embedded while the live version was swapped: its vector and the index come from
       // two models, and a ranking across them means nothing. Ask again (it takes seconds).
       const searched = hits[0]?.doc.modelVersion;

@@ -39,6 +39,7 @@ import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
+import { callerOf } from './caller.js';
 
 export interface SimilarDeps {
   readonly config: Config;
@@ -130,17 +131,20 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     buckets: [0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [gateway.metrics.registry],
   });
+  // Rounds are not in the answer: a second round means near images in studies this caller cannot
+  // read, so per request it would tell them that (e.g. excludeSamePatient on/off on one image).
+  const roundsRun = new Histogram({
+    name: 'cbmir_gateway_similar_rounds',
+    help: '/similar ranking rounds per answered search (1 unless near hits were unreadable or filtered out)',
+    buckets: [1, 2, 3, 4, 5],
+    registers: [gateway.metrics.registry],
+  });
 
   const publicBase = (req: IncomingMessage): string => {
     if (fixedBase) return fixedBase.base;
     const s = req.socket;
     const host = s.localAddress?.includes(':') ? `[${s.localAddress}]` : (s.localAddress ?? config.host);
     return derivePublicBase(req.headers, `${host}:${s.localPort ?? config.port}`).base;
-  };
-
-  const authOf = (req: IncomingMessage): string | undefined => {
-    const a = req.headers.authorization;
-    return typeof a === 'string' && a.length > 0 ? a : undefined;
   };
 
   /** One /similar request: resolve the query vector, search, render; problems rendered here (Retry-After). */
@@ -161,15 +165,16 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       const query = await resolve(params);
       const queryMs = performance.now() - tq;
       source = query.source;
-      const out = await search.search(query, params, authOf(req));
+      const out = await search.search(query, params, callerOf(req.headers));
       const base = publicBase(req);
       res.setHeader('cache-control', 'private, no-store');
       // Where the time went (W3C Server-Timing): query vector (index read or embed job), kNN, access QIDOs.
       const f = (ms: number) => ms.toFixed(1);
       res.setHeader(
         'server-timing',
-        `query;desc="${query.source}";dur=${f(queryMs)}, knn;dur=${f(out.knnMs)}, access;dur=${f(out.accessMs)}, rounds;desc="${out.rounds}"`,
+        `query;desc="${query.source}";dur=${f(queryMs)}, knn;dur=${f(out.knnMs)}, access;dur=${f(out.accessMs)}`,
       );
+      roundsRun.observe(out.rounds);
       res.setHeader('vary', 'Accept, Authorization');
       if (wantsDicomJson(req.headers.accept)) {
         res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base, out.patients)));
@@ -196,7 +201,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     }
   };
 
-  const byUids = (req: Request, uids: () => InstanceUids) => (_p: SimilarParams) => search.byUids(uids(), authOf(req));
+  const byUids = (req: Request, uids: () => InstanceUids) => (_p: SimilarParams) => search.byUids(uids(), callerOf(req.headers));
 
   const app = gateway.app;
   app.get('/studies/:study/series/:series/instances/:sop/similar', (req, res) =>

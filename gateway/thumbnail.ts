@@ -10,13 +10,13 @@
  * A hit is answered without asking the PACS, so the cache key includes a hash of
  * every request header that can carry who the caller is (Authorization, Cookie,
  * a token header of an authorization plugin: anything but the headers listed in
- * NOT_IDENTITY), and entries expire after CACHE_TTL_MS: one user's thumbnail is
+ * caller.ts's NOT_IDENTITY), and entries expire after CACHE_TTL_MS: one user's thumbnail is
  * never served to another, and a revoked permission stops being served soon.
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';
 import { takeAcceptParam } from './accept.js';
+import { callerKey } from './caller.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { LruCache } from './lru.js';
 import type { ProxyContext } from './passthrough.js';
@@ -29,41 +29,7 @@ interface CachedImage {
   readonly expires: number;
 }
 
-/** Hash of the identity-bearing request headers (empty when there are none). */
-export function callerKey(headers: IncomingMessage['headers']): string {
-  const parts: string[] = [];
-  for (const name of Object.keys(headers).sort()) {
-    if (NOT_IDENTITY.has(name) || name.startsWith('sec-')) continue;
-    const v = headers[name];
-    parts.push(`${name}:${Array.isArray(v) ? v.join('\u0000') : (v ?? '')}`);
-  }
-  return parts.length ? createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22) : '';
-}
-
 const VIEWPORT_RE = /^[1-9][0-9]{0,3},[1-9][0-9]{0,3}$/;
-/** Request headers that say nothing about who is asking; every other one is part of the cache key. */
-const NOT_IDENTITY = new Set([
-  'accept',
-  'accept-encoding',
-  'accept-language',
-  'cache-control',
-  'connection',
-  'dnt',
-  'host',
-  'if-modified-since',
-  'if-none-match',
-  'keep-alive',
-  'origin',
-  'pragma',
-  'priority',
-  'referer',
-  'te',
-  'traceparent',
-  'tracestate',
-  'upgrade-insecure-requests',
-  'user-agent',
-  'x-request-id',
-]);
 /** How long a cached thumbnail is served without asking the PACS. */
 const CACHE_TTL_MS = 5 * 60_000;
 /** Larger answers are served but not cached. */

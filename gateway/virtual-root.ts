@@ -46,7 +46,8 @@ import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { pacsProblem } from './similar-access.js';
+import { asCaller, notFound, pacsProblem } from './similar-access.js';
+import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
 import { UrlRewriter } from './url-rewrite.js';
@@ -93,7 +94,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
   const rewriter = new UrlRewriter(parseEndpoint(config.pacs.url), parseEndpoint(config.pacs.wadoUriUrl), DICOMWEB_ROOT, WADO_URI_ROOT);
 
   /** The three UIDs of the query instance: the index knows indexed ones; the PACS (as the caller) the rest. */
-  const uidsOf = async (sop: string, authorization: string | undefined): Promise<InstanceUids> => {
+  const uidsOf = async (sop: string, caller: Caller): Promise<InstanceUids> => {
     try {
       const doc = await index.get(sop);
       if (doc) return { studyInstanceUid: doc.studyInstanceUid, seriesInstanceUid: doc.seriesInstanceUid, sopInstanceUid: sop };
@@ -103,23 +104,25 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     }
     let found: DicomJsonDataset[];
     try {
-      found = await pacs.qido('/instances', { SOPInstanceUID: sop }, { authorization });
+      found = await pacs.qido('/instances', { SOPInstanceUID: sop }, asCaller(caller));
     } catch (err) {
       throw pacsProblem(err);
     }
     const st = stringValue(found[0], STUDY_UID);
     const se = stringValue(found[0], '0020000E');
-    if (!st || !se) throw new HttpProblem('NOT_FOUND', 'the query instance is not in the PACS (or not visible with these credentials)');
+    // Worded as the indexed-but-unreadable refusal (similar-access.ts), which it must not differ from:
+    // otherwise the detail tells a caller which UIDs the index holds.
+    if (!st || !se) throw notFound('the instance');
     return { studyInstanceUid: st, seriesInstanceUid: se, sopInstanceUid: sop };
   };
 
   /** The PACS's study records of `studies`, by study UID (those it does not list — filtered out, unreadable — are absent). */
-  const records = async (studies: readonly string[], q: VirtualStudyQuery, authorization: string | undefined) => {
+  const records = async (studies: readonly string[], q: VirtualStudyQuery, caller: Caller) => {
     const chunks: string[][] = [];
     for (let i = 0; i < studies.length; i += UIDS_PER_QIDO) chunks.push(studies.slice(i, i + UIDS_PER_QIDO));
     let answers: DicomJsonDataset[][];
     try {
-      answers = await Promise.all(chunks.map((c) => pacs.qido(`/studies?${pacsStudyQuery(c, q)}`, {}, { authorization })));
+      answers = await Promise.all(chunks.map((c) => pacs.qido(`/studies?${pacsStudyQuery(c, q)}`, {}, asCaller(caller))));
     } catch (err) {
       throw pacsProblem(err);
     }
@@ -133,7 +136,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
 
   const serve = async (req: IncomingMessage, res: ServerResponse, sop: string, query: string, base: PublicBase): Promise<void> => {
     const q = parseVirtualStudyQuery(query);
-    const auth = typeof req.headers.authorization === 'string' && req.headers.authorization ? req.headers.authorization : undefined;
+    const auth = callerOf(req.headers);
     const vector = await search.byUids(await uidsOf(sop, auth), auth);
     const out = await search.search(vector, VIRTUAL_ROOT_PARAMS, auth);
     let ranked: Ranked[] = out.results.map((g, i) => ({ study: g.best.doc.studyInstanceUid, rank: i + 1, distance: g.best.distance }));

@@ -19,6 +19,8 @@ export interface PacsClientOptions {
 export interface CallOptions {
   /** The caller's Authorization header, passed through unchanged. */
   readonly authorization?: string | undefined;
+  /** The caller's other identity headers (Cookie, a token header), passed through unchanged. */
+  readonly headers?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
 }
 
@@ -70,7 +72,7 @@ export class PacsClient {
     const res = await this.pool.request({
       method: 'GET',
       path: this.basePath + path,
-      headers: { accept, ...(authorization ? { authorization } : {}) },
+      headers: { ...call.headers, accept, ...(authorization ? { authorization } : {}) },
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
       ...(call.signal ? { signal: call.signal } : {}),

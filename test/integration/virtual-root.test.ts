@@ -289,6 +289,10 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
       // The figshare slice is indexed, but not in this PACS: unknown here.
       const figshare = await raw(`${g2.base}/similar-to/${q.sopInstanceUid}/dicom-web/studies`, { headers: { authorization: good } });
       assert.equal(figshare.status, 404, figshare.body.toString());
+      // ... in the same words as a UID the index has never seen: the answer must not tell them apart.
+      const never = await raw(`${g2.base}/similar-to/1.2.826.0.1.3680043.99999.1/dicom-web/studies`, { headers: { authorization: good } });
+      assert.equal(never.status, 404);
+      assert.deepEqual(json<Problem>(figshare), json<Problem>(never));
       // a1: embedded on demand (then indexed); the 36 figshare studies in the shared index are not in this PACS.
       const r1 = await raw(`${root1}/studies`, { headers: { authorization: good }, timeoutMs: 60_000 });
       assert.equal(r1.status, 200, r1.body.toString());

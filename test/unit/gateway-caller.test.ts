@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { callerKey } from '../../gateway/thumbnail.js';
+import { callerKey, callerOf } from '../../gateway/caller.js';
 
-test('the thumbnail cache key changes with every header that can say who the caller is, and only with those', () => {
+test('the caller key (thumbnail cache, access cache) changes with every header that can say who the caller is, and only with those', () => {
   const base = { accept: 'image/jpeg', 'user-agent': 'viewer', host: '127.0.0.1:8080', 'sec-fetch-mode': 'cors', 'x-request-id': 'r1' };
   const anon = callerKey(base);
   assert.equal(anon, '');
@@ -16,4 +16,22 @@ test('the thumbnail cache key changes with every header that can say who the cal
     callerKey({ ...base, 'x-api-key': 'a' }),
   ];
   assert.equal(new Set([anon, ...keys]).size, keys.length + 1);
+});
+
+test('callerOf: Authorization apart, the other identity headers to send along; nothing that only describes the request', () => {
+  const c = callerOf({
+    accept: 'application/dicom',
+    'content-type': 'application/dicom',
+    'content-length': '1000',
+    host: 'gw',
+    authorization: 'Bearer t',
+    cookie: 'session=a',
+    token: 'x',
+    'user-agent': 'viewer',
+  });
+  assert.equal(c.authorization, 'Bearer t');
+  assert.deepEqual(c.headers, { cookie: 'session=a', token: 'x' });
+  // an upload's size is not who sent it: the same caller keeps the same key (and access cache)
+  assert.equal(c.key, callerKey({ authorization: 'Bearer t', cookie: 'session=a', token: 'x' }));
+  assert.deepEqual(callerOf({ accept: '*/*' }), { authorization: undefined, headers: {}, key: '' });
 });

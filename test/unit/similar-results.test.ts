@@ -181,6 +181,18 @@ describe('rendering', () => {
     assert.ok(String(ds![CBMIR_TAGS.score]!.Value![0]).length <= 16);
   });
 
+  test('DICOM JSON by study: ModalitiesInStudy lists every modality among the matches', () => {
+    const g = new Grouper('study');
+    for (const h of [
+      hit('2.1.1.1', '2.1.1', '2.1', 0.1, { modality: 'PT' }),
+      hit('2.1.2.1', '2.1.2', '2.1', 0.2, { modality: 'CT' }),
+      hit('2.1.2.2', '2.1.2', '2.1', 0.3, { modality: 'CT' }),
+    ])
+      g.add(h);
+    const [ds] = renderDicomJson('study', g.top(1), base);
+    assert.deepEqual(ds!['00080061'], { vr: 'CS', Value: ['CT', 'PT'] });
+  });
+
   test('Accept: dicom+json only when preferred over JSON', () => {
     assert.equal(wantsDicomJson(undefined), false);
     assert.equal(wantsDicomJson('*/*'), false);

@@ -13,6 +13,7 @@ import type { VectorDoc } from '../../core/index/types.js';
 import { createLogger } from '../../core/log.js';
 import type { AccessChecker, StudyAccess } from '../../gateway/similar-access.js';
 import { SimilarSearch, type SimilarSearchDeps } from '../../gateway/similar-search.js';
+import { ANONYMOUS } from '../../gateway/caller.js';
 import { unitVectors } from './index-suite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cbmir-rounds-'));
@@ -50,7 +51,7 @@ test('a caller who may read 1 study in 20 still gets `limit` results when the in
     const out = await search.search(
       { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
       { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
-      undefined,
+      ANONYMOUS,
     );
     assert.equal(out.results.length, 10, `rounds ${out.rounds}, candidates per round ${asked.join(',')}`);
     assert.ok(out.rounds <= 5);
@@ -60,7 +61,7 @@ test('a caller who may read 1 study in 20 still gets `limit` results when the in
       search.search(
         { vector: vectors[0]!, source: 'upload', modelVersion: 'v0' },
         { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
-        undefined,
+        ANONYMOUS,
       ),
       (e: Error & { code?: string; status?: number }) => e.code === 'NOT_READY' && e.status === 503 && /changed to v1/.test(e.message),
     );
