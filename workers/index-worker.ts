@@ -97,8 +97,10 @@ export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstance
     studyInstanceUid: meta.studyInstanceUid ?? ids.studyInstanceUid,
     seriesInstanceUid: meta.seriesInstanceUid ?? ids.seriesInstanceUid,
     sopClassUid: meta.sopClassUid,
-    modality: meta.modality,
-    bodyPartExamined: meta.bodyPartExamined,
+    // Code strings as the standard writes them (upper case, trimmed): many archives store
+    // "Brain" or "Abdomen", and /similar's filters match exactly.
+    modality: meta.modality?.trim().toUpperCase() || undefined,
+    bodyPartExamined: meta.bodyPartExamined?.trim().toUpperCase() || undefined,
     label: meta.label?.className,
     patientKey: key,
     frame,

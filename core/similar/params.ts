@@ -76,7 +76,9 @@ function parseLimit(v: string | undefined, max: number): number {
 function parseCsList(q: URLSearchParams, name: string): string[] | undefined {
   const raw = q.getAll(name);
   if (raw.length === 0) return undefined;
-  const values = raw.flatMap((r) => r.split(',')).map((s) => s.trim());
+  // Code strings are upper case; the index stores them so (workers/index-worker.ts toDoc), and
+  // "Brain" as written in many archives' BodyPartExamined matches BRAIN.
+  const values = raw.flatMap((r) => r.split(',')).map((s) => s.trim().toUpperCase());
   if (values.length > MAX_FILTER_VALUES) throw bad(`${name}: at most ${MAX_FILTER_VALUES} values`);
   for (const v of values)
     if (!CS_RE.test(v)) throw bad(`${name} values are DICOM code strings (A-Z, 0-9, space, _; at most 16 characters)`);

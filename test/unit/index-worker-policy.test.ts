@@ -58,6 +58,16 @@ test('an optional text over the index limit (a 300-character label) is left out,
   assert.equal(doc.label, undefined);
   assert.equal(doc.modality, 'MR');
   assert.equal(docProblem(doc, 4, '0.4.0'), undefined);
+  // Code strings are stored as the standard writes them, so the filters match "Brain" as BRAIN.
+  const mixed = toDoc(
+    { ...meta, bodyPartExamined: ' Brain ', modality: 'mr' } as InstanceMeta,
+    { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+    new Float32Array(4).fill(0.5),
+    1,
+    '0.4.0',
+    undefined,
+  );
+  assert.deepEqual([mixed.bodyPartExamined, mixed.modality], ['BRAIN', 'MR']);
 });
 
 test('interactive embed jobs are bounded by the decode limit, not by the index-job concurrency', () => {

@@ -97,7 +97,10 @@ describe('parseSimilarParams', () => {
       ).code,
       'BAD_PARAM',
     );
-    for (const bad of ['mr', 'M<R', 'A'.repeat(17), 'MR,', "MR' OR 1=1"]) {
+    // Lower case is read as the code string it stands for ("Brain" as many archives write it).
+    assert.deepEqual(parseSimilarParams(qs('BodyPartExamined=Brain&Modality=mr'), { allowUids: false }).bodyPartExamined, ['BRAIN']);
+    assert.deepEqual(parseSimilarParams(qs('Modality=mr'), { allowUids: false }).modality, ['MR']);
+    for (const bad of ['M<R', 'A'.repeat(17), 'MR,', "MR' OR 1=1"]) {
       assert.equal(
         problem(() =>
           parseSimilarParams(qs(`Modality=${encodeURIComponent(bad)}`), {
