@@ -19,6 +19,7 @@ import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { configOrExit, manifestOrExit, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
+import { progressLines } from './progress-lines.js';
 
 export const parseRate = (v: string): number => {
   const n = Number(v);
@@ -76,19 +77,11 @@ export function reconcileProgress(o: {
 }): { update(p: ReconcileProgress): void; stop(): void } | undefined {
   const bar = reconcileBar(o.bar);
   if (bar || !o.lines) return bar;
-  const everyMs = o.everyMs ?? 30_000;
-  let last = Date.now();
-  return {
-    update(p) {
-      const now = Date.now();
-      if (now - last < everyMs) return;
-      last = now;
-      process.stderr.write(
-        `${o.prefix}: ${p.studiesDone}/${p.studiesTotal} studies, ${p.instancesSeen}/${p.instancesTotal} instances, ${p.missing} missing, ${p.enqueued} enqueued\n`,
-      );
-    },
-    stop() {},
-  };
+  return progressLines<ReconcileProgress>(
+    (p) =>
+      `${o.prefix}: ${p.studiesDone}/${p.studiesTotal} studies, ${p.instancesSeen}/${p.instancesTotal} instances, ${p.missing} missing, ${p.enqueued} enqueued`,
+    o.everyMs,
+  );
 }
 
 /** `--match Key=value` (repeatable) → QIDO matching attributes. */

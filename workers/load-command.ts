@@ -9,6 +9,7 @@ import cliProgress from 'cli-progress';
 import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
 import { MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
+import { progressLines } from './progress-lines.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
 
@@ -102,17 +103,7 @@ export function loadProgress(o: {
     };
   }
   if (!o.lines) return undefined;
-  const everyMs = o.everyMs ?? 30_000;
-  let last = Date.now();
-  return {
-    update(p) {
-      const now = Date.now();
-      if (now - last < everyMs) return;
-      last = now;
-      process.stderr.write(`cbmir load: ${p.done}/${p.total} images, ${ok(p)} ${verb}, ${p.failed} failed\n`);
-    },
-    stop() {},
-  };
+  return progressLines((p: LoadProgress) => `cbmir load: ${p.done}/${p.total} images, ${ok(p)} ${verb}, ${p.failed} failed`, o.everyMs);
 }
 
 export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = process.stdout): void {
