@@ -148,7 +148,8 @@ def main(argv=None):
     winner, common, means, recipes = choose(res, a.test_fold)
     cut = {(r["tag"], r["fold"]) for r in map(json.loads, lines) if r.get("truncated")}
     for tag in res | {t: {} for t, _ in cut}:
-        embs = sorted(out.glob(f"emb-{tag}-f*.npy"))
+        # a second run over the same folder finds the first's .truncated.npy: not a fold of the recipe
+        embs = sorted(p for p in out.glob(f"emb-{tag}-f*.npy") if not p.name.endswith(".truncated.npy"))
         # A fold cut by the deadline is another (shorter) recipe: its embeddings are kept apart,
         # named so, and never bundled where posthoc.py / paired.py would score them as the recipe.
         keep = [p for p in embs if (tag, int(p.stem.split("-f")[-1])) not in cut]

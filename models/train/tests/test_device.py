@@ -309,6 +309,8 @@ def test_prior_runs_may_not_reuse_a_tag_and_cut_folds_are_never_exported(tmp_pat
     collect(["--out", str(cut)])
     assert sorted(np.load(cut / "emb-e.npz").files) == ["f1"]
     assert (cut / "emb-e-f5.truncated.npy").exists()
+    collect(["--out", str(cut)])  # run again over the same folder: the cut fold stays apart
+    assert (cut / "emb-e-f5.truncated.npy").exists()
 
 
 def test_device_tree_holds_the_onnx_files_out_of_the_tree_and_restores_them(tmp_path):
