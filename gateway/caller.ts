@@ -8,9 +8,36 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** Request headers that say nothing about who is asking. */
+/**
+ * Request headers that say nothing about who is asking: content negotiation, conditionals,
+ * caching, and what proxies and tracers add per request (a per-request value in the key would
+ * make every access check a cache miss, and a conditional sent on an access QIDO could make the
+ * PACS answer 412).
+ */
 export const NOT_IDENTITY = new Set([
   'accept',
+  'accept-charset',
+  'baggage',
+  'cdn-loop',
+  'cf-connecting-ip',
+  'cf-ipcountry',
+  'cf-ray',
+  'cf-visitor',
+  'if-match',
+  'if-range',
+  'if-unmodified-since',
+  'sentry-trace',
+  'true-client-ip',
+  'via',
+  'x-amzn-trace-id',
+  'x-cloud-trace-context',
+  'x-correlation-id',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'x-request-start',
   'accept-encoding',
   'accept-language',
   'cache-control',
@@ -43,7 +70,7 @@ export const NOT_IDENTITY = new Set([
   'x-request-id',
 ]);
 
-const isIdentity = (name: string) => !NOT_IDENTITY.has(name) && !name.startsWith('sec-');
+const isIdentity = (name: string) => !NOT_IDENTITY.has(name) && !name.startsWith('sec-') && !name.startsWith('x-b3-');
 
 /** Hash of the identity-bearing request headers (empty when there are none). */
 export function callerKey(headers: IncomingHttpHeaders): string {

@@ -169,6 +169,7 @@ export class SimilarSearch {
     // Candidates asked per missing result; grows with what a round really needed per new result
     // (a caller who may read few studies, long series under groupBy=study), so five rounds suffice.
     let perGroup: number = PER_GROUP[p.groupBy];
+    let anyReadable = false;
     while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
       rounds++;
       const need = p.limit - grouper.size;
@@ -196,12 +197,15 @@ export class SimilarSearch {
       // Nothing is answered (not even "no results", nor a 503 below) before the query study is
       // known readable, and in the words used for a missing instance, which it must not differ from.
       if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the instance');
-      // A 401 refuses the credentials, not a study; a 403 for every study asked, the same. Taken
-      // as "cannot read these" they gave an expired login 200 and no results, after every round
-      // of widening the search (an upload has no query study to be refused on first).
+      // While nothing has been readable yet, a 401 refuses the credentials, not a study, and so
+      // does a 403 for every study asked. Taken as "cannot read these" they gave an expired login
+      // 200 and no results, after every round of widening (an upload has no query study to be
+      // refused on first). Once something was readable, a refusal is about those studies only
+      // (an access QIDO gives all of its ≤ 50 studies its status), and they are dropped.
       const verdicts = [...access.values()].map((a) => a.verdict);
-      if (verdicts.includes(401)) throwUnlessReadable(401, 'the PACS');
-      if (verdicts.length > 0 && verdicts.every((v) => v === 403)) throwUnlessReadable(403, 'the PACS');
+      if (!anyReadable && verdicts.includes(401)) throwUnlessReadable(401, 'the PACS');
+      if (!anyReadable && verdicts.length > 0 && verdicts.every((v) => v === 403)) throwUnlessReadable(403, 'the PACS');
+      if (verdicts.includes('yes')) anyReadable = true;
       // A query embedded while the live version was swapped: its vector and the index come from
       // two models, and a ranking across them means nothing. Ask again (it takes seconds).
       const searched = hits[0]?.doc.modelVersion;

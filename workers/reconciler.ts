@@ -147,6 +147,10 @@ const SERIES_UID = '0020000E';
 const SOP_UID = '00080018';
 const SOP_CLASS = '00080016';
 const STUDY_INSTANCES = '00201208';
+/** The failure index-worker.ts gives a job no worker of its version took (OTHER_MODEL_MAX_AGE_MS). */
+const OTHER_MODEL_FAILURE = /^model version \S+: no worker of that version took the job/;
+/** Clock difference between worker and reconciler machines tolerated when keeping documents indexed during a listing. */
+const CLOCK_MARGIN_MS = 5 * 60_000;
 /** Documents of one study compared with the PACS per pass (more than any real study holds). */
 const MAX_STUDY_DOCS = 10_000;
 
@@ -274,7 +278,8 @@ export class Reconciler {
             const sop = stringValue(ds, SOP_UID);
             const series = stringValue(ds, SERIES_UID);
             const sopClassUid = stringValue(ds, SOP_CLASS);
-            if (isValidUid(sop)) sopsOfStudy.set(sop, series ?? '');
+            // No valid series: the PACS still lists the instance, so its document stays (compared by SOP only).
+            if (isValidUid(sop)) sopsOfStudy.set(sop, isValidUid(series) ? series : '');
             if (!isValidUid(sop) || !isValidUid(series)) s.invalid++;
             // Never indexable: enqueuing them fetched and refused them again every time their
             // failed job expired (a week). Stored through the gateway they are refused once,
@@ -293,8 +298,11 @@ export class Reconciler {
               `the PACS answered offset=${offset - page.length} with instances already listed (does it support QIDO offset?)`,
             );
         }
-        // Only after the whole listing was read: a study cut short says nothing about what is gone.
-        if (prune && sopsOfStudy.size > 0) s.pruned += await this.pruneStudy(study.uid, sopsOfStudy, studyListedAt);
+        // Only after the whole listing was read: a study cut short says nothing about what is gone,
+        // nor one whose listing came out smaller than the PACS's own count of it (a page lost to
+        // offset paging while the archive changed, a capped answer).
+        const short = study.instances !== undefined && seenInStudy < study.instances;
+        if (prune && sopsOfStudy.size > 0 && !short) s.pruned += await this.pruneStudy(study.uid, sopsOfStudy, studyListedAt);
       } catch (err) {
         if (signal?.aborted) throw err;
         if (err instanceof PassStopped) {
@@ -318,11 +326,13 @@ export class Reconciler {
     if (prune && wholeList && !stopped) {
       try {
         const indexed = await this.deps.index.studyUids();
-        const gone = indexed.filter((u) => !seen.has(u));
+        // Absent from the paged list is not proof: a study deleted before the offset while paging
+        // shifts the next page by one. Each one is asked for by UID before anything is deleted.
+        const gone = await this.confirmGone(indexed.filter((u) => !seen.has(u)), qido);
         const bound = Math.max(10, Math.floor(indexed.length / 5));
-        if (gone.length > bound) {
+        if (gone.length > 0 && (seen.size === 0 || gone.length === indexed.length || gone.length > bound)) {
           pruneRefused =
-            `the PACS no longer lists ${gone.length} of the ${indexed.length} indexed studies (more than ${bound} at once): ` +
+            `the PACS no longer lists ${gone.length} of the ${indexed.length} indexed studies (${seen.size === 0 ? 'it lists none' : gone.length === indexed.length ? 'none of them' : `more than ${bound} at once`}): ` +
             'nothing deleted; if they really were deleted, `cbmir reindex` rebuilds the index';
           this.deps.log?.warn({ gone: gone.length, indexed: indexed.length }, 'reconciler: too many indexed studies missing from the PACS; none deleted');
         } else
@@ -334,7 +344,8 @@ export class Reconciler {
           }
       } catch (err) {
         if (signal?.aborted) throw err;
-        stopped = err instanceof PassStopped ? err.message : `index unreachable: ${(err as Error).message}`;
+        if (err instanceof PassStopped) stopped = err.message;
+        else pruneRefused = `nothing deleted: ${(err as Error).message}`; // the index or the PACS failed the check
       }
     }
 
@@ -349,6 +360,24 @@ export class Reconciler {
     };
   }
 
+  /** Of these study UIDs, those the PACS does not list when asked for by UID (≤ 50 a QIDO). */
+  private async confirmGone(
+    candidates: string[],
+    qido: (path: string, params: Record<string, string | number | undefined>) => Promise<DicomJsonDataset[]>,
+  ): Promise<string[]> {
+    const gone: string[] = [];
+    for (let i = 0; i < candidates.length; i += 50) {
+      const batch = candidates.slice(i, i + 50);
+      const listed = new Set(
+        (await qido('/studies', { StudyInstanceUID: batch.join(','), includefield: STUDY_UID, limit: batch.length })).map((d) =>
+          stringValue(d, STUDY_UID),
+        ),
+      );
+      gone.push(...batch.filter((u) => !listed.has(u)));
+    }
+    return gone;
+  }
+
   /**
    * Delete the study's documents whose instance the PACS does not list (or lists in another
    * series), except those indexed after `listedAt`: stored while the PACS was being listed.
@@ -357,7 +386,14 @@ export class Reconciler {
     const { index } = this.deps;
     try {
       const refs = await index.listStudy(study, MAX_STUDY_DOCS);
-      const stale = refs.filter((r) => pacs.get(r.sopInstanceUid) !== r.seriesInstanceUid && !(Date.parse(r.indexedAt) >= listedAt));
+      // A listed SOP whose series the PACS did not give ('') is kept; so is what was indexed after
+      // the listing, with a margin for another machine's clock.
+      const before = listedAt - CLOCK_MARGIN_MS;
+      const stale = refs.filter((r) => {
+        const listed = pacs.get(r.sopInstanceUid);
+        const moved = listed === undefined || (listed !== '' && listed !== r.seriesInstanceUid);
+        return moved && !(Date.parse(r.indexedAt) >= before);
+      });
       return stale.length === 0 ? 0 : await index.deleteMany(stale.map((r) => r.sopInstanceUid));
     } catch (err) {
       throw new PassStopped(`index unreachable: ${(err as Error).message}`);
@@ -395,7 +431,9 @@ export class Reconciler {
       const st = states[k];
       if (st === 'unknown') toAdd.push(inst);
       else if (st === 'failed') s.previouslyFailed++;
-      else if (st === 'completed-indexed') toRequeue.push(inst);
+      // A job failed only because no worker of its version came (index-worker.ts): this pass runs
+      // that version now, so it is queued again rather than left failed for a week.
+      else if (st === 'completed-indexed' || st === 'failed-other-model') toRequeue.push(inst);
       else s.alreadyQueued++;
     });
     if (toRequeue.length) {
@@ -440,7 +478,7 @@ type Counters = {
   enqueueFailures: number;
 };
 
-type JobState = 'unknown' | 'failed' | 'completed-indexed' | 'completed-other' | 'pending';
+type JobState = 'unknown' | 'failed' | 'failed-other-model' | 'completed-indexed' | 'completed-other' | 'pending';
 
 /** Where each job id stands. ioredis pipelines the concurrent calls on one connection. */
 async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Promise<JobState[]> {
@@ -448,7 +486,10 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
     ids.map(async (id): Promise<JobState> => {
       const st = await queue.getJobState(id);
       if (st === 'unknown') return 'unknown';
-      if (st === 'failed') return 'failed';
+      if (st === 'failed') {
+        const job = await queue.getJob(id);
+        return job && OTHER_MODEL_FAILURE.test(job.failedReason ?? '') ? 'failed-other-model' : 'failed';
+      }
       if (st === 'completed') {
         const job = await queue.getJob(id);
         if (!job) return 'unknown'; // removed in between (removeOnComplete)

@@ -298,8 +298,12 @@ export function reindexCommand(): Command {
             `cbmir reindex: not swapping ${version}: ${blockers.join('; ') || 'incomplete'} ` +
               `(${first.studyErrors.length + second.studyErrors.length} studies not crawled, ` +
               `${first.enqueueFailures + second.enqueueFailures} not enqueued, ${failed.total - retryable} refused for good). ` +
-              `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
-              'or pass --force to swap it as it is\n',
+              (complete
+                ? // Crawled and nothing to retry: only the count stands in the way, and a rerun
+                  // would crawl everything again to the same count.
+                  `If images were deleted from the PACS since the live version indexed them, make it live with \`cbmir reindex --model ${o.model} --swap-only --force\`\n`
+                : `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
+                  'or pass --force to swap it as it is\n'),
           );
         }
         await finish(swap, {

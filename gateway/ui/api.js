@@ -85,7 +85,9 @@ export async function listInstances(root, study, series, { pageSize = 1000, max 
     const page = await qido(root, path, [['limit', String(limit)], ['offset', String(asked)], ['includefield', '00200013']]);
     all.push(...page);
     asked += page.length;
-    if (page.length < limit) break;
+    // Only an empty page ends the series: a PACS may cap a page below the limit asked for
+    // (the reconciler pages the same way).
+    if (page.length === 0) break;
   }
   const seen = new Set();
   const unique = all.filter((d) => {

@@ -35,3 +35,17 @@ test('callerOf: Authorization apart, the other identity headers to send along; n
   assert.equal(c.key, callerKey({ authorization: 'Bearer t', cookie: 'session=a', token: 'x' }));
   assert.deepEqual(callerOf({ accept: '*/*' }), { authorization: undefined, headers: {}, key: '' });
 });
+
+test('callerOf: what proxies and tracers add per request is not who the caller is (nor sent on access checks)', () => {
+  const a = callerOf({
+    authorization: 'Basic x',
+    'x-amzn-trace-id': 'Root=1',
+    'x-forwarded-for': '10.0.0.1',
+    via: '1.1 lb',
+    'x-b3-traceid': 'a',
+    'if-match': '"e"',
+  });
+  const b = callerOf({ authorization: 'Basic x', 'x-amzn-trace-id': 'Root=2', 'x-forwarded-for': '10.0.0.2', 'x-b3-traceid': 'b' });
+  assert.equal(a.key, b.key);
+  assert.deepEqual(a.headers, {});
+});

@@ -69,3 +69,63 @@ test('a caller who may read 1 study in 20 still gets `limit` results when the in
     await index.close();
   }
 });
+
+test('refused credentials: an answer while nothing was readable; after a readable study, refused studies are only dropped', async () => {
+  const dims = 16;
+  const index = new EmbeddedIndex({ path: join(dir, 'refused.sqlite') });
+  await index.ensure(dims, 'v1');
+  const vectors = unitVectors(201, dims, 5);
+  await index.upsert(
+    vectors.slice(1).map((vector, i) => ({
+      sopInstanceUid: `2.25.8.${i}.1.1`,
+      studyInstanceUid: `2.25.8.${i}`,
+      seriesInstanceUid: `2.25.8.${i}.1`,
+      modelVersion: 'v1',
+      indexedAt: new Date(0).toISOString(),
+      vector,
+    })),
+  );
+  const searchWith = (verdict: (study: string, round: number, position: number) => 'yes' | 'no' | 401 | 403) => {
+    let round = 0;
+    const access = {
+      async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
+        round++;
+        return new Map([...studies].map((s, k) => [s, { verdict: verdict(s, round, k) }] as const));
+      },
+    } as unknown as AccessChecker;
+    return new SimilarSearch({
+      index,
+      access,
+      modelVersion: 'v1',
+      log: createLogger('silent', 'test'),
+    } as unknown as SimilarSearchDeps).search(
+      { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
+      { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
+      ANONYMOUS,
+    );
+  };
+  try {
+    await assert.rejects(
+      searchWith(() => 401),
+      (e: Error & { code?: string }) => e.code === 'UNAUTHORIZED',
+    );
+    await assert.rejects(
+      searchWith(() => 403),
+      (e: Error & { code?: string }) => e.code === 'FORBIDDEN',
+    );
+    // Round 1 finds one readable study (its nearest hit); the later rounds' QIDOs are refused as a
+    // whole (one study in their batch is forbidden): the readable result stays, nothing is thrown.
+    let readable = '';
+    const kept = await searchWith((s, round, k) => {
+      if (round === 1 && k === 0) readable = s;
+      return round === 1 ? (s === readable ? 'yes' : 'no') : 403;
+    });
+    assert.ok(kept.rounds > 1, 'the search widened after round 1');
+    assert.deepEqual(
+      kept.results.map((g) => g.best.doc.studyInstanceUid),
+      [readable],
+    );
+  } finally {
+    await index.close();
+  }
+});

@@ -35,11 +35,14 @@ let root = '';
 /** The instances the fake PACS holds in the series, and the studies it holds. */
 let seriesSize = 0;
 let studyCount = 0;
+/** A PACS that caps its pages below the limit asked for (0: no cap). */
+let pageCap = 0;
 const asked: URL[] = [];
 const server = http.createServer((req, res) => {
   const u = new URL(req.url ?? '/', 'http://pacs');
   asked.push(u);
-  const limit = Number(u.searchParams.get('limit') ?? Infinity);
+  const asked_ = Number(u.searchParams.get('limit') ?? Infinity);
+  const limit = pageCap ? Math.min(pageCap, asked_) : asked_;
   const offset = Number(u.searchParams.get('offset') ?? 0);
   const total = u.pathname.endsWith('/instances') ? seriesSize : studyCount;
   const body: Dataset[] = [];
@@ -113,7 +116,7 @@ describe('ui: the study filter as QIDO matching keys', () => {
 describe('ui: a series is listed to its end, page by page', () => {
   const ids = (r: { instances: Dataset[] }) => r.instances.map((d) => api.tagValue(d, '00080018'));
 
-  it('pages with offset until a short page, and keeps every instance', async () => {
+  it('pages with offset until an empty page, and keeps every instance, also from a PACS that caps its pages', async () => {
     seriesSize = 2345;
     asked.length = 0;
     const r = await api.listInstances(root, '1.2', '1.2.3');
@@ -126,9 +129,17 @@ describe('ui: a series is listed to its end, page by page', () => {
         ['0', '1000'],
         ['1000', '1000'],
         ['2000', '1000'],
+        ['2345', '1000'],
       ],
     );
     assert.ok(asked.every((u) => u.pathname === '/dicom-web/studies/1.2/series/1.2.3/instances'));
+    pageCap = 100; // a short page is not the end of the series
+    try {
+      const capped = await api.listInstances(root, '1.2', '1.2.3');
+      assert.deepEqual([capped.instances.length, capped.complete], [2345, true]);
+    } finally {
+      pageCap = 0;
+    }
   });
 
   it('stops at the bound and says the series was cut (and not when it holds exactly the bound)', async () => {

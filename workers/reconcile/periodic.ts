@@ -23,6 +23,9 @@ import { takePassLock } from './pass-lock.js';
 import { RateLimiter } from './rate-limiter.js';
 import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary } from '../reconciler.js';
 
+/** Changes behind the feed's head beyond which the fast path starts again at the head. */
+const MAX_BACKLOG = 10_000;
+
 export interface PeriodicOptions {
   /** Redis holding the lock (the queue's Redis). */
   readonly redisUrl: string;
@@ -89,7 +92,7 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
   };
   if (opts.intervalS > 0) schedule(opts.firstDelayMs ?? 5_000);
 
-  // The change feed: a cursor from now on (what came before is the full crawl's job).
+  // The change feed: from the shared cursor, else from now on (what came before is the full crawl's job).
   const changes = opts.changes;
   if (changes && changes.intervalS > 0) {
     let cursor: number | undefined;
@@ -107,6 +110,12 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
           await limiter.take(abort.signal);
           const head = await changes.feed.head();
           if (cursor === undefined || cursor > head) cursor = head;
+          // After a long stop the backlog would be walked one rate-limited lookup per series
+          // before any new change: the full crawl finds what happened meanwhile, so jump.
+          else if (head - cursor > MAX_BACKLOG) {
+            opts.log.info({ skipped: head - cursor }, 'reconciler change feed: backlog left to the full crawl');
+            cursor = head;
+          }
           const { studies, last } = await changes.feed.poll(cursor, 1000, () => limiter.take(abort.signal));
           cursor = last;
           await lockConn.set(cursorKey, String(last), 'EX', 30 * 24 * 3600);
