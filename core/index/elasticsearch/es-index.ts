@@ -126,7 +126,7 @@ export class ElasticsearchIndex implements VectorIndex {
           const created = (n: string) => Number(settings[n]?.settings?.index?.creation_date ?? Number.MAX_SAFE_INTEGER);
           const [keep, ...drop] = [...named].sort((a, b) => created(a) - created(b) || cmp(a, b));
           await this.client.indices.updateAliases({
-            actions: [{ add: { index: keep!, alias: this.options.base } }, ...drop.map((i) => ({ remove: { index: i, alias: this.options.base } }))],
+            actions: [{ add: { index: keep!, alias: this.options.base } }, ...drop.map((i) => ({ remove: { index: i, alias: this.options.base, must_exist: false } }))],
           });
         }
       }
