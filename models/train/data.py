@@ -154,7 +154,7 @@ def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Pat
         for i, r in enumerate(tqdm(rows, desc=f"cache harmonise={harmonise_inputs} size={size}", disable=not verbose,
                                    mininterval=5)):
             imgs[i] = _decode_one((r["path"], harmonise_inputs, size))
-        tmp = fn.with_suffix(".tmp.npz")
+        tmp = fn.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two builds at once must not share one
         np.savez(tmp, images=imgs)
         os.replace(tmp, fn)
     return Cache(

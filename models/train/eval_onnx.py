@@ -156,7 +156,7 @@ def embed_cached(model_path: Path, paths: list[str], batch: int = 32, threads: i
         for i, e in zip(todo, new):
             known[keys[i]] = e
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two evaluations at once must not share one
         np.savez(tmp, keys=np.array(list(known.keys())), emb=np.stack(list(known.values())))
         os.replace(tmp, cache_file)
     else:
