@@ -142,7 +142,7 @@ async function realEmbeddings(): Promise<{ dims: number; vectors: Float32Array[]
     const batch: Float32Array[] = [];
     for (const f of files.slice(i, i + 16)) {
       const img = await decodeSourceImage(readFileSync(f));
-      batch.push(preprocess(img.pixels, img.rows, img.cols, manifest.inputSize));
+      batch.push(preprocess(img.pixels, img.rows, img.cols, embedder.inputSize));
     }
     vectors.push(...(await embedder.embed(batch)).embeddings);
     if (i % 320 === 0) log(`  ${i}/${files.length} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

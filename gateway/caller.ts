@@ -14,7 +14,7 @@ import type { IncomingHttpHeaders } from 'node:http';
  * make every access check a cache miss, and a conditional sent on an access QIDO could make the
  * PACS answer 412).
  */
-export const NOT_IDENTITY = new Set([
+const NOT_IDENTITY = new Set([
   'accept',
   'accept-charset',
   'baggage',

@@ -74,19 +74,25 @@ export function downstreamResponseHeaders(
     const v = inbound[name];
     out[name] = (name === 'location' || name === 'content-location') && typeof v === 'string' ? mapUrl(v) : v;
   }
-  if (ownVary && out.vary !== undefined) {
-    const seen = new Set<string>();
-    const merged: string[] = [];
-    for (const f of `${ownVary},${String(out.vary)}`.split(',')) {
+  if (ownVary && out.vary !== undefined) out.vary = mergeVary(ownVary, out.vary);
+  return out;
+}
+
+/** Vary field values merged: each name once (case-insensitive), the first spelling, in order. */
+export function mergeVary(...values: Array<string | number | readonly string[] | undefined>): string {
+  const seen = new Set<string>();
+  const merged: string[] = [];
+  for (const v of values) {
+    if (v === undefined) continue;
+    for (const f of String(v).split(',')) {
       const t = f.trim();
       if (t && !seen.has(t.toLowerCase())) {
         seen.add(t.toLowerCase());
         merged.push(t);
       }
     }
-    out.vary = merged.join(', ');
   }
-  return out;
+  return merged.join(', ');
 }
 
 export function basicAuthorization(user: string | undefined, password: string | undefined): string | undefined {

@@ -67,6 +67,8 @@ interface StudyQuestion {
 
 export class AccessChecker {
   private readonly cache: LruCache<string, StudyAccess & { until: number }>;
+  /** The credential key of a caller who sent nothing identifying: the gateway's own login. */
+  private readonly defaultCred: string;
   /**
    * Uncached studies of all concurrent requests go out together: Orthanc spends ≈ 8 ms
    * of CPU on a QIDO whatever it names, so under load one QIDO per batch instead of one
@@ -82,6 +84,9 @@ export class AccessChecker {
     private readonly opts: AccessCheckerOptions,
   ) {
     this.cache = new LruCache(opts.ttlMs > 0 ? opts.maxEntries : 0);
+    this.defaultCred = `d:${createHash('sha256')
+      .update(opts.defaultAuthorization ?? '')
+      .digest('base64url')}`;
     this.batcher = new Batcher({
       load: (batch) => this.load(batch),
       missing: { verdict: 'no' },
@@ -92,10 +97,7 @@ export class AccessChecker {
 
   /** Every header that tells who the caller is (caller.ts); with none, the gateway's own login. */
   private credentialKey(caller: Caller): string {
-    if (caller.key) return `c:${caller.key}`;
-    return `d:${createHash('sha256')
-      .update(this.opts.defaultAuthorization ?? '')
-      .digest('base64url')}`;
+    return caller.key ? `c:${caller.key}` : this.defaultCred;
   }
 
   /** Verdict per study for this caller (uncached studies are asked in batched QIDOs). */
@@ -165,7 +167,7 @@ export class AccessChecker {
       found = await this.pacs.qido(
         `/studies/${uids.studyInstanceUid}/series/${uids.seriesInstanceUid}/instances`,
         { SOPInstanceUID: uids.sopInstanceUid, includefield: '00080016' },
-        asCaller(caller),
+        caller,
       );
     } catch (err) {
       throw pacsProblem(err);
@@ -174,7 +176,7 @@ export class AccessChecker {
   }
 
   /** Verdict for one study; throws the problem a caller should see unless readable. */
-  async requireReadable(study: string, caller: Caller, what = 'the query instance'): Promise<void> {
+  async requireReadable(study: string, caller: Caller, what: string): Promise<void> {
     const v = (await this.check([study], caller)).get(study);
     throwUnlessReadable(v ?? 'no', what);
   }
@@ -190,7 +192,7 @@ export class AccessChecker {
           includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
           limit: studies.length,
         },
-        asCaller(caller),
+        caller,
       );
       const readable = new Map<string, StudyAccess>();
       for (const d of found) {
@@ -209,11 +211,6 @@ export class AccessChecker {
     }
     return out;
   }
-}
-
-/** The PACS call options that ask as this caller: Authorization and the other identity headers. */
-export function asCaller(caller: Caller): { authorization: string | undefined; headers: Readonly<Record<string, string>> } {
-  return { authorization: caller.authorization, headers: caller.headers };
 }
 
 /** 401/403 pass through as problems; "not found with your credentials" is a plain 404. */

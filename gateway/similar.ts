@@ -39,7 +39,7 @@ import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
-import { callerOf } from './caller.js';
+import { callerOf, type Caller } from './caller.js';
 
 export interface SimilarDeps {
   readonly config: Config;
@@ -152,7 +152,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     req: Request,
     res: Response,
     mode: 'uids' | 'upload',
-    resolve: (params: SimilarParams) => Promise<QueryVector>,
+    resolve: (params: SimilarParams, caller: Caller) => Promise<QueryVector>,
     allowUids: boolean,
   ): Promise<void> => {
     const t0 = performance.now();
@@ -161,11 +161,12 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     try {
       const q = new URL(req.url ?? '/', 'http://x').searchParams;
       const params = parseSimilarParams(q, { allowUids, maxLimit: config.similar.maxLimit });
+      const caller = callerOf(req.headers);
       const tq = performance.now();
-      const query = await resolve(params);
+      const query = await resolve(params, caller);
       const queryMs = performance.now() - tq;
       source = query.source;
-      const out = await search.search(query, params, callerOf(req.headers));
+      const out = await search.search(query, params, caller);
       const base = publicBase(req);
       res.setHeader('cache-control', 'private, no-store');
       // Where the time went (W3C Server-Timing): query vector (index read or embed job), kNN, access QIDOs.
@@ -201,7 +202,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     }
   };
 
-  const byUids = (req: Request, uids: () => InstanceUids) => (_p: SimilarParams) => search.byUids(uids(), callerOf(req.headers));
+  const byUids = (uids: () => InstanceUids) => (_p: SimilarParams, caller: Caller) => search.byUids(uids(), caller);
 
   const app = gateway.app;
   app.get('/studies/:study/series/:series/instances/:sop/similar', (req, res) =>
@@ -209,7 +210,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       req,
       res,
       'uids',
-      byUids(req, () => pathUids(String(req.params.study), String(req.params.series), String(req.params.sop))),
+      byUids(() => pathUids(String(req.params.study), String(req.params.series), String(req.params.sop))),
       false,
     ),
   );
@@ -218,7 +219,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       req,
       res,
       'uids',
-      byUids(req, () => parseQueryUids(new URL(req.url ?? '/', 'http://x').searchParams)),
+      byUids(() => parseQueryUids(new URL(req.url ?? '/', 'http://x').searchParams)),
       true,
     ),
   );

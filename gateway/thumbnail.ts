@@ -17,7 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';
 import { takeAcceptParam } from './accept.js';
 import { callerKey } from './caller.js';
-import { upstreamRequestHeaders } from './headers.js';
+import { mergeVary, upstreamRequestHeaders } from './headers.js';
 import { LruCache } from './lru.js';
 import type { ProxyContext } from './passthrough.js';
 import { sendProblem } from './problem.js';
@@ -142,16 +142,13 @@ function send(
   // A browser keeps the image no longer than the gateway's own cache (a revoked permission is
   // served for 5 minutes at most), and per credentials and media type: another token typed on a
   // shared workstation, or a PNG asked for by header, must not get this answer from its cache.
-  const vary = [res.getHeader('vary'), 'Authorization', 'Cookie', 'Accept']
-    .flatMap((v) => (v === undefined ? [] : String(v).split(',')))
-    .map((v) => v.trim())
-    .filter((v, i, all) => v !== '' && all.findIndex((w) => w.toLowerCase() === v.toLowerCase()) === i);
+  const vary = mergeVary(res.getHeader('vary'), 'Authorization, Cookie, Accept');
   res.writeHead(status, {
     ...extra,
     'content-type': contentType,
     'content-length': body.length,
     'x-cbmir-thumbnail-cache': cache,
-    vary: vary.join(', '),
+    vary,
     ...(status === 200 ? { 'cache-control': `private, max-age=${CACHE_TTL_MS / 1000}` } : {}),
   });
   res.end(body);

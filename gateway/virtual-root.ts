@@ -46,7 +46,7 @@ import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { asCaller, notFound, pacsProblem } from './similar-access.js';
+import { notFound, pacsProblem } from './similar-access.js';
 import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
@@ -104,7 +104,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     }
     let found: DicomJsonDataset[];
     try {
-      found = await pacs.qido('/instances', { SOPInstanceUID: sop }, asCaller(caller));
+      found = await pacs.qido('/instances', { SOPInstanceUID: sop }, caller);
     } catch (err) {
       throw pacsProblem(err);
     }
@@ -122,7 +122,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     for (let i = 0; i < studies.length; i += UIDS_PER_QIDO) chunks.push(studies.slice(i, i + UIDS_PER_QIDO));
     let answers: DicomJsonDataset[][];
     try {
-      answers = await Promise.all(chunks.map((c) => pacs.qido(`/studies?${pacsStudyQuery(c, q)}`, {}, asCaller(caller))));
+      answers = await Promise.all(chunks.map((c) => pacs.qido(`/studies?${pacsStudyQuery(c, q)}`, {}, caller)));
     } catch (err) {
       throw pacsProblem(err);
     }

@@ -177,15 +177,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     byClass[inst.className]!.stored++;
   };
 
-  // Output file → the image written to it in this run: a second image for one name is a failure,
-  // never a silent overwrite. A file from an earlier run is replaced (its name is the same
-  // instance's deterministic UID), as a re-run re-sends the same instances to a PACS.
-  const claimed = new Map<string, string>();
+  // Named by the instance's deterministic SOP Instance UID (outputFile): no two images of a run
+  // share a name (planDataset refuses a file row twice), and a file from an earlier run is the
+  // same instance, replaced as a re-run re-sends it to a PACS.
   const writeOut = async (inst: PlannedInstance, bytes: Uint8Array) => {
     const file = outputFile(o.outDir!, inst);
-    const other = claimed.get(file);
-    if (other !== undefined) throw new Error(`output file ${path.relative(o.outDir!, file)} is already written for ${other}`);
-    claimed.set(file, inst.file);
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, bytes);
   };

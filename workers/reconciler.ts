@@ -49,6 +49,7 @@ import type { VectorIndex } from '../core/index/types.js';
 import type { Logger } from '../core/log.js';
 import type { Checkpoint } from './reconcile/checkpoint.js';
 import { RateLimiter } from './reconcile/rate-limiter.js';
+import { classifyFailure } from './failed-jobs.js';
 
 export interface ReconcileDeps {
   readonly pacs: PacsClient;
@@ -147,8 +148,6 @@ const SERIES_UID = '0020000E';
 const SOP_UID = '00080018';
 const SOP_CLASS = '00080016';
 const STUDY_INSTANCES = '00201208';
-/** The failure index-worker.ts gives a job no worker of its version took (OTHER_MODEL_MAX_AGE_MS). */
-const OTHER_MODEL_FAILURE = /^model version \S+: no worker of that version took the job/;
 /** Clock difference between worker and reconciler machines tolerated when keeping documents indexed during a listing. */
 const CLOCK_MARGIN_MS = 5 * 60_000;
 /** Documents of one study compared with the PACS per pass (more than any real study holds). */
@@ -488,7 +487,7 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
       if (st === 'unknown') return 'unknown';
       if (st === 'failed') {
         const job = await queue.getJob(id);
-        return job && OTHER_MODEL_FAILURE.test(job.failedReason ?? '') ? 'failed-other-model' : 'failed';
+        return job && classifyFailure(job.failedReason ?? '').step === 'other-model' ? 'failed-other-model' : 'failed';
       }
       if (st === 'completed') {
         const job = await queue.getJob(id);

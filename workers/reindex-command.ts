@@ -280,11 +280,11 @@ export function reindexCommand(): Command {
         const indexed = await index.count();
         const crawled = first.complete && second.complete;
         const complete = crawled && retryable === 0 && (indexed > 0 || second.instances === 0);
-        // A --match run covers part of the PACS: it is compared with the live version only when
-        // its parts are swapped in together (--swap-only).
+        // A --match run covers part of the PACS: making it live would hide every other image from
+        // search, and it is compared with the live version only when its parts are swapped in
+        // together (--swap-only).
         const blockers = o.match ? [] : reindexBlockers({ crawled, retryable, indexed, instances: second.instances, liveCount });
-        // A --match run covers part of the PACS: making it live would hide every other image from search.
-        const swap = !o.match && (complete || o.force === true) && (blockers.length === 0 || o.force === true);
+        const swap = !o.match && (o.force === true || (complete && blockers.length === 0));
         if (complete) checkpoint.remove();
         if (swap) {
           await index.swapAlias(version);

@@ -10,8 +10,6 @@ import type { DcmDataset } from 'dcmjs';
 import { bytes, num, str } from './dataset-values.js';
 
 export interface MosaicTile {
-  /** Slices in the mosaic. */
-  readonly slices: number;
   /** 0-based slice embedded. */
   readonly slice: number;
   readonly rows: number;
@@ -54,7 +52,7 @@ export function mosaicTile(ds: DcmDataset, rows: number, cols: number): MosaicTi
   const tileRows = rows / side;
   const tileCols = cols / side;
   const slice = Math.floor((n - 1) / 2);
-  return { slices: n, slice, rows: tileRows, cols: tileCols, top: Math.floor(slice / side) * tileRows, left: (slice % side) * tileCols };
+  return { slice, rows: tileRows, cols: tileCols, top: Math.floor(slice / side) * tileRows, left: (slice % side) * tileCols };
 }
 
 /** The tile's pixels out of the whole row-major frame. */

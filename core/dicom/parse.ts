@@ -110,7 +110,7 @@ function fileMetaEnd(b: Uint8Array): { end: number; ts: string | undefined } {
 }
 
 /** Inflated size allowed for a Deflated dataset: dcmjs inflates it whole, before any size check. */
-export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 
 export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number } = {}): ParseResult {
   if (!(input instanceof Uint8Array)) return { ok: false, reason: 'input is not a byte array' };

@@ -123,17 +123,22 @@ function note(id, text) {
   $(id).hidden = !text;
 }
 
+/** The image picker emptied, and any listing still on its way to it made stale. */
+function resetInstances() {
+  picker?.disconnect(); // the figures of the list removed
+  $('instances').replaceChildren();
+  note('instances-note', '');
+  return ++listSeq.instances;
+}
+
 async function loadStudies() {
   const seq = ++listSeq.studies;
   listSeq.series++;
-  listSeq.instances++;
-  picker?.disconnect();
+  resetInstances();
   const ul = $('studies');
   ul.replaceChildren();
   $('series').replaceChildren();
-  $('instances').replaceChildren();
   note('studies-note', '');
-  note('instances-note', '');
   let match;
   try {
     match = studyMatch($('filter-field').value, $('filter-text').value);
@@ -144,7 +149,6 @@ async function loadStudies() {
   try {
     const { studies, more } = await api.listStudies(state.config.dicomWebRoot, match, MAX_STUDIES);
     if (seq !== listSeq.studies) return;
-    ul.replaceChildren();
     for (const s of studies) {
       const uid = api.tagValue(s, '0020000D');
       const name = api.tagValue(s, '00100010') ?? '';
@@ -171,12 +175,9 @@ async function loadStudies() {
 
 async function loadSeries(study) {
   const seq = ++listSeq.series;
-  listSeq.instances++;
+  resetInstances();
   const ul = $('series');
   ul.replaceChildren();
-  $('instances').replaceChildren();
-  note('instances-note', '');
-  picker?.disconnect();
   try {
     const series = await api.listSeries(state.config.dicomWebRoot, study);
     if (seq !== listSeq.series) return;
@@ -210,11 +211,8 @@ async function seriesInstances(study, series) {
 }
 
 async function loadInstances(study, series) {
-  const seq = ++listSeq.instances;
+  const seq = resetInstances();
   const ul = $('instances');
-  ul.replaceChildren();
-  note('instances-note', '');
-  picker?.disconnect(); // the figures of the list just removed
   try {
     const { list, complete } = await seriesInstances(study, series);
     if (seq !== listSeq.instances) return;

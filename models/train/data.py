@@ -141,13 +141,9 @@ def build_cache(names=(FIGSHARE, IXI), harmonise_inputs: bool = False, root: Pat
     key = cache_key(names, harmonise_inputs, root, size, rows)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     fn = CACHE_DIR / f"cache-{key}.npz"
-    imgs = None
-    if fn.exists():
-        z = np.load(fn, allow_pickle=False)
-        imgs = z["images"]
-        if imgs.shape != (len(rows), size, size):  # never pair rows with another row count's images
-            imgs = None
-    if imgs is None:
+    if fn.exists():  # the key covers the rows and the code that made each image (cache_key)
+        imgs = np.load(fn, allow_pickle=False)["images"]
+    else:
         from tqdm import tqdm
 
         imgs = np.zeros((len(rows), size, size), np.float16)

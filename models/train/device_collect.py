@@ -62,9 +62,12 @@ def tta_means(folds: dict, test_fold: int = 5) -> dict:
     return out
 
 
-# Settings that make a recipe; a seed is one draw of it (device_train.RUN_ONLY steer a run, not training).
-NOT_RECIPE = frozenset({"tag", "seed", "folds", "save_folds", "budget_s", "n_boot", "threads", "tta_sizes", "pack",
-                        "checkpoint", "stop_after_epochs"})
+# Settings that may change between the calls of a resumed fold (device_train.py): they steer the
+# run, not the training. Here, where torch is not loaded, so that both files share one list.
+RUN_ONLY = frozenset({"folds", "save_folds", "budget_s", "n_boot", "threads", "tta_sizes", "pack",
+                      "checkpoint", "stop_after_epochs"})
+# Settings that make a recipe; a seed is one draw of it.
+NOT_RECIPE = RUN_ONLY | {"tag", "seed"}
 
 
 def recipe_of(folds: dict) -> str:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+from device_collect import RUN_ONLY  # settings that steer a run, not the training
 from evaluate import embed, evaluate_embeddings
 from losses import ArcFaceLoss, mix_batch, mixed_loss
 from model import build_model
@@ -91,11 +92,6 @@ def resolve_bf16(choice: str, dev: torch.device) -> bool:
     if choice == "auto":
         return dev.type == "cuda" or cpu_has_native_bf16()
     return choice == "on"
-
-
-# Settings that may change between the calls of a resumed fold: they steer the run, not the training.
-RUN_ONLY = frozenset({"folds", "save_folds", "budget_s", "n_boot", "threads", "tta_sizes", "pack",
-                      "checkpoint", "stop_after_epochs"})
 
 
 class Paused(Exception):

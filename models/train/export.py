@@ -156,21 +156,20 @@ def write_manifest(onnx_file: Path, version: str, dim: int, meta: dict, extra: d
         man.update(extra)
     path = MODELS_DIR / "manifest.json"
     old = json.loads(path.read_text()) if path.exists() else {}
+    same_file = old.get("sha256") == man["sha256"]
     # keep evaluation figures written by other tools for the same file
-    if old.get("sha256") == man["sha256"] and "metrics" in old:
+    if same_file and "metrics" in old:
         man["metrics"] = old["metrics"]
     # keep blocks other tools own (e.g. "heatmap", written by the heatmap exporter); they carry
     # their own source_sha256 so a consumer can tell when they are stale
     for k, v in old.items():
-        if k not in man and k != "metrics":
+        if k not in man and k not in ("metrics", "variants"):
             man[k] = v
     # A variant (e.g. the INT8 file) is derived from one model file: it goes with that file.
-    variants = {k: v for k, v in (man.get("variants") or {}).items()
-                if (MODELS_DIR / v.get("file", "")).is_file() and old.get("sha256") == man["sha256"]}
+    variants = {k: v for k, v in (old.get("variants") or {}).items()
+                if same_file and (MODELS_DIR / v.get("file", "")).is_file()}
     if variants:
         man["variants"] = variants
-    else:
-        man.pop("variants", None)
     path.write_text(json.dumps(man, indent=2) + "\n")
     return man
 

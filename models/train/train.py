@@ -156,12 +156,11 @@ def main(argv=None):
         cfg.update(ck["config"])
     for k in DEFAULTS:
         v = getattr(a, k)
-        if k == "frozen_until" and v is not None and str(v).lower() in ("none", ""):
-            v = "none"  # normalised to None below; compared as such
         if v is not None:
             # A resumed run keeps its recipe and split: another test fold would continue training a
             # model that has already seen that fold (device_train.load_checkpoint refuses the same).
-            same = (v == "none" and cfg.get(k) is None) if k == "frozen_until" else v == cfg.get(k)
+            # ("none" is how --frozen-until says None, as the checkpoint stores it.)
+            same = v == cfg.get(k) or (k == "frozen_until" and str(v).lower() in ("none", "") and cfg.get(k) is None)
             if ck and k not in RESUMABLE and not same:
                 raise SystemExit(f"--resume: --{k.replace('_', '-')} {v} differs from the checkpoint's {cfg.get(k)!r}; "
                                  f"a resumed run can only change {', '.join('--' + r for r in sorted(RESUMABLE))}")

@@ -8,6 +8,7 @@ import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { INDEX_JOB_OPTIONS, indexJobId, queueName, type IndexJobData } from '../../core/jobs.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { testStack } from '../helpers/stack.js';
+import { waitFor } from './indexing-fixture.js';
 
 function connection() {
   const u = new URL(testStack().redisUrl);
@@ -60,7 +61,7 @@ test('index jobs: an instance sent again through STOW after its job failed is qu
   );
   try {
     assert.equal((await enqueuer.enqueue([inst], 'stow')).enqueued, 1);
-    for (let t = 0; t < 100 && (await enqueuer.queue.getJobState(id)) !== 'failed'; t++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor('the job failed', async () => (await enqueuer.queue.getJobState(id)) === 'failed', 5_000, 50);
     assert.equal(await enqueuer.queue.getJobState(id), 'failed');
     await worker.close();
     await enqueuer.enqueue([inst], 'reconciler');

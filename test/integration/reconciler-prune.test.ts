@@ -15,7 +15,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Reconciler } from '../../workers/reconciler.js';
 import { testStack } from '../helpers/stack.js';
 import { unitVectors } from '../unit/index-suite.js';
-import { dropQueues, indexPlace, uniqueName } from './indexing-fixture.js';
+import { dropQueues, indexPlace, uniqueName, waitFor } from './indexing-fixture.js';
 
 const DIMS = 8;
 const VERSION = '0.0.0-prune';
@@ -171,7 +171,7 @@ for (const backend of ['embedded', 'elasticsearch'] as const) {
         );
         try {
           await enqueuer.enqueue([inst], 'stow');
-          for (let t = 0; t < 100 && (await enqueuer.queue.getJobState(id)) !== 'failed'; t++) await new Promise((r) => setTimeout(r, 50));
+          await waitFor('the job failed', async () => (await enqueuer.queue.getJobState(id)) === 'failed', 5_000, 50);
           assert.equal(await enqueuer.queue.getJobState(id), 'failed');
         } finally {
           await w.close();
