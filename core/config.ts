@@ -39,6 +39,8 @@ const envSchema = z.object({
   /** Acknowledges that, bound beyond loopback, requests without Authorization reach the PACS with CBMIR_PACS_USER's login. */
   CBMIR_ANONYMOUS_USES_PACS_LOGIN: bool.default(false),
   CBMIR_PACS_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  /** STOW: how long the PACS may take to answer once the whole upload reached it (it stores every instance first). */
+  CBMIR_PACS_STOW_TIMEOUT_MS: int(1000, 86_400_000).default(600_000),
   /** WADO-URI endpoint of the PACS; default: the PACS origin + /wado (Orthanc's plugin). */
   CBMIR_PACS_WADO_URI_URL: url.optional(),
   /** Upper bound on concurrent upstream connections to the PACS. */
@@ -67,6 +69,8 @@ const envSchema = z.object({
   CBMIR_WORKER_CONCURRENCY: int(1, 1024).default(64),
   /** Of those, how many may hold an instance being fetched, decoded and embedded (bounds memory: one instance each). */
   CBMIR_WORKER_DECODE_CONCURRENCY: int(1, 256).default(32),
+  /** Largest instance (bytes as the PACS sends it) a worker fetches to embed; larger ones are refused as decode/TOO_LARGE. */
+  CBMIR_WORKER_MAX_INSTANCE_BYTES: int(1 << 20, 16 * (1 << 30)).default(512 * (1 << 20)),
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
   CBMIR_SHOW_PATIENT: bool.default(false),
@@ -114,6 +118,7 @@ export interface Config {
     readonly user: string | undefined;
     readonly password: string | undefined;
     readonly timeoutMs: number;
+    readonly stowTimeoutMs: number;
     readonly wadoUriUrl: string;
     readonly maxSockets: number;
     readonly keepAliveMs: number;
@@ -131,7 +136,14 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly logLevel: Env['CBMIR_LOG_LEVEL'];
   readonly thumbnailCacheEntries: number;
-  readonly worker: { readonly concurrency: number; readonly decodeConcurrency: number; readonly batchSize: number; readonly batchWaitMs: number; readonly ortThreads: number };
+  readonly worker: {
+    readonly concurrency: number;
+    readonly decodeConcurrency: number;
+    readonly maxInstanceBytes: number;
+    readonly batchSize: number;
+    readonly batchWaitMs: number;
+    readonly ortThreads: number;
+  };
   readonly showPatient: boolean;
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
@@ -221,6 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       user: e.CBMIR_PACS_USER,
       password: e.CBMIR_PACS_PASSWORD,
       timeoutMs: e.CBMIR_PACS_TIMEOUT_MS,
+      stowTimeoutMs: e.CBMIR_PACS_STOW_TIMEOUT_MS,
       wadoUriUrl: (e.CBMIR_PACS_WADO_URI_URL ?? `${new URL(e.CBMIR_PACS_URL).origin}/wado`).replace(/\/+$/, ''),
       maxSockets: e.CBMIR_PACS_MAX_SOCKETS,
       keepAliveMs: e.CBMIR_PACS_KEEPALIVE_MS,
@@ -240,6 +253,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     worker: Object.freeze({
       concurrency: e.CBMIR_WORKER_CONCURRENCY,
       decodeConcurrency: e.CBMIR_WORKER_DECODE_CONCURRENCY,
+      maxInstanceBytes: e.CBMIR_WORKER_MAX_INSTANCE_BYTES,
       batchSize: e.CBMIR_BATCH_SIZE,
       batchWaitMs: e.CBMIR_BATCH_WAIT_MS,
       ortThreads: e.CBMIR_ORT_THREADS,
