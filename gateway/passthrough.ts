@@ -1,12 +1,15 @@
 /**
  * Pass-through to the PACS: the request streams up, the answer streams down.
  *
- * Bodies are never buffered, with one exception: textual answers (JSON/XML —
- * QIDO results, metadata, STOW responses), which are collected up to
- * `maxRewriteBytes` so that PACS URLs inside them can be mapped to the gateway
- * (see url-rewrite.ts). WADO-RS/URI bodies (multipart DICOM, frames, images)
- * are piped untouched with their Content-Type — and so their multipart
- * boundary — and Content-Length as the PACS sent them.
+ * No body is held whole. JSON/XML answers (QIDO results, metadata, STOW
+ * responses, errors) stream through a byte-level rewriter that maps PACS URLs
+ * onto the gateway (url-rewrite.ts). Their first REWRITE_WINDOW_BYTES are held
+ * before the head is sent: an answer that fits keeps an exact Content-Length,
+ * and a PACS that fails within it still gets a 502/504 problem instead of a cut
+ * connection. WADO-RS/URI bodies (multipart DICOM, frames, images) are piped
+ * untouched with their Content-Type — and so their multipart boundary — and
+ * Content-Length as the PACS sent them. A STOW answer is also kept, up to
+ * maxRewriteBytes, for the STOW hook.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';
@@ -24,6 +27,7 @@ export interface ProxyContext {
   readonly quirks: PacsQuirks;
   readonly defaultAuthorization: string | undefined;
   readonly maxBodyBytes: number;
+  /** Largest STOW answer kept for the STOW hook (the answer itself streams to the client whatever its size). */
   readonly maxRewriteBytes: number;
   readonly onUpstreamError: (kind: UpstreamFailure | 'body') => void;
 }
@@ -37,7 +41,7 @@ export interface ForwardSpec {
   readonly publicBase: PublicBase;
   /** Ask the PACS to build gateway URLs itself (RFC 7239 Forwarded) — only when the root paths agree. */
   readonly sendForwarded: boolean;
-  /** JSON/XML answers expected (QIDO, metadata, STOW): ask the PACS for identity encoding so URLs can be mapped. */
+  /** JSON/XML answers expected (QIDO, metadata, STOW): ask the PACS for whole, uncompressed answers so URLs can be mapped. */
   readonly rewritable: boolean;
   /** Stream the request body up (STOW). */
   readonly withBody: boolean;
@@ -45,34 +49,45 @@ export interface ForwardSpec {
   readonly onAnswered?: (status: number, contentType: string | undefined, body: Buffer) => void;
 }
 
-export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, spec: ForwardSpec): void {
-  const headers = upstreamRequestHeaders(req.headers, {
-    host: spec.endpoint.hostHeader,
-    defaultAuthorization: ctx.defaultAuthorization,
-    accept: spec.accept,
-    hasBody: spec.withBody,
-  });
-  // Answers we may rewrite must come back uncompressed; the rest (WADO bodies) keep the client's choice.
-  if (spec.rewritable) delete headers['accept-encoding'];
-  if (spec.sendForwarded && ctx.quirks.honoursForwarded) {
-    headers.forwarded = `host=${spec.publicBase.host};proto=${spec.publicBase.proto}`;
-  }
+/** Held before a rewritable answer's head is sent (see the top of this file). */
+const REWRITE_WINDOW_BYTES = 64 * 1024;
+/** Headers that describe the PACS's bytes, not the mapped ones. */
+const BYTE_HEADERS = ['content-length', 'etag', 'content-md5'] as const;
 
+export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, spec: ForwardSpec): void {
+  const headers = requestHeaders(ctx, req, spec);
+  const idle = clientIdleTimeout(req);
   let limiter: ByteLimit | null = null;
   let uploaded = false;
   if (spec.withBody) {
     limiter = new ByteLimit(ctx.maxBodyBytes);
-    limiter.once('finish', () => (uploaded = true));
+    limiter.once('finish', () => {
+      uploaded = true;
+      idle.suspend();
+    });
     req.pipe(limiter);
+  } else {
+    idle.suspend();
   }
 
+  const hook = spec.onAnswered;
   const abort = ctx.upstream.send(
-    { endpoint: spec.endpoint, method: req.method ?? 'GET', path: spec.path, headers, body: limiter },
+    {
+      endpoint: spec.endpoint,
+      method: req.method ?? 'GET',
+      path: spec.path,
+      headers,
+      body: limiter,
+      // A STOW answer that comes after the 504 still feeds the hook: the PACS stored the instances.
+      ...(hook ? { onLateAnswer: (ures: IncomingMessage) => readForHook(ctx, ures, hook) } : {}),
+    },
     (err, ures) => {
+      idle.restore();
+      // The PACS is gone mid-upload, or answered before it had the whole body (a 401 or 413 from
+      // the head): the rest is read and dropped, or an uploader that sends its whole body before
+      // reading gets a reset instead of this answer.
+      if (limiter && !uploaded) discardUpload(req, limiter);
       if (err || !ures) {
-        // The PACS is gone mid-upload: read and drop the rest, or an uploader that sends its
-        // whole body before reading gets a reset instead of this answer.
-        if (limiter) discardUpload(req, limiter);
         upstreamFailed(ctx, res, err as UpstreamError);
         return;
       }
@@ -97,8 +112,50 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     // A client that leaves after its whole STOW upload (a short client timeout on a slow store)
     // does not cancel the store: the PACS has every byte. Its answer is still read, for the STOW
     // hook that queues the stored instances; cancelling left them to the reconciler.
-    if (!res.writableFinished && !(spec.onAnswered && uploaded)) abort();
+    if (!res.writableFinished && !(hook && uploaded)) abort();
   });
+}
+
+function requestHeaders(ctx: ProxyContext, req: IncomingMessage, spec: ForwardSpec): OutgoingHttpHeaders {
+  const headers = upstreamRequestHeaders(req.headers, {
+    host: spec.endpoint.hostHeader,
+    defaultAuthorization: ctx.defaultAuthorization,
+    accept: spec.accept,
+    hasBody: spec.withBody,
+  });
+  if (spec.rewritable) {
+    // Answers we may rewrite must come back uncompressed (the rest, WADO bodies, keep the
+    // client's choice), and whole: a range of the PACS's bytes is no range of the mapped ones.
+    delete headers['accept-encoding'];
+    delete headers.range;
+    delete headers['if-range'];
+  }
+  if (spec.sendForwarded && ctx.quirks.honoursForwarded) {
+    headers.forwarded = `host=${spec.publicBase.host};proto=${spec.publicBase.proto}`;
+  }
+  return headers;
+}
+
+/**
+ * The client connection's idle timeout (server.setTimeout) is for a client that sends nothing;
+ * while it waits for the PACS's answer no byte moves on its socket, so the timeout is off from
+ * the end of the request until the answer's head, then back to what it was.
+ */
+function clientIdleTimeout(req: IncomingMessage): { suspend(): void; restore(): void } {
+  const socket = req.socket;
+  let saved: number | undefined;
+  let over = false;
+  return {
+    suspend: () => {
+      if (over || saved !== undefined || !socket.timeout) return;
+      saved = socket.timeout;
+      socket.setTimeout(0);
+    },
+    restore: () => {
+      over = true;
+      if (saved !== undefined && !socket.destroyed) socket.setTimeout(saved);
+    },
+  };
 }
 
 function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamError): void {
@@ -107,11 +164,17 @@ function upstreamFailed(ctx: ProxyContext, res: ServerResponse, err: UpstreamErr
   sendProblem(res, new HttpProblem(err.kind === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE', err.message));
 }
 
-function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec, head = false): void {
-  // The client is gone. A STOW's answer is still read (below) for its hook, which queues what the
-  // PACS stored; nothing else is worth reading.
-  if (res.destroyed && !spec.onAnswered) {
-    ures.destroy();
+function single(v: string | string[] | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, spec: ForwardSpec, head: boolean): void {
+  const hook = spec.onAnswered;
+  if (res.destroyed) {
+    // The client is gone. A STOW's answer is still read for its hook, which queues what the
+    // PACS stored; nothing else is worth reading.
+    if (hook) readForHook(ctx, ures, hook);
+    else ures.destroy();
     return;
   }
   const status = ures.statusCode ?? 502;
@@ -122,74 +185,137 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
     (v) => ctx.rewriter.mapUrl(v, base),
     ownVary === undefined ? undefined : String(ownVary),
   );
-  const contentType = ures.headers['content-type'];
-  const declared = ures.headers['content-length'] === undefined ? -1 : Number(ures.headers['content-length']);
-  // A compressed answer cannot be rewritten: pass it on as it is.
   const encoded = ures.headers['content-encoding'] !== undefined && ures.headers['content-encoding'] !== 'identity';
-  // A HEAD answer has no body to rewrite: its headers (Content-Length included) pass as they are.
-  const collect =
-    !head && (spec.onAnswered !== undefined || (!encoded && isRewritableType(contentType) && declared <= ctx.maxRewriteBytes));
+  // A compressed answer cannot be mapped, and a 206 is a range of the PACS's bytes: both pass as they are.
+  const mappable = !encoded && status !== 206 && isRewritableType(single(ures.headers['content-type']));
+  const bodyless = head || status === 204 || status === 304;
 
-  // Nothing moving mid-body for the PACS timeout: cut both sides rather than
-  // hang (the status is already sent). Paused means the client is not reading:
-  // not the PACS's fault, so not counted as an upstream error.
-  const idle = setTimeout(() => {
-    if (!ures.isPaused()) ctx.onUpstreamError('timeout');
-    ures.destroy();
-    res.destroy();
-  }, ctx.upstream.timeoutMs);
-  ures.on('data', () => idle.refresh());
-  res.on('drain', () => idle.refresh());
-  ures.on('end', () => clearTimeout(idle));
-  ures.on('close', () => clearTimeout(idle));
-  ures.on('error', () => {
-    ctx.onUpstreamError('body');
-    res.destroy();
-  });
-  ures.on('aborted', () => res.destroy());
-
-  if (!collect || declared > ctx.maxRewriteBytes) {
-    if (res.destroyed) return void ures.destroy(); // too large to hold for a hook without a client
+  watchAnswer(ctx, res, ures);
+  if (hook) {
+    keepForHook(ctx, ures, res, hook);
+    // A client that leaves mid-answer: the rest is still read, for the hook.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      ures.unpipe();
+      ures.resume();
+    });
+  }
+  if (bodyless || !mappable) {
+    // HEAD tells what GET would send: its body may be mapped, so the PACS's length and tags would not describe it.
+    if (head && mappable) for (const h of BYTE_HEADERS) delete out[h];
     res.writeHead(status, out);
     ures.pipe(res);
     return;
   }
+  streamMapped(ctx, res, ures, status, out, base);
+}
 
+/**
+ * Map the answer as it streams. Its first REWRITE_WINDOW_BYTES are held: one that ends within
+ * them goes out with its exact length; a longer one goes out chunked as it comes.
+ */
+function streamMapped(
+  ctx: ProxyContext,
+  res: ServerResponse,
+  ures: IncomingMessage,
+  status: number,
+  out: OutgoingHttpHeaders,
+  base: string,
+) {
+  const mapper = ctx.rewriter.bodyRewriter(base);
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  const hold = (chunk: Buffer): void => {
+    held.push(chunk);
+    heldBytes += chunk.length;
+    if (heldBytes <= REWRITE_WINDOW_BYTES) return;
+    mapper.off('data', hold);
+    for (const h of BYTE_HEADERS) delete out[h];
+    res.writeHead(status, out);
+    for (const c of held) res.write(c);
+    held.length = 0;
+    mapper.pipe(res);
+  };
+  mapper.on('data', hold);
+  mapper.once('end', () => {
+    if (res.headersSent || res.destroyed) return;
+    const body = Buffer.concat(held, heldBytes);
+    if (mapper.replaced > 0) for (const h of BYTE_HEADERS) delete out[h];
+    res.writeHead(status, { ...out, 'content-length': body.length });
+    res.end(body);
+  });
+  ures.pipe(mapper);
+}
+
+/**
+ * Bound the answer's body: nothing moving for the PACS timeout, or the PACS's connection lost
+ * mid-body. Before the head is sent that is a 504/502 problem; after it, the connection is cut
+ * (the client must not take a truncated body for whole). Paused means the client is not
+ * reading: not the PACS's fault, so not counted as an upstream error.
+ */
+function watchAnswer(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage): void {
+  let settled = false;
+  const fail = (kind: 'timeout' | 'body', count: boolean): void => {
+    if (settled) return;
+    settled = true;
+    if (count && !res.destroyed) ctx.onUpstreamError(kind); // destroyed: the client left, and the answer was cut for it
+    ures.destroy();
+    if (res.destroyed) return;
+    const problem =
+      kind === 'timeout'
+        ? new HttpProblem('UPSTREAM_TIMEOUT', `the PACS sent nothing for ${ctx.upstream.timeoutMs} ms mid-answer`)
+        : new HttpProblem('UPSTREAM_UNREACHABLE', 'the PACS connection failed mid-answer');
+    sendProblem(res, problem); // cuts the connection when the head is already out
+  };
+  const idle = setTimeout(() => fail('timeout', !ures.isPaused()), ctx.upstream.timeoutMs);
+  ures.on('data', () => idle.refresh());
+  res.on('drain', () => idle.refresh());
+  ures.once('end', () => {
+    settled = true;
+    clearTimeout(idle);
+  });
+  ures.on('error', () => undefined); // reported through 'close' below
+  ures.once('close', () => {
+    clearTimeout(idle);
+    if (!ures.complete) fail('body', true);
+  });
+}
+
+/** Keep the raw answer (bounded) and hand it to the hook once the client's response is done. */
+function keepForHook(
+  ctx: ProxyContext,
+  ures: IncomingMessage,
+  res: ServerResponse | null,
+  hook: NonNullable<ForwardSpec['onAnswered']>,
+): void {
+  const status = ures.statusCode ?? 502;
+  const contentType = single(ures.headers['content-type']);
   const chunks: Buffer[] = [];
   let size = 0;
-  let spilled = false;
   const onData = (chunk: Buffer): void => {
     size += chunk.length;
-    chunks.push(chunk);
-    if (size > ctx.maxRewriteBytes) {
-      // Larger than we are willing to hold: give up rewriting, stream the rest as is.
-      spilled = true;
+    if (size <= ctx.maxRewriteBytes) chunks.push(chunk);
+    else {
+      // Too large to keep: the hook gets nothing, the reconciler finds what was stored.
       ures.off('data', onData);
-      if (res.destroyed) return void ures.destroy();
-      ures.pause();
-      delete out['content-length'];
-      res.writeHead(status, out);
-      for (const c of chunks) res.write(c);
       chunks.length = 0;
-      ures.pipe(res);
+      if (res === null) ures.destroy();
     }
   };
   ures.on('data', onData);
-  ures.on('end', () => {
-    if (spilled) return;
-    const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-    if (res.destroyed) {
-      // the client left meanwhile: nobody to answer, the hook still queues what was stored
-      spec.onAnswered?.(status, typeof contentType === 'string' ? contentType : undefined, raw);
-      return;
-    }
-    const body = (encoded ? null : ctx.rewriter.mapBody(raw, base)) ?? raw;
-    const headers: OutgoingHttpHeaders = { ...out, 'content-length': body.length };
-    res.writeHead(status, headers);
-    res.end(body);
-    if (spec.onAnswered) {
-      const done = spec.onAnswered;
-      res.once('finish', () => done(status, typeof contentType === 'string' ? contentType : undefined, raw));
-    }
+  ures.once('end', () => {
+    if (size > ctx.maxRewriteBytes) return;
+    const deliver = (): void => hook(status, contentType, Buffer.concat(chunks, size));
+    if (res === null || res.writableFinished || res.destroyed) deliver();
+    else res.once('close', deliver);
   });
+}
+
+/** An answer nobody else reads (the client left, or already had its 504): only for the hook. */
+function readForHook(ctx: ProxyContext, ures: IncomingMessage, hook: NonNullable<ForwardSpec['onAnswered']>): void {
+  const idle = setTimeout(() => ures.destroy(), ctx.upstream.timeoutMs);
+  ures.on('data', () => idle.refresh());
+  ures.once('close', () => clearTimeout(idle));
+  ures.on('error', () => undefined);
+  keepForHook(ctx, ures, null, hook);
 }

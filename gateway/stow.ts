@@ -1,9 +1,11 @@
 /**
  * STOW-RS (PS3.18 §10.5): POST /studies[/{study}], multipart/related body.
- * The body streams to the PACS as it arrives (never buffered); its size is
- * checked up front from Content-Length and counted while streaming otherwise
- * (→ 413). The PACS's answer (small JSON/XML) is collected, URL-mapped, sent,
- * and then handed to the STOW hooks (stow-hooks.ts) for indexing.
+ * The body streams to the PACS as it arrives (never buffered), after the PACS's
+ * `100 Continue` where it sends one (upstream.ts); its size is checked up front
+ * from Content-Length and counted while streaming otherwise (→ 413). The PACS's
+ * answer streams back URL-mapped; its raw bytes are then handed to the STOW
+ * hooks (stow-hooks.ts) for indexing — also when the client has left, or had a
+ * 504 because the PACS took longer than CBMIR_PACS_STOW_TIMEOUT_MS.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';

@@ -6,7 +6,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { orthancAuthHeader, testStack } from '../helpers/stack.js';
-import { deleteStudies, raw, sample, startGateway, storeDirect, type Running, type StoredUids } from './gateway-fixture.js';
+import {
+  deleteStudies,
+  raw,
+  sample,
+  startGateway,
+  storeDirect,
+  stowBody,
+  uploadThenRead,
+  type Running,
+  type StoredUids,
+} from './gateway-fixture.js';
 
 describe('gateway authorization pass-through', () => {
   const stack = testStack();
@@ -68,6 +78,26 @@ describe('gateway authorization pass-through', () => {
     assert.equal(again.headers['x-cbmir-thumbnail-cache'], 'HIT');
     const anon = await raw(`${open.base}${thumb}`);
     assert.equal(anon.status, 401);
+  });
+
+  test('a large STOW without credentials: an uploader that sends everything before reading gets the PACS’s 401, not a reset', async () => {
+    const gw = await startGateway({ CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl });
+    try {
+      // First upload: the gateway asks with `Expect: 100-continue`, Orthanc refuses from the head.
+      assert.match(await uploadThenRead(gw.base, '/dicom-web/studies', 48 << 20), /^HTTP\/1\.1 401 /);
+      // A STOW that succeeds teaches the gateway that Orthanc never sends 100 (later uploads go
+      // without Expect); an early 401 must still come through then.
+      const { body, contentType } = stowBody([sample('transfer-syntax/mr_small_implicit.dcm')]);
+      const ok = await raw(`${gw.base}/dicom-web/studies`, {
+        method: 'POST',
+        headers: { 'content-type': contentType, authorization: good },
+        body,
+      });
+      assert.equal(ok.status, 200, ok.body.toString());
+      assert.match(await uploadThenRead(gw.base, '/dicom-web/studies', 48 << 20), /^HTTP\/1\.1 401 /);
+    } finally {
+      await gw.close();
+    }
   });
 
   test('/readyz counts a PACS that asks for credentials as reachable', async () => {

@@ -130,6 +130,33 @@ describe('gateway with an unavailable PACS', () => {
     }
   });
 
+  test('a STOW the PACS answers after CBMIR_PACS_TIMEOUT_MS is answered: after the upload the wait is CBMIR_PACS_STOW_TIMEOUT_MS', async () => {
+    const storing = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('{}'), 1200));
+    });
+    await new Promise<void>((r) => storing.listen(0, '127.0.0.1', r));
+    const port = (storing.address() as net.AddressInfo).port;
+    const gw = await startGateway({
+      CBMIR_PACS_URL: `http://127.0.0.1:${port}/dicom-web`,
+      CBMIR_PACS_TIMEOUT_MS: '400',
+      CBMIR_PACS_STOW_TIMEOUT_MS: '5000',
+    });
+    try {
+      const r = await raw(`${gw.base}/dicom-web/studies`, {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/related; type="application/dicom"; boundary=b' },
+        body: Buffer.from('--b--\r\n'),
+        timeoutMs: 10_000,
+      });
+      assert.equal(r.status, 200, r.body.toString());
+    } finally {
+      await gw.close();
+      storing.closeAllConnections();
+      storing.close();
+    }
+  });
+
   test('upstream failures are counted in /metrics', async () => {
     const m = (await raw(`${down.base}/metrics`)).body.toString();
     assert.match(m, /cbmir_gateway_upstream_errors_total\{kind="unreachable"\} [1-9]/);

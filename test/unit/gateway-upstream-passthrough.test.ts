@@ -1,0 +1,538 @@
+/**
+ * The pass-through (gateway/passthrough.ts + upstream.ts) against PACSes that misbehave in
+ * ways the test Orthanc cannot be made to: answering a STOW before its body, answering late,
+ * stalling or dying mid-answer, honouring or ignoring `Expect`, answering ranges. Each PACS
+ * here is a local node:http or raw TCP server; the gateway side is forward() on node:http,
+ * as gateway/server.ts runs it.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, test } from 'node:test';
+import { forward, type ProxyContext } from '../../gateway/passthrough.js';
+import { ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
+import { parseEndpoint, Upstream, type UpstreamOptions } from '../../gateway/upstream.js';
+import { UrlRewriter } from '../../gateway/url-rewrite.js';
+
+const PUBLIC = { base: 'http://gw.example', host: 'gw.example', proto: 'http', path: '' } as const;
+const cleanup: Array<() => Promise<void> | void> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.push(
+    () =>
+      new Promise<void>((r) => {
+        (server as http.Server).closeAllConnections?.();
+        server.close(() => r());
+      }),
+  );
+  return (server.address() as net.AddressInfo).port;
+}
+
+interface Gw {
+  readonly port: number;
+  readonly base: string;
+  readonly upstreamErrors: string[];
+  readonly hook: Array<{ status: number; body: string }>;
+  readonly rewriter: UrlRewriter;
+}
+
+/** A gateway in front of the PACS on `pacsPort`; POST is a STOW (body, hook), everything else a rewritable GET/HEAD. */
+async function gateway(pacsPort: number, o: Partial<UpstreamOptions> & { clientIdleMs?: number } = {}): Promise<Gw> {
+  const endpoint = parseEndpoint(`http://127.0.0.1:${pacsPort}/dicom-web`);
+  const upstream = new Upstream({ timeoutMs: 2000, maxSockets: 16, keepAliveMs: 700, ...o });
+  const upstreamErrors: string[] = [];
+  const hook: Gw['hook'] = [];
+  const rewriter = new UrlRewriter(endpoint, parseEndpoint(`http://127.0.0.1:${pacsPort}/wado`), '/dicom-web', '/wado');
+  const ctx: ProxyContext = {
+    upstream,
+    rewriter,
+    quirks: ORTHANC_DICOMWEB_1_7,
+    defaultAuthorization: undefined,
+    maxBodyBytes: 1 << 30,
+    maxRewriteBytes: 1 << 20,
+    onUpstreamError: (k) => upstreamErrors.push(k),
+  };
+  const server = http.createServer({ requestTimeout: 0 }, (req, res) => {
+    const stow = req.method === 'POST';
+    forward(ctx, req, res, {
+      endpoint,
+      path: `/dicom-web${req.url}`,
+      accept: undefined,
+      publicBase: PUBLIC,
+      sendForwarded: false,
+      rewritable: true,
+      withBody: stow,
+      ...(stow
+        ? { onAnswered: (status: number, _ct: string | undefined, body: Buffer) => hook.push({ status, body: body.toString() }) }
+        : {}),
+    });
+  });
+  server.setTimeout(o.clientIdleMs ?? 120_000);
+  const port = await listen(server);
+  cleanup.push(() => upstream.close());
+  return { port, base: `http://127.0.0.1:${port}`, upstreamErrors, hook, rewriter };
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+  readonly ms: number;
+}
+
+function request(url: string, o: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Answer> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: o.method ?? 'GET', headers: o.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+/** POST `size` bytes the way many DICOMweb uploaders do: the whole body first, the answer read afterwards; rejects on a reset. */
+function uploadThenRead(port: number, path: string, size: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.on('error', reject);
+    sock.pause();
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < size) {
+        const n = Math.min(chunk.length, size - sent);
+        sent += n;
+        if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void sock.once('drain', pump);
+      }
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      sock.on('end', () => resolve(got));
+      sock.resume();
+      setTimeout(() => sock.end(), 200);
+    };
+    sock.write(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/related; boundary=b\r\nContent-Length: ${size}\r\n\r\n`,
+    );
+    pump();
+  });
+}
+
+interface RawRequest {
+  readonly head: string;
+  readonly body: Buffer;
+  /** Connection number (1-based) and request number on it. */
+  readonly conn: number;
+  readonly nth: number;
+}
+
+/** A PACS that reads whole requests (keep-alive, Content-Length bodies) and never sends 100 Continue. */
+async function rawPacs(answer: (r: RawRequest, sock: net.Socket) => void): Promise<{ port: number; connections: () => number }> {
+  let conns = 0;
+  const server = net.createServer((sock) => {
+    const conn = ++conns;
+    let nth = 0;
+    let buf = Buffer.alloc(0);
+    let head: string | null = null;
+    let length = 0;
+    sock.on('error', () => undefined);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (head === null) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          head = buf.subarray(0, end).toString('latin1');
+          length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          buf = buf.subarray(end + 4);
+        }
+        if (buf.length < length) return;
+        const r = { head, body: buf.subarray(0, length), conn, nth: ++nth };
+        buf = buf.subarray(length);
+        head = null;
+        answer(r, sock);
+      }
+    });
+  });
+  const port = await listen(server);
+  return { port, connections: () => conns };
+}
+
+function jsonAnswer(body: string, extra = ''): string {
+  return `HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
+const waitFor = async (what: string, cond: () => boolean, ms = 5000): Promise<void> => {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+test(
+  'a PACS that refuses a STOW from its head (401) and resets: the uploader that sends everything first reads the 401, and no body byte went up',
+  { timeout: 20_000 },
+  async () => {
+    let bodyBytes = 0;
+    let expect = '';
+    const pacs = net.createServer((s) => {
+      let head = '';
+      s.on('error', () => undefined);
+      s.on('data', (d: Buffer) => {
+        if (head.includes('\r\n\r\n')) return void (bodyBytes += d.length);
+        head += d.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        bodyBytes += head.length - end - 4;
+        expect = /\r\nexpect: *([^\r]*)/i.exec(head)?.[1] ?? '';
+        s.write('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="pacs"\r\nContent-Length: 0\r\n\r\n');
+        // Closed with the upload unread, as civetweb does after an early answer: a reset.
+        setTimeout(() => s.resetAndDestroy(), 20);
+      });
+    });
+    const gw = await gateway(await listen(pacs));
+    const answer = await uploadThenRead(gw.port, '/studies', 8 << 20);
+    assert.match(answer, /^HTTP\/1\.1 401 /, answer.slice(0, 80));
+    assert.match(answer, /www-authenticate: Basic realm="pacs"/i);
+    assert.equal(expect, '100-continue');
+    assert.equal(bodyBytes, 0, 'the PACS refused before any of the body was sent');
+    await waitFor('the hook', () => gw.hook.length === 1);
+    assert.equal(gw.hook[0]?.status, 401);
+  },
+);
+
+test(
+  'a PACS that answers mid-upload (413 after 1 MiB) and then drains: the uploader reads the 413, not a reset',
+  { timeout: 20_000 },
+  async () => {
+    const pacs = net.createServer((s) => {
+      let head = '';
+      let body = 0;
+      let length = 0;
+      s.on('error', () => undefined);
+      s.on('data', (d: Buffer) => {
+        if (!head.includes('\r\n\r\n')) {
+          head += d.toString('latin1');
+          const end = head.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1]);
+          if (/\r\nexpect:/i.test(head)) s.write('HTTP/1.1 100 Continue\r\n\r\n');
+          body = head.length - end - 4;
+          return;
+        }
+        const before = body;
+        body += d.length;
+        if (before < 1 << 20 && body >= 1 << 20)
+          s.write('HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!');
+        if (body >= length) s.end();
+      });
+    });
+    const port = await listen(pacs);
+    // With Expect (the PACS sends 100, then refuses), and without (a PACS learned to ignore Expect).
+    for (const expectContinueMs of [1000, 0]) {
+      const gw = await gateway(port, { expectContinueMs });
+      const answer = await uploadThenRead(gw.port, '/studies', 16 << 20);
+      assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
+      assert.match(answer, /big!$/);
+    }
+  },
+);
+
+test(
+  'an upload waits for the PACS’s 100 Continue and no longer; a PACS that ignores Expect is waited for once, then uploads go without it',
+  { timeout: 20_000 },
+  async () => {
+    const seen: string[] = [];
+    const honours = http.createServer((req, res) => {
+      seen.push(String(req.headers.expect));
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('{}'));
+    });
+    const gw1 = await gateway(await listen(honours), { expectContinueMs: 3000 });
+    const body = Buffer.alloc(256 << 10, 0x42);
+    const a = await request(`${gw1.base}/studies`, { method: 'POST', body });
+    assert.equal(a.status, 200);
+    assert.equal(seen[0], '100-continue');
+    assert.ok(a.ms < 1500, `took ${a.ms} ms: the 100 was not used`);
+
+    const heads: string[] = [];
+    const ignores = await rawPacs((r, sock) => {
+      heads.push(r.head);
+      assert.equal(r.body.length, body.length);
+      sock.write(jsonAnswer('{}'));
+    });
+    const gw2 = await gateway(ignores.port, { expectContinueMs: 1000 });
+    const first = await request(`${gw2.base}/studies`, { method: 'POST', body });
+    const second = await request(`${gw2.base}/studies`, { method: 'POST', body });
+    assert.equal(first.status, 200);
+    assert.equal(second.status, 200);
+    assert.match(heads[0]!, /\r\nexpect: 100-continue/i);
+    assert.ok(first.ms >= 950, `first upload took ${first.ms} ms: it should have waited for a 100`);
+    assert.doesNotMatch(heads[1]!, /\r\nexpect:/i);
+    assert.ok(second.ms < 900, `second upload took ${second.ms} ms: it waited for a 100 the PACS never sends`);
+  },
+);
+
+test(
+  'an upload is retried on a fresh connection when the reused one was closed before any of its body went up',
+  { timeout: 20_000 },
+  async () => {
+    let conns = 0;
+    const pacs = net.createServer((s) => {
+      const conn = ++conns;
+      let heads = 0;
+      s.on('error', () => undefined);
+      s.on('data', (d: Buffer) => {
+        const text = d.toString('latin1');
+        if (!/^(GET|POST) /.test(text)) return void s.write(jsonAnswer(`{"n":${conn}}`)); // the body, after the 100
+        // The second request on a connection finds it closed, as a PACS's idle close crossing a reuse.
+        if (++heads === 2) return void s.resetAndDestroy();
+        s.write(text.startsWith('POST') ? 'HTTP/1.1 100 Continue\r\n\r\n' : jsonAnswer('[]'));
+      });
+    });
+    const gw = await gateway(await listen(pacs), { expectContinueMs: 2000 });
+    assert.equal((await request(`${gw.base}/studies`)).status, 200);
+    const stow = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.from('--b--\r\n') });
+    assert.equal(stow.status, 200, stow.body.toString());
+    assert.equal(stow.body.toString(), '{"n":2}');
+    assert.equal(conns, 2);
+  },
+);
+
+test('a STOW answered after CBMIR_PACS_TIMEOUT_MS but within the STOW timeout reaches the client', { timeout: 20_000 }, async () => {
+  const pacs = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('{"stored":1}'), 700));
+  });
+  const gw = await gateway(await listen(pacs), { timeoutMs: 300, stowTimeoutMs: 5000 });
+  const r = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.alloc(1000) });
+  assert.equal(r.status, 200, r.body.toString());
+  assert.equal(r.body.toString(), '{"stored":1}');
+});
+
+test(
+  'a STOW answered after the STOW timeout: the client has its 504, and the hook still gets the PACS’s answer',
+  { timeout: 20_000 },
+  async () => {
+    const root = (port: number) => `http://127.0.0.1:${port}/dicom-web`;
+    let pacsPort = 0;
+    const pacs = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () =>
+        setTimeout(
+          () => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(`{"url":"${root(pacsPort)}/studies/1"}`),
+          1200,
+        ),
+      );
+    });
+    pacsPort = await listen(pacs);
+    // 504 at 800 ms; the answer at 1200 ms is still read for the hook (until 1600 ms)
+    const gw = await gateway(pacsPort, { timeoutMs: 200, stowTimeoutMs: 800 });
+    const r = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.alloc(1000) });
+    assert.equal(r.status, 504);
+    assert.equal((JSON.parse(r.body.toString()) as { code: string }).code, 'UPSTREAM_TIMEOUT');
+    assert.ok(r.ms < 1150, `took ${r.ms} ms`);
+    await waitFor('the hook', () => gw.hook.length === 1);
+    assert.deepEqual(gw.hook[0], { status: 200, body: `{"url":"${root(pacsPort)}/studies/1"}` });
+  },
+);
+
+test('the client idle timeout does not cut a request whose answer the PACS is still preparing', { timeout: 20_000 }, async () => {
+  const pacs = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('[]'), 1200));
+  });
+  const gw = await gateway(await listen(pacs), { timeoutMs: 5000, clientIdleMs: 400 });
+  const get = await request(`${gw.base}/studies`);
+  assert.equal(get.status, 200);
+  assert.equal(get.body.toString(), '[]');
+  const stow = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.alloc(1000) });
+  assert.equal(stow.status, 200);
+});
+
+test(
+  'a long JSON answer streams: the head and first bytes come before the PACS has sent its last byte, mapped as the whole body would be',
+  { timeout: 20_000 },
+  async () => {
+    let pacsPort = 0;
+    let gotHead!: () => void;
+    const headSeen = new Promise<void>((r) => (gotHead = r));
+    let pacsDone = false;
+    const item = (i: number) => `{"00081190":{"vr":"UR","Value":["http://127.0.0.1:${pacsPort}/dicom-web/studies/1.2.${i}"]}},`;
+    const full = () => Buffer.from(`[${Array.from({ length: 20_000 }, (_, i) => item(i)).join('')}{}]`);
+    const pacs = http.createServer((_req, res) => {
+      const body = full();
+      const half = body.length >> 1;
+      res.writeHead(200, { 'content-type': 'application/dicom+json', 'content-length': body.length, etag: '"pacs"' });
+      res.write(body.subarray(0, half));
+      void Promise.race([headSeen, new Promise((r) => setTimeout(r, 3000))]).then(() => {
+        pacsDone = true;
+        res.end(body.subarray(half));
+      });
+    });
+    pacsPort = await listen(pacs);
+    const gw = await gateway(pacsPort);
+    const answer = await new Promise<{ headBeforeEnd: boolean; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http
+        .get(`${gw.base}/studies`, { agent: false }, (res) => {
+          const headBeforeEnd = !pacsDone;
+          gotHead();
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ headBeforeEnd, headers: res.headers, body: Buffer.concat(chunks) }));
+        })
+        .on('error', reject);
+    });
+    assert.ok(answer.headBeforeEnd, 'the answer was held until the PACS finished');
+    assert.equal(answer.headers['content-length'], undefined);
+    assert.equal(answer.headers['transfer-encoding'], 'chunked');
+    assert.equal(answer.headers.etag, undefined, 'the PACS’s ETag does not describe the mapped bytes');
+    assert.ok(answer.body.equals(gw.rewriter.mapBody(full(), PUBLIC.base)!), 'streamed bytes differ from the whole-body mapping');
+    assert.ok(!answer.body.includes(`127.0.0.1:${pacsPort}`));
+  },
+);
+
+test('a short JSON answer keeps an exact Content-Length; unmapped, its ETag too', { timeout: 20_000 }, async () => {
+  let pacsPort = 0;
+  const pacs = http.createServer((req, res) => {
+    const body = req.url?.includes('mapped') ? `[{"url":"http://127.0.0.1:${pacsPort}/dicom-web/studies/1"}]` : '[{"a":1}]';
+    res.writeHead(200, { 'content-type': 'application/dicom+json', 'content-length': Buffer.byteLength(body), etag: '"pacs"' }).end(body);
+  });
+  pacsPort = await listen(pacs);
+  const gw = await gateway(pacsPort);
+  const mapped = await request(`${gw.base}/studies/mapped`);
+  assert.equal(mapped.body.toString(), '[{"url":"http://gw.example/dicom-web/studies/1"}]');
+  assert.equal(mapped.headers['content-length'], String(mapped.body.length));
+  assert.equal(mapped.headers.etag, undefined);
+  const plain = await request(`${gw.base}/studies/plain`);
+  assert.equal(plain.headers['content-length'], '9');
+  assert.equal(plain.headers.etag, '"pacs"');
+});
+
+test(
+  'HEAD on a rewritable route carries no Content-Length or ETag of the PACS’s bytes (GET’s body may be mapped)',
+  { timeout: 20_000 },
+  async () => {
+    const pacs = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/dicom+json', 'content-length': 1234, etag: '"pacs"', 'content-md5': 'x' }).end();
+    });
+    const gw = await gateway(await listen(pacs));
+    const r = await request(`${gw.base}/studies/1/series`, { method: 'HEAD' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'application/dicom+json');
+    assert.equal(r.headers['content-length'], undefined);
+    assert.equal(r.headers.etag, undefined);
+    assert.equal(r.headers['content-md5'], undefined);
+  },
+);
+
+test(
+  'ranges: a rewritable route asks the PACS for the whole answer; a 206 the PACS sends anyway passes untouched',
+  { timeout: 20_000 },
+  async () => {
+    let pacsPort = 0;
+    const ranges: Array<string | undefined> = [];
+    const pacs = http.createServer((req, res) => {
+      ranges.push(req.headers.range ?? (req.headers['if-range'] as string | undefined));
+      const body = `{"url":"http://127.0.0.1:${pacsPort}/dicom-web/studies/1"}`;
+      if (req.url?.includes('always206')) {
+        const part = body.slice(0, 30);
+        res.writeHead(206, {
+          'content-type': 'application/dicom+json',
+          'content-range': `bytes 0-29/${body.length}`,
+          'content-length': 30,
+        });
+        return void res.end(part);
+      }
+      res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(body);
+    });
+    pacsPort = await listen(pacs);
+    const gw = await gateway(pacsPort);
+    const whole = await request(`${gw.base}/studies/1/metadata`, { headers: { range: 'bytes=0-9', 'if-range': '"x"' } });
+    assert.equal(whole.status, 200);
+    assert.equal(whole.body.toString(), '{"url":"http://gw.example/dicom-web/studies/1"}');
+    assert.equal(ranges[0], undefined, 'Range / If-Range reached the PACS');
+    const part = await request(`${gw.base}/studies/always206/metadata`);
+    assert.equal(part.status, 206);
+    assert.equal(part.headers['content-length'], '30');
+    assert.equal(part.body.toString(), `{"url":"http://127.0.0.1:${pacsPort}/dicom-web/studies/1"}`.slice(0, 30));
+  },
+);
+
+test('204 and 304 with a JSON type pass as the PACS sent them (no Content-Length made up)', { timeout: 20_000 }, async () => {
+  const pacs = http.createServer((req, res) => {
+    const status = req.url?.includes('304') ? 304 : 204;
+    res.writeHead(status, { 'content-type': 'application/dicom+json', etag: '"e"' }).end();
+  });
+  const gw = await gateway(await listen(pacs));
+  for (const s of ['204', '304']) {
+    const r = await request(`${gw.base}/studies/${s}`);
+    assert.equal(r.status, Number(s));
+    assert.equal(r.headers['content-length'], undefined, s);
+    assert.equal(r.headers.etag, '"e"', s);
+  }
+});
+
+test(
+  'a PACS that stalls or dies mid-answer before the gateway sent the head: 504 / 502 problem, not a cut connection',
+  { timeout: 20_000 },
+  async () => {
+    const pacs = await rawPacs((r, sock) => {
+      sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: 100\r\n\r\n[{"a":1},');
+      if (r.head.includes('/dies')) setTimeout(() => sock.resetAndDestroy(), 50);
+    });
+    const gw = await gateway(pacs.port, { timeoutMs: 400 });
+    const stalled = await request(`${gw.base}/studies/stalls`);
+    assert.equal(stalled.status, 504);
+    assert.equal(stalled.headers['content-type'], 'application/problem+json');
+    assert.equal((JSON.parse(stalled.body.toString()) as { code: string }).code, 'UPSTREAM_TIMEOUT');
+    const died = await request(`${gw.base}/studies/dies`);
+    assert.equal(died.status, 502);
+    assert.equal((JSON.parse(died.body.toString()) as { code: string }).code, 'UPSTREAM_UNREACHABLE');
+    assert.deepEqual(gw.upstreamErrors, ['timeout', 'body']);
+  },
+);
+
+test('a PACS that refuses Expect (417) is asked again without it, and is not asked with it again', { timeout: 20_000 }, async () => {
+  const heads: string[] = [];
+  const pacs = net.createServer((s) => {
+    let buf = '';
+    s.on('error', () => undefined);
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const head = buf.slice(0, end);
+      if (/\r\nexpect:/i.test(head)) {
+        heads.push(head);
+        buf = '';
+        return void s.end('HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      }
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1]);
+      if (buf.length - end - 4 < length) return;
+      heads.push(head);
+      buf = '';
+      s.write(jsonAnswer('{"stored":1}'));
+    });
+  });
+  const gw = await gateway(await listen(pacs));
+  for (let i = 0; i < 2; i++) {
+    const r = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.from('--b--\r\n') });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.body.toString(), '{"stored":1}');
+  }
+  assert.deepEqual(
+    heads.map((h) => /\r\nexpect:/i.test(h)),
+    [true, false, false],
+  );
+});
