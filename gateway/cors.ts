@@ -9,9 +9,14 @@
  * reach the PACS.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { mergeVary } from './headers.js';
 
 const ALLOW_METHODS = 'GET, POST, OPTIONS';
-const EXPOSE = 'Content-Type, Content-Length, Content-Location, Location, Warning, X-Request-Id';
+// Retry-After (503s of /similar), WWW-Authenticate (401s), Server-Timing (/similar) and the
+// thumbnail cache marker are documented answers a viewer on another origin must be able to read.
+const EXPOSE =
+  'Content-Type, Content-Length, Content-Location, Location, Warning, X-Request-Id, ' +
+  'Retry-After, WWW-Authenticate, Server-Timing, X-Cbmir-Thumbnail-Cache';
 const TOKEN_LIST_RE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/;
 const MAX_AGE_S = '600';
 
@@ -28,10 +33,10 @@ export class Cors {
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const origin = req.headers.origin;
     const allowedOrigin = origin !== undefined && (this.any || this.allowed.has(origin));
-    if (allowedOrigin) {
-      res.setHeader('access-control-allow-origin', this.any ? '*' : origin);
-      if (!this.any) res.setHeader('vary', 'Origin');
-    }
+    // With a list, whether the answer carries Access-Control-Allow-Origin depends on Origin, also
+    // when there is none: a cache must not hand a copy stored for a plain <img> to a CORS fetch.
+    if (this.allowed.size > 0) res.setHeader('vary', mergeVary(res.getHeader('vary'), 'Origin'));
+    if (allowedOrigin) res.setHeader('access-control-allow-origin', this.any ? '*' : origin);
     const isPreflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
     if (!isPreflight) {
       if (allowedOrigin) res.setHeader('access-control-expose-headers', EXPOSE);

@@ -5,6 +5,13 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
+/**
+ * Request headers the gateway speaks for itself to the PACS: the public URL goes up as
+ * `Forwarded` when the PACS may use it (passthrough.ts), and a PACS that honours a client's
+ * X-Forwarded-* would write URLs the gateway did not choose (and cannot map back).
+ */
+const GATEWAY_OWNED = new Set(['host', 'expect', 'forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port']);
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -44,8 +51,7 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: Upstream
   const listed = connectionListed(inbound);
   const out: OutgoingHttpHeaders = {};
   for (const name in inbound) {
-    // Forwarded is ours to set (passthrough.ts): a client's own would steer the URLs the PACS writes.
-    if (HOP_BY_HOP.has(name) || name === 'host' || name === 'expect' || name === 'forwarded' || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || GATEWAY_OWNED.has(name) || listed?.has(name)) continue;
     if (!o.hasBody && (name === 'content-type' || name === 'content-length')) continue;
     out[name] = inbound[name];
   }

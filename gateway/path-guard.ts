@@ -8,6 +8,7 @@
  *   - absolute-form or non-"/" targets, backslashes, empty segments ("//"),
  *     dot segments ("." / ".."), in any percent-encoding;
  *   - percent-encoded "/", "\", "." and "%" (%2F %5C %2E %25) and NUL;
+ *   - malformed percent-escapes (%ZZ, a lone %, bytes that are not UTF-8);
  *   - under the DICOMweb and WADO-URI roots: any character outside
  *     [A-Za-z0-9.,-] (UIDs, keywords, frame lists, bulk tags), except %2C
  *     for an encoded comma in a frame list;
@@ -44,6 +45,8 @@ export function guardTarget(rawUrl: string, maxQueryBytes: number): GuardedTarge
   if (path.includes('\\')) throw bad('backslashes are not allowed in paths');
   if (FORBIDDEN_ENCODED_RE.test(path)) throw bad('encoded "/", "\\", "." or "%" are not allowed in paths');
   if (!GENERIC_PATH_RE.test(path)) throw bad('path contains characters that need no use here');
+  // Routers decode path parameters; an escape that does not decode must be the client's 400, not their 500.
+  if (path.includes('%') && !decodes(path)) throw bad('malformed percent-escape in the path');
   if (path.length > 1 && path.includes('//')) throw bad('empty path segments are not allowed');
   for (const seg of path.split('/')) if (seg === '.' || seg === '..') throw bad('dot segments are not allowed');
 
@@ -75,6 +78,16 @@ function classifyRoot(path: string, query: string): GuardedTarget {
   if (path === WADO_URI_ROOT || path === `${WADO_URI_ROOT}/`) return { kind: 'wado-uri', query };
   if (path.startsWith(WADO_URI_ROOT)) throw bad(`WADO-URI is served at ${WADO_URI_ROOT} only`);
   return { kind: 'other', path, query };
+}
+
+/** Percent-escapes are well-formed and spell UTF-8 (what decodeURIComponent accepts). */
+function decodes(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function bad(detail: string): HttpProblem {

@@ -17,6 +17,7 @@
  *   WADO-URI §9      GET  /wado?requestType=WADO&studyUID=…&seriesUID=…&objectUID=…   (separate root)
  */
 import { HttpProblem, isValidUid } from '../core/errors.js';
+import { MethodNotAllowed } from './problem.js';
 
 /** Metrics/logging label: which kind of request this is (never the URL: it can carry PHI-bearing query strings). */
 export type RouteClass = 'qido' | 'wado' | 'metadata' | 'frames' | 'rendered' | 'thumbnail' | 'bulkdata' | 'stow' | 'wado-uri';
@@ -109,8 +110,9 @@ function checkParam(name: string, value: string): void {
 
 /**
  * Match DICOMweb path segments (already split, without the root) against the table.
- * Returns null when no pattern fits the shape; throws METHOD_NOT_ALLOWED when the
- * shape exists under another method, and BAD_UID/BAD_PARAM for invalid captures.
+ * Returns null when no pattern fits the shape; throws METHOD_NOT_ALLOWED (with the
+ * allowed methods) when the shape exists under another method, and BAD_UID/BAD_PARAM
+ * for invalid captures.
  */
 export function matchDicomweb(method: string, segments: readonly string[]): RouteMatch | null {
   let shapeMatched = false;
@@ -123,8 +125,25 @@ export function matchDicomweb(method: string, segments: readonly string[]): Rout
     for (const [name, value] of Object.entries(params)) if (name !== 'bulk') checkParam(name, value);
     return { route, params };
   }
-  if (shapeMatched) throw new HttpProblem('METHOD_NOT_ALLOWED', `${method} is not supported on this resource`);
+  if (shapeMatched) throw new MethodNotAllowed(allowedMethods(segments), `${method} is not supported on this resource`);
   return null;
+}
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'OPTIONS'] as const;
+
+/**
+ * The methods served on a path of this shape: the table's, HEAD wherever GET is, and OPTIONS
+ * (answered by the gateway for every DICOMweb resource). `readOnly` leaves POST out (virtual
+ * roots). Empty when no route has this shape.
+ */
+export function allowedMethods(segments: readonly string[], readOnly = false): string[] {
+  const found = new Set<string>();
+  for (const route of candidates(segments.length)) if (matchPattern(route.pattern, segments)) found.add(route.method);
+  if (readOnly) found.delete('POST');
+  if (found.size === 0) return [];
+  if (found.has('GET')) found.add('HEAD');
+  found.add('OPTIONS');
+  return METHOD_ORDER.filter((m) => found.has(m));
 }
 
 /** Routes that can match a path of `n` segments (exact-length patterns, then rest patterns), precomputed once. */

@@ -13,6 +13,8 @@
  *      (the ranked similar studies) and STOW (405: a virtual root is read-only)
  *   6. everything else → the express app: /healthz, /readyz, /metrics, and
  *      whatever later code registers (app.get('/similar', …), UI) → else 404
+ * `Expect: 100-continue` is answered when the body is first read, so after every
+ * check above that refuses a request without reading it.
  *
  * The DICOMweb hot path runs on node:http directly, not through express or
  * http-proxy-middleware: measured on this machine, http-proxy-middleware 3
@@ -21,6 +23,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
@@ -29,15 +32,15 @@ import { negotiate } from './accept.js';
 import { settleUnreadBody } from './body-limit.js';
 import { Cors } from './cors.js';
 import { checkHost } from './host-guard.js';
-import { basicAuthorization, upstreamRequestHeaders } from './headers.js';
+import { basicAuthorization, mergeVary, upstreamRequestHeaders } from './headers.js';
 import { notReady, runChecks, type ReadinessCheck } from './health.js';
 import { GatewayMetrics } from './metrics.js';
 import { normaliseQidoQuery, ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
 import { forward, type ProxyContext } from './passthrough.js';
 import { DICOMWEB_ROOT, guardTarget, SIMILAR_TO_ROOT, WADO_URI_ROOT } from './path-guard.js';
-import { sendProblem, toProblem } from './problem.js';
-import { derivePublicBase, fixedPublicBase, type PublicBase } from './public-url.js';
-import { matchDicomweb } from './routes.js';
+import { MethodNotAllowed, requestProblem, sendProblem } from './problem.js';
+import { DERIVED_BASE_VARY, derivePublicBase, fallbackHost, fixedPublicBase, type PublicBase } from './public-url.js';
+import { allowedMethods, matchDicomweb } from './routes.js';
 import { serveStow } from './stow.js';
 import { StowHooks, type StowResponseListener } from './stow-hooks.js';
 import { ThumbnailService } from './thumbnail.js';
@@ -84,12 +87,17 @@ export interface Gateway {
   setVirtualStudies(handler: VirtualStudiesHandler): void;
 }
 
-/** Upper bound on JSON/XML answers we hold in memory to rewrite URLs (study metadata can be MBs). */
+/** Largest STOW answer kept for the STOW hook (answers themselves stream, URL-mapped, whatever their size). */
 const MAX_REWRITE_BYTES = 64 * 1024 * 1024;
 const READINESS_TIMEOUT_MS = 2000;
 /** Bound on each close hook during shutdown. */
 const CLOSE_HOOK_TIMEOUT_MS = 5000;
 const REQ_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+/** Replies to requests Node could not parse (anything else: 400). */
+const CLIENT_ERROR_REPLIES: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
 
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.logger ?? createLogger(config.logLevel, 'gateway');
@@ -99,6 +107,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const wadoUri = parseEndpoint(config.pacs.wadoUriUrl);
   const upstream = new Upstream({
     timeoutMs: config.pacs.timeoutMs,
+    stowTimeoutMs: config.pacs.stowTimeoutMs,
     maxSockets: config.pacs.maxSockets,
     keepAliveMs: config.pacs.keepAliveMs,
   });
@@ -149,9 +158,14 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     res.type(m.contentType).send(m.body);
   });
 
-  // Host for derived URLs when a client sends no usable Host header (set once listening; address() is a syscall).
-  let fallbackHost = `${config.host}:${config.port}`;
-  const publicBaseOf = (req: http.IncomingMessage): PublicBase => fixedBase ?? derivePublicBase(req.headers, fallbackHost);
+  // Where the gateway listens, for derived URLs when a client sends no usable Host (set once listening; address() is a syscall).
+  let bind = { host: config.host, port: config.port };
+  const publicBaseOf = (req: http.IncomingMessage): PublicBase =>
+    fixedBase ?? derivePublicBase(req.headers, fallbackHost(bind.host, bind.port, req.socket));
+  /** URLs in this answer will be built from X-Forwarded-* (no CBMIR_PUBLIC_URL): a shared cache must key on them. */
+  const varyOnDerivedBase = (res: http.ServerResponse): void => {
+    if (!fixedBase) res.setHeader('vary', mergeVary(res.getHeader('vary'), DERIVED_BASE_VARY));
+  };
   /**
    * A virtual root's base: the gateway's with /similar-to/{sop} appended, so URLs the
    * rewriter maps (base + "/dicom-web" or "/wado") land under the virtual root. Its
@@ -165,13 +179,21 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     return { ...b, base: b.base + suffix, path: b.path + suffix };
   };
 
+  // Responses not yet finished, per connection (see clientError below).
+  const unfinished = new WeakMap<Duplex, Set<http.ServerResponse>>();
+  /** Requests sent with `Expect: 100-continue` whose body has not been asked for. */
+  const awaitingBody = new WeakSet<http.IncomingMessage>();
+
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
     const inboundId = req.headers['x-request-id'];
     const reqId = typeof inboundId === 'string' && REQ_ID_RE.test(inboundId) ? inboundId : idPrefix + (++seq).toString(36);
     res.setHeader('x-request-id', reqId);
     let routeClass = 'other';
+    const open = unfinished.get(req.socket) ?? new Set();
+    unfinished.set(req.socket, open.add(res));
     res.once('close', () => {
+      open.delete(res);
       const ms = performance.now() - t0;
       const status = res.statusCode;
       metrics.observeRequest(routeClass, req.method ?? '?', status, ms / 1000);
@@ -199,8 +221,11 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
       if (target.kind === 'dicomweb') {
         routeClass = 'dicomweb';
+        const readOnly = target.virtualSop !== undefined;
         if (method === 'OPTIONS') {
-          res.writeHead(204, { allow: 'GET, POST, OPTIONS', 'content-length': '0' });
+          const allow = allowedMethods(target.segments, readOnly);
+          if (allow.length === 0) throw new HttpProblem('NOT_FOUND', 'no such DICOMweb resource');
+          res.writeHead(204, { allow: allow.join(', '), 'content-length': '0' });
           res.end();
           return;
         }
@@ -210,9 +235,10 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         const publicBase = baseFor(req, target.virtualSop);
         if (target.virtualSop !== undefined) {
           if (match.route.handler === 'stow')
-            throw new HttpProblem('METHOD_NOT_ALLOWED', 'a virtual root is read-only: store through /dicom-web');
+            throw new MethodNotAllowed(allowedMethods(target.segments, readOnly), 'a virtual root is read-only: store through /dicom-web');
           if (match.route.routeClass === 'qido' && target.segments.length === 1 && target.segments[0] === 'studies') {
             if (!virtualStudies) throw new HttpProblem('NOT_FOUND', 'virtual roots are not enabled');
+            varyOnDerivedBase(res);
             virtualStudies(req, res, { sopInstanceUid: target.virtualSop, query: target.query, publicBase });
             return;
           }
@@ -232,6 +258,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           sendForwarded: publicBase.path === '' && dicomweb.basePath === DICOMWEB_ROOT,
           rewritable: match.route.routeClass === 'qido' || match.route.routeClass === 'metadata' || match.route.routeClass === 'stow',
         };
+        varyOnDerivedBase(res);
         if (match.route.handler === 'stow') {
           serveStow(ctx, stowHooks, req, res, spec, { studyUid: match.params.study, reqId });
         } else {
@@ -242,8 +269,9 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
       if (target.kind === 'wado-uri') {
         routeClass = 'wado-uri';
-        if (method !== 'GET' && method !== 'HEAD') throw new HttpProblem('METHOD_NOT_ALLOWED', 'WADO-URI supports GET (and HEAD) only');
+        if (method !== 'GET' && method !== 'HEAD') throw new MethodNotAllowed(['GET', 'HEAD'], 'WADO-URI supports GET (and HEAD) only');
         checkWadoUriQuery(target.query);
+        varyOnDerivedBase(res);
         forward(ctx, req, res, {
           endpoint: wadoUri,
           path: `${wadoUri.basePath}?${target.query}`,
@@ -267,23 +295,54 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   };
 
   const fail = (req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void => {
-    const problem = toProblem(err);
+    const problem = requestProblem(err);
     if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, 'unhandled error');
     const headers: Record<string, string> = {};
-    // An upload still coming (a STOW during shutdown, say) is read and dropped rather than cut,
-    // or the client gets a reset instead of this answer; the drain closes it afterwards.
-    if (problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY') settleUnreadBody(req, headers);
+    if (problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY') {
+      // A body never asked for (no 100 Continue sent) may never come: close rather than wait for it.
+      if (awaitingBody.has(req)) headers.connection = 'close';
+      // An upload still coming (a STOW during shutdown, say) is read and dropped rather than cut,
+      // or the client gets a reset instead of this answer; the drain closes it afterwards.
+      else settleUnreadBody(req, headers);
+    }
     sendProblem(res, problem, headers);
   };
 
-  const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes, requestTimeout: 0 }, onRequest);
-  // Idle sockets (no bytes either way) are closed after 2 minutes; uploads and downloads in progress are not idle.
+  /**
+   * `Expect: 100-continue`: the client holds its body back until told to send it. That go is sent
+   * when the body is first read, so every check that refuses a request without reading it (host,
+   * draining, path, route, method, declared length, /similar's upload checks) has run by then: a
+   * refused upload is answered without it, and Node closes that connection (the body may never come).
+   */
+  const onCheckContinue = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    awaitingBody.add(req);
+    const read = req._read;
+    req._read = function (this: http.IncomingMessage, size: number): void {
+      req._read = read;
+      if (awaitingBody.delete(req) && !res.headersSent) res.writeContinue();
+      read.call(this, size);
+    };
+    onRequest(req, res);
+  };
+
+  // requestTimeout 0: an upload or download may take as long as it moves. That also switched off
+  // Node's 60 s limit on receiving the request head, which keeps slow-header clients out.
+  const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes, requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+  // Idle sockets (no bytes either way) are closed after 2 minutes; uploads and downloads in progress are not idle,
+  // and neither is a request waiting for the PACS's answer (passthrough.ts lifts the timeout meanwhile).
   server.setTimeout(120_000);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return;
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const reason = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  server.on('checkContinue', onCheckContinue);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // A reset peer reads nothing. A reply must not be spliced into a response under way (a
+    // pipelined bad request behind a WADO body), nor taken for the answer to an earlier request
+    // whose head and body are all in; a request whose own body is malformed does get its 400.
+    const busy = [...(unfinished.get(socket) ?? [])].some((r) => r.headersSent || r.req.complete);
+    if (err.code === 'ECONNRESET' || !socket.writable || busy) {
+      socket.destroy();
+      return;
+    }
+    const status = CLIENT_ERROR_REPLIES[err.code ?? ''] ?? '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
 
   let closing: Promise<void> | null = null;
@@ -338,7 +397,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         server.listen(port, host, () => {
           server.off('error', reject);
           const addr = server.address() as AddressInfo;
-          fallbackHost = `${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
+          bind = { host, port: addr.port };
           resolve(addr);
         });
       }),

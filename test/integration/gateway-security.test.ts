@@ -81,6 +81,7 @@ describe('gateway security', () => {
     const del = await raw(gw.base, { path: '/dicom-web/studies/1.2.3', method: 'DELETE' });
     assert.equal(del.status, 405);
     assert.equal(json<Problem>(del).code, 'METHOD_NOT_ALLOWED');
+    assert.equal(del.headers.allow, 'GET, HEAD, POST, OPTIONS', 'a 405 says what the resource serves');
   });
 
   test('malformed UIDs in paths and WADO-URI queries are refused', async () => {
@@ -150,6 +151,26 @@ describe('gateway security', () => {
     // The uploader sends its whole body before it reads the answer.
     const answer = await uploadThenRead(gw.base, '/dicom-web/studies', 8 << 20);
     assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
+    assert.match(answer, /PAYLOAD_TOO_LARGE/);
+  });
+
+  test('an upload declared over the limit with Expect: 100-continue is refused before its body: 413, no 100', async () => {
+    const { port } = new URL(gw.base);
+    const answer = await new Promise<string>((resolve) => {
+      const sock = net.connect(Number(port), '127.0.0.1');
+      let got = '';
+      sock.on('data', (d) => (got += d.toString('latin1')));
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve(got));
+      sock.write(
+        'POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 3000000000\r\n' +
+          'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n\r\n',
+      );
+      setTimeout(() => sock.destroy(), 5000);
+    });
+    assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
+    assert.ok(!answer.includes('100 Continue'), 'the client is never invited to send the body');
+    assert.match(answer, /\r\nConnection: close\r\n/i);
     assert.match(answer, /PAYLOAD_TOO_LARGE/);
   });
 

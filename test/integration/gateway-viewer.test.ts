@@ -113,6 +113,12 @@ describe('gateway features viewers rely on', () => {
     assert.equal(get.status, 200);
     assert.equal(get.headers['access-control-allow-origin'], 'http://viewer.example');
     assert.match(get.headers['access-control-expose-headers'] ?? '', /Content-Type/);
+    for (const h of ['Retry-After', 'WWW-Authenticate', 'Server-Timing', 'X-Cbmir-Thumbnail-Cache'])
+      assert.ok((get.headers['access-control-expose-headers'] ?? '').split(/\s*,\s*/).includes(h), h);
+    // Without Origin the answer has no CORS headers, and says it depends on Origin (a shared cache must not reuse it for a CORS fetch).
+    const plain = await raw(`${gw.base}${inst}/thumbnail`);
+    assert.equal(plain.headers['access-control-allow-origin'], undefined);
+    assert.ok(String(plain.headers.vary).toLowerCase().split(/\s*,\s*/).includes('origin'), String(plain.headers.vary));
     const foreign = await raw(`${gw.base}/dicom-web/studies`, {
       method: 'OPTIONS',
       headers: { origin: 'http://evil.example', 'access-control-request-method': 'GET' },
@@ -124,6 +130,8 @@ describe('gateway features viewers rely on', () => {
     const q = `/dicom-web/studies?StudyInstanceUID=${u.study}`;
     const fwd = await raw(`${gw.base}${q}`, { headers: { 'x-forwarded-host': 'pacs.example.org', 'x-forwarded-proto': 'https' } });
     assert.ok(fwd.body.toString().includes(`"https://pacs.example.org/dicom-web/studies/${u.study}"`));
+    const vary = String(fwd.headers.vary).toLowerCase().split(/\s*,\s*/);
+    assert.ok(vary.includes('x-forwarded-host') && vary.includes('x-forwarded-proto'), String(fwd.headers.vary));
     const fixed = await startGateway({ CBMIR_PUBLIC_URL: 'https://gw.example.org/cbmir' });
     try {
       const r = await raw(`${fixed.base}${q}`);

@@ -23,6 +23,20 @@ test('hop-by-hop request headers stop at the gateway; Authorization passes uncha
   assert.deepEqual(out, { authorization: 'Bearer abc', accept: 'application/dicom+json', host: 'pacs:8042' });
 });
 
+test("the client's X-Forwarded-Host/-Proto/-Port stop at the gateway (it tells the PACS its URL through Forwarded)", () => {
+  const out = upstreamRequestHeaders(
+    {
+      'x-forwarded-host': 'evil.example',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-port': '443',
+      'x-forwarded-for': '10.0.0.1',
+      accept: 'application/dicom+json',
+    },
+    { host: 'pacs:8042', defaultAuthorization: undefined, accept: undefined, hasBody: false },
+  );
+  assert.deepEqual(out, { 'x-forwarded-for': '10.0.0.1', accept: 'application/dicom+json', host: 'pacs:8042' });
+});
+
 test('configured credentials only fill in a missing Authorization; accept override applies', () => {
   const out = upstreamRequestHeaders(
     { 'content-type': 'multipart/related', 'content-length': '10' },

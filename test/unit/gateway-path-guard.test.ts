@@ -61,6 +61,13 @@ test('every traversal spelling is BAD_PATH', () => {
   }
 });
 
+test('a percent-escape that does not decode is BAD_PATH on every route; well-formed ones pass', () => {
+  for (const u of ['/studies/%ZZ/series/1.2/instances/1.3/similar', '/ui/%ZZ', '/ui/%C0%AF', '/ui/%', '/ui/a%4', '/similar/%E9']) {
+    assert.equal(code(u), 'BAD_PATH', u);
+  }
+  assert.deepEqual(guardTarget('/ui/caf%C3%A9?q=%ZZ', 1024), { kind: 'other', path: '/ui/caf%C3%A9', query: 'q=%ZZ' });
+});
+
 test('query strings are bounded', () => {
   assert.equal(code(`/dicom-web/studies?${'a'.repeat(1025)}`), 'BAD_PARAM');
   assert.equal(code(`/dicom-web/studies?${'a'.repeat(1024)}`), 'ok');

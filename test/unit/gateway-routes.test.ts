@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HttpProblem } from '../../core/errors.js';
-import { matchDicomweb } from '../../gateway/routes.js';
+import { MethodNotAllowed } from '../../gateway/problem.js';
+import { allowedMethods, matchDicomweb } from '../../gateway/routes.js';
 
 const seg = (p: string): string[] => p.split('/');
 const cls = (method: string, p: string): string | null => matchDicomweb(method, seg(p))?.route.routeClass ?? null;
@@ -61,4 +62,27 @@ test('wrong method on a known resource is 405; bad UIDs and frame lists are 400'
   assert.equal(problem('GET', `studies/${'1'.repeat(65)}`), 'BAD_UID');
   assert.equal(problem('GET', 'studies/1.2/series/1.3/instances/1.4/frames/0'), 'BAD_PARAM');
   assert.equal(problem('GET', 'studies/1.2/series/1.3/instances/1.4/frames/1,,2'), 'BAD_PARAM');
+});
+
+test('a 405 carries the methods the resource serves (HEAD with GET, OPTIONS always); OPTIONS lists the same', () => {
+  const allowOf = (method: string, p: string): string => {
+    try {
+      matchDicomweb(method, seg(p));
+    } catch (e) {
+      assert.ok(e instanceof MethodNotAllowed, `${method} ${p}`);
+      assert.equal(e.code, 'METHOD_NOT_ALLOWED');
+      return e.allow.join(', ');
+    }
+    return 'matched';
+  };
+  assert.equal(allowOf('DELETE', 'studies/1.2'), 'GET, HEAD, POST, OPTIONS');
+  assert.equal(allowOf('PUT', 'studies'), 'GET, HEAD, POST, OPTIONS');
+  assert.equal(allowOf('POST', 'studies/1.2/series'), 'GET, HEAD, OPTIONS');
+  assert.equal(allowOf('POST', 'studies/1.2/series/1.3/instances/1.4/frames/1'), 'GET, HEAD, OPTIONS');
+  assert.equal(allowOf('POST', 'studies/1.2/series/1.3/instances/1.4/bulk/7fe00010'), 'GET, HEAD, OPTIONS');
+  assert.deepEqual(allowedMethods(seg('studies/1.2/series/1.3/metadata')), ['GET', 'HEAD', 'OPTIONS']);
+  assert.deepEqual(allowedMethods(seg('studies')), ['GET', 'HEAD', 'POST', 'OPTIONS']);
+  assert.deepEqual(allowedMethods(seg('studies'), true), ['GET', 'HEAD', 'OPTIONS'], 'a virtual root stores nothing');
+  assert.deepEqual(allowedMethods(seg('servers')), []);
+  assert.deepEqual(allowedMethods([]), []);
 });
