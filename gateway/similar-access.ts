@@ -226,6 +226,18 @@ export function notFound(what: string): HttpProblem {
   return new HttpProblem('NOT_FOUND', `${what} is not in the PACS (or not visible with these credentials)`);
 }
 
+/**
+ * A PACS refusal (4xx) of a query asked for the client, as the client's 400: the virtual root
+ * passes the viewer's filters on, so a refused one is the viewer's mistake, and "PACS
+ * unreachable" (a 5xx in the logs) would blame the wrong party. 401/403, 408/429 and 5xx keep
+ * their pacsProblem() meaning.
+ */
+export function pacsQueryProblem(err: unknown): HttpProblem {
+  if (err instanceof PacsHttpError && err.status >= 400 && err.status !== 401 && err.status !== 403 && !err.transient)
+    return new HttpProblem('BAD_PARAM', `the PACS refused the query: status ${err.status}`);
+  return pacsProblem(err);
+}
+
 /** A PACS failure (down, 5xx, timeout) as the problem the client sees. */
 export function pacsProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;

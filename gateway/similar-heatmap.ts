@@ -11,8 +11,9 @@
  * Answer (JSON): { query: {…UIDs, grid}, result: {…UIDs, grid}, similarity, score,
  * modelVersion, height, width } where grid is height rows × width columns of signed
  * contributions to the similarity (positive: this location makes the pair more similar).
- * similarity = e_q · e_r (cosine of the unit embeddings); score = (1 + similarity) / 2,
- * the same score /similar reports (1 − d²/4).
+ * similarity = e_q · e_r (cosine of the unit embeddings, clamped to [−1, 1]); score =
+ * (1 + similarity) / 2, the same score /similar reports (1 − d²/4, clamped to [0, 1]); both
+ * rounded to 6 decimals, as /similar's.
  *
  * Access: as /similar — each archived image's study must be readable by the caller with
  * its own credentials (similar-access.ts) before a worker fetches it with the service's.
@@ -24,6 +25,7 @@ import type { Request, Response } from 'express';
 import type { Config } from '../core/config.js';
 import { HttpProblem, isValidUid } from '../core/errors.js';
 import { HeatmapRequester } from '../core/heatmap/requester.js';
+import { clampCosine, round6, scoreFromCosine } from '../core/similar/score.js';
 import { MAX_UPLOAD_BYTES, type HeatmapSide } from '../core/jobs.js';
 import type { Logger } from '../core/log.js';
 import type { VectorIndex } from '../core/index/types.js';
@@ -34,6 +36,7 @@ import { settleUnreadBody } from './body-limit.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
 import { callerOf } from './caller.js';
+import { mergeVary } from './headers.js';
 
 export interface SimilarHeatmapDeps {
   readonly config: Config;
@@ -46,6 +49,8 @@ export interface SimilarHeatmapDeps {
   readonly maxUploadBytes?: number;
   /** The /similar upload bound (attachSimilar(...).uploads), shared; one of its own otherwise. */
   readonly uploads?: UploadSlots;
+  /** Who runs the heatmap jobs; a HeatmapRequester on config.redisUrl otherwise (tests answer without Redis). */
+  readonly requester?: Pick<HeatmapRequester, 'request' | 'close'>;
 }
 
 interface Uids {
@@ -84,11 +89,13 @@ function toRows(v: readonly number[], h: number, w: number): number[][] {
 }
 
 export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps): void {
-  const requester = new HeatmapRequester({
-    redisUrl: deps.config.redisUrl,
-    timeoutMs: deps.config.similar.embedTimeoutMs,
-    ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
-  });
+  const requester =
+    deps.requester ??
+    new HeatmapRequester({
+      redisUrl: deps.config.redisUrl,
+      timeoutMs: deps.config.similar.embedTimeoutMs,
+      ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
+    });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
   const uploads = deps.uploads ?? new UploadSlots(deps.config.similar.maxUploads);
 
@@ -129,12 +136,12 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       const r = await requester.request({ kind: 'heatmap', query: querySide, result: p.result, modelVersion: await liveVersion(), enqueuedAt: Date.now() });
       if (r.status === 'refused') throw new HttpProblem('NOT_EMBEDDABLE', r.reason.slice(0, 500));
       res.setHeader('cache-control', 'private, no-store');
-      res.setHeader('vary', 'Authorization');
+      res.setHeader('vary', mergeVary(res.getHeader('vary'), 'Authorization'));
       res.json({
         query: { ...(p.query ?? {}), source: upload ? 'upload' : 'archive', grid: toRows(r.query, r.height, r.width) },
         result: { ...p.result, source: 'archive', grid: toRows(r.result, r.height, r.width) },
-        similarity: r.similarity,
-        score: (1 + r.similarity) / 2,
+        similarity: round6(clampCosine(r.similarity)),
+        score: round6(scoreFromCosine(r.similarity)),
         modelVersion: r.modelVersion,
         height: r.height,
         width: r.width,

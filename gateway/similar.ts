@@ -30,9 +30,9 @@ import { PacsClient } from '../core/pacs/client.js';
 import { EmbedRequester } from '../core/similar/embed-requester.js';
 import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
 import { settleUnreadBody } from './body-limit.js';
-import { basicAuthorization } from './headers.js';
+import { basicAuthorization, mergeVary } from './headers.js';
 import { sendProblem, toProblem } from './problem.js';
-import { derivePublicBase, fixedPublicBase } from './public-url.js';
+import { DERIVED_BASE_VARY, derivePublicBase, fixedPublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
 import { AccessChecker } from './similar-access.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
@@ -176,7 +176,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         `query;desc="${query.source}";dur=${f(queryMs)}, knn;dur=${f(out.knnMs)}, access;dur=${f(out.accessMs)}`,
       );
       roundsRun.observe(out.rounds);
-      res.setHeader('vary', 'Accept, Authorization');
+      res.setHeader('vary', mergeVary(res.getHeader('vary'), 'Accept, Authorization', fixedBase ? undefined : DERIVED_BASE_VARY));
       if (wantsDicomJson(req.headers.accept)) {
         res.type(DICOM_JSON).send(JSON.stringify(renderDicomJson(params.groupBy, out.results, base, out.patients)));
       } else {

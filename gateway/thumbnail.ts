@@ -4,7 +4,7 @@
  * PACS's /rendered for the same resource, asked for a small viewport, kept in
  * a bounded LRU.
  *
- *   query  viewport=vw,vh   (default: quirks.thumbnailViewport)
+ *   query  viewport=vw,vh   each side 1…MAX_VIEWPORT (default: quirks.thumbnailViewport)
  *   accept image/jpeg (default) | image/png — from `accept` or Accept
  *
  * A hit is answered without asking the PACS, so the cache key includes a hash of
@@ -29,7 +29,9 @@ interface CachedImage {
   readonly expires: number;
 }
 
-const VIEWPORT_RE = /^[1-9][0-9]{0,3},[1-9][0-9]{0,3}$/;
+const VIEWPORT_RE = /^([1-9][0-9]{0,3}),([1-9][0-9]{0,3})$/;
+/** Largest side asked of the PACS: a thumbnail is small, and a larger one can outgrow MAX_THUMBNAIL_BYTES. */
+const MAX_VIEWPORT = 1024;
 /** How long a cached thumbnail is served without asking the PACS. */
 const CACHE_TTL_MS = 5 * 60_000;
 /** Larger answers are served but not cached. */
@@ -63,7 +65,7 @@ export class ThumbnailService {
     const { accept: acceptParam, rest } = takeAcceptParam(query);
     const params = new URLSearchParams(rest);
     const viewport = params.get('viewport') ?? this.defaultViewport;
-    if (!VIEWPORT_RE.test(viewport)) throw new HttpProblem('BAD_PARAM', 'viewport must be "width,height" in pixels');
+    checkViewport(viewport);
     // Other parameters (a ?token= login, rendering options) go to the PACS as they came.
     params.delete('viewport');
     const others = params.toString();
@@ -105,8 +107,13 @@ export class ThumbnailService {
           idle.refresh();
           size += c.length;
           if (size > MAX_THUMBNAIL_BYTES) {
+            // The PACS's answer, not a fault of the gateway: a 502 like any unusable upstream answer.
+            this.ctx.onUpstreamError('body');
             ures.destroy();
-            sendProblem(res, new HttpProblem('INTERNAL', 'rendered thumbnail too large'));
+            sendProblem(
+              res,
+              new HttpProblem('UPSTREAM_UNREACHABLE', `the PACS's rendered thumbnail is larger than ${MAX_THUMBNAIL_BYTES >> 20} MiB`),
+            );
             return;
           }
           chunks.push(c);
@@ -128,6 +135,12 @@ export class ThumbnailService {
       if (!res.writableFinished) abort();
     });
   }
+}
+
+function checkViewport(viewport: string): void {
+  const m = VIEWPORT_RE.exec(viewport);
+  if (!m || Number(m[1]) > MAX_VIEWPORT || Number(m[2]) > MAX_VIEWPORT)
+    throw new HttpProblem('BAD_PARAM', `viewport must be "width,height" in pixels, each at most ${MAX_VIEWPORT}`);
 }
 
 function send(

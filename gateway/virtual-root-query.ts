@@ -8,7 +8,8 @@
  *   StudyInstanceUID / 0020000D    gateway      intersected with the similar studies (a viewer opening a
  *                                               study asks for it by UID); comma-separated UIDs, 400 if malformed
  *   includefield                   PACS         all values joined with a literal "," (see pacs-quirks.ts)
- *   accept                         —            dropped: the answer is always application/dicom+json
+ *   accept                         —            dropped: the answer is always application/dicom+json (one that
+ *                                               rules it out, as the Accept header can, is 406: acceptsDicomJson)
  *   anything else (PatientName,    PACS         passed on as given (matching is the PACS's: the virtual root
  *   StudyDate, fuzzymatching …)                 lists the similar studies that also match the viewer's filters)
  *
@@ -74,4 +75,20 @@ export function pacsStudyQuery(studies: readonly string[], q: VirtualStudyQuery)
   if (q.includeFields.length) parts.push(`includefield=${q.includeFields.map(encodeURIComponent).join(',')}`);
   for (const [k, v] of q.pass) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
   return parts.join('&');
+}
+
+/** Media ranges a study search can be answered in: DICOM JSON, JSON (which it also is), or a wildcard. */
+const JSON_RANGES = new Set(['application/dicom+json', 'application/json', 'application/*', '*/*']);
+
+/**
+ * Whether `accept` (the `accept` parameter, else the Accept header) lets the answer be DICOM JSON.
+ * A viewer that asks for XML only must get 406 (PS3.18 §8.3.3), not JSON it cannot parse.
+ */
+export function acceptsDicomJson(accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '') return true;
+  return accept.split(',').some((range) => {
+    const [type = '', ...params] = range.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => /^q\s*=/.test(p));
+    return JSON_RANGES.has(type) && (q === undefined || Number(q.slice(q.indexOf('=') + 1)) > 0);
+  });
 }

@@ -15,9 +15,10 @@
  *   1. the query instance's three UIDs: from the index, else a QIDO for it with the
  *      caller's credentials (none → 404);
  *   2. the /similar search (similar-search.ts, the same code as GET /similar) with
- *      groupBy=study, limit 100 (MAX_LIMIT), excludeSameStudy and excludeSamePatient
- *      on — as the caller: its Authorization passes through and the access checks
- *      apply (no study it could not read from the PACS is ever named);
+ *      groupBy=study, limit 100 (MAX_LIMIT) or CBMIR_SIMILAR_MAX_LIMIT if lower,
+ *      excludeSameStudy and excludeSamePatient on — as the caller: its Authorization
+ *      passes through and the access checks apply (no study it could not read from
+ *      the PACS is ever named);
  *   3. the PACS's own QIDO study records of those studies: ONE QIDO
  *      `/studies?StudyInstanceUID=u1,u2,…` per 50 studies, with the caller's
  *      credentials and the viewer's includefield and filters (virtual-root-query.ts);
@@ -28,7 +29,8 @@
  *      page), (0009,1011) DS score, (0009,1012) DS distance (similar-render.ts).
  *
  * Errors are problem bodies as for /similar: malformed UID 400 (path guard), unknown
- * or unreadable instance 404, 401/403 from the PACS, 503 when the index or the
+ * or unreadable instance 404, 401/403 from the PACS, another 4xx of the PACS (a filter
+ * it refuses) 400, an Accept that rules out JSON 406, 503 when the index or the
  * embedding worker is unavailable.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -46,13 +48,15 @@ import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { notFound, pacsProblem } from './similar-access.js';
+import { notFound, pacsQueryProblem } from './similar-access.js';
 import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
+import { takeAcceptParam } from './accept.js';
 import { UrlRewriter } from './url-rewrite.js';
 import { parseEndpoint } from './upstream.js';
-import { pacsStudyQuery, parseVirtualStudyQuery, type VirtualStudyQuery } from './virtual-root-query.js';
+import { acceptsDicomJson, pacsStudyQuery, parseVirtualStudyQuery, type VirtualStudyQuery } from './virtual-root-query.js';
+import { mergeVary } from './headers.js';
 
 export interface VirtualRootDeps {
   readonly config: Config;
@@ -62,13 +66,14 @@ export interface VirtualRootDeps {
   readonly logger: Logger;
 }
 
-/** What a virtual root lists: the defaults of GET /similar, grouped by study, as deep as /similar goes by default. */
-export const VIRTUAL_ROOT_PARAMS: SimilarParams = Object.freeze({
-  limit: MAX_LIMIT,
-  groupBy: 'study',
-  excludeSameStudy: true,
-  excludeSamePatient: true,
-});
+/**
+ * What a virtual root lists: the defaults of GET /similar, grouped by study, as deep as /similar
+ * goes by default, or less where the operator bounds /similar lower (CBMIR_SIMILAR_MAX_LIMIT
+ * limits the PACS load of a search; a higher one is for evaluation, not worklists).
+ */
+export function virtualRootParams(maxLimit: number): SimilarParams {
+  return { limit: Math.min(MAX_LIMIT, maxLimit), groupBy: 'study', excludeSameStudy: true, excludeSamePatient: true };
+}
 
 /** Studies per PACS QIDO (≈ 65 bytes each: far below URL limits), as similar-access.ts. */
 const UIDS_PER_QIDO = 50;
@@ -106,7 +111,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     try {
       found = await pacs.qido('/instances', { SOPInstanceUID: sop }, caller);
     } catch (err) {
-      throw pacsProblem(err);
+      throw pacsQueryProblem(err);
     }
     const st = stringValue(found[0], STUDY_UID);
     const se = stringValue(found[0], '0020000E');
@@ -124,7 +129,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     try {
       answers = await Promise.all(chunks.map((c) => pacs.qido(`/studies?${pacsStudyQuery(c, q)}`, {}, caller)));
     } catch (err) {
-      throw pacsProblem(err);
+      throw pacsQueryProblem(err);
     }
     const byUid = new Map<string, DicomJsonDataset>();
     for (const ds of answers.flat()) {
@@ -134,11 +139,17 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     return byUid;
   };
 
+  const params = virtualRootParams(config.similar.maxLimit);
+
   const serve = async (req: IncomingMessage, res: ServerResponse, sop: string, query: string, base: PublicBase): Promise<void> => {
+    if (!acceptsDicomJson(takeAcceptParam(query).accept ?? req.headers.accept)) {
+      sendNotAcceptable(res);
+      return;
+    }
     const q = parseVirtualStudyQuery(query);
     const auth = callerOf(req.headers);
     const vector = await search.byUids(await uidsOf(sop, auth), auth);
-    const out = await search.search(vector, VIRTUAL_ROOT_PARAMS, auth);
+    const out = await search.search(vector, params, auth);
     let ranked: Ranked[] = out.results.map((g, i) => ({ study: g.best.doc.studyInstanceUid, rank: i + 1, distance: g.best.distance }));
     if (q.studyUids) ranked = ranked.filter((r) => q.studyUids!.has(r.study));
     const byUid = ranked.length
@@ -158,7 +169,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
       'content-type': 'application/dicom+json',
       'content-length': mapped.length,
       'cache-control': 'private, no-store',
-      vary: 'Accept, Authorization',
+      vary: mergeVary(res.getHeader('vary'), 'Accept, Authorization'),
     });
     res.end(mapped);
   };
@@ -180,6 +191,14 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
     });
   });
   gateway.addCloseHook(() => pacs.close());
+}
+
+/**
+ * 406 problem body. Written here because core/errors.ts's catalogue has no 406 code; once it
+ * has one (NOT_ACCEPTABLE), throw that HttpProblem instead.
+ */
+function sendNotAcceptable(res: ServerResponse): void {
+  sendProblem(res, new HttpProblem('NOT_ACCEPTABLE', 'a virtual root answers its study search as application/dicom+json only'), { vary: mergeVary(res.getHeader('vary'), 'Accept') });
 }
 
 /** The PACS's record with the virtual root's RetrieveURL and the CBMIR rank block, attributes in tag order. */

@@ -18,3 +18,14 @@ export function scoreFromDistance(d: number): number {
 export function round6(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
+
+/** The score of a cosine similarity s = e_q · e_r (what a heatmap job reports): (1 + s)/2, clamped as above. */
+export function scoreFromCosine(s: number): number {
+  if (!Number.isFinite(s)) return 0;
+  return Math.min(1, Math.max(0, (1 + s) / 2));
+}
+
+/** A cosine similarity inside [−1, 1]: the float32 dot product of unit vectors can pass ±1 by a hair. */
+export function clampCosine(s: number): number {
+  return Math.min(1, Math.max(-1, s));
+}

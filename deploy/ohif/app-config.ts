@@ -9,7 +9,7 @@
  * | setting | value | why |
  * |---|---|---|
  * | qidoRoot, wadoRoot | the root | QIDO-RS and WADO-RS through the gateway |
- * | wadoUriRoot | origin + `/wado` | the gateway's WADO-URI endpoint (used for downloads only) |
+ * | wadoUriRoot | the root with `/dicom-web` → `/wado` | the gateway's WADO-URI endpoint beside the root, under the same prefix (a proxy's path, a virtual root's `/similar-to/{uid}`); used for downloads only |
  * | qidoSupportsIncludeField | true | Orthanc honours `includefield` |
  * | imageRendering | `wadors` | frames via WADO-RS, decoded in the browser |
  * | thumbnailRendering | `thumbnail` | `/…/thumbnail?accept=image/jpeg`: the gateway serves /thumbnail (Orthanc's plugin 1.7 has none) and lets `?accept=` win over OHIF's multipart Accept |
@@ -26,7 +26,7 @@
 export interface OhifConfigOptions {
   /** Absolute http(s) DICOMweb root, e.g. http://127.0.0.1:8080/dicom-web. */
   readonly dicomWebRoot: string;
-  /** WADO-URI endpoint; default: the root's origin + /wado (the gateway's). */
+  /** WADO-URI endpoint; default: wadoUriBeside(dicomWebRoot). */
   readonly wadoUriRoot?: string;
   /** Shown in OHIF's data source menu. */
   readonly friendlyName?: string;
@@ -53,10 +53,20 @@ export function normaliseDicomWebRoot(root: string): string {
   return u.href.replace(/\/+$/, '');
 }
 
+/**
+ * The gateway's WADO-URI endpoint for a normalised DICOMweb root: `…/dicom-web` → `…/wado`, so
+ * a path prefix (a proxy's, a virtual root's) is kept. A root not named `/dicom-web` (another
+ * PACS's) gets its origin + `/wado`, where Orthanc serves it; pass wadoUriRoot for any other.
+ */
+export function wadoUriBeside(root: string): string {
+  const u = new URL(root);
+  return u.pathname.endsWith('/dicom-web') ? `${u.origin}${u.pathname.slice(0, -'/dicom-web'.length)}/wado` : `${u.origin}/wado`;
+}
+
 /** The `window.config` object for OHIF (plain data). */
 export function ohifConfig(o: OhifConfigOptions): Record<string, unknown> {
   const root = normaliseDicomWebRoot(o.dicomWebRoot);
-  const wadoUriRoot = o.wadoUriRoot ? normaliseDicomWebRoot(o.wadoUriRoot) : `${new URL(root).origin}/wado`;
+  const wadoUriRoot = o.wadoUriRoot ? normaliseDicomWebRoot(o.wadoUriRoot) : wadoUriBeside(root);
   const workers = o.maxNumberOfWebWorkers ?? 2;
   if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new Error(`maxNumberOfWebWorkers must be 1..16, got ${workers}`);
   return {

@@ -233,6 +233,9 @@ describe('/ui in headless Chromium', () => {
     assert.equal(res.status, 200, res.body.toString());
     const hm = json<HeatmapAnswer>(res);
     assert.equal(hm.height, 7);
+    // /similar's score and rounding, even where the float32 dot product passes ±1 by a hair.
+    assert.ok(hm.score >= 0 && hm.score <= 1 && hm.similarity >= -1 && hm.similarity <= 1, `score ${hm.score}, similarity ${hm.similarity}`);
+    for (const v of [hm.score, hm.similarity]) assert.match(String(v), /^-?\d+(\.\d{1,6})?$/, 'rounded to 6 decimals');
     assert.equal(hm.query.grid.length, 7);
     assert.equal(hm.result.grid[0]!.length, 7);
     await first.locator('button.heatmap-toggle').click();

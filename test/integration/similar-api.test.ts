@@ -286,6 +286,7 @@ describe('/similar on the real stack', () => {
       [uidQuery(q, '&excludeSameStudy=maybe'), 400, 'BAD_PARAM'],
       [uidQuery(q, '&Modality=m%3Cr'), 400, 'BAD_PARAM'],
       [`/studies/1..2/series/1.2/instances/1.3/similar`, 400, 'BAD_UID'],
+      [`/studies/%ZZ/series/1.2/instances/1.3/similar`, 400, 'BAD_PATH'],
       [`/studies/1.2/series/1.2/instances/1.3/similar?StudyInstanceUID=1.2`, 400, 'BAD_PARAM'],
       [`/similar?StudyInstanceUID=1.2.3&SeriesInstanceUID=1.2.3.4&SOPInstanceUID=1.2.3.4.5`, 404, 'NOT_FOUND'],
       // Indexed SOP Instance UID under another study: the path must agree with the index.
@@ -727,6 +728,14 @@ describe('/similar on the real stack', () => {
     const doc = json<{ openapi: string; paths: Record<string, unknown> }>(r);
     assert.match(doc.openapi, /^3\.1/);
     assert.ok(doc.paths['/similar'] && doc.paths['/studies/{study}/series/{series}/instances/{sop}/similar']);
+    const heatmap = doc.paths['/similar/heatmap'] as Record<string, unknown> | undefined;
+    assert.ok(heatmap?.get && heatmap.post, '/similar/heatmap GET and POST');
+    // The code-string filters as the server takes them: lower case, repeated.
+    const similarGet = (doc.paths['/similar'] as { get: { parameters: Array<{ name: string; explode?: boolean; schema: { type: string; items?: { pattern: string } } }> } }).get;
+    const modality = similarGet.parameters.find((x) => x.name === 'Modality')!;
+    assert.equal(modality.schema.type, 'array');
+    assert.equal(modality.explode, true);
+    assert.match('mr', new RegExp(modality.schema.items!.pattern));
     const m = (await get('/metrics')).body.toString();
     assert.match(m, /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="index",outcome="ok"\} [1-9]/);
     assert.match(m, /cbmir_gateway_similar_duration_seconds_count\{mode="uids",source="none",outcome="bad_uid"\} [1-9]/);

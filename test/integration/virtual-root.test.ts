@@ -168,6 +168,26 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
       assert.equal(r.status, 400, bad);
       assert.equal(json<Problem>(r).code, 'BAD_PARAM');
     }
+    // A filter the PACS itself refuses (the plugin: fuzzymatching is true or false) is the
+    // viewer's 400 under both roots, not a 502 "PACS unreachable" under the virtual one.
+    assert.equal((await get('/dicom-web/studies?fuzzymatching=yes')).status, 400, 'the PACS refuses it through /dicom-web');
+    const refused = await raw(`${vroot}/studies?fuzzymatching=yes`);
+    assert.equal(refused.status, 400, refused.body.toString());
+    assert.equal(json<Problem>(refused).code, 'BAD_PARAM');
+  });
+
+  test('Accept: XML only → 406 problem (PS3.18 §8.3.3); DICOM JSON, JSON or a wildcard → the list', async () => {
+    const xml = 'multipart/related; type="application/dicom+xml"';
+    for (const [query, headers] of [
+      ['', { accept: xml }],
+      [`?accept=${encodeURIComponent(xml)}`, {}],
+    ] as const) {
+      const r = await raw(`${vroot}/studies${query}`, { headers });
+      assert.equal(r.status, 406, `${query} ${JSON.stringify(headers)}`);
+      assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/);
+    }
+    for (const accept of ['application/dicom+json', 'application/json', '*/*'])
+      assert.equal((await studies('', { accept })).length, 8, accept);
   });
 
   test('the viewer’s filters combine with the ranking: StudyInstanceUID (opening a study), PatientName', async () => {

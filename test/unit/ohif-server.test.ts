@@ -24,9 +24,18 @@ describe('OHIF app-config.js', () => {
     assert.equal(c.defaultDataSourceName, ds.sourceName);
     assert.equal(ds.configuration.qidoRoot, 'http://127.0.0.1:8080/similar-to/1.2.3/dicom-web');
     assert.equal(ds.configuration.wadoRoot, 'http://127.0.0.1:8080/similar-to/1.2.3/dicom-web');
-    assert.equal(ds.configuration.wadoUriRoot, 'http://127.0.0.1:8080/wado');
+    assert.equal(ds.configuration.wadoUriRoot, 'http://127.0.0.1:8080/similar-to/1.2.3/wado', "the virtual root's own WADO-URI");
     assert.equal(ds.configuration.thumbnailRendering, 'thumbnail');
     assert.equal(c.routerBasename, '/');
+  });
+
+  test('wadoUriRoot: beside the root under any path prefix; origin + /wado for other roots; an explicit one wins', () => {
+    const wadoUri = (o: Parameters<typeof ohifConfig>[0]) => (ohifConfig(o).dataSources as DataSource[])[0]!.configuration.wadoUriRoot;
+    assert.equal(wadoUri({ dicomWebRoot: 'https://host.example/cbmir/dicom-web' }), 'https://host.example/cbmir/wado');
+    assert.equal(wadoUri({ dicomWebRoot: 'http://127.0.0.1:8080/dicom-web/' }), 'http://127.0.0.1:8080/wado');
+    assert.equal(wadoUri({ dicomWebRoot: 'https://host.example/cbmir/similar-to/1.2.3/dicom-web' }), 'https://host.example/cbmir/similar-to/1.2.3/wado');
+    assert.equal(wadoUri({ dicomWebRoot: 'http://pacs.example:8042/other/rs' }), 'http://pacs.example:8042/wado');
+    assert.equal(wadoUri({ dicomWebRoot: 'http://pacs.example/rs', wadoUriRoot: 'http://pacs.example/wado-uri/' }), 'http://pacs.example/wado-uri');
   });
 
   test('the script sets window.config to exactly that object, even for hostile-looking input', () => {

@@ -1,0 +1,131 @@
+/**
+ * GET /similar/heatmap's answer (gateway/similar-heatmap.ts) with a stand-in heatmap job: the
+ * score is /similar's (clamped to [0, 1], 6 decimals) even when the float32 dot product of two
+ * unit vectors passes ±1, and the answer has the shape docs/openapi.json's HeatmapAnswer gives.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import express from 'express';
+import { loadConfig } from '../../core/config.js';
+import type { VectorIndex } from '../../core/index/types.js';
+import type { HeatmapJobData, HeatmapJobResult } from '../../core/jobs.js';
+import { createLogger } from '../../core/log.js';
+import type { Gateway } from '../../gateway/server.js';
+import type { AccessChecker } from '../../gateway/similar-access.js';
+import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
+import { repoRoot } from '../helpers/fixtures.js';
+
+interface Schema {
+  required?: string[];
+  properties?: Record<string, Schema>;
+  minimum?: number;
+  maximum?: number;
+}
+
+const UIDS =
+  'StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.2.3.4' +
+  '&ResultStudyInstanceUID=1.5&ResultSeriesInstanceUID=1.5.6&ResultSOPInstanceUID=1.5.6.7';
+
+/** Required keys present, no key the schema does not name, numbers within bounds: what a client relying on the schema needs. */
+function conforms(value: unknown, schema: Schema, where = 'answer'): void {
+  if (schema.minimum !== undefined) assert.ok((value as number) >= schema.minimum, `${where} ${String(value)} < ${schema.minimum}`);
+  if (schema.maximum !== undefined) assert.ok((value as number) <= schema.maximum, `${where} ${String(value)} > ${schema.maximum}`);
+  if (!schema.properties) return;
+  const obj = value as Record<string, unknown>;
+  for (const k of schema.required ?? []) assert.ok(k in obj, `${where}.${k} is required`);
+  for (const [k, v] of Object.entries(obj)) {
+    assert.ok(schema.properties[k], `${where}.${k} is not in the schema`);
+    conforms(v, schema.properties[k]!, `${where}.${k}`);
+  }
+}
+
+describe('/similar/heatmap answer', () => {
+  let similarity = 0;
+  let server: Server;
+  let base = '';
+  const closeHooks: Array<() => Promise<void> | void> = [];
+
+  before(async () => {
+    const app = express();
+    const gateway = { app, addCloseHook: (h: () => Promise<void> | void) => void closeHooks.push(h) } as unknown as Gateway;
+    const requester = {
+      request: async (d: HeatmapJobData): Promise<HeatmapJobResult> => ({
+        status: 'heatmap',
+        modelVersion: d.modelVersion,
+        similarity,
+        height: 2,
+        width: 2,
+        query: [0.1234567, -0.2, 0, 0.5],
+        result: [0.3, 0, -0.1, 0.25],
+      }),
+      close: async () => undefined,
+    };
+    // Every study and instance readable: the access rules have their own tests.
+    const access = { requireReadable: async () => undefined, requireInstance: async () => undefined } as unknown as AccessChecker;
+    const index = { liveVersion: async () => 'v1' } as unknown as VectorIndex;
+    attachSimilarHeatmap(gateway, {
+      config: loadConfig({}),
+      access,
+      index,
+      modelVersion: 'v1',
+      logger: createLogger('silent', 'test'),
+      requester,
+    });
+    server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server.close();
+    for (const h of closeHooks) await h();
+  });
+
+  const heatmap = async (s: number) => {
+    similarity = s;
+    const r = await fetch(`${base}/similar/heatmap?${UIDS}`);
+    assert.equal(r.status, 200);
+    return (await r.json()) as { similarity: number; score: number } & Record<string, unknown>;
+  };
+
+  test('score and similarity stay in [0, 1] and [−1, 1] past a float32 hair, rounded to 6 decimals as /similar’s', async () => {
+    for (const [s, similarityWanted, scoreWanted] of [
+      [1.0000001, 1, 1],
+      [-1.0000002, -1, 0],
+      [0.88912345678, 0.889123, 0.944562],
+      [0, 0, 0.5],
+    ] as const) {
+      const hm = await heatmap(s);
+      assert.equal(hm.similarity, similarityWanted, `similarity of ${s}`);
+      assert.equal(hm.score, scoreWanted, `score of ${s}`);
+    }
+  });
+
+  test('the answer is what docs/openapi.json’s HeatmapAnswer describes', async () => {
+    const doc = JSON.parse(readFileSync(path.join(repoRoot, 'docs', 'openapi.json'), 'utf8')) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: { $ref: string } }> }> }>>;
+      components: { schemas: Record<string, Schema> };
+    };
+    for (const method of ['get', 'post']) {
+      const ref = doc.paths['/similar/heatmap']?.[method]?.responses['200']?.content['application/json']?.schema.$ref;
+      assert.equal(ref, '#/components/schemas/HeatmapAnswer', method);
+    }
+    const answer = await heatmap(0.5);
+    conforms(answer, doc.components.schemas.HeatmapAnswer!);
+    assert.deepEqual(answer.query, {
+      studyInstanceUid: '1.2',
+      seriesInstanceUid: '1.2.3',
+      sopInstanceUid: '1.2.3.4',
+      source: 'archive',
+      grid: [
+        [0.123457, -0.2],
+        [0, 0.5],
+      ],
+    });
+  });
+});
