@@ -15,14 +15,22 @@ export interface ModelManifest {
   /** Absolute path of the .onnx file. */
   readonly file: string;
   readonly sha256?: string;
+  /** The embedding size: the manifest's, else 256 until the runtime reads the graph's (models/runtime/embedder.ts). */
   readonly dims: number;
+  /** Whether the manifest states `dims` (a graph that disagrees is refused) or 256 is only assumed. */
+  readonly dimsDeclared: boolean;
   readonly inputSize: number;
   readonly classes?: Record<string, string>;
 }
 
-const modelsDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models');
+/** models/manifest.json of the source tree, from core/ or from a build in dist/core/ (the build copies no models). */
+function defaultManifest(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [resolve(here, '..', 'models', 'manifest.json'), resolve(here, '..', '..', 'models', 'manifest.json')];
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
+}
 
-export const DEFAULT_MANIFEST = resolve(modelsDir, 'manifest.json');
+export const DEFAULT_MANIFEST = defaultManifest();
 
 function sha256Of(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
@@ -42,7 +50,7 @@ export function loadModelManifest(ref: string | undefined = undefined): ModelMan
     const stem = basename(path, '.onnx');
     const m = /^(.*)-(\d+\.\d+\.\d+[\w.-]*)$/.exec(stem);
     const version = m?.[2] ?? `sha256-${sha256Of(path).slice(0, 16)}`;
-    return Object.freeze({ name: m?.[1] ?? stem, version, file: path, dims: 256, inputSize: 224 });
+    return Object.freeze({ name: m?.[1] ?? stem, version, file: path, dims: 256, dimsDeclared: false, inputSize: 224 });
   }
   let raw: unknown;
   try {
@@ -76,6 +84,7 @@ export function loadModelManifest(ref: string | undefined = undefined): ModelMan
     file,
     sha256: typeof j.sha256 === 'string' ? j.sha256 : undefined,
     dims: typeof j.dims === 'number' ? j.dims : 256,
+    dimsDeclared: typeof j.dims === 'number',
     inputSize: size,
     classes: (j.classes as Record<string, string> | undefined) ?? undefined,
   });

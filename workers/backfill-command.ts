@@ -16,7 +16,7 @@ import cliProgress from 'cli-progress';
 import { createVectorIndex } from '../core/index/factory.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
-import { configOrExit, manifestOrExit, redisReachable } from './command-config.js';
+import { checkedManifestOrExit, configOrExit, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 import { progressLines } from './progress-lines.js';
@@ -113,7 +113,7 @@ export function backfillCommand(): Command {
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
     .action(async (o: BackfillCliOptions) => {
       const config = configOrExit();
-      const manifest = manifestOrExit(config.model, 'backfill');
+      const manifest = await checkedManifestOrExit(config.model, 'backfill');
       const pacs = new PacsClient({
         url: config.pacs.url,
         user: config.pacs.user,

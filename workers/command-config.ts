@@ -1,6 +1,7 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { loadModelManifest, type ModelManifest } from '../core/model-manifest.js';
+import { Embedder } from '../models/runtime/embedder.js';
 
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   try {
@@ -22,6 +23,24 @@ export function manifestOrExit(ref: string | undefined, command: string): ModelM
     process.stderr.write(`cbmir ${command}: ${(err as Error).message}\n`);
     process.exit(2);
   }
+}
+
+/**
+ * manifestOrExit, with the embedding size read from the graph. Commands that create index storage
+ * (backfill, reindex) would otherwise make it 256-d for an `.onnx` path whose graph says otherwise,
+ * and every write would then be refused.
+ */
+export async function checkedManifestOrExit(ref: string | undefined, command: string): Promise<ModelManifest> {
+  const manifest = manifestOrExit(ref, command);
+  let embedder: Embedder;
+  try {
+    embedder = await Embedder.load(manifest, { preferGpu: false, threads: 1 });
+  } catch (err) {
+    process.stderr.write(`cbmir ${command}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  await embedder.close();
+  return embedder.manifest;
 }
 
 /** Wait (bounded) for a fail-fast producer connection to come up; throws a clear error if it does not. */

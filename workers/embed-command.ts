@@ -8,6 +8,19 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 
+/**
+ * The file's bytes, or its UNREADABLE line with the reason's code: whatever it is (ELOOP,
+ * ENAMETOOLONG, a file over 2 GiB, EMFILE …), the file gets its line and the others are embedded.
+ */
+async function readInput(file: string): Promise<{ bytes: Uint8Array } | { unreadable: Record<string, unknown> }> {
+  try {
+    return { bytes: new Uint8Array(await readFile(file)) };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException | undefined;
+    return { unreadable: { file, ok: false, reason: `cannot read file: ${e?.code ?? e?.name ?? String(err)}`, code: 'UNREADABLE' } };
+  }
+}
+
 export function embedCommand(): Command {
   return new Command('embed')
     .description('embed local DICOM files with the shipped model (one line per file)')
@@ -21,9 +34,12 @@ export function embedCommand(): Command {
       try {
         for (const file of files) {
           let line: Record<string, unknown>;
-          try {
-            const bytes = new Uint8Array(await readFile(file));
-            const r = await pipeline.embedDicom(bytes);
+          const input = await readInput(file);
+          if ('unreadable' in input) {
+            broken++;
+            line = input.unreadable;
+          } else {
+            const r = await pipeline.embedDicom(input.bytes);
             line = r.ok
               ? {
                   file,
@@ -34,12 +50,6 @@ export function embedCommand(): Command {
                   ...(o.vectors ? { vector: Array.from(r.vectors[0]?.vector ?? []) } : {}),
                 }
               : { file, ok: false, reason: r.reason, code: r.code };
-          } catch (err) {
-            const e = err as NodeJS.ErrnoException;
-            if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-              broken++;
-              line = { file, ok: false, reason: `cannot read file: ${e.code}`, code: 'UNREADABLE' };
-            } else throw err;
           }
           process.stdout.write(o.json ? `${JSON.stringify(line)}\n` : `${line.ok ? 'ok     ' : 'refused'} ${file}${line.ok ? ` dims=${String(line.dims)}` : `: ${String(line.reason)}`}\n`);
         }

@@ -19,8 +19,8 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
-import { queueName, type EmbedQueueJobData, type EmbedQueueJobResult, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
-import { isTransientPacsError, PacsHttpError, type PacsClient } from '../core/pacs/client.js';
+import { queueName, type EmbedQueueJobData, type EmbedQueueJobResult, type HeatmapSide, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
+import { isTransientPacsError, PacsHttpError, PacsTooLargeError, type PacsClient } from '../core/pacs/client.js';
 import { patientKey } from '../core/index/patient-key.js';
 import { classifyIndexError } from '../core/index/errors.js';
 import type { VectorDoc, VectorIndex } from '../core/index/types.js';
@@ -42,6 +42,10 @@ export interface WorkerDeps {
   readonly concurrency: number;
   /** Index jobs holding an instance (fetch → decode → embed) at once; default 32. Bounds memory. */
   readonly decodeConcurrency?: number;
+  /** Largest WADO-RS answer a job fetches (CBMIR_WORKER_MAX_INSTANCE_BYTES); default 512 MiB. */
+  readonly maxInstanceBytes?: number;
+  /** How long the gateway waits for an embed or heatmap job (CBMIR_EMBED_TIMEOUT_MS); default 10 s. */
+  readonly embedTimeoutMs?: number;
   /** Queue namespace (tests); default none. */
   readonly namespace?: string;
   /** How often to look for jobs of dead workers (ms); BullMQ default 30 s. */
@@ -76,8 +80,51 @@ export const OTHER_MODEL_MAX_AGE_MS = 24 * 3_600_000;
 /** The same for a /similar query, which a user is waiting for (CBMIR_EMBED_TIMEOUT_MS, 10 s). */
 const OTHER_MODEL_EMBED_DELAY_MS = 1_000;
 
+/** CBMIR_WORKER_MAX_INSTANCE_BYTES' default, for workers built without a configuration. */
+export const DEFAULT_MAX_INSTANCE_BYTES = 512 * 2 ** 20;
+
+/** The job's data without the uploaded files it carries (undefined: it carries none). */
+export function withoutUploads(d: EmbedQueueJobData): EmbedQueueJobData | undefined {
+  if (d.kind === 'upload') return d.dicomBase64 ? { ...d, dicomBase64: '' } : undefined;
+  if (d.kind !== 'heatmap') return undefined;
+  const blank = (side: HeatmapSide): HeatmapSide => ('dicomBase64' in side && side.dicomBase64 ? { dicomBase64: '' } : side);
+  const out = { ...d, query: blank(d.query), result: blank(d.result) };
+  return out.query === d.query && out.result === d.result ? undefined : out;
+}
+
+/**
+ * A /similar embed or heatmap job for another model version (a rolling upgrade): put back for
+ * a worker of that version while the gateway may still be waiting for it. Past `maxAgeMs` nobody
+ * is: it fails, its uploaded files dropped first, instead of being put back every second for
+ * ever (the gateway cannot remove a job a worker holds at that moment).
+ */
+export async function deferOtherModelEmbed(
+  job: Pick<Job<EmbedQueueJobData, EmbedQueueJobResult>, 'data' | 'updateData' | 'moveToDelayed'>,
+  token: string | undefined,
+  workerVersion: string,
+  maxAgeMs: number,
+  now = Date.now(),
+): Promise<never> {
+  const d = job.data;
+  if (now - d.enqueuedAt > maxAgeMs) {
+    const bare = withoutUploads(d);
+    if (bare) await job.updateData(bare).catch(() => undefined);
+    throw new UnrecoverableError(
+      `model version ${d.modelVersion}: no worker of that version took the job within ${maxAgeMs} ms, and nobody waits for it any more (this worker runs ${workerVersion})`,
+    );
+  }
+  await job.moveToDelayed(now + OTHER_MODEL_EMBED_DELAY_MS, token);
+  throw new DelayedError();
+}
+
 /** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
 export function fetchFailure(step: string, err: unknown): Error {
+  // Deterministic for this instance: refused like a frame too large to decode.
+  if (err instanceof PacsTooLargeError) {
+    return new UnrecoverableError(
+      `decode: TOO_LARGE: instance of ${err.declaredBytes ?? `more than ${err.limit}`} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${err.limit})`,
+    );
+  }
   // The worker fetches with the service's own login: 401/403 is a configuration fault (a
   // rotated password), not a property of the image, so the job retries and `cbmir failed
   // --retry` can put it back once the setting is fixed.
@@ -135,14 +182,19 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     deps.writeWaitMs ?? 10,
   );
 
-  async function embedInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<EmbedResult> {
-    let bytes: Uint8Array;
+  // Checked on the declared length and while the answer streams, before an instance is held:
+  // one cine or whole-slide level could otherwise take the process (and every job in it) down.
+  const maxBytes = deps.maxInstanceBytes ?? DEFAULT_MAX_INSTANCE_BYTES;
+  async function fetchInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<Uint8Array> {
     try {
-      bytes = await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid);
+      return await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid, {}, { maxBytes });
     } catch (err) {
       throw fetchFailure('fetch (WADO-RS)', err);
     }
-    return pipeline.embedDicom(bytes);
+  }
+
+  async function embedInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<EmbedResult> {
+    return pipeline.embedDicom(await fetchInstance(ids));
   }
 
   async function write(doc: VectorDoc): Promise<void> {
@@ -198,27 +250,22 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   };
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.
-  const heatmaps = new HeatmapJobs(pipeline, async (ids) => {
-    try {
-      return await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid);
-    } catch (err) {
-      throw fetchFailure('fetch (WADO-RS)', err);
-    }
-  });
+  const heatmaps = new HeatmapJobs(pipeline, fetchInstance);
+  // Twice the gateway's wait: past that no /similar request is waiting for the job.
+  const otherModelEmbedMaxAgeMs = 2 * (deps.embedTimeoutMs ?? 10_000);
 
   const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>, token?: string): Promise<EmbedQueueJobResult> => {
     const d = job.data;
     if (d.modelVersion !== version) {
-      // Another model's query (a rolling upgrade): back in the queue for a worker of that
-      // version. A refusal would reach the user as "this image cannot be searched".
+      // Another model's query: a refusal would reach the user as "this image cannot be searched".
       warnOtherModel(d.modelVersion);
-      await job.moveToDelayed(Date.now() + OTHER_MODEL_EMBED_DELAY_MS, token);
-      throw new DelayedError();
+      return deferOtherModelEmbed(job, token, version, otherModelEmbedMaxAgeMs);
     }
     if (d.kind === 'heatmap') {
       const out = await heatmaps.run(d);
       // As for an upload below: a job the gateway could not delete keeps no uploaded file.
-      if ('dicomBase64' in d.query) await job.updateData({ ...d, query: { ...d.query, dicomBase64: '' } }).catch(() => undefined);
+      const bare = withoutUploads(d);
+      if (bare) await job.updateData(bare).catch(() => undefined);
       return out;
     }
     let r: EmbedResult;

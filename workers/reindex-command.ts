@@ -32,7 +32,7 @@ import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
-import { configOrExit, manifestOrExit, redisReachable } from './command-config.js';
+import { checkedManifestOrExit, configOrExit, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
@@ -128,7 +128,7 @@ export function reindexCommand(): Command {
     .option('--no-progress', 'no progress (bars on a terminal, elsewhere a line every 30 s)')
     .action(async (o: ReindexCliOptions, cmd: Command) => {
       const config = configOrExit();
-      const manifest = manifestOrExit(o.model, 'reindex');
+      const manifest = await checkedManifestOrExit(o.model, 'reindex');
       const version = manifest.version;
       const index = createVectorIndex(config);
       const oldLive = await index.liveVersion();
@@ -245,6 +245,8 @@ export function reindexCommand(): Command {
             log,
             concurrency: o.concurrency ?? config.worker.concurrency,
             decodeConcurrency: config.worker.decodeConcurrency,
+            maxInstanceBytes: config.worker.maxInstanceBytes,
+            embedTimeoutMs: config.similar.embedTimeoutMs,
             namespace,
           });
         }

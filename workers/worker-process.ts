@@ -10,11 +10,14 @@
  * in-flight ones finish (BullMQ close) → flush pending index writes → release the ONNX
  * session → close index and PACS clients. A second signal exits at once.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from '../core/config.js';
 import { createLogger } from '../core/log.js';
 import { createVectorIndex } from '../core/index/factory.js';
-import { freshSecretProblem, loadPatientKeySecret } from '../core/index/patient-key.js';
+import { freshSecretProblem, loadPatientKeySecret, PATIENT_KEY_SECRET_FILE } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
+import { ModelContractError } from '../models/runtime/embedder.js';
 import { cpuHasVnni, isInt8Version } from '../models/runtime/int8-cpu.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { startWorkers } from './index-worker.js';
@@ -22,32 +25,69 @@ import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { startPeriodicReconciler, type PeriodicReconciler } from './reconcile/periodic.js';
 import { OrthancChangeFeed } from './reconcile/orthanc-changes.js';
 
+export type SecretAtStart = { secret: string } | { problem: string; exitCode: 1 | 2 };
+
+/**
+ * The patient-key secret a worker writes with, or why it must not start. A new secret is only
+ * safe over an index known to hold no documents: one that cannot be counted (down, still
+ * starting) may hold documents keyed with another, so the secret is created only once the
+ * index has answered.
+ */
+export async function patientKeySecretAtStart(configured: string | undefined, dataDir: string, countDocuments: () => Promise<number>): Promise<SecretAtStart> {
+  const file = join(dataDir, PATIENT_KEY_SECRET_FILE);
+  if (configured || existsSync(file)) return { secret: loadPatientKeySecret(configured, dataDir) };
+  let documents: number;
+  try {
+    documents = await countDocuments();
+  } catch (err) {
+    return {
+      problem:
+        `CBMIR_PATIENT_KEY_SECRET is not set and ${file} does not exist, and the index could not be counted (${(err as Error).message}): ` +
+        'a new patient-key secret is only made over an index known to be empty. Start again once the index answers, or set CBMIR_PATIENT_KEY_SECRET',
+      exitCode: 1,
+    };
+  }
+  const problem = freshSecretProblem(configured, dataDir, documents);
+  return problem ? { problem, exitCode: 2 } : { secret: loadPatientKeySecret(configured, dataDir) };
+}
+
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
   const index = createVectorIndex(config);
   // Before anything else (the model takes seconds to load): unbound, count() is the live version's.
-  const secretProblem = freshSecretProblem(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, await index.count().catch(() => 0));
-  if (secretProblem) {
+  const patientKeySecret = await patientKeySecretAtStart(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, () => index.count());
+  if ('problem' in patientKeySecret) {
     await index.close();
-    process.stderr.write(`cbmir worker: ${secretProblem}\n`);
+    process.stderr.write(`cbmir worker: ${patientKeySecret.problem}\n`);
+    process.exit(patientKeySecret.exitCode);
+  }
+  let pipeline: EmbeddingPipeline;
+  try {
+    pipeline = await EmbeddingPipeline.create({
+      model: config.model,
+      batchSize: config.worker.batchSize,
+      batchWaitMs: config.worker.batchWaitMs,
+      ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
+    });
+  } catch (err) {
+    if (!(err instanceof ModelContractError)) throw err;
+    // A configuration fault (CBMIR_MODEL), as a bad setting is: every job would fail on it.
+    await index.close();
+    process.stderr.write(`cbmir worker: ${err.message}\n`);
     process.exit(2);
   }
-  const pipeline = await EmbeddingPipeline.create({
-    model: config.model,
-    batchSize: config.worker.batchSize,
-    batchWaitMs: config.worker.batchWaitMs,
-    ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
-  });
   const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
   const workers = await startWorkers({
     redisUrl: config.redisUrl,
     pipeline,
     index,
     pacs,
-    patientKeySecret: loadPatientKeySecret(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir),
+    patientKeySecret: patientKeySecret.secret,
     log,
     concurrency: config.worker.concurrency,
     decodeConcurrency: config.worker.decodeConcurrency,
+    maxInstanceBytes: config.worker.maxInstanceBytes,
+    embedTimeoutMs: config.similar.embedTimeoutMs,
     ...(opts.namespace ? { namespace: opts.namespace } : {}),
     ...(opts.stalledIntervalMs ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });

@@ -20,7 +20,7 @@
  * and not retry.
  */
 import type { DcmDataset } from 'dcmjs';
-import { codecsReady, decodeEncapsulatedFrame, initCodecs, type FrameGeometry } from './codecs.js';
+import { codecsReady, decodeEncapsulatedFrame, FrameLayoutError, initCodecs, type FrameGeometry } from './codecs.js';
 import { items, num, nums, str } from './dataset-values.js';
 import { encapsulatedFrames, nativeFrames } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
@@ -293,13 +293,29 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
         // JPEG 2000's multi-component transform is undone by the codec: ICT/RCT come out RGB.
         const outPhotometric =
           (encoding.kind === 'jpeg2000' || encoding.kind === 'htj2k') && /^YBR_(ICT|RCT)$/.test(decoded.photometric) ? 'RGB' : decoded.photometric;
-        frameFmt = { ...fmt, photometric: outPhotometric, planarConfiguration: decoded.planarConfiguration };
+        // Samples the codec wrote at another size than Bits Allocated (an 8-bit JPEG in a
+        // 16-bit dataset) hold the codestream's precision, from bit 0.
+        const resized = decoded.bitsAllocated !== bitsAllocated;
+        frameFmt = {
+          ...fmt,
+          photometric: outPhotometric,
+          planarConfiguration: decoded.planarConfiguration,
+          bitsAllocated: decoded.bitsAllocated,
+          bitsStored: decoded.bitsStored,
+          highBit: resized ? decoded.bitsStored - 1 : highBit,
+        };
       } catch (err) {
+        if (err instanceof FrameLayoutError) return refuse(err.code, `frame ${index + 1}: ${err.message}`, meta);
         return refuse('DECODE_FAILED', `frame ${index + 1}: ${err instanceof Error ? err.message : String(err)}`.slice(0, 300), meta);
       }
+      // Anything but the exact size is a layout the reading below would get wrong.
       const expected = nativeFrameBytes(frameFmt);
-      if (frameBytes.length < expected) {
-        return refuse('DECODE_FAILED', `frame ${index + 1}: codec returned ${frameBytes.length} bytes, expected ${expected}`, meta);
+      if (frameBytes.length !== expected) {
+        return refuse(
+          'DECODE_FAILED',
+          `frame ${index + 1}: codec returned ${frameBytes.length} bytes, expected ${expected} (${rows}×${cols}, ${frameFmt.samplesPerPixel} × ${frameFmt.bitsAllocated}-bit samples per pixel)`,
+          meta,
+        );
       }
     }
     const gray = toGrayscale(frameBytes, frameFmt, modalityLut(ds, index, pixelRepresentation, ts !== TS.ExplicitVRBigEndian), palette);

@@ -26,8 +26,14 @@ export class IndexError extends Error {
   }
 }
 
-/** HTTP statuses that mean "try again later" from Elasticsearch (and proxies in front of it). */
-const TRANSIENT_STATUS = new Set([408, 429, 502, 503, 504]);
+/**
+ * HTTP statuses that mean "try again later" from Elasticsearch (and proxies in front of it):
+ * any 5xx (a node restarting, a primary relocating, a proxy's own 500), a timeout or a request
+ * to slow down. A 5xx that is a bug still ends in the failed set once the retries run out.
+ */
+export function isTransientStatus(status: number | undefined): boolean {
+  return status !== undefined && (status >= 500 || status === 408 || status === 429);
+}
 
 /** Node socket errors that mean the backend is not there right now. */
 const TRANSIENT_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -62,8 +68,7 @@ export function classifyIndexError(err: unknown): ErrorClass {
     return 'transient';
   }
   if (err instanceof esErrors.ResponseError) {
-    const status = err.statusCode ?? 0;
-    if (TRANSIENT_STATUS.has(status)) return 'transient';
+    if (isTransientStatus(err.statusCode)) return 'transient';
     return isTransientEsType(esErrorType(err.body)) ? 'transient' : 'permanent';
   }
   const code = (err as { code?: unknown } | null)?.code;

@@ -3,7 +3,7 @@
  * /similar routes make themselves (the gateway's pass-through does not use
  * this). One keep-alive pool per PACS; every call has a deadline.
  */
-import { Pool, errors as undiciErrors } from 'undici';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { parseMultipart } from '@remix-run/multipart-parser';
 import type { DicomJsonDataset } from '../dicom-json.js';
 
@@ -40,6 +40,48 @@ export class PacsHttpError extends Error {
 }
 
 /**
+ * A WADO-RS answer larger than the caller will hold: refused on its declared Content-Length
+ * before any of it is read, or once the bytes read pass the limit (the rest is not read).
+ */
+export class PacsTooLargeError extends Error {
+  constructor(
+    readonly limit: number,
+    /** The declared size; undefined when the answer was cut off while streaming. */
+    readonly declaredBytes: number | undefined,
+    readonly path: string,
+  ) {
+    super(`PACS answer for ${path.split('?')[0]} is ${declaredBytes ?? `more than ${limit}`} bytes, over the limit of ${limit}`);
+    this.name = 'PacsTooLargeError';
+  }
+}
+
+export interface RetrieveOptions {
+  /** Refuse (PacsTooLargeError) an answer of more bytes than this, without buffering it. */
+  readonly maxBytes?: number;
+}
+
+/** The body, refused past `maxBytes`: on the declared length at once, else while it streams. */
+async function readBody(body: Dispatcher.ResponseData['body'], contentLength: string | string[] | undefined, path: string, maxBytes: number | undefined): Promise<Buffer> {
+  if (maxBytes === undefined) return Buffer.from(await body.arrayBuffer());
+  const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
+  if (contentLength !== undefined && Number.isSafeInteger(declared) && declared > maxBytes) {
+    body.destroy();
+    throw new PacsTooLargeError(maxBytes, declared, path);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      body.destroy();
+      throw new PacsTooLargeError(maxBytes, undefined, path);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
  * Socket and name-resolution errors: the PACS is not there right now (restarting, its container's
  * name not resolving yet, a route down). undici passes these through unwrapped.
  */
@@ -67,7 +109,7 @@ export class PacsClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
-  private async get(path: string, accept: string, call: CallOptions): Promise<{ status: number; contentType: string; body: Buffer }> {
+  private async get(path: string, accept: string, call: CallOptions, maxBytes?: number): Promise<{ status: number; contentType: string; body: Buffer }> {
     const authorization = call.authorization ?? this.fallbackAuth;
     const res = await this.pool.request({
       method: 'GET',
@@ -77,7 +119,7 @@ export class PacsClient {
       bodyTimeout: this.timeoutMs,
       ...(call.signal ? { signal: call.signal } : {}),
     });
-    const body = Buffer.from(await res.body.arrayBuffer());
+    const body = await readBody(res.body, res.headers['content-length'], path, maxBytes);
     const ct = res.headers['content-type'];
     return { status: res.statusCode, contentType: Array.isArray(ct) ? (ct[0] ?? '') : (ct ?? ''), body };
   }
@@ -94,9 +136,9 @@ export class PacsClient {
   }
 
   /** WADO-RS: one instance as stored (transfer-syntax=*), Part-10 bytes. */
-  async retrieveInstance(study: string, series: string, sop: string, call: CallOptions = {}): Promise<Uint8Array> {
+  async retrieveInstance(study: string, series: string, sop: string, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<Uint8Array> {
     const path = `/studies/${study}/series/${series}/instances/${sop}`;
-    const r = await this.get(path, 'multipart/related; type="application/dicom"; transfer-syntax=*', call);
+    const r = await this.get(path, 'multipart/related; type="application/dicom"; transfer-syntax=*', call, opts.maxBytes);
     if (r.status !== 200) throw new PacsHttpError(r.status, path);
     const boundary = /boundary="?([^";]+)"?/i.exec(r.contentType)?.[1];
     if (!boundary) throw new Error(`WADO-RS answer for an instance is not multipart (${r.contentType || 'no content-type'})`);

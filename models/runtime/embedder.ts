@@ -32,8 +32,47 @@ export function declaredInputSide(session: Pick<ort.InferenceSession, 'inputMeta
   return typeof h === 'number' && h === w ? h : undefined;
 }
 
+/** A graph that does not keep the runtime's contract, or disagrees with its manifest: named, never started on. */
+export class ModelContractError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelContractError';
+  }
+}
+
+type GraphMetadata = Pick<ort.InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>;
+
+const dimsOf = (m: ort.InferenceSession.ValueMetadata | undefined): ReadonlyArray<number | string> | undefined => (m && m.isTensor ? m.shape : undefined);
+
+/**
+ * The embedding size D, checked: the graph keeps the runtime's contract (`image` in, `embedding`
+ * [N,D] out, any batch size) and agrees with a manifest that states D. Where the graph leaves D
+ * open (onnxruntime infers it for any export.py graph) only a manifest can say it.
+ */
+export function embeddingDims(session: GraphMetadata, manifest: Pick<ModelManifest, 'file' | 'dims' | 'dimsDeclared'>): number {
+  const model = `model ${manifest.file}`;
+  const input = session.inputMetadata.find((m) => m.name === 'image');
+  if (!input) throw new ModelContractError(`${model}: the graph has no input "image" (it has ${session.inputNames.join(', ') || 'none'}); see models/PREPROCESSING.md`);
+  const batch = dimsOf(input)?.[0];
+  if (typeof batch === 'number')
+    throw new ModelContractError(`${model}: the graph's input "image" has a fixed batch of ${batch}; images are embedded in batches of any size (export it with a dynamic first dimension)`);
+  const output = session.outputMetadata.find((m) => m.name === 'embedding');
+  if (!output) throw new ModelContractError(`${model}: the graph has no output "embedding" (it has ${session.outputNames.join(', ') || 'none'}); see models/PREPROCESSING.md`);
+  const shape = dimsOf(output);
+  if (shape && shape.length !== 2) throw new ModelContractError(`${model}: the graph's output "embedding" has ${shape.length} dimensions, not [N, D]`);
+  const dims = shape?.[1];
+  if (typeof dims !== 'number') {
+    if (manifest.dimsDeclared) return manifest.dims;
+    throw new ModelContractError(`${model}: the graph leaves the size of "embedding" open; load it through a manifest that states its "dims"`);
+  }
+  if (manifest.dimsDeclared && dims !== manifest.dims)
+    throw new ModelContractError(`${model}: its manifest says ${manifest.dims} dimensions, the graph's embedding has ${dims}`);
+  return dims;
+}
+
 export class Embedder {
   private constructor(
+    /** As loaded, with `dims` the graph's. */
     readonly manifest: ModelManifest,
     private readonly session: ort.InferenceSession,
     readonly executionProvider: string,
@@ -41,9 +80,20 @@ export class Embedder {
     readonly inputSize: number,
   ) {}
 
-  private static make(manifest: ModelManifest, session: ort.InferenceSession, ep: string): Embedder {
-    // The graph is the truth: every other size is a shape error on the first image.
-    return new Embedder(manifest, session, ep, declaredInputSide(session) ?? manifest.inputSize);
+  /**
+   * The graph is the truth: another input side is a shape error on the first image, and another
+   * embedding size than the index's a refusal of every write, so a model of another size would
+   * start cleanly and fail every job.
+   */
+  private static async make(manifest: ModelManifest, session: ort.InferenceSession, ep: string): Promise<Embedder> {
+    let dims: number;
+    try {
+      dims = embeddingDims(session, manifest);
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
+    return new Embedder(Object.freeze({ ...manifest, dims }), session, ep, declaredInputSide(session) ?? manifest.inputSize);
   }
 
   static async load(manifest: ModelManifest, opts: EmbedderOptions = {}): Promise<Embedder> {
@@ -56,8 +106,9 @@ export class Embedder {
     if ((opts.preferGpu ?? process.env.CBMIR_GPU !== '0') && gpuVisible) {
       try {
         const s = await ort.InferenceSession.create(manifest.file, { ...base, executionProviders: ['cuda'] });
-        return Embedder.make(manifest, s, 'cuda');
-      } catch {
+        return await Embedder.make(manifest, s, 'cuda');
+      } catch (err) {
+        if (err instanceof ModelContractError) throw err;
         // No CUDA provider in this build/machine: CPU it is.
       }
     }

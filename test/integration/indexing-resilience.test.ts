@@ -87,6 +87,35 @@ describe('indexing: resilience', () => {
           EMBED_JOB_OPTIONS,
         );
         await waitFor('the query is put back (delayed)', async () => (await job.getState()) === 'delayed', 30_000, 100);
+        // …but only while the gateway may still wait for it (2 × CBMIR_EMBED_TIMEOUT_MS, 10 s by
+        // default): older ones fail instead of circulating every second for ever, and an
+        // uploaded file does not stay in Redis with them.
+        const long = Date.now() - 60_000;
+        const staleUpload = await embedQueue.add(
+          'upload',
+          { kind: 'upload', dicomBase64: 'AAAA', modelVersion: other, enqueuedAt: long },
+          EMBED_JOB_OPTIONS,
+        );
+        const staleInstance = await embedQueue.add(
+          'instance',
+          {
+            kind: 'instance',
+            studyInstanceUid: '1.2.3',
+            seriesInstanceUid: '1.2.3.4',
+            sopInstanceUid: `${sop}.3`,
+            modelVersion: other,
+            index: true,
+            enqueuedAt: long,
+          },
+          { ...EMBED_JOB_OPTIONS, jobId: `q_${indexJobId(`${sop}.3`, other)}` },
+        );
+        for (const stale of [staleUpload, staleInstance]) {
+          await waitFor(`the stale ${stale.name} query fails`, async () => (await stale.getState()) === 'failed', 10_000, 100);
+          const failed = (await embedQueue.getJob(stale.id!))!;
+          assert.match(failed.failedReason, new RegExp(`^model version ${other}: no worker of that version took the job within 20000 ms`));
+        }
+        const kept = (await embedQueue.getJob(staleUpload.id!))!.data;
+        assert.ok(kept.kind === 'upload' && kept.dicomBase64 === '', 'the uploaded file is dropped');
       } finally {
         await embedQueue.close();
       }

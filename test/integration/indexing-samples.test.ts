@@ -17,6 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { QueueEvents, Queue } from 'bullmq';
+import dcmjs from 'dcmjs';
 import { EMBED_JOB_OPTIONS, queueName, type EmbedJobResult, type EmbedQueueJobData, type EmbedQueueJobResult } from '../../core/jobs.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import { listFailed } from '../../workers/failed-jobs.js';
@@ -291,7 +292,81 @@ describe('indexing: every sample file, and corrupt input', () => {
       rmSync(out, { recursive: true, force: true });
     }
   });
+
+  it(
+    'an instance over CBMIR_WORKER_MAX_INSTANCE_BYTES is refused as decode/TOO_LARGE, unread, and the others are indexed',
+    { timeout: 300_000 },
+    async () => {
+      const ns = uniqueName('toolarge');
+      const place = indexPlace('embedded', ns);
+      const pipeline = await sharedPipeline();
+      const out = mkdtempSync(path.join(os.tmpdir(), 'cbmir-toolarge-'));
+      const limit = 1 << 20; // the smallest the setting allows
+      const worker = spawnWorker({ ...place.env, CBMIR_WORKER_MAX_INSTANCE_BYTES: String(limit) }, ns);
+      const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+      const index = place.open();
+      let instances: { studyInstanceUid: string }[] = [];
+      try {
+        await waitFor('worker ready', async () => worker.output().includes('worker ready'), 90_000, 200);
+        const loaded = await loadAs(ixiSampleDir, ns, '', { mode: 'write', outDir: out });
+        instances = loaded.instances;
+        const files = listDicom(out)
+          .slice(0, 4)
+          .map((f) => path.join(out, f));
+        // A real image repeated into a multi-frame object of a few MB: a cine in miniature.
+        const big = await storeInOrthanc('multi-frame', asMultiFrame(readFileSync(files[0]!), limit));
+        assert.equal(big.pacsRefusal, undefined, big.pacsRefusal);
+        const small = [];
+        for (const f of files.slice(1)) small.push(await storeInOrthanc(f, readFileSync(f)));
+        await enqueuer.enqueue(
+          [big, ...small].map((s) => ({
+            studyInstanceUid: s.study!,
+            seriesInstanceUid: s.series!,
+            sopInstanceUid: s.sop!,
+            sopClassUid: undefined,
+          })),
+          'stow',
+        );
+        await drained(ns, 120_000);
+        const queue = indexQueue(ns);
+        const failed = await listFailed(queue, 100).finally(() => queue.close());
+        assert.deepEqual(
+          failed.jobs.map((j) => [j.sopInstanceUid, j.step, j.code, j.retryable]),
+          [[big.sop, 'decode', 'TOO_LARGE', false]],
+        );
+        assert.match(
+          failed.jobs[0]!.reason,
+          new RegExp(`^instance of (more than )?\\d+ bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES \\(${limit}\\)$`),
+        );
+        assert.equal((await index.has(small.map((s) => s.sop!))).size, small.length);
+        assert.equal(worker.child.exitCode, null, 'the worker is still running');
+      } finally {
+        await worker.stop();
+        await enqueuer.close();
+        await index.close();
+        await place.cleanup();
+        await dropQueues(ns);
+        await deleteLoaded(instances);
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 });
+
+/** The image as a multi-frame object (its one frame repeated) of more than `bytes` bytes, with an instance UID of its own. */
+function asMultiFrame(file: Buffer, bytes: number): Buffer {
+  const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(file).buffer);
+  const frame = new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!);
+  const frames = Math.ceil((2 * bytes) / frame.length);
+  const pixels = new Uint8Array(frame.length * frames);
+  for (let i = 0; i < frames; i++) pixels.set(frame, i * frame.length);
+  const sop = `${String(dict.dict['00080018']!.Value![0])}.9`;
+  dict.dict['00080018'] = { vr: 'UI', Value: [sop] };
+  dict.meta['00020003'] = { vr: 'UI', Value: [sop] };
+  dict.dict['00280008'] = { vr: 'IS', Value: [frames] };
+  dict.dict['7FE00010'] = { vr: dict.dict['7FE00010']!.vr, Value: [pixels.buffer] };
+  return Buffer.from(dict.write());
+}
 
 /**
  * Halve the native Pixel Data of an Explicit VR Little Endian file and make its element

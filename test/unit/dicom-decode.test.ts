@@ -397,6 +397,129 @@ describe('syntaxes with no sample file: HTJ2K and JPEG XL', () => {
   }
 });
 
+describe('codec output that does not match the header: normalised or refused by name', () => {
+  const req = createRequire(import.meta.url);
+  const lib = req('dcmjs-codecs') as typeof import('dcmjs-codecs');
+  const nested = createRequire(req.resolve('dcmjs-codecs'))('dcmjs') as typeof import('dcmjs').default;
+  nested.log.setLevel('silent');
+  nested.log.getLogger('validation.dcmjs').setLevel('silent');
+  const TS_JPEG_LOSSLESS_SV1 = '1.2.840.10008.1.2.4.70';
+  const TS_JPEG_LS = '1.2.840.10008.1.2.4.80';
+  const TS_J2K_LOSSLESS = '1.2.840.10008.1.2.4.90';
+  const us = (v: number) => ({ vr: 'US', Value: [v] });
+
+  /** A native Part-10 file transcoded by dcmjs-codecs, then its header edited (pixels as encoded). */
+  function transcoded(native: Uint8Array, ts: string, edit: (ds: DcmDataset, frame: Uint8Array) => void): Uint8Array {
+    const t = new lib.Transcoder(new Uint8Array(native).buffer);
+    t.transcode(ts);
+    const dict = dcmjs.data.DicomMessage.readFile(t.getDicomPart10());
+    edit(dict.dict, new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!));
+    return new Uint8Array(dict.write());
+  }
+
+  /** The 8-bit deflated image's pixels, encoded as stored, in a dataset that says Bits Allocated 16 (Bits Stored 8, High Bit 7). */
+  const eightBitIn16 = (ts: string) =>
+    transcoded(withHeader(fixture('transfer-syntax/deflate_image_dfl.dcm'), () => undefined), ts, (ds) => {
+      ds['00280100'] = us(16);
+    });
+
+  it('an 8-bit JPEG and an 8-bit JPEG 2000 in a 16-bit dataset decode to the 8-bit image', async () => {
+    const want = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!.pixels;
+    for (const ts of [TS_JPEG_LOSSLESS_SV1, TS_J2K_LOSSLESS]) {
+      const d = ok(await decodeDicom(eightBitIn16(ts)));
+      assert.deepEqual(d.frames[0]!.pixels, want, ts);
+    }
+  });
+
+  /** The RGB pixels of the colour JPEG sample, decoded once. */
+  async function rgbOfJpegSample(): Promise<Uint8Array> {
+    await initCodecs();
+    const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')).buffer);
+    const frame = new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!);
+    return decodeEncapsulatedFrame('jpeg', frame, {
+      rows: 100, cols: 100, bitsAllocated: 8, bitsStored: 8, samplesPerPixel: 3, pixelRepresentation: 0, planarConfiguration: 0, photometric: 'YBR_FULL',
+    }).bytes;
+  }
+
+  /** The colour sample with other Pixel Data (and transfer syntax, and Photometric Interpretation RGB). */
+  function colourFile(ts: string, pixels: Uint8Array): Uint8Array {
+    const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')).buffer);
+    dict.meta['00020010'] = { vr: 'UI', Value: [ts] };
+    dict.dict['00280004'] = { vr: 'CS', Value: ['RGB'] };
+    dict.dict['7FE00010'] = { vr: 'OB', Value: [Uint8Array.from(pixels).buffer] };
+    return new Uint8Array(dict.write());
+  }
+
+  /**
+   * A colour JPEG-LS frame in interleave mode "none" (one scan per component), which
+   * dcmjs-codecs' encoder never writes: each plane encoded alone (a scan starts from fresh
+   * contexts either way), then the three scans put behind one 3-component frame header.
+   */
+  function jpegLsOneScanPerComponent(rgb: Uint8Array, rows: number, cols: number): Uint8Array {
+    const n = rows * cols;
+    const parts: Uint8Array[] = [
+      Uint8Array.of(0xff, 0xd8),
+      Uint8Array.of(0xff, 0xf7, 0, 17, 8, rows >> 8, rows & 255, cols >> 8, cols & 255, 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0),
+    ];
+    for (let c = 0; c < 3; c++) {
+      const plane = Uint8Array.from({ length: n }, (_, p) => rgb[p * 3 + c]!);
+      const ctx = new lib.Context({
+        width: cols, height: rows, bitsAllocated: 8, bitsStored: 8, samplesPerPixel: 1, pixelRepresentation: 0, planarConfiguration: 0, photometricInterpretation: 'MONOCHROME2', decodedBuffer: plane,
+      });
+      const s = lib.NativeCodecs.encodeJpegLs(ctx).getEncodedBuffer()!;
+      let i = 2; // after SOI: SOF55, then SOS (dcmjs-codecs writes no other segment)
+      while (s[i + 1] !== 0xda) i += 2 + ((s[i + 2]! << 8) | s[i + 3]!);
+      const sosEnd = i + 2 + ((s[i + 2]! << 8) | s[i + 3]!);
+      const sos = s.slice(i, sosEnd);
+      assert.equal(sos[9], 0, 'interleave mode none');
+      sos[5] = c + 1; // the component this scan codes
+      parts.push(sos, s.subarray(sosEnd, s.length - 2)); // scan data, without EOI
+    }
+    parts.push(Uint8Array.of(0xff, 0xd9));
+    return Buffer.concat(parts);
+  }
+
+  it('reads a colour JPEG-LS coded one component at a time (interleave mode none) as planes', async () => {
+    const rgb = await rgbOfJpegSample();
+    const want = ok(await decodeDicom(colourFile('1.2.840.10008.1.2.1', rgb))).frames[0]!.pixels;
+    const d = ok(await decodeDicom(colourFile(TS_JPEG_LS, jpegLsOneScanPerComponent(rgb, 100, 100))));
+    assert.deepEqual(d.frames[0]!.pixels, want);
+  });
+
+  it('refuses a colour JPEG 2000 above 8 bits, a JPEG larger than Rows/Columns and an RLE frame with the wrong segment count, by name', async () => {
+    const rgb = await rgbOfJpegSample();
+    const j2k12 = transcoded(colourFile('1.2.840.10008.1.2.1', rgb), TS_J2K_LOSSLESS, (ds, frame) => {
+      for (let c = 0; c < 3; c++) frame[4 + 38 + 3 * c] = 11; // SIZ Ssiz: 12-bit unsigned components
+      Object.assign(ds, { '00280100': us(16), '00280101': us(12), '00280102': us(11), '7FE00010': { vr: 'OB', Value: [frame.buffer] } });
+    });
+    const r12 = await decodeDicom(j2k12);
+    assert.deepEqual(r12.ok ? 'decoded' : [r12.code, r12.reason], [
+      'UNSUPPORTED_PIXELS',
+      'frame 1: JPEG 2000 colour at 12 bits is not supported (the codec keeps only 8 bits of each sample)',
+    ]);
+
+    const jpegIn50 = dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')).buffer);
+    Object.assign(jpegIn50.dict, { '00280010': us(50), '00280011': us(50) });
+    const rj = await decodeDicom(new Uint8Array(jpegIn50.write()));
+    assert.deepEqual(rj.ok ? 'decoded' : [rj.code, rj.reason], ['MALFORMED', 'frame 1: JPEG frame is 100×100, Rows/Columns say 50×50']);
+
+    // RLE of 16-bit samples (two segments) in a dataset that says 8 bits (one).
+    const rle = dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture('transfer-syntax/siemens_mosaic_4.dcm')).buffer);
+    Object.assign(rle.dict, { '00280100': us(8), '00280101': us(8), '00280102': us(7) });
+    const rr = await decodeDicom(new Uint8Array(rle.write()));
+    assert.deepEqual(rr.ok ? 'decoded' : [rr.code, rr.reason], ['MALFORMED', 'frame 1: RLE frame has 2 segments, Samples per Pixel and Bits Allocated need 1']);
+  });
+
+  it('refuses a JPEG with a TEM marker before its frame header, which the codec would loop on', async () => {
+    const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')).buffer);
+    const frame = new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!);
+    const withTem = Buffer.concat([frame.subarray(0, 2), Uint8Array.of(0xff, 0x01), frame.subarray(2)]);
+    dict.dict['7FE00010'] = { vr: 'OB', Value: [Uint8Array.from(withTem).buffer] };
+    const r = await decodeDicom(new Uint8Array(dict.write()));
+    assert.deepEqual(r.ok ? 'decoded' : [r.code, r.reason], ['MALFORMED', 'frame 1: JPEG: a TEM marker (FF01) before the frame header']);
+  });
+});
+
 describe('malformed input never throws', () => {
   const samples = ['transfer-syntax/siemens_mosaic_5.dcm', 'transfer-syntax/siemens_mosaic_9.dcm', 'transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm', 'multi-frame/enhanced_mr_xa10_6fr.dcm', 'non-image/comprehensive_sr_test-SR.dcm'];
 

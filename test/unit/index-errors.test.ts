@@ -13,6 +13,7 @@ import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { errors as esErrors } from '@elastic/elasticsearch';
 import { classifyIndexError, IndexError, toIndexError } from '../../core/index/errors.js';
+import { ElasticsearchIndex } from '../../core/index/elasticsearch/es-index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cbmir-err-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,9 +40,14 @@ test('a refused TCP connection is transient', async () => {
   assert.equal(classifyIndexError(err), 'transient');
 });
 
-test('Elasticsearch answers: overload and unavailability are transient, bad requests permanent', () => {
-  for (const status of [429, 502, 503, 504]) assert.equal(classifyIndexError(esResponse(status)), 'transient', `HTTP ${status}`);
+test('Elasticsearch answers: overload, unavailability and any 5xx are transient, bad requests permanent', () => {
+  for (const status of [408, 429, 500, 502, 503, 504, 507])
+    assert.equal(classifyIndexError(esResponse(status)), 'transient', `HTTP ${status}`);
   assert.equal(classifyIndexError(esResponse(500, 'es_rejected_execution_exception')), 'transient');
+  // Not in the list of known types, yet a server-side failure: a primary relocating, a node closing.
+  for (const type of ['already_closed_exception', 'illegal_index_shard_state_exception', 'node_closed_exception'])
+    assert.equal(classifyIndexError(esResponse(503, type)), 'transient', type);
+  assert.equal(classifyIndexError(esResponse(500, 'null_pointer_exception')), 'transient', 'retried until the attempts run out');
   assert.equal(classifyIndexError(esResponse(403, 'cluster_block_exception')), 'transient', 'read-only until disk frees up');
   assert.equal(classifyIndexError(esResponse(400, 'mapper_parsing_exception')), 'permanent');
   assert.equal(classifyIndexError(esResponse(400, 'illegal_argument_exception')), 'permanent');
@@ -87,4 +93,45 @@ test("SQLite's extended lock codes and a full disk are transient; a constraint o
     assert.equal(classifyIndexError(sqlite(c)), 'transient', c);
   for (const c of ['SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_CORRUPT', 'SQLITE_BUSYNESS'])
     assert.equal(classifyIndexError(sqlite(c)), 'permanent', c);
+});
+
+test('Elasticsearch bulk: an item refused with a 5xx is transient whatever its type; a 4xx item is permanent', async () => {
+  // The client answers as a cluster would: the index exists (ensure binds to it), then one _bulk
+  // whose items failed one way each. Only the calls ensure and upsert make are answered.
+  const index = 'cbmir-t-0.4.0';
+  const statuses: Record<string, [number, string]> = {
+    '1.1': [503, 'already_closed_exception'],
+    '1.2': [500, 'illegal_index_shard_state_exception'],
+    '1.3': [429, 'es_rejected_execution_exception'],
+    '1.4': [400, 'mapper_parsing_exception'],
+  };
+  const client = {
+    indices: {
+      getMapping: async () => ({ [index]: { mappings: { _meta: { modelVersion: '0.4.0', dims: 4, schema: 1 } } } }),
+      existsAlias: async () => true,
+    },
+    bulk: async () => ({
+      errors: true,
+      items: Object.entries(statuses).map(([id, [status, type]]) => ({ index: { _id: id, status, error: { type, reason: 'x' } } })),
+    }),
+  };
+  const es = new ElasticsearchIndex({ base: 'cbmir-t', client: client as never });
+  await es.ensure(4, '0.4.0');
+  const doc = (sop: string) => ({
+    sopInstanceUid: sop,
+    studyInstanceUid: '1',
+    seriesInstanceUid: '1.0',
+    modelVersion: '0.4.0',
+    frame: 1,
+    indexedAt: new Date(0).toISOString(),
+    vector: Float32Array.of(0.5, 0.5, 0.5, 0.5),
+  });
+  const r = await es.upsert(Object.keys(statuses).map(doc));
+  assert.equal(r.written, 0);
+  assert.deepEqual(Object.fromEntries(r.failed.map((f) => [f.sopInstanceUid, f.transient])), {
+    '1.1': true,
+    '1.2': true,
+    '1.3': true,
+    '1.4': false,
+  });
 });

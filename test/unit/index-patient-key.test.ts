@@ -1,11 +1,12 @@
 /** patientKey: a keyed hash that lets excludeSamePatient work without storing Patient IDs. */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { freshSecretProblem, loadPatientKeySecret, PATIENT_KEY_SECRET_FILE, patientKey } from '../../core/index/patient-key.js';
+import { patientKeySecretAtStart } from '../../workers/worker-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cbmir-pk-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,6 +51,39 @@ test('patientKey: a process that would generate a secret over an index keyed wit
     assert.match(freshSecretProblem(undefined, dir, 120) ?? '', /CBMIR_PATIENT_KEY_SECRET is not set .* already holds 120 documents/);
     loadPatientKeySecret(undefined, dir); // the secret kept with the data: the same as before
     assert.equal(freshSecretProblem(undefined, dir, 120), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a worker with no secret set or kept, whose index cannot be counted, does not start and writes no secret', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cbmir-pk-start-'));
+  const file = join(dir, PATIENT_KEY_SECRET_FILE);
+  const down = async (): Promise<number> => {
+    throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9200'), { code: 'ECONNREFUSED' });
+  };
+  try {
+    const r = await patientKeySecretAtStart(undefined, dir, down);
+    assert.ok('problem' in r, 'refused');
+    assert.match(
+      r.problem,
+      /CBMIR_PATIENT_KEY_SECRET is not set .* the index could not be counted \(connect ECONNREFUSED 127\.0\.0\.1:9200\)/,
+    );
+    assert.equal(r.exitCode, 1, 'a later start can succeed');
+    assert.equal(existsSync(file), false, 'no secret made while the index is away');
+
+    // It answers, and holds documents keyed with another secret: refused, as a configuration fault.
+    const keyed = await patientKeySecretAtStart(undefined, dir, async () => 120);
+    assert.ok('problem' in keyed && keyed.exitCode === 2 && /already holds 120 documents/.test(keyed.problem));
+    assert.equal(existsSync(file), false);
+
+    // It answers empty: the secret is made then, and kept.
+    const fresh = await patientKeySecretAtStart(undefined, dir, async () => 0);
+    assert.ok('secret' in fresh);
+    assert.equal(readFileSync(file, 'utf8'), fresh.secret);
+    // Kept or configured, the index is not asked at all (it may be down at this start).
+    assert.deepEqual(await patientKeySecretAtStart(undefined, dir, down), { secret: fresh.secret });
+    assert.deepEqual(await patientKeySecretAtStart('configured', join(dir, 'other'), down), { secret: 'configured' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

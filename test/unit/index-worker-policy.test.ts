@@ -3,11 +3,14 @@
  * `cbmir failed` then reads the reason it recorded.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { UnrecoverableError } from 'bullmq';
-import { PacsHttpError } from '../../core/pacs/client.js';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import type { EmbedQueueJobData, EmbedQueueJobResult } from '../../core/jobs.js';
+import { PacsClient, PacsHttpError, PacsTooLargeError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
-import { embedConcurrency, fetchFailure, toDoc } from '../../workers/index-worker.js';
+import { deferOtherModelEmbed, embedConcurrency, fetchFailure, toDoc, withoutUploads } from '../../workers/index-worker.js';
 import type { InstanceMeta } from '../../core/dicom/decode.js';
 import { docProblem } from '../../core/index/validate.js';
 
@@ -76,4 +79,192 @@ test('interactive embed jobs are bounded by the decode limit, not by the index-j
   assert.equal(embedConcurrency(8, 32), 8);
   assert.equal(embedConcurrency(1, 1), 2);
   assert.equal(embedConcurrency(64), 32);
+});
+
+/** A PACS whose WADO-RS answer is `answer`'s; counts the body bytes written until the client hangs up. */
+async function pacsAnswering(answer: (res: http.ServerResponse, sent: { bytes: number }) => void) {
+  const sent = { bytes: 0, closed: false };
+  const server = http.createServer((req, res) => {
+    res.on('close', () => (sent.closed = true));
+    answer(res, sent);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const pacs = new PacsClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/dicom-web`, timeoutMs: 30_000 });
+  return {
+    pacs,
+    sent,
+    async close() {
+      await pacs.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Writes `chunk` for as long as the client reads (backpressure respected), up to `total` bytes. */
+function stream(res: http.ServerResponse, sent: { bytes: number }, chunk: Buffer, total: number): void {
+  const more = (): void => {
+    while (sent.bytes < total && !res.destroyed) {
+      sent.bytes += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
+}
+
+const MiB = 2 ** 20;
+const retrieve = (pacs: PacsClient, maxBytes: number) => pacs.retrieveInstance('1.2', '1.2.3', '1.2.3.4', {}, { maxBytes });
+
+test('an instance declared larger than the limit is refused at once, unread, as decode/TOO_LARGE', async () => {
+  // 2 GiB declared, 1 MiB sent, the rest never: reading it would wait for the body timeout.
+  const p = await pacsAnswering((res, sent) => {
+    res.writeHead(200, {
+      'content-type': 'multipart/related; type="application/dicom"; boundary=b',
+      'content-length': String(2 * 1024 * MiB),
+    });
+    stream(res, sent, Buffer.alloc(64 * 1024), MiB);
+  });
+  try {
+    const started = Date.now();
+    const err = await retrieve(p.pacs, 512 * MiB).then(
+      () => assert.fail('retrieved'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PacsTooLargeError, String(err));
+    assert.ok(Date.now() - started < 5_000);
+    const e = fetchFailure('fetch (WADO-RS)', err);
+    assert.ok(e instanceof UnrecoverableError);
+    assert.equal(
+      e.message,
+      `decode: TOO_LARGE: instance of ${2 * 1024 * MiB} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${512 * MiB})`,
+    );
+    const c = classifyFailure(e.message);
+    assert.deepEqual([c.step, c.code, c.retryable], ['decode', 'TOO_LARGE', false]);
+  } finally {
+    await p.close();
+  }
+});
+
+test('an instance of no declared length is cut off once past the limit, not read to its end', async () => {
+  const p = await pacsAnswering((res, sent) => {
+    res.writeHead(200, { 'content-type': 'multipart/related; type="application/dicom"; boundary=b' }); // chunked
+    stream(res, sent, Buffer.alloc(64 * 1024), 1024 * MiB);
+  });
+  try {
+    const err = await retrieve(p.pacs, 2 * MiB).then(
+      () => assert.fail('retrieved'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PacsTooLargeError, String(err));
+    assert.equal(
+      fetchFailure('fetch (WADO-RS)', err).message,
+      `decode: TOO_LARGE: instance of more than ${2 * MiB} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${2 * MiB})`,
+    );
+    await waitUntil(() => p.sent.closed);
+    // What the sockets' buffers took beyond the limit, not the 1 GiB on offer.
+    assert.ok(p.sent.bytes < 64 * MiB, `${p.sent.bytes} bytes sent`);
+  } finally {
+    await p.close();
+  }
+});
+
+test('an instance within the limit is read whole', async () => {
+  const dicom = Buffer.alloc(3 * MiB, 7);
+  const body = Buffer.concat([Buffer.from('--b\r\ncontent-type: application/dicom\r\n\r\n'), dicom, Buffer.from('\r\n--b--\r\n')]);
+  const p = await pacsAnswering((res) => {
+    res.writeHead(200, {
+      'content-type': 'multipart/related; type="application/dicom"; boundary=b',
+      'content-length': String(body.length),
+    });
+    res.end(body);
+  });
+  try {
+    assert.deepEqual(Buffer.from(await retrieve(p.pacs, 4 * MiB)), dicom);
+  } finally {
+    await p.close();
+  }
+});
+
+async function waitUntil(done: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** An embed-queue job as far as the other-model rule touches it; records what is done to it. */
+function embedJob(data: EmbedQueueJobData) {
+  const calls: string[] = [];
+  const job = {
+    data,
+    async updateData(d: EmbedQueueJobData) {
+      calls.push('updateData');
+      job.data = d;
+    },
+    async moveToDelayed(at: number) {
+      calls.push(`moveToDelayed +${at - NOW}`);
+    },
+  };
+  return { job: job as unknown as Pick<Job<EmbedQueueJobData, EmbedQueueJobResult>, 'data' | 'updateData' | 'moveToDelayed'>, calls };
+}
+const NOW = 1_800_000_000_000;
+
+test("another model's /similar job is put back while the gateway waits, with its upload", async () => {
+  const { job, calls } = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt: NOW - 19_000 });
+  await assert.rejects(deferOtherModelEmbed(job, 'token', '0.4.0', 20_000, NOW), DelayedError);
+  assert.deepEqual(calls, ['moveToDelayed +1000']);
+  assert.equal(job.data.kind === 'upload' && job.data.dicomBase64, 'AAAA', 'a worker of its version still needs the file');
+});
+
+test("another model's /similar job nobody waits for any more fails, its uploaded files dropped first", async () => {
+  const old = NOW - 20_001;
+  const upload = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt: old });
+  await assert.rejects(deferOtherModelEmbed(upload.job, 'token', '0.4.0', 20_000, NOW), (err: Error) => {
+    assert.ok(err instanceof UnrecoverableError);
+    assert.match(err.message, /^model version 0\.5\.0: no worker of that version took the job within 20000 ms, .*this worker runs 0\.4\.0/);
+    return true;
+  });
+  assert.deepEqual(upload.calls, ['updateData']);
+  assert.equal(upload.job.data.kind === 'upload' && upload.job.data.dicomBase64, '');
+
+  const heat = embedJob({
+    kind: 'heatmap',
+    query: { dicomBase64: 'AAAA' },
+    result: { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+    modelVersion: '0.5.0',
+    enqueuedAt: old,
+  });
+  await assert.rejects(deferOtherModelEmbed(heat.job, undefined, '0.4.0', 20_000, NOW), UnrecoverableError);
+  assert.deepEqual(heat.job.data.kind === 'heatmap' && [heat.job.data.query, heat.job.data.result], [
+    { dicomBase64: '' },
+    { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+  ]);
+
+  const instance = embedJob({
+    kind: 'instance',
+    studyInstanceUid: '1.2',
+    seriesInstanceUid: '1.2.3',
+    sopInstanceUid: '1.2.3.4',
+    modelVersion: '0.5.0',
+    index: true,
+    enqueuedAt: old,
+  });
+  await assert.rejects(deferOtherModelEmbed(instance.job, undefined, '0.4.0', 20_000, NOW), UnrecoverableError);
+  assert.deepEqual(instance.calls, [], 'nothing to drop');
+});
+
+test('withoutUploads blanks both sides of a heatmap and leaves jobs without files alone', () => {
+  const ids = { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' };
+  const both = withoutUploads({
+    kind: 'heatmap',
+    query: { dicomBase64: 'AA' },
+    result: { dicomBase64: 'BB' },
+    modelVersion: 'v',
+    enqueuedAt: 0,
+  });
+  assert.deepEqual(both?.kind === 'heatmap' && [both.query, both.result], [{ dicomBase64: '' }, { dicomBase64: '' }]);
+  assert.equal(withoutUploads({ kind: 'heatmap', query: ids, result: ids, modelVersion: 'v', enqueuedAt: 0 }), undefined);
+  assert.equal(withoutUploads({ kind: 'upload', dicomBase64: '', modelVersion: 'v', enqueuedAt: 0 }), undefined, 'already blank');
 });

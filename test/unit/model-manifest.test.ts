@@ -7,7 +7,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { DEFAULT_MANIFEST, loadModelManifest } from '../../core/model-manifest.js';
+import { repoRoot } from '../helpers/fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'cbmir-manifest-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,4 +44,22 @@ test('an .onnx file without a version in its name is versioned by its content, n
   assert.match(va, /^sha256-[0-9a-f]{16}$/);
   assert.notEqual(loadModelManifest(b).version, va);
   assert.equal(loadModelManifest(a).version, va, 'stable for the same file');
+});
+
+test('the default manifest is <repo>/models/manifest.json from the source tree and from a build in dist/', async () => {
+  const ts = (await import('typescript')).default;
+  const js = ts.transpileModule(readFileSync(path.join(repoRoot, 'core/model-manifest.ts'), 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  const repo = path.join(dir, 'repo');
+  mkdirSync(path.join(repo, 'models'), { recursive: true });
+  writeFileSync(path.join(repo, 'models', 'manifest.json'), '{}');
+  // dist/models exists after a build (models/runtime is compiled), without a manifest.
+  for (const at of ['core', 'dist/core', 'dist/models']) mkdirSync(path.join(repo, at), { recursive: true });
+  for (const at of ['core', 'dist/core']) {
+    const file = path.join(repo, at, 'model-manifest.mjs');
+    writeFileSync(file, js);
+    const built = (await import(pathToFileURL(file).href)) as { DEFAULT_MANIFEST: string };
+    assert.equal(built.DEFAULT_MANIFEST, path.join(repo, 'models', 'manifest.json'), at);
+  }
 });

@@ -19,7 +19,7 @@
 import { Client, type estypes } from '@elastic/elasticsearch';
 import { Batcher } from '../../batcher.js';
 import { esScoreToDistance } from '../distance.js';
-import { esErrorType, IndexError, isTransientEsType, toIndexError } from '../errors.js';
+import { esErrorType, IndexError, isTransientEsType, isTransientStatus, toIndexError } from '../errors.js';
 import { assertDims, assertK, assertVersionName, asList, docProblem, toVector } from '../validate.js';
 import { DEFAULT_VECTOR_MAPPING, F, indexBody, type IndexMeta, type VectorIndexType, type VectorMappingOptions } from './mapping.js';
 import type { KnnFilter, KnnHit, KnnOptions, StudyDocRef, UpsertResult, VectorDoc, VectorIndex, WriteOptions } from '../types.js';
@@ -162,7 +162,7 @@ export class ElasticsearchIndex implements VectorIndex {
       failed.push({
         sopInstanceUid: order[i] ?? String(r?._id),
         reason: `${type ?? 'error'}: ${r?.error?.reason ?? `status ${r?.status}`}`,
-        transient: r?.status === 429 || isTransientEsType(type),
+        transient: isTransientStatus(r?.status) || isTransientEsType(type),
       });
     });
     return { written, failed };

@@ -1,0 +1,47 @@
+/** `cbmir embed`: one line per file whatever happens to it, and exit 1 when one could not be read. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { dicomFixturesDir, repoRoot } from '../helpers/fixtures.js';
+
+const run = promisify(execFile);
+// A 1 KB graph (test/fixtures/models/README.md): the command's behaviour, not the model's, is tested.
+const TINY = path.join(repoRoot, 'test/fixtures/models/tiny32-0.0.1.onnx');
+
+test('cbmir embed: a file that cannot be read for any reason gets an UNREADABLE line with its code, and the run goes on', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cbmir-embed-'));
+  try {
+    const loop = path.join(dir, 'loop');
+    symlinkSync(path.join(dir, 'loop2'), loop);
+    symlinkSync(loop, path.join(dir, 'loop2'));
+    const good = path.join(dicomFixturesDir, 'transfer-syntax/siemens_mosaic_1.dcm');
+    const files = [good, loop, path.join(dir, 'x'.repeat(300)), path.join(dicomFixturesDir, 'transfer-syntax/deflate_image_dfl.dcm')];
+    const r = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'embed', '--json', '--model', TINY, ...files], {
+      cwd: repoRoot,
+    }).then(
+      (ok) => ({ ...ok, code: 0 }),
+      (err: { stdout: string; stderr: string; code: number }) => err,
+    );
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { file: string; ok: boolean; code?: string; reason?: string });
+    assert.deepEqual(
+      lines.map((l) => [l.file, l.ok, l.code ?? null, l.reason ?? null]),
+      [
+        [files[0], true, null, null],
+        [files[1], false, 'UNREADABLE', 'cannot read file: ELOOP'],
+        [files[2], false, 'UNREADABLE', 'cannot read file: ENAMETOOLONG'],
+        [files[3], true, null, null],
+      ],
+      r.stderr,
+    );
+    assert.equal(r.code, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
