@@ -19,7 +19,25 @@ const urlWith = (schemes: readonly string[]) =>
       `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`,
     );
 const url = urlWith(['http:', 'https:']);
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * Digits only: Number() would also take '0x1F90', '8e3' and '' (0), so a typo would
+ * become a valid but different value instead of an error naming the setting.
+ */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number (digits only)')
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+/** A plain decimal (digits, optional fraction): the same reasons as int. */
+const decimal = (max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^(\d+\.?\d*|\.\d+)$/, 'must be a decimal number (e.g. 10 or 2.5)')
+    .transform(Number)
+    .pipe(z.number().positive().max(max));
 /** A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}. */
 const viewerTemplate = z
   .string()
@@ -29,7 +47,7 @@ const viewerTemplate = z
 /** Environment variable → schema. Keys are the env names, so errors name the setting. */
 const envSchema = z.object({
   CBMIR_HOST: z.string().min(1).default('127.0.0.1'),
-  CBMIR_PORT: int(0, 65535).default(8080),
+  CBMIR_PORT: int(1, 65535).default(8080),
   /** Public base URL of the gateway as viewers see it (for rewritten URLs); default derived from the request Host. */
   CBMIR_PUBLIC_URL: url.optional(),
   /** DICOMweb root of the PACS, e.g. http://127.0.0.1:8042/dicom-web */
@@ -81,7 +99,7 @@ const envSchema = z.object({
   /** Reconciler pass inside each worker process every N seconds (workers/reconcile/periodic.ts); 0 = off. */
   CBMIR_RECONCILE_INTERVAL_S: int(0, 7 * 24 * 3600).default(300),
   /** Upper bound on the reconciler's PACS requests per second (periodic passes and `cbmir backfill`). */
-  CBMIR_RECONCILE_RATE: z.coerce.number().positive().max(10_000).default(10),
+  CBMIR_RECONCILE_RATE: decimal(10_000).default(10),
   /** Orthanc only: poll its change feed every N seconds and reconcile the studies it names (fast path); 0 = off. */
   CBMIR_RECONCILE_CHANGES_INTERVAL_S: int(0, 3600).default(0),
   /** Orthanc's REST root for the change feed; default: the PACS URL's origin. */
@@ -188,9 +206,17 @@ function allowedHosts(raw: string | undefined, bind: string, publicUrl: string |
 /** Every environment variable the configuration reads (docs/operations.md lists each one). */
 export const CONFIG_ENV_KEYS: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
 
+/**
+ * An empty or blank CBMIR_* value counts as unset: `CBMIR_PORT=${PORT}` with PORT unset, or a
+ * `CBMIR_X=` line in an env file, means "not configured", not 0 or the current directory.
+ */
+function withoutBlankSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k, v]) => !(k.startsWith('CBMIR_') && v !== undefined && v.trim() === '')));
+}
+
 /** Parse and freeze configuration; throws ConfigError listing every bad setting by name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  const parsed = envSchema.safeParse(withoutBlankSettings(env));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
     throw new ConfigError(problems);

@@ -8,7 +8,8 @@
 #
 # 1. Installs what is missing: node_modules (npm ci), the stack's Debian
 #    packages and Elasticsearch (deploy/local/stack.sh install), the model
-#    tests' Python requirements, Chromium when there are e2e tests.
+#    tests' Python requirements at the versions models/train/constraints.txt
+#    pins, Chromium when there are e2e tests.
 # 2. Starts a private test stack on test ports, state in .stack/test (wiped
 #    first): Orthanc with DICOM, a second Orthanc with basic auth, Redis,
 #    Elasticsearch. Exports their URLs as CBMIR_TEST_* (test/helpers/stack.ts
@@ -67,10 +68,12 @@ install_deps() {
   fi
   stack install || return 1
   if [[ -f models/train/requirements.txt && -z "${CBMIR_TEST_ONLY_FILES:-}" ]]; then
-    # Checking installed versions takes <1 s; pip itself takes ~10 s even when
-    # it has nothing to do.
-    if ! python3 scripts/py-requirements-met.py models/train/requirements.txt; then
-      python3 -m pip install -q --disable-pip-version-check -r models/train/requirements.txt || return 1
+    # Exact versions from the constraints file, so a fresh machine tests what the
+    # developers' machines test. Checking installed versions takes <1 s; pip itself
+    # takes ~10 s even when it has nothing to do.
+    local py_req=(-c models/train/constraints.txt -r models/train/requirements.txt)
+    if ! python3 scripts/py-requirements-met.py "${py_req[@]}"; then
+      python3 -m pip install -q --disable-pip-version-check "${py_req[@]}" || return 1
     fi
   fi
   if has_tests test/e2e; then
@@ -128,10 +131,10 @@ ORTHANC_AUTH_CRED="${CBMIR_TEST_ORTHANC_AUTH:-cbmir-test:not-a-secret-$$}"
 stack_started=0
 es_job=
 
-# Elasticsearch's state dir is a link into /var/lib/cbmir when the checkout is out of its user's
-# reach (elasticsearch.sh): wiping the stack dir must wipe what the link points to as well.
+# Elasticsearch's state dir is in /var/lib/cbmir when the checkout is out of its user's reach
+# (elasticsearch.sh): `reset` deletes it too, even when an earlier wipe lost the link to it.
 wipe_stack_dir() {
-  if [[ -L "$CBMIR_STACK_DIR/es" ]]; then rm -rf "$(readlink -f "$CBMIR_STACK_DIR/es")"; fi
+  stack reset >/dev/null 2>&1 || true
   rm -rf "$CBMIR_STACK_DIR"
 }
 

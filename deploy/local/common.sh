@@ -21,9 +21,22 @@ CBMIR_SERVICE_USER="${CBMIR_SERVICE_USER:-cbmir}"
 # How long a service may take to become ready before start gives up.
 CBMIR_READY_TIMEOUT_S="${CBMIR_READY_TIMEOUT_S:-120}"
 
-log() { printf '[stack] %s\n' "$*" >&2; }
-warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
-die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+# Messages never fail the caller: a closed terminal (EIO) or a reader that went away (EPIPE)
+# must not abort a stop half-way under `set -e`.
+log() { printf '[stack] %s\n' "$*" >&2 2>/dev/null || true; }
+warn() { printf '[stack] WARNING: %s\n' "$*" >&2 2>/dev/null || true; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2 2>/dev/null || true; exit 1; }
+
+# Settings are checked here, naming the setting, before they reach a config file or bash
+# arithmetic (where `2s` is invalid JSON and `2m` an error that names neither).
+check_uint() { # name, value, [min], [max]
+  local name="$1" v="$2" min="${3:-0}" max="${4:-999999999}"
+  [[ "$v" =~ ^[0-9]{1,9}$ ]] && ((10#$v >= min && 10#$v <= max)) || die "$name must be a whole number from $min to $max, got '$v'"
+}
+check_bool01() { # name, value
+  [[ "$2" == 0 || "$2" == 1 ]] || die "$1 must be 0 or 1, got '$2'"
+}
+check_uint CBMIR_READY_TIMEOUT_S "$CBMIR_READY_TIMEOUT_S" 1 86400
 
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {
@@ -45,7 +58,8 @@ apt_ensure() {
   done
   ((${#missing[@]} == 0)) && return 0
   log "apt-get install ${missing[*]}"
-  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0)
+  # Another run installing at the same time holds the dpkg lock: wait for it rather than fail.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300)
   if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
     as_root "${apt[@]}" update >&2 || die "apt-get update failed"
   fi
@@ -74,7 +88,15 @@ as_service_user() {
   fi
 }
 
-pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# A zombie counts as gone: where PID 1 does not reap orphans (some containers), a stopped
+# process of an earlier run would otherwise look alive forever.
+pid_alive() {
+  [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null || return 1
+  local st=""
+  read -r st <"/proc/$1/stat" 2>/dev/null || true
+  st="${st##*) }"
+  [[ "${st:0:1}" != Z ]]
+}
 
 # Pid recorded in a pid file, printed only if that process still runs and, when
 # COMM is given, is that program (/proc/PID/comm): pid files on disk outlive a
@@ -111,6 +133,44 @@ stop_pidfile() { # name, file, grace seconds, [comm]
     sleep 0.2
   fi
   rm -f "$f"
+}
+
+# SIGTERM to the process group of a session leader (setsid), SIGKILL after a grace period.
+stop_group() { # name, pid, grace seconds
+  local name="$1" pid="$2" grace="${3:-15}" i
+  log "$name: stopping (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 10; i++)); do
+    pid_alive "$pid" || return 0
+    sleep 0.1
+  done
+  warn "$name: still running after ${grace}s, sending SIGKILL"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+}
+
+# --- the processes of `npm start` (deploy/local/run.sh) ------------------------
+# The gateway, the worker and the viewer run in sessions of their own, with
+# CBMIR_RUN_TAG=<state dir>/<name> in their environment and their pid in
+# <state dir>/<name>.pid: after a run that skipped its cleanup (kill -9, OOM
+# killer, a lost terminal) they are still found, and stopped by the next
+# `npm start` or by `stack.sh stop all`.
+RUN_APP_NAMES=(ohif worker gateway) # stop order
+
+# Pid of app NAME of this state dir, if its pid file names a live process that carries its tag
+# (a pid file outlives a reboot, and the number may since belong to another process).
+app_pid() { # name
+  local pid
+  pid="$(read_pid "$STACK_DIR/$1.pid")" || return 1
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "CBMIR_RUN_TAG=$STACK_DIR/$1" || return 1
+  printf '%s\n' "$pid"
+}
+
+stop_apps() {
+  local name pid
+  for name in "${RUN_APP_NAMES[@]}"; do
+    if pid="$(app_pid "$name")"; then stop_group "$name" "$pid" 15; fi
+    rm -f "$STACK_DIR/$name.pid"
+  done
 }
 
 # Is something listening on 127.0.0.1:port (or on all interfaces)?

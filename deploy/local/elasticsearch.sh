@@ -30,8 +30,15 @@ _es_vars() {
     source "$STACK_DIR/es.instance.env"
   fi
   ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300-9399}"
+  # Both go into elasticsearch.yml / jvm.options as they are: check them here, by name.
+  [[ "$ES_TRANSPORT_PORT" =~ ^[0-9]+(-[0-9]+)?$ ]] || die "ES_TRANSPORT_PORT must be a port or a range such as 9300-9399, got '$ES_TRANSPORT_PORT'"
+  check_port ES_TRANSPORT_PORT "${ES_TRANSPORT_PORT%-*}"
+  check_port ES_TRANSPORT_PORT "${ES_TRANSPORT_PORT#*-}"
+  [[ -z "${ES_HEAP:-}" || "$ES_HEAP" =~ ^[0-9]+[kmgKMG]?$ ]] || die "ES_HEAP must be a JVM size such as 512m or 2g, got '$ES_HEAP'"
   ES_HOME="$CBMIR_CACHE_DIR/elasticsearch-$ES_VERSION"
   ES_URL="http://127.0.0.1:$ES_PORT"
+  ES_LAUNCHER_PIDFILE="$STACK_DIR/es.launcher.pid"
+  ES_LOCATION_FILE="$STACK_DIR/es.location"
   _es_paths "$STACK_DIR/es"
 }
 
@@ -81,29 +88,18 @@ es_install() {
   apt_ensure unzip curl
   # The machine's own Maven (not always a Debian package) is fine.
   command -v mvn >/dev/null 2>&1 || apt_ensure maven
+  mkdir -p "$CBMIR_CACHE_DIR"
+  # Two first runs at once (npm test beside npm start) would each replace the other's
+  # freshly unpacked home (rm -rf, mv) while it starts from it: one unpacks, the other waits.
+  local lock
+  exec {lock}>>"$CBMIR_CACHE_DIR/.elasticsearch-$ES_VERSION.lock"
+  flock -w 900 "$lock" || die "elasticsearch: another install held $CBMIR_CACHE_DIR/.elasticsearch-$ES_VERSION.lock for 15 min"
   if [[ -x "$ES_HOME/bin/elasticsearch" ]]; then
     log "elasticsearch: $ES_VERSION already unpacked in $ES_HOME"
   else
-    local repo="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}" zip
-    zip="$repo/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
-    if [[ ! -s "$zip" ]]; then
-      log "elasticsearch: fetching $ES_ARTIFACT from Maven Central"
-      mvn -B -q -Dmaven.repo.local="$repo" dependency:get -Dartifact="$ES_ARTIFACT" -Dtransitive=false >&2 \
-        || die "mvn could not fetch $ES_ARTIFACT (Maven Central has no 9.x build of this artifact; ES_VERSION must be one listed in its maven-metadata.xml)"
-    fi
-    [[ -s "$zip" ]] || die "expected $zip after mvn dependency:get"
-    log "elasticsearch: unpacking into $ES_HOME"
-    mkdir -p "$CBMIR_CACHE_DIR"
-    local tmp
-    tmp="$(mktemp -d "$CBMIR_CACHE_DIR/.unpack.XXXXXX")"
-    # A damaged zip in the Maven cache (Maven only warns on a checksum mismatch) would fail
-    # every later run: drop it, so the next run fetches it again.
-    unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp" "$zip"; die "unzip $zip failed (removed from the cache; run again to fetch it anew)"; }
-    rm -rf "$ES_HOME"
-    mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
-    rm -rf "$tmp"
-    chmod -R a+rX "$ES_HOME"
+    _es_fetch_and_unpack
   fi
+  exec {lock}>&-
   local jh
   jh="$(_es_java_home)"
   log "elasticsearch: will run on $jh (Java $(_java_major "$jh"))"
@@ -111,9 +107,34 @@ es_install() {
   return 0
 }
 
+_es_fetch_and_unpack() {
+  local repo="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}" zip
+  zip="$repo/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+  if [[ ! -s "$zip" ]]; then
+    log "elasticsearch: fetching $ES_ARTIFACT from Maven Central"
+    # -C: a checksum mismatch fails the download (Maven's default policy only warns).
+    mvn -B -q -C -Dmaven.repo.local="$repo" dependency:get -Dartifact="$ES_ARTIFACT" -Dtransitive=false >&2 \
+      || die "mvn could not fetch $ES_ARTIFACT (Maven Central has no 9.x build of this artifact; ES_VERSION must be one listed in its maven-metadata.xml)"
+  fi
+  [[ -s "$zip" ]] || die "expected $zip after mvn dependency:get"
+  log "elasticsearch: unpacking into $ES_HOME"
+  local tmp
+  tmp="$(mktemp -d "$CBMIR_CACHE_DIR/.unpack.XXXXXX")"
+  # A zip damaged in the Maven cache since its download would fail every later run: drop
+  # it, so the next run fetches it again.
+  unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp" "$zip"; die "unzip $zip failed (removed from the cache; run again to fetch it anew)"; }
+  rm -rf "$ES_HOME"
+  mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+  rm -rf "$tmp"
+  chmod -R a+rX "$ES_HOME"
+}
+
 # ES state must be writable by the service user. If the repository sits below
 # a directory that user cannot enter (e.g. /root, mode 0700), the state lives
-# in /var/lib/cbmir/<hash> instead and $STACK_DIR/es is a symlink to it.
+# in /var/lib/cbmir/<hash> instead, $STACK_DIR/es is a symlink to it, and
+# $STACK_DIR/es.location records it.
+_es_alt_dir() { echo "/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"; }
+
 _es_prepare_dir() {
   mkdir -p "$STACK_DIR"
   local link="$STACK_DIR/es"
@@ -121,23 +142,9 @@ _es_prepare_dir() {
     [[ -e "$link" || -L "$link" ]] || mkdir -p "$link"
     if [[ ! -L "$link" ]]; then
       chown -R "$CBMIR_SERVICE_USER:" "$link/" 2>/dev/null || true
-      if ! as_service_user test -w "$link/"; then
-        local alt
-        alt="/var/lib/cbmir/es-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)"
-        log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $link; keeping its state in $alt"
-        # Move an index that an earlier start (as another user) left in $link, never delete it.
-        if [[ -n "$(ls -A "$link" 2>/dev/null)" ]]; then
-          [[ -e "$alt" ]] && die "elasticsearch: both $link and $alt hold state; move one of them away"
-          mkdir -p /var/lib/cbmir
-          mv "$link" "$alt"
-          chown -R "$CBMIR_SERVICE_USER:" "$alt"
-        else
-          rm -rf "$link"
-        fi
-        mkdir -p "$alt"
-        chmod 755 /var/lib/cbmir
-        ln -sfn "$alt" "$link"
-      fi
+      as_service_user test -w "$link/" || _es_link_alt_dir "$link"
+    elif [[ ! -f "$ES_LOCATION_FILE" ]]; then
+      readlink -f "$link" >"$ES_LOCATION_FILE" # linked before the record existed
     fi
     _es_paths "$link"
     chown -R "$CBMIR_SERVICE_USER:" "$ES_DIR/"
@@ -147,6 +154,45 @@ _es_prepare_dir() {
     mkdir -p "$link"
     _es_paths "$link"
   fi
+}
+
+_es_link_alt_dir() { # link
+  local link="$1" alt
+  alt="$(_es_alt_dir)"
+  log "elasticsearch: $CBMIR_SERVICE_USER cannot reach $link; keeping its state in $alt"
+  # Move an index that an earlier start (as another user) left in $link, never delete it.
+  if [[ -n "$(ls -A "$link" 2>/dev/null)" ]]; then
+    [[ -e "$alt" ]] && die "elasticsearch: both $link and $alt hold state; move one of them away"
+    mkdir -p "${alt%/*}"
+    mv "$link" "$alt"
+    chown -R "$CBMIR_SERVICE_USER:" "$alt"
+  else
+    # A state dir created anew (the old one deleted) must not silently get the old index back:
+    # it is keyed with a patient-key secret that may have been deleted with it.
+    if [[ -n "$(ls -A "$alt" 2>/dev/null)" && ! -f "$ES_LOCATION_FILE" ]]; then
+      die "elasticsearch: $alt holds the index of an earlier $STACK_DIR, whose link $link and record $ES_LOCATION_FILE are gone (the state dir was deleted).
+  To start afresh (deletes that index):  CBMIR_STACK_DIR=$(printf %q "$STACK_DIR") bash deploy/local/stack.sh reset
+  To keep it:  ln -s $(printf %q "$alt") $(printf %q "$link") && echo $(printf %q "$alt") >$(printf %q "$ES_LOCATION_FILE")"
+    fi
+    rm -rf "$link"
+  fi
+  mkdir -p "$alt"
+  chmod 755 "${alt%/*}"
+  ln -sfn "$alt" "$link"
+  printf '%s\n' "$alt" >"$ES_LOCATION_FILE"
+}
+
+# Delete this stack's Elasticsearch state, its directory under /var/lib/cbmir included
+# (stopped first). Only this stack's own alt dir is deleted, whatever the link points to.
+es_reset() {
+  es_stop
+  local alt
+  alt="$(_es_alt_dir)"
+  if [[ -L "$STACK_DIR/es" && "$(readlink -f "$STACK_DIR/es")" != "$alt" ]]; then
+    warn "elasticsearch: $STACK_DIR/es links to $(readlink -f "$STACK_DIR/es"), not to $alt: removing the link only"
+  fi
+  [[ -e "$alt" ]] && { log "elasticsearch: deleting $alt"; rm -rf "$alt"; }
+  rm -rf "$STACK_DIR/es" "$ES_LOCATION_FILE" "$STACK_DIR/es.instance.env" "$ES_LAUNCHER_PIDFILE"
 }
 
 _es_write_config() {
@@ -205,7 +251,8 @@ es_start() {
   jh="$(_es_java_home)"
   _es_prepare_dir
   _es_write_config
-  printf 'ES_PORT=%q\n' "$ES_PORT" >"$STACK_DIR/es.instance.env"
+  local v
+  for v in ES_PORT ES_TRANSPORT_PORT ES_HEAP; do printf '%s=%q\n' "$v" "${!v:-}"; done >"$STACK_DIR/es.instance.env"
   rm -f "$ES_PIDFILE"
   log "elasticsearch: starting $ES_VERSION on $ES_URL (Java $(_java_major "$jh"), heap ${ES_HEAP:-512m..1g})"
   # -d: the launcher returns once the node has started (or failed); -p: pid
@@ -215,6 +262,8 @@ es_start() {
       ES_TMPDIR=$(printf %q "$ES_DIR/tmp") $(printf %q "$ES_HOME/bin/elasticsearch") -d -p $(printf %q "$ES_PIDFILE")" \
     >"$ES_LAUNCH_LOG" 2>&1 </dev/null &
   local launcher=$! deadline=$((SECONDS + CBMIR_READY_TIMEOUT_S)) rc
+  # Until the server JVM writes es.pid (seconds later), the launcher is all a stop can find.
+  echo "$launcher" >"$ES_LAUNCHER_PIDFILE"
   while :; do
     if _es_ready; then break; fi
     if ! pid_alive "$launcher"; then
@@ -242,7 +291,26 @@ es_start() {
 
 es_stop() {
   _es_vars saved
+  _es_await_launcher
   stop_pidfile elasticsearch "$ES_PIDFILE" 60 java
+  rm -f "$ES_LAUNCHER_PIDFILE"
+}
+
+# A start interrupted (Ctrl-C on its caller) leaves its launcher running in its own session:
+# the server it starts writes es.pid only later. Wait (bounded) for that pid, or for the
+# launcher to give up, so stop finds the server instead of reporting "not running".
+_es_await_launcher() {
+  local launcher i
+  launcher="$(read_pid "$ES_LAUNCHER_PIDFILE" bash)" || return 0
+  read_pid "$ES_PIDFILE" java >/dev/null && return 0
+  log "elasticsearch: a start is in progress (launcher pid $launcher); waiting for its server to stop it"
+  for ((i = 0; i < CBMIR_READY_TIMEOUT_S * 10; i++)); do
+    read_pid "$ES_PIDFILE" java >/dev/null && return 0
+    pid_alive "$launcher" || return 0
+    sleep 0.1
+  done
+  warn "elasticsearch: no server pid after ${CBMIR_READY_TIMEOUT_S}s; stopping the launcher's session"
+  kill -TERM -- "-$launcher" 2>/dev/null || true
 }
 
 es_status() {

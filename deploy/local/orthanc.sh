@@ -32,6 +32,17 @@ _orthanc_vars() {
   ORTHANC_DICOM_PORT="${ORTHANC_DICOM_PORT:-4242}"
   ORTHANC_AET="${ORTHANC_AET:-ORTHANC}"
   ORTHANC_PUBLIC_HOST="${ORTHANC_PUBLIC_HOST:-127.0.0.1:$ORTHANC_HTTP_PORT}"
+  ORTHANC_STABLE_AGE="${ORTHANC_STABLE_AGE:-60}"
+  ORTHANC_HTTP_THREADS="${ORTHANC_HTTP_THREADS:-50}"
+  ORTHANC_CONCURRENT_JOBS="${ORTHANC_CONCURRENT_JOBS:-2}"
+  # These go into orthanc.json as they are: a bad one would only show as Orthanc's parse error.
+  check_bool01 ORTHANC_DICOM "$ORTHANC_DICOM"
+  check_uint ORTHANC_STABLE_AGE "$ORTHANC_STABLE_AGE"
+  check_uint ORTHANC_HTTP_THREADS "$ORTHANC_HTTP_THREADS" 1 1000
+  check_uint ORTHANC_CONCURRENT_JOBS "$ORTHANC_CONCURRENT_JOBS" 0 1000
+  # DICOM AE titles: 1-16 characters, printable, no backslash, not all spaces.
+  ((${#ORTHANC_AET} <= 16)) && [[ "$ORTHANC_AET" =~ [^\ ] && "$ORTHANC_AET" != *\\* && ! "$ORTHANC_AET" =~ [[:cntrl:]] ]] ||
+    die "ORTHANC_AET must be 1-16 printable characters without '\\' (a DICOM AE title), got '$ORTHANC_AET'"
   ORTHANC_DIR="$STACK_DIR/$ORTHANC_NAME"
   ORTHANC_PIDFILE="$ORTHANC_DIR/orthanc.pid"
   ORTHANC_LOG="$ORTHANC_DIR/orthanc.log"
@@ -90,7 +101,7 @@ _orthanc_write_config() {
   "RegisteredUsers": $users,
   "SslEnabled": false,
   "HttpCompressionEnabled": false,
-  "HttpThreadsCount": ${ORTHANC_HTTP_THREADS:-50},
+  "HttpThreadsCount": $ORTHANC_HTTP_THREADS,
   "KeepAlive": true,
   "TcpNoDelay": true,
   "HttpTimeout": 60,
@@ -104,9 +115,9 @@ _orthanc_write_config() {
   "DicomAlwaysAllowStore": true,
   "DicomModalities": {},
 
-  "ConcurrentJobs": ${ORTHANC_CONCURRENT_JOBS:-2},
+  "ConcurrentJobs": $ORTHANC_CONCURRENT_JOBS,
   "SaveJobs": false,
-  "StableAge": ${ORTHANC_STABLE_AGE:-60},
+  "StableAge": $ORTHANC_STABLE_AGE,
   "DeidentifyLogs": true,
   "LogExportedResources": false,
   "OverwriteInstances": false,
@@ -175,7 +186,8 @@ orthanc_start() {
   chmod 700 "$ORTHANC_DIR" # the image store: PHI, readable by no other local user
   _orthanc_write_config
   local v
-  (umask 077 && for v in ORTHANC_HTTP_PORT ORTHANC_DICOM ORTHANC_DICOM_PORT ORTHANC_AET ORTHANC_PUBLIC_HOST ORTHANC_USERS; do
+  (umask 077 && for v in ORTHANC_HTTP_PORT ORTHANC_DICOM ORTHANC_DICOM_PORT ORTHANC_AET ORTHANC_PUBLIC_HOST ORTHANC_USERS \
+    ORTHANC_STABLE_AGE ORTHANC_HTTP_THREADS ORTHANC_CONCURRENT_JOBS; do
     printf '%s=%q\n' "$v" "${!v:-}"
   done >"$ORTHANC_DIR/instance.env")
   # Confine before listening, so there is no window where it is reachable.
@@ -223,6 +235,15 @@ orthanc_status() {
     echo "$ORTHANC_NAME: stopped"
     return 3
   fi
+}
+
+# The instances whose server runs now.
+orthanc_running_instances() {
+  local name
+  for name in $(orthanc_instances); do
+    read_pid "$STACK_DIR/$name/orthanc.pid" Orthanc >/dev/null && echo "$name"
+  done
+  return 0
 }
 
 # Every Orthanc instance that has state under $STACK_DIR (e.g. orthanc, orthanc-auth).

@@ -14,6 +14,9 @@ _redis_vars() {
     # shellcheck disable=SC1091
     source "$STACK_DIR/redis/instance.env"
   fi
+  REDIS_MAXMEMORY="${REDIS_MAXMEMORY:-0}"
+  # Redis's own size units (bytes, k/kb, m/mb, g/gb); anything else fails only in its log.
+  [[ "$REDIS_MAXMEMORY" =~ ^[0-9]+([kKmMgG][bB]?)?$ ]] || die "REDIS_MAXMEMORY must be a size such as 256mb or 1gb (0 = no cap), got '$REDIS_MAXMEMORY'"
   REDIS_DIR="$STACK_DIR/redis"
   REDIS_PIDFILE="$REDIS_DIR/redis.pid"
   REDIS_LOG="$REDIS_DIR/redis.log"
@@ -54,12 +57,12 @@ redis_start() {
   require_free_port redis "$REDIS_PORT"
   mkdir -p "$REDIS_DIR"
   chmod 700 "$REDIS_DIR" # its dump holds queued jobs (uploads included)
-  printf 'REDIS_PORT=%q\n' "$REDIS_PORT" >"$REDIS_DIR/instance.env"
+  printf 'REDIS_PORT=%q\nREDIS_MAXMEMORY=%q\n' "$REDIS_PORT" "$REDIS_MAXMEMORY" >"$REDIS_DIR/instance.env"
   log "redis: starting on $REDIS_URL"
   # --daemonize writes the pid file itself once the server runs.
   rm -f "$REDIS_PIDFILE"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-    --save "" --appendonly no --maxmemory "${REDIS_MAXMEMORY:-0}" --maxmemory-policy noeviction \
+    --save "" --appendonly no --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction \
     --dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" \
     || die "redis-server failed to start: $(tail -n 20 "$REDIS_LOG" 2>/dev/null)"
   local i

@@ -6,14 +6,15 @@
 #   its own port against the gateway; loads the sample data through the gateway
 #   once the worker is up (so it gets indexed), prints the URLs, and waits.
 #   Ctrl-C stops everything this script started (services that were already
-#   running are left alone).
+#   running are left alone). A gateway, worker or viewer that an earlier run
+#   left behind (it was killed before its cleanup) is stopped first.
 #
 # Environment: the stack's port settings (ORTHANC_HTTP_PORT, REDIS_PORT,
 # ES_PORT, … see deploy/local/stack.sh), CBMIR_PORT for the gateway [8080],
 # CBMIR_OHIF_PORT for the viewer [3000], CBMIR_SAMPLE_DIR
 # [test/fixtures/figshare-sample], CBMIR_SKIP_LOAD=1 to start without loading
 # the sample, CBMIR_SKIP_OHIF=1 / CBMIR_SKIP_WORKER=1 to leave those out.
-# Logs of the processes: $CBMIR_STACK_DIR/*.log.
+# Logs of the processes: $CBMIR_STACK_DIR/*.log, their pids: *.pid.
 #
 # Each long-running process has one start_* function; add new ones (worker,
 # viewer) the same way and call them from main.
@@ -23,7 +24,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 # shellcheck source=deploy/local/common.sh
 source "$ROOT/deploy/local/common.sh"
-STACK=(bash "$ROOT/deploy/local/stack.sh")
+# fd 8 holds this run's lock on the state dir: the services must not inherit it.
+stack() { bash "$ROOT/deploy/local/stack.sh" "$@" 8>&-; }
 
 export CBMIR_STACK_DIR="$STACK_DIR"
 ORTHANC_HTTP_PORT="${ORTHANC_HTTP_PORT:-8042}"
@@ -33,6 +35,8 @@ GATEWAY_PORT="${CBMIR_PORT:-8080}"
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 OHIF_PORT="${CBMIR_OHIF_PORT:-3000}"
 OHIF_URL="http://127.0.0.1:$OHIF_PORT"
+check_port CBMIR_PORT "$GATEWAY_PORT"
+check_port CBMIR_OHIF_PORT "$OHIF_PORT"
 SAMPLE_DIR="${CBMIR_SAMPLE_DIR:-test/fixtures/figshare-sample}"
 TSX="$ROOT/node_modules/.bin/tsx"
 GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
@@ -45,8 +49,11 @@ APP_ENV=(
   CBMIR_ES_URL="http://127.0.0.1:$ES_PORT"
   # OHIF is served from its own origin; nothing else may call the gateway from a web page.
   CBMIR_CORS_ORIGINS="${CBMIR_CORS_ORIGINS:-http://127.0.0.1:$OHIF_PORT,http://localhost:$OHIF_PORT}"
+  # /ui's "open in viewer" links go to the viewer this script serves, on its port.
+  CBMIR_VIEWER_URL_TEMPLATE="${CBMIR_VIEWER_URL_TEMPLATE:-$OHIF_URL/viewer?StudyInstanceUIDs={study}}"
 )
 
+# Fails when the output is gone: before cleanup that ends the run (set -e), and cleanup runs.
 say() { printf '[run] %s\n' "$*"; }
 
 # --- bookkeeping: what this script started, stopped in reverse order ---------
@@ -54,34 +61,59 @@ started_services=() # stack services (orthanc|redis|es)
 proc_names=()       # our own processes
 proc_pids=()
 
+install_traps() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
+# Runs once, on any exit. Nothing may cut it short and leave services running: not a second
+# Ctrl-C, not a terminal that is gone (SIGHUP, then EIO on every write), not a reader of our
+# output that is gone (`npm start | tee log` and Ctrl-C: SIGPIPE, EPIPE). So: no errexit, those
+# signals ignored (the stop commands inherit that), and output that cannot be written goes to
+# the state dir's run.log instead.
 cleanup() {
-  trap - INT TERM EXIT
-  say "stopping…"
+  set +e
+  trap '' INT TERM HUP PIPE
+  trap - EXIT
+  if ! say "stopping…" 2>/dev/null; then
+    exec >>"$STACK_DIR/run.log" 2>&1 || exec >/dev/null 2>&1
+    say "stopping… (our output is gone: the terminal closed, or the pipe it went to)"
+  fi
   local i pid
   for ((i = ${#proc_pids[@]} - 1; i >= 0; i--)); do
     pid="${proc_pids[$i]}"
-    pid_alive "$pid" || continue
-    say "stopping ${proc_names[$i]} (pid $pid)"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.1; done
-    pid_alive "$pid" && kill -KILL -- "-$pid" 2>/dev/null || true
+    pid_alive "$pid" && stop_group "${proc_names[$i]}" "$pid" 15
+    rm -f "$STACK_DIR/${proc_names[$i]}.pid"
   done
   for ((i = ${#started_services[@]} - 1; i >= 0; i--)); do
-    "${STACK[@]}" stop "${started_services[$i]}" || true
+    # This script's Orthanc only: other instances in the state dir are not ours to stop.
+    ORTHANC_NAME=orthanc stack stop "${started_services[$i]}"
   done
-  say "stopped"
+  say "stopped" 2>/dev/null
 }
 
-# Start a background process in its own process group (so a Ctrl-C reaches
-# only this script, which then stops things in order); output to a log file
-# and, prefixed, to the terminal.
+# Start a background process in its own session (so a Ctrl-C reaches only this
+# script, which then stops things in order), tagged and with a pid file (so a
+# later run finds it should this one die before its cleanup); output to a log
+# file and, prefixed, to the terminal.
 start_process() { # name, command...
   local name="$1" log="$STACK_DIR/$1.log"
   shift
-  setsid "$@" > >(tee -a "$log" | sed -u "s/^/[$name] /") 2>&1 </dev/null &
+  setsid env CBMIR_RUN_TAG="$STACK_DIR/$name" "$@" > >(exec 8>&-; tee -a "$log" | sed -u "s/^/[$name] /") 2>&1 </dev/null 8>&- &
   proc_names+=("$name")
   proc_pids+=("$!")
+  echo "$!" >"$STACK_DIR/$name.pid"
   say "$name started (pid $!), log: ${log#"$ROOT"/}"
+}
+
+# One run per state dir at a time (fd 8, released when this script ends however it ends);
+# then whatever an earlier run left behind is stopped.
+claim_stack_dir() {
+  exec 8>>"$STACK_DIR/run.lock"
+  flock -n 8 || die "another npm start (deploy/local/run.sh) uses $STACK_DIR: stop it first (Ctrl-C there), or give this one its own CBMIR_STACK_DIR and ports"
+  stop_apps
 }
 
 # --- one function per part ----------------------------------------------------
@@ -96,15 +128,16 @@ ensure_node_deps() {
 
 start_service() { # orthanc|redis|es — start unless already running; remember if we did
   local svc="$1"
-  if ORTHANC_NAME=orthanc "${STACK[@]}" status "$svc" >/dev/null 2>&1; then
+  if ORTHANC_NAME=orthanc stack status "$svc" >/dev/null 2>&1; then
     say "$svc already running; leaving it running on exit"
     return 0
   fi
   # Remembered before the start, so a Ctrl-C during it (Elasticsearch takes ~30 s) still stops
-  # it: the service runs in its own session and never sees that SIGINT; stop is safe to repeat.
+  # it: the service runs in its own session and never sees that SIGINT; stop is safe to repeat,
+  # and waits for an Elasticsearch start still in progress.
   started_services+=("$svc")
   ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_HTTP_PORT" REDIS_PORT="$REDIS_PORT" ES_PORT="$ES_PORT" \
-    "${STACK[@]}" start "$svc"
+    stack start "$svc"
 }
 
 start_gateway() {
@@ -222,11 +255,11 @@ print_urls() {
 }
 
 main() {
-  trap cleanup EXIT
-  trap 'exit 130' INT TERM
+  install_traps
   mkdir -p "$STACK_DIR"
+  claim_stack_dir
   ensure_node_deps
-  "${STACK[@]}" install
+  stack install
   start_service orthanc
   start_service redis
   start_service es
@@ -239,7 +272,7 @@ main() {
   print_urls
   if ((${#proc_pids[@]} == 0)); then
     say "no foreground process to wait for (no gateway yet); waiting for Ctrl-C"
-    while :; do sleep 3600 & wait $! || true; done
+    while :; do sleep 3600 8>&- & wait $! || true; done
   fi
   # Wait until one of our processes ends (or Ctrl-C): then stop everything.
   local rc=0
@@ -248,4 +281,5 @@ main() {
   return "$rc"
 }
 
-main "$@"
+# Sourced (tests), it only defines the functions.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 python3 -c "import torch, onnx, onnxruntime, numpy, PIL, pytest" 2>/dev/null || {
-  echo "models/train: python deps missing: pip install -r models/train/requirements.txt" >&2; exit 2; }
+  echo "models/train: python deps missing: python3 -m pip install -c models/train/constraints.txt -r models/train/requirements.txt" >&2; exit 2; }
 python3 -m pytest tests -q -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then echo "models/train: no tests collected" >&2; exit 1; fi

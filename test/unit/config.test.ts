@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { CONFIG_ENV_KEYS, loadConfig, ConfigError } from '../../core/config.js';
 
 test('defaults bind to loopback and use the embedded index', () => {
@@ -22,6 +22,47 @@ test('every bad setting is reported at once, by name', () => {
       return true;
     },
   );
+});
+
+test('an empty or blank setting counts as unset, not as 0 or the current directory', () => {
+  const c = loadConfig({
+    CBMIR_PORT: '',
+    CBMIR_RECONCILE_INTERVAL_S: '',
+    CBMIR_ACCESS_CACHE_MS: '  ',
+    CBMIR_THUMBNAIL_CACHE_ENTRIES: '\t',
+    CBMIR_SHUTDOWN_GRACE_MS: '',
+    CBMIR_RECONCILE_RATE: '',
+    CBMIR_DATA_DIR: '',
+    CBMIR_MODEL: ' ',
+    CBMIR_HOST: '',
+  });
+  assert.equal(c.port, 8080);
+  assert.equal(c.reconcile.intervalS, 300);
+  assert.equal(c.similar.accessCacheMs, 30_000);
+  assert.equal(c.thumbnailCacheEntries, 2000);
+  assert.equal(c.shutdownGraceMs, 10_000);
+  assert.equal(c.reconcile.maxRequestsPerSecond, 10);
+  assert.equal(c.dataDir, '.cbmir-data');
+  assert.equal(c.model, undefined);
+  assert.equal(c.host, '127.0.0.1');
+  // A blank half of the service login is a missing half, named as such.
+  assert.throws(
+    () => loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: '' }),
+    /CBMIR_PACS_USER \/ CBMIR_PACS_PASSWORD: set both or neither/,
+  );
+});
+
+test('numbers are digits only, and a bad one is refused naming its setting', () => {
+  for (const bad of ['0x1F90', '8e3', '80.0', '-1', '+80', '8 080', 'Infinity']) {
+    assert.throws(() => loadConfig({ CBMIR_PORT: bad }), /CBMIR_PORT: must be a whole number/, bad);
+  }
+  // No setting needs port 0 (tests pass 0 to listen() themselves): it would be a random port.
+  assert.throws(() => loadConfig({ CBMIR_PORT: '0' }), /CBMIR_PORT: Too small/);
+  assert.throws(() => loadConfig({ CBMIR_PACS_TIMEOUT_MS: '1e4' }), /CBMIR_PACS_TIMEOUT_MS: must be a whole number/);
+  assert.throws(() => loadConfig({ CBMIR_RECONCILE_RATE: '0x10' }), /CBMIR_RECONCILE_RATE: must be a decimal number/);
+  assert.equal(loadConfig({ CBMIR_PORT: ' 8081 ' }).port, 8081);
+  assert.equal(loadConfig({ CBMIR_RECONCILE_RATE: '2.5' }).reconcile.maxRequestsPerSecond, 2.5);
+  assert.equal(loadConfig({ CBMIR_RECONCILE_INTERVAL_S: '0' }).reconcile.intervalS, 0);
 });
 
 test('URLs must use the scheme their setting needs', () => {
@@ -111,4 +152,18 @@ test('every setting the configuration reads is documented for operators', () => 
   const missing = CONFIG_ENV_KEYS.filter((k) => !doc.includes(`\`${k}\``));
   assert.deepEqual(missing, []);
   assert.ok(CONFIG_ENV_KEYS.length > 30);
+});
+
+test('every setting the local stack scripts read (${NAME:-default}) is documented for operators', () => {
+  const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const dir = new URL('../../deploy/local/', import.meta.url);
+  // The scripts' own state flags and the XDG base directory, not settings of this project.
+  const internal = new Set(['GATEWAY_RUNNING', 'WORKER_RUNNING', 'OHIF_RUNNING', 'OHIF_PID', 'LOADED', 'XDG_CACHE_HOME']);
+  const names = new Set<string>();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.sh'))) {
+    for (const m of readFileSync(new URL(f, dir), 'utf8').matchAll(/\$\{([A-Z][A-Z0-9_]*):-/g)) names.add(m[1]!);
+  }
+  const missing = [...names].filter((n) => !internal.has(n) && !doc.includes(`\`${n}\``));
+  assert.deepEqual(missing, []);
+  assert.ok(names.has('REDIS_MAXMEMORY') && names.has('ORTHANC_BIN'));
 });
