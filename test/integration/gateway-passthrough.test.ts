@@ -261,17 +261,4 @@ describe('gateway pass-through equals direct Orthanc', () => {
       direct.headers['content-length'],
     );
   });
-
-  test('HEAD on a QIDO route never announces a length other than what GET sends (URLs in the body are mapped)', async () => {
-    const u = uids.get('mprage1')!;
-    // A public host of another length than the PACS's: mapped URLs change the body's length.
-    const headers = { 'x-forwarded-host': 'a-much-longer-gateway-name.example' };
-    const p = `/dicom-web/studies/${u.study}/series`;
-    const head = await raw(`${gw.base}${p}`, { method: 'HEAD', headers });
-    const get = await raw(`${gw.base}${p}`, { headers });
-    assert.equal(head.status, 200);
-    const announced = head.headers['content-length'];
-    assert.ok(announced === undefined || Number(announced) === get.body.length, `HEAD says ${announced}, GET sends ${get.body.length}`);
-    assert.equal(head.headers.etag, undefined);
-  });
 });
