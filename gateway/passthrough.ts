@@ -207,7 +207,29 @@ function respond(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, 
     ures.pipe(res);
     return;
   }
-  streamMapped(ctx, res, ures, status, out, base);
+  const declared = Number(single(ures.headers['content-length']) ?? -1);
+  // Most answers (QIDO pages, series metadata) are small and say so: mapped whole, without a stream per answer.
+  if (declared >= 0 && declared <= REWRITE_WINDOW_BYTES) mapWhole(ctx, res, ures, status, out, base);
+  else streamMapped(ctx, res, ures, status, out, base);
+}
+
+/** An answer of a declared length within REWRITE_WINDOW_BYTES: read, mapped and sent with its exact length. */
+function mapWhole(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage, status: number, out: OutgoingHttpHeaders, base: string) {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  ures.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    size += chunk.length;
+  });
+  ures.once('end', () => {
+    if (res.headersSent || res.destroyed) return;
+    const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+    const mapped = ctx.rewriter.mapBody(raw, base);
+    if (mapped) for (const h of BYTE_HEADERS) delete out[h];
+    const body = mapped ?? raw;
+    res.writeHead(status, { ...out, 'content-length': body.length });
+    res.end(body);
+  });
 }
 
 /**
