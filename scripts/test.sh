@@ -71,9 +71,15 @@ install_deps() {
     # Exact versions from the constraints file, so a fresh machine tests what the
     # developers' machines test. Checking installed versions takes <1 s; pip itself
     # takes ~10 s even when it has nothing to do.
+    # What the interpreter lacks goes into the project's .venv (it sees the interpreter's own
+    # packages), never into the interpreter itself: a developer's other torch stays as it is.
     local py_req=(-c models/train/constraints.txt -r models/train/requirements.txt)
-    if ! python3 scripts/py-requirements-met.py "${py_req[@]}"; then
-      python3 -m pip install -q --disable-pip-version-check "${py_req[@]}" || return 1
+    local py=python3
+    [[ -x .venv/bin/python3 ]] && py=.venv/bin/python3
+    if ! "$py" scripts/py-requirements-met.py "${py_req[@]}"; then
+      [[ -x .venv/bin/python3 ]] || python3 -m venv --system-site-packages .venv || return 1
+      say "Python packages missing or at other versions: installing the pinned ones into .venv"
+      .venv/bin/python3 -m pip install -q --disable-pip-version-check "${py_req[@]}" || return 1
     fi
   fi
   if has_tests test/e2e; then

@@ -257,7 +257,8 @@ es_start() {
   log "elasticsearch: starting $ES_VERSION on $ES_URL (Java $(_java_major "$jh"), heap ${ES_HEAP:-512m..1g})"
   # -d: the launcher returns once the node has started (or failed); -p: pid
   # file of the server JVM itself, which is what stop signals.
-  setsid bash -c "$(declare -f as_service_user); CBMIR_SERVICE_USER=$(printf %q "$CBMIR_SERVICE_USER"); \
+  # Tagged, so a stop can tell this launcher from whatever process later gets its pid number.
+  setsid env CBMIR_RUN_TAG="$STACK_DIR/es.launcher" bash -c "$(declare -f as_service_user); CBMIR_SERVICE_USER=$(printf %q "$CBMIR_SERVICE_USER"); \
     as_service_user env ES_JAVA_HOME=$(printf %q "$jh") ES_PATH_CONF=$(printf %q "$ES_DIR/config") \
       ES_TMPDIR=$(printf %q "$ES_DIR/tmp") $(printf %q "$ES_HOME/bin/elasticsearch") -d -p $(printf %q "$ES_PIDFILE")" \
     >"$ES_LAUNCH_LOG" 2>&1 </dev/null &
@@ -273,6 +274,7 @@ es_start() {
         tail -n 20 "$ES_LAUNCH_LOG" >&2 2>/dev/null || true
         tail -n 30 "$ES_LOG" >&2 2>/dev/null || true
         es_stop >/dev/null 2>&1
+        rm -f "$ES_LAUNCHER_PIDFILE"
         return 1
       fi
     fi
@@ -285,6 +287,8 @@ es_start() {
     fi
     sleep 1
   done
+  # The launcher has done its job (es.pid names the server): a stale pid file would outlive it.
+  rm -f "$ES_LAUNCHER_PIDFILE"
   pid="$(read_pid "$ES_PIDFILE" java || echo '?')"
   log "elasticsearch: ready (pid $pid) at $ES_URL"
 }
@@ -301,7 +305,8 @@ es_stop() {
 # launcher to give up, so stop finds the server instead of reporting "not running".
 _es_await_launcher() {
   local launcher i
-  launcher="$(read_pid "$ES_LAUNCHER_PIDFILE" bash)" || return 0
+  # Only the launcher this stack started (its tag), never another process that reuses the number.
+  launcher="$(app_pid es.launcher)" || return 0
   read_pid "$ES_PIDFILE" java >/dev/null && return 0
   log "elasticsearch: a start is in progress (launcher pid $launcher); waiting for its server to stop it"
   for ((i = 0; i < CBMIR_READY_TIMEOUT_S * 10; i++)); do

@@ -188,6 +188,8 @@ orthanc_start() {
   local v
   (umask 077 && for v in ORTHANC_HTTP_PORT ORTHANC_DICOM ORTHANC_DICOM_PORT ORTHANC_AET ORTHANC_PUBLIC_HOST ORTHANC_USERS \
     ORTHANC_STABLE_AGE ORTHANC_HTTP_THREADS ORTHANC_CONCURRENT_JOBS; do
+    # The public host derived from the port is saved empty: a restart on another port derives it again.
+    if [[ "$v" == ORTHANC_PUBLIC_HOST && "${!v}" == "127.0.0.1:$ORTHANC_HTTP_PORT" ]]; then printf '%s=\n' "$v"; continue; fi
     printf '%s=%q\n' "$v" "${!v:-}"
   done >"$ORTHANC_DIR/instance.env")
   # Confine before listening, so there is no window where it is reachable.

@@ -242,6 +242,30 @@ describe('deploy/local/stack.sh', () => {
     assert.match(moved.stdout, /^start orthanc-x 29042 dicom=1 stable=2$/m);
   });
 
+  it('the public host Orthanc writes into its URLs follows a restart on another port, unless it was set', () => {
+    const { dir } = stackDir();
+    // What orthanc_start saves, then what a restart on another port derives from it.
+    const save = (extra: Record<string, string>) =>
+      bash(
+        'source deploy/local/stack.sh; ORTHANC_NAME=orthanc _orthanc_vars; mkdir -p "$ORTHANC_DIR"; ' +
+          'orthanc_start() { :; }; ' +
+          // the save loop of orthanc_start, run as is
+          `eval "$(sed -n '/umask 077 && for v in ORTHANC_HTTP_PORT/,/instance.env")/p' deploy/local/orthanc.sh)"`,
+        dir,
+        { ORTHANC_HTTP_PORT: '28042', ...extra },
+      );
+    const host = () =>
+      bash(
+        'source deploy/local/stack.sh; _source_defaults "$STACK_DIR/orthanc/instance.env"; ORTHANC_NAME=orthanc _orthanc_vars; echo "$ORTHANC_PUBLIC_HOST"',
+        dir,
+        { ORTHANC_HTTP_PORT: '29042' },
+      ).stdout.trim();
+    assert.equal(save({}).status, 0);
+    assert.equal(host(), '127.0.0.1:29042');
+    assert.equal(save({ ORTHANC_PUBLIC_HOST: 'pacs.example:443' }).status, 0);
+    assert.equal(host(), 'pacs.example:443');
+  });
+
   it('stop waits for an Elasticsearch start still in progress, then stops its server', async () => {
     const { dir, bin } = stackDir();
     mkdirSync(path.join(dir, 'es'));
@@ -253,7 +277,7 @@ describe('deploy/local/stack.sh', () => {
         '-c',
         `sleep 1.5; setsid ${path.join(bin, 'java')} 300 </dev/null >/dev/null 2>&1 & echo $! >${path.join(dir, 'es', 'es.pid')}; sleep 0.5`,
       ],
-      { detached: true, stdio: 'ignore' },
+      { detached: true, stdio: 'ignore', env: { ...process.env, CBMIR_RUN_TAG: `${dir}/es.launcher` } },
     );
     strays.add(launcher.pid!);
     writeFileSync(path.join(dir, 'es.launcher.pid'), `${launcher.pid}\n`);
@@ -264,6 +288,21 @@ describe('deploy/local/stack.sh', () => {
     const server = Number(stopped[1]);
     strays.add(server);
     await until('the server to be stopped', () => !alive(server));
+  });
+
+  it('a stale launcher pid file naming some other bash is ignored: stop neither waits for it nor signals it', () => {
+    const { dir } = stackDir();
+    mkdirSync(path.join(dir, 'es'));
+    // Not our launcher: the pid number reused by an unrelated bash (no CBMIR_RUN_TAG of this stack).
+    const other = spawn('bash', ['-c', 'sleep 300; :'], { detached: true, stdio: 'ignore' });
+    strays.add(other.pid!);
+    writeFileSync(path.join(dir, 'es.launcher.pid'), `${other.pid}\n`);
+    const t0 = Date.now();
+    const r = bash('source deploy/local/stack.sh; es_stop', dir, { CBMIR_READY_TIMEOUT_S: '3' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(Date.now() - t0 < 2500, `es_stop waited ${Date.now() - t0} ms`);
+    assert.doesNotMatch(r.stderr, /a start is in progress/);
+    assert.ok(alive(other.pid!), 'the unrelated bash was signalled');
   });
 
   it('one Elasticsearch unpack at a time: a second install waits and finds it unpacked', async () => {
