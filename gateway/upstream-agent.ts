@@ -56,36 +56,21 @@ function takeFree(socket: Socket): void {
 const poolOptions = (o: UpstreamAgentOptions) =>
   ({ keepAlive: o.keepAliveMs > 0, maxSockets: o.maxSockets, maxFreeSockets: o.maxSockets, scheduling: 'lifo' }) as const;
 
-class PacsHttpAgent extends http.Agent {
-  constructor(private readonly o: UpstreamAgentOptions) {
-    super(poolOptions(o));
-  }
+/** The pool behaviour above on Node's http or https agent: one class body for both. */
+function pacsAgent(Base: typeof http.Agent, o: UpstreamAgentOptions): http.Agent {
+  class PacsAgent extends Base {
+    override keepSocketAlive(socket: Socket): boolean {
+      return keepFree(socket, o.keepAliveMs);
+    }
 
-  override keepSocketAlive(socket: Socket): boolean {
-    return keepFree(socket, this.o.keepAliveMs);
+    override reuseSocket(socket: Socket, req: http.ClientRequest): void {
+      takeFree(socket);
+      super.reuseSocket(socket, req);
+    }
   }
-
-  override reuseSocket(socket: Socket, req: http.ClientRequest): void {
-    takeFree(socket);
-    super.reuseSocket(socket, req);
-  }
-}
-
-class PacsHttpsAgent extends https.Agent {
-  constructor(private readonly o: UpstreamAgentOptions) {
-    super(poolOptions(o));
-  }
-
-  override keepSocketAlive(socket: Socket): boolean {
-    return keepFree(socket, this.o.keepAliveMs);
-  }
-
-  override reuseSocket(socket: Socket, req: http.ClientRequest): void {
-    takeFree(socket);
-    super.reuseSocket(socket, req);
-  }
+  return new PacsAgent(poolOptions(o));
 }
 
 export function createUpstreamAgent(protocol: 'http:' | 'https:', opts: UpstreamAgentOptions): http.Agent {
-  return protocol === 'https:' ? new PacsHttpsAgent(opts) : new PacsHttpAgent(opts);
+  return pacsAgent(protocol === 'https:' ? https.Agent : http.Agent, opts);
 }

@@ -4,7 +4,7 @@
  * Used by the index worker, the on-demand embed jobs behind POST /similar and
  * `cbmir embed`. Pixel work and inference live here, never in the gateway.
  */
-import { decodeDicom, type DecodeOptions, type DecodeRefusal, type InstanceMeta } from '../core/dicom/decode.js';
+import { decodeDicom, selectFrames, type DecodeOptions, type DecodeRefusal, type InstanceMeta } from '../core/dicom/decode.js';
 import { Embedder, type EmbedderOptions } from '../models/runtime/embedder.js';
 import { MicroBatcher } from '../models/runtime/micro-batcher.js';
 import { loadModelManifest } from '../core/model-manifest.js';
@@ -75,6 +75,11 @@ export class EmbeddingPipeline {
   async embedPixels(pixels: Float32Array, rows: number, cols: number, withFeatureMap = false): Promise<Omit<FrameVector, 'frameNumber'>> {
     const image = preprocess(pixels, rows, cols, this.embedder.inputSize);
     return this.batcher.submit({ image, withFeatureMap });
+  }
+
+  /** The frame (1-based) of a `count`-frame object whose vector embedDicom returns first: the one indexing keeps. */
+  frameToEmbed(count: number): number {
+    return selectFrames(count, this.decodeOpts.frames, this.decodeOpts.maxFrames)[0]! + 1;
   }
 
   /** Decode and embed a DICOM Part-10 object; refusals carry a reason and never throw. */

@@ -4,8 +4,9 @@
  * this). One keep-alive pool per PACS; every call has a deadline.
  */
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
-import { parseMultipart } from '@remix-run/multipart-parser';
+import { parseMultipart, type MultipartPart } from '@remix-run/multipart-parser';
 import type { DicomJsonDataset } from '../dicom-json.js';
+import type { StoredFrame } from '../dicom/single-frame.js';
 
 export interface PacsClientOptions {
   /** DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web */
@@ -81,6 +82,46 @@ async function readBody(body: Dispatcher.ResponseData['body'], contentLength: st
   return Buffer.concat(chunks, size);
 }
 
+/** The first part of a multipart/related answer. */
+function onlyPart(r: { contentType: string; body: Buffer }, what: string): MultipartPart {
+  const boundary = /boundary="?([^";]+)"?/i.exec(r.contentType)?.[1];
+  if (!boundary) throw new Error(`WADO-RS answer for ${what} is not multipart (${r.contentType || 'no content-type'})`);
+  for (const part of parseMultipart(new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.length), { boundary, maxFileSize: 2 ** 31 - 1 })) {
+    return part;
+  }
+  throw new Error(`WADO-RS answer for ${what} held no part`);
+}
+
+/** PS3.18 Table 8.7.3-5: the transfer syntax a frame media type means when it names none. */
+const DEFAULT_FRAME_SYNTAX: Readonly<Record<string, string>> = {
+  'application/octet-stream': '1.2.840.10008.1.2.1',
+  'image/jpeg': '1.2.840.10008.1.2.4.70',
+  'image/dicom-rle': '1.2.840.10008.1.2.5',
+  'image/x-dicom-rle': '1.2.840.10008.1.2.5',
+  'image/jls': '1.2.840.10008.1.2.4.80',
+  'image/x-jls': '1.2.840.10008.1.2.4.80',
+  'image/jp2': '1.2.840.10008.1.2.4.90',
+  'image/jpx': '1.2.840.10008.1.2.4.92',
+  'image/jphc': '1.2.840.10008.1.2.4.201',
+};
+
+/**
+ * The transfer syntax of a frame's media type: its transfer-syntax parameter (transferSyntax in
+ * DICOMweb plugins before 1.2), else the media type's default. For multipart/related, of its type
+ * parameter, which Orthanc writes unquoted: `multipart/related; type=image/jls; transfer-syntax=…`.
+ */
+export function transferSyntaxOf(contentType: string | undefined): string | undefined {
+  if (!contentType) return undefined;
+  const [head = '', ...params] = contentType.split(';').map((p) => p.trim());
+  const values = new Map(
+    params.filter((p) => p.includes('=')).map((p) => [p.slice(0, p.indexOf('=')).trim().toLowerCase(), p.slice(p.indexOf('=') + 1).trim().replace(/^"|"$/g, '')]),
+  );
+  const named = values.get('transfer-syntax') ?? values.get('transfersyntax');
+  if (named && named !== '*') return named;
+  const type = (/^multipart\//i.test(head) ? values.get('type') : head)?.toLowerCase();
+  return type ? DEFAULT_FRAME_SYNTAX[type] : undefined;
+}
+
 /**
  * Socket and name-resolution errors: the PACS is not there right now (restarting, its container's
  * name not resolving yet, a route down). undici passes these through unwrapped.
@@ -140,12 +181,45 @@ export class PacsClient {
     const path = `/studies/${study}/series/${series}/instances/${sop}`;
     const r = await this.get(path, 'multipart/related; type="application/dicom"; transfer-syntax=*', call, opts.maxBytes);
     if (r.status !== 200) throw new PacsHttpError(r.status, path);
-    const boundary = /boundary="?([^";]+)"?/i.exec(r.contentType)?.[1];
-    if (!boundary) throw new Error(`WADO-RS answer for an instance is not multipart (${r.contentType || 'no content-type'})`);
-    for (const part of parseMultipart(new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.length), { boundary, maxFileSize: 2 ** 31 - 1 })) {
-      return part.bytes;
-    }
-    throw new Error('WADO-RS answer held no part');
+    return onlyPart(r, 'an instance').bytes;
+  }
+
+  /** WADO-RS Retrieve Metadata of one instance: its DICOM JSON (bulk data by BulkDataURI or InlineBinary). */
+  async retrieveMetadata(study: string, series: string, sop: string, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<DicomJsonDataset> {
+    const path = `/studies/${study}/series/${series}/instances/${sop}/metadata`;
+    const r = await this.get(path, 'application/dicom+json', call, opts.maxBytes);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    const [dataset] = JSON.parse(r.body.toString('utf8')) as DicomJsonDataset[];
+    if (!dataset || typeof dataset !== 'object') throw new Error('WADO-RS metadata answer held no dataset');
+    return dataset;
+  }
+
+  /**
+   * WADO-RS Retrieve Frames: frame `frame` (1-based) as stored, compressed or native, and the
+   * transfer syntax its media type names (Orthanc's DICOMweb plugin answers e.g.
+   * `image/jls; transfer-syntax=1.2.840.10008.1.2.4.80` for transfer-syntax=*).
+   */
+  async retrieveFrame(study: string, series: string, sop: string, frame: number, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<StoredFrame> {
+    const path = `/studies/${study}/series/${series}/instances/${sop}/frames/${frame}`;
+    const r = await this.get(path, 'multipart/related; type="application/octet-stream"; transfer-syntax=*', call, opts.maxBytes);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    const part = onlyPart(r, 'a frame');
+    const transferSyntaxUid = transferSyntaxOf(part.headers['content-type']) ?? transferSyntaxOf(r.contentType);
+    if (!transferSyntaxUid) throw new Error(`WADO-RS answer for a frame names no transfer syntax (${part.headers['content-type'] ?? r.contentType})`);
+    return { bytes: part.bytes, transferSyntaxUid };
+  }
+
+  /**
+   * A BulkDataURI of this PACS's metadata. Only URIs under its DICOMweb root are followed, through
+   * the same pool: the PACS may write another host name into them (its configured public host).
+   */
+  async retrieveBulkData(uri: string, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<Uint8Array> {
+    const u = new URL(uri, 'http://pacs.invalid/');
+    if (!u.pathname.startsWith(`${this.basePath}/`)) throw new Error(`BulkDataURI outside the PACS's DICOMweb root: ${u.pathname}`);
+    const path = u.pathname.slice(this.basePath.length) + u.search;
+    const r = await this.get(path, 'multipart/related; type="application/octet-stream"', call, opts.maxBytes);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    return /^multipart\//i.test(r.contentType) ? onlyPart(r, 'bulk data').bytes : new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.length);
   }
 
   /** True when the caller may read this study (QIDO with its own credentials finds it). */
