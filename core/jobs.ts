@@ -124,7 +124,11 @@ export type HeatmapJobResult =
   | { readonly status: 'refused'; readonly reason: string };
 
 /** Everything the "embed" queue carries. */
-export type EmbedQueueJobData = EmbedJobData | HeatmapJobData;
+/**
+ * `deferrals`: times a worker of another model version put the job back (a rolling upgrade),
+ * counted by the workers themselves, whose clocks need not agree with the gateway's.
+ */
+export type EmbedQueueJobData = (EmbedJobData | HeatmapJobData) & { readonly deferrals?: number };
 export type EmbedQueueJobResult = EmbedJobResult | HeatmapJobResult;
 
 /** Upper bound for an upload carried inside a job (Redis holds it while the job lives). */

@@ -2,7 +2,9 @@
  * The index and embed queue consumers (ARCHITECTURE.md flow 4).
  *
  *   index job: WADO-RS fetch (as stored) → decode → preprocess → micro-batched
- *              embedding → bulk upsert into the vector index.
+ *              embedding → bulk upsert into the vector index. A multi-frame instance
+ *              over CBMIR_WORKER_MAX_INSTANCE_BYTES is fetched as its metadata and
+ *              middle frame alone (fetchForEmbedding, core/dicom/single-frame.ts).
  *   embed job: the same for one query image (an instance not yet indexed, or an
  *              upload that is never stored); the gateway waits for the result.
  *   heatmap job: both images of a /similar/heatmap pair → feature maps → the
@@ -29,6 +31,7 @@ import { workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
 import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
+import { frameCount, SingleFrameError, singleFrameInstance } from '../core/dicom/single-frame.js';
 import { MAX_TEXT_FIELD } from '../core/index/validate.js';
 
 export interface WorkerDeps {
@@ -96,7 +99,9 @@ export function withoutUploads(d: EmbedQueueJobData): EmbedQueueJobData | undefi
  * A /similar embed or heatmap job for another model version (a rolling upgrade): put back for
  * a worker of that version while the gateway may still be waiting for it. Past `maxAgeMs` nobody
  * is: it fails, its uploaded files dropped first, instead of being put back every second for
- * ever (the gateway cannot remove a job a worker holds at that moment).
+ * ever (the gateway cannot remove a job a worker holds at that moment). Its age is the workers'
+ * count of put-backs, each at least OTHER_MODEL_EMBED_DELAY_MS: the gateway's clock, which
+ * stamped `enqueuedAt`, may be off from theirs by more than the whole wait.
  */
 export async function deferOtherModelEmbed(
   job: Pick<Job<EmbedQueueJobData, EmbedQueueJobResult>, 'data' | 'updateData' | 'moveToDelayed'>,
@@ -106,25 +111,33 @@ export async function deferOtherModelEmbed(
   now = Date.now(),
 ): Promise<never> {
   const d = job.data;
-  if (now - d.enqueuedAt > maxAgeMs) {
+  const deferrals = d.deferrals ?? 0;
+  if ((deferrals + 1) * OTHER_MODEL_EMBED_DELAY_MS > maxAgeMs) {
     const bare = withoutUploads(d);
     if (bare) await job.updateData(bare).catch(() => undefined);
     throw new UnrecoverableError(
       `model version ${d.modelVersion}: no worker of that version took the job within ${maxAgeMs} ms, and nobody waits for it any more (this worker runs ${workerVersion})`,
     );
   }
+  await job.updateData({ ...d, deferrals: deferrals + 1 });
   await job.moveToDelayed(now + OTHER_MODEL_EMBED_DELAY_MS, token);
   throw new DelayedError();
+}
+
+/**
+ * "WADO-RS answer of N bytes for frame 48 exceeds …": an answer counts its multipart envelope too,
+ * so the reason names the answer, not the size of what it carries.
+ */
+function tooLarge(err: PacsTooLargeError): string {
+  const frame = /\/frames\/(\d+)$/.exec(err.path)?.[1];
+  const what = err.path.endsWith('/metadata') ? 'the metadata' : frame ? `frame ${frame}` : /\/instances\/[^/]+$/.test(err.path) ? 'the instance' : 'bulk data';
+  return `WADO-RS answer of ${err.declaredBytes ?? `more than ${err.limit}`} bytes for ${what} exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${err.limit})`;
 }
 
 /** Turn a fetch error into retry (throw as is) or give-up (UnrecoverableError). */
 export function fetchFailure(step: string, err: unknown): Error {
   // Deterministic for this instance: refused like a frame too large to decode.
-  if (err instanceof PacsTooLargeError) {
-    return new UnrecoverableError(
-      `decode: TOO_LARGE: instance of ${err.declaredBytes ?? `more than ${err.limit}`} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${err.limit})`,
-    );
-  }
+  if (err instanceof PacsTooLargeError) return new UnrecoverableError(`decode: TOO_LARGE: ${tooLarge(err)}`);
   // The worker fetches with the service's own login: 401/403 is a configuration fault (a
   // rotated password), not a property of the image, so the job retries and `cbmir failed
   // --retry` can put it back once the setting is fixed.
@@ -134,6 +147,75 @@ export function fetchFailure(step: string, err: unknown): Error {
   if (err instanceof PacsHttpError && !err.transient) return new UnrecoverableError(`${step}: ${err.message}`);
   if (isTransientPacsError(err)) return err as Error;
   return new UnrecoverableError(`${step}: ${(err as Error).message}`);
+}
+
+type InstanceIds = Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>;
+
+/** What a job embeds: Part-10 bytes, and when they hold one frame of the stored instance alone, which. */
+export interface FetchedInstance {
+  readonly bytes: Uint8Array;
+  readonly frame?: { readonly number: number; readonly of: number };
+}
+
+/** The PACS calls fetchForEmbedding makes. */
+export type EmbeddingPacs = Pick<PacsClient, 'retrieveInstance' | 'retrieveMetadata' | 'retrieveFrame' | 'retrieveBulkData'>;
+
+/**
+ * The instance a job embeds, each WADO-RS answer within `maxBytes` (held whole while it decodes).
+ * A multi-frame instance over the limit (a tomosynthesis or Enhanced CT object of 600 MB) is
+ * fetched as its metadata and the one frame indexing embeds (`frameToEmbed`), a few MB; a
+ * single-frame one stays refused. Failures are fetchFailure's: retried, or UnrecoverableError.
+ */
+export async function fetchForEmbedding(
+  pacs: EmbeddingPacs,
+  ids: InstanceIds,
+  maxBytes: number,
+  frameToEmbed: (frames: number) => number,
+): Promise<FetchedInstance> {
+  try {
+    return { bytes: await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid, {}, { maxBytes }) };
+  } catch (err) {
+    if (!(err instanceof PacsTooLargeError)) throw fetchFailure('fetch (WADO-RS)', err);
+    return fetchOneFrame(pacs, ids, maxBytes, frameToEmbed, err);
+  }
+}
+
+async function fetchOneFrame(
+  pacs: EmbeddingPacs,
+  ids: InstanceIds,
+  maxBytes: number,
+  frameToEmbed: (frames: number) => number,
+  instanceTooLarge: PacsTooLargeError,
+): Promise<FetchedInstance> {
+  const { studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop } = ids;
+  const fetching = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      throw fetchFailure('fetch (WADO-RS)', err);
+    });
+  const metadata = await fetching(pacs.retrieveMetadata(study, series, sop, {}, { maxBytes }));
+  const frames = frameCount(metadata);
+  if (frames <= 1) {
+    throw new UnrecoverableError(`decode: TOO_LARGE: ${tooLarge(instanceTooLarge)}, and a single-frame instance has no smaller part to fetch`);
+  }
+  const number = frameToEmbed(frames);
+  const frame = await fetching(pacs.retrieveFrame(study, series, sop, number, {}, { maxBytes }));
+  try {
+    const bytes = await singleFrameInstance(metadata, number, frame, (uri) => fetching(pacs.retrieveBulkData(uri, {}, { maxBytes })));
+    return { bytes, frame: { number, of: frames } };
+  } catch (err) {
+    if (err instanceof SingleFrameError) throw new UnrecoverableError(`decode: MALFORMED: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * A one-frame object's result as the stored instance's: the frame's number there (the document's
+ * `frame`, and the one a refusal of that frame names), its frame count.
+ */
+export function asStoredFrame(r: EmbedResult, frame: FetchedInstance['frame']): EmbedResult {
+  if (!frame) return r;
+  if (!r.ok) return { ...r, reason: r.reason.replace(/^frame 1: /, `frame ${frame.number}: `) };
+  return { ok: true, meta: { ...r.meta, numberOfFrames: frame.of }, vectors: r.vectors.map((v) => ({ ...v, frameNumber: frame.number })) };
 }
 
 const OPTIONAL_TEXT = new Set(['modality', 'bodyPartExamined', 'label']);
@@ -185,16 +267,11 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   // Checked on the declared length and while the answer streams, before an instance is held:
   // one cine or whole-slide level could otherwise take the process (and every job in it) down.
   const maxBytes = deps.maxInstanceBytes ?? DEFAULT_MAX_INSTANCE_BYTES;
-  async function fetchInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<Uint8Array> {
-    try {
-      return await pacs.retrieveInstance(ids.studyInstanceUid, ids.seriesInstanceUid, ids.sopInstanceUid, {}, { maxBytes });
-    } catch (err) {
-      throw fetchFailure('fetch (WADO-RS)', err);
-    }
-  }
+  const fetchInstance = (ids: InstanceIds): Promise<FetchedInstance> => fetchForEmbedding(pacs, ids, maxBytes, (n) => pipeline.frameToEmbed(n));
 
-  async function embedInstance(ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>): Promise<EmbedResult> {
-    return pipeline.embedDicom(await fetchInstance(ids));
+  async function embedInstance(ids: InstanceIds): Promise<EmbedResult> {
+    const fetched = await fetchInstance(ids);
+    return asStoredFrame(await pipeline.embedDicom(fetched.bytes), fetched.frame);
   }
 
   async function write(doc: VectorDoc): Promise<void> {
@@ -250,7 +327,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   };
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.
-  const heatmaps = new HeatmapJobs(pipeline, fetchInstance);
+  const heatmaps = new HeatmapJobs(pipeline, async (ids) => (await fetchInstance(ids)).bytes);
   // Twice the gateway's wait: past that no /similar request is waiting for the job.
   const otherModelEmbedMaxAgeMs = 2 * (deps.embedTimeoutMs ?? 10_000);
 

@@ -88,12 +88,12 @@ describe('indexing: resilience', () => {
         );
         await waitFor('the query is put back (delayed)', async () => (await job.getState()) === 'delayed', 30_000, 100);
         // …but only while the gateway may still wait for it (2 × CBMIR_EMBED_TIMEOUT_MS, 10 s by
-        // default): older ones fail instead of circulating every second for ever, and an
-        // uploaded file does not stay in Redis with them.
-        const long = Date.now() - 60_000;
+        // default, counted by the workers in put-backs of a second): older ones fail instead of
+        // circulating every second for ever, and an uploaded file does not stay in Redis with them.
+        const long = { enqueuedAt: Date.now(), deferrals: 20 };
         const staleUpload = await embedQueue.add(
           'upload',
-          { kind: 'upload', dicomBase64: 'AAAA', modelVersion: other, enqueuedAt: long },
+          { kind: 'upload', dicomBase64: 'AAAA', modelVersion: other, ...long },
           EMBED_JOB_OPTIONS,
         );
         const staleInstance = await embedQueue.add(
@@ -105,7 +105,7 @@ describe('indexing: resilience', () => {
             sopInstanceUid: `${sop}.3`,
             modelVersion: other,
             index: true,
-            enqueuedAt: long,
+            ...long,
           },
           { ...EMBED_JOB_OPTIONS, jobId: `q_${indexJobId(`${sop}.3`, other)}` },
         );

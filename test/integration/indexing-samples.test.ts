@@ -294,7 +294,7 @@ describe('indexing: every sample file, and corrupt input', () => {
   });
 
   it(
-    'an instance over CBMIR_WORKER_MAX_INSTANCE_BYTES is refused as decode/TOO_LARGE, unread, and the others are indexed',
+    'over CBMIR_WORKER_MAX_INSTANCE_BYTES, a multi-frame object is indexed from its middle frame, fetched alone; a single-frame one is refused as decode/TOO_LARGE; the others are indexed',
     { timeout: 300_000 },
     async () => {
       const ns = uniqueName('toolarge');
@@ -313,13 +313,19 @@ describe('indexing: every sample file, and corrupt input', () => {
         const files = listDicom(out)
           .slice(0, 4)
           .map((f) => path.join(out, f));
-        // A real image repeated into a multi-frame object of a few MB: a cine in miniature.
-        const big = await storeInOrthanc('multi-frame', asMultiFrame(readFileSync(files[0]!), limit));
+        const image = readFileSync(files[0]!);
+        // A real image repeated into a multi-frame object of a few MB (a cine in miniature),
+        // and tiled into one frame of a few MB, which no frame fetch makes smaller.
+        const multi = asMultiFrame(image, limit);
+        const frames = Number(dcmjs.data.DicomMessage.readFile(new Uint8Array(multi).buffer).dict['00280008']!.Value![0]);
+        const big = await storeInOrthanc('multi-frame', multi);
+        const single = await storeInOrthanc('single-frame', asLargeSingleFrame(image, limit));
         assert.equal(big.pacsRefusal, undefined, big.pacsRefusal);
+        assert.equal(single.pacsRefusal, undefined, single.pacsRefusal);
         const small = [];
         for (const f of files.slice(1)) small.push(await storeInOrthanc(f, readFileSync(f)));
         await enqueuer.enqueue(
-          [big, ...small].map((s) => ({
+          [big, single, ...small].map((s) => ({
             studyInstanceUid: s.study!,
             seriesInstanceUid: s.series!,
             sopInstanceUid: s.sop!,
@@ -332,11 +338,24 @@ describe('indexing: every sample file, and corrupt input', () => {
         const failed = await listFailed(queue, 100).finally(() => queue.close());
         assert.deepEqual(
           failed.jobs.map((j) => [j.sopInstanceUid, j.step, j.code, j.retryable]),
-          [[big.sop, 'decode', 'TOO_LARGE', false]],
+          [[single.sop, 'decode', 'TOO_LARGE', false]],
         );
         assert.match(
           failed.jobs[0]!.reason,
-          new RegExp(`^instance of (more than )?\\d+ bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES \\(${limit}\\)$`),
+          new RegExp(
+            `^WADO-RS answer of (more than )?\\d+ bytes for the instance exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES \\(${limit}\\), and a single-frame instance has no smaller part to fetch$`,
+          ),
+        );
+        // Every frame is the image, so the middle one embeds as the image does.
+        const doc = await index.get(big.sop!);
+        assert.ok(doc, 'the multi-frame object is indexed');
+        assert.equal(doc.frame, Math.floor((frames - 1) / 2) + 1);
+        const alone = await pipeline.embedDicom(new Uint8Array(image));
+        assert.ok(alone.ok);
+        const expected = alone.vectors[0]!.vector;
+        assert.ok(
+          Array.from(doc.vector).every((v, i) => Math.abs(v - expected[i]!) < 1e-4),
+          'the vector of the middle frame',
         );
         assert.equal((await index.has(small.map((s) => s.sop!))).size, small.length);
         assert.equal(worker.child.exitCode, null, 'the worker is still running');
@@ -364,6 +383,28 @@ function asMultiFrame(file: Buffer, bytes: number): Buffer {
   dict.dict['00080018'] = { vr: 'UI', Value: [sop] };
   dict.meta['00020003'] = { vr: 'UI', Value: [sop] };
   dict.dict['00280008'] = { vr: 'IS', Value: [frames] };
+  dict.dict['7FE00010'] = { vr: dict.dict['7FE00010']!.vr, Value: [pixels.buffer] };
+  return Buffer.from(dict.write());
+}
+
+/** The image tiled k × k into one frame of more than `bytes` bytes, with an instance UID of its own. */
+function asLargeSingleFrame(file: Buffer, bytes: number): Buffer {
+  const dict = dcmjs.data.DicomMessage.readFile(new Uint8Array(file).buffer);
+  const rows = Number(dict.dict['00280010']!.Value![0]);
+  const cols = Number(dict.dict['00280011']!.Value![0]);
+  const frame = new Uint8Array((dict.dict['7FE00010']!.Value as ArrayBuffer[])[0]!);
+  const rowBytes = frame.length / rows;
+  const k = Math.ceil(Math.sqrt((2 * bytes) / frame.length));
+  const pixels = new Uint8Array(frame.length * k * k);
+  for (let r = 0; r < rows * k; r++) {
+    const source = frame.subarray((r % rows) * rowBytes, ((r % rows) + 1) * rowBytes);
+    for (let c = 0; c < k; c++) pixels.set(source, (r * k + c) * rowBytes);
+  }
+  const sop = `${String(dict.dict['00080018']!.Value![0])}.8`;
+  dict.dict['00080018'] = { vr: 'UI', Value: [sop] };
+  dict.meta['00020003'] = { vr: 'UI', Value: [sop] };
+  dict.dict['00280010'] = { vr: 'US', Value: [rows * k] };
+  dict.dict['00280011'] = { vr: 'US', Value: [cols * k] };
   dict.dict['7FE00010'] = { vr: dict.dict['7FE00010']!.vr, Value: [pixels.buffer] };
   return Buffer.from(dict.write());
 }

@@ -10,7 +10,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { EmbedQueueJobData, EmbedQueueJobResult } from '../../core/jobs.js';
 import { PacsClient, PacsHttpError, PacsTooLargeError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
-import { deferOtherModelEmbed, embedConcurrency, fetchFailure, toDoc, withoutUploads } from '../../workers/index-worker.js';
+import { asStoredFrame, deferOtherModelEmbed, embedConcurrency, fetchFailure, toDoc, withoutUploads } from '../../workers/index-worker.js';
 import type { InstanceMeta } from '../../core/dicom/decode.js';
 import { docProblem } from '../../core/index/validate.js';
 
@@ -73,6 +73,30 @@ test('an optional text over the index limit (a 300-character label) is left out,
   assert.deepEqual([mixed.bodyPartExamined, mixed.modality], ['BRAIN', 'MR']);
 });
 
+test('a frame fetched alone is recorded, and refused, under its number in the stored instance, which the document keeps as `frame`', () => {
+  const meta = { sopInstanceUid: '1.2.3.4', numberOfFrames: 1 } as InstanceMeta;
+  const vector = new Float32Array(4).fill(0.5);
+  const alone = { ok: true as const, meta, vectors: [{ frameNumber: 1, vector }] };
+  const r = asStoredFrame(alone, { number: 48, of: 96 });
+  assert.ok(r.ok);
+  assert.deepEqual([r.vectors[0]!.frameNumber, r.meta.numberOfFrames], [48, 96]);
+  const doc = toDoc(
+    r.meta,
+    { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+    vector,
+    r.vectors[0]!.frameNumber,
+    '0.4.0',
+    undefined,
+  );
+  assert.equal(doc.frame, 48);
+  assert.equal(asStoredFrame(alone, undefined), alone, 'an instance fetched whole keeps its own numbers');
+  const refusal = { ok: false as const, code: 'DECODE_FAILED' as const, reason: 'frame 1: codec returned 10 bytes, expected 20' };
+  assert.deepEqual(asStoredFrame(refusal, { number: 48, of: 96 }), {
+    ...refusal,
+    reason: 'frame 48: codec returned 10 bytes, expected 20',
+  });
+});
+
 test('interactive embed jobs are bounded by the decode limit, not by the index-job concurrency', () => {
   assert.equal(embedConcurrency(64, 32), 32);
   assert.equal(embedConcurrency(64, 4), 4);
@@ -116,7 +140,7 @@ function stream(res: http.ServerResponse, sent: { bytes: number }, chunk: Buffer
 const MiB = 2 ** 20;
 const retrieve = (pacs: PacsClient, maxBytes: number) => pacs.retrieveInstance('1.2', '1.2.3', '1.2.3.4', {}, { maxBytes });
 
-test('an instance declared larger than the limit is refused at once, unread, as decode/TOO_LARGE', async () => {
+test('an answer declared larger than the limit is refused at once, unread, as decode/TOO_LARGE naming the answer', async () => {
   // 2 GiB declared, 1 MiB sent, the rest never: reading it would wait for the body timeout.
   const p = await pacsAnswering((res, sent) => {
     res.writeHead(200, {
@@ -137,7 +161,7 @@ test('an instance declared larger than the limit is refused at once, unread, as 
     assert.ok(e instanceof UnrecoverableError);
     assert.equal(
       e.message,
-      `decode: TOO_LARGE: instance of ${2 * 1024 * MiB} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${512 * MiB})`,
+      `decode: TOO_LARGE: WADO-RS answer of ${2 * 1024 * MiB} bytes for the instance exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${512 * MiB})`,
     );
     const c = classifyFailure(e.message);
     assert.deepEqual([c.step, c.code, c.retryable], ['decode', 'TOO_LARGE', false]);
@@ -146,7 +170,7 @@ test('an instance declared larger than the limit is refused at once, unread, as 
   }
 });
 
-test('an instance of no declared length is cut off once past the limit, not read to its end', async () => {
+test('an answer of no declared length is cut off once past the limit, not read to its end', async () => {
   const p = await pacsAnswering((res, sent) => {
     res.writeHead(200, { 'content-type': 'multipart/related; type="application/dicom"; boundary=b' }); // chunked
     stream(res, sent, Buffer.alloc(64 * 1024), 1024 * MiB);
@@ -159,7 +183,7 @@ test('an instance of no declared length is cut off once past the limit, not read
     assert.ok(err instanceof PacsTooLargeError, String(err));
     assert.equal(
       fetchFailure('fetch (WADO-RS)', err).message,
-      `decode: TOO_LARGE: instance of more than ${2 * MiB} bytes exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${2 * MiB})`,
+      `decode: TOO_LARGE: WADO-RS answer of more than ${2 * MiB} bytes for the instance exceeds CBMIR_WORKER_MAX_INSTANCE_BYTES (${2 * MiB})`,
     );
     await waitUntil(() => p.sent.closed);
     // What the sockets' buffers took beyond the limit, not the 1 GiB on offer.
@@ -211,16 +235,26 @@ function embedJob(data: EmbedQueueJobData) {
 }
 const NOW = 1_800_000_000_000;
 
-test("another model's /similar job is put back while the gateway waits, with its upload", async () => {
-  const { job, calls } = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt: NOW - 19_000 });
+test("another model's /similar job is put back while the gateway waits, with its upload, counting the put-backs", async () => {
+  const { job, calls } = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt: NOW, deferrals: 18 });
   await assert.rejects(deferOtherModelEmbed(job, 'token', '0.4.0', 20_000, NOW), DelayedError);
-  assert.deepEqual(calls, ['moveToDelayed +1000']);
+  assert.deepEqual(calls, ['updateData', 'moveToDelayed +1000']);
+  assert.equal(job.data.deferrals, 19);
   assert.equal(job.data.kind === 'upload' && job.data.dicomBase64, 'AAAA', 'a worker of its version still needs the file');
 });
 
+test("another model's /similar job: its age is the workers' count, not the gateway's clock", async () => {
+  // The gateway's clock a minute behind or ahead of this worker's: a first put-back all the same.
+  for (const enqueuedAt of [NOW - 60_000, NOW + 60_000]) {
+    const { job, calls } = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt });
+    await assert.rejects(deferOtherModelEmbed(job, 'token', '0.4.0', 20_000, NOW), DelayedError);
+    assert.deepEqual(calls, ['updateData', 'moveToDelayed +1000']);
+  }
+});
+
 test("another model's /similar job nobody waits for any more fails, its uploaded files dropped first", async () => {
-  const old = NOW - 20_001;
-  const upload = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', enqueuedAt: old });
+  const old = { enqueuedAt: NOW, deferrals: 20 }; // put back 20 times, a second each: the 20 s are up
+  const upload = embedJob({ kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.5.0', ...old });
   await assert.rejects(deferOtherModelEmbed(upload.job, 'token', '0.4.0', 20_000, NOW), (err: Error) => {
     assert.ok(err instanceof UnrecoverableError);
     assert.match(err.message, /^model version 0\.5\.0: no worker of that version took the job within 20000 ms, .*this worker runs 0\.4\.0/);
@@ -234,7 +268,7 @@ test("another model's /similar job nobody waits for any more fails, its uploaded
     query: { dicomBase64: 'AAAA' },
     result: { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
     modelVersion: '0.5.0',
-    enqueuedAt: old,
+    ...old,
   });
   await assert.rejects(deferOtherModelEmbed(heat.job, undefined, '0.4.0', 20_000, NOW), UnrecoverableError);
   assert.deepEqual(heat.job.data.kind === 'heatmap' && [heat.job.data.query, heat.job.data.result], [
@@ -249,7 +283,7 @@ test("another model's /similar job nobody waits for any more fails, its uploaded
     sopInstanceUid: '1.2.3.4',
     modelVersion: '0.5.0',
     index: true,
-    enqueuedAt: old,
+    ...old,
   });
   await assert.rejects(deferOtherModelEmbed(instance.job, undefined, '0.4.0', 20_000, NOW), UnrecoverableError);
   assert.deepEqual(instance.calls, [], 'nothing to drop');
