@@ -1,12 +1,33 @@
 /**
  * Counts request-body bytes as they stream to the PACS (chunked uploads have
- * no Content-Length to check up front) and fails once the limit is passed.
+ * no Content-Length to check up front) and fails once the limit is passed; and
+ * what becomes of a body the gateway does not read: `100 Continue` only when it
+ * is read, the rest of one it answers without using read and dropped.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 
 /** How long the rest of an upload we will not use is read and dropped before the socket is closed. */
 const DISCARD_GRACE_MS = 1000;
+
+/** Requests whose client holds its body back until told `100 Continue`, not told yet. */
+const awaitingContinue = new WeakSet<IncomingMessage>();
+
+/**
+ * `Expect: 100-continue` (server.ts's checkContinue): the 100 goes out when the body is first
+ * read, so everything that refuses a request without reading its body (the gateway's own checks,
+ * a PACS that refuses from the head) answers without it, and the body is never sent. Node closes
+ * a connection answered without the 100: the body may still come, or never.
+ */
+export function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): void {
+  awaitingContinue.add(req);
+  const read = req._read;
+  req._read = function (this: IncomingMessage, size: number): void {
+    req._read = read;
+    if (awaitingContinue.delete(req) && !res.headersSent) res.writeContinue();
+    read.call(this, size);
+  };
+}
 
 /**
  * Read and drop what is left of a request body we answer without using (413, 502, 503), and
@@ -16,6 +37,8 @@ const DISCARD_GRACE_MS = 1000;
 export function discardUpload(req: IncomingMessage, pipedTo?: Writable): void {
   if (pipedTo) req.unpipe(pipedTo);
   if (req.destroyed) return; // nothing left to read, and no socket to close
+  // Reading would ask for the body (the 100 goes out on the first read); nothing is coming.
+  if (awaitingContinue.has(req)) return;
   req.resume();
   if (req.readableEnded) return;
   // req.socket is null once the request is destroyed (the client went away meanwhile)
@@ -30,7 +53,7 @@ export function discardUpload(req: IncomingMessage, pipedTo?: Writable): void {
  * that unread bytes are never taken for the next request on it. Adds to `headers`.
  */
 export function settleUnreadBody(req: IncomingMessage, headers: Record<string, string>): void {
-  if (hasPendingBody(req)) discardUpload(req);
+  if (hasPendingBody(req) && !awaitingContinue.has(req)) discardUpload(req);
   else headers.connection = 'close';
 }
 

@@ -12,6 +12,7 @@
  * maxRewriteBytes, for the STOW hook.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { HttpProblem } from '../core/errors.js';
 import { BodyTooLarge, ByteLimit, discardUpload } from './body-limit.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -57,18 +58,10 @@ const BYTE_HEADERS = ['content-length', 'etag', 'content-md5'] as const;
 export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, spec: ForwardSpec): void {
   const headers = requestHeaders(ctx, req, spec);
   const idle = clientIdleTimeout(req);
-  let limiter: ByteLimit | null = null;
+  const limiter = spec.withBody ? new ByteLimit(ctx.maxBodyBytes) : null;
   let uploaded = false;
-  if (spec.withBody) {
-    limiter = new ByteLimit(ctx.maxBodyBytes);
-    limiter.once('finish', () => {
-      uploaded = true;
-      idle.suspend();
-    });
-    req.pipe(limiter);
-  } else {
-    idle.suspend();
-  }
+  if (limiter) limiter.once('finish', () => (uploaded = true));
+  else idle.suspend();
 
   const hook = spec.onAnswered;
   const abort = ctx.upstream.send(
@@ -78,6 +71,15 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
       path: spec.path,
       headers,
       body: limiter,
+      ...(limiter
+        ? {
+            // Read only once the PACS is to get it: a client that sent `Expect: 100-continue` is told
+            // to go on (server.ts) only then, and one the PACS refuses from the head never sends a byte.
+            onBodyWanted: () => void req.pipe(limiter),
+            // From here the wait is for the PACS's answer, timed by the STOW timeout, not the client's.
+            onBodySent: () => idle.suspend(),
+          }
+        : {}),
       // A STOW answer that comes after the 504 still feeds the hook: the PACS stored the instances.
       ...(hook ? { onLateAnswer: (ures: IncomingMessage) => readForHook(ctx, ures, hook) } : {}),
     },
@@ -85,7 +87,7 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
       idle.restore();
       // The PACS is gone mid-upload, or answered before it had the whole body (a 401 or 413 from
       // the head): the rest is read and dropped, or an uploader that sends its whole body before
-      // reading gets a reset instead of this answer.
+      // reading gets a reset instead of this answer (one still waiting for its 100 sends nothing).
       if (limiter && !uploaded) discardUpload(req, limiter);
       if (err || !ures) {
         upstreamFailed(ctx, res, err as UpstreamError);
@@ -109,6 +111,7 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     }
   });
   res.on('close', () => {
+    idle.restore(); // an aborted call never reaches the callback above
     // A client that leaves after its whole STOW upload (a short client timeout on a slow store)
     // does not cancel the store: the PACS has every byte. Its answer is still read, for the STOW
     // hook that queues the stored instances; cancelling left them to the reconciler.
@@ -136,24 +139,34 @@ function requestHeaders(ctx: ProxyContext, req: IncomingMessage, spec: ForwardSp
   return headers;
 }
 
+/** Per client connection: how many of its requests wait for the PACS, and its idle timeout meanwhile. */
+const waitingOnPacs = new WeakMap<Socket, { count: number; saved: number }>();
+
 /**
  * The client connection's idle timeout (server.setTimeout) is for a client that sends nothing;
  * while it waits for the PACS's answer no byte moves on its socket, so the timeout is off from
- * the end of the request until the answer's head, then back to what it was.
+ * the end of the request (of an upload: once the PACS has all of it) until the answer's head,
+ * then back to what it was — once no other request on the connection (pipelined) still waits.
  */
 function clientIdleTimeout(req: IncomingMessage): { suspend(): void; restore(): void } {
   const socket = req.socket;
-  let saved: number | undefined;
-  let over = false;
+  let state: 'before' | 'waiting' | 'over' = 'before';
   return {
     suspend: () => {
-      if (over || saved !== undefined || !socket.timeout) return;
-      saved = socket.timeout;
-      socket.setTimeout(0);
+      if (state !== 'before') return;
+      state = 'waiting';
+      const w = waitingOnPacs.get(socket);
+      if (w) return void w.count++;
+      waitingOnPacs.set(socket, { count: 1, saved: socket.timeout ?? 0 });
+      if (socket.timeout) socket.setTimeout(0);
     },
     restore: () => {
-      over = true;
-      if (saved !== undefined && !socket.destroyed) socket.setTimeout(saved);
+      const waited = state === 'waiting';
+      state = 'over';
+      const w = waitingOnPacs.get(socket);
+      if (!waited || !w || --w.count > 0) return;
+      waitingOnPacs.delete(socket);
+      if (w.saved && !socket.destroyed) socket.setTimeout(w.saved);
     },
   };
 }

@@ -112,9 +112,9 @@ function checkParam(name: string, value: string): void {
  * Match DICOMweb path segments (already split, without the root) against the table.
  * Returns null when no pattern fits the shape; throws METHOD_NOT_ALLOWED (with the
  * allowed methods) when the shape exists under another method, and BAD_UID/BAD_PARAM
- * for invalid captures.
+ * for invalid captures. `readOnly` (a virtual root) leaves POST out of those methods.
  */
-export function matchDicomweb(method: string, segments: readonly string[]): RouteMatch | null {
+export function matchDicomweb(method: string, segments: readonly string[], readOnly = false): RouteMatch | null {
   let shapeMatched = false;
   for (const route of candidates(segments.length)) {
     const params = matchPattern(route.pattern, segments);
@@ -125,7 +125,7 @@ export function matchDicomweb(method: string, segments: readonly string[]): Rout
     for (const [name, value] of Object.entries(params)) if (name !== 'bulk') checkParam(name, value);
     return { route, params };
   }
-  if (shapeMatched) throw new MethodNotAllowed(allowedMethods(segments), `${method} is not supported on this resource`);
+  if (shapeMatched) throw new MethodNotAllowed(allowedMethods(segments, readOnly), `${method} is not supported on this resource`);
   return null;
 }
 

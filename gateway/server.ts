@@ -14,7 +14,8 @@
  *   6. everything else → the express app: /healthz, /readyz, /metrics, and
  *      whatever later code registers (app.get('/similar', …), UI) → else 404
  * `Expect: 100-continue` is answered when the body is first read, so after every
- * check above that refuses a request without reading it.
+ * check above that refuses a request without reading it, and for STOW only once
+ * the PACS takes the body (passthrough.ts).
  *
  * The DICOMweb hot path runs on node:http directly, not through express or
  * http-proxy-middleware: measured on this machine, http-proxy-middleware 3
@@ -29,7 +30,7 @@ import type { Config } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { negotiate } from './accept.js';
-import { settleUnreadBody } from './body-limit.js';
+import { continueOnFirstRead, settleUnreadBody } from './body-limit.js';
 import { Cors } from './cors.js';
 import { checkHost } from './host-guard.js';
 import { basicAuthorization, mergeVary, upstreamRequestHeaders } from './headers.js';
@@ -181,8 +182,6 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
   // Responses not yet finished, per connection (see clientError below).
   const unfinished = new WeakMap<Duplex, Set<http.ServerResponse>>();
-  /** Requests sent with `Expect: 100-continue` whose body has not been asked for. */
-  const awaitingBody = new WeakSet<http.IncomingMessage>();
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const t0 = performance.now();
@@ -229,7 +228,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           res.end();
           return;
         }
-        const match = matchDicomweb(method, target.segments);
+        const match = matchDicomweb(method, target.segments, readOnly);
         if (!match) throw new HttpProblem('NOT_FOUND', 'no such DICOMweb resource');
         routeClass = match.route.routeClass;
         const publicBase = baseFor(req, target.virtualSop);
@@ -298,30 +297,21 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     const problem = requestProblem(err);
     if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, 'unhandled error');
     const headers: Record<string, string> = {};
-    if (problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY') {
-      // A body never asked for (no 100 Continue sent) may never come: close rather than wait for it.
-      if (awaitingBody.has(req)) headers.connection = 'close';
-      // An upload still coming (a STOW during shutdown, say) is read and dropped rather than cut,
-      // or the client gets a reset instead of this answer; the drain closes it afterwards.
-      else settleUnreadBody(req, headers);
-    }
+    // An upload still coming (a STOW during shutdown, say) is read and dropped rather than cut,
+    // or the client gets a reset instead of this answer; the drain closes it afterwards. A body
+    // never asked for (no 100 Continue sent) may never come: that connection is closed instead.
+    if (problem.code === 'PAYLOAD_TOO_LARGE' || problem.code === 'NOT_READY') settleUnreadBody(req, headers);
     sendProblem(res, problem, headers);
   };
 
   /**
    * `Expect: 100-continue`: the client holds its body back until told to send it. That go is sent
-   * when the body is first read, so every check that refuses a request without reading it (host,
-   * draining, path, route, method, declared length, /similar's upload checks) has run by then: a
-   * refused upload is answered without it, and Node closes that connection (the body may never come).
+   * when the body is first read (body-limit.ts), so every check that refuses a request without
+   * reading it (host, draining, path, route, method, declared length, /similar's upload checks,
+   * a PACS that refuses a STOW from its head) has run by then.
    */
   const onCheckContinue = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    awaitingBody.add(req);
-    const read = req._read;
-    req._read = function (this: http.IncomingMessage, size: number): void {
-      req._read = read;
-      if (awaitingBody.delete(req) && !res.headersSent) res.writeContinue();
-      read.call(this, size);
-    };
+    continueOnFirstRead(req, res);
     onRequest(req, res);
   };
 

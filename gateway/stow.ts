@@ -1,7 +1,8 @@
 /**
  * STOW-RS (PS3.18 §10.5): POST /studies[/{study}], multipart/related body.
- * The body streams to the PACS as it arrives (never buffered), after the PACS's
- * `100 Continue` where it sends one (upstream.ts); its size is checked up front
+ * The body streams to the PACS as it arrives (never buffered), read from the
+ * client only once the PACS takes it: on its `100 Continue`, or after a bounded
+ * wait for one (upstream.ts, passthrough.ts); its size is checked up front
  * from Content-Length and counted while streaming otherwise (→ 413). The PACS's
  * answer streams back URL-mapped; its raw bytes are then handed to the STOW
  * hooks (stow-hooks.ts) for indexing — also when the client has left, or had a

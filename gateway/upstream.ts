@@ -2,13 +2,13 @@
  * The PACS side of the proxy: opens one upstream request over the keep-alive
  * agent, with a bounded wait for the response head (→ 504) and a single retry
  * for a request whose reused socket the PACS had already closed, as long as no
- * body byte was sent. Request bodies go with `Expect: 100-continue` to a PACS
- * that honours it, so it can refuse before the upload. Connection failures
- * surface as UpstreamError (→ 502) — never a hang.
+ * body byte was sent. Request bodies go with `Expect: 100-continue`, so the
+ * PACS can refuse before the upload. Connection failures surface as
+ * UpstreamError (→ 502), and every wait is timed (→ 504) — never a hang.
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { createUpstreamAgent } from './upstream-agent.js';
 
 /** One PACS endpoint (DICOMweb root or WADO-URI), pre-parsed once. */
@@ -56,8 +56,20 @@ export interface UpstreamRequest {
   /** Path and query on the PACS (already joined with the endpoint's basePath). */
   readonly path: string;
   readonly headers: http.OutgoingHttpHeaders;
-  /** Request body to stream; null for body-less requests (which may be retried). */
+  /**
+   * Request body to stream; null for body-less requests (which may be retried). Once its source
+   * has ended (a Transform's writable side, else the stream itself), the PACS must keep taking
+   * the rest: timeoutMs without progress is a 504.
+   */
   readonly body: Readable | null;
+  /**
+   * For a request with a body: called once, when the PACS is to get it (its `100 Continue`, the
+   * wait for one over, or at once without `Expect`). Feed `body` from then on, not before: the
+   * client then sends nothing (and is told no `100 Continue`) while the PACS may still refuse.
+   */
+  readonly onBodyWanted?: () => void;
+  /** For a request with a body: called once all of it is handed to the PACS's connection, when the wait for the answer starts. */
+  readonly onBodySent?: () => void;
   /**
    * For a request with a body: receives an answer that comes after the wait for it timed out
    * (`done` already had the timeout). Without it the request is cut at the timeout; with it,
@@ -75,30 +87,41 @@ export interface UpstreamOptions {
   readonly stowTimeoutMs?: number;
   /** Wait for the PACS's `100 Continue` before a body is sent anyway (curl waits 1 s); 0 sends no `Expect`. Default 1000. */
   readonly expectContinueMs?: number;
+  /** The wait instead for a PACS seen to let it run out (DEFAULT_CONTINUE_HEAD_START_MS); at most expectContinueMs. */
+  readonly continueHeadStartMs?: number;
 }
 
 const RETRYABLE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 const DEFAULT_STOW_TIMEOUT_MS = 600_000;
 const DEFAULT_EXPECT_CONTINUE_MS = 1000;
+/**
+ * A PACS that never sends 100 (Orthanc: civetweb sends none to its request handlers) still gets
+ * `Expect`, and its body this long after the head instead of expectContinueMs: a full wait would
+ * slow every upload by a second, and none at all loses its refusals. Orthanc answers 401 as soon
+ * as it has the head and closes with the body unread, which resets the connection: a body write
+ * that meets the reset loses the 401 (a 502 instead). This head start lets the refusal come first.
+ */
+const DEFAULT_CONTINUE_HEAD_START_MS = 100;
 
 type Done = (err: UpstreamError | null, res?: http.IncomingMessage) => void;
 
+/** What a PACS does with `Expect: 100-continue`, as last seen: sends 100, lets the wait for it run out, or answers 417. */
+type ContinueHabit = 'sends' | 'ignores' | 'refuses';
+
 /**
- * Per PACS origin: whether it answers `Expect: 100-continue` (true), ignores it (false: it read a
- * body it never asked for), or is not known yet. Waiting on one that ignores it would delay every
- * upload by expectContinueMs (Orthanc: civetweb sends no 100 to its request handlers), so its
- * uploads go without `Expect`; an answer that comes before the body is done still reaches the
- * client (passthrough.ts).
+ * Per PACS origin, learnt as soon as it shows: a 100 (whenever it comes) makes it 'sends', a wait
+ * that runs out 'ignores', so uploads that start meanwhile get the short wait and the next 100
+ * puts the full one back. Both still send `Expect`; only 'refuses' goes without.
  */
 class ContinueSupport {
-  private readonly known = new Map<string, boolean>();
+  private readonly seen = new Map<string, ContinueHabit>();
 
-  expects(e: Endpoint): boolean {
-    return this.known.get(originOf(e)) !== false;
+  habit(e: Endpoint): ContinueHabit | undefined {
+    return this.seen.get(originOf(e));
   }
 
-  learn(e: Endpoint, sendsContinue: boolean): void {
-    this.known.set(originOf(e), sendsContinue);
+  learn(e: Endpoint, habit: ContinueHabit): void {
+    this.seen.set(originOf(e), habit);
   }
 }
 
@@ -111,6 +134,7 @@ interface CallSettings {
   readonly timeoutMs: number;
   readonly stowTimeoutMs: number;
   readonly expectContinueMs: number;
+  readonly continueHeadStartMs: number;
   readonly continueSupport: ContinueSupport;
 }
 
@@ -140,6 +164,7 @@ export class Upstream {
         timeoutMs: this.opts.timeoutMs,
         stowTimeoutMs: this.opts.stowTimeoutMs ?? DEFAULT_STOW_TIMEOUT_MS,
         expectContinueMs: this.opts.expectContinueMs ?? DEFAULT_EXPECT_CONTINUE_MS,
+        continueHeadStartMs: this.opts.continueHeadStartMs ?? DEFAULT_CONTINUE_HEAD_START_MS,
         continueSupport: this.continueSupport,
       },
       r,
@@ -159,8 +184,9 @@ export class Upstream {
  * One request to the PACS, retries included. The wait for the PACS is bounded from the start
  * (connect included) until the answer head arrives — except while a request body (STOW) is being
  * uploaded: that takes as long as the client needs, and the PACS answers only after the last
- * byte. The clock restarts once the body is sent, with the STOW limit: by then the PACS is
- * storing every instance.
+ * byte. Once the client has sent all of it, the PACS must keep taking the rest (timeoutMs without
+ * progress); once the PACS has it all, the clock restarts with the STOW limit: by then the PACS
+ * is storing every instance.
  */
 class UpstreamCall {
   private finished = false;
@@ -177,8 +203,7 @@ class UpstreamCall {
 
   start(): void {
     this.arm(this.s.timeoutMs, false);
-    const expect = this.r.body !== null && this.s.expectContinueMs > 0 && this.s.continueSupport.expects(this.r.endpoint);
-    this.attempt(true, expect);
+    this.attempt(true, this.continueWait());
   }
 
   abort(): void {
@@ -220,7 +245,43 @@ class UpstreamCall {
     }, ms);
   }
 
-  private attempt(retry: boolean, withExpect: boolean): void {
+  /** How long an upload waits for the PACS's `100 Continue`; null: it goes without `Expect`. */
+  private continueWait(): number | null {
+    if (!this.r.body || this.s.expectContinueMs <= 0) return null;
+    const habit = this.s.continueSupport.habit(this.r.endpoint);
+    if (habit === 'refuses') return null;
+    return habit === 'ignores' ? Math.min(this.s.continueHeadStartMs, this.s.expectContinueMs) : this.s.expectContinueMs;
+  }
+
+  /**
+   * From the connection until all of the body is handed over: not timed while the body's source
+   * (the client) is still sending, as that takes as long as it needs; once it has sent everything,
+   * timeoutMs without a byte leaving Node's buffers for the PACS is a stalled PACS (504), which
+   * must not hold the upload forever. Polled a quarter of the limit apart: no event marks either.
+   */
+  private watchUpload(creq: http.ClientRequest, body: Readable): void {
+    if (this.finished || creq !== this.current) return; // aborted or retried meanwhile
+    const ms = this.s.timeoutMs;
+    let last = handedOver(creq);
+    let lastAt = performance.now();
+    this.disarm();
+    this.timer = setInterval(
+      () => {
+        const now = handedOver(creq);
+        const t = performance.now();
+        if (now !== last || !sourceEnded(body)) {
+          last = now;
+          lastAt = t;
+        } else if (t - lastAt >= ms) {
+          this.finish(new UpstreamError('timeout', `the PACS took none of the upload for ${ms} ms`));
+          creq.destroy();
+        }
+      },
+      Math.max(1, Math.ceil(ms / 4)),
+    );
+  }
+
+  private attempt(retry: boolean, continueWait: number | null): void {
     const { r } = this;
     let creq: http.ClientRequest;
     try {
@@ -230,7 +291,7 @@ class UpstreamCall {
         port: r.endpoint.port,
         method: r.method,
         path: r.path,
-        headers: withExpect ? { ...r.headers, expect: '100-continue' } : r.headers,
+        headers: continueWait === null ? r.headers : { ...r.headers, expect: '100-continue' },
         agent: this.s.agent,
         setHost: false,
       });
@@ -240,14 +301,14 @@ class UpstreamCall {
       return;
     }
     this.current = creq;
-    const upload = r.body ? new Upload(this.s, r.endpoint, creq, r.body, withExpect) : null;
+    const upload = r.body ? new Upload(this.s.continueSupport, r.endpoint, creq, r.body, continueWait, r.onBodyWanted) : null;
     creq.on('response', (res) => {
       // A PACS that refuses `Expect` before any of the body was sent: ask again without it.
-      if (upload && withExpect && res.statusCode === 417 && !upload.started && !this.finished) {
-        this.s.continueSupport.learn(r.endpoint, false);
+      if (upload && continueWait !== null && res.statusCode === 417 && !upload.started && !this.finished) {
+        this.s.continueSupport.learn(r.endpoint, 'refuses');
         res.resume();
         creq.destroy();
-        this.retry(retry, false);
+        this.retry(retry, null);
         return;
       }
       upload?.answered(res);
@@ -259,63 +320,81 @@ class UpstreamCall {
       // A reused keep-alive socket the PACS closed while idle: safe to replay a request
       // exactly once on a fresh connection, as long as none of its body was sent.
       if (retry && creq.reusedSocket && err.code && RETRYABLE.has(err.code) && !upload?.started) {
-        this.retry(false, withExpect);
+        this.retry(false, continueWait);
         return;
       }
       this.finish(new UpstreamError('unreachable', `PACS connection failed: ${err.code ?? err.message}`, err.code));
     });
-    if (!upload) {
+    const body = r.body;
+    if (!upload || !body) {
       creq.end();
       return;
     }
-    // The upload is not timed (it takes as long as the client needs); the answer is, once it is sent.
-    creq.once('socket', (socket) => (socket.connecting ? socket.once('connect', () => this.disarm()) : this.disarm()));
+    creq.once('socket', (socket) => {
+      if (!socket.connecting) this.watchUpload(creq, body);
+      else socket.once('connect', () => this.watchUpload(creq, body));
+    });
     creq.once('finish', () => {
-      if (!this.finished) this.arm(this.s.stowTimeoutMs, true);
+      if (this.finished) return;
+      this.arm(this.s.stowTimeoutMs, true);
+      r.onBodySent?.();
     });
   }
 
-  private retry(again: boolean, withExpect: boolean): void {
+  private retry(again: boolean, continueWait: number | null): void {
     // An upload's first wait ended at its connect: the new connection gets its own.
     if (this.r.body) this.arm(this.s.timeoutMs, false);
-    this.attempt(again, withExpect);
+    this.attempt(again, continueWait);
   }
+}
+
+/** The body's source has sent everything: for a Transform (the gateway's byte limiter), its input has ended. */
+function sourceEnded(body: Readable): boolean {
+  return (body as Readable & Partial<Writable>).writableEnded === true || body.readableEnded;
+}
+
+/** Bytes of a request that have left Node's buffers for the PACS's connection: they stop when the PACS stops reading. */
+function handedOver(creq: http.ClientRequest): number {
+  const socket = creq.socket;
+  return socket ? (socket.bytesWritten ?? 0) - socket.writableLength : 0;
 }
 
 /**
  * A request body streamed into `creq`. With `Expect: 100-continue` it waits for the PACS's
- * `100 Continue`, at most expectContinueMs from the connection (then it goes anyway, as curl
- * does), so a PACS that refuses the request from its head (401, 413) answers before any of it
- * is sent.
+ * `100 Continue`, at most `continueWait` from the connection (then it goes anyway, as curl does),
+ * so a PACS that refuses the request from its head (401, 413) answers before any of it is sent,
+ * or even asked of the client: the body's source is fed (onWanted) only when it goes.
  */
 class Upload {
   started = false;
-  private waitedOut = false;
-  private gotContinue = false;
+  /** The PACS answered: what has not gone up never will. */
+  private over = false;
   private wait: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly s: CallSettings,
-    private readonly endpoint: Endpoint,
+    support: ContinueSupport,
+    endpoint: Endpoint,
     private readonly creq: http.ClientRequest,
     private readonly body: Readable,
-    private readonly withExpect: boolean,
+    continueWait: number | null,
+    private readonly onWanted: (() => void) | undefined,
   ) {
-    if (!withExpect) {
+    if (continueWait === null) {
       this.start();
       return;
     }
     creq.once('continue', () => {
-      this.gotContinue = true;
-      s.continueSupport.learn(endpoint, true);
+      // Also after the wait ran out: a PACS that sends 100, however late, gets the full wait again.
+      support.learn(endpoint, 'sends');
       this.start();
     });
     creq.once('socket', (socket) => {
       const waitForContinue = (): void => {
         this.wait = setTimeout(() => {
-          this.waitedOut = true;
+          if (this.over || creq.destroyed) return;
+          support.learn(endpoint, 'ignores');
           this.start();
-        }, s.expectContinueMs);
+        }, continueWait);
       };
       if (!socket.connecting) waitForContinue();
       else socket.once('encrypted' in socket ? 'secureConnect' : 'connect', waitForContinue);
@@ -323,10 +402,10 @@ class Upload {
     creq.once('close', () => clearTimeout(this.wait));
   }
 
-  /** The PACS's final answer: learn what it does with `Expect`, and end a request whose body it did not wait for. */
+  /** The PACS's final answer: end a request whose body it did not wait for. */
   answered(res: http.IncomingMessage): void {
+    this.over = true;
     clearTimeout(this.wait);
-    if (this.withExpect && this.waitedOut && !this.gotContinue) this.s.continueSupport.learn(this.endpoint, false);
     if (this.creq.writableEnded) return;
     // Answered before the whole body was sent: the connection is out of step (the PACS may
     // take what is left for a next request), so it is closed once the answer is read.
@@ -338,8 +417,9 @@ class Upload {
 
   private start(): void {
     clearTimeout(this.wait);
-    if (this.started || this.creq.destroyed) return;
+    if (this.started || this.over || this.creq.destroyed) return;
     this.started = true;
     this.body.pipe(this.creq);
+    this.onWanted?.();
   }
 }

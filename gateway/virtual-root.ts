@@ -40,7 +40,7 @@ import { HttpProblem } from '../core/errors.js';
 import { IndexError } from '../core/index/errors.js';
 import type { VectorIndex } from '../core/index/types.js';
 import type { Logger } from '../core/log.js';
-import { PacsClient } from '../core/pacs/client.js';
+import { PacsClient, PacsHttpError } from '../core/pacs/client.js';
 import { MAX_LIMIT, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
 import { round6, scoreFromDistance } from '../core/similar/score.js';
 import { PRIVATE_CREATOR } from '../core/dicom/label.js';
@@ -48,7 +48,7 @@ import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { notFound, pacsQueryProblem } from './similar-access.js';
+import { notFound, pacsProblem, pacsQueryProblem } from './similar-access.js';
 import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
@@ -107,17 +107,21 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
       if (!(err instanceof IndexError && err.code === 'NOT_READY'))
         throw new HttpProblem('INDEX_UNAVAILABLE', 'the vector index could not be reached', { retryAfter: 5 });
     }
+    // Worded as the indexed-but-unreadable refusal (similar-access.ts), which it must not differ from:
+    // otherwise the answer tells a caller which UIDs the index holds.
+    const missing = notFound('the instance');
     let found: DicomJsonDataset[];
     try {
       found = await pacs.qido('/instances', { SOPInstanceUID: sop }, caller);
     } catch (err) {
-      throw pacsQueryProblem(err);
+      // The gateway's own query, no filter of the viewer's in it: a PACS that refuses it is not the
+      // viewer's mistake (pacsQueryProblem), and one that answers "no match" with 404 means none.
+      if (err instanceof PacsHttpError && err.status === 404) throw missing;
+      throw pacsProblem(err);
     }
     const st = stringValue(found[0], STUDY_UID);
     const se = stringValue(found[0], '0020000E');
-    // Worded as the indexed-but-unreadable refusal (similar-access.ts), which it must not differ from:
-    // otherwise the detail tells a caller which UIDs the index holds.
-    if (!st || !se) throw notFound('the instance');
+    if (!st || !se) throw missing;
     return { studyInstanceUid: st, seriesInstanceUid: se, sopInstanceUid: sop };
   };
 

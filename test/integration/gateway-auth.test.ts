@@ -85,8 +85,8 @@ describe('gateway authorization pass-through', () => {
     try {
       // First upload: the gateway asks with `Expect: 100-continue`, Orthanc refuses from the head.
       assert.match(await uploadThenRead(gw.base, '/dicom-web/studies', 48 << 20), /^HTTP\/1\.1 401 /);
-      // A STOW that succeeds teaches the gateway that Orthanc never sends 100 (later uploads go
-      // without Expect); an early 401 must still come through then.
+      // A STOW that succeeds teaches the gateway that Orthanc never sends 100 (later uploads keep
+      // Expect but go after a 100 ms head start); an early 401 must still come through then.
       const { body, contentType } = stowBody([sample('transfer-syntax/mr_small_implicit.dcm')]);
       const ok = await raw(`${gw.base}/dicom-web/studies`, {
         method: 'POST',

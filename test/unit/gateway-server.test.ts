@@ -141,6 +141,39 @@ describe('gateway HTTP edge', () => {
     assert.match(accepted, /"bytes":10/, 'the body reached the PACS');
   });
 
+  test('Expect: 100-continue on a STOW the PACS refuses from its head: its 401 without 100, and the body is never sent', async () => {
+    // A PACS that honours Expect and checks credentials from the head, answering with a JSON body
+    // (mapped by the gateway, so its head goes out only once that body is read).
+    const expects: string[] = [];
+    let bodyBytes = 0;
+    const refusing = http.createServer((req) => req.on('data', (c: Buffer) => (bodyBytes += c.length)));
+    refusing.on('checkContinue', (req, res) => {
+      expects.push(String(req.headers.expect));
+      const body = '{"error":"who are you?"}';
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="pacs"', 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+    });
+    await new Promise<void>((r) => refusing.listen(0, '127.0.0.1', r));
+    const g = await startGateway({ CBMIR_PACS_URL: `http://127.0.0.1:${(refusing.address() as net.AddressInfo).port}/dicom-web` });
+    try {
+      const wire = await rawExchange(
+        g.port,
+        'POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n' +
+          'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\nContent-Length: 1000000\r\n\r\n',
+        { bodyOnContinue: 'x'.repeat(1_000_000), endAfterMs: 2000 },
+      );
+      assert.deepEqual(statusLines(wire), ['HTTP/1.1 401 Unauthorized'], wire.slice(0, 300));
+      assert.match(wire, /\r\nConnection: close\r\n/i, 'the body never invited cannot be told from a next request');
+      assert.match(wire, /\r\nwww-authenticate: Basic realm="pacs"\r\n/i);
+      assert.match(wire, /who are you\?/);
+      assert.deepEqual(expects, ['100-continue']);
+      assert.equal(bodyBytes, 0);
+    } finally {
+      await g.gw.close();
+      await new Promise<void>((r) => refusing.close(() => r()));
+    }
+  });
+
   test('Expect: 100-continue during shutdown: 503 without 100', async () => {
     const g = await startGateway({ CBMIR_PACS_URL: pacs.url, CBMIR_SHUTDOWN_GRACE_MS: '2000' });
     // A request in flight keeps the listener draining (not closed) while the next one comes in on its own connection.
@@ -171,6 +204,8 @@ describe('gateway HTTP edge', () => {
       ['PUT', '/dicom-web/studies/1.2/series/1.3/metadata', 'GET, HEAD, OPTIONS'],
       ['POST', '/wado?requestType=WADO', 'GET, HEAD'],
       ['POST', '/similar-to/1.2.3/dicom-web/studies', 'GET, HEAD, OPTIONS'],
+      ['DELETE', '/similar-to/1.2.3/dicom-web/studies', 'GET, HEAD, OPTIONS'],
+      ['PUT', '/similar-to/1.2.3/dicom-web/studies/1.2.4', 'GET, HEAD, OPTIONS'],
     ];
     for (const [method, path, allow] of cases) {
       const r = await request(gw.base, path, { method });

@@ -8,10 +8,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
 import { forward, type ProxyContext } from '../../gateway/passthrough.js';
 import { ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
-import { parseEndpoint, Upstream, type UpstreamOptions } from '../../gateway/upstream.js';
+import { parseEndpoint, Upstream, UpstreamError, type UpstreamOptions } from '../../gateway/upstream.js';
 import { UrlRewriter } from '../../gateway/url-rewrite.js';
 
 const PUBLIC = { base: 'http://gw.example', host: 'gw.example', proto: 'http', path: '' } as const;
@@ -171,6 +172,8 @@ function jsonAnswer(body: string, extra = ''): string {
   return `HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 }
 
+const statusLines = (wire: string): string[] => wire.match(/HTTP\/1\.1 \d{3}[^\r]*/g) ?? [];
+
 const waitFor = async (what: string, cond: () => boolean, ms = 5000): Promise<void> => {
   const until = Date.now() + ms;
   while (!cond()) {
@@ -238,7 +241,7 @@ test(
       });
     });
     const port = await listen(pacs);
-    // With Expect (the PACS sends 100, then refuses), and without (a PACS learned to ignore Expect).
+    // With Expect (the PACS sends 100, then refuses), and without (Expect off, or a PACS that answered 417).
     for (const expectContinueMs of [1000, 0]) {
       const gw = await gateway(port, { expectContinueMs });
       const answer = await uploadThenRead(gw.port, '/studies', 16 << 20);
@@ -249,7 +252,7 @@ test(
 );
 
 test(
-  'an upload waits for the PACS’s 100 Continue and no longer; a PACS that ignores Expect is waited for once, then uploads go without it',
+  'an upload waits for the PACS’s 100 Continue and no longer; a PACS that ignores Expect is waited for once, then gets Expect with a short head start',
   { timeout: 20_000 },
   async () => {
     const seen: string[] = [];
@@ -278,10 +281,194 @@ test(
     assert.equal(second.status, 200);
     assert.match(heads[0]!, /\r\nexpect: 100-continue/i);
     assert.ok(first.ms >= 950, `first upload took ${first.ms} ms: it should have waited for a 100`);
-    assert.doesNotMatch(heads[1]!, /\r\nexpect:/i);
+    assert.match(heads[1]!, /\r\nexpect: 100-continue/i, 'Expect is kept, so a refusal from the head still comes first');
     assert.ok(second.ms < 900, `second upload took ${second.ms} ms: it waited for a 100 the PACS never sends`);
   },
 );
+
+/** Orthanc with authentication: never sends 100; without credentials 401 from the head and a reset at once (the body unread); with them, reads and stores. */
+async function orthancLikePacs(): Promise<{ port: number; heads: string[] }> {
+  const heads: string[] = [];
+  const server = net.createServer((s) => {
+    let buf = Buffer.alloc(0);
+    let head: string | null = null;
+    let length = 0;
+    s.on('error', () => undefined);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (head === null) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          head = buf.subarray(0, end).toString('latin1');
+          heads.push(head);
+          buf = buf.subarray(end + 4);
+          length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          if (!/\r\nauthorization:/i.test(head)) {
+            s.write('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="orthanc"\r\nContent-Length: 0\r\n\r\n');
+            return void s.resetAndDestroy();
+          }
+        }
+        if (buf.length < length) return;
+        buf = buf.subarray(length);
+        head = null;
+        s.write(jsonAnswer('{}'));
+      }
+    });
+  });
+  return { port: await listen(server), heads };
+}
+
+test(
+  'a PACS seen to send no 100 (Orthanc after a STOW) still refuses later uploads from the head: the uploader gets the 401, not a 502',
+  { timeout: 30_000 },
+  async () => {
+    const pacs = await orthancLikePacs();
+    const gw = await gateway(pacs.port, { expectContinueMs: 500 });
+    const authorised = await request(`${gw.base}/studies`, {
+      method: 'POST',
+      headers: { authorization: 'Basic eDp5', 'content-type': 'multipart/related; boundary=b' },
+      body: Buffer.alloc(1 << 20, 0x41),
+    });
+    assert.equal(authorised.status, 200, 'the wait ran out: the gateway now knows this PACS sends no 100');
+    for (let i = 0; i < 10; i++) {
+      const answer = await uploadThenRead(gw.port, '/studies', 8 << 20);
+      assert.match(answer, /^HTTP\/1\.1 401 /, `upload ${i + 1}: ${answer.slice(0, 200)}`);
+      assert.match(answer, /www-authenticate: Basic realm="orthanc"/i);
+    }
+    assert.deepEqual(gw.upstreamErrors, []);
+    assert.ok(
+      pacs.heads.every((h) => /\r\nexpect: 100-continue/i.test(h)),
+      'every upload went with Expect',
+    );
+  },
+);
+
+test(
+  'a PACS that lets the wait for 100 run out is known as such at once: an upload that starts while the first is still going up waits only the head start',
+  { timeout: 30_000 },
+  async () => {
+    const heads: string[] = [];
+    const pacs = await rawPacs((r, sock) => {
+      heads.push(r.head);
+      sock.write(jsonAnswer(`{"bytes":${r.body.length}}`));
+    });
+    const gw = await gateway(pacs.port, { expectContinueMs: 1000 });
+    // The first upload trickles in for about 2.5 s: its answer (the old moment of learning) comes after the second upload.
+    const first = new Promise<Answer>((resolve, reject) => {
+      const t0 = performance.now();
+      const req = http.request(
+        `${gw.base}/studies`,
+        { method: 'POST', agent: false, headers: { 'content-length': String(50 << 16) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - t0 }),
+          );
+        },
+      );
+      req.on('error', reject);
+      let n = 0;
+      const tick = setInterval(() => {
+        req.write(Buffer.alloc(1 << 16, 0x41));
+        if (++n === 50) {
+          clearInterval(tick);
+          req.end();
+        }
+      }, 50);
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const second = await request(`${gw.base}/studies`, { method: 'POST', body: Buffer.alloc(1000) });
+    assert.equal(second.status, 200);
+    assert.ok(second.ms < 700, `the second upload took ${second.ms} ms: it waited for a 100 the first had already waited for in vain`);
+    const done = await first;
+    assert.equal(done.status, 200);
+    assert.equal(done.body.toString(), `{"bytes":${50 << 16}}`);
+    assert.ok(done.ms > second.ms + 1500, 'the first upload was still going up');
+    assert.equal(heads.length, 2);
+    for (const h of heads) assert.match(h, /\r\nexpect: 100-continue/i);
+  },
+);
+
+test(
+  'a PACS that stops taking an upload once all of it has come: 504 after the PACS timeout without progress, never a hang',
+  { timeout: 20_000 },
+  async () => {
+    // Reads the head (and whatever comes with it), then nothing: a hung PACS keeps the connection open.
+    const held: net.Socket[] = [];
+    const pacs = net.createServer((s) => {
+      held.push(s);
+      s.on('error', () => undefined);
+      s.once('data', () => s.pause());
+    });
+    const endpoint = parseEndpoint(`http://127.0.0.1:${await listen(pacs)}/dicom-web`);
+    cleanup.push(() => held.forEach((s) => s.destroy())); // paused, it would not see the gateway close and hold the server open
+    const upstream = new Upstream({ timeoutMs: 300, maxSockets: 4, keepAliveMs: 0, stowTimeoutMs: 60_000, expectContinueMs: 0 });
+    cleanup.push(() => upstream.close());
+    const body = new PassThrough();
+    let bodySent = false;
+    const t0 = performance.now();
+    const outcome = new Promise<{ err: UpstreamError | null; ms: number }>((resolve) => {
+      upstream.send(
+        {
+          endpoint,
+          method: 'POST',
+          path: '/dicom-web/studies',
+          headers: { host: endpoint.hostHeader, 'content-type': 'multipart/related; boundary=b' },
+          body,
+          onBodySent: () => (bodySent = true),
+        },
+        (err, res) => {
+          res?.resume();
+          resolve({ err, ms: performance.now() - t0 });
+        },
+      );
+    });
+    // A source that pauses longer than the PACS timeout is not the PACS's fault: not timed.
+    const chunk = Buffer.alloc(64 << 10, 0x41);
+    body.write(chunk);
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(await Promise.race([outcome.then(() => 'done'), Promise.resolve('pending')]), 'pending');
+    // Fill every buffer on the way (the kernel's, then Node's) so that some of the body is still
+    // in the gateway when its source ends: the state where no timer ran before.
+    for (;;) {
+      while (body.write(chunk));
+      const drained = await Promise.race([
+        new Promise<boolean>((r) => body.once('drain', () => r(true))),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 250)),
+      ]);
+      if (!drained) break;
+    }
+    const ended = performance.now();
+    body.end();
+    const r = await Promise.race([outcome, new Promise<null>((resolve) => setTimeout(() => resolve(null), 3000))]);
+    assert.ok(r, 'no answer, no error: the upload hangs');
+    assert.ok(r.err instanceof UpstreamError, `expected a timeout, got ${String(r.err)}`);
+    assert.equal(r.err.kind, 'timeout');
+    assert.ok(r.ms - (ended - t0) < 1000, `took ${r.ms - (ended - t0)} ms after the body ended`);
+    assert.equal(bodySent, false, 'the body was never all sent: the wait for the answer never started');
+  },
+);
+
+test('pipelined requests: the client idle timeout stays off while any of them waits for the PACS', { timeout: 20_000 }, async () => {
+  const pacs = http.createServer((req, res) => {
+    const ms = req.url?.includes('slow') ? 1200 : 200;
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(`["${req.url}"]`), ms);
+  });
+  const gw = await gateway(await listen(pacs), { timeoutMs: 5000, clientIdleMs: 400 });
+  const wire = await new Promise<string>((resolve) => {
+    const sock = net.connect(gw.port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => resolve(got));
+    sock.write(['/studies/fast', '/studies/slow'].map((p) => `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`).join(''));
+    setTimeout(() => sock.end(), 2500);
+  });
+  assert.deepEqual(statusLines(wire), ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'], wire);
+  assert.match(wire, /\["\/dicom-web\/studies\/slow"\]/);
+});
 
 test(
   'an upload is retried on a fresh connection when the reused one was closed before any of its body went up',

@@ -1,7 +1,8 @@
 /**
  * gateway/virtual-root.ts's study search with the real /similar search on an embedded index and
- * a stand-in PACS: what the PACS refuses in the viewer's filters is a 400, not "PACS unreachable";
- * the search is as deep as CBMIR_SIMILAR_MAX_LIMIT allows; an Accept that rules out JSON is 406.
+ * a stand-in PACS: what the PACS refuses in the viewer's filters is a 400, not "PACS unreachable",
+ * but the gateway's own instance lookup is not the viewer's; the search is as deep as
+ * CBMIR_SIMILAR_MAX_LIMIT allows; an Accept that rules out JSON is 406.
  * (The real stack: test/integration/virtual-root.test.ts.)
  */
 import assert from 'node:assert/strict';
@@ -27,6 +28,8 @@ const OTHERS = 8;
 const MAX_LIMIT = 5;
 const study = (i: number) => `2.25.7.${i}`;
 const QUERY = { studyInstanceUid: study(0), seriesInstanceUid: `${study(0)}.1`, sopInstanceUid: `${study(0)}.1.1` };
+/** Credentials the stand-in PACS shows nothing of QUERY's study to. */
+const OUTSIDER = 'Basic b3V0c2lkZXI6eA==';
 
 type Problem = { status: number; code: string; detail?: string };
 
@@ -38,19 +41,31 @@ describe('virtual root study search (stand-in PACS)', () => {
   let index: EmbeddedIndex;
   let pacs: http.Server;
   let gateway: http.Server;
+  let gatewayBase = '';
   let vroot = '';
 
   before(async () => {
     // QIDO /studies as Orthanc's plugin answers it: 400 for a fuzzymatching value other than
-    // true/false; PatientName=FAIL stands in for a PACS fault (500).
+    // true/false; PatientName=FAIL stands in for a PACS fault (500). QIDO /instances by SOP
+    // Instance UID: 9.9.9 as a PACS that answers "no match" with 404, 8.8.8 one that refuses an
+    // instance search without a study (400), anything else no match.
     pacs = http.createServer((req, res) => {
-      const q = new URL(req.url ?? '/', 'http://pacs').searchParams;
+      const u = new URL(req.url ?? '/', 'http://pacs');
+      const q = u.searchParams;
+      if (u.pathname.endsWith('/instances')) {
+        const sop = q.get('SOPInstanceUID');
+        if (sop === '9.9.9' || sop === '8.8.8') return void res.writeHead(sop === '9.9.9' ? 404 : 400).end();
+        return void res.writeHead(200, { 'content-type': 'application/dicom+json' }).end('[]');
+      }
       if (q.get('includefield') !== '0020000D') recordQidos.push(q);
       const fuzzy = q.get('fuzzymatching');
       if (fuzzy !== null && fuzzy !== 'true' && fuzzy !== 'false')
         return void res.writeHead(400).end('Not a proper value for fuzzy matching');
       if (q.get('PatientName') === 'FAIL') return void res.writeHead(500).end();
-      const records = (q.get('StudyInstanceUID') ?? '').split(',').map((uid) => ({ '0020000D': { vr: 'UI', Value: [uid] } }));
+      const records = (q.get('StudyInstanceUID') ?? '')
+        .split(',')
+        .filter((uid) => !(req.headers.authorization === OUTSIDER && uid === QUERY.studyInstanceUid))
+        .map((uid) => ({ '0020000D': { vr: 'UI', Value: [uid] } }));
       res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(JSON.stringify(records));
     });
     pacs.listen(0, '127.0.0.1');
@@ -86,16 +101,18 @@ describe('virtual root study search (stand-in PACS)', () => {
     // As server.ts routes GET /similar-to/{sop}/dicom-web/studies.
     gateway = http.createServer((req, res) => {
       const u = new URL(req.url ?? '/', 'http://gw');
-      const base = `http://${req.headers.host}/similar-to/${QUERY.sopInstanceUid}`;
+      const sop = /^\/similar-to\/([0-9.]+)\//.exec(u.pathname)?.[1] ?? '';
+      const base = `http://${req.headers.host}/similar-to/${sop}`;
       handler!(req, res, {
-        sopInstanceUid: QUERY.sopInstanceUid,
+        sopInstanceUid: sop,
         query: u.search.slice(1),
-        publicBase: { base, host: req.headers.host ?? '', proto: 'http', path: `/similar-to/${QUERY.sopInstanceUid}` },
+        publicBase: { base, host: req.headers.host ?? '', proto: 'http', path: `/similar-to/${sop}` },
       });
     });
     gateway.listen(0, '127.0.0.1');
     await once(gateway, 'listening');
-    vroot = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/similar-to/${QUERY.sopInstanceUid}/dicom-web`;
+    gatewayBase = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    vroot = `${gatewayBase}/similar-to/${QUERY.sopInstanceUid}/dicom-web`;
   });
 
   after(async () => {
@@ -119,6 +136,21 @@ describe('virtual root study search (stand-in PACS)', () => {
     assert.equal(fault.status, 502);
     assert.equal(((await fault.json()) as Problem).code, 'UPSTREAM_UNREACHABLE');
     assert.equal((await studies('?fuzzymatching=false')).status, 200);
+  });
+
+  test('the gateway’s own instance lookup is not the viewer’s query: a PACS 404 is the same 404 as an unreadable indexed instance, a 400 is 502', async () => {
+    const problem = async (sop: string, headers: Record<string, string> = {}) => {
+      const r = await fetch(`${gatewayBase}/similar-to/${sop}/dicom-web/studies`, { headers });
+      assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      const p = (await r.json()) as Problem;
+      return { status: r.status, code: p.code, detail: p.detail };
+    };
+    const unreadable = await problem(QUERY.sopInstanceUid, { authorization: OUTSIDER });
+    assert.deepEqual([unreadable.status, unreadable.code], [404, 'NOT_FOUND'], 'an indexed instance the caller cannot read');
+    assert.deepEqual(await problem('9.9.9'), unreadable, 'unknown to the index, and to the PACS (404)');
+    assert.deepEqual(await problem('7.7.7'), unreadable, 'unknown to the index, and to the PACS ([])');
+    const refused = await problem('8.8.8');
+    assert.deepEqual([refused.status, refused.code], [502, 'UPSTREAM_UNREACHABLE'], 'no filter of the viewer’s was in that query');
   });
 
   test('the ranking is as deep as CBMIR_SIMILAR_MAX_LIMIT when that is below 100', async () => {
