@@ -14,6 +14,7 @@ import { forward, type ProxyContext } from '../../gateway/passthrough.js';
 import { ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
 import { parseEndpoint, Upstream, UpstreamError, type UpstreamOptions } from '../../gateway/upstream.js';
 import { UrlRewriter } from '../../gateway/url-rewrite.js';
+import { uploadThenRead } from '../integration/gateway-fixture.js';
 
 const PUBLIC = { base: 'http://gw.example', host: 'gw.example', proto: 'http', path: '' } as const;
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -101,33 +102,6 @@ function request(url: string, o: { method?: string; headers?: Record<string, str
   });
 }
 
-/** POST `size` bytes the way many DICOMweb uploaders do: the whole body first, the answer read afterwards; rejects on a reset. */
-function uploadThenRead(port: number, path: string, size: number): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
-    sock.on('error', reject);
-    sock.pause();
-    const chunk = Buffer.alloc(1 << 20, 0x41);
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < size) {
-        const n = Math.min(chunk.length, size - sent);
-        sent += n;
-        if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void sock.once('drain', pump);
-      }
-      let got = '';
-      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
-      sock.on('end', () => resolve(got));
-      sock.resume();
-      setTimeout(() => sock.end(), 200);
-    };
-    sock.write(
-      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/related; boundary=b\r\nContent-Length: ${size}\r\n\r\n`,
-    );
-    pump();
-  });
-}
-
 interface RawRequest {
   readonly head: string;
   readonly body: Buffer;
@@ -204,7 +178,7 @@ test(
       });
     });
     const gw = await gateway(await listen(pacs));
-    const answer = await uploadThenRead(gw.port, '/studies', 8 << 20);
+    const answer = await uploadThenRead(`http://127.0.0.1:${gw.port}`, '/studies', 8 << 20);
     assert.match(answer, /^HTTP\/1\.1 401 /, answer.slice(0, 80));
     assert.match(answer, /www-authenticate: Basic realm="pacs"/i);
     assert.equal(expect, '100-continue');
@@ -244,7 +218,7 @@ test(
     // With Expect (the PACS sends 100, then refuses), and without (Expect off, or a PACS that answered 417).
     for (const expectContinueMs of [1000, 0]) {
       const gw = await gateway(port, { expectContinueMs });
-      const answer = await uploadThenRead(gw.port, '/studies', 16 << 20);
+      const answer = await uploadThenRead(`http://127.0.0.1:${gw.port}`, '/studies', 16 << 20);
       assert.match(answer, /^HTTP\/1\.1 413 /, answer.slice(0, 80));
       assert.match(answer, /big!$/);
     }
@@ -332,7 +306,7 @@ test(
     });
     assert.equal(authorised.status, 200, 'the wait ran out: the gateway now knows this PACS sends no 100');
     for (let i = 0; i < 10; i++) {
-      const answer = await uploadThenRead(gw.port, '/studies', 8 << 20);
+      const answer = await uploadThenRead(`http://127.0.0.1:${gw.port}`, '/studies', 8 << 20);
       assert.match(answer, /^HTTP\/1\.1 401 /, `upload ${i + 1}: ${answer.slice(0, 200)}`);
       assert.match(answer, /www-authenticate: Basic realm="orthanc"/i);
     }
