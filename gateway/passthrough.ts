@@ -59,9 +59,9 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
   const headers = requestHeaders(ctx, req, spec);
   const idle = clientIdleTimeout(req);
   const limiter = spec.withBody ? new ByteLimit(ctx.maxBodyBytes) : null;
-  let uploaded = false;
-  if (limiter) limiter.once('finish', () => (uploaded = true));
-  else idle.suspend();
+  // The client's whole body has gone through the limiter (its 'finish').
+  const uploaded = (): boolean => limiter?.writableFinished === true;
+  if (!limiter) idle.suspend();
 
   const hook = spec.onAnswered;
   const abort = ctx.upstream.send(
@@ -88,7 +88,7 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
       // The PACS is gone mid-upload, or answered before it had the whole body (a 401 or 413 from
       // the head): the rest is read and dropped, or an uploader that sends its whole body before
       // reading gets a reset instead of this answer (one still waiting for its 100 sends nothing).
-      if (limiter && !uploaded) discardUpload(req, limiter);
+      if (limiter && !uploaded()) discardUpload(req, limiter);
       if (err || !ures) {
         upstreamFailed(ctx, res, err as UpstreamError);
         return;
@@ -115,7 +115,7 @@ export function forward(ctx: ProxyContext, req: IncomingMessage, res: ServerResp
     // A client that leaves after its whole STOW upload (a short client timeout on a slow store)
     // does not cancel the store: the PACS has every byte. Its answer is still read, for the STOW
     // hook that queues the stored instances; cancelling left them to the reconciler.
-    if (!res.writableFinished && !(hook && uploaded)) abort();
+    if (!res.writableFinished && !(hook && uploaded())) abort();
   });
 }
 
@@ -238,11 +238,15 @@ function mapWhole(ctx: ProxyContext, res: ServerResponse, ures: IncomingMessage,
     if (res.headersSent || res.destroyed) return;
     const raw = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
     const mapped = ctx.rewriter.mapBody(raw, base);
-    if (mapped) for (const h of BYTE_HEADERS) delete out[h];
-    const body = mapped ?? raw;
-    res.writeHead(status, { ...out, 'content-length': body.length });
-    res.end(body);
+    sendWhole(res, status, out, mapped ?? raw, mapped !== null);
   });
+}
+
+/** A whole (mapped) answer with its exact length; the PACS's byte headers only if its bytes are unchanged. */
+function sendWhole(res: ServerResponse, status: number, out: OutgoingHttpHeaders, body: Buffer, changed: boolean): void {
+  if (changed) for (const h of BYTE_HEADERS) delete out[h];
+  res.writeHead(status, { ...out, 'content-length': body.length });
+  res.end(body);
 }
 
 /**
@@ -274,10 +278,7 @@ function streamMapped(
   mapper.on('data', hold);
   mapper.once('end', () => {
     if (res.headersSent || res.destroyed) return;
-    const body = Buffer.concat(held, heldBytes);
-    if (mapper.replaced > 0) for (const h of BYTE_HEADERS) delete out[h];
-    res.writeHead(status, { ...out, 'content-length': body.length });
-    res.end(body);
+    sendWhole(res, status, out, Buffer.concat(held, heldBytes), mapper.replaced > 0);
   });
   ures.pipe(mapper);
 }
