@@ -44,6 +44,9 @@ const viewerTemplate = z
   .max(2000)
   .regex(/^(https?:\/\/[^\s]+|\/[^\s]*)$/, 'must be an http(s) URL or a path starting with /');
 
+/** CBMIR_WORKER_MAX_INSTANCE_BYTES's default, also what a worker built without configuration uses. */
+export const DEFAULT_MAX_INSTANCE_BYTES = 512 * 2 ** 20;
+
 /** Environment variable → schema. Keys are the env names, so errors name the setting. */
 const envSchema = z.object({
   CBMIR_HOST: z.string().min(1).default('127.0.0.1'),
@@ -88,7 +91,7 @@ const envSchema = z.object({
   /** Of those, how many may hold an instance being fetched, decoded and embedded (bounds memory: one instance each). */
   CBMIR_WORKER_DECODE_CONCURRENCY: int(1, 256).default(32),
   /** Largest instance (bytes as the PACS sends it) a worker fetches to embed; larger ones are refused as decode/TOO_LARGE. */
-  CBMIR_WORKER_MAX_INSTANCE_BYTES: int(1 << 20, 16 * (1 << 30)).default(512 * (1 << 20)),
+  CBMIR_WORKER_MAX_INSTANCE_BYTES: int(1 << 20, 16 * (1 << 30)).default(DEFAULT_MAX_INSTANCE_BYTES),
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
   CBMIR_SHOW_PATIENT: bool.default(false),

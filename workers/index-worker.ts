@@ -33,6 +33,7 @@ import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
 import { frameCount, SingleFrameError, singleFrameInstance } from '../core/dicom/single-frame.js';
 import { MAX_TEXT_FIELD } from '../core/index/validate.js';
+import { DEFAULT_MAX_INSTANCE_BYTES } from '../core/config.js';
 
 export interface WorkerDeps {
   readonly redisUrl: string;
@@ -82,9 +83,6 @@ const OTHER_MODEL_DELAY_MS = 30_000;
 export const OTHER_MODEL_MAX_AGE_MS = 24 * 3_600_000;
 /** The same for a /similar query, which a user is waiting for (CBMIR_EMBED_TIMEOUT_MS, 10 s). */
 const OTHER_MODEL_EMBED_DELAY_MS = 1_000;
-
-/** CBMIR_WORKER_MAX_INSTANCE_BYTES' default, for workers built without a configuration. */
-export const DEFAULT_MAX_INSTANCE_BYTES = 512 * 2 ** 20;
 
 /** The job's data without the uploaded files it carries (undefined: it carries none). */
 export function withoutUploads(d: EmbedQueueJobData): EmbedQueueJobData | undefined {
