@@ -123,7 +123,8 @@ const envSchema = z.object({
   /** /similar: uploads searched at once; each holds up to ~150 MiB (the body, its base64 copy in the job) until embedded, so more wait with 503 + Retry-After. */
   CBMIR_SIMILAR_MAX_UPLOADS: int(1, 1_000).default(4),
   /** /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port). */
-  CBMIR_VIEWER_URL_TEMPLATE: viewerTemplate.default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
+  /** /ui's "open in viewer" link; `none` = no link (no viewer is served beside the gateway). */
+  CBMIR_VIEWER_URL_TEMPLATE: z.union([z.literal('none'), viewerTemplate]).default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
   /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
   CBMIR_BLUELIGHT_URL_TEMPLATE: viewerTemplate.optional(),
 });
@@ -177,7 +178,7 @@ export interface Config {
     readonly maxUploads: number;
   };
   /** The web page (/ui): viewer link templates. */
-  readonly ui: { readonly viewerUrlTemplate: string; readonly blueLightUrlTemplate: string | undefined };
+  readonly ui: { readonly viewerUrlTemplate: string | undefined; readonly blueLightUrlTemplate: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -303,6 +304,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxLimit: e.CBMIR_SIMILAR_MAX_LIMIT,
       maxUploads: e.CBMIR_SIMILAR_MAX_UPLOADS,
     }),
-    ui: Object.freeze({ viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE, blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE }),
+    ui: Object.freeze({
+      viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE === 'none' ? undefined : e.CBMIR_VIEWER_URL_TEMPLATE,
+      blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE,
+    }),
   });
 }

@@ -64,7 +64,7 @@ export function loadAssets(dir: string): Map<string, Asset> {
 
 export interface UiPageConfig {
   readonly dicomWebRoot: string;
-  readonly viewerUrlTemplate: string;
+  readonly viewerUrlTemplate: string | null;
   readonly blueLightUrlTemplate: string | null;
   readonly maxUploadBytes: number;
 }
@@ -74,7 +74,7 @@ export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string 
   const pageConfig: UiPageConfig = {
     // Relative to the page (…/ui/): the gateway may be published under a path prefix by a proxy.
     dicomWebRoot: '../dicom-web',
-    viewerUrlTemplate: config.ui.viewerUrlTemplate,
+    viewerUrlTemplate: config.ui.viewerUrlTemplate ?? null,
     blueLightUrlTemplate: config.ui.blueLightUrlTemplate ?? null,
     maxUploadBytes: MAX_UPLOAD_BYTES,
   };

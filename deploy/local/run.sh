@@ -42,6 +42,8 @@ TSX="$ROOT/node_modules/.bin/tsx"
 GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
 WORKER_ENTRY="${CBMIR_WORKER_ENTRY:-workers/main.ts}"
 OHIF_ENTRY=deploy/ohif/main.ts
+# /ui's "open in viewer" links go to the viewer this script serves, on its port; none without one.
+if [[ "${CBMIR_SKIP_OHIF:-0}" == 1 ]]; then VIEWER_DEFAULT=none; else VIEWER_DEFAULT="$OHIF_URL/viewer?StudyInstanceUIDs={study}"; fi
 # The gateway and the worker read the same settings (core/config.ts).
 APP_ENV=(
   CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web"
@@ -49,8 +51,7 @@ APP_ENV=(
   CBMIR_ES_URL="http://127.0.0.1:$ES_PORT"
   # OHIF is served from its own origin; nothing else may call the gateway from a web page.
   CBMIR_CORS_ORIGINS="${CBMIR_CORS_ORIGINS:-http://127.0.0.1:$OHIF_PORT,http://localhost:$OHIF_PORT}"
-  # /ui's "open in viewer" links go to the viewer this script serves, on its port.
-  CBMIR_VIEWER_URL_TEMPLATE="${CBMIR_VIEWER_URL_TEMPLATE:-$OHIF_URL/viewer?StudyInstanceUIDs={study}}"
+  CBMIR_VIEWER_URL_TEMPLATE="${CBMIR_VIEWER_URL_TEMPLATE:-$VIEWER_DEFAULT}"
 )
 
 # Fails when the output is gone: before cleanup that ends the run (set -e), and cleanup runs.

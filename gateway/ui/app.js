@@ -13,7 +13,7 @@ const MAX_INSTANCES = 5000;
 const MAX_STRIP = 200;
 
 const state = {
-  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: '', blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
+  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: null, blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
   /** {study, series, sop} from the archive, or {file, name, previewUrl} for a dropped file. */
   query: null,
   queryFigure: null,

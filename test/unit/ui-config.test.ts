@@ -19,8 +19,9 @@ describe('/ui settings and files', () => {
     assert.equal(d.ui.blueLightUrlTemplate, undefined);
     const c = loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: '/ohif/viewer?StudyInstanceUIDs={study}', CBMIR_BLUELIGHT_URL_TEMPLATE: 'https://pacs.example/bluelight/html/start.html?StudyInstanceUID={study}' });
     assert.equal(c.ui.viewerUrlTemplate, '/ohif/viewer?StudyInstanceUIDs={study}');
+    assert.equal(loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: 'none' }).ui.viewerUrlTemplate, undefined, 'none: no viewer link');
     assert.match(c.ui.blueLightUrlTemplate ?? '', /^https:/);
-    for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}']) {
+    for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'None', 'none ', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}']) {
       assert.throws(() => loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: bad }), (e: unknown) => e instanceof ConfigError && /CBMIR_VIEWER_URL_TEMPLATE/.test(e.message), bad);
     }
   });
