@@ -179,7 +179,10 @@ describe('npm start (deploy/local/run.sh)', () => {
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
     assert.equal(loadConfig(appEnv).ui.viewerUrlTemplate, 'http://127.0.0.1:3001/viewer?StudyInstanceUIDs={study}');
-    const skipped = bash('source deploy/local/run.sh; printf "%s\\n" "${APP_ENV[@]}"', dir, { CBMIR_OHIF_PORT: '3001', CBMIR_SKIP_OHIF: '1' });
+    const skipped = bash('source deploy/local/run.sh; printf "%s\\n" "${APP_ENV[@]}"', dir, {
+      CBMIR_OHIF_PORT: '3001',
+      CBMIR_SKIP_OHIF: '1',
+    });
     assert.equal(skipped.status, 0, skipped.stderr);
     assert.match(skipped.stdout, /^CBMIR_VIEWER_URL_TEMPLATE=none$/m, 'no viewer served, no link to one');
   });
