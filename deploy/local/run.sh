@@ -7,7 +7,8 @@
 #   once the worker is up (so it gets indexed), prints the URLs, and waits.
 #   Ctrl-C stops everything this script started (services that were already
 #   running are left alone). A gateway, worker or viewer that an earlier run
-#   left behind (it was killed before its cleanup) is stopped first.
+#   left behind (it was killed before its cleanup) is stopped first; a service
+#   it left is used, and stopped at this run's exit, as if this run started it.
 #
 # Environment: the stack's port settings (ORTHANC_HTTP_PORT, REDIS_PORT,
 # ES_PORT, … see deploy/local/stack.sh), CBMIR_PORT for the gateway [8080],
@@ -59,6 +60,9 @@ say() { printf '[run] %s\n' "$*"; }
 
 # --- bookkeeping: what this script started, stopped in reverse order ---------
 started_services=() # stack services (orthanc|redis|es)
+# The services a run started, kept while it runs: a run killed before its cleanup (kill -9, a
+# crash) leaves them listed, and the next run takes them over instead of leaving them forever.
+STARTED_FILE="$STACK_DIR/run.services"
 proc_names=()       # our own processes
 proc_pids=()
 
@@ -92,6 +96,7 @@ cleanup() {
     # This script's Orthanc only: other instances in the state dir are not ours to stop.
     ORTHANC_NAME=orthanc stack stop "${started_services[$i]}"
   done
+  rm -f "$STARTED_FILE"
   say "stopped" 2>/dev/null
 }
 
@@ -127,16 +132,27 @@ ensure_node_deps() {
   fi
 }
 
+# Ours to stop at exit: in the array for cleanup, in the file for a run after a kill -9.
+own_service() { # orthanc|redis|es
+  started_services+=("$1")
+  grep -qsx "$1" "$STARTED_FILE" || echo "$1" >>"$STARTED_FILE"
+}
+
 start_service() { # orthanc|redis|es — start unless already running; remember if we did
   local svc="$1"
   if ORTHANC_NAME=orthanc stack status "$svc" >/dev/null 2>&1; then
-    say "$svc already running; leaving it running on exit"
+    if grep -qsx "$svc" "$STARTED_FILE"; then
+      say "$svc left running by an earlier npm start that did not stop; this run stops it on exit"
+      own_service "$svc"
+    else
+      say "$svc already running; leaving it running on exit"
+    fi
     return 0
   fi
   # Remembered before the start, so a Ctrl-C during it (Elasticsearch takes ~30 s) still stops
   # it: the service runs in its own session and never sees that SIGINT; stop is safe to repeat,
   # and waits for an Elasticsearch start still in progress.
-  started_services+=("$svc")
+  own_service "$svc"
   ORTHANC_NAME=orthanc ORTHANC_HTTP_PORT="$ORTHANC_HTTP_PORT" REDIS_PORT="$REDIS_PORT" ES_PORT="$ES_PORT" \
     stack start "$svc"
 }

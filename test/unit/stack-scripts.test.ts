@@ -168,6 +168,36 @@ describe('npm start (deploy/local/run.sh)', () => {
     assert.match(r.stderr, /another npm start \(deploy\/local\/run\.sh\) uses .*stack-\d+/);
   });
 
+  it('takes over the services a killed run started, and only those', () => {
+    const { dir } = stackDir();
+    // The stack as files: up.<svc> while a service runs; every call logged.
+    const fakeStack = `stack() { echo "$*" >>"$STACK_DIR/calls"; case "$1" in
+      status) [[ -f "$STACK_DIR/up.$2" ]] ;; start) touch "$STACK_DIR/up.$2" ;; stop) rm -f "$STACK_DIR/up.$2" ;; esac; }`;
+    writeFileSync(path.join(dir, 'up.es'), ''); // running before any npm start
+    // A run that starts Orthanc and Redis, then is killed (no cleanup).
+    const killed = bash(`source deploy/local/run.sh; ${fakeStack}; start_service orthanc; start_service redis; start_service es`, dir);
+    assert.equal(killed.status, 0, killed.stderr);
+    assert.match(killed.stdout, /es already running; leaving it running on exit/);
+    assert.equal(readFileSync(path.join(dir, 'run.services'), 'utf8'), 'orthanc\nredis\n');
+    // The next run finds all three running: it owns what the killed run started, not Elasticsearch.
+    writeFileSync(path.join(dir, 'calls'), '');
+    const next = bash(
+      `source deploy/local/run.sh; ${fakeStack}; start_service orthanc; start_service redis; start_service es; cleanup`,
+      dir,
+    );
+    assert.equal(next.status, 0, next.stderr);
+    assert.match(next.stdout, /redis left running by an earlier npm start that did not stop; this run stops it on exit/);
+    assert.deepEqual(readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n'), [
+      'status orthanc',
+      'status redis',
+      'status es',
+      'stop redis',
+      'stop orthanc',
+    ]);
+    assert.ok(!existsSync(path.join(dir, 'run.services')), 'a clean exit leaves nothing to take over');
+    assert.ok(existsSync(path.join(dir, 'up.es')), 'the service running before any run still runs');
+  });
+
   it("points /ui's viewer links at the viewer port it serves", () => {
     const { dir } = stackDir();
     const r = bash('source deploy/local/run.sh; printf "%s\\n" "${APP_ENV[@]}"', dir, { CBMIR_OHIF_PORT: '3001' });
