@@ -7,8 +7,11 @@
  *   GET {pacs}/studies?StudyInstanceUID=uid1,uid2,…&includefield=0020000D&limit=n
  * (UID list matching, PS3.18 §8.3.4.1 / PS3.4 C.2.2.2.2; Orthanc 1.10 with
  * DICOMweb plugin 1.7 accepts the comma-separated form, not the backslash one —
- * checked against the test stack) — and keep the studies it lists. A 401/403
- * means "none". Verdicts are cached per (sha256(credential), study) for a short
+ * checked against the test stack) — and keep the studies it lists. A 401 refuses
+ * the credential, so every study asked. A 403 for a list may refuse one study of
+ * it (an authorization plugin refuses the whole request), so each study of a
+ * refused list is asked again alone before any is called forbidden.
+ * Verdicts are cached per (sha256(credential), study) for a short
  * TTL in a bounded LRU; the studies not cached of all concurrent requests are
  * asked together (at most PARALLEL_QIDOS QIDOs in flight, the rest queue and
  * go out as one), so a burst of queries costs few QIDOs.
@@ -36,6 +39,10 @@ export type AccessVerdict = 'yes' | 'no' | 401 | 403;
 const UIDS_PER_QIDO = 50;
 /** Access QIDOs in flight at once (all callers together); more studies wait and go out batched. */
 const PARALLEL_QIDOS = 2;
+/** Single-study QIDOs in flight at once when a list was refused: bounded like the batches. */
+const PARALLEL_REASKS = PARALLEL_QIDOS;
+/** What a client is asked to log in with when the PACS's 401 said nothing of how. */
+export const FALLBACK_CHALLENGE = 'Basic realm="cbmir"';
 const PATIENT_NAME = '00100010';
 
 export interface AccessCheckerOptions {
@@ -56,6 +63,8 @@ export interface PatientInfo {
 export interface StudyAccess {
   readonly verdict: AccessVerdict;
   readonly patient?: PatientInfo;
+  /** With 401: the PACS's WWW-Authenticate, when it sent one. */
+  readonly challenge?: string;
 }
 
 /** One study to ask about, with the caller's credential (key) and the header to ask with. */
@@ -172,52 +181,85 @@ export class AccessChecker {
     } catch (err) {
       throw pacsProblem(err);
     }
-    if (found.length === 0) throwUnlessReadable('no', what);
+    if (found.length === 0) throw notFound(what);
   }
 
   /** Verdict for one study; throws the problem a caller should see unless readable. */
   async requireReadable(study: string, caller: Caller, what: string): Promise<void> {
-    const v = (await this.check([study], caller)).get(study);
-    throwUnlessReadable(v ?? 'no', what);
+    throwUnlessReadable((await this.checkStudies([study], caller)).get(study) ?? { verdict: 'no' }, what);
   }
 
+  /**
+   * Verdicts for `studies` that each hold for its study alone (so they may be cached): a 403 of a
+   * list is not taken for each of its studies, which are asked again one by one instead.
+   */
   private async ask(studies: string[], caller: Caller): Promise<Map<string, StudyAccess>> {
-    this.qidoCount++;
-    const out = new Map<string, StudyAccess>();
     try {
-      const found = await this.pacs.qido(
-        '/studies',
-        {
-          StudyInstanceUID: studies.join(','),
-          includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
-          limit: studies.length,
-        },
-        caller,
-      );
-      const readable = new Map<string, StudyAccess>();
-      for (const d of found) {
-        const uid = stringValue(d, TAG.StudyInstanceUID);
-        if (!uid) continue;
-        const patientName = this.opts.withPatient ? stringValue(d, PATIENT_NAME) : undefined;
-        const patientId = this.opts.withPatient ? stringValue(d, TAG.PatientID) : undefined;
-        const patient = { ...(patientName ? { patientName } : {}), ...(patientId ? { patientId } : {}) };
-        readable.set(uid, { verdict: 'yes', ...(this.opts.withPatient ? { patient } : {}) });
-      }
-      for (const s of studies) out.set(s, readable.get(s) ?? { verdict: 'no' });
+      return await this.askList(studies, caller);
     } catch (err) {
-      if (err instanceof PacsHttpError && (err.status === 401 || err.status === 403)) {
-        for (const s of studies) out.set(s, { verdict: err.status as 401 | 403 });
-      } else throw pacsProblem(err);
+      if (!(err instanceof PacsHttpError && (err.status === 401 || err.status === 403))) throw pacsProblem(err);
+      if (err.status === 403 && studies.length > 1) return this.askEachAlone(studies, caller);
+      const refused: StudyAccess =
+        err.status === 401 && err.challenge ? { verdict: 401, challenge: err.challenge } : { verdict: err.status };
+      return new Map(studies.map((s) => [s, refused]));
     }
+  }
+
+  private async askEachAlone(studies: string[], caller: Caller): Promise<Map<string, StudyAccess>> {
+    const out = new Map<string, StudyAccess>();
+    const left = [...studies];
+    const worker = async (): Promise<void> => {
+      for (let s = left.shift(); s !== undefined; s = left.shift()) {
+        for (const [uid, a] of await this.ask([s], caller)) out.set(uid, a);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_REASKS, left.length) }, worker));
     return out;
+  }
+
+  /** One QIDO for the list; a refusal is thrown (PacsHttpError) for ask() to judge. */
+  private async askList(studies: string[], caller: Caller): Promise<Map<string, StudyAccess>> {
+    this.qidoCount++;
+    const found = await this.pacs.qido(
+      '/studies',
+      {
+        StudyInstanceUID: studies.join(','),
+        includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
+        limit: studies.length,
+      },
+      caller,
+    );
+    const readable = new Map<string, StudyAccess>();
+    for (const d of found) {
+      const uid = stringValue(d, TAG.StudyInstanceUID);
+      if (!uid) continue;
+      const patientName = this.opts.withPatient ? stringValue(d, PATIENT_NAME) : undefined;
+      const patientId = this.opts.withPatient ? stringValue(d, TAG.PatientID) : undefined;
+      const patient = { ...(patientName ? { patientName } : {}), ...(patientId ? { patientId } : {}) };
+      readable.set(uid, { verdict: 'yes', ...(this.opts.withPatient ? { patient } : {}) });
+    }
+    return new Map(studies.map((s) => [s, readable.get(s) ?? { verdict: 'no' }]));
   }
 }
 
+/** A 401 of the PACS, with its challenge for the answer's WWW-Authenticate (wwwAuthenticate()). */
+export class PacsUnauthorized extends HttpProblem {
+  constructor(readonly challenge: string | undefined) {
+    super('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
+  }
+}
+
+/** The WWW-Authenticate of an answer with this problem: the PACS's challenge where it sent one. */
+export function wwwAuthenticate(problem: HttpProblem): string | undefined {
+  if (problem.code !== 'UNAUTHORIZED') return undefined;
+  return (problem instanceof PacsUnauthorized ? problem.challenge : undefined) ?? FALLBACK_CHALLENGE;
+}
+
 /** 401/403 pass through as problems; "not found with your credentials" is a plain 404. */
-export function throwUnlessReadable(v: AccessVerdict, what: string): void {
-  if (v === 'yes') return;
-  if (v === 401) throw new HttpProblem('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
-  if (v === 403) throw new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
+export function throwUnlessReadable(a: StudyAccess, what: string): void {
+  if (a.verdict === 'yes') return;
+  if (a.verdict === 401) throw new PacsUnauthorized(a.challenge);
+  if (a.verdict === 403) throw new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
   throw notFound(what);
 }
 
@@ -242,7 +284,7 @@ export function pacsQueryProblem(err: unknown): HttpProblem {
 export function pacsProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;
   if (err instanceof PacsHttpError) {
-    if (err.status === 401) return new HttpProblem('UNAUTHORIZED', 'the PACS asks for credentials (send Authorization as for DICOMweb)');
+    if (err.status === 401) return new PacsUnauthorized(err.challenge);
     if (err.status === 403) return new HttpProblem('FORBIDDEN', 'the PACS refuses these credentials access');
     return new HttpProblem('UPSTREAM_UNREACHABLE', `the PACS answered ${err.status}`);
   }

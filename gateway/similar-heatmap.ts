@@ -25,13 +25,14 @@ import type { Request, Response } from 'express';
 import type { Config } from '../core/config.js';
 import { HttpProblem, isValidUid } from '../core/errors.js';
 import { HeatmapRequester } from '../core/heatmap/requester.js';
+import { JobUnavailable } from '../core/queue/job-requester.js';
 import { clampCosine, round6, scoreFromCosine } from '../core/similar/score.js';
 import { MAX_UPLOAD_BYTES, type HeatmapSide } from '../core/jobs.js';
 import type { Logger } from '../core/log.js';
 import type { VectorIndex } from '../core/index/types.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { Gateway } from './server.js';
-import type { AccessChecker } from './similar-access.js';
+import { wwwAuthenticate, type AccessChecker } from './similar-access.js';
 import { settleUnreadBody } from './body-limit.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
@@ -148,12 +149,13 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       });
     } catch (err) {
       const problem = toProblem(err);
-      if (problem.status >= 500 && !(err instanceof HttpProblem)) {
-        ((res.locals.log as Logger | undefined) ?? deps.logger).error({ err: (err as Error)?.message }, '/similar/heatmap failed');
-      }
+      const log = (res.locals.log as Logger | undefined) ?? deps.logger;
+      if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, '/similar/heatmap failed');
+      if (err instanceof JobUnavailable) log.warn({ reason: err.reason }, '/similar/heatmap: no heatmap');
       const headers: Record<string, string> = {};
       if (typeof problem.extra.retryAfter === 'number') headers['retry-after'] = String(problem.extra.retryAfter);
-      if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
+      const challenge = wwwAuthenticate(problem);
+      if (challenge) headers['www-authenticate'] = challenge;
       // An unread upload is read and dropped, not cut: closing under it makes the client see a
       // reset instead of this answer (as for POST /similar).
       if (upload && !req.readableEnded) settleUnreadBody(req, headers);

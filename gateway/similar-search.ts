@@ -71,7 +71,7 @@ const MAX_ROUNDS = 5;
 export interface SimilarSearchDeps {
   readonly index: VectorIndex;
   readonly access: AccessChecker;
-  readonly embed: EmbedRequester;
+  readonly embed: Pick<EmbedRequester, 'embed'>;
   /** Model version of this deployment's manifest (used when the index has no live version yet). */
   readonly modelVersion: string;
   readonly log: Logger;
@@ -196,16 +196,18 @@ export class SimilarSearch {
       accessMs += performance.now() - t1;
       // Nothing is answered (not even "no results", nor a 503 below) before the query study is
       // known readable, and in the words used for a missing instance, which it must not differ from.
-      if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0])?.verdict ?? 'no', 'the instance');
+      if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0]) ?? { verdict: 'no' }, 'the instance');
       // While nothing has been readable yet, a 401 refuses the credentials, not a study, and so
       // does a 403 for every study asked. Taken as "cannot read these" they gave an expired login
       // 200 and no results, after every round of widening (an upload has no query study to be
-      // refused on first). Once something was readable, a refusal is about those studies only
-      // (an access QIDO gives all of its ≤ 50 studies its status), and they are dropped.
-      const verdicts = [...access.values()].map((a) => a.verdict);
-      if (!anyReadable && verdicts.includes(401)) throwUnlessReadable(401, 'the PACS');
-      if (!anyReadable && verdicts.length > 0 && verdicts.every((v) => v === 403)) throwUnlessReadable(403, 'the PACS');
-      if (verdicts.includes('yes')) anyReadable = true;
+      // refused on first). Once something was readable, a refusal is about those studies only,
+      // and they are dropped.
+      const verdicts = [...access.values()];
+      const unauthorized = verdicts.find((a) => a.verdict === 401);
+      if (!anyReadable && unauthorized) throwUnlessReadable(unauthorized, 'the PACS');
+      if (!anyReadable && verdicts.length > 0 && verdicts.every((a) => a.verdict === 403))
+        throwUnlessReadable({ verdict: 403 }, 'the PACS');
+      if (verdicts.some((a) => a.verdict === 'yes')) anyReadable = true;
       // A query embedded while the live version was swapped: its vector and the index come from
       // two models, and a ranking across them means nothing. Ask again (it takes seconds).
       const searched = hits[0]?.doc.modelVersion;

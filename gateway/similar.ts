@@ -28,13 +28,15 @@ import type { Logger } from '../core/log.js';
 import type { VectorIndex } from '../core/index/types.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { EmbedRequester } from '../core/similar/embed-requester.js';
+import { JobUnavailable } from '../core/queue/job-requester.js';
 import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
 import { settleUnreadBody } from './body-limit.js';
 import { basicAuthorization, mergeVary } from './headers.js';
 import { sendProblem, toProblem } from './problem.js';
 import { DERIVED_BASE_VARY, derivePublicBase, fixedPublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { AccessChecker } from './similar-access.js';
+import { AccessChecker, wwwAuthenticate } from './similar-access.js';
+import { CredentialProbe } from './similar-credentials.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
@@ -52,6 +54,8 @@ export interface SimilarDeps {
   readonly queueNamespace?: string;
   /** Upload bound; default MAX_UPLOAD_BYTES (tests lower it). */
   readonly maxUploadBytes?: number;
+  /** Who computes query vectors; an EmbedRequester on config.redisUrl otherwise (tests answer without Redis). */
+  readonly embed?: Pick<EmbedRequester, 'embed' | 'close'>;
 }
 
 export interface SimilarHandle {
@@ -107,11 +111,14 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     defaultAuthorization,
     withPatient: config.showPatient,
   });
-  const embed = new EmbedRequester({
-    redisUrl: config.redisUrl,
-    timeoutMs: config.similar.embedTimeoutMs,
-    ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
-  });
+  const credentials = new CredentialProbe(pacs, { ttlMs: config.similar.accessCacheMs, maxEntries: config.similar.accessCacheEntries });
+  const embed =
+    deps.embed ??
+    new EmbedRequester({
+      redisUrl: config.redisUrl,
+      timeoutMs: config.similar.embedTimeoutMs,
+      ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
+    });
   const search = new SimilarSearch({
     index,
     access,
@@ -185,13 +192,14 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     } catch (err) {
       const problem = toProblem(err);
       outcome = problem.code.toLowerCase();
-      if (problem.status >= 500 && !(err instanceof HttpProblem)) {
-        ((res.locals.log as Logger | undefined) ?? logger).error({ err: (err as Error)?.message }, '/similar failed');
-      }
+      const log = (res.locals.log as Logger | undefined) ?? logger;
+      if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, '/similar failed');
+      if (err instanceof JobUnavailable) log.warn({ reason: err.reason }, '/similar: no query vector');
       const headers: Record<string, string> = {};
       const retryAfter = problem.extra.retryAfter;
       if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
-      if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
+      const challenge = wwwAuthenticate(problem);
+      if (challenge) headers['www-authenticate'] = challenge;
       // An unread request body must not be taken for the next request on this connection. It is
       // read and dropped (then the socket closed, bounded), not cut: closing under an upload
       // makes the client see a reset instead of this answer.
@@ -228,10 +236,12 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       req,
       res,
       'upload',
-      async () => {
+      async (_params, caller) => {
         // Validate the media type (and a multipart boundary) before reading a byte of the body.
         const ct = req.headers['content-type'];
         uploadBoundary(ct);
+        // A caller the PACS refuses holds no slot, nor a worker's time, for the search it would be refused.
+        await credentials.require(caller);
         // Each upload holds its body and a base64 copy (in memory and in a Redis job) until a worker
         // has embedded it: bounded, so that a burst of large uploads cannot exhaust either.
         const release = uploads.acquire();

@@ -13,7 +13,7 @@
  * caller.ts's NOT_IDENTITY), and entries expire after CACHE_TTL_MS: one user's thumbnail is
  * never served to another, and a revoked permission stops being served soon.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { HttpProblem } from '../core/errors.js';
 import { takeAcceptParam } from './accept.js';
 import { callerKey } from './caller.js';
@@ -79,12 +79,14 @@ export class ThumbnailService {
       send(res, 200, hit.contentType, hit.body, 'HIT');
       return;
     }
-    const headers = upstreamRequestHeaders(req.headers, {
-      host: this.endpoint.hostHeader,
-      defaultAuthorization: this.ctx.defaultAuthorization,
-      accept: mediaType,
-      hasBody: false,
-    });
+    const headers = renderedRequestHeaders(
+      upstreamRequestHeaders(req.headers, {
+        host: this.endpoint.hostHeader,
+        defaultAuthorization: this.ctx.defaultAuthorization,
+        accept: mediaType,
+        hasBody: false,
+      }),
+    );
     const abort = this.ctx.upstream.send(
       { endpoint: this.endpoint, method: 'GET', path: renderedPath, headers, body: null },
       (err, ures) => {
@@ -124,10 +126,16 @@ export class ThumbnailService {
           const body = Buffer.concat(chunks, size);
           const status = ures.statusCode ?? 502;
           const ct = ures.headers['content-type'] ?? (status === 200 ? mediaType : 'application/octet-stream');
-          if (status === 200 && body.length <= MAX_CACHED_BYTES)
+          // Encoded although identity was asked for: passed on as it came, never cached.
+          const encoding = ures.headers['content-encoding'];
+          const encoded = encoding !== undefined && encoding.toLowerCase() !== 'identity';
+          if (status === 200 && !encoded && body.length <= MAX_CACHED_BYTES)
             this.cache.set(key, { contentType: ct, body, expires: Date.now() + CACHE_TTL_MS });
           const challenge = ures.headers['www-authenticate'];
-          send(res, status, ct, body, 'MISS', challenge === undefined ? {} : { 'www-authenticate': challenge });
+          send(res, status, ct, body, 'MISS', {
+            ...(challenge === undefined ? {} : { 'www-authenticate': challenge }),
+            ...(encoded ? { 'content-encoding': encoding } : {}),
+          });
         });
       },
     );
@@ -135,6 +143,20 @@ export class ThumbnailService {
       if (!res.writableFinished) abort();
     });
   }
+}
+
+/** Request headers that would make the PACS answer something other than the whole image, as is. */
+const NOT_FOR_RENDERED = ['range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since'];
+
+/**
+ * The body is served as it came to every caller with the same credentials, from the cache too,
+ * without the PACS's Content-Encoding: so it must be the image itself, whole, and unencoded
+ * (Orthanc ≤ 1.12.1 gzips any answer to a client that accepts it, with HttpCompressionEnabled).
+ */
+function renderedRequestHeaders(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ...headers, 'accept-encoding': 'identity' };
+  for (const name of NOT_FOR_RENDERED) delete out[name];
+  return out;
 }
 
 function checkViewport(viewport: string): void {

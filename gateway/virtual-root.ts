@@ -48,7 +48,7 @@ import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { sendProblem, toProblem } from './problem.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { notFound, pacsProblem, pacsQueryProblem } from './similar-access.js';
+import { notFound, pacsProblem, pacsQueryProblem, wwwAuthenticate } from './similar-access.js';
 import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
@@ -190,7 +190,8 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
       const headers: Record<string, string> = {};
       const retryAfter = problem.extra.retryAfter;
       if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
-      if (problem.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Basic realm="cbmir"';
+      const challenge = wwwAuthenticate(problem);
+      if (challenge) headers['www-authenticate'] = challenge;
       sendProblem(res, problem, headers);
     });
   });

@@ -30,6 +30,8 @@ export class PacsHttpError extends Error {
   constructor(
     readonly status: number,
     readonly path: string,
+    /** The PACS's WWW-Authenticate: a client asked to log in must be told the PACS's scheme and realm, not ours. */
+    readonly challenge?: string,
   ) {
     super(`PACS answered ${status} for ${path.split('?')[0]}`);
     this.name = 'PacsHttpError';
@@ -150,7 +152,12 @@ export class PacsClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
-  private async get(path: string, accept: string, call: CallOptions, maxBytes?: number): Promise<{ status: number; contentType: string; body: Buffer }> {
+  private async get(
+    path: string,
+    accept: string,
+    call: CallOptions,
+    maxBytes?: number,
+  ): Promise<{ status: number; contentType: string; body: Buffer; challenge: string | undefined }> {
     const authorization = call.authorization ?? this.fallbackAuth;
     const res = await this.pool.request({
       method: 'GET',
@@ -162,7 +169,10 @@ export class PacsClient {
     });
     const body = await readBody(res.body, res.headers['content-length'], path, maxBytes);
     const ct = res.headers['content-type'];
-    return { status: res.statusCode, contentType: Array.isArray(ct) ? (ct[0] ?? '') : (ct ?? ''), body };
+    const wa = res.headers['www-authenticate'];
+    // Several challenges are one list (RFC 9110 §11.6.1), so they travel joined.
+    const challenge = Array.isArray(wa) ? wa.join(', ') : wa;
+    return { status: res.statusCode, contentType: Array.isArray(ct) ? (ct[0] ?? '') : (ct ?? ''), body, challenge };
   }
 
   /** QIDO-RS search; `path` like "/studies" or "/studies/{uid}/instances". [] on 204. */
@@ -172,7 +182,7 @@ export class PacsClient {
     const full = qs.size ? `${path}?${qs}` : path;
     const r = await this.get(full, 'application/dicom+json', call);
     if (r.status === 204 || (r.status === 200 && r.body.length === 0)) return [];
-    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path, r.challenge);
     return JSON.parse(r.body.toString('utf8')) as DicomJsonDataset[];
   }
 
@@ -180,7 +190,7 @@ export class PacsClient {
   async retrieveInstance(study: string, series: string, sop: string, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<Uint8Array> {
     const path = `/studies/${study}/series/${series}/instances/${sop}`;
     const r = await this.get(path, 'multipart/related; type="application/dicom"; transfer-syntax=*', call, opts.maxBytes);
-    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path, r.challenge);
     return onlyPart(r, 'an instance').bytes;
   }
 
@@ -188,7 +198,7 @@ export class PacsClient {
   async retrieveMetadata(study: string, series: string, sop: string, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<DicomJsonDataset> {
     const path = `/studies/${study}/series/${series}/instances/${sop}/metadata`;
     const r = await this.get(path, 'application/dicom+json', call, opts.maxBytes);
-    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path, r.challenge);
     const [dataset] = JSON.parse(r.body.toString('utf8')) as DicomJsonDataset[];
     if (!dataset || typeof dataset !== 'object') throw new Error('WADO-RS metadata answer held no dataset');
     return dataset;
@@ -202,7 +212,7 @@ export class PacsClient {
   async retrieveFrame(study: string, series: string, sop: string, frame: number, call: CallOptions = {}, opts: RetrieveOptions = {}): Promise<StoredFrame> {
     const path = `/studies/${study}/series/${series}/instances/${sop}/frames/${frame}`;
     const r = await this.get(path, 'multipart/related; type="application/octet-stream"; transfer-syntax=*', call, opts.maxBytes);
-    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path, r.challenge);
     const part = onlyPart(r, 'a frame');
     const transferSyntaxUid = transferSyntaxOf(part.headers['content-type']) ?? transferSyntaxOf(r.contentType);
     if (!transferSyntaxUid) throw new Error(`WADO-RS answer for a frame names no transfer syntax (${part.headers['content-type'] ?? r.contentType})`);
@@ -218,7 +228,7 @@ export class PacsClient {
     if (!u.pathname.startsWith(`${this.basePath}/`)) throw new Error(`BulkDataURI outside the PACS's DICOMweb root: ${u.pathname}`);
     const path = u.pathname.slice(this.basePath.length) + u.search;
     const r = await this.get(path, 'multipart/related; type="application/octet-stream"', call, opts.maxBytes);
-    if (r.status !== 200) throw new PacsHttpError(r.status, path);
+    if (r.status !== 200) throw new PacsHttpError(r.status, path, r.challenge);
     return /^multipart\//i.test(r.contentType) ? onlyPart(r, 'bulk data').bytes : new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.length);
   }
 

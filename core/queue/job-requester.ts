@@ -6,7 +6,9 @@
  *   Redis down / not answering → EMBED_UNAVAILABLE (503) at once: the producer
  *                                connection has no offline queue (core/queue/redis.ts)
  *   no answer in time          → EMBED_TIMEOUT (503) with Retry-After
- *   job failed                 → EMBED_UNAVAILABLE with the worker's reason
+ *   job failed                 → EMBED_UNAVAILABLE; the worker's reason only when it is a
+ *                                decode refusal (the image's fault), else a generic detail
+ *                                and the reason on JobUnavailable for the route to log
  *
  * The event stream is created at first use (BullMQ 6's QueueEvents.close() waits for
  * a first connection that never comes when Redis was down from the start) and reads
@@ -24,6 +26,27 @@ import { producerConnection, quiet, workerConnection } from './redis.js';
 
 /** Upper bound on enqueueing alone: a Redis that accepts connections but does not answer must not hold a request. */
 const ENQUEUE_TIMEOUT_MS = 2_000;
+
+/**
+ * A worker's refusal to decode the image ("decode: CODE: reason", workers/index-worker.ts): the
+ * client's own image is at fault, and docs/api.md promises the reason.
+ */
+const DECODE_REFUSAL = /^decode: /;
+/** DICOM UIDs (≥ 5 components: an IPv4 address has 4) are identifiers of patients' images. */
+const UID_IN_TEXT = /\b\d+(?:\.\d+){4,}\b/g;
+
+/**
+ * EMBED_UNAVAILABLE whose cause is the service's own (Redis or the PACS unreachable, an index
+ * name, a missing model file): the client learns that it failed, the logs learn why (`reason`,
+ * UIDs blanked), and no internal address reaches a client.
+ */
+export class JobUnavailable extends HttpProblem {
+  readonly reason: string;
+  constructor(detail: string, reason: string, retryAfter: number) {
+    super('EMBED_UNAVAILABLE', detail, { retryAfter });
+    this.reason = reason.slice(0, 500).replace(UID_IN_TEXT, '<uid>');
+  }
+}
 
 /** Seconds a client should wait before asking again after a timeout. */
 export function retryAfterSeconds(timeoutMs: number): number {
@@ -89,7 +112,11 @@ export class JobRequester<D, R> {
       events = await withDeadline(this.eventStream(), bound);
       job = await withDeadline(o.add(this.queue), bound);
     } catch (err) {
-      throw new HttpProblem('EMBED_UNAVAILABLE', `cannot queue the ${o.what} (${(err as Error).message})`, { retryAfter });
+      throw new JobUnavailable(
+        `cannot queue the ${o.what}: the job queue is unavailable`,
+        (err as Error).message ?? String(err),
+        retryAfter,
+      );
     }
     try {
       return (await job.waitUntilFinished(events, Math.max(1, deadline - Date.now()))) as R;
@@ -98,7 +125,9 @@ export class JobRequester<D, R> {
       if (/timed out before finishing/.test(msg) || Date.now() >= deadline) {
         throw new HttpProblem('EMBED_TIMEOUT', `no ${o.what} within ${o.timeoutMs} ms; try again`, { retryAfter });
       }
-      throw new HttpProblem('EMBED_UNAVAILABLE', `the ${o.what} job failed: ${msg.slice(0, 300)}`, { retryAfter });
+      if (DECODE_REFUSAL.test(msg))
+        throw new HttpProblem('EMBED_UNAVAILABLE', `the ${o.what} job failed: ${msg.slice(0, 300)}`, { retryAfter });
+      throw new JobUnavailable(`the ${o.what} job failed`, msg, retryAfter);
     } finally {
       if (o.removeAfter) await job.remove().catch(() => undefined);
     }

@@ -6,7 +6,7 @@
  *   StudyInstanceUID     UID (by-UIDs form of GET /similar)  —
  *   SeriesInstanceUID    UID                                 —
  *   SOPInstanceUID       UID                                 —
- *   limit                integer 1 … 100                     10
+ *   limit                integer 1 … 100                     10 (or the maximum, when lower)
  *                        (up to CBMIR_SIMILAR_MAX_LIMIT ≤ 10000 when configured: evaluation reads full rankings)
  *   groupBy              instance | series | study           instance
  *   excludeSameStudy     true | false | 1 | 0                true
@@ -66,7 +66,8 @@ function parseBool(name: string, v: string | undefined, dflt: boolean): boolean 
 }
 
 function parseLimit(v: string | undefined, max: number): number {
-  if (v === undefined) return DEFAULT_LIMIT;
+  // A deployment that bounds a search below the default bounds the default too.
+  if (v === undefined) return Math.min(DEFAULT_LIMIT, max);
   if (!/^[0-9]{1,6}$/.test(v)) throw bad(`limit must be an integer from 1 to ${max}`);
   const n = Number(v);
   if (n < 1 || n > max) throw bad(`limit must be an integer from 1 to ${max}`);

@@ -67,6 +67,12 @@ describe('parseSimilarParams', () => {
     assert.match(p.detail ?? '', /1 to 10000/);
   });
 
+  test('limit: a configured maximum below the default bounds the default too (never more results than an explicit limit may ask)', () => {
+    assert.equal(parseSimilarParams(qs(''), { allowUids: false, maxLimit: 5 }).limit, 5);
+    assert.equal(problem(() => parseSimilarParams(qs(`limit=${DEFAULT_LIMIT}`), { allowUids: false, maxLimit: 5 })).code, 'BAD_PARAM');
+    assert.equal(parseSimilarParams(qs(''), { allowUids: false, maxLimit: 50 }).limit, DEFAULT_LIMIT);
+  });
+
   test('unknown and repeated parameters are refused, naming them', () => {
     const p = problem(() =>
       parseSimilarParams(qs('limit=5&excludeSamePatients=false'), {
