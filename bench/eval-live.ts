@@ -4,7 +4,7 @@
  * worker embeds with: CBMIR_MODEL (a manifest.json or .onnx), else the shipped one.
  *
  *   tsx bench/eval-live.ts [--dataset DIR] [--query-fold 5] [--concurrency 4]
- *                          [--no-compare] [--no-report]
+ *                          [--no-compare] [--no-report] [--help]
  *
  * 1. `cbmir load` STOWs the database patients (every fold but the query fold) and then
  *    the held-out patients (the query fold) of DIR (default: CBMIR_EVAL_DATASET, else
@@ -42,11 +42,10 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { loadModelManifest } from '../core/model-manifest.js';
 import { readDataset, type PlannedInstance } from '../workers/load/dataset.js';
-import { intSetting, orUsageExit, portFromEnv } from './lib/args.js';
+import { benchCli, intSetting, orUsageExit, portFromEnv } from './lib/args.js';
 import type { StartedChild } from './lib/child.js';
 import { datasetDir } from './lib/datasets.js';
 import {
@@ -67,15 +66,27 @@ import { onInterrupt } from './lib/interrupt.js';
 import { rankMetrics } from './lib/rank-metrics.js';
 import { markdownTable, numberRanges, upsertSection } from './lib/report.js';
 
-const { values: a } = parseArgs({
-  options: {
-    dataset: { type: 'string', default: process.env.CBMIR_EVAL_DATASET || datasetDir('figshare-cheng') },
-    'query-fold': { type: 'string', default: '5' },
-    concurrency: { type: 'string', default: '4' },
-    'no-compare': { type: 'boolean', default: false },
-    'no-report': { type: 'boolean', default: false },
+const a = benchCli(
+  'eval:live',
+  `usage: npm run eval:live -- [options]   (or: npm run bench -- eval-live [options])
+
+The model's retrieval figures (mAP, P@10, P@1) measured through the live /similar API,
+compared with \`npm run eval:model\` on the same fold. Loads the dataset through the gateway
+first unless the index holds it. Prints one JSON line; writes the "Live retrieval" section
+of docs/benchmarks.md. Ports and services: see bench/eval-live.ts.`,
+  {
+    dataset: {
+      type: 'string',
+      default: process.env.CBMIR_EVAL_DATASET || datasetDir('figshare-cheng'),
+      value: 'DIR',
+      help: 'dataset folder (labels.csv with folds)',
+    },
+    'query-fold': { type: 'string', default: '5', value: 'N', help: 'the held-out fold queried' },
+    concurrency: { type: 'string', default: '4', value: 'N', help: 'queries in flight' },
+    'no-compare': { type: 'boolean', help: 'do not run eval:model' },
+    'no-report': { type: 'boolean', help: 'print the JSON only; leave docs/ alone' },
   },
-});
+);
 const env = process.env;
 const setting = <T>(f: () => T): T => orUsageExit('eval:live', f);
 const QUERY_FOLD = setting(() => intSetting('--query-fold', a['query-fold'], 0));
@@ -187,14 +198,22 @@ async function main(): Promise<void> {
           if (dbUids.has(h.sopInstanceUid)) rel.push(inst.className === q.className);
         }
         const unfiltered = hits.slice(0, 10).filter((h) => byUid.get(h.sopInstanceUid)?.className === q.className).length / 10;
-        perQuery[k] = { className: q.className, ...rankMetrics(rel, relevantCount.get(q.className) ?? 0), p10Unfiltered: unfiltered, returned: rel.length };
-        if (++done % 100 === 0) log(`  ${done}/${queries.length} queries (${((Date.now() - t0) / done).toFixed(0)} ms each, ${CONCURRENCY} in flight)`);
+        perQuery[k] = {
+          className: q.className,
+          ...rankMetrics(rel, relevantCount.get(q.className) ?? 0),
+          p10Unfiltered: unfiltered,
+          returned: rel.length,
+        };
+        if (++done % 100 === 0)
+          log(`  ${done}/${queries.length} queries (${((Date.now() - t0) / done).toFixed(0)} ms each, ${CONCURRENCY} in flight)`);
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, lane));
     const queryS = (Date.now() - t0) / 1000;
     const short = perQuery.filter((p) => p.returned < database.length).length;
-    log(`${queries.length} queries in ${queryS.toFixed(0)} s; rankings short of the whole database: ${short}; results from outside this dataset: ${unknownHits}; label mismatches: ${labelMismatch}`);
+    log(
+      `${queries.length} queries in ${queryS.toFixed(0)} s; rankings short of the whole database: ${short}; results from outside this dataset: ${unknownHits}; label mismatches: ${labelMismatch}`,
+    );
 
     const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
     const block = (ps: PerQuery[]) => ({
@@ -219,9 +238,14 @@ async function main(): Promise<void> {
       dataset: a.dataset,
     };
     const pct = (x: number): string => (100 * x).toFixed(2);
-    const lines = [`eval:live — ${result.protocol}`, `${'class'.padEnd(12)}${'n'.padStart(6)}  ${'mAP'.padStart(7)}  ${'P@1'.padStart(7)}  ${'P@5'.padStart(7)}  ${'P@10'.padStart(7)}`];
+    const lines = [
+      `eval:live — ${result.protocol}`,
+      `${'class'.padEnd(12)}${'n'.padStart(6)}  ${'mAP'.padStart(7)}  ${'P@1'.padStart(7)}  ${'P@5'.padStart(7)}  ${'P@10'.padStart(7)}`,
+    ];
     for (const [c, b] of [...Object.entries(result.per_class), ['overall', overall] as const]) {
-      lines.push(`${c.padEnd(12)}${String(b.n_queries).padStart(6)}  ${pct(b.map).padStart(7)}  ${pct(b.p1).padStart(7)}  ${pct(b.p5).padStart(7)}  ${pct(b.p10).padStart(7)}`);
+      lines.push(
+        `${c.padEnd(12)}${String(b.n_queries).padStart(6)}  ${pct(b.map).padStart(7)}  ${pct(b.p1).padStart(7)}  ${pct(b.p5).padStart(7)}  ${pct(b.p10).padStart(7)}`,
+      );
     }
     process.stdout.write(`${lines.join('\n')}\n`);
 
@@ -329,7 +353,21 @@ function writeReport(
         ` fold-${ctx.queryFold} results (other held-out patients) dropped client-side by their deterministic UIDs, so the database is exactly eval:model's (same model, \`--query-fold ${ctx.queryFold}\`). Metrics as models/train/metrics.py.` +
         ` ${live.n_queries} queries in ${queryS.toFixed(0)} s; rankings shorter than the database: ${live.short_rankings}.`,
       '',
-      markdownTable(['class', 'queries', 'mAP live %', 'mAP eval:model %', 'Δ', 'P@10 live %', 'P@10 eval:model %', 'Δ', 'P@1 live %', 'P@1 eval:model %'], rows),
+      markdownTable(
+        [
+          'class',
+          'queries',
+          'mAP live %',
+          'mAP eval:model %',
+          'Δ',
+          'P@10 live %',
+          'P@10 eval:model %',
+          'Δ',
+          'P@1 live %',
+          'P@1 eval:model %',
+        ],
+        rows,
+      ),
       '',
       gap === undefined
         ? 'eval:model was not run (--no-compare).'

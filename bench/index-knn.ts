@@ -2,11 +2,14 @@
  * Vector index benchmark (not a test): kNN latency of both backends at 10k and 100k
  * documents, and recall@k of Elasticsearch's approximate search (HNSW float vs int8,
  * with and without re-scoring) against exact search. Prints one JSON object as its last
- * line; bench:similar and docs/index.md take their numbers from it.
+ * line and writes the "Index kNN (bench:index-knn)" section of docs/benchmarks.md (unless
+ * --no-report, or nothing was measured); bench:similar and docs/index.md take their
+ * numbers from it.
  *
  *   tsx bench/index-knn.ts [--sizes 10000,100000] [--queries 200] [--dims 256] [--k 10]
  *                          [--types hnsw,int8_hnsw] [--es URL|none] [--real] [--no-embedded]
  *                          [--candidates 100,200,400] [--m 16] [--ef 100] [--jitter N]
+ *                          [--no-report] [--help]
  *
  * --es defaults to CBMIR_ES_URL, then CBMIR_TEST_ES_URL; "none" skips Elasticsearch.
  * --real adds a dataset of real embeddings: the images of figshare-cheng and ixi-normal in
@@ -19,44 +22,52 @@
  * Every numeric option is checked before anything runs (exit 2 naming it): --k must not
  * exceed any --candidates value (num_candidates ≥ k) nor the smallest size.
  *
- * Latency is sequential (one query at a time, after 20 warm-up queries), measured in this
+ * Latency is sequential (one query at a time, after 20 warm-up queries: stored vectors,
+ * never one of the measured queries), measured in this
  * process around the VectorIndex call, so it includes JSON/HTTP for Elasticsearch and
  * the SQLite freshness check + hit loading for the embedded store.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Client } from '@elastic/elasticsearch';
 import { EmbeddedIndex } from '../core/index/embedded/embedded-index.js';
 import { ElasticsearchIndex } from '../core/index/elasticsearch/es-index.js';
 import { DEFAULT_VECTOR_MAPPING, type VectorIndexType } from '../core/index/elasticsearch/mapping.js';
 import { MAX_K, type VectorDoc, type VectorIndex } from '../core/index/types.js';
-import { intListSetting, intSetting, orUsageExit, usageExit, UsageError } from './lib/args.js';
+import { benchCli, intListSetting, intSetting, orUsageExit, usageExit, UsageError } from './lib/args.js';
 import { datasetDir } from './lib/datasets.js';
+import { knnMeasuredAnything, knnSection, measureKnn, warmupQueries, type KnnResult, type KnnRun } from './lib/index-knn.js';
 import { onInterrupt } from './lib/interrupt.js';
-import { summarise } from './lib/stats.js';
+import { upsertSection } from './lib/report.js';
 import { prng, unitVectors } from '../test/helpers/vectors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { values: args } = parseArgs({
-  options: {
-    sizes: { type: 'string', default: '10000,100000' },
-    queries: { type: 'string', default: '200' },
-    dims: { type: 'string', default: '256' },
-    k: { type: 'string', default: '10' },
-    types: { type: 'string', default: 'hnsw,int8_hnsw' },
-    es: { type: 'string' },
-    real: { type: 'boolean', default: false },
-    'no-embedded': { type: 'boolean', default: false },
-    candidates: { type: 'string', default: '100,200,400' },
-    m: { type: 'string' },
-    ef: { type: 'string' },
-    jitter: { type: 'string' },
+const args = benchCli(
+  'bench:index-knn',
+  `usage: npm run bench:index-knn -- [options]   (or: npm run bench -- index-knn [options])
+
+kNN latency and recall@k of the embedded store and Elasticsearch (HNSW float / int8, with
+and without re-scoring) against exact search. Prints one JSON line; writes the "Index kNN
+(bench:index-knn)" section of docs/benchmarks.md.`,
+  {
+    sizes: { type: 'string', default: '10000,100000', value: 'N,…', help: 'random data sets (documents each)' },
+    queries: { type: 'string', default: '200', value: 'N', help: 'measured queries per configuration' },
+    dims: { type: 'string', default: '256', value: 'N', help: 'dimensions of the random vectors' },
+    k: { type: 'string', default: '10', value: 'N', help: 'neighbours per query' },
+    types: { type: 'string', default: 'hnsw,int8_hnsw', value: 'T,…', help: 'Elasticsearch vector index types' },
+    es: { type: 'string', value: 'URL|none', help: 'Elasticsearch (default CBMIR_ES_URL, then CBMIR_TEST_ES_URL)' },
+    real: { type: 'boolean', help: "add the real datasets' embeddings (CBMIR_DATASETS)" },
+    'no-embedded': { type: 'boolean', help: 'skip the embedded store' },
+    candidates: { type: 'string', default: '100,200,400', value: 'N,…', help: 'num_candidates swept with int8 re-scoring' },
+    m: { type: 'string', value: 'N', help: 'HNSW m [Elasticsearch mapping default]' },
+    ef: { type: 'string', value: 'N', help: 'HNSW ef_construction [mapping default]' },
+    jitter: { type: 'string', value: 'N', help: 'with --real: a semi-real set of N jittered embeddings' },
+    'no-report': { type: 'boolean', help: 'print the JSON only; leave docs/ alone' },
   },
-});
+);
 const VECTOR_TYPES: readonly VectorIndexType[] = ['hnsw', 'int8_hnsw', 'flat', 'int8_flat'];
 const { SIZES, NQ, DIMS, K, TYPES, CANDIDATES, HNSW, JITTER } = orUsageExit('bench:index-knn', () => {
   const sizes = intListSetting('--sizes', args.sizes);
@@ -101,8 +112,9 @@ interface Dataset {
   readonly dims: number;
   readonly base: Float32Array[];
   readonly queries: Float32Array[];
+  /** Queries sent before each measurement, not timed: stored vectors, never a measured query. */
+  readonly warmup: Float32Array[];
 }
-
 
 /** Embeddings of the real dataset images with the model, cached on disk. */
 async function realEmbeddings(): Promise<{ dims: number; vectors: Float32Array[]; model: string }> {
@@ -184,44 +196,10 @@ function exactTopK(ds: Dataset, k: number): number[][] {
   });
 }
 
-function uidRow(uid: string): number {
-  return Number(uid.slice(uid.lastIndexOf('.') + 1)) - 1;
-}
-
 // ---- measurement ----
 
-interface Run {
-  p50_ms: number;
-  p95_ms: number;
-  mean_ms: number;
-  /** CPU time of this process per query (wall time suffers most from a shared machine). */
-  client_cpu_ms: number;
-  recall_at_k: number;
-}
-
-async function measure(ix: VectorIndex, ds: Dataset, truth: number[][], numCandidates = CANDIDATES[0]): Promise<Run> {
-  const opts = { k: K, ...(numCandidates ? { numCandidates } : {}) };
-  for (let i = 0; i < WARMUP; i++) await ix.knn(ds.queries[i % ds.queries.length]!, opts);
-  const times = new Float64Array(ds.queries.length);
-  let found = 0;
-  const cpu0 = process.cpuUsage();
-  for (let i = 0; i < ds.queries.length; i++) {
-    const t0 = performance.now();
-    const hits = await ix.knn(ds.queries[i]!, opts);
-    times[i] = performance.now() - t0;
-    const want = new Set(truth[i]);
-    for (const h of hits) if (want.has(uidRow(h.doc.sopInstanceUid))) found++;
-  }
-  const cpu = process.cpuUsage(cpu0);
-  const s = summarise(times);
-  const sorted = Float64Array.from(times).sort();
-  return {
-    p50_ms: round(s.p50Ms),
-    p95_ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!),
-    mean_ms: round(s.meanMs),
-    client_cpu_ms: round((cpu.user + cpu.system) / 1000 / ds.queries.length),
-    recall_at_k: round(found / (ds.queries.length * K), 4),
-  };
+function measure(ix: VectorIndex, ds: Dataset, truth: number[][], numCandidates = CANDIDATES[0]): Promise<KnnRun> {
+  return measureKnn(ix, ds, truth, { k: K, numCandidates });
 }
 
 async function load(ix: VectorIndex, docs: VectorDoc[], batch: number): Promise<number> {
@@ -244,7 +222,7 @@ async function benchEmbedded(ds: Dataset, truth: number[][]) {
     await w.close();
     const r = new EmbeddedIndex({ path }); // a fresh process-like handle: cold cache
     const t0 = performance.now();
-    await r.knn(ds.queries[0]!, { k: K });
+    await r.knn(ds.warmup[0]!, { k: K }); // not a measured query: it would be timed warm
     const coldMs = performance.now() - t0;
     const run = await measure(r, ds, truth);
     await r.close();
@@ -259,7 +237,8 @@ async function benchEs(ds: Dataset, truth: number[][], type: VectorIndexType) {
   const base = `cbmir-bench-${process.pid}-${type.replace('_', '-')}-${ds.base.length}`;
   const admin = new Client({ node: ES_URL!, headers: { accept: 'application/json', 'content-type': 'application/json' } });
   const ix = new ElasticsearchIndex({ url: ES_URL!, base, mapping: { type, ...HNSW }, rescoreOversample: 0 });
-  const dropAll = () => admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
+  const dropAll = () =>
+    admin.indices.delete({ index: `${base}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
   const forget = onInterrupt(dropAll);
   try {
     await ix.ensure(ds.dims, VERSION);
@@ -296,7 +275,8 @@ function round(x: number, digits = 2): number {
 
 const datasets: Dataset[] = [];
 for (const n of SIZES) {
-  datasets.push({ name: `random-${n}`, dims: DIMS, base: unitVectors(n, DIMS, 1), queries: unitVectors(NQ, DIMS, 2) });
+  const base = unitVectors(n, DIMS, 1);
+  datasets.push({ name: `random-${n}`, dims: DIMS, base, queries: unitVectors(NQ, DIMS, 2), warmup: warmupQueries(base, WARMUP) });
 }
 let realModel: string | undefined;
 if (args.real) {
@@ -313,8 +293,17 @@ if (args.real) {
   const q = new Set(order.slice(0, NQ));
   const realBase = real.vectors.filter((_, i) => !q.has(i));
   const realQueries = [...q].map((i) => real.vectors[i]!);
-  datasets.push({ name: `real-${realBase.length}`, dims: real.dims, base: realBase, queries: realQueries });
-  if (JITTER > 0) datasets.push({ name: `real-jittered-${JITTER}`, dims: real.dims, base: jittered(realBase, JITTER), queries: realQueries });
+  datasets.push({
+    name: `real-${realBase.length}`,
+    dims: real.dims,
+    base: realBase,
+    queries: realQueries,
+    warmup: warmupQueries(realBase, WARMUP),
+  });
+  if (JITTER > 0) {
+    const base = jittered(realBase, JITTER);
+    datasets.push({ name: `real-jittered-${JITTER}`, dims: real.dims, base, queries: realQueries, warmup: warmupQueries(base, WARMUP) });
+  }
 }
 
 /**
@@ -358,14 +347,14 @@ function jittered(base: Float32Array[], n: number): Float32Array[] {
   return out;
 }
 
-const result: Record<string, unknown> = {
+const result: KnnResult = {
   dims: DIMS,
   k: K,
   hnsw: { m: HNSW.m ?? DEFAULT_VECTOR_MAPPING.m, ef_construction: HNSW.efConstruction ?? DEFAULT_VECTOR_MAPPING.efConstruction },
   queries: NQ,
   ...(realModel ? { real_model: realModel } : {}),
   elasticsearch_url: ES_URL ? new URL(ES_URL).host : null,
-  datasets: {} as Record<string, unknown>,
+  datasets: {},
 };
 for (const ds of datasets) {
   log(`${ds.name}: exact ground truth`);
@@ -381,7 +370,19 @@ for (const ds of datasets) {
       entry[`es_${type}`] = await benchEs(ds, truth, type);
     }
   }
-  (result.datasets as Record<string, unknown>)[ds.name] = entry;
+  result.datasets[ds.name] = entry;
   log(JSON.stringify(entry));
 }
 process.stdout.write(`${JSON.stringify(result)}\n`);
+if (args['no-report']) log('--no-report: docs/benchmarks.md left alone');
+// A run that measured nothing (--es none --no-embedded) must not blank out a measured section.
+else if (!knnMeasuredAnything(result)) log('nothing was measured: docs/benchmarks.md left alone');
+else {
+  const cpus = `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`;
+  upsertSection(
+    join(ROOT, 'docs/benchmarks.md'),
+    'Index kNN (bench:index-knn)',
+    knnSection(result, { when: new Date(), cpus, warmup: WARMUP, plainCandidates: CANDIDATES[0]! }),
+  );
+  log('docs/benchmarks.md: section "Index kNN (bench:index-knn)" written');
+}

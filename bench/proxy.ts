@@ -1,5 +1,6 @@
 /**
- * `npm run bench:proxy` — what the gateway costs on the hot path.
+ * `npm run bench:proxy` — what the gateway costs on the hot path. Takes no options
+ * (settings below are environment variables) but --help.
  *
  * Measures, in one run, QIDO-RS `GET /studies` and WADO-RS instance retrieve
  * (one real ~217 KB instance: test/fixtures/dicom-samples/transfer-syntax/siemens_mosaic_7.dcm,
@@ -8,14 +9,16 @@
  * against Orthanc and through the gateway, with the same load generator
  * settings: N keep-alive connections, bounded duration, every body read.
  * Direct and gateway phases alternate (ABBA per round) so drifting machine
- * load hits both sides alike; rounds are merged (all samples) at the end.
+ * load hits both sides alike; rounds are merged (all samples) at the end. Each
+ * phase is one closed loop: a warm-up, then the measured window (bench/lib/load.ts).
  *
  * Starts what it needs: an Orthanc from deploy/local/stack.sh in .stack/bench
  * (unless CBMIR_BENCH_ORTHANC_URL points at a running one) and the gateway as
  * a child process (its own event loop, as in production; the load generator
  * would otherwise share it). Writes the "Proxy" section of docs/benchmarks.md
  * and prints one JSON object as the last stdout line, both with a met/missed
- * verdict per target (bench/lib/proxy-targets.ts).
+ * verdict per target (bench/lib/proxy-targets.ts); `errors` per endpoint counts the
+ * failed requests, direct and through the gateway, over every round.
  *
  * Settings (env): CBMIR_BENCH_CONNECTIONS [8], CBMIR_BENCH_DURATION_MS [5000]
  * per phase, CBMIR_BENCH_ROUNDS [5], CBMIR_BENCH_WARMUP_MS [1000],
@@ -31,6 +34,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
+import { benchCli, orUsageExit, UsageError } from './lib/args.js';
 import { startChild } from './lib/child.js';
 import { onInterrupt } from './lib/interrupt.js';
 import { processCpuMs, selfCpuMs } from './lib/cpu.js';
@@ -39,15 +43,31 @@ import { runLoad, type LoadResult } from './lib/load.js';
 import { markdownTable, upsertSection } from './lib/report.js';
 import { median, summarise } from './lib/stats.js';
 
+// Before anything else: --help must never start a run (which rewrites docs/benchmarks.md).
+benchCli(
+  'bench:proxy',
+  `usage: npm run bench:proxy   (or: npm run bench -- proxy)
+
+The gateway's cost on the hot path: QIDO and WADO through the gateway vs directly against
+Orthanc, rounds alternated. Prints one JSON line and writes the "Proxy" section of
+docs/benchmarks.md. Settings are environment variables [defaults]:
+  CBMIR_BENCH_CONNECTIONS [8]    CBMIR_BENCH_DURATION_MS [5000]   CBMIR_BENCH_ROUNDS [5]
+  CBMIR_BENCH_WARMUP_MS [1000]   CBMIR_BENCH_ORTHANC_PORT [18057] CBMIR_BENCH_GATEWAY_PORT [18088]
+  CBMIR_BENCH_FLOOR [1]          CBMIR_BENCH_FLOOR_PORT [18089]   CBMIR_BENCH_ORTHANC_URL
+  CBMIR_DICOM_SAMPLES [test/fixtures/dicom-samples]`,
+  {},
+);
+
 const ROOT = path.resolve(import.meta.dirname, '..');
 const env = process.env;
-const num = (name: string, dflt: number): number => {
-  const v = env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${v}`);
-  return n;
-};
+const num = (name: string, dflt: number): number =>
+  orUsageExit('bench:proxy', () => {
+    const v = env[name];
+    if (v === undefined || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number, got ${v}`);
+    return n;
+  });
 const CONNECTIONS = num('CBMIR_BENCH_CONNECTIONS', 8);
 const DURATION_MS = num('CBMIR_BENCH_DURATION_MS', 5000);
 const ROUNDS = num('CBMIR_BENCH_ROUNDS', 5);
@@ -210,26 +230,32 @@ async function main(): Promise<void> {
         const order = sideNames.map((_, i) => sideNames[(i + round) % sideNames.length] as SideName);
         if (round % 2 === 1) order.reverse();
         for (const which of order) {
-          // Warm-up is not counted in CPU either: measure around the timed phase only.
-          await runLoad({ url: bases[which] + t.path, headers: t.headers, connections: CONNECTIONS, durationMs: WARMUP_MS });
           const proxyPid = pids[which];
-          const cpu0 = {
+          const cpuNow = () => ({
             g: proxyPid ? processCpuMs(proxyPid) : undefined,
             o: orthanc.pid ? processCpuMs(orthanc.pid) : undefined,
             c: selfCpuMs(),
-          };
+          });
+          // CPU read at the window's edges: the warm-up (same loop, unrecorded) is not counted.
+          let cpu0: ReturnType<typeof cpuNow> | undefined;
+          let cpu1: ReturnType<typeof cpuNow> | undefined;
           const r = await runLoad({
             url: bases[which] + t.path,
             headers: t.headers,
             connections: CONNECTIONS,
+            warmupMs: WARMUP_MS,
             durationMs: DURATION_MS,
             keepSamples: true,
+            onWindowStart: () => (cpu0 = cpuNow()),
+            onWindowEnd: () => (cpu1 = cpuNow()),
           });
           const side = sides[t.name]![which];
           side.results.push(r);
-          side.cpuMs.client += selfCpuMs() - cpu0.c;
-          if (cpu0.g !== undefined && proxyPid) side.cpuMs.gateway += (processCpuMs(proxyPid) ?? cpu0.g) - cpu0.g;
-          if (cpu0.o !== undefined && orthanc.pid) side.cpuMs.orthanc += (processCpuMs(orthanc.pid) ?? cpu0.o) - cpu0.o;
+          if (cpu0 && cpu1) {
+            side.cpuMs.client += cpu1.c - cpu0.c;
+            if (cpu0.g !== undefined) side.cpuMs.gateway += (cpu1.g ?? cpu0.g) - cpu0.g;
+            if (cpu0.o !== undefined) side.cpuMs.orthanc += (cpu1.o ?? cpu0.o) - cpu0.o;
+          }
           log(
             `round ${round + 1}/${ROUNDS} ${t.name} ${which}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}${r.firstError ? ` (${r.firstError})` : ''}`,
           );
@@ -240,7 +266,8 @@ async function main(): Promise<void> {
     const merged = (s: Side) => {
       const requests = s.results.reduce((a, r) => a + r.requests, 0);
       const ms = s.results.reduce((a, r) => a + r.durationMs, 0);
-      const all = new Float64Array(requests);
+      // Every recorded request, failed ones at the time they took (bench/lib/load.ts).
+      const all = new Float64Array(s.results.reduce((a, r) => a + (r.samples?.length ?? 0), 0));
       let o = 0;
       for (const r of s.results) {
         all.set(r.samples as Float64Array, o);
@@ -281,6 +308,7 @@ async function main(): Promise<void> {
         gateway_p50_ms: number;
         direct_p99_ms: number;
         gateway_p99_ms: number;
+        errors: number;
       }
     > = {};
     const rows: (string | number)[][] = [];
@@ -305,6 +333,7 @@ async function main(): Promise<void> {
         gateway_p50_ms: round2(g.p50, 3),
         direct_p99_ms: round2(d.p99, 3),
         gateway_p99_ms: round2(g.p99, 3),
+        errors: d.errors + g.errors,
       };
       const fl = FLOOR ? merged(sides[t.name]!.floor) : undefined;
       if (t.name === 'wado') wadoBytes = g.bytes;
@@ -370,7 +399,7 @@ async function main(): Promise<void> {
       `Setup: ${os.cpus().length} CPU cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, Orthanc 1.10 + DICOMweb plugin 1.7 ` +
         `(deploy/local/stack.sh, ${studies.length} stud${studies.length === 1 ? 'y' : 'ies'} stored), gateway as a child process (log level warn), ` +
         `load generator (bench/lib/load.ts: undici Pool, keep-alive) in the parent: ${CONNECTIONS} connections, ` +
-        `${ROUNDS} rounds × ${DURATION_MS / 1000} s per side and endpoint, each after ${WARMUP_MS / 1000} s warm-up (plus ${Math.max(3000, WARMUP_MS * 3) / 1000} s JIT warm-up per side and endpoint at the start), sides alternated (order rotated and reversed every round), ` +
+        `${ROUNDS} rounds × ${DURATION_MS / 1000} s per side and endpoint, each window after ${WARMUP_MS / 1000} s warm-up in the same closed loop (only requests started in the window are recorded; a failed one counts in p50/p99 at the time it took), plus ${Math.max(3000, WARMUP_MS * 3) / 1000} s JIT warm-up per side and endpoint at the start, sides alternated (order rotated and reversed every round), ` +
         `all samples merged. Load average at the end: ${load}. Everything shares the same cores, including whatever else runs on the machine, ` +
         'so requests/s move with outside load; the CPU-per-request table moves much less. ' +
         (FLOOR
@@ -404,7 +433,7 @@ async function main(): Promise<void> {
         'throughput ratio to expect when every party competes for the same saturated cores, as here. It is steadier ' +
         'from run to run than the measured ratio, which also moves with whatever else the machine runs.',
       '',
-      `Targets: ratio ≥ ${PROXY_TARGETS.minRatio.toFixed(2)} and added p50 ≤ ${PROXY_TARGETS.maxAddedP50Ms} ms for both, judged on the medians over rounds above:`,
+      `Targets: ratio ≥ ${PROXY_TARGETS.minRatio.toFixed(2)} and added p50 ≤ ${PROXY_TARGETS.maxAddedP50Ms} ms for both, judged on the medians over rounds above, and no failed request (direct or gateway, every round):`,
       '',
       markdownTable(['target', 'result'], verdicts.rows),
     ].join('\n');
@@ -417,12 +446,14 @@ async function main(): Promise<void> {
         gateway_rps: out.qido!.gateway_rps,
         ratio: out.qido!.ratio,
         added_p50_ms: out.qido!.added_p50_ms,
+        errors: out.qido!.errors,
       },
       wado: {
         direct_rps: out.wado!.direct_rps,
         gateway_rps: out.wado!.gateway_rps,
         ratio: out.wado!.ratio,
         added_p50_ms: out.wado!.added_p50_ms,
+        errors: out.wado!.errors,
       },
       targets: verdicts.byEndpoint,
       targets_met: verdicts.met,

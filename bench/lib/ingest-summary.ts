@@ -96,3 +96,48 @@ export function summariseRefusals(phases: Readonly<Record<string, ReadonlyMap<st
   const total = Object.values(byPhase).reduce((s, n) => s + n, 0);
   return { total, byPhase, ...(firstReason !== undefined ? { firstReason } : {}) };
 }
+
+/**
+ * The rate the workers could reach if they had every CPU of the machine to themselves,
+ * from their CPU time per image in this run: a ceiling measured on the machine the run
+ * is on, not a figure carried over from another CPU. null when nothing was measured.
+ */
+export function workerCpuCeiling(cpus: number, workerCpuMsPerImage: number): number | null {
+  return cpus > 0 && Number.isFinite(workerCpuMsPerImage) && workerCpuMsPerImage > 0 ? (cpus * 1000) / workerCpuMsPerImage : null;
+}
+
+/** Issue #4's targets: every image indexed, ≥ 30 images/s end to end, p95 STOW answered → searchable ≤ 5 s. */
+export const INGEST_TARGETS = { minImagesPerS: 30, maxP95Ms: 5_000 } as const;
+
+export type IngestVerdict = 'met' | 'missed' | 'not run';
+
+export interface IngestVerdicts {
+  readonly byTarget: { indexed_all: IngestVerdict; images_per_s: IngestVerdict; p95_ms_to_searchable: IngestVerdict };
+  readonly met: boolean;
+  /** [target, result] rows for the report. */
+  readonly rows: [string, string][];
+}
+
+export function ingestVerdicts(r: {
+  readonly images: number;
+  readonly indexed: number;
+  readonly images_per_s: number;
+  readonly p95_ms_to_searchable: number | null;
+}): IngestVerdicts {
+  const cell = (v: IngestVerdict, what: string): string =>
+    v === 'not run' ? 'not run' : `${v === 'missed' ? '**missed**' : 'met'} (${what})`;
+  const indexed: IngestVerdict = r.images > 0 && r.indexed === r.images ? 'met' : 'missed';
+  const rate: IngestVerdict = r.images_per_s >= INGEST_TARGETS.minImagesPerS ? 'met' : 'missed';
+  // No latency phase (--latency-images 0): no evidence either way.
+  const p95: IngestVerdict =
+    r.p95_ms_to_searchable === null ? 'not run' : r.p95_ms_to_searchable <= INGEST_TARGETS.maxP95Ms ? 'met' : 'missed';
+  return {
+    byTarget: { indexed_all: indexed, images_per_s: rate, p95_ms_to_searchable: p95 },
+    met: [indexed, rate, p95].every((v) => v === 'met'),
+    rows: [
+      ['every image indexed', cell(indexed, `${r.indexed} of ${r.images}`)],
+      [`≥ ${INGEST_TARGETS.minImagesPerS} images/s end to end`, cell(rate, `${r.images_per_s} images/s`)],
+      [`p95 STOW answered → searchable ≤ ${INGEST_TARGETS.maxP95Ms / 1000} s`, cell(p95, `${r.p95_ms_to_searchable} ms`)],
+    ],
+  };
+}

@@ -6,11 +6,12 @@
  * real dataset images through the gateway, as an operator would.
  *
  * Their state (the Orthanc archive, the loaded index) stays on disk between runs,
- * so a later run reuses it; the processes are stopped at the end of a run
+ * so a later run reuses it; the processes a run started are stopped at its end
  * (stopEnsuredServices) unless CBMIR_BENCH_KEEP_STACK=1, because a JVM and a
- * PACS left idling skew whatever is measured next on the same cores.
+ * PACS left idling skew whatever is measured next on the same cores. Those that
+ * already ran when the run began are someone else's and are left running.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -35,10 +36,41 @@ export interface ServiceSpec {
 }
 
 type Service = 'orthanc' | 'redis' | 'es';
-const ensured: { svc: Service; env: NodeJS.ProcessEnv }[] = [];
 
-/** Start (idempotently) one service of the local stack; returns its URL. */
-export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) => void): string {
+/** deploy/local/stack.sh, as ensureService uses it (a stand-in in tests). */
+export interface StackRunner {
+  /** `stack.sh status <svc>`: its exit status (null: killed by a signal) and output. */
+  status(svc: Service, env: NodeJS.ProcessEnv): { code: number | null; out: string };
+  start(svc: Service, env: NodeJS.ProcessEnv): void;
+  stop(svc: Service, env: NodeJS.ProcessEnv): void;
+}
+
+const STACK_SH = path.join(ROOT, 'deploy/local/stack.sh');
+const stackSh: StackRunner = {
+  status: (svc, env) => {
+    const r = spawnSync('bash', [STACK_SH, 'status', svc], { env, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+    return { code: r.status, out: r.stdout ?? '' };
+  },
+  start: (svc, env) => void execFileSync('bash', [STACK_SH, 'start', svc], { env, stdio: ['ignore', 'ignore', 'inherit'] }),
+  stop: (svc, env) => void execFileSync('bash', [STACK_SH, 'stop', svc], { env, stdio: ['ignore', 'ignore', 'inherit'] }),
+};
+
+const ensured: { svc: Service; env: NodeJS.ProcessEnv; runner: StackRunner }[] = [];
+
+/**
+ * Whether a service found in this state `status` is the benchmark's to stop afterwards:
+ * one that already ran belongs to someone else (another benchmark, an operator) and is
+ * only used. stack.sh status checks the process, not a pid file a crash left (exit 3:
+ * stopped); anything else (1: running but not answering) is not ours to guess about.
+ */
+export function ownsService(svc: Service, status: { code: number | null; out: string }): boolean {
+  if (status.code === 0) return false;
+  if (status.code === 3) return true;
+  throw new Error(`deploy/local/stack.sh status ${svc} exited ${status.code ?? 'on a signal'}: ${status.out.trim()}`);
+}
+
+/** Start (idempotently) one service of the local stack; returns its URL. Only a service this call started is stopped by stopEnsuredServices. */
+export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) => void, runner: StackRunner = stackSh): string {
   if (spec.url) return spec.url.replace(/\/+$/, '');
   const portEnv: Record<string, string> =
     svc === 'orthanc'
@@ -46,23 +78,26 @@ export function ensureService(svc: Service, spec: ServiceSpec, log: (m: string) 
       : svc === 'redis'
         ? { REDIS_PORT: String(spec.port) }
         : { ES_PORT: String(spec.port) };
-  log(`${svc}: ensuring it runs on 127.0.0.1:${spec.port} (deploy/local/stack.sh, state in ${path.relative(ROOT, spec.stackDir)})`);
   const env = { ...process.env, CBMIR_STACK_DIR: spec.stackDir, ...portEnv };
-  // Registered before the start: one that fails half-way (a JVM up, its health check timed out)
-  // is stopped as well.
-  if (ensured.length === 0) onInterrupt(() => stopEnsuredServices((m) => process.stderr.write(`${m}\n`)));
-  ensured.push({ svc, env });
-  execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'start', svc], {
-    env,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const ours = ownsService(svc, runner.status(svc, env));
+  log(
+    `${svc}: ${ours ? 'starting' : 'reusing the running'} one on 127.0.0.1:${spec.port} (deploy/local/stack.sh, state in ${path.relative(ROOT, spec.stackDir)})${ours ? '' : '; left running at the end'}`,
+  );
+  if (ours) {
+    // Registered before the start: one that fails half-way (a JVM up, its health check timed out)
+    // is stopped as well.
+    if (ensured.length === 0) onInterrupt(() => stopEnsuredServices((m) => process.stderr.write(`${m}\n`)));
+    ensured.push({ svc, env, runner });
+  }
+  // Also when it runs: start waits until it answers.
+  runner.start(svc, env);
   return svc === 'redis' ? `redis://127.0.0.1:${spec.port}` : `http://127.0.0.1:${spec.port}`;
 }
 
 /**
  * Stop the services ensureService started (their on-disk state stays for the
- * next run), unless CBMIR_BENCH_KEEP_STACK=1. Services given by URL are not ours
- * and are left alone.
+ * next run), unless CBMIR_BENCH_KEEP_STACK=1. Services given by URL or found
+ * running are not ours and are left alone.
  */
 export function stopEnsuredServices(log: (m: string) => void): void {
   if (process.env.CBMIR_BENCH_KEEP_STACK === '1') {
@@ -70,11 +105,13 @@ export function stopEnsuredServices(log: (m: string) => void): void {
     ensured.length = 0;
     return;
   }
-  for (const { svc, env } of ensured.splice(0).reverse()) {
+  for (const { svc, env, runner } of ensured.splice(0).reverse()) {
     try {
-      execFileSync('bash', [path.join(ROOT, 'deploy/local/stack.sh'), 'stop', svc], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      runner.stop(svc, env);
     } catch (err) {
-      log(`${svc}: stop failed (${(err as Error).message}); stop it with CBMIR_STACK_DIR=${env.CBMIR_STACK_DIR} bash deploy/local/stack.sh stop`);
+      log(
+        `${svc}: stop failed (${(err as Error).message}); stop it with CBMIR_STACK_DIR=${env.CBMIR_STACK_DIR} bash deploy/local/stack.sh stop`,
+      );
     }
   }
 }
@@ -125,7 +162,10 @@ export function startWorker(u: LiveUrls, extra: Record<string, string> = {}): Wo
 
 /** A `cbmir worker` child process with the given environment; ready once it logs "worker ready". */
 export function spawnWorkerProcess(env: NodeJS.ProcessEnv): WorkerChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/cli.ts'), 'worker'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
     const keep = (d: Buffer): void => {
@@ -155,7 +195,12 @@ export function manifestVersion(): string {
  * `version`, the model its worker embeds with (CBMIR_MODEL, else the shipped one). Returns
  * the model version the index serves afterwards (undefined: empty).
  */
-export async function dropIfOtherModel(index: VectorIndex, u: LiveUrls, version: string, log: (m: string) => void): Promise<string | undefined> {
+export async function dropIfOtherModel(
+  index: VectorIndex,
+  u: LiveUrls,
+  version: string,
+  log: (m: string) => void,
+): Promise<string | undefined> {
   let live: string | undefined;
   try {
     live = await index.liveVersion();
@@ -207,7 +252,8 @@ export async function loadThroughGateway(
       }
     },
   });
-  if (s.failed) throw new Error(`cbmir load ${dir} (${datasetName ?? 'default name'}): ${s.failed} images failed: ${s.failures[0]?.reason ?? ''}`);
+  if (s.failed)
+    throw new Error(`cbmir load ${dir} (${datasetName ?? 'default name'}): ${s.failed} images failed: ${s.failures[0]?.reason ?? ''}`);
   return s;
 }
 
@@ -237,7 +283,10 @@ export async function waitIndexed(
       if (n >= want) return n;
       idleRounds = pending === 0 ? idleRounds + 1 : 0;
       // Idle queue for a while and still short: jobs failed (or were deduplicated away); say so.
-      if (idleRounds >= 20) throw new Error(`the queue is idle but the index holds ${n} of ${want} documents (failed jobs: ${c.failed ?? 0}; see \`npm run cbmir -- failed\`)`);
+      if (idleRounds >= 20)
+        throw new Error(
+          `the queue is idle but the index holds ${n} of ${want} documents (failed jobs: ${c.failed ?? 0}; see \`npm run cbmir -- failed\`)`,
+        );
       if (Date.now() > deadline) throw new Error(`index holds ${n} of ${want} documents after ${timeoutMs / 1000} s`);
       if (Date.now() - lastLog > 15_000) {
         lastLog = Date.now();

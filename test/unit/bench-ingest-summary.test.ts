@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { summariseLatency, summariseRefusals, summariseThroughput, type JobEnd } from '../../bench/lib/ingest-summary.js';
+import {
+  ingestVerdicts,
+  summariseLatency,
+  summariseRefusals,
+  summariseThroughput,
+  workerCpuCeiling,
+  type JobEnd,
+} from '../../bench/lib/ingest-summary.js';
 
 const T0 = 1_000_000;
 
@@ -67,4 +74,25 @@ test('summariseRefusals: counts the refusals of both phases, with the first reas
   assert.deepEqual(r.byPhase, { throughput: 1, latency: 1 });
   assert.equal(r.firstReason, 'cannot decode');
   assert.deepEqual(summariseRefusals({ throughput: new Map([['a', { at: 1, ok: true }]]) }), { total: 0, byPhase: { throughput: 0 } });
+});
+
+test('workerCpuCeiling: CPUs ÷ worker CPU per image, measured; none without a measure', () => {
+  assert.equal(workerCpuCeiling(2, 80), 25);
+  assert.equal(workerCpuCeiling(16, 50), 320);
+  assert.equal(workerCpuCeiling(2, 0), null);
+  assert.equal(workerCpuCeiling(2, Number.NaN), null);
+});
+
+test('ingestVerdicts: ≥ 30 images/s, every image indexed, p95 ≤ 5 s; no latency phase is "not run", not met', () => {
+  const ok = ingestVerdicts({ images: 1300, indexed: 1300, images_per_s: 30, p95_ms_to_searchable: 5_000 });
+  assert.deepEqual(ok.byTarget, { indexed_all: 'met', images_per_s: 'met', p95_ms_to_searchable: 'met' });
+  assert.equal(ok.met, true);
+  const slow = ingestVerdicts({ images: 1300, indexed: 1299, images_per_s: 19.47, p95_ms_to_searchable: null });
+  assert.deepEqual(slow.byTarget, { indexed_all: 'missed', images_per_s: 'missed', p95_ms_to_searchable: 'not run' });
+  assert.equal(slow.met, false);
+  assert.deepEqual(slow.rows, [
+    ['every image indexed', '**missed** (1299 of 1300)'],
+    ['≥ 30 images/s end to end', '**missed** (19.47 images/s)'],
+    ['p95 STOW answered → searchable ≤ 5 s', 'not run'],
+  ]);
 });
