@@ -1,11 +1,11 @@
 /**
  * `cbmir backfill [--resume] [--rate N] [--since YYYYMMDD] [--json]`: one reconciler
  * pass over the whole PACS (workers/reconciler.ts) for the configured model version,
- * with a progress bar (stderr, TTY only) and a summary. Enqueues only: the workers
- * (`cbmir worker`) do the indexing.
+ * with progress on stderr (a bar on a terminal, elsewhere a line every 30 s; none with
+ * --no-progress) and a summary. Enqueues only: the workers (`cbmir worker`) do the indexing.
  *
  * Resumable: every study checked is appended to a checkpoint file in CBMIR_DATA_DIR;
- * after an interruption (Ctrl-C, crash, PACS outage), `--resume` skips those. A run
+ * after an interruption (Ctrl-C, SIGTERM, crash, PACS outage), `--resume` skips those. A run
  * that completes removes its checkpoint.
  *
  * Exit status: 0 when every study was checked and every missing instance enqueued;
@@ -19,6 +19,7 @@ import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { checkedManifestOrExit, configOrExit, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
+import { isCalendarDate } from './load.js';
 import { progressLines } from './progress-lines.js';
 
 export const parseRate = (v: string): number => {
@@ -28,10 +29,29 @@ export const parseRate = (v: string): number => {
   return n;
 };
 
-export const parseDate = (v: string): string => {
-  if (!/^\d{8}$/.test(v)) throw new InvalidArgumentError('--since must be a date YYYYMMDD');
-  return v;
-};
+/** A commander parser for a YYYYMMDD option: a real date, or exit 2 naming the option. */
+export const dateOption =
+  (name: string) =>
+  (v: string): string => {
+    if (!isCalendarDate(v)) throw new InvalidArgumentError(`${name} must be a date YYYYMMDD, got ${v}`);
+    return v;
+  };
+
+export const parseDate = dateOption('--since');
+
+/**
+ * Ctrl-C and SIGTERM (systemd, docker stop, a CI timeout) stop a crawl alike: the checkpoint
+ * is kept and the --resume line printed. Returns the function that stops listening.
+ */
+export function interruptOnSignals(abort: AbortController): () => void {
+  const onSignal = () => abort.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
 
 /** A progress bar on stderr when it is a terminal; undefined otherwise. */
 export function reconcileBar(enabled: boolean): { update(p: ReconcileProgress): void; stop(): void } | undefined {
@@ -124,8 +144,7 @@ export function backfillCommand(): Command {
       const index = createVectorIndex(config);
       const enqueuer = new IndexEnqueuer(config.redisUrl, manifest.version, o.namespace ? { namespace: o.namespace } : {});
       const abort = new AbortController();
-      const onSigint = () => abort.abort(new Error('interrupted'));
-      process.once('SIGINT', onSigint);
+      const stopListening = interruptOnSignals(abort);
       const bar = reconcileProgress({ bar: o.progress && !o.json, lines: o.progress, prefix: 'cbmir backfill' });
       const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
       try {
@@ -174,7 +193,7 @@ export function backfillCommand(): Command {
         }
         throw err;
       } finally {
-        process.off('SIGINT', onSigint);
+        stopListening();
         await enqueuer.close();
         await index.close();
         await pacs.close();

@@ -1,4 +1,6 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { loadModelManifest, type ModelManifest } from '../core/model-manifest.js';
 import { Embedder } from '../models/runtime/embedder.js';
@@ -15,8 +17,22 @@ export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   }
 }
 
-/** The model a command runs, or exit 2 (bad usage or configuration) naming what is wrong with it. */
-export function manifestOrExit(ref: string | undefined, command: string): ModelManifest {
+/**
+ * Exit 2 when a model given on the command line (`option`, e.g. --model) names no file. Said in
+ * the option's words: the loader's own message points at CBMIR_MODEL, which was not what was given.
+ */
+export function modelOptionOrExit(ref: string | undefined, command: string, option: string | undefined): void {
+  if (option === undefined || ref === undefined || existsSync(ref)) return;
+  process.stderr.write(`cbmir ${command}: ${option} ${ref}: no such file (give a manifest.json or an .onnx file)\n`);
+  process.exit(2);
+}
+
+/**
+ * The model a command runs, or exit 2 (bad usage or configuration) naming what is wrong with it.
+ * `option`: the command-line option `ref` came from, if it did.
+ */
+export function manifestOrExit(ref: string | undefined, command: string, option?: string): ModelManifest {
+  modelOptionOrExit(ref, command, option);
   try {
     return loadModelManifest(ref);
   } catch (err) {
@@ -30,8 +46,8 @@ export function manifestOrExit(ref: string | undefined, command: string): ModelM
  * (backfill, reindex) would otherwise make it 256-d for an `.onnx` path whose graph says otherwise,
  * and every write would then be refused.
  */
-export async function checkedManifestOrExit(ref: string | undefined, command: string): Promise<ModelManifest> {
-  const manifest = manifestOrExit(ref, command);
+export async function checkedManifestOrExit(ref: string | undefined, command: string, option?: string): Promise<ModelManifest> {
+  const manifest = manifestOrExit(ref, command, option);
   let embedder: Embedder;
   try {
     embedder = await Embedder.load(manifest, { preferGpu: false, threads: 1 });
@@ -41,6 +57,15 @@ export async function checkedManifestOrExit(ref: string | undefined, command: st
   }
   await embedder.close();
   return embedder.manifest;
+}
+
+/**
+ * A path given on the command line, taken from where the command was typed: `npm run cbmir`
+ * runs in the repository root and names that folder in INIT_CWD. Settings (CBMIR_MODEL,
+ * CBMIR_DATA_DIR) are not command-line paths and keep their meaning.
+ */
+export function invocationPath(p: string, env: NodeJS.ProcessEnv = process.env): string {
+  return env.npm_lifecycle_event === 'cbmir' && env.INIT_CWD ? path.resolve(env.INIT_CWD, p) : p;
 }
 
 /** Wait (bounded) for a fail-fast producer connection to come up; throws a clear error if it does not. */

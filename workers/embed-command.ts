@@ -1,23 +1,25 @@
 /**
- * `cbmir embed <files…> [--json]`: decode + preprocess + embed local DICOM files
+ * `cbmir embed <files…> [--json [--vectors]]`: decode + preprocess + embed local DICOM files
  * with the shipped model. One line per file; exit 0 when every file was either
  * embedded or refused with a reason (a refusal is an answer, not an error);
- * exit 1 only when something broke (unreadable path, model failure).
+ * exit 1 when a file could not be read, 2 for bad usage or a model that does not load.
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
+import { invocationPath, modelOptionOrExit } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 
 /**
  * The file's bytes, or its UNREADABLE line with the reason's code: whatever it is (ELOOP,
  * ENAMETOOLONG, a file over 2 GiB, EMFILE …), the file gets its line and the others are embedded.
  */
-async function readInput(file: string): Promise<{ bytes: Uint8Array } | { unreadable: Record<string, unknown> }> {
+async function readInput(file: string, from: string): Promise<{ bytes: Uint8Array } | { unreadable: Record<string, unknown>; why: string }> {
   try {
-    return { bytes: new Uint8Array(await readFile(file)) };
+    return { bytes: new Uint8Array(await readFile(from)) };
   } catch (err) {
     const e = err as NodeJS.ErrnoException | undefined;
-    return { unreadable: { file, ok: false, reason: `cannot read file: ${e?.code ?? e?.name ?? String(err)}`, code: 'UNREADABLE' } };
+    const why = e?.code ?? e?.name ?? String(err);
+    return { unreadable: { file, ok: false, reason: `cannot read file: ${why}`, code: 'UNREADABLE' }, why };
   }
 }
 
@@ -26,18 +28,32 @@ export function embedCommand(): Command {
     .description('embed local DICOM files with the shipped model (one line per file)')
     .argument('<files...>', 'DICOM Part-10 files')
     .option('--json', 'one JSON object per line', false)
-    .option('--vectors', 'include the vector in the JSON output', false)
-    .option('--model <path>', 'models/manifest.json or an .onnx file (default: the shipped model)')
-    .action(async (files: string[], o: { json: boolean; vectors: boolean; model?: string }) => {
-      const pipeline = await EmbeddingPipeline.create({ model: o.model ?? process.env.CBMIR_MODEL, batchWaitMs: 0 });
+    .option('--vectors', 'with --json: include the vector', false)
+    .option('--model <path>', 'models/manifest.json or an .onnx file (default: CBMIR_MODEL, else the shipped model)')
+    .action(async (files: string[], o: { json: boolean; vectors: boolean; model?: string }, cmd: Command) => {
+      // The text lines have no room for 256 numbers: asked for, they would be dropped without a word.
+      if (o.vectors && !o.json) cmd.error('cbmir embed: --vectors goes with --json', { exitCode: 2 });
+      const model = o.model !== undefined ? invocationPath(o.model) : process.env.CBMIR_MODEL;
+      modelOptionOrExit(model, 'embed', o.model !== undefined ? '--model' : undefined);
+      let pipeline: EmbeddingPipeline;
+      try {
+        pipeline = await EmbeddingPipeline.create({ model, batchWaitMs: 0 });
+      } catch (err) {
+        // As backfill and reindex: a model that does not load is a configuration error.
+        process.stderr.write(`cbmir embed: ${(err as Error).message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       let broken = 0;
       try {
         for (const file of files) {
           let line: Record<string, unknown>;
-          const input = await readInput(file);
+          let text: string;
+          const input = await readInput(file, invocationPath(file));
           if ('unreadable' in input) {
             broken++;
             line = input.unreadable;
+            text = `cannot read ${file}: ${input.why}`;
           } else {
             const r = await pipeline.embedDicom(input.bytes);
             line = r.ok
@@ -50,8 +66,9 @@ export function embedCommand(): Command {
                   ...(o.vectors ? { vector: Array.from(r.vectors[0]?.vector ?? []) } : {}),
                 }
               : { file, ok: false, reason: r.reason, code: r.code };
+            text = r.ok ? `ok      ${file} dims=${String(line.dims)}` : `refused ${file}: ${r.reason}`;
           }
-          process.stdout.write(o.json ? `${JSON.stringify(line)}\n` : `${line.ok ? 'ok     ' : 'refused'} ${file}${line.ok ? ` dims=${String(line.dims)}` : `: ${String(line.reason)}`}\n`);
+          process.stdout.write(`${o.json ? JSON.stringify(line) : text}\n`);
         }
       } finally {
         await pipeline.close();

@@ -94,6 +94,9 @@ export async function listFailed(queue: Queue<IndexJobData>, limit: number): Pro
 /**
  * Every failed job with its view, read in pages (newest first), each job once: pages are
  * positions in a set that changes meanwhile (a job failing now shifts the next page by one).
+ * Only an empty page ends the list: BullMQ's getJobs drops a job that vanished between its
+ * read of the ids and of the jobs (cleared by the STOW hook, pruned), so a short page can
+ * sit in the middle of the list.
  */
 export async function listAllFailed(
   queue: Pick<Queue<IndexJobData>, 'getFailed'>,
@@ -103,13 +106,13 @@ export async function listAllFailed(
   const seen = new Set<string>();
   for (let start = 0; ; start += pageSize) {
     const fetched = await queue.getFailed(start, start + pageSize - 1);
+    if (fetched.length === 0) return out;
     const page = fetched.filter((j): j is Job<IndexJobData> => Boolean(j));
     for (const job of page) {
       if (seen.has(String(job.id))) continue;
       seen.add(String(job.id));
       out.push({ job, view: viewOf(job) });
     }
-    if (fetched.length < pageSize) return out;
   }
 }
 

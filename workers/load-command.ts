@@ -2,13 +2,16 @@
  * The `cbmir load` command: options → runLoad → progress (stderr: a bar on a terminal,
  * elsewhere a line every 30 s) → summary (stdout; `--json` for one machine-readable line).
  * Exit status: 0 when every selected image was stored/written/converted, 1 when any failed,
- * the run was interrupted (Ctrl-C, SIGTERM) or the filters selected nothing, 2 for bad usage.
+ * the run was interrupted (Ctrl-C, SIGTERM), the target refused the first batch (401/403/404/405)
+ * or answered none of 3 batches in a row, labels.csv lists no image, or the filters selected
+ * nothing; 2 for bad usage.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
-import { MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
+import { isCalendarDate, MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
+import { invocationPath } from './command-config.js';
 import { progressLines } from './progress-lines.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
@@ -67,6 +70,11 @@ export function emptySelectionMessage(s: LoadSummary, filtered: boolean): string
     : `the filters select none of the ${s.rows} images: no image matches all of them together`;
 }
 
+/** Why a run over a labels.csv without a single row (a header alone) exits 1; undefined otherwise. */
+export function emptyDatasetMessage(s: Pick<LoadSummary, 'rows' | 'rejectedRows'>): string | undefined {
+  return s.rows === 0 && s.rejectedRows === 0 ? 'labels.csv lists no images (a header and no rows): nothing to load' : undefined;
+}
+
 /**
  * Progress of a load: the bar on a terminal (unless `bar` is false), otherwise, when `lines`,
  * a line on stderr every `everyMs`, so that a run of hours under nohup or CI is not silent.
@@ -112,6 +120,7 @@ export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = proces
     `cbmir load ${s.dataset}: ${s.mode}${s.target ? ` → ${s.target}` : ''}`,
     `  selected ${s.selected} of ${s.rows} images (${s.studies} studies, ${s.series} series)${s.rejectedRows ? `; ${s.rejectedRows} labels.csv rows rejected` : ''}`,
     ...(s.unmatched?.length ? [`  matched nothing in labels.csv: ${describeUnmatched(s.unmatched)}`] : []),
+    ...(s.stopped ? [`  stopped with ${s.selected - s.stored - s.failed} images not sent: ${s.stopped}`] : []),
     `  converted ${s.converted}${s.mode === 'send' ? `, sent ${s.sent}, stored ${s.stored}` : s.mode === 'write' ? `, written ${s.stored}` : ''}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
     '  per class:',
     ...Object.entries(s.byClass).map(
@@ -158,7 +167,7 @@ export function loadCommand(): Command {
     }, 3)
     .option('--timeout-ms <ms>', 'per-request timeout', positiveInt('--timeout-ms'), 120_000)
     .option('--study-date <YYYYMMDD>', 'Study/Series/Content Date (default: today, UTC)', (v) => {
-      if (!/^\d{8}$/.test(v)) throw new InvalidArgumentError('--study-date must be YYYYMMDD');
+      if (!isCalendarDate(v)) throw new InvalidArgumentError(`--study-date must be a date YYYYMMDD, got ${v}`);
       return v;
     })
     .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
@@ -194,11 +203,11 @@ export function loadCommand(): Command {
       const filtered = Boolean(opts.patients || opts.folds || opts.classes);
       try {
         const summary = await runLoad({
-          dir,
+          dir: invocationPath(dir),
           mode,
           url: opts.url,
           authorization,
-          ...(opts.out ? { outDir: opts.out } : {}),
+          ...(opts.out ? { outDir: invocationPath(opts.out) } : {}),
           ...(opts.datasetName ? { datasetName: opts.datasetName } : {}),
           ...(opts.studyDate ? { studyDate: opts.studyDate } : {}),
           filters: {
@@ -218,11 +227,12 @@ export function loadCommand(): Command {
         if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else printSummary(summary);
         if (abort.signal.aborted) process.stderr.write('cbmir load: interrupted\n');
-        // A misspelt --classes or a fold that does not exist is not "all 0 images loaded".
-        const empty = emptySelectionMessage(summary, filtered);
+        if (summary.stopped) process.stderr.write(`cbmir load: stopped: ${summary.stopped}\n`);
+        // A misspelt --classes or a fold that does not exist is not "all 0 images loaded", nor is a labels.csv without rows.
+        const empty = emptyDatasetMessage(summary) ?? emptySelectionMessage(summary, filtered);
         if (empty) process.stderr.write(`cbmir load: ${empty}\n`);
         // A rejected labels.csv row is an image not loaded: as much a failure as a refused STOW.
-        process.exitCode = summary.failed > 0 || summary.rejectedRows > 0 || abort.signal.aborted || empty ? 1 : 0;
+        process.exitCode = summary.failed > 0 || summary.rejectedRows > 0 || abort.signal.aborted || summary.stopped || empty ? 1 : 0;
       } catch (err) {
         bar?.stop();
         if (err instanceof DatasetError) cmd.error(`cbmir load: ${err.message}`, { exitCode: 2 });

@@ -87,9 +87,27 @@ export interface LoadSummary {
   readonly failures: { file: string; reason: string }[];
   readonly elapsedMs: number;
   readonly imagesPerSecond: number;
+  /** Why the run stopped before sending every image: the target refused a batch as it would refuse them all, or could not be reached. */
+  readonly stopped?: string;
 }
 
 export const MAX_FAILURES_LISTED = 100;
+
+/** Answers every later batch would get too: a wrong URL (404, 405) or a refused login (401, 403). */
+const TARGET_REFUSED = new Set([401, 403, 404, 405]);
+
+/** Batches in a row that got no HTTP answer (after their retries) before a run gives up on the target. */
+export const MAX_UNREACHABLE_BATCHES = 3;
+
+/** Whether YYYYMMDD names a day of the calendar (20250229 and 00000000 do not). */
+export function isCalendarDate(v: string): boolean {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(v);
+  if (!m) return false;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1];
+  return y >= 1 && days !== undefined && d >= 1 && d <= days;
+}
 
 function todayUtc(): string {
   return new Date().toISOString().slice(0, 10).replace(/-/g, '');
@@ -152,7 +170,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   const plan = await readDataset(o.dir, o.datasetName);
   const selected = selectInstances(plan, o.filters ?? {});
   const studyDate = o.studyDate ?? todayUtc();
-  if (!/^\d{8}$/.test(studyDate)) throw new Error(`study date must be YYYYMMDD, got ${studyDate}`);
+  if (!isCalendarDate(studyDate)) throw new Error(`study date must be a date YYYYMMDD, got ${studyDate}`);
   const batchSize = Math.max(1, o.batchSize ?? 16);
   const concurrency = Math.max(1, o.concurrency ?? 4);
   if (o.mode === 'send' && !o.url) throw new Error('a DICOMweb URL is needed to send');
@@ -187,45 +205,59 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   };
 
   const client = o.mode === 'send' ? new StowClient({ url: o.url!, authorization: o.authorization, retries: o.retries, timeoutMs: o.timeoutMs, connections: concurrency }) : undefined;
+  let stopped: string | undefined;
+  let unreachable = 0;
   let next = 0;
-  const worker = async () => {
-    while (next < selected.length && !o.signal?.aborted) {
-      const batch = selected.slice(next, next + batchSize);
-      next += batch.length;
-      const parts: (StowPart & { inst: PlannedInstance })[] = [];
-      for (const inst of batch) {
-        try {
-          const bytes = await convertInstance(plan.dir, inst, studyDate);
-          converted++;
-          byClass[inst.className]!.converted++;
-          if (o.mode === 'write') {
-            await writeOut(inst, bytes);
-            ok(inst);
-            done++;
-          } else if (o.mode === 'dry-run') {
-            done++;
-          } else {
-            parts.push({ sopInstanceUid: inst.sopInstanceUid, bytes, inst });
-          }
-        } catch (err) {
-          fail(inst, err instanceof Error ? err.message : String(err));
+  const takeBatch = () => {
+    const batch = selected.slice(next, next + batchSize);
+    next += batch.length;
+    return batch;
+  };
+  const runBatch = async (batch: PlannedInstance[]) => {
+    const parts: (StowPart & { inst: PlannedInstance })[] = [];
+    for (const inst of batch) {
+      try {
+        const bytes = await convertInstance(plan.dir, inst, studyDate);
+        converted++;
+        byClass[inst.className]!.converted++;
+        if (o.mode === 'write') {
+          await writeOut(inst, bytes);
+          ok(inst);
           done++;
-        }
-      }
-      if (client && parts.length > 0) {
-        sent += parts.length;
-        const outcome = await client.store(parts, o.signal);
-        for (const p of parts) {
-          if (outcome.stored.has(p.sopInstanceUid)) ok(p.inst);
-          else fail(p.inst, outcome.failed.get(p.sopInstanceUid) ?? 'not stored');
+        } else if (o.mode === 'dry-run') {
           done++;
+        } else {
+          parts.push({ sopInstanceUid: inst.sopInstanceUid, bytes, inst });
         }
+      } catch (err) {
+        fail(inst, err instanceof Error ? err.message : String(err));
+        done++;
       }
-      progress();
     }
+    if (client && parts.length > 0) {
+      sent += parts.length;
+      const outcome = await client.store(parts, o.signal);
+      for (const p of parts) {
+        if (outcome.stored.has(p.sopInstanceUid)) ok(p.inst);
+        else fail(p.inst, outcome.failed.get(p.sopInstanceUid) ?? 'not stored');
+        done++;
+      }
+      const reason = outcome.failed.values().next().value ?? `HTTP ${outcome.status}`;
+      if (TARGET_REFUSED.has(outcome.status)) stopped ??= `${reason}: every batch would get that answer, so no more were sent`;
+      else if (!outcome.networkError) unreachable = 0;
+      else if (++unreachable >= MAX_UNREACHABLE_BATCHES)
+        stopped ??= `${MAX_UNREACHABLE_BATCHES} batches in a row got no answer (${reason}): the target looks down or unreachable, so no more were sent`;
+    }
+    progress();
+  };
+  const worker = async () => {
+    while (next < selected.length && !o.signal?.aborted && !stopped) await runBatch(takeBatch());
   };
   try {
     progress();
+    // One batch alone first: a wrong URL or login, or a target that is down, shows in its answer
+    // before the other batches are converted and sent.
+    if (client && selected.length > 0) await runBatch(takeBatch());
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, Math.ceil(selected.length / batchSize))) }, worker));
   } finally {
     await client?.close();
@@ -251,5 +283,6 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
     failures,
     elapsedMs: Math.round(elapsedMs),
     imagesPerSecond: Number(((selected.length * 1000) / Math.max(1, elapsedMs)).toFixed(1)),
+    ...(stopped ? { stopped } : {}),
   };
 }

@@ -18,21 +18,27 @@
  *      With `--match` only part of the PACS is indexed, so nothing is swapped: the
  *      version goes live with a later `--swap-only` (after the other parts).
  *
+ * `cbmir reindex --drop <version>` (alone) deletes a version that is not live: the one a
+ * swap without --drop-old left behind. A swap only knows the version it replaces, so a
+ * later --drop-old has nothing to go by.
+ *
  * After the swap, point the gateway and the workers at the new manifest (CBMIR_MODEL):
  * the STOW hook stamps jobs with the gateway's model version.
  */
+import { rmSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { Queue } from 'bullmq';
 import { createVectorIndex } from '../core/index/factory.js';
+import type { VectorIndex } from '../core/index/types.js';
 import { queueName, type IndexJobData } from '../core/jobs.js';
-import { createLogger } from '../core/log.js';
+import { createLogger, type Logger } from '../core/log.js';
 import { freshSecretProblem, loadPatientKeySecret } from '../core/index/patient-key.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
-import { checkedManifestOrExit, configOrExit, redisReachable } from './command-config.js';
+import { interruptOnSignals, parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
+import { checkedManifestOrExit, configOrExit, invocationPath, redisReachable } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
@@ -41,10 +47,11 @@ import { describeSummary, Reconciler, type ReconcileSummary } from './reconciler
 
 interface ReindexCliOptions {
   match?: Record<string, string>;
-  model: string;
+  model?: string;
   swapOnly?: boolean;
   force?: boolean;
   dropOld?: boolean;
+  drop?: string;
   resume?: boolean;
   rate?: number;
   localWorker: boolean;
@@ -104,13 +111,39 @@ const say = (json: boolean | undefined, msg: string) => {
   if (!json) process.stderr.write(`cbmir reindex: ${msg}\n`);
 };
 
+/**
+ * The reconciler's and the local worker's logger. On stderr: stdout carries the outcome
+ * alone (`--json`: one JSON line).
+ */
+export function reindexLogger(level: string): Logger {
+  return createLogger(level === 'info' ? 'warn' : level, 'reindex', process.stderr);
+}
+
+/**
+ * `--drop <version>`: delete a stored version that is not live. The live one, or one the store
+ * does not hold, is refused (the command exits 2): a typo must not look like a job done.
+ */
+export async function dropVersion(
+  index: Pick<VectorIndex, 'liveVersion' | 'versions' | 'dropVersion'>,
+  version: string,
+): Promise<{ ok: true; live: string | undefined } | { ok: false; message: string }> {
+  const live = await index.liveVersion();
+  const stored = await index.versions();
+  if (version === live)
+    return { ok: false, message: `${version} is the live version: not dropped (make another version live first, with --swap-only)` };
+  if (!stored.includes(version)) return { ok: false, message: `no version ${version} is stored (stored: ${stored.join(', ') || 'none'})` };
+  await index.dropVersion(version);
+  return { ok: true, live };
+}
+
 export function reindexCommand(): Command {
   return new Command('reindex')
     .description('index the whole PACS with another model version beside the live one, then swap it live')
-    .requiredOption('--model <manifest>', 'the new model: a manifest.json (or .onnx) file')
+    .option('--model <manifest>', 'the new model: a manifest.json (or .onnx) file (required but with --drop)')
     .option('--swap-only', 'only make the (already indexed) version live; refused while it is incomplete')
     .option('--force', 'swap even a version that holds fewer documents than the live one or has work left')
     .option('--drop-old', 'after the swap, delete the previous live version')
+    .option('--drop <version>', 'only delete this stored version, which must not be live (e.g. the one an earlier swap replaced)')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
     .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
     .option(
@@ -127,8 +160,43 @@ export function reindexCommand(): Command {
     .option('--json', 'print the outcome as one JSON line')
     .option('--no-progress', 'no progress (bars on a terminal, elsewhere a line every 30 s)')
     .action(async (o: ReindexCliOptions, cmd: Command) => {
+      if (o.drop !== undefined) {
+        const others = cmd.options
+          .filter((opt) => cmd.getOptionValueSource(opt.attributeName()) === 'cli' && !['drop', 'json'].includes(opt.attributeName()))
+          .map((opt) => opt.long ?? opt.flags);
+        if (others.length > 0)
+          cmd.error(`cbmir reindex: --drop goes alone (with --json at most), not with ${others.join(', ')}`, { exitCode: 2 });
+        const config = configOrExit();
+        const index = createVectorIndex(config);
+        try {
+          const r = await dropVersion(index, o.drop);
+          if (!r.ok) {
+            process.stderr.write(`cbmir reindex: ${r.message}\n`);
+            process.exitCode = 2;
+            return;
+          }
+          // A later reindex of that version starts over; --resume would skip the studies of the storage just deleted.
+          rmSync(Checkpoint.fileFor(config.dataDir, 'reindex', o.drop), { force: true });
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify({ dropped: o.drop, live: r.live ?? null })}\n`
+              : `cbmir reindex: dropped ${o.drop} (live: ${r.live ?? 'none'})\n`,
+          );
+        } finally {
+          await index.close();
+        }
+        return;
+      }
+      if (o.model === undefined)
+        cmd.error("cbmir reindex: required option '--model <manifest>' not specified (or --drop <version>)", { exitCode: 2 });
+      if (!o.localWorker && o.concurrency !== undefined)
+        cmd.error(
+          'cbmir reindex: --concurrency sets the local worker, and --no-local-worker runs none: set CBMIR_WORKER_CONCURRENCY for the `cbmir worker` processes instead',
+          { exitCode: 2 },
+        );
+      const modelRef = o.model;
       const config = configOrExit();
-      const manifest = await checkedManifestOrExit(o.model, 'reindex');
+      const manifest = await checkedManifestOrExit(invocationPath(modelRef), 'reindex', '--model');
       const version = manifest.version;
       const index = createVectorIndex(config);
       const oldLive = await index.liveVersion();
@@ -145,9 +213,38 @@ export function reindexCommand(): Command {
           );
         else
           process.stdout.write(
-            `cbmir reindex: ${swapped ? `${version} is live (was ${oldLive ?? 'none'})` : `${version} NOT made live; ${oldLive ?? 'none'} stays live`}\n`,
+            `cbmir reindex: ${
+              swapped
+                ? `${version} is live (was ${oldLive ?? 'none'})`
+                : oldLive === version
+                  ? `${version} is already live; nothing swapped`
+                  : `${version} NOT made live; ${oldLive ?? 'none'} stays live`
+            }\n`,
           );
       };
+      // Nothing to swap, so --drop-old has no "previous" version to go by: it drops nothing, and
+      // says so (exit 1) while other versions are stored.
+      const finishAlreadyLive = async (hint: string) => {
+        say(o.json, `${version} is already live${hint}`);
+        const others = o.dropOld ? (await index.versions()).filter((v) => v !== version) : [];
+        if (others.length > 0) {
+          process.stderr.write(
+            `cbmir reindex: --drop-old drops the version a swap replaces, and nothing was swapped: nothing dropped. ` +
+              `Delete an earlier version with \`cbmir reindex --drop <version>\` (stored besides ${version}: ${others.join(', ')})\n`,
+          );
+          process.exitCode = 1;
+        }
+        await finish(false, { alreadyLive: true });
+      };
+
+      if (oldLive === version) {
+        try {
+          await finishAlreadyLive(o.swapOnly ? '' : '; use `cbmir backfill` to fill gaps');
+        } finally {
+          await index.close();
+        }
+        return;
+      }
 
       if (o.swapOnly) {
         const namespace = reindexNamespace(version);
@@ -157,29 +254,27 @@ export function reindexCommand(): Command {
         try {
           if (!(await index.versions()).includes(version))
             cmd.error(`cbmir reindex: version ${version} has no storage yet: run the reindex without --swap-only first`, { exitCode: 2 });
-          if (oldLive !== version) {
-            const liveCount = oldLive ? await index.count() : 0; // unbound: the live version
-            await index.ensure(manifest.dims, version); // exists: binds, creates nothing
-            await redisReachable(() => queueConn.ping(), config.redisUrl);
-            const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-            const blockers = swapBlockers({
-              newCount: await index.count(),
-              liveCount,
-              pending: Object.values(c).reduce((a, b) => a + b, 0),
-              retryable: (await listAllFailed(queue)).filter((f) => f.view.retryable).length,
-            });
-            if (blockers.length > 0 && !o.force) {
-              process.stderr.write(
-                `cbmir reindex: not swapping ${version}: ${blockers.join('; ')}. ` +
-                  `Finish it with \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
-                  `or pass --force to swap it as it is\n`,
-              );
-              await finish(false);
-              process.exitCode = 1;
-              return;
-            }
-            await index.swapAlias(version);
+          const liveCount = oldLive ? await index.count() : 0; // unbound: the live version
+          await index.ensure(manifest.dims, version); // exists: binds, creates nothing
+          await redisReachable(() => queueConn.ping(), config.redisUrl);
+          const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+          const blockers = swapBlockers({
+            newCount: await index.count(),
+            liveCount,
+            pending: Object.values(c).reduce((a, b) => a + b, 0),
+            retryable: (await listAllFailed(queue)).filter((f) => f.view.retryable).length,
+          });
+          if (blockers.length > 0 && !o.force) {
+            process.stderr.write(
+              `cbmir reindex: not swapping ${version}: ${blockers.join('; ')}. ` +
+                `Finish it with \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${modelRef} --resume\`, ` +
+                `or pass --force to swap it as it is\n`,
+            );
+            await finish(false);
+            process.exitCode = 1;
+            return;
           }
+          await index.swapAlias(version);
           await finish(true);
         } finally {
           await queue.close().catch(() => undefined);
@@ -188,14 +283,7 @@ export function reindexCommand(): Command {
         }
         return;
       }
-      if (oldLive === version) {
-        say(o.json, `${version} is already live; use \`cbmir backfill\` to fill gaps`);
-        await finish(oldLive === version);
-        await index.close();
-        return;
-      }
-
-      const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'reindex');
+      const log = reindexLogger(config.logLevel);
       const namespace = reindexNamespace(version);
       const pacs = new PacsClient({
         url: config.pacs.url,
@@ -214,8 +302,7 @@ export function reindexCommand(): Command {
       let workers: RunningWorkers | undefined;
       let pipeline: EmbeddingPipeline | undefined;
       const abort = new AbortController();
-      const onSigint = () => abort.abort(new Error('interrupted'));
-      process.once('SIGINT', onSigint);
+      const stopListening = interruptOnSignals(abort);
       try {
         await redisReachable(() => enqueuer.ping(), config.redisUrl);
         const liveCount = oldLive ? await index.count() : 0; // still unbound: the live version
@@ -231,7 +318,7 @@ export function reindexCommand(): Command {
         if (o.localWorker) {
           // The same worker settings as `cbmir worker` (an admin who lowered them to avoid OOM meant them here too).
           pipeline = await EmbeddingPipeline.create({
-            model: o.model,
+            model: invocationPath(modelRef),
             batchSize: config.worker.batchSize,
             batchWaitMs: config.worker.batchWaitMs,
             ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
@@ -293,7 +380,7 @@ export function reindexCommand(): Command {
         } else if (complete && o.match) {
           say(
             o.json,
-            `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${o.model} --swap-only\``,
+            `not swapping: --match indexed only the matching studies; when every part is indexed, \`cbmir reindex --model ${modelRef} --swap-only\``,
           );
         } else {
           process.stderr.write(
@@ -303,8 +390,8 @@ export function reindexCommand(): Command {
               (complete
                 ? // Crawled and nothing to retry: only the count stands in the way, and a rerun
                   // would crawl everything again to the same count.
-                  `If images were deleted from the PACS since the live version indexed them, make it live with \`cbmir reindex --model ${o.model} --swap-only --force\`\n`
-                : `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${o.model} --resume\`, ` +
+                  `If images were deleted from the PACS since the live version indexed them, make it live with \`cbmir reindex --model ${modelRef} --swap-only --force\`\n`
+                : `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${modelRef} --resume\`, ` +
                   'or pass --force to swap it as it is\n'),
           );
         }
@@ -326,7 +413,7 @@ export function reindexCommand(): Command {
         }
         throw err;
       } finally {
-        process.off('SIGINT', onSigint);
+        stopListening();
         await workers?.close();
         await pipeline?.close();
         await queue.close().catch(() => undefined);
@@ -389,7 +476,7 @@ async function drain(
         bar?.stop();
         process.stderr.write(
           `cbmir reindex: nothing has been indexed for ${Math.round(STALL_WARN_MS / 1000)} s and no job is running: is a worker consuming ${queue.name}? ` +
-            `(without the local worker: CBMIR_MODEL=${o.model} cbmir worker --namespace ${queue.name.replace(/^cbmir-index-/, '')})\n`,
+            `(without the local worker: CBMIR_MODEL=${o.model ?? '<manifest>'} cbmir worker --namespace ${queue.name.replace(/^cbmir-index-/, '')})\n`,
         );
       }
       await new Promise((r) => setTimeout(r, 1000));

@@ -5,4 +5,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 PY=python3
 [[ -x "$root/.venv/bin/python3" ]] && PY="$root/.venv/bin/python3"
-exec "$PY" "$(dirname "$0")/eval_onnx.py" "$@"
+# npm runs a script in the repository root; relative --dataset/--model/--save-embeddings mean the
+# folder `npm run eval:model` was typed in, which npm passes as INIT_CWD. Only under that npm
+# script: a program that runs this file itself (bench/eval-live.ts) sets its own working directory,
+# and may have inherited another script's INIT_CWD.
+if [[ "${npm_lifecycle_event:-}" == "eval:model" && -n "${INIT_CWD:-}" ]]; then cd "$INIT_CWD"; fi
+exec "$PY" "$root/models/train/eval_onnx.py" "$@"

@@ -18,6 +18,7 @@ Prints per-class and overall figures; the LAST stdout line is one JSON object:
 Defaults: DIR = $CBMIR_DATASETS/figshare-cheng (CBMIR_DATASETS defaults to
 <repo>/../shared/datasets); model = models/<manifest.json "file">.
 --dataset may be repeated to pool several folders (e.g. figshare-cheng + ixi-normal).
+Relative paths are taken from the folder `npm run eval:model` was run in (npm's INIT_CWD).
 """
 from __future__ import annotations
 
@@ -63,7 +64,14 @@ def read_dataset(d: Path) -> list[dict]:
     # utf-8-sig: a labels.csv saved by a spreadsheet starts with a BOM, which would hide the first column's name.
     with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
+        # Column names as `cbmir load` reads them (workers/load/dataset.ts): trimmed, any case, so a
+        # folder it loads is one this evaluates ("File,Label,Class_Name", "file, label, class_name").
+        cols = [(c or "").strip().lower() for c in (reader.fieldnames or [])]
+        dup = sorted({c for c in cols if c and cols.count(c) > 1})
+        if dup:
+            raise SystemExit(f"{d}/labels.csv names column(s) {', '.join(map(repr, dup))} twice (names are read "
+                             "without case and surrounding spaces)")
+        reader.fieldnames = cols
         for col in ("file", "label", "class_name"):
             if col not in cols:
                 raise SystemExit(f"{d}/labels.csv lacks column {col!r}")
@@ -176,6 +184,33 @@ def input_side(sess) -> int:
     return 224
 
 
+def open_session(model_path: Path, threads: int):
+    """An onnxruntime session of an embedding model (input `image` [N,1,S,S], output `embedding`,
+    as models/runtime/embedder.ts feeds it), or SystemExit naming what the file is not."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    try:
+        sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime has an exception type per cause (InvalidProtobuf, NoSuchFile, Fail …)
+        raise SystemExit(f"{model_path}: onnxruntime cannot load it as an ONNX model: {e}") from None
+    ins = {i.name: i.shape for i in sess.get_inputs()}
+    outs = [o.name for o in sess.get_outputs()]
+    img = ins.get("image")
+    # A dimension the graph leaves open is a name or None: only a fixed channel count other than 1 is wrong.
+    one_channel = img is not None and len(img) == 4 and (img[1] == 1 or not isinstance(img[1], int))
+    if len(ins) != 1 or not one_channel or "embedding" not in outs:
+        shown = ", ".join(f"{k} {v}" for k, v in ins.items())
+        raise SystemExit(f"{model_path}: not an embedding model: eval:model needs one input 'image' [N,1,S,S] and an "
+                         f"output 'embedding'; this graph has inputs {shown} and outputs {', '.join(outs)}")
+    try:
+        input_side(sess)
+    except ValueError as e:
+        raise SystemExit(f"{model_path}: {e}") from None
+    return sess
+
+
 def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
     try:
         return preprocess_file(path, out_size)
@@ -188,11 +223,7 @@ def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
 
 
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    sess = open_session(model_path, threads)
     prep = partial(_preprocess_or_exit, out_size=input_side(sess))
     out = []
     t0 = time.time()
@@ -206,17 +237,43 @@ def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2,
     return np.concatenate(out)
 
 
+def positive_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
+def check_save_path(p: str) -> None:
+    """SystemExit unless --save-embeddings can be written: checked before the embedding run, which
+    a missing folder would otherwise throw away at its very end."""
+    target = Path(p if p.endswith(".npy") else p + ".npy")  # np.save adds .npy
+    parent = target.parent
+    if target.is_dir():
+        raise SystemExit(f"--save-embeddings {p}: is a folder; give a file name (.npy)")
+    if not parent.is_dir():
+        raise SystemExit(f"--save-embeddings {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SystemExit(f"--save-embeddings {p}: cannot write there (permissions)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", help="dataset folder (repeatable)")
     ap.add_argument("--model", help="ONNX file (default: the shipped model from models/manifest.json)")
     ap.add_argument("--query-fold", type=int, help="held-out fold used as queries (default: manifest, 5)")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--batch", type=positive_int, default=32, help="images per inference call (default 32)")
+    ap.add_argument("--threads", type=positive_int, default=2, help="onnxruntime and decoding threads (default 2)")
+    ap.add_argument("--n-boot", type=positive_int, default=1000,
+                    help="bootstrap resamples for the 95%% CIs (default 1000)")
     ap.add_argument("--save-embeddings", help="write the embeddings (.npy)")
     ap.add_argument("--no-cache", action="store_true", help="do not read/write the embedding cache")
     a = ap.parse_args(argv)
+    if a.save_embeddings:
+        check_save_path(a.save_embeddings)
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -230,6 +287,8 @@ def main(argv=None):
         model = MODELS_DIR / man["file"]
     if not model.exists():
         raise SystemExit(f"model not found: {model}")
+    if not model.is_file():
+        raise SystemExit(f"--model {model}: is not a file (give an .onnx file)")
     dirs = [Path(d) for d in (a.dataset or [str(default_dataset())])]
     per_dir = [(d, read_dataset(d)) for d in dirs]
     # Within a folder a column is used by every row or none (read_dataset); across pooled folders

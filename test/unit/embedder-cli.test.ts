@@ -45,3 +45,59 @@ test('cbmir embed: a file that cannot be read for any reason gets an UNREADABLE 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** `cbmir embed …` with env additions; never rejects. */
+function embed(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; stderr: string; code: number }> {
+  return run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'embed', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+  }).then(
+    (ok) => ({ ...ok, code: 0 }),
+    (err: { stdout: string; stderr: string; code: number }) => err,
+  );
+}
+
+test(
+  'cbmir embed: a model that does not load exits 2 as for backfill and reindex, naming --model when it was given',
+  { timeout: 60_000 },
+  async () => {
+    const good = path.join(dicomFixturesDir, 'transfer-syntax/siemens_mosaic_1.dcm');
+    const [missing, notAModel] = await Promise.all([
+      embed(['--model', '/nope.onnx', good]),
+      embed(['--model', path.join(repoRoot, 'test/fixtures/models/README.md'), good]),
+    ]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /^cbmir embed: --model \/nope\.onnx: no such file/);
+    assert.doesNotMatch(missing.stderr, /CBMIR_MODEL/);
+    assert.equal(notAModel.code, 2, notAModel.stderr);
+    assert.match(notAModel.stderr, /^cbmir embed: model manifest .*README\.md is not valid JSON/);
+  },
+);
+
+test(
+  'cbmir embed: an unreadable file is "cannot read", not "refused"; --vectors without --json is refused (exit 2)',
+  { timeout: 60_000 },
+  async () => {
+    const good = path.join(dicomFixturesDir, 'transfer-syntax/siemens_mosaic_1.dcm');
+    const [unreadable, vectors] = await Promise.all([embed(['--model', TINY, '/nope.dcm']), embed(['--model', TINY, '--vectors', good])]);
+    assert.equal(unreadable.code, 1, unreadable.stderr);
+    assert.equal(unreadable.stdout, 'cannot read /nope.dcm: ENOENT\n');
+    assert.equal(vectors.code, 2, vectors.stderr);
+    assert.match(vectors.stderr, /--vectors goes with --json/);
+    assert.equal(vectors.stdout, '');
+  },
+);
+
+test(
+  'npm run cbmir -- embed: relative paths are taken from where npm was run (INIT_CWD), and printed as given',
+  { timeout: 60_000 },
+  async () => {
+    const r = await embed(['--json', '--model', 'tiny32-0.0.1.onnx', '../dicom-samples/transfer-syntax/siemens_mosaic_1.dcm'], {
+      npm_lifecycle_event: 'cbmir',
+      INIT_CWD: path.join(repoRoot, 'test/fixtures/models'),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const line = JSON.parse(r.stdout) as { file: string; ok: boolean; model: string };
+    assert.deepEqual([line.file, line.ok, line.model], ['../dicom-samples/transfer-syntax/siemens_mosaic_1.dcm', true, 'tiny32-0.0.1']);
+  },
+);

@@ -116,6 +116,22 @@ describe('--retry over a failed set that changes meanwhile', () => {
     );
   });
 
+  it('goes past a page left short by a job that vanished, as BullMQ drops it (2,500 failed, one cleared)', async () => {
+    // BullMQ's getJobs reads the ids, then the jobs, and filters out the ones gone meanwhile:
+    // the first page holds 999 jobs, not 1,000, and the list goes on.
+    const ids = Array.from({ length: 2500 }, (_, i) => String(i));
+    const jobs = new Map(ids.map((id) => [id, fakeJob(id, 'index unreachable: ECONNREFUSED')]));
+    const queue: Pick<Queue<IndexJobData>, 'getFailed'> = {
+      getFailed: async (start = 0, end = -1) =>
+        ids
+          .slice(start, end + 1)
+          .filter((id) => id !== '5')
+          .map((id) => jobs.get(id)!) as unknown as Job<IndexJobData>[],
+    };
+    assert.equal((await listAllFailed(queue)).length, 2499);
+    assert.deepEqual(await retryFailed(queue), { retried: 2499, gone: 0 });
+  });
+
   it('still stops on other errors (Redis gone)', async () => {
     const job = fakeJob('r', 'x');
     job.retry = async () => {

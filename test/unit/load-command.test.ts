@@ -4,13 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { emptySelectionMessage, loadProgress, printSummary } from '../../workers/load-command.js';
-import type { LoadSummary } from '../../workers/load.js';
-import { ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
+import { runLoad, type LoadSummary } from '../../workers/load.js';
+import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
 import { captureStderr } from '../helpers/stderr.js';
 
 const summary = (over: Partial<LoadSummary> = {}): LoadSummary => ({
@@ -70,6 +72,97 @@ describe('cbmir load output', () => {
       emptySelectionMessage({ ...none, unmatched: [{ filter: '--classes', values: ['Glioma'], known: ['glioma'] }] }, true)!,
       /--classes Glioma \(labels\.csv has: glioma\)/,
     );
+  });
+});
+
+/** `cbmir load …` through bin/cbmir.js: exit code and output. */
+function cbmirLoad(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'cbmir.js'), 'load', ...args], { cwd: repoRoot });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+/** A DICOMweb target that answers every request with `status`, counting them. */
+async function answering(status: number): Promise<{ server: Server; url: string; requests: () => number }> {
+  let n = 0;
+  const server = createServer((req, res) => {
+    n++;
+    req.resume();
+    req.on('end', () => res.writeHead(status).end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/dicom-web`, requests: () => n };
+}
+
+describe('cbmir load against a target that refuses everything or is down', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'cbmir-load-cmd-'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  for (const status of [404, 401]) {
+    it(`stops after the first batch answered ${status}: one request, not one per batch`, { timeout: 60_000 }, async () => {
+      const t = await answering(status);
+      try {
+        const s = await runLoad({
+          dir: figshareSampleDir,
+          mode: 'send',
+          url: t.url,
+          batchSize: 1,
+          concurrency: 4,
+          retries: 0,
+          studyDate: '20250101',
+        });
+        assert.equal(t.requests(), 1);
+        assert.deepEqual([s.selected, s.sent, s.stored, s.failed], [36, 1, 0, 1]);
+        assert.match(
+          s.stopped ?? '',
+          new RegExp(`^HTTP ${status} from http://127\\.0\\.0\\.1:\\d+/dicom-web/studies.*: every batch would get that answer`),
+        );
+      } finally {
+        t.server.close();
+      }
+    });
+  }
+
+  it('stops after 3 batches in a row got no answer (connection refused)', { timeout: 60_000 }, async () => {
+    const t = await answering(200);
+    const url = t.url;
+    await new Promise((r) => t.server.close(r)); // nothing listens there any more
+    const s = await runLoad({ dir: figshareSampleDir, mode: 'send', url, batchSize: 1, concurrency: 1, retries: 0, studyDate: '20250101' });
+    assert.deepEqual([s.sent, s.failed], [3, 3]);
+    assert.match(
+      s.stopped ?? '',
+      /^3 batches in a row got no answer \(network error: ECONNREFUSED.*\): the target looks down or unreachable/,
+    );
+  });
+
+  it('the command says why it stopped, and exits 1', { timeout: 60_000 }, async () => {
+    const t = await answering(404);
+    try {
+      const r = await cbmirLoad(figshareSampleDir, '--url', t.url, '--batch-size', '4', '--no-progress');
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(t.requests(), 1);
+      assert.match(r.stderr, /cbmir load: stopped: HTTP 404 from .*: every batch would get that answer, so no more were sent/);
+      assert.match(r.stdout, /stopped with 32 images not sent: HTTP 404/);
+    } finally {
+      t.server.close();
+    }
+  });
+
+  it('a labels.csv with a header and no rows exits 1; an impossible --study-date exits 2', { timeout: 60_000 }, async () => {
+    const dir = path.join(tmp, 'header-only');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'labels.csv'), 'file,label,class_name\n');
+    const [empty, badDate] = await Promise.all([
+      cbmirLoad(dir, '--dry-run'),
+      cbmirLoad(ixiSampleDir, '--dry-run', '--study-date', '20251399'),
+    ]);
+    assert.equal(empty.code, 1, empty.stderr);
+    assert.match(empty.stderr, /cbmir load: labels\.csv lists no images \(a header and no rows\): nothing to load/);
+    assert.equal(badDate.code, 2, badDate.stderr);
+    assert.match(badDate.stderr, /--study-date must be a date YYYYMMDD, got 20251399/);
   });
 });
 

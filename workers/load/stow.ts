@@ -23,6 +23,8 @@ export interface StowOutcome {
   readonly failed: Map<string, string>;
   readonly status: number;
   readonly attempts: number;
+  /** The last attempt got no HTTP answer (refused, reset, timed out, unknown host). */
+  readonly networkError?: boolean;
 }
 
 export interface StowClientOptions {
@@ -138,12 +140,14 @@ export class StowClient {
     let lastReason = '';
     let lastStatus = 0;
     let attempts = 0;
+    let networkError = false;
     for (let attempt = 1; attempt <= this.opts.retries + 1; attempt++) {
       if (signal?.aborted) {
         lastReason = 'interrupted';
         break;
       }
       attempts = attempt;
+      networkError = false;
       try {
         const res = await request(this.endpoint, {
           method: 'POST',
@@ -179,12 +183,13 @@ export class StowClient {
         }
         const code = `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message ?? ''}`;
         lastReason = `network error: ${code.trim()}`;
+        networkError = true;
         if (!TRANSIENT_CODES.test(code) || attempt > this.opts.retries) break;
         await sleep(this.backoff(attempt), signal);
       }
     }
     const reason = lastReason === 'interrupted' ? 'interrupted' : `${lastReason} after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
-    return { stored: new Set(), failed: new Map(sent.map((u) => [u, reason])), status: lastStatus, attempts };
+    return { stored: new Set(), failed: new Map(sent.map((u) => [u, reason])), status: lastStatus, attempts, ...(networkError ? { networkError } : {}) };
   }
 
   private backoff(attempt: number): number {
