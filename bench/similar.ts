@@ -3,7 +3,7 @@
  * system's Table 6 (1 user 274 ms avg … 128 users 25.7 s, timeouts at 256).
  *
  *   tsx bench/similar.ts [--min-docs 10000] [--levels 1,2,4,…,512] [--duration-ms 10000]
- *                        [--warmup-ms 2000] [--upload-requests 40] [--load-only] [--clone-copies]
+ *                        [--warmup-ms 2000] [--prewarm-ms 20000] [--upload-requests 40] [--load-only] [--clone-copies]
  *                        [--no-report] [--help]
  *
  * The index: ≥ --min-docs real images. The real datasets (CBMIR_BENCH_SIMILAR_DATASETS:
@@ -101,6 +101,12 @@ bench/similar.ts).`,
     levels: { type: 'string', default: '1,2,4,8,16,32,64,128,256,512', value: 'N,…', help: 'concurrent users per level' },
     'duration-ms': { type: 'string', default: '10000', value: 'MS', help: 'measurement window per level' },
     'warmup-ms': { type: 'string', default: '2000', value: 'MS', help: 'unrecorded load before each window (same loop)' },
+    'prewarm-ms': {
+      type: 'string',
+      default: '20000',
+      value: 'MS',
+      help: 'unrecorded load (8 users) once before the upload and the levels: services just started (a fresh JVM) are not what a viewer queries',
+    },
     'upload-requests': { type: 'string', default: '40', value: 'N', help: 'query-by-upload requests (0: none)' },
     'load-only': { type: 'boolean', help: 'load and index, measure nothing' },
     'clone-copies': { type: 'boolean', help: "index copies 2…k by copying copy 1's checked vectors" },
@@ -112,6 +118,9 @@ const MIN_DOCS = int('min-docs', a['min-docs']);
 const LEVELS = (a.levels ?? '').split(',').map((s) => int('levels', s.trim()));
 const DURATION_MS = int('duration-ms', a['duration-ms']);
 const WARMUP_MS = int('warmup-ms', a['warmup-ms'], 0);
+const PREWARM_MS = int('prewarm-ms', a['prewarm-ms'], 0);
+/** Users of the pre-warm: enough to exercise every part's parallel paths, few enough not to queue. */
+const PREWARM_USERS = 8;
 const UPLOADS = int('upload-requests', a['upload-requests'], 0);
 const TIMEOUT_MS = 30_000;
 const env = process.env;
@@ -244,6 +253,18 @@ async function main(): Promise<void> {
     if (probe.statusCode !== 200) throw new Error(`probe /similar answered ${probe.statusCode}: ${probeBody.slice(0, 300)}`);
     log(`probe: 200, Server-Timing ${String(probe.headers['server-timing'])}`);
 
+    if (PREWARM_MS > 0) {
+      // Elasticsearch reopened from disk answers its first kNN in ~0.5 s and takes tens of seconds
+      // of queries to reach steady state (JIT, page cache): a level 1 right after a start measured it.
+      const w = await runLoad({
+        url: base + pathFor(),
+        pathFor,
+        connections: PREWARM_USERS,
+        durationMs: PREWARM_MS,
+        timeoutMs: TIMEOUT_MS,
+      });
+      log(`pre-warm: ${PREWARM_USERS} users for ${PREWARM_MS / 1000} s, ${w.requests} answered 200, ${w.errors} errors (not recorded)`);
+    }
     // Query-by-upload first (1 user), while the machine is not hot from the levels.
     let upload: UploadSummary | undefined;
     let uploadImage = '';
@@ -572,7 +593,7 @@ function reportSection(r: Report, result: SimilarResult, figure: string): string
         ? ` All copies were STOWed through the gateway; to spare the shared CPUs, the worker embedded copy 1 and ${cloneNote.cloned} documents of the later copies were copied from copy 1 under their own UIDs (\`--clone-copies\`), after checking on ${cloneNote.checked} images that the worker embedded in both copies that vectors agree (max |Δ| ${cloneNote.maxDiff.toExponential(1)}), labels and patient keys are equal.`
         : ''),
     '',
-    `Each level: N users, one keep-alive connection each, issuing \`GET /similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…&limit=10\` for a random indexed instance back to back in one closed loop: ${WARMUP_MS / 1000} s of warm-up, then a ${DURATION_MS / 1000}-s window; only requests that started in the window are recorded, each waited for.` +
+    `Each level: N users, one keep-alive connection each, issuing \`GET /similar?StudyInstanceUID=…&SeriesInstanceUID=…&SOPInstanceUID=…&limit=10\` for a random indexed instance back to back in one closed loop: ${WARMUP_MS / 1000} s of warm-up, then a ${DURATION_MS / 1000}-s window; only requests that started in the window are recorded, each waited for. Before the upload and the first level, ${PREWARM_MS / 1000} s of unrecorded load (${PREWARM_USERS} users) brings services just started to the state of a running deployment.` +
       ` Errors = non-200 answers or no answer within ${TIMEOUT_MS / 1000} s; avg, p90 and max count every recorded request, a failed one at the time it took (a timeout at ${TIMEOUT_MS / 1000} s), and the JSON gives the 200 answers alone as ok_avg_ms, ok_p90_ms, ok_max_ms. req/s = 200 answers started in the window ÷ the window.` +
       ` Gateway and one worker are child processes; Orthanc, Redis and Elasticsearch from deploy/local/stack.sh; the load generator runs on the same ${CPUS} CPUs.`,
     '',
