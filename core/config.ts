@@ -38,11 +38,14 @@ const decimal = (max: number) =>
     .regex(/^(\d+\.?\d*|\.\d+)$/, 'must be a decimal number (e.g. 10 or 2.5)')
     .transform(Number)
     .pipe(z.number().positive().max(max));
-/** A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}. */
+/**
+ * A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}.
+ * A path may not start with // or /\: browsers resolve both as a link to another host (`//evil.example/…`).
+ */
 const viewerTemplate = z
   .string()
   .max(2000)
-  .regex(/^(https?:\/\/[^\s]+|\/[^\s]*)$/, 'must be an http(s) URL or a path starting with /');
+  .regex(/^(https?:\/\/[^\s]+|\/(?![/\\])[^\s]*)$/, 'must be an http(s) URL or a path starting with a single / (not // or /\\)');
 
 /** CBMIR_WORKER_MAX_INSTANCE_BYTES's default, also what a worker built without configuration uses. */
 export const DEFAULT_MAX_INSTANCE_BYTES = 512 * 2 ** 20;
@@ -122,9 +125,14 @@ const envSchema = z.object({
   CBMIR_SIMILAR_MAX_LIMIT: int(1, 10_000).default(100),
   /** /similar: uploads searched at once; each holds up to ~150 MiB (the body, its base64 copy in the job) until embedded, so more wait with 503 + Retry-After. */
   CBMIR_SIMILAR_MAX_UPLOADS: int(1, 1_000).default(4),
-  /** /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port). */
-  /** /ui's "open in viewer" link; `none` = no link (no viewer is served beside the gateway). */
-  CBMIR_VIEWER_URL_TEMPLATE: z.union([z.literal('none'), viewerTemplate]).default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}'),
+  /**
+   * /ui "open in viewer": URL template, {study} {series} {instance} replaced by UIDs (OHIF v3 on deploy/ohif's default port);
+   * `none` = no link (no viewer is served beside the gateway). OHIF 3.13 opens the study on the series and image
+   * named by initialSeriesInstanceUID / initialSOPInstanceUID, so the link lands on the result, not the study's first series.
+   */
+  CBMIR_VIEWER_URL_TEMPLATE: z
+    .union([z.literal('none'), viewerTemplate])
+    .default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}'),
   /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
   CBMIR_BLUELIGHT_URL_TEMPLATE: viewerTemplate.optional(),
 });

@@ -43,8 +43,13 @@ TSX="$ROOT/node_modules/.bin/tsx"
 GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
 WORKER_ENTRY="${CBMIR_WORKER_ENTRY:-workers/main.ts}"
 OHIF_ENTRY=deploy/ohif/main.ts
-# /ui's "open in viewer" links go to the viewer this script serves, on its port; none without one.
-if [[ "${CBMIR_SKIP_OHIF:-0}" == 1 ]]; then VIEWER_DEFAULT=none; else VIEWER_DEFAULT="$OHIF_URL/viewer?StudyInstanceUIDs={study}"; fi
+# /ui's "open in viewer" links go to the viewer this script serves, on its port, opened on the
+# result's series and image (core/config.ts's default); none without one.
+if [[ "${CBMIR_SKIP_OHIF:-0}" == 1 ]]; then
+  VIEWER_DEFAULT=none
+else
+  VIEWER_DEFAULT="$OHIF_URL/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}"
+fi
 # The gateway and the worker read the same settings (core/config.ts).
 APP_ENV=(
   CBMIR_PACS_URL="http://127.0.0.1:$ORTHANC_HTTP_PORT/dicom-web"

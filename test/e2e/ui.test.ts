@@ -51,7 +51,7 @@ interface HeatmapAnswer {
 
 const MOSAIC = path.join(dicomFixturesDir, 'transfer-syntax', 'siemens_mosaic_1.dcm');
 const SR = path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm');
-const VIEWER_TEMPLATE = 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}';
+const VIEWER_TEMPLATE = 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}';
 
 /** Pixels of an overlay canvas: share drawn, and the colour at a point given in grid cells. */
 async function overlayProbe(page: Page, canvasSel: string, cell?: { i: number; j: number; h: number; w: number }) {
@@ -191,7 +191,10 @@ describe('/ui in headless Chromium', () => {
       assert.equal(c.score, `score ${h.score.toFixed(3)}`);
       assert.ok(classes.has(c.label ?? ''), `label ${c.label}`);
       assert.equal(c.label, h.label);
-      assert.equal(c.viewer, VIEWER_TEMPLATE.replace('{study}', h.studyInstanceUid));
+      assert.equal(
+        c.viewer,
+        VIEWER_TEMPLATE.replace('{study}', h.studyInstanceUid).replace('{series}', h.seriesInstanceUid).replace('{instance}', h.sopInstanceUid),
+      );
     }
     // The thumbnails arrived (fetched through the gateway's /dicom-web).
     await page.waitForFunction(() => {
@@ -323,7 +326,7 @@ describe('/ui in headless Chromium', () => {
       assert.match((await page.textContent('#error')) ?? '', /asks for credentials: enter an Authorization token above/);
       await page.fill('#token', orthancAuthHeader());
       await page.press('#token', 'Tab');
-      await page.waitForFunction(() => (document.querySelector('#error') as HTMLElement).hidden && document.querySelectorAll('#studies li').length > 0, undefined, {
+      await page.waitForFunction(() => (document.querySelector('#error') as HTMLElement).hidden && document.querySelectorAll('#studies li:not(.loading)').length > 0, undefined, {
         timeout: 30_000,
       });
       await viewer.screenshot('ui-credentials');

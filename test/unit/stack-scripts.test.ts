@@ -208,7 +208,10 @@ describe('npm start (deploy/local/run.sh)', () => {
         .split('\n')
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
-    assert.equal(loadConfig(appEnv).ui.viewerUrlTemplate, 'http://127.0.0.1:3001/viewer?StudyInstanceUIDs={study}');
+    assert.equal(
+      loadConfig(appEnv).ui.viewerUrlTemplate,
+      'http://127.0.0.1:3001/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}',
+    );
     const skipped = bash('source deploy/local/run.sh; printf "%s\\n" "${APP_ENV[@]}"', dir, {
       CBMIR_OHIF_PORT: '3001',
       CBMIR_SKIP_OHIF: '1',

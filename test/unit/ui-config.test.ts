@@ -9,21 +9,37 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../../core/config.js';
 import { loadAssets, uiDir } from '../../gateway/ui.js';
+
+const DEFAULT_VIEWER = 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}';
 
 describe('/ui settings and files', () => {
   it('viewer templates: OHIF default, BlueLight optional, only http(s) or a path', () => {
     const d = loadConfig({});
-    assert.equal(d.ui.viewerUrlTemplate, 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}');
+    assert.equal(d.ui.viewerUrlTemplate, DEFAULT_VIEWER);
     assert.equal(d.ui.blueLightUrlTemplate, undefined);
     const c = loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: '/ohif/viewer?StudyInstanceUIDs={study}', CBMIR_BLUELIGHT_URL_TEMPLATE: 'https://pacs.example/bluelight/html/start.html?StudyInstanceUID={study}' });
     assert.equal(c.ui.viewerUrlTemplate, '/ohif/viewer?StudyInstanceUIDs={study}');
     assert.equal(loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: 'none' }).ui.viewerUrlTemplate, undefined, 'none: no viewer link');
     assert.match(c.ui.blueLightUrlTemplate ?? '', /^https:/);
-    for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'None', 'none ', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}']) {
+    for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'None', 'none ', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}', '//evil.example/{study}', '/\\evil.example/{study}', '/\\/evil.example/{study}']) {
       assert.throws(() => loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: bad }), (e: unknown) => e instanceof ConfigError && /CBMIR_VIEWER_URL_TEMPLATE/.test(e.message), bad);
     }
+  });
+
+  it('the default viewer link opens OHIF on the result: study, series and image, URL-encoded', async () => {
+    // A computed specifier: the page's JS is not part of the TypeScript project.
+    const api = (await import(pathToFileURL(path.join(uiDir(), 'api.js')).href)) as {
+      viewerUrl(template: string, uids: { study: string; series: string; sop: string }): string;
+    };
+    const href = api.viewerUrl(DEFAULT_VIEWER, { study: '1.2.3', series: '1.2.3.4', sop: '1.2&x=5' });
+    assert.equal(href, 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs=1.2.3&initialSeriesInstanceUID=1.2.3.4&initialSOPInstanceUID=1.2%26x%3D5');
+    const q = new URL(href).searchParams;
+    assert.deepEqual([q.get('StudyInstanceUIDs'), q.get('initialSeriesInstanceUID'), q.get('initialSOPInstanceUID')], ['1.2.3', '1.2.3.4', '1.2&x=5']);
+    // A path template (a viewer behind the gateway's host) stays on that host.
+    assert.equal(new URL(api.viewerUrl('/ohif/viewer?StudyInstanceUIDs={study}', { study: '1', series: '2', sop: '3' }), 'https://gw.example/ui/').host, 'gw.example');
   });
 
   it('serves the shipped page and only html/js/css/svg files with plain names', async () => {
