@@ -4,24 +4,80 @@
 
 let authorization = '';
 
-/** A bare token becomes a Bearer credential; "Basic …" / "Bearer …" are sent as typed. */
+// RFC 9110 auth-scheme (a token: no ':' in it), then its credentials.
+const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s+(\S[\s\S]*)$/;
+
+function base64Utf8(text) {
+  let bin = '';
+  for (const b of new TextEncoder().encode(text)) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+/**
+ * The Authorization header for what a person typed in the field: `user:password` (no scheme)
+ * and `Basic user:password` become Basic with the credentials in base64 (UTF-8), as a PACS
+ * expects them (base64 has no ':', so a ':' says they are still plain); `Bearer …`,
+ * `Basic <base64>` and any other `Scheme …` are sent as typed; a bare token becomes Bearer.
+ * Throws when the result cannot be a header value (fetch would throw a TypeError naming
+ * nothing the person could fix), without repeating the secret.
+ */
+export function authorizationOf(raw) {
+  const t = String(raw ?? '').trim();
+  if (!t) return '';
+  const m = SCHEME.exec(t);
+  let value;
+  if (m && m[1].toLowerCase() === 'basic') value = m[2].includes(':') ? `Basic ${base64Utf8(m[2])}` : `Basic ${m[2]}`;
+  else if (m) value = t;
+  else if (t.includes(':')) value = `Basic ${base64Utf8(t)}`;
+  else value = `Bearer ${t}`;
+  if (!/^[\x20-\x7e]+$/.test(value)) {
+    throw new Error(
+      'The Authorization field holds a character a request header cannot carry: a token may use printable ASCII only ' +
+        '(a user:password may use any character; it is sent in base64).',
+    );
+  }
+  return value;
+}
+
+/** Sets the Authorization of every later request; an invalid one leaves none (and throws, see authorizationOf). */
 export function setToken(raw) {
-  const t = (raw ?? '').trim();
-  authorization = !t ? '' : /^[A-Za-z]+ \S/.test(t) ? t : `Bearer ${t}`;
+  authorization = '';
+  authorization = authorizationOf(raw);
 }
 
 function headers(extra = {}) {
   return authorization ? { ...extra, authorization } : extra;
 }
 
-/** What a problem body (RFC 9457) says, minus the worker's internal step codes. */
-export function problemMessage(status, body) {
+/** Seconds a Retry-After header (delay-seconds or an HTTP-date) asks to wait; undefined when absent or unreadable. */
+export function retryAfterSeconds(header, now = Date.now()) {
+  const v = String(header ?? '').trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v);
+  // An HTTP-date starts with the day's name; Date.parse alone would read '-3' as a year.
+  const at = /^[A-Za-z]{3},? /.test(v) ? Date.parse(v) : NaN;
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/**
+ * What a problem body (RFC 9457) says, minus the worker's internal step codes.
+ * `retryAfter`: seconds from the answer's Retry-After (503 busy, upload slots full; 429);
+ * `tokenSet`: whether the person entered an Authorization, so a 401 says it was refused
+ * rather than asking for one.
+ */
+export function problemMessage(status, body, { retryAfter, tokenSet = false } = {}) {
   let detail = body && typeof body === 'object' ? (body.detail || body.title || '') : '';
   detail = String(detail).replace(/^(?:[a-z]+(?: \([A-Za-z-]+\))?: )?[A-Z][A-Z_]+: /, '');
-  if (status === 401) return `The archive asks for credentials: enter an Authorization token above. ${detail}`.trim();
+  const again = Number.isFinite(retryAfter) ? (retryAfter > 0 ? `try again in ${retryAfter} s` : 'try again now') : 'try again shortly';
+  if (status === 401) {
+    return tokenSet
+      ? `The PACS refused the token entered above: check it, or clear the field to go without. ${detail}`.trim()
+      : `The archive asks for credentials: enter an Authorization token above. ${detail}`.trim();
+  }
   if (status === 403) return `These credentials may not read this. ${detail}`.trim();
   if (status === 422) return `This image cannot be searched — ${detail || 'not an image'}`;
-  if (status === 503) return `The search service is busy or starting (${detail || 'try again'}).`;
+  if (status === 503) return `The search service is busy or starting${detail ? ` (${detail})` : ''}: ${again}.`;
+  if (status === 429) return `Too many requests at once${detail ? ` (${detail})` : ''}: ${again}.`;
   if (status === 413) return `The file is too large. ${detail}`.trim();
   return detail ? `${detail} (HTTP ${status})` : `The gateway answered HTTP ${status}.`;
 }
@@ -34,7 +90,7 @@ async function check(res) {
   } catch {
     body = undefined;
   }
-  const err = new Error(problemMessage(res.status, body));
+  const err = new Error(problemMessage(res.status, body, { retryAfter: retryAfterSeconds(res.headers.get('retry-after')), tokenSet: Boolean(authorization) }));
   err.status = res.status;
   throw err;
 }

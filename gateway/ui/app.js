@@ -123,12 +123,27 @@ function note(id, text) {
   $(id).hidden = !text;
 }
 
+/** A list shows it is waiting for the archive (a slow PACS would leave it looking empty). */
+function loading(ul, text = 'Loading…') {
+  ul.replaceChildren(el('li', { class: 'hint loading', text }));
+}
+
 /** The image picker emptied, and any listing still on its way to it made stale. */
 function resetInstances() {
   picker?.disconnect(); // the figures of the list removed
   $('instances').replaceChildren();
   note('instances-note', '');
   return ++listSeq.instances;
+}
+
+/** Every list emptied, and every listing still on its way made stale. */
+function forgetLists() {
+  listSeq.studies++;
+  listSeq.series++;
+  resetInstances();
+  $('studies').replaceChildren();
+  $('series').replaceChildren();
+  note('studies-note', '');
 }
 
 async function loadStudies() {
@@ -146,9 +161,11 @@ async function loadStudies() {
     showError(err.message);
     return;
   }
+  loading(ul);
   try {
     const { studies, more } = await api.listStudies(state.config.dicomWebRoot, match, MAX_STUDIES);
     if (seq !== listSeq.studies) return;
+    ul.replaceChildren();
     for (const s of studies) {
       const uid = api.tagValue(s, '0020000D');
       const name = api.tagValue(s, '00100010') ?? '';
@@ -169,18 +186,23 @@ async function loadStudies() {
     if (!studies.length) ul.append(el('li', { class: 'hint', text: match.length ? 'No study matches the filter.' : 'The archive holds no studies.' }));
     if (more) note('studies-note', `Showing the first ${studies.length} studies the archive listed; refine the filter to find the others.`);
   } catch (err) {
-    if (seq === listSeq.studies) showError(`Cannot list the archive: ${err.message}`);
+    if (seq !== listSeq.studies) return;
+    ul.replaceChildren();
+    showError(`Cannot list the archive: ${err.message}`);
   }
 }
 
 async function loadSeries(study) {
   const seq = ++listSeq.series;
+  // An error about an earlier click (another study, a failed search) no longer applies.
+  clearError();
   resetInstances();
   const ul = $('series');
-  ul.replaceChildren();
+  loading(ul);
   try {
     const series = await api.listSeries(state.config.dicomWebRoot, study);
     if (seq !== listSeq.series) return;
+    ul.replaceChildren();
     let only;
     for (const s of series) {
       const uid = api.tagValue(s, '0020000E');
@@ -197,7 +219,9 @@ async function loadSeries(study) {
     }
     if (series.length === 1) only?.click();
   } catch (err) {
-    if (seq === listSeq.series) showError(`Cannot list the study's series: ${err.message}`);
+    if (seq !== listSeq.series) return;
+    ul.replaceChildren();
+    showError(`Cannot list the study's series: ${err.message}`);
   }
 }
 
@@ -212,10 +236,13 @@ async function seriesInstances(study, series) {
 
 async function loadInstances(study, series) {
   const seq = resetInstances();
+  clearError();
   const ul = $('instances');
+  loading(ul);
   try {
     const { list, complete } = await seriesInstances(study, series);
     if (seq !== listSeq.instances) return;
+    ul.replaceChildren();
     for (const i of list) {
       const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
       const { fig } = thumbFigure(api.thumbnailPath(state.config.dicomWebRoot, study, series, i.sop), name, name, { lazy: true });
@@ -225,7 +252,9 @@ async function loadInstances(study, series) {
     }
     if (!complete) note('instances-note', `The series holds more than ${MAX_INSTANCES} images: showing the first ${list.length} the archive listed; open it in a viewer for the rest.`);
   } catch (err) {
-    if (seq === listSeq.instances) showError(`Cannot list the series' images: ${err.message}`);
+    if (seq !== listSeq.instances) return;
+    ul.replaceChildren();
+    showError(`Cannot list the series' images: ${err.message}`);
   }
 }
 
@@ -324,6 +353,7 @@ async function toggleSeries(li, button, strip, uids) {
     li.classList.remove('expanded');
     return;
   }
+  clearError();
   button.setAttribute('aria-expanded', 'true');
   li.classList.add('expanded');
   strip.hidden = false;
@@ -476,6 +506,16 @@ function bindDrop() {
     const f = e.dataTransfer?.files?.[0];
     if (f) searchFile(f);
   });
+  // A file dropped beside the drop zone would make the browser open it in place of the page,
+  // losing the query, the results and the token: there it is refused (no-drop cursor). Only
+  // file drags: text may still be dropped into the fields.
+  for (const ev of ['dragover', 'drop']) {
+    document.addEventListener(ev, (e) => {
+      if (drop.contains(e.target) || !e.dataTransfer?.types?.includes('Files')) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'none';
+    });
+  }
 }
 
 async function init() {
@@ -485,8 +525,15 @@ async function init() {
     showError(`Cannot read the page's configuration: ${err.message}`);
   }
   $('token').addEventListener('change', () => {
-    api.setToken($('token').value);
     forgetView();
+    try {
+      api.setToken($('token').value);
+    } catch (err) {
+      // No listing under no credentials (or the gateway's own) that the person did not ask for.
+      forgetLists();
+      showError(err.message);
+      return;
+    }
     loadStudies();
   });
   $('study-filter').addEventListener('submit', (e) => {
