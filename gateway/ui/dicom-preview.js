@@ -54,7 +54,13 @@ function text(view, off, len) {
   return s.replace(/[\0 ]+$/, '').trim();
 }
 
-/** ImageData of the first frame, or null when this preview cannot draw the file. */
+/**
+ * The longest side of a preview. It is shown as a thumbnail: a full-resolution one (a 4000 ×
+ * 5000 16-bit radiograph is 20 M pixels) would hold the page's only thread for seconds.
+ */
+export const PREVIEW_MAX_SIDE = 512;
+
+/** ImageData of the first frame, at most PREVIEW_MAX_SIDE on its long side; null when this preview cannot draw the file. */
 export function previewDicom(buffer) {
   const view = new DataView(buffer);
   if (buffer.byteLength < 140 || text(view, 128, 4) !== 'DICM') return null;
@@ -89,26 +95,35 @@ export function previewDicom(buffer) {
   });
   if (end < 0 || !f.rows || !f.cols || f.pixelOffset === undefined || (f.samples ?? 1) !== 1) return null;
   if (f.bits !== 8 && f.bits !== 16) return null;
+  const bytes = f.bits / 8;
   const n = f.rows * f.cols;
-  if (f.pixelLength < n * (f.bits / 8) || f.pixelOffset + n * (f.bits / 8) > buffer.byteLength) return null;
-  const values = new Float32Array(n);
+  if (f.pixelLength < n * bytes || f.pixelOffset + n * bytes > buffer.byteLength) return null;
+  // Every step-th pixel of every step-th row (nearest neighbour): only the pixels shown are
+  // read, so the work is bounded by the preview's size, not the image's. Fine detail may
+  // alias; the preview only tells the person which image they dropped.
+  const step = Math.ceil(Math.max(f.rows, f.cols) / PREVIEW_MAX_SIDE);
+  const width = Math.ceil(f.cols / step);
+  const height = Math.ceil(f.rows / step);
+  const values = new Float32Array(width * height);
   let lo = Infinity;
   let hi = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const o = f.pixelOffset + i * (f.bits / 8);
-    const v = f.bits === 8 ? view.getUint8(o) : f.signed ? view.getInt16(o, true) : view.getUint16(o, true);
-    values[i] = v;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      const o = f.pixelOffset + ((y * step) * f.cols + x * step) * bytes;
+      const v = f.bits === 8 ? view.getUint8(o) : f.signed ? view.getInt16(o, true) : view.getUint16(o, true);
+      values[i] = v;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
   }
   const invert = f.photometric === 'MONOCHROME1';
   const span = hi > lo ? hi - lo : 1;
-  const px = new Uint8ClampedArray(n * 4);
-  for (let i = 0; i < n; i++) {
+  const px = new Uint8ClampedArray(values.length * 4);
+  for (let i = 0; i < values.length; i++) {
     let g = ((values[i] - lo) / span) * 255;
     if (invert) g = 255 - g;
     px[i * 4] = px[i * 4 + 1] = px[i * 4 + 2] = g;
     px[i * 4 + 3] = 255;
   }
-  return new ImageData(px, f.cols, f.rows);
+  return new ImageData(px, width, height);
 }
