@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from families import read_families
 from preprocess import load_image, preprocess, to_gray
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +49,7 @@ def read_labels(dataset_dir: Path) -> list[dict]:
     dataset_dir = Path(dataset_dir)
     with open(dataset_dir / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    fam = {}
-    if (dataset_dir / "folds.csv").exists():
-        with open(dataset_dir / "folds.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                if r.get("patient_family"):
-                    fam[r["file"]] = r["patient_family"]
+    fam = read_families(dataset_dir)
     out = []
     for r in rows:
         d = {

@@ -7,13 +7,22 @@ preprocessing, as the TypeScript worker does) and the ONNX model with onnxruntim
 Protocol:
   * with a `fold` column: query = rows of the held-out fold of the shipped model
     (manifest.json evaluation.query_fold, 5; override --query-fold), database = all other rows;
+    a patient found in both (a bad fold column) never retrieves their own images: those are
+    left out of that query's ranking, and `n_patients_in_both` counts such patients;
   * without `fold`: leave-one-patient-out (each image queries all images of the other
     patients) when `patient_id` is present, otherwise leave-one-out.
 Relevant = same `label`. Euclidean distance on the embeddings. Figures are fractions
-in [0,1]; 95% CIs by patient-cluster bootstrap (metrics.py).
+in [0,1]; 95% CIs by percentile bootstrap (metrics.py) over patients when `patient_id` is
+present, over single images otherwise (`ci_method`).
+
+Family-grouped figures (the stricter check): where a folder has a folds.csv with
+`patient_family` (figshare-cheng: ids that differ only by a trailing letter), the fold
+protocol is also scored on the family-clean queries only, those whose family has no image
+in the database (evaluate.py's 3class_family, families.py), with family-cluster CIs.
 
 Prints per-class and overall figures; the LAST stdout line is one JSON object:
-  {"map":…, "p10":…, "p1":…, "p5":…, "n_queries":…, "per_class":{name:{…}}, …}
+  {"map":…, "p10":…, "p1":…, "p5":…, "n_queries":…, "per_class":{name:{…}}, "ci_method":…,
+   "n_patients_in_both":…, "family":{"map":…, "p10":…, "p1":…, "n_queries":…, …} or null, …}
 
 Defaults: DIR = $CBMIR_DATASETS/figshare-cheng (CBMIR_DATASETS defaults to
 <repo>/../shared/datasets); model = models/<manifest.json "file">.
@@ -38,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import metrics  # noqa: E402
+from families import family_clean, read_families  # noqa: E402
 from preprocess import preprocess_file  # noqa: E402
 
 MODELS_DIR = HERE.parent
@@ -82,6 +92,7 @@ def read_dataset(d: Path) -> list[dict]:
             rows.append((reader.line_num, r))
     if not rows:
         raise SystemExit(f"{d}/labels.csv has no rows")
+    fams = read_families(d)
     out = []
     for line, r in rows:
         where = f"{d}/labels.csv line {line}"
@@ -103,6 +114,7 @@ def read_dataset(d: Path) -> list[dict]:
             "path": str(d / r["file"].strip()), "label": label, "class_name": r["class_name"].strip(),
             "patient_id": f"{d.name}:{r['patient_id'].strip()}" if "patient_id" in cols else None,
             "fold": fold, "where": where,
+            "family": f"{d.name}:{fams[r['file'].strip()]}" if r["file"].strip() in fams else None,
         })
     return out
 
@@ -335,14 +347,26 @@ def main(argv=None):
         np.save(a.save_embeddings, emb)
 
     folds = np.array([r["fold"] if r["fold"] is not None else -1 for r in rows])
+    # Without patient ids every image is its own cluster, so the bootstrap is per image.
+    ci_method = "patient-cluster bootstrap" if has_pid else "per-image bootstrap"
+    n_in_both, family = None, None
     if has_fold and (folds == qf).any():
         q, db = np.flatnonzero(folds == qf), np.flatnonzero(folds != qf)
         protocol = f"fold {qf} queries vs other folds database"
-        res = metrics.evaluate_split(emb[q], labels[q], emb[db], labels[db], names, patients[q], n_boot=a.n_boot)
+        # A fold column that puts one patient on both sides would let a query retrieve slices of its
+        # own scan, which says nothing about unseen patients: those items are not ranked at all.
+        exclude = patients[q][:, None] == patients[db][None, :]
+        if has_pid:
+            n_in_both = len(set(patients[q]) & set(patients[db]))
+        if n_in_both:
+            log(f"WARNING: {n_in_both} patient(s) appear in both the query fold and the database; each such query's "
+                "own patient's images are left out of its ranking (n_patients_in_both in the JSON)")
+        res = metrics.evaluate_split(emb[q], labels[q], emb[db], labels[db], names, patients[q], exclude, a.n_boot)
         n_db = int(len(db))
-        leak = set(patients[q]) & set(patients[db]) if has_pid else set()
-        if leak:
-            log(f"WARNING: {len(leak)} patients appear in both the query fold and the database")
+        if any(r["family"] is not None for r in rows):
+            # A row that folds.csv does not list is its own patient's family, as in data.read_labels.
+            fams = np.array([r["family"] or patients[i] for i, r in enumerate(rows)])
+            family = family_block(emb, labels, names, fams, q, db, a.n_boot)
     else:
         exclude = patients[:, None] == patients[None, :]  # self (LOO) or same patient (LOPO)
         protocol = "leave-one-patient-out" if has_pid else "leave-one-out"
@@ -355,14 +379,19 @@ def main(argv=None):
             "class in their database; they count in P@k (as misses) but not in mAP (undefined there)")
     if n_db < 10:
         log(f"note: the database holds {n_db} images, fewer than 10; P@10 still divides by 10")
-    print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: patient-cluster bootstrap)"))
+    print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: {ci_method})"))
+    if family is not None:
+        fam_res, fam_json = family
+        if fam_res is None:
+            log(f"note: every fold {qf} query's patient family has an image in the database: no family-clean figures")
+        else:
+            print(metrics.format_table(
+                fam_res, f"{model.name} — family-clean: the {fam_json['n_queries']} of {len(q)} fold {qf} queries whose "
+                f"patient family has no image in the database (figures in %, 95% CI: {fam_json['ci_method']})"))
+        family = fam_json
     out = {
-        "map": res["map"], "p10": res["p10"], "p1": res["p1"], "p5": res["p5"],
-        "n_queries": res["n_queries"], "n_map_queries": res["n_map_queries"], "n_database": n_db,
-        "per_class": {k: {kk: v[kk] for kk in ("map", "p1", "p5", "p10", "n_queries", "n_map_queries", "map_ci95",
-                                               "p10_ci95")}
-                      for k, v in res["per_class"].items()},
-        "map_ci95": res["map_ci95"], "p10_ci95": res["p10_ci95"],
+        **block_json(res, n_db),
+        "ci_method": ci_method, "n_patients_in_both": n_in_both, "family": family,
         "protocol": protocol, "units": "fraction",
         "model": {"file": model.name, "version": man.get("version") if model.name == man.get("file") else None},
         "dataset": [str(d) for d in dirs],
@@ -371,6 +400,34 @@ def main(argv=None):
     # NaN mAP: JSON has no NaN, so it is null, and the last line stays parseable.
     print(json.dumps(_nan_to_none(out), allow_nan=False))
     return 0
+
+
+FIGURES = ("map", "p10", "p1", "p5")
+
+
+def block_json(res: dict, n_database: int) -> dict:
+    """summarise()'s figures with every CI it computed, overall and per class."""
+    def one(b):
+        return {**{k: b[k] for k in FIGURES}, "n_queries": b["n_queries"], "n_map_queries": b["n_map_queries"]}
+
+    def cis(b):
+        return {f"{k}_ci95": b[f"{k}_ci95"] for k in FIGURES}
+    return {**one(res), "n_database": n_database,
+            "per_class": {k: {**one(v), **cis(v)} for k, v in res["per_class"].items()}, **cis(res)}
+
+
+def family_block(emb, labels, names, fams, q, db, n_boot) -> tuple[dict | None, dict]:
+    """The fold protocol on its family-clean queries (families.family_clean, as evaluate.py's
+    3class_family): (summarise() result or None when no query is left, its JSON block)."""
+    keep = family_clean(fams[q], fams[db])
+    qc = q[keep]
+    head = {"definition": "fold queries whose patient_family has no image in the database; database unchanged",
+            "ci_method": "family-cluster bootstrap", "n_queries_dropped": int((~keep).sum())}
+    if len(qc) == 0:
+        return None, {"n_queries": 0, "n_database": int(len(db)), **head}
+    # Families, not patients, are the clusters: two ids of one family are probably one person.
+    res = metrics.evaluate_split(emb[qc], labels[qc], emb[db], labels[db], names, fams[qc], n_boot=n_boot)
+    return res, {**block_json(res, int(len(db))), **head}
 
 
 def _nan_to_none(x):
