@@ -8,8 +8,12 @@ evaluate.py (query = held-out fold, database = the other folds; eval view).
 This ranks the design choices relative to each other; absolute figures are lower than
 the shipped model's (which also fine-tunes inception_5a/5b).
 
-  python3 models/train/ablate.py --what pool,dim --epochs 25 --out models/train/runs/ablation.json
-  python3 models/train/ablate.py --what cv --epochs 25 --out models/train/runs/cv_headonly.json
+  python3 models/train/ablate.py --what pool,dim --fold 1 --epochs 25 --out models/train/runs/ablation.json
+  python3 models/train/ablate.py --what cv --epochs 25 --include-test-fold --out models/train/runs/cv_headonly.json
+
+An ablation chooses between designs, so it refuses to score the shipped model's test fold
+(--test-fold, 5) unless --include-test-fold is given, as paired.py does; --what cv scores
+every fold, that one included, so it needs the flag too.
 """
 from __future__ import annotations
 
@@ -87,14 +91,23 @@ def run_variant(views, eval_feats, meta, pool="gem", dim=256, test_fold=5, epoch
                 "per_class_map": {c: b["map"] for c, b in v["per_class"].items()}} for k, v in res.items()}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--what", default="pool,dim")
     ap.add_argument("--views", default="h0,h1,h2,h3,h4")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dims", default="64,128,512")
-    a = ap.parse_args()
+    ap.add_argument("--fold", type=int, default=5, help="query fold of the pool and dim ablations (default 5)")
+    ap.add_argument("--test-fold", type=int, default=5, help="the shipped model's held-out fold (default 5)")
+    ap.add_argument("--include-test-fold", action="store_true",
+                    help="allow the test fold: a choice between designs must not look at it (models/train/README.md)")
+    a = ap.parse_args(argv)
+    scored = ({a.fold} if "pool" in a.what or "dim" in a.what else set()) | ({1, 2, 3, 4, 5} if "cv" in a.what else set())
+    if a.test_fold in scored and not a.include_test_fold:
+        # Checked before the backbone loads: the refusal costs nothing, a run on the wrong fold minutes.
+        ap.error(f"fold {a.test_fold} is the shipped model's test fold: an ablation that chooses a design leaves it out "
+                 "(use --fold 1..4, or pass --include-test-fold to score it anyway, knowing that)")
     torch.set_num_threads(2)
     bb = GoogLeNetBackbone()
     load_bvlc(bb)
@@ -115,9 +128,9 @@ def main():
     out = {"protocol": "head-only on frozen BVLC inception_5b features", "epochs": a.epochs, "views": tags, "runs": []}
     variants = []
     if "pool" in a.what:
-        variants += [dict(pool=p, dim=256) for p in ("avg", "max", "gem")]
+        variants += [dict(pool=p, dim=256, test_fold=a.fold) for p in ("avg", "max", "gem")]
     if "dim" in a.what:
-        variants += [dict(pool="gem", dim=int(d)) for d in a.dims.split(",")]
+        variants += [dict(pool="gem", dim=int(d), test_fold=a.fold) for d in a.dims.split(",")]
     if "cv" in a.what:
         variants += [dict(pool="gem", dim=256, test_fold=f) for f in (1, 2, 3, 4, 5)]
     for v in variants:
