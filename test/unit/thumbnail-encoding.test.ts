@@ -4,70 +4,40 @@
  * ≤ 1.12.1 gzips anything then), Range or conditionals do not reach the PACS.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
-import type { ProxyContext } from '../../gateway/passthrough.js';
-import { ThumbnailService } from '../../gateway/thumbnail.js';
-import { Upstream, parseEndpoint } from '../../gateway/upstream.js';
-import { UrlRewriter } from '../../gateway/url-rewrite.js';
+import { startThumbnailRig, type ThumbnailRig } from './thumbnail-fixture.js';
 
 const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46, 0xff, 0xd9]);
 const instance = (sop: string) => ['studies', '1.2', 'series', '1.2.3', 'instances', sop, 'thumbnail'];
 
 describe('thumbnails: the PACS is asked for the image as is', () => {
   const seen: http.IncomingHttpHeaders[] = [];
-  let pacs: http.Server;
-  let gateway: http.Server;
-  let upstream: Upstream;
-  let port = 0;
+  let rig: ThumbnailRig;
 
   before(async () => {
     // Gzips when the request accepts it (as Orthanc with HttpCompressionEnabled); ?always=1 even when not.
-    pacs = http.createServer((req, res) => {
-      seen.push(req.headers);
-      const always = (req.url ?? '').includes('always=1');
-      if (always || /gzip/.test(req.headers['accept-encoding'] ?? '')) {
-        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-encoding': 'gzip' }).end(gzipSync(JPEG));
-      } else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(JPEG);
+    rig = await startThumbnailRig({
+      instance,
+      cacheEntries: 100,
+      pacs: (req, res) => {
+        seen.push(req.headers);
+        const always = (req.url ?? '').includes('always=1');
+        if (always || /gzip/.test(req.headers['accept-encoding'] ?? '')) {
+          res.writeHead(200, { 'content-type': 'image/jpeg', 'content-encoding': 'gzip' }).end(gzipSync(JPEG));
+        } else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(JPEG);
+      },
     });
-    pacs.listen(0, '127.0.0.1');
-    await once(pacs, 'listening');
-    const endpoint = parseEndpoint(`http://127.0.0.1:${(pacs.address() as AddressInfo).port}/dicom-web`);
-    upstream = new Upstream({ timeoutMs: 5000, maxSockets: 4, keepAliveMs: 0 });
-    const ctx: ProxyContext = {
-      upstream,
-      rewriter: new UrlRewriter(endpoint, endpoint, '/dicom-web', '/wado'),
-      quirks: ORTHANC_DICOMWEB_1_7,
-      defaultAuthorization: undefined,
-      maxBodyBytes: 1024,
-      maxRewriteBytes: 1024,
-      onUpstreamError: () => undefined,
-    };
-    const thumbnails = new ThumbnailService(ctx, endpoint, '128,128', 100);
-    gateway = http.createServer((req, res) => {
-      const [path = '', query = ''] = (req.url ?? '').split('?');
-      thumbnails.serve(req, res, instance(path.slice(1)), query);
-    });
-    gateway.listen(0, '127.0.0.1');
-    await once(gateway, 'listening');
-    port = (gateway.address() as AddressInfo).port;
   });
 
-  after(() => {
-    gateway.close();
-    pacs.close();
-    upstream.close();
-  });
+  after(() => rig.close());
 
   /** A raw GET: the body exactly as sent, never decoded by the client. */
   const get = (path: string, headers: Record<string, string>) =>
     new Promise<{ headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
       http
-        .get({ host: '127.0.0.1', port, path, headers }, (res) => {
+        .get({ host: '127.0.0.1', port: rig.port, path, headers }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
