@@ -135,6 +135,13 @@ const envSchema = z.object({
     .default('http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}'),
   /** /ui: a second viewer link (e.g. BlueLight: http://host/bluelight/html/start.html?StudyInstanceUID={study}); unset = none. */
   CBMIR_BLUELIGHT_URL_TEMPLATE: viewerTemplate.optional(),
+  /**
+   * /ui "similar studies in the viewer" for the query image ({instance}, also {study} {series}): deploy/ohif's
+   * viewer loads that image's virtual root from its own /similar-to/{instance}/app-config.json; `none` = no link.
+   */
+  CBMIR_VIEWER_SIMILAR_URL_TEMPLATE: z
+    .union([z.literal('none'), viewerTemplate])
+    .default('http://127.0.0.1:3000/?configUrl=%2Fsimilar-to%2F{instance}%2Fapp-config.json'),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -186,7 +193,11 @@ export interface Config {
     readonly maxUploads: number;
   };
   /** The web page (/ui): viewer link templates. */
-  readonly ui: { readonly viewerUrlTemplate: string | undefined; readonly blueLightUrlTemplate: string | undefined };
+  readonly ui: {
+    readonly viewerUrlTemplate: string | undefined;
+    readonly viewerSimilarUrlTemplate: string | undefined;
+    readonly blueLightUrlTemplate: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -314,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }),
     ui: Object.freeze({
       viewerUrlTemplate: e.CBMIR_VIEWER_URL_TEMPLATE === 'none' ? undefined : e.CBMIR_VIEWER_URL_TEMPLATE,
+      viewerSimilarUrlTemplate: e.CBMIR_VIEWER_SIMILAR_URL_TEMPLATE === 'none' ? undefined : e.CBMIR_VIEWER_SIMILAR_URL_TEMPLATE,
       blueLightUrlTemplate: e.CBMIR_BLUELIGHT_URL_TEMPLATE,
     }),
   });

@@ -65,6 +65,7 @@ export function loadAssets(dir: string): Map<string, Asset> {
 export interface UiPageConfig {
   readonly dicomWebRoot: string;
   readonly viewerUrlTemplate: string | null;
+  readonly viewerSimilarUrlTemplate: string | null;
   readonly blueLightUrlTemplate: string | null;
   readonly maxUploadBytes: number;
 }
@@ -75,6 +76,7 @@ export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string 
     // Relative to the page (…/ui/): the gateway may be published under a path prefix by a proxy.
     dicomWebRoot: '../dicom-web',
     viewerUrlTemplate: config.ui.viewerUrlTemplate ?? null,
+    viewerSimilarUrlTemplate: config.ui.viewerSimilarUrlTemplate ?? null,
     blueLightUrlTemplate: config.ui.blueLightUrlTemplate ?? null,
     maxUploadBytes: MAX_UPLOAD_BYTES,
   };

@@ -44,11 +44,14 @@ GATEWAY_ENTRY="${CBMIR_GATEWAY_ENTRY:-gateway/main.ts}"
 WORKER_ENTRY="${CBMIR_WORKER_ENTRY:-workers/main.ts}"
 OHIF_ENTRY=deploy/ohif/main.ts
 # /ui's "open in viewer" links go to the viewer this script serves, on its port, opened on the
-# result's series and image (core/config.ts's default); none without one.
+# result's series and image (core/config.ts's default), and its "similar studies in the viewer"
+# link opens that viewer on the query image's virtual root; none without one.
 if [[ "${CBMIR_SKIP_OHIF:-0}" == 1 ]]; then
   VIEWER_DEFAULT=none
+  VIEWER_SIMILAR_DEFAULT=none
 else
   VIEWER_DEFAULT="$OHIF_URL/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}"
+  VIEWER_SIMILAR_DEFAULT="$OHIF_URL/?configUrl=%2Fsimilar-to%2F{instance}%2Fapp-config.json"
 fi
 # The gateway and the worker read the same settings (core/config.ts).
 APP_ENV=(
@@ -58,6 +61,7 @@ APP_ENV=(
   # OHIF is served from its own origin; nothing else may call the gateway from a web page.
   CBMIR_CORS_ORIGINS="${CBMIR_CORS_ORIGINS:-http://127.0.0.1:$OHIF_PORT,http://localhost:$OHIF_PORT}"
   CBMIR_VIEWER_URL_TEMPLATE="${CBMIR_VIEWER_URL_TEMPLATE:-$VIEWER_DEFAULT}"
+  CBMIR_VIEWER_SIMILAR_URL_TEMPLATE="${CBMIR_VIEWER_SIMILAR_URL_TEMPLATE:-$VIEWER_SIMILAR_DEFAULT}"
 )
 
 # Fails when the output is gone: before cleanup that ends the run (set -e), and cleanup runs.

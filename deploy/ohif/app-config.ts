@@ -21,6 +21,13 @@
  *
  * Only JSON-serialisable values, written with JSON.stringify: no caller-supplied
  * text is ever spliced into code.
+ *
+ * Similar studies in the same viewer: with a gateway root (`…/dicom-web`), the config turns on
+ * OHIF's `dangerouslyUseDynamicConfig` for one URL shape only, `/similar-to/{SOP}/app-config.json`
+ * on the viewer's own origin (deploy/ohif/server.ts serves it): `/?configUrl=` + that path opens
+ * OHIF on the virtual root of that query image, whose worklist is its similar studies. OHIF keeps
+ * `configUrl` in the URL from the worklist to the viewer. The regex is anchored and admits UID
+ * characters only, so no other origin's config can be loaded.
  */
 
 export interface OhifConfigOptions {
@@ -63,9 +70,28 @@ export function wadoUriBeside(root: string): string {
   return u.pathname.endsWith('/dicom-web') ? `${u.origin}${u.pathname.slice(0, -'/dicom-web'.length)}/wado` : `${u.origin}/wado`;
 }
 
+/** OHIF matches `configUrl` with String.prototype.match, which makes a RegExp of a string: JSON can carry it. */
+export const SIMILAR_CONFIG_URL_RE = '^/similar-to/[0-9]+(?:\\.[0-9]+)*/app-config\\.json$';
+
+/** Where the viewer's server serves the config of one query image's virtual root. */
+export function similarConfigPath(sop: string): string {
+  return `/similar-to/${sop}/app-config.json`;
+}
+
+/**
+ * The virtual root of query image `sop` beside a gateway root (`…/dicom-web` → `…/similar-to/{sop}/dicom-web`,
+ * a proxy's prefix kept); undefined for a root that is not a gateway's `/dicom-web`.
+ */
+export function similarRootBeside(root: string, sop: string): string | undefined {
+  const u = new URL(normaliseDicomWebRoot(root));
+  if (!u.pathname.endsWith('/dicom-web') || u.pathname.includes('/similar-to/')) return undefined;
+  return `${u.origin}${u.pathname.slice(0, -'/dicom-web'.length)}/similar-to/${sop}/dicom-web`;
+}
+
 /** The `window.config` object for OHIF (plain data). */
 export function ohifConfig(o: OhifConfigOptions): Record<string, unknown> {
   const root = normaliseDicomWebRoot(o.dicomWebRoot);
+  const similar = similarRootBeside(root, '1') !== undefined;
   const wadoUriRoot = o.wadoUriRoot ? normaliseDicomWebRoot(o.wadoUriRoot) : wadoUriBeside(root);
   const workers = o.maxNumberOfWebWorkers ?? 2;
   if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new Error(`maxNumberOfWebWorkers must be 1..16, got ${workers}`);
@@ -85,6 +111,7 @@ export function ohifConfig(o: OhifConfigOptions): Record<string, unknown> {
     groupEnabledModesFirst: true,
     maxNumRequests: { interaction: 100, thumbnail: 5, prefetch: 10 },
     showErrorDetails: 'always',
+    ...(similar ? { dangerouslyUseDynamicConfig: { enabled: true, regex: SIMILAR_CONFIG_URL_RE } } : {}),
     ...(o.investigationalUseDialog ? { investigationalUseDialog: { option: o.investigationalUseDialog } } : {}),
     defaultDataSourceName: 'cbmir',
     dataSources: [

@@ -3,6 +3,9 @@
  * generated app-config.js (deploy/ohif/app-config.ts).
  *
  *   GET /app-config.js     the generated config (never the package's own)
+ *   GET /similar-to/{SOP}/app-config.json
+ *                          the same config on the gateway's virtual root of that query image
+ *                          (OHIF loads it for `/?configUrl=…`: the similar studies in this viewer)
  *   GET /<file>            a file of dist/ (path confined to dist/)
  *   GET /<route>           index.html (OHIF is a single-page app: /, /viewer?…,
  *                          /viewer/dicomweb?… are client-side routes)
@@ -18,7 +21,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { ohifConfigScript, type OhifConfigOptions } from './app-config.js';
+import { ohifConfig, ohifConfigScript, similarRootBeside, type OhifConfigOptions } from './app-config.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -45,6 +48,8 @@ const TYPES: Record<string, string> = {
 /** webpack's content-hashed names (`app.bundle.0f6159c501addfe9.js`, `5130ccb17e3f3f5b.wasm`) never change content. */
 const HASHED_RE = /(?:^|[.])[0-9a-f]{16,}\.[a-z0-9]+$/;
 const MAX_URL_BYTES = 8192;
+/** A query image's config: a DICOM UID (digits and dots, ≤ 64 characters). */
+const SIMILAR_CONFIG_PATH = /^\/similar-to\/([0-9]+(?:\.[0-9]+)*)\/app-config\.json$/;
 
 export interface OhifServerOptions extends OhifConfigOptions {
   /** OHIF's dist/ folder (ensureOhifDist()). */
@@ -145,6 +150,20 @@ export async function startOhifServer(o: OhifServerOptions): Promise<OhifServer>
     if (pathname === '/app-config.js') {
       res.writeHead(200, { 'content-type': TYPES['.js']!, 'content-length': configJs.length, 'cache-control': 'no-store' });
       res.end(head ? undefined : configJs);
+      return;
+    }
+    const similar = SIMILAR_CONFIG_PATH.exec(pathname);
+    if (similar) {
+      const sop = similar[1]!;
+      const similarRoot = sop.length <= 64 ? similarRootBeside(dicomWebRoot, sop) : undefined;
+      if (!similarRoot) {
+        send(res, 404, 'no similar-studies config for this viewer\n');
+        return;
+      }
+      const { dangerouslyUseDynamicConfig: _, ...config } = ohifConfig({ ...o, dicomWebRoot: similarRoot });
+      const body = Buffer.from(JSON.stringify(config));
+      res.writeHead(200, { 'content-type': TYPES['.json']!, 'content-length': body.length, 'cache-control': 'no-store' });
+      res.end(head ? undefined : body);
       return;
     }
     if (pathname !== '/' && pathname !== '/index.html' && (await serveFile(res, pathname, head))) return;

@@ -13,7 +13,7 @@ const MAX_INSTANCES = 5000;
 const MAX_STRIP = 200;
 
 const state = {
-  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: null, blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
+  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: null, viewerSimilarUrlTemplate: null, blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
   /** {study, series, sop} from the archive, or {file, name, previewUrl} for a dropped file. */
   query: null,
   queryFigure: null,
@@ -302,7 +302,20 @@ function renderQuery(query, info) {
   }
   state.queryFigure = figure;
   const facts = [query.file ? `Dropped file: ${query.name}` : 'From the archive', info?.label && `label: ${info.label}`, info?.modality].filter(Boolean).join(' · ');
-  box.replaceChildren(el('h3', { text: 'Query' }), figure.fig, el('p', { class: 'facts', text: facts }), el('p', { id: 'query-heatmap', class: 'hint' }));
+  // An archived query image's similar studies, as the worklist of the viewer (its virtual root).
+  const similarInViewer =
+    !query.file && state.config.viewerSimilarUrlTemplate
+      ? el('a', {
+          class: 'viewer-link similar-in-viewer',
+          href: api.viewerUrl(state.config.viewerSimilarUrlTemplate, { study: query.study, series: query.series, sop: query.sop }),
+          target: '_blank',
+          rel: 'noopener noreferrer',
+          text: 'Similar studies in the viewer',
+        })
+      : null;
+  box.replaceChildren(
+    ...[el('h3', { text: 'Query' }), figure.fig, el('p', { class: 'facts', text: facts }), similarInViewer, el('p', { id: 'query-heatmap', class: 'hint' })].filter(Boolean),
+  );
   box.hidden = false;
 }
 

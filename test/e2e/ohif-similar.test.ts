@@ -1,6 +1,8 @@
 /**
- * Any viewer, one URL (issue 5): an unmodified OHIF v3 (npm @ohif/app, built dist/)
- * whose only DICOMweb root is the virtual root /similar-to/{sop}/dicom-web of one
+ * Any viewer, one URL (issue 5): an unmodified OHIF v3 (npm @ohif/app, built dist/),
+ * served as `npm start` serves it (deploy/ohif, against the gateway's /dicom-web), opened
+ * as /ui's "Similar studies in the viewer" link opens it: `/?configUrl=/similar-to/{sop}/app-config.json`,
+ * so that its only DICOMweb root becomes the virtual root /similar-to/{sop}/dicom-web of one
  * figshare slice (gateway/virtual-root.ts), in Debian's headless Chromium. Its
  * worklist must be the studies most similar to that slice, in the rank order
  * GET /similar?groupBy=study answers, without the query's own study; a study opened
@@ -16,6 +18,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { similarConfigPath } from '../../deploy/ohif/app-config.js';
 import type { OhifServer } from '../../deploy/ohif/server.js';
 import { attachVirtualRoot } from '../../gateway/virtual-root.js';
 import { EmbeddingPipeline } from '../../workers/embedding-pipeline.js';
@@ -44,7 +47,7 @@ interface Hit {
   studyInstanceUid: string;
 }
 
-describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromium)', { timeout: 14 * 60_000 }, () => {
+describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web, by configUrl (headless Chromium)', { timeout: 14 * 60_000 }, () => {
   const stack = testStack();
   const artifacts = path.join(stack.artifactsDir, 'ohif-similar');
   const ns = uniqueName('ohifsim');
@@ -57,6 +60,8 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
   let plan: PlannedInstance[];
   let q: PlannedInstance;
   let vroot: string;
+  /** The worklist URL's query that puts the viewer on the virtual root (what /ui links to). */
+  let similarEntry: string;
   /** Patient IDs of the similar studies, most similar first. */
   let rankedPatients: string[];
   let ranking: Hit[];
@@ -105,7 +110,8 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     assert.equal(rankedPatients.length, 8);
 
     vroot = `${sys.base}/similar-to/${q.sopInstanceUid}/dicom-web`;
-    ohif = await startOhif(vroot, ohifPort);
+    ohif = await startOhif(`${sys.base}/dicom-web`, ohifPort);
+    similarEntry = `?configUrl=${encodeURIComponent(similarConfigPath(q.sopInstanceUid))}`;
     viewer = await openViewer({ artifactsDir: artifacts });
   });
 
@@ -125,7 +131,9 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
   });
 
   test('the worklist is the similar studies, most similar first, without the query’s own study', { timeout: TEST_TIMEOUT_MS }, async () => {
-    const rows = await step('study-list', () => viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000 }));
+    const rows = await step('study-list', () =>
+      viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000, query: similarEntry }),
+    );
     await viewer.screenshot('study-list');
     const report = () => `rows shown:\n${rows.map((r) => r.cells.join(' | ')).join('\n')}${viewer.failureReport(20)}`;
     // OHIF formats the PN figshare-cheng^<id> as "figshare-cheng, <id>". OHIF 3.13's worklist
@@ -151,7 +159,9 @@ describe('OHIF v3 on a virtual root /similar-to/{sop}/dicom-web (headless Chromi
     'a similar study opens from the worklist and its image is rendered through the virtual root',
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      await step('study-list-again', () => viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000 }));
+      await step('study-list-again', () =>
+        viewer.studyList(ohif.url, { minRows: rankedPatients.length, timeoutMs: 120_000, query: similarEntry }),
+      );
       const before = viewer.responses.length;
       const top = ranking[0]!;
       await step('open-study', () => viewer.openStudyFromList(`figshare-cheng, ${rankedPatients[0]}`, { timeoutMs: 120_000 }));

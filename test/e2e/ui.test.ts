@@ -52,6 +52,7 @@ interface HeatmapAnswer {
 const MOSAIC = path.join(dicomFixturesDir, 'transfer-syntax', 'siemens_mosaic_1.dcm');
 const SR = path.join(dicomFixturesDir, 'non-image', 'comprehensive_sr_test-SR.dcm');
 const VIEWER_TEMPLATE = 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}';
+const SIMILAR_TEMPLATE = 'http://127.0.0.1:3000/?configUrl=%2Fsimilar-to%2F{instance}%2Fapp-config.json';
 
 /** Pixels of an overlay canvas: share drawn, and the colour at a point given in grid cells. */
 async function overlayProbe(page: Page, canvasSel: string, cell?: { i: number; j: number; h: number; w: number }) {
@@ -107,7 +108,11 @@ describe('/ui in headless Chromium', () => {
   before(async () => {
     pipeline = await EmbeddingPipeline.create({ batchSize: 8, batchWaitMs: 10 });
     workers = await startTestWorkers({ ns, esBase, pipeline });
-    sys = await startSimilarGateway({ ns, esBase, env: { CBMIR_VIEWER_URL_TEMPLATE: VIEWER_TEMPLATE } });
+    sys = await startSimilarGateway({
+      ns,
+      esBase,
+      env: { CBMIR_VIEWER_URL_TEMPLATE: VIEWER_TEMPLATE, CBMIR_VIEWER_SIMILAR_URL_TEMPLATE: SIMILAR_TEMPLATE },
+    });
     attachSimilarHeatmap(sys.gw, { config: sys.config, access: sys.similar.access, index: sys.index, modelVersion: pipeline.modelVersion, logger: silent, queueNamespace: ns });
     attachUi(sys.gw, sys.config);
     plan = (await readDataset(figshareSampleDir)).instances;
@@ -181,6 +186,11 @@ describe('/ui in headless Chromium', () => {
       })),
     );
     assert.ok(cards.length >= 1, viewer.failureReport());
+    // The query's own link: its similar studies as the viewer's worklist (e2e/ohif-similar follows it).
+    assert.equal(
+      await page.getAttribute('#query a.similar-in-viewer', 'href'),
+      SIMILAR_TEMPLATE.replace('{instance}', q.sopInstanceUid),
+    );
     assert.deepEqual(
       cards.map((c) => c.sop),
       api.results.map((h) => h.sopInstanceUid),

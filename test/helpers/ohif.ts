@@ -78,7 +78,8 @@ export interface Viewer {
   /** Every response the page received: method, URL (path only) and status. */
   readonly responses: { method: string; url: string; status: number; contentType: string }[];
   /** Load OHIF's study list and return its rows once at least `minRows` are shown. */
-  studyList(ohifUrl: string, opts?: { minRows?: number; timeoutMs?: number }): Promise<StudyRow[]>;
+  /** `query`: the worklist URL's query string, with its `?` (e.g. OHIF's `?configUrl=…`). */
+  studyList(ohifUrl: string, opts?: { minRows?: number; timeoutMs?: number; query?: string }): Promise<StudyRow[]>;
   /** Open a study in OHIF's basic viewer by URL (/viewer?StudyInstanceUIDs=…). */
   openStudy(ohifUrl: string, studyInstanceUid: string, opts?: { timeoutMs?: number }): Promise<void>;
   /**
@@ -167,7 +168,7 @@ export async function openViewer(o: OpenViewerOptions): Promise<Viewer> {
     async studyList(ohifUrl, opts = {}) {
       const minRows = opts.minRows ?? 1;
       const timeout = opts.timeoutMs ?? 90_000;
-      await page.goto(`${ohifUrl}/`, { waitUntil: 'domcontentloaded', timeout });
+      await page.goto(`${ohifUrl}/${opts.query ?? ''}`, { waitUntil: 'domcontentloaded', timeout });
       await page.waitForFunction(
         ([sel, n]) => document.querySelectorAll(sel as string).length >= (n as number),
         [STUDY_ROW, minRows] as const,

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
-import { normaliseDicomWebRoot, ohifConfig, ohifConfigScript } from '../../deploy/ohif/app-config.js';
+import { normaliseDicomWebRoot, ohifConfig, ohifConfigScript, similarConfigPath } from '../../deploy/ohif/app-config.js';
 import { startOhifServer, type OhifServer } from '../../deploy/ohif/server.js';
 
 interface DataSource {
@@ -33,9 +33,15 @@ describe('OHIF app-config.js', () => {
     const wadoUri = (o: Parameters<typeof ohifConfig>[0]) => (ohifConfig(o).dataSources as DataSource[])[0]!.configuration.wadoUriRoot;
     assert.equal(wadoUri({ dicomWebRoot: 'https://host.example/cbmir/dicom-web' }), 'https://host.example/cbmir/wado');
     assert.equal(wadoUri({ dicomWebRoot: 'http://127.0.0.1:8080/dicom-web/' }), 'http://127.0.0.1:8080/wado');
-    assert.equal(wadoUri({ dicomWebRoot: 'https://host.example/cbmir/similar-to/1.2.3/dicom-web' }), 'https://host.example/cbmir/similar-to/1.2.3/wado');
+    assert.equal(
+      wadoUri({ dicomWebRoot: 'https://host.example/cbmir/similar-to/1.2.3/dicom-web' }),
+      'https://host.example/cbmir/similar-to/1.2.3/wado',
+    );
     assert.equal(wadoUri({ dicomWebRoot: 'http://pacs.example:8042/other/rs' }), 'http://pacs.example:8042/wado');
-    assert.equal(wadoUri({ dicomWebRoot: 'http://pacs.example/rs', wadoUriRoot: 'http://pacs.example/wado-uri/' }), 'http://pacs.example/wado-uri');
+    assert.equal(
+      wadoUri({ dicomWebRoot: 'http://pacs.example/rs', wadoUriRoot: 'http://pacs.example/wado-uri/' }),
+      'http://pacs.example/wado-uri',
+    );
   });
 
   test('the script sets window.config to exactly that object, even for hostile-looking input', () => {
@@ -43,7 +49,10 @@ describe('OHIF app-config.js', () => {
     const sandbox = { window: {} as { config?: unknown } };
     vm.runInNewContext(ohifConfigScript({ dicomWebRoot: root, investigationalUseDialog: 'never' }), sandbox);
     // Objects from another realm: compare their JSON.
-    assert.deepEqual(JSON.parse(JSON.stringify(sandbox.window.config)), ohifConfig({ dicomWebRoot: root, investigationalUseDialog: 'never' }));
+    assert.deepEqual(
+      JSON.parse(JSON.stringify(sandbox.window.config)),
+      ohifConfig({ dicomWebRoot: root, investigationalUseDialog: 'never' }),
+    );
     const ds = ((sandbox.window.config as Record<string, unknown>).dataSources as DataSource[])[0]!;
     assert.equal(ds.configuration.qidoRoot, new URL(root).href);
   });
@@ -115,6 +124,39 @@ describe('OHIF static server', () => {
     assert.equal(r.cache, 'no-store');
     assert.doesNotMatch(r.body, /packaged/);
     assert.match(r.body, /"qidoRoot": "http:\/\/127\.0\.0\.1:8080\/dicom-web"/);
+  });
+
+  test("a query image's similar studies: its virtual root's config, for OHIF's configUrl only", async () => {
+    const r = await get(`${srv.url}${similarConfigPath('1.2.840.5')}`);
+    assert.deepEqual([r.status, r.cache], [200, 'no-store']);
+    assert.match(r.type, /^application\/json/);
+    const config = JSON.parse(r.body) as { dataSources: DataSource[]; dangerouslyUseDynamicConfig?: unknown };
+    const ds = config.dataSources[0]!.configuration;
+    assert.equal(ds.qidoRoot, 'http://127.0.0.1:8080/similar-to/1.2.840.5/dicom-web');
+    assert.equal(ds.wadoUriRoot, 'http://127.0.0.1:8080/similar-to/1.2.840.5/wado');
+    assert.equal(config.dangerouslyUseDynamicConfig, undefined, 'a loaded config loads no other');
+    // The page's own config admits exactly that path shape (OHIF: configUrl.match(regex)).
+    const regex = (ohifConfig({ dicomWebRoot: 'http://127.0.0.1:8080/dicom-web' }).dangerouslyUseDynamicConfig as { regex: string }).regex;
+    assert.ok(similarConfigPath('1.2.840.5').match(regex));
+    for (const bad of [
+      'https://evil.example/similar-to/1.2/app-config.json',
+      '//evil.example/similar-to/1.2/app-config.json',
+      '/similar-to/1.2/app-config.json?x',
+      '/similar-to/1.2/../x/app-config.json',
+      '/similar-to/a/app-config.json',
+    ])
+      assert.equal(bad.match(regex), null, bad);
+    for (const bad of [
+      '/similar-to/1..2/app-config.json',
+      `/similar-to/${'1.'.repeat(40)}1/app-config.json`,
+      '/similar-to/x/app-config.json',
+    ])
+      assert.equal((await get(`${srv.url}${bad}`)).status, 404, bad);
+  });
+
+  test('no dynamic config where the root is not a gateway root (a virtual root, another PACS)', () => {
+    for (const root of ['http://127.0.0.1:8080/similar-to/1.2.3/dicom-web', 'http://pacs:8042/wado-rs'])
+      assert.equal(ohifConfig({ dicomWebRoot: root }).dangerouslyUseDynamicConfig, undefined, root);
   });
 
   test('files with their types; hashed bundles cacheable for good', async () => {

@@ -212,12 +212,18 @@ describe('npm start (deploy/local/run.sh)', () => {
       loadConfig(appEnv).ui.viewerUrlTemplate,
       'http://127.0.0.1:3001/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}',
     );
+    assert.equal(
+      loadConfig(appEnv).ui.viewerSimilarUrlTemplate,
+      'http://127.0.0.1:3001/?configUrl=%2Fsimilar-to%2F{instance}%2Fapp-config.json',
+      "the query image's similar studies in the viewer it serves",
+    );
     const skipped = bash('source deploy/local/run.sh; printf "%s\\n" "${APP_ENV[@]}"', dir, {
       CBMIR_OHIF_PORT: '3001',
       CBMIR_SKIP_OHIF: '1',
     });
     assert.equal(skipped.status, 0, skipped.stderr);
     assert.match(skipped.stdout, /^CBMIR_VIEWER_URL_TEMPLATE=none$/m, 'no viewer served, no link to one');
+    assert.match(skipped.stdout, /^CBMIR_VIEWER_SIMILAR_URL_TEMPLATE=none$/m);
   });
 });
 

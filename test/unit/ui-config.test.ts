@@ -23,6 +23,10 @@ describe('/ui settings and files', () => {
     const c = loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: '/ohif/viewer?StudyInstanceUIDs={study}', CBMIR_BLUELIGHT_URL_TEMPLATE: 'https://pacs.example/bluelight/html/start.html?StudyInstanceUID={study}' });
     assert.equal(c.ui.viewerUrlTemplate, '/ohif/viewer?StudyInstanceUIDs={study}');
     assert.equal(loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: 'none' }).ui.viewerUrlTemplate, undefined, 'none: no viewer link');
+    // The query image's similar studies in deploy/ohif's viewer (its /similar-to/{sop}/app-config.json).
+    assert.equal(d.ui.viewerSimilarUrlTemplate, 'http://127.0.0.1:3000/?configUrl=%2Fsimilar-to%2F{instance}%2Fapp-config.json');
+    assert.equal(loadConfig({ CBMIR_VIEWER_SIMILAR_URL_TEMPLATE: 'none' }).ui.viewerSimilarUrlTemplate, undefined);
+    assert.throws(() => loadConfig({ CBMIR_VIEWER_SIMILAR_URL_TEMPLATE: 'javascript:alert(1)' }), /CBMIR_VIEWER_SIMILAR_URL_TEMPLATE/);
     assert.match(c.ui.blueLightUrlTemplate ?? '', /^https:/);
     for (const bad of ['javascript:alert(1)', 'data:text/html,x', 'None', 'none ', 'ftp://x/{study}', 'viewer?x={study}', 'http://a b/{study}', '//evil.example/{study}', '/\\evil.example/{study}', '/\\/evil.example/{study}']) {
       assert.throws(() => loadConfig({ CBMIR_VIEWER_URL_TEMPLATE: bad }), (e: unknown) => e instanceof ConfigError && /CBMIR_VIEWER_URL_TEMPLATE/.test(e.message), bad);
