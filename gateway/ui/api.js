@@ -6,6 +6,9 @@ let authorization = '';
 
 // RFC 9110 auth-scheme (a token: no ':' in it), then its credentials.
 const SCHEME = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s+(\S[\s\S]*)$/;
+// Schemes a PACS or its proxy may ask for (IANA HTTP Authentication Scheme Registry): only these
+// are taken as typed, so a user name with a space ("john smith:pw") is still a user:password.
+const KNOWN_SCHEMES = new Set(['basic', 'bearer', 'digest', 'dpop', 'hoba', 'mutual', 'negotiate', 'ntlm', 'privatetoken', 'scram-sha-1', 'scram-sha-256', 'vapid', 'aws4-hmac-sha256', 'token']);
 
 function base64Utf8(text) {
   let bin = '';
@@ -17,18 +20,22 @@ function base64Utf8(text) {
  * The Authorization header for what a person typed in the field: `user:password` (no scheme)
  * and `Basic user:password` become Basic with the credentials in base64 (UTF-8), as a PACS
  * expects them (base64 has no ':', so a ':' says they are still plain); `Bearer …`,
- * `Basic <base64>` and any other `Scheme …` are sent as typed; a bare token becomes Bearer.
+ * `Basic <base64>` and any other known `Scheme …` are sent as typed (an unknown first word with
+ * a ':' after it is a user name); a bare token becomes Bearer. Spaces around the whole value are
+ * dropped (pasted tokens carry them): a password ending in a space cannot be typed here.
  * Throws when the result cannot be a header value (fetch would throw a TypeError naming
  * nothing the person could fix), without repeating the secret.
  */
 export function authorizationOf(raw) {
   const t = String(raw ?? '').trim();
   if (!t) return '';
-  const m = SCHEME.exec(t);
+  const m = SCHEME.exec(t) ?? undefined;
+  const known = m && KNOWN_SCHEMES.has(m[1].toLowerCase());
   let value;
-  if (m && m[1].toLowerCase() === 'basic') value = m[2].includes(':') ? `Basic ${base64Utf8(m[2])}` : `Basic ${m[2]}`;
-  else if (m) value = t;
+  if (known && m[1].toLowerCase() === 'basic') value = m[2].includes(':') ? `Basic ${base64Utf8(m[2])}` : `Basic ${m[2]}`;
+  else if (known) value = t;
   else if (t.includes(':')) value = `Basic ${base64Utf8(t)}`;
+  else if (m) value = t;
   else value = `Bearer ${t}`;
   if (!/^[\x20-\x7e]+$/.test(value)) {
     throw new Error(

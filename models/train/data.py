@@ -61,7 +61,7 @@ def read_labels(dataset_dir: Path) -> list[dict]:
             "fold": int(r["fold"]) if r.get("fold") not in (None, "") else None,
             "source": dataset_dir.name,
         }
-        d["patient_family"] = fam.get(r["file"], d["patient_id"])
+        d["patient_family"] = fam.get(r["file"].strip(), d["patient_id"])
         out.append(d)
     return out
 

@@ -50,6 +50,7 @@ describe('ui: the Authorization field', () => {
     // Not Latin-1: sent as UTF-8 in base64, where fetch would have thrown on the raw text.
     assert.equal(api.authorizationOf('jörg:пароль€'), `Basic ${b64('jörg:пароль€')}`);
     assert.equal(api.authorizationOf('user:pa:ss'), `Basic ${b64('user:pa:ss')}`, 'the first colon separates, the rest is password');
+    assert.equal(api.authorizationOf('john smith:pw'), `Basic ${b64('john smith:pw')}`, 'a user name with a space is not a scheme');
   });
 
   it('credentials already encoded, other schemes and bare tokens', () => {

@@ -67,3 +67,10 @@ def test_read_families_and_family_clean(tmp_path):
     assert read_families(tmp_path) == {"images/1.jpg": "MR1"}  # an empty family falls back to the patient
     keep = family_clean(np.array(["a", "b", "c"]), np.array(["b", "d"]))
     assert keep.tolist() == [True, False, True]
+
+
+def test_read_labels_finds_the_family_of_a_padded_file_name(tmp_path):
+    # read_families trims its keys; a labels.csv cell with spaces must still find its family.
+    (tmp_path / "folds.csv").write_text("file,patient_id,patient_family\nimages/1.jpg,MR1B,MR1\n")
+    (tmp_path / "labels.csv").write_text("file,label,class_name,patient_id,fold\n images/1.jpg ,1,glioma,MR1B,5\n")
+    assert [r["patient_family"] for r in data.read_labels(tmp_path)] == ["MR1"]
