@@ -11,6 +11,11 @@
  * allow one study), and any other answer, a PACS down included, is left to the access checks
  * that follow, as before. Outcomes are cached per caller for the access cache's TTL and
  * concurrent probes of one caller share their QIDO.
+ *
+ * The probe has a deadline of its own (PROBE_DEADLINE_MS), far below the PACS client's: it is
+ * asked on every upload whose caller is not cached, and a PACS that does not answer would
+ * otherwise hold each of them for the client's whole timeout before the access check waits as
+ * long again. No answer in time says nothing of the credential: not refused, and not cached.
  */
 import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
 import { TAG } from '../core/dicom-json.js';
@@ -18,9 +23,14 @@ import { LruCache } from './lru.js';
 import type { Caller } from './caller.js';
 import { PacsUnauthorized } from './similar-access.js';
 
+/** How long a probe waits for the PACS (a QIDO for one study answers in milliseconds). */
+const PROBE_DEADLINE_MS = 2_000;
+
 export interface CredentialProbeOptions {
   readonly ttlMs: number;
   readonly maxEntries: number;
+  /** PROBE_DEADLINE_MS unless given (tests). */
+  readonly deadlineMs?: number;
 }
 
 /** Refused: the PACS answered 401, with this challenge. */
@@ -57,10 +67,11 @@ export class CredentialProbe {
   private async probe(caller: Caller, key: string): Promise<Outcome> {
     let outcome: Outcome;
     try {
-      await this.pacs.qido('/studies', { limit: 1, includefield: TAG.StudyInstanceUID }, caller);
+      const signal = AbortSignal.timeout(this.opts.deadlineMs ?? PROBE_DEADLINE_MS);
+      await this.pacs.qido('/studies', { limit: 1, includefield: TAG.StudyInstanceUID }, { ...caller, signal });
       outcome = { refused: false };
     } catch (err) {
-      // A PACS down or failing said nothing of the credential: asked again next time.
+      // A PACS down, failing or past the deadline said nothing of the credential: asked again next time.
       if (!(err instanceof PacsHttpError) || err.transient) return { refused: false };
       outcome = err.status === 401 ? { refused: true, challenge: err.challenge } : { refused: false };
     }

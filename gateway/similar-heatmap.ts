@@ -25,15 +25,14 @@ import type { Request, Response } from 'express';
 import type { Config } from '../core/config.js';
 import { HttpProblem, isValidUid } from '../core/errors.js';
 import { HeatmapRequester } from '../core/heatmap/requester.js';
-import { JobUnavailable } from '../core/queue/job-requester.js';
 import { clampCosine, round6, scoreFromCosine } from '../core/similar/score.js';
 import { MAX_UPLOAD_BYTES, type HeatmapSide } from '../core/jobs.js';
 import type { Logger } from '../core/log.js';
 import type { VectorIndex } from '../core/index/types.js';
-import { sendProblem, toProblem } from './problem.js';
+import { sendProblem } from './problem.js';
+import { answerProblem } from './problem-answer.js';
 import type { Gateway } from './server.js';
-import { wwwAuthenticate, type AccessChecker } from './similar-access.js';
-import { settleUnreadBody } from './body-limit.js';
+import type { AccessChecker } from './similar-access.js';
 import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
 import { callerOf } from './caller.js';
@@ -148,18 +147,12 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
         width: r.width,
       });
     } catch (err) {
-      const problem = toProblem(err);
-      const log = (res.locals.log as Logger | undefined) ?? deps.logger;
-      if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, '/similar/heatmap failed');
-      if (err instanceof JobUnavailable) log.warn({ reason: err.reason }, '/similar/heatmap: no heatmap');
-      const headers: Record<string, string> = {};
-      if (typeof problem.extra.retryAfter === 'number') headers['retry-after'] = String(problem.extra.retryAfter);
-      const challenge = wwwAuthenticate(problem);
-      if (challenge) headers['www-authenticate'] = challenge;
-      // An unread upload is read and dropped, not cut: closing under it makes the client see a
-      // reset instead of this answer (as for POST /similar).
-      if (upload && !req.readableEnded) settleUnreadBody(req, headers);
-      sendProblem(res as unknown as ServerResponse, problem, headers);
+      answerProblem(res as unknown as ServerResponse, err, {
+        log: (res.locals.log as Logger | undefined) ?? deps.logger,
+        failed: '/similar/heatmap failed',
+        unavailable: '/similar/heatmap: no heatmap',
+        unreadBody: upload && !req.readableEnded ? req : undefined,
+      });
     } finally {
       release?.();
     }

@@ -28,14 +28,13 @@ import type { Logger } from '../core/log.js';
 import type { VectorIndex } from '../core/index/types.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { EmbedRequester } from '../core/similar/embed-requester.js';
-import { JobUnavailable } from '../core/queue/job-requester.js';
 import { parseQueryUids, parseSimilarParams, pathUids, type InstanceUids, type SimilarParams } from '../core/similar/params.js';
-import { settleUnreadBody } from './body-limit.js';
 import { basicAuthorization, mergeVary } from './headers.js';
-import { sendProblem, toProblem } from './problem.js';
+import { sendProblem } from './problem.js';
+import { answerProblem } from './problem-answer.js';
 import { DERIVED_BASE_VARY, derivePublicBase, fixedPublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { AccessChecker, wwwAuthenticate } from './similar-access.js';
+import { AccessChecker } from './similar-access.js';
 import { CredentialProbe } from './similar-credentials.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
@@ -190,21 +189,14 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         res.json(renderJson(query, params, out.results, base, out.patients));
       }
     } catch (err) {
-      const problem = toProblem(err);
+      const tooLarge = err instanceof HttpProblem && err.code === 'PAYLOAD_TOO_LARGE';
+      const problem = answerProblem(res as unknown as ServerResponse, err, {
+        log: (res.locals.log as Logger | undefined) ?? logger,
+        failed: '/similar failed',
+        unavailable: '/similar: no query vector',
+        unreadBody: tooLarge || (mode === 'upload' && !req.readableEnded) ? req : undefined,
+      });
       outcome = problem.code.toLowerCase();
-      const log = (res.locals.log as Logger | undefined) ?? logger;
-      if (problem.status >= 500 && !(err instanceof HttpProblem)) log.error({ err: (err as Error)?.message }, '/similar failed');
-      if (err instanceof JobUnavailable) log.warn({ reason: err.reason }, '/similar: no query vector');
-      const headers: Record<string, string> = {};
-      const retryAfter = problem.extra.retryAfter;
-      if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
-      const challenge = wwwAuthenticate(problem);
-      if (challenge) headers['www-authenticate'] = challenge;
-      // An unread request body must not be taken for the next request on this connection. It is
-      // read and dropped (then the socket closed, bounded), not cut: closing under an upload
-      // makes the client see a reset instead of this answer.
-      if (problem.code === 'PAYLOAD_TOO_LARGE' || (mode === 'upload' && !req.readableEnded)) settleUnreadBody(req, headers);
-      sendProblem(res as unknown as ServerResponse, problem, headers);
     } finally {
       latency.observe({ mode, source, outcome }, (performance.now() - t0) / 1000);
     }

@@ -45,10 +45,11 @@ import { MAX_LIMIT, type InstanceUids, type SimilarParams } from '../core/simila
 import { round6, scoreFromDistance } from '../core/similar/score.js';
 import { PRIVATE_CREATOR } from '../core/dicom/label.js';
 import { DICOMWEB_ROOT, WADO_URI_ROOT } from './path-guard.js';
-import { sendProblem, toProblem } from './problem.js';
+import { sendProblem } from './problem.js';
+import { answerProblem } from './problem-answer.js';
 import type { PublicBase } from './public-url.js';
 import type { Gateway } from './server.js';
-import { notFound, pacsProblem, pacsQueryProblem, wwwAuthenticate } from './similar-access.js';
+import { notFound, pacsProblem, pacsQueryProblem } from './similar-access.js';
 import { callerOf, type Caller } from './caller.js';
 import { CBMIR_TAGS } from './similar-render.js';
 import type { SimilarSearch } from './similar-search.js';
@@ -180,19 +181,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
 
   gateway.setVirtualStudies((req, res, ctx) => {
     serve(req, res, ctx.sopInstanceUid, ctx.query, ctx.publicBase).catch((err: unknown) => {
-      const problem = toProblem(err);
-      if (problem.status >= 500 && !(err instanceof HttpProblem))
-        logger.error({ err: (err as Error)?.message }, 'virtual root study search failed');
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const headers: Record<string, string> = {};
-      const retryAfter = problem.extra.retryAfter;
-      if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
-      const challenge = wwwAuthenticate(problem);
-      if (challenge) headers['www-authenticate'] = challenge;
-      sendProblem(res, problem, headers);
+      answerProblem(res, err, { log: logger, failed: 'virtual root study search failed', unavailable: 'virtual root: no query vector' });
     });
   });
   gateway.addCloseHook(() => pacs.close());

@@ -143,7 +143,9 @@ export class HeatmapJobs {
     try {
       model = await this.loadModel();
     } catch (err) {
-      // Deployment problem, not the images': fail the job (the gateway answers 503 with the reason).
+      // Deployment problem, not the images': fail the job. The client gets 503 EMBED_UNAVAILABLE with a
+      // generic detail (only "decode: …" reasons reach clients, core/queue/job-requester.ts); this
+      // reason, with its "run export_heatmap.py" hint for the operator, goes to the gateway's log.
       throw new UnrecoverableError(`heatmap: ${(err as Error).message}`);
     }
     const g = await model.run(q, r);

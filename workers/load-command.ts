@@ -2,9 +2,9 @@
  * The `cbmir load` command: options → runLoad → progress (stderr: a bar on a terminal,
  * elsewhere a line every 30 s) → summary (stdout; `--json` for one machine-readable line).
  * Exit status: 0 when every selected image was stored/written/converted, 1 when any failed,
- * the run was interrupted (Ctrl-C, SIGTERM), the target refused the first batch (401/403/404/405)
- * or answered none of 3 batches in a row, labels.csv lists no image, or the filters selected
- * nothing; 2 for bad usage.
+ * the run was interrupted (Ctrl-C, SIGTERM), the target refused any batch (401/403/404/405: no
+ * more are sent) or answered none of 3 batches in a row, labels.csv lists no image, or the
+ * filters selected nothing; 2 for bad usage.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';

@@ -22,6 +22,10 @@
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HttpProblem } from '../errors.js';
+// The log's own definition of a UID in text (bounded by digits, not \b, so "sop_1.2.3.4.5" is
+// blanked whole). It misses UIDs of ≤ 4 components with no component of ≥ 10 digits ("1.2.3.4"),
+// so that IPv4 addresses stay readable, and keeps the standard's own (1.2.840.10008.…).
+import { scrubUids } from '../log.js';
 import { producerConnection, quiet, workerConnection } from './redis.js';
 
 /** Upper bound on enqueueing alone: a Redis that accepts connections but does not answer must not hold a request. */
@@ -32,8 +36,8 @@ const ENQUEUE_TIMEOUT_MS = 2_000;
  * client's own image is at fault, and docs/api.md promises the reason.
  */
 const DECODE_REFUSAL = /^decode: /;
-/** DICOM UIDs (≥ 5 components: an IPv4 address has 4) are identifiers of patients' images. */
-const UID_IN_TEXT = /\b\d+(?:\.\d+){4,}\b/g;
+/** Characters of a reason kept for the log. */
+const REASON_CHARS = 500;
 
 /**
  * EMBED_UNAVAILABLE whose cause is the service's own (Redis or the PACS unreachable, an index
@@ -44,7 +48,8 @@ export class JobUnavailable extends HttpProblem {
   readonly reason: string;
   constructor(detail: string, reason: string, retryAfter: number) {
     super('EMBED_UNAVAILABLE', detail, { retryAfter });
-    this.reason = reason.slice(0, 500).replace(UID_IN_TEXT, '<uid>');
+    // Blanked before cut: a UID cut at the end would leave a fragment too short to be matched.
+    this.reason = scrubUids(reason).slice(0, REASON_CHARS);
   }
 }
 

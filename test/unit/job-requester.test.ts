@@ -31,7 +31,7 @@ const failingWith = (message: string) =>
 
 test('a job failed for the service’s reasons: a generic detail, the reason for the log without UIDs', async () => {
   await assert.rejects(
-    failingWith('fetch (WADO-RS): connect ECONNREFUSED 10.9.8.7:8042 (index cbmir-vectors-v1) 1.2.840.10008.5.1'),
+    failingWith('fetch (WADO-RS): connect ECONNREFUSED 10.9.8.7:8042 (index cbmir-vectors-v1) 1.2.826.0.1.3680043.2.1'),
     (e: unknown) => {
       assert.ok(e instanceof JobUnavailable);
       assert.equal(e.code, 'EMBED_UNAVAILABLE');
@@ -68,4 +68,14 @@ test('queueing refused: no Redis address reaches the client', async () => {
     assert.match(e.reason, /ECONNREFUSED 10\.9\.8\.7:6379/);
     return true;
   });
+});
+
+test('UIDs are blanked whole: next to letters or "_", and at the end of a long reason; IPv4 addresses stay', () => {
+  const uid = '1.2.826.0.1.3680043.8.498.12345678901234567890';
+  const e = new JobUnavailable('the embedding job failed', `sop_${uid}: not found; study=${uid}x; at 10.0.0.1:8042; 2.25.1234567890123`, 1);
+  assert.equal(e.reason, 'sop_<uid>: not found; study=<uid>x; at 10.0.0.1:8042; <uid>');
+  // The UID straddles the 500-character mark, where a cut before blanking left "1.2.826.0".
+  const long = new JobUnavailable('the embedding job failed', `${'x'.repeat(490)} ${uid}`, 1);
+  assert.equal(long.reason, `${'x'.repeat(490)} <uid>`);
+  assert.equal(new JobUnavailable('failed', 'y'.repeat(600), 1).reason.length, 500);
 });
