@@ -9,14 +9,12 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import express from 'express';
-import { Registry } from 'prom-client';
 import { loadConfig } from '../../core/config.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobData, EmbedJobResult } from '../../core/jobs.js';
 import type { Logger } from '../../core/log.js';
 import { JobUnavailable } from '../../core/queue/job-requester.js';
-import type { Gateway } from '../../gateway/server.js';
+import { expressGateway } from './fake-gateway.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 
@@ -50,12 +48,7 @@ describe('POST /similar: credentials before the upload', () => {
     pacs.listen(0, '127.0.0.1');
     await once(pacs, 'listening');
     const config = loadConfig({ CBMIR_PACS_URL: `http://127.0.0.1:${(pacs.address() as AddressInfo).port}/dicom-web` });
-    const app = express();
-    const gateway = {
-      app,
-      metrics: { registry: new Registry() },
-      addCloseHook: (h: () => Promise<void> | void) => void closeHooks.push(h),
-    } as unknown as Gateway;
+    const { gateway, app } = expressGateway(closeHooks);
     const index = { liveVersion: async () => 'v1', knn: async () => [] } as unknown as VectorIndex;
     const note = (obj: unknown, msg: string) => void logged.push({ obj, msg });
     const logger = { warn: note, error: note, info: note, debug: note } as unknown as Logger;

@@ -8,15 +8,13 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import express from 'express';
-import { Registry } from 'prom-client';
 import { loadConfig } from '../../core/config.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobResult } from '../../core/jobs.js';
 import { createLogger } from '../../core/log.js';
 import { PacsClient } from '../../core/pacs/client.js';
 import { callerOf } from '../../gateway/caller.js';
-import type { Gateway } from '../../gateway/server.js';
+import { expressGateway } from './fake-gateway.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { CredentialProbe } from '../../gateway/similar-credentials.js';
 
@@ -41,12 +39,7 @@ after(() => {
 
 test('a PACS that never answers: the upload reaches its embedding within about 2 s', async () => {
   const closeHooks: Array<() => Promise<void> | void> = [];
-  const app = express();
-  const gateway = {
-    app,
-    metrics: { registry: new Registry() },
-    addCloseHook: (h: () => Promise<void> | void) => void closeHooks.push(h),
-  } as unknown as Gateway;
+  const { gateway, app } = expressGateway(closeHooks);
   const index = { liveVersion: async () => 'v1', knn: async () => [] } as unknown as VectorIndex;
   let embeddedAt: number | undefined;
   const embed = {

@@ -17,7 +17,7 @@ import { loadConfig } from '../../core/config.js';
 import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
 import { createLogger } from '../../core/log.js';
 import { PacsClient } from '../../core/pacs/client.js';
-import type { Gateway, VirtualStudiesHandler } from '../../gateway/server.js';
+import { virtualRootGateway } from './fake-gateway.js';
 import { AccessChecker } from '../../gateway/similar-access.js';
 import { SimilarSearch, type SimilarSearchDeps } from '../../gateway/similar-search.js';
 import { attachVirtualRoot } from '../../gateway/virtual-root.js';
@@ -92,18 +92,14 @@ describe('virtual root study search (stand-in PACS)', () => {
     const logger = createLogger('silent', 'test');
     // Every query here is indexed: the embed requester is never asked.
     const search = new SimilarSearch({ index, access, modelVersion: 'v1', log: logger } as unknown as SimilarSearchDeps);
-    let handler: VirtualStudiesHandler | undefined;
-    const fakeGateway = {
-      setVirtualStudies: (h: VirtualStudiesHandler) => void (handler = h),
-      addCloseHook: (h: () => Promise<void> | void) => void closeHooks.push(h),
-    } as unknown as Gateway;
+    const { gateway: fakeGateway, handler } = virtualRootGateway(closeHooks);
     attachVirtualRoot(fakeGateway, { config, index, search, logger });
     // As server.ts routes GET /similar-to/{sop}/dicom-web/studies.
     gateway = http.createServer((req, res) => {
       const u = new URL(req.url ?? '/', 'http://gw');
       const sop = /^\/similar-to\/([0-9.]+)\//.exec(u.pathname)?.[1] ?? '';
       const base = `http://${req.headers.host}/similar-to/${sop}`;
-      handler!(req, res, {
+      handler()(req, res, {
         sopInstanceUid: sop,
         query: u.search.slice(1),
         publicBase: { base, host: req.headers.host ?? '', proto: 'http', path: `/similar-to/${sop}` },

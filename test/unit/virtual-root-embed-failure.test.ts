@@ -12,7 +12,7 @@ import { loadConfig } from '../../core/config.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import type { Logger } from '../../core/log.js';
 import { JobUnavailable } from '../../core/queue/job-requester.js';
-import type { Gateway, VirtualStudiesHandler } from '../../gateway/server.js';
+import { virtualRootGateway } from './fake-gateway.js';
 import type { AccessChecker } from '../../gateway/similar-access.js';
 import { SimilarSearch } from '../../gateway/similar-search.js';
 import { attachVirtualRoot } from '../../gateway/virtual-root.js';
@@ -43,15 +43,11 @@ before(async () => {
     },
   };
   const search = new SimilarSearch({ index, access, embed, modelVersion: 'v1', log: logger });
-  let handler: VirtualStudiesHandler | undefined;
-  const fakeGateway = {
-    setVirtualStudies: (h: VirtualStudiesHandler) => void (handler = h),
-    addCloseHook: (h: () => Promise<void> | void) => void closeHooks.push(h),
-  } as unknown as Gateway;
+  const { gateway: fakeGateway, handler } = virtualRootGateway(closeHooks);
   attachVirtualRoot(fakeGateway, { config, index, search, logger });
   gateway = http.createServer((req, res) => {
     const root = `http://${req.headers.host}/similar-to/${SOP}`;
-    handler!(req, res, {
+    handler()(req, res, {
       sopInstanceUid: SOP,
       query: '',
       publicBase: { base: root, host: req.headers.host ?? '', proto: 'http', path: `/similar-to/${SOP}` },
