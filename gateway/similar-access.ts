@@ -24,6 +24,7 @@
  * would send, so /similar reveals nothing a plain QIDO through the gateway
  * would not.
  */
+import pLimit from 'p-limit';
 import { createHash } from 'node:crypto';
 import { HttpProblem } from '../core/errors.js';
 import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
@@ -87,24 +88,6 @@ class Later {
   constructor(readonly access: Promise<StudyAccess>) {}
 }
 
-/** At most `free` tasks run at once; the others wait, first come first served. */
-class Slots {
-  private readonly waiting: Array<() => void> = [];
-  constructor(private free: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    }
-  }
-}
-
 export class AccessChecker {
   private readonly cache: LruCache<string, StudyAccess & { until: number }>;
   /** The credential key of a caller who sent nothing identifying: the gateway's own login. */
@@ -116,7 +99,7 @@ export class AccessChecker {
    * credential|study, so a batch never mixes what one caller may see with another's.
    */
   private readonly batcher: Batcher<string, StudyAccess | Later, StudyQuestion>;
-  private readonly reasks = new Slots(PARALLEL_REASKS);
+  private readonly reasks = pLimit(PARALLEL_REASKS);
   /**
    * credential|study keys of refused lists being bisected: out of the batcher by then, and a
    * concurrent check of one must wait for its verdict, not send it in a new batch.
@@ -254,7 +237,7 @@ export class AccessChecker {
     const part = async (list: string[]): Promise<void> => {
       let verdicts: Map<string, StudyAccess> | undefined;
       try {
-        verdicts = await this.reasks.run(async () => (stopped ? undefined : this.askList(list, caller)));
+        verdicts = await this.reasks(async () => (stopped ? undefined : this.askList(list, caller)));
       } catch (err) {
         if (!(err instanceof PacsHttpError && err.status === 403)) {
           stopped ??= err instanceof PacsHttpError && err.status === 401 ? refusal(err) : new KeyFailure(pacsProblem(err));

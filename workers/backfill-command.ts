@@ -16,10 +16,9 @@ import cliProgress from 'cli-progress';
 import { createVectorIndex } from '../core/index/factory.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
-import { checkedManifestOrExit, configOrExit, redisReachable } from './command-config.js';
+import { checkedManifestOrExit, configOrExit, dateOption, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
-import { isCalendarDate } from './load.js';
 import { progressLines } from './progress-lines.js';
 
 export const parseRate = (v: string): number => {
@@ -28,14 +27,6 @@ export const parseRate = (v: string): number => {
     throw new InvalidArgumentError('--rate must be a number of PACS requests per second in (0, 10000]');
   return n;
 };
-
-/** A commander parser for a YYYYMMDD option: a real date, or exit 2 naming the option. */
-export const dateOption =
-  (name: string) =>
-  (v: string): string => {
-    if (!isCalendarDate(v)) throw new InvalidArgumentError(`${name} must be a date YYYYMMDD, got ${v}`);
-    return v;
-  };
 
 export const parseDate = dateOption('--since');
 

@@ -1,9 +1,11 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../core/config.js';
 import { loadModelManifest, type ModelManifest } from '../core/model-manifest.js';
 import { Embedder } from '../models/runtime/embedder.js';
+import { isCalendarDate } from './load.js';
 
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   try {
@@ -81,3 +83,11 @@ export async function redisReachable(ping: () => Promise<unknown>, url: string, 
     }
   }
 }
+
+/** A commander parser for a YYYYMMDD option: a real date, or exit 2 naming the option. */
+export const dateOption =
+  (name: string) =>
+  (v: string): string => {
+    if (!isCalendarDate(v)) throw new InvalidArgumentError(`${name} must be a date YYYYMMDD, got ${v}`);
+    return v;
+  };

@@ -10,8 +10,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
-import { isCalendarDate, MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
-import { invocationPath } from './command-config.js';
+import { MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
+import { dateOption, invocationPath } from './command-config.js';
 import { progressLines } from './progress-lines.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
@@ -166,10 +166,7 @@ export function loadCommand(): Command {
       return n;
     }, 3)
     .option('--timeout-ms <ms>', 'per-request timeout', positiveInt('--timeout-ms'), 120_000)
-    .option('--study-date <YYYYMMDD>', 'Study/Series/Content Date (default: today, UTC)', (v) => {
-      if (!isCalendarDate(v)) throw new InvalidArgumentError(`--study-date must be a date YYYYMMDD, got ${v}`);
-      return v;
-    })
+    .option('--study-date <YYYYMMDD>', 'Study/Series/Content Date (default: today, UTC)', dateOption('--study-date'))
     .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
     .option('--json', 'print the summary as one JSON line')
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')

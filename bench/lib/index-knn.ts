@@ -4,7 +4,7 @@
  */
 import type { VectorIndex } from '../../core/index/types.js';
 import { markdownTable } from './report.js';
-import { summarise } from './stats.js';
+import { percentile, summarise } from './stats.js';
 
 /** One measured configuration: latency (ms) of sequential queries, client CPU per query, recall@k. */
 export interface KnnRun {
@@ -55,10 +55,9 @@ export async function measureKnn(
   }
   const cpu = process.cpuUsage(cpu0);
   const s = summarise(times);
-  const sorted = Float64Array.from(times).sort();
   return {
     p50_ms: round(s.p50Ms),
-    p95_ms: round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!),
+    p95_ms: round(percentile(Float64Array.from(times).sort(), 95)),
     mean_ms: round(s.meanMs),
     client_cpu_ms: round((cpu.user + cpu.system) / 1000 / ds.queries.length),
     recall_at_k: round(found / (ds.queries.length * opts.k), 4),

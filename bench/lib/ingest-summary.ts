@@ -5,6 +5,7 @@
  * not do. So only indexed images enter throughput and latency, and refusals are
  * reported, with their first reason, over both phases.
  */
+import { verdictCell, type Verdict } from './proxy-targets.js';
 import { percentile } from './stats.js';
 
 /** How an image's index job ended (epoch ms of finishedOn). */
@@ -109,7 +110,8 @@ export function workerCpuCeiling(cpus: number, workerCpuMsPerImage: number): num
 /** Issue #4's targets: every image indexed, ≥ 30 images/s end to end, p95 STOW answered → searchable ≤ 5 s. */
 export const INGEST_TARGETS = { minImagesPerS: 30, maxP95Ms: 5_000 } as const;
 
-export type IngestVerdict = 'met' | 'missed' | 'not run';
+/** The verdict of one target, as bench:proxy and bench:similar give theirs. */
+export type IngestVerdict = Verdict;
 
 export interface IngestVerdicts {
   readonly byTarget: { indexed_all: IngestVerdict; images_per_s: IngestVerdict; p95_ms_to_searchable: IngestVerdict };
@@ -124,8 +126,7 @@ export function ingestVerdicts(r: {
   readonly images_per_s: number;
   readonly p95_ms_to_searchable: number | null;
 }): IngestVerdicts {
-  const cell = (v: IngestVerdict, what: string): string =>
-    v === 'not run' ? 'not run' : `${v === 'missed' ? '**missed**' : 'met'} (${what})`;
+  const cell = (v: IngestVerdict, what: string): string => (v === 'not run' ? v : `${verdictCell(v)} (${what})`);
   const indexed: IngestVerdict = r.images > 0 && r.indexed === r.images ? 'met' : 'missed';
   const rate: IngestVerdict = r.images_per_s >= INGEST_TARGETS.minImagesPerS ? 'met' : 'missed';
   // No latency phase (--latency-images 0): no evidence either way.

@@ -71,7 +71,7 @@ export function wadoUriBeside(root: string): string {
 }
 
 /** OHIF matches `configUrl` with String.prototype.match, which makes a RegExp of a string: JSON can carry it. */
-export const SIMILAR_CONFIG_URL_RE = '^/similar-to/[0-9]+(?:\\.[0-9]+)*/app-config\\.json$';
+export const SIMILAR_CONFIG_URL_RE = '^/similar-to/([0-9]+(?:\\.[0-9]+)*)/app-config\\.json$';
 
 /** Where the viewer's server serves the config of one query image's virtual root. */
 export function similarConfigPath(sop: string): string {
@@ -83,15 +83,21 @@ export function similarConfigPath(sop: string): string {
  * a proxy's prefix kept); undefined for a root that is not a gateway's `/dicom-web`.
  */
 export function similarRootBeside(root: string, sop: string): string | undefined {
+  if (!servesSimilar(root)) return undefined;
   const u = new URL(normaliseDicomWebRoot(root));
-  if (!u.pathname.endsWith('/dicom-web') || u.pathname.includes('/similar-to/')) return undefined;
   return `${u.origin}${u.pathname.slice(0, -'/dicom-web'.length)}/similar-to/${sop}/dicom-web`;
+}
+
+/** A gateway's own `/dicom-web` (not a virtual root, not another PACS's root): it has virtual roots beside it. */
+function servesSimilar(root: string): boolean {
+  const { pathname } = new URL(normaliseDicomWebRoot(root));
+  return pathname.endsWith('/dicom-web') && !pathname.includes('/similar-to/');
 }
 
 /** The `window.config` object for OHIF (plain data). */
 export function ohifConfig(o: OhifConfigOptions): Record<string, unknown> {
   const root = normaliseDicomWebRoot(o.dicomWebRoot);
-  const similar = similarRootBeside(root, '1') !== undefined;
+  const similar = servesSimilar(root);
   const wadoUriRoot = o.wadoUriRoot ? normaliseDicomWebRoot(o.wadoUriRoot) : wadoUriBeside(root);
   const workers = o.maxNumberOfWebWorkers ?? 2;
   if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new Error(`maxNumberOfWebWorkers must be 1..16, got ${workers}`);

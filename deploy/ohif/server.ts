@@ -21,7 +21,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { ohifConfig, ohifConfigScript, similarRootBeside, type OhifConfigOptions } from './app-config.js';
+import { ohifConfig, ohifConfigScript, SIMILAR_CONFIG_URL_RE, similarRootBeside, type OhifConfigOptions } from './app-config.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -48,8 +48,8 @@ const TYPES: Record<string, string> = {
 /** webpack's content-hashed names (`app.bundle.0f6159c501addfe9.js`, `5130ccb17e3f3f5b.wasm`) never change content. */
 const HASHED_RE = /(?:^|[.])[0-9a-f]{16,}\.[a-z0-9]+$/;
 const MAX_URL_BYTES = 8192;
-/** A query image's config: a DICOM UID (digits and dots, ≤ 64 characters). */
-const SIMILAR_CONFIG_PATH = /^\/similar-to\/([0-9]+(?:\.[0-9]+)*)\/app-config\.json$/;
+/** A query image's config, the path OHIF may load (its SOP Instance UID captured; ≤ 64 characters checked below). */
+const SIMILAR_CONFIG_PATH = new RegExp(SIMILAR_CONFIG_URL_RE);
 
 export interface OhifServerOptions extends OhifConfigOptions {
   /** OHIF's dist/ folder (ensureOhifDist()). */
@@ -160,8 +160,8 @@ export async function startOhifServer(o: OhifServerOptions): Promise<OhifServer>
         send(res, 404, 'no similar-studies config for this viewer\n');
         return;
       }
-      const { dangerouslyUseDynamicConfig: _, ...config } = ohifConfig({ ...o, dicomWebRoot: similarRoot });
-      const body = Buffer.from(JSON.stringify(config));
+      // A virtual root's config turns no dynamic config on (ohifConfig): it cannot load another.
+      const body = Buffer.from(JSON.stringify(ohifConfig({ ...o, dicomWebRoot: similarRoot })));
       res.writeHead(200, { 'content-type': TYPES['.json']!, 'content-length': body.length, 'cache-control': 'no-store' });
       res.end(head ? undefined : body);
       return;

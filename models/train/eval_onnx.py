@@ -198,7 +198,7 @@ def input_side(sess) -> int:
 
 def open_session(model_path: Path, threads: int):
     """An onnxruntime session of an embedding model (input `image` [N,1,S,S], output `embedding`,
-    as models/runtime/embedder.ts feeds it), or SystemExit naming what the file is not."""
+    as models/runtime/embedder.ts feeds it) and its input side, or SystemExit naming what the file is not."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -217,10 +217,10 @@ def open_session(model_path: Path, threads: int):
         raise SystemExit(f"{model_path}: not an embedding model: eval:model needs one input 'image' [N,1,S,S] and an "
                          f"output 'embedding'; this graph has inputs {shown} and outputs {', '.join(outs)}")
     try:
-        input_side(sess)
+        side = input_side(sess)
     except ValueError as e:
         raise SystemExit(f"{model_path}: {e}") from None
-    return sess
+    return sess, side
 
 
 def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
@@ -235,8 +235,8 @@ def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
 
 
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
-    sess = open_session(model_path, threads)
-    prep = partial(_preprocess_or_exit, out_size=input_side(sess))
+    sess, side = open_session(model_path, threads)
+    prep = partial(_preprocess_or_exit, out_size=side)
     out = []
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -349,7 +349,7 @@ def main(argv=None):
     folds = np.array([r["fold"] if r["fold"] is not None else -1 for r in rows])
     # Without patient ids every image is its own cluster, so the bootstrap is per image.
     ci_method = "patient-cluster bootstrap" if has_pid else "per-image bootstrap"
-    n_in_both, family = None, None
+    n_in_both, fam_res, family = None, None, None
     if has_fold and (folds == qf).any():
         q, db = np.flatnonzero(folds == qf), np.flatnonzero(folds != qf)
         protocol = f"fold {qf} queries vs other folds database"
@@ -366,7 +366,7 @@ def main(argv=None):
         if any(r["family"] is not None for r in rows):
             # A row that folds.csv does not list is its own patient's family, as in data.read_labels.
             fams = np.array([r["family"] or patients[i] for i, r in enumerate(rows)])
-            family = family_block(emb, labels, names, fams, q, db, a.n_boot)
+            fam_res, family = family_block(emb, labels, names, fams, q, db, a.n_boot)
     else:
         exclude = patients[:, None] == patients[None, :]  # self (LOO) or same patient (LOPO)
         protocol = "leave-one-patient-out" if has_pid else "leave-one-out"
@@ -380,15 +380,12 @@ def main(argv=None):
     if n_db < 10:
         log(f"note: the database holds {n_db} images, fewer than 10; P@10 still divides by 10")
     print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: {ci_method})"))
-    if family is not None:
-        fam_res, fam_json = family
-        if fam_res is None:
-            log(f"note: every fold {qf} query's patient family has an image in the database: no family-clean figures")
-        else:
-            print(metrics.format_table(
-                fam_res, f"{model.name} — family-clean: the {fam_json['n_queries']} of {len(q)} fold {qf} queries whose "
-                f"patient family has no image in the database (figures in %, 95% CI: {fam_json['ci_method']})"))
-        family = fam_json
+    if fam_res is not None:
+        print(metrics.format_table(
+            fam_res, f"{model.name} — family-clean: the {family['n_queries']} of {len(q)} fold {qf} queries whose "
+            f"patient family has no image in the database (figures in %, 95% CI: {family['ci_method']})"))
+    elif family is not None:
+        log(f"note: every fold {qf} query's patient family has an image in the database: no family-clean figures")
     out = {
         **block_json(res, n_db),
         "ci_method": ci_method, "n_patients_in_both": n_in_both, "family": family,

@@ -77,13 +77,18 @@ def protocols(meta, test_fold: int):
     return {"4class": (q_all, db_all), "3class": (q3, db3), "3class_family": (q3f, db3)}
 
 
+def cluster_key(protocol: str) -> str:
+    """The meta key of the clusters a protocol's CIs resample (see bootstrap_groups)."""
+    return "families" if protocol == "3class_family" else "patients"
+
+
 def bootstrap_groups(meta, protocol: str) -> np.ndarray:
     """The clusters a protocol's CIs resample, per row. 3class_family treats a family as one person,
     so its CI must too: two ids of one family are probably one person's correlated slices. The
     published-fold protocols keep Cheng's convention (233 patients) in their CIs as in their figures,
     so they stay comparable with the recorded results; a family grouping is a superset and would
     be safe there too, and on fold 5 it moves the 3-class mAP CI by 0.2-0.3 points only (model card)."""
-    return meta["families"] if protocol == "3class_family" else meta["patients"]
+    return meta[cluster_key(protocol)]
 
 
 def evaluate_embeddings(emb: np.ndarray, meta, test_fold: int = 5, n_boot: int = 1000) -> dict:
@@ -93,7 +98,7 @@ def evaluate_embeddings(emb: np.ndarray, meta, test_fold: int = 5, n_boot: int =
             continue
         r = metrics.evaluate_split(emb[q], meta["labels"][q], emb[db], meta["labels"][db], data.CLASS_NAMES,
                                    q_groups=bootstrap_groups(meta, name)[q], n_boot=n_boot)
-        r["ci_clusters"] = "families" if name == "3class_family" else "patients"
+        r["ci_clusters"] = cluster_key(name)
         r["n_database"] = int(len(db))
         out[name] = r
     return out

@@ -110,8 +110,14 @@ interface RawRequest {
   readonly nth: number;
 }
 
-/** A PACS that reads whole requests (keep-alive, Content-Length bodies) and never sends 100 Continue. */
-async function rawPacs(answer: (r: RawRequest, sock: net.Socket) => void): Promise<{ port: number; connections: () => number }> {
+/**
+ * A PACS that reads whole requests (keep-alive, Content-Length bodies) and never sends 100 Continue.
+ * `onHead` sees each request head first; true when it answered from the head (the body is not read).
+ */
+async function rawPacs(
+  answer: (r: RawRequest, sock: net.Socket) => void,
+  onHead?: (head: string, sock: net.Socket) => boolean,
+): Promise<{ port: number; connections: () => number }> {
   let conns = 0;
   const server = net.createServer((sock) => {
     const conn = ++conns;
@@ -129,6 +135,7 @@ async function rawPacs(answer: (r: RawRequest, sock: net.Socket) => void): Promi
           head = buf.subarray(0, end).toString('latin1');
           length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
           buf = buf.subarray(end + 4);
+          if (onHead?.(head, sock)) return;
         }
         if (buf.length < length) return;
         const r = { head, body: buf.subarray(0, length), conn, nth: ++nth };
@@ -263,34 +270,17 @@ test(
 /** Orthanc with authentication: never sends 100; without credentials 401 from the head and a reset at once (the body unread); with them, reads and stores. */
 async function orthancLikePacs(): Promise<{ port: number; heads: string[] }> {
   const heads: string[] = [];
-  const server = net.createServer((s) => {
-    let buf = Buffer.alloc(0);
-    let head: string | null = null;
-    let length = 0;
-    s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        if (head === null) {
-          const end = buf.indexOf('\r\n\r\n');
-          if (end === -1) return;
-          head = buf.subarray(0, end).toString('latin1');
-          heads.push(head);
-          buf = buf.subarray(end + 4);
-          length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-          if (!/\r\nauthorization:/i.test(head)) {
-            s.write('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="orthanc"\r\nContent-Length: 0\r\n\r\n');
-            return void s.resetAndDestroy();
-          }
-        }
-        if (buf.length < length) return;
-        buf = buf.subarray(length);
-        head = null;
-        s.write(jsonAnswer('{}'));
-      }
-    });
-  });
-  return { port: await listen(server), heads };
+  const { port } = await rawPacs(
+    (_r, sock) => sock.write(jsonAnswer('{}')),
+    (head, sock) => {
+      heads.push(head);
+      if (/\r\nauthorization:/i.test(head)) return false;
+      sock.write('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="orthanc"\r\nContent-Length: 0\r\n\r\n');
+      sock.resetAndDestroy();
+      return true;
+    },
+  );
+  return { port, heads };
 }
 
 test(
