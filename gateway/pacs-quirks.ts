@@ -18,6 +18,13 @@ export interface PacsQuirks {
    * and split fine). The gateway then decodes %2C in includefield values.
    */
   readonly includeFieldNeedsLiteralComma: boolean;
+  /**
+   * WADO-URI `contentType` is compared undecoded: `contentType=application%2Fdicom`, the form
+   * cornerstone's WADO-URI loader, Weasis and OHIF v2 send, is 400 "Unsupported content type"
+   * while `application/dicom` is served. Measured on plugin 1.7 (image%2Fjpeg and image%2fpng
+   * alike). The gateway then decodes %2F in contentType values.
+   */
+  readonly wadoUriContentTypeNeedsLiteralSlash: boolean;
 }
 
 export const ORTHANC_DICOMWEB_1_7: PacsQuirks = Object.freeze({
@@ -25,6 +32,7 @@ export const ORTHANC_DICOMWEB_1_7: PacsQuirks = Object.freeze({
   hasThumbnail: false,
   thumbnailViewport: '128,128',
   includeFieldNeedsLiteralComma: true,
+  wadoUriContentTypeNeedsLiteralSlash: true,
 });
 
 /**
@@ -35,12 +43,27 @@ export const ORTHANC_DICOMWEB_1_7: PacsQuirks = Object.freeze({
  */
 export function normaliseQidoQuery(query: string, quirks: PacsQuirks): string {
   if (!quirks.includeFieldNeedsLiteralComma || !/%2c/i.test(query)) return query;
+  return decodeInValues(query, (name) => name.toLowerCase() === 'includefield', /%2c/gi, ',');
+}
+
+/**
+ * A WADO-URI query string as this PACS understands it: with
+ * `wadoUriContentTypeNeedsLiteralSlash`, every `contentType` value (the name is case-sensitive
+ * in PS3.18 §9) has its "%2F" turned into "/". The rest goes byte for byte.
+ */
+export function normaliseWadoUriQuery(query: string, quirks: PacsQuirks): string {
+  if (!quirks.wadoUriContentTypeNeedsLiteralSlash || !/%2f/i.test(query)) return query;
+  return decodeInValues(query, (name) => name === 'contentType', /%2f/gi, '/');
+}
+
+/** `escape` turned into `literal` in the values of the pairs whose name `named` accepts. */
+function decodeInValues(query: string, named: (name: string) => boolean, escape: RegExp, literal: string): string {
   return query
     .split('&')
     .map((pair) => {
       const eq = pair.indexOf('=');
-      if (eq === -1 || pair.slice(0, eq).toLowerCase() !== 'includefield') return pair;
-      return `${pair.slice(0, eq + 1)}${pair.slice(eq + 1).replace(/%2c/gi, ',')}`;
+      if (eq === -1 || !named(pair.slice(0, eq))) return pair;
+      return `${pair.slice(0, eq + 1)}${pair.slice(eq + 1).replace(escape, literal)}`;
     })
     .join('&');
 }

@@ -36,7 +36,7 @@ import { checkHost } from './host-guard.js';
 import { basicAuthorization, mergeVary, upstreamRequestHeaders } from './headers.js';
 import { notReady, runChecks, type ReadinessCheck } from './health.js';
 import { GatewayMetrics } from './metrics.js';
-import { normaliseQidoQuery, ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
+import { normaliseQidoQuery, normaliseWadoUriQuery, ORTHANC_DICOMWEB_1_7, type PacsQuirks } from './pacs-quirks.js';
 import { forward, type ProxyContext } from './passthrough.js';
 import { DICOMWEB_ROOT, guardTarget, SIMILAR_TO_ROOT, WADO_URI_ROOT } from './path-guard.js';
 import { MethodNotAllowed, requestProblem, sendProblem } from './problem.js';
@@ -273,7 +273,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         varyOnDerivedBase(res);
         forward(ctx, req, res, {
           endpoint: wadoUri,
-          path: `${wadoUri.basePath}?${target.query}`,
+          path: `${wadoUri.basePath}?${normaliseWadoUriQuery(target.query, quirks)}`,
           accept: undefined,
           publicBase: baseFor(req, target.virtualSop),
           sendForwarded: false,

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HttpProblem } from '../../core/errors.js';
-import { normaliseQidoQuery, ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
+import { normaliseQidoQuery, normaliseWadoUriQuery, ORTHANC_DICOMWEB_1_7 } from '../../gateway/pacs-quirks.js';
 import { guardTarget } from '../../gateway/path-guard.js';
 import { pacsStudyQuery, parseVirtualStudyQuery } from '../../gateway/virtual-root-query.js';
 
@@ -87,6 +87,31 @@ describe('includefield quirk (Orthanc DICOMweb 1.7 splits on a literal comma onl
     const q = 'includefield=00081030%2C00080060';
     assert.equal(normaliseQidoQuery(q, { ...ORTHANC_DICOMWEB_1_7, includeFieldNeedsLiteralComma: false }), q, 'a PACS without the quirk');
     assert.equal(normaliseQidoQuery('', ORTHANC_DICOMWEB_1_7), '');
+  });
+});
+
+describe('WADO-URI contentType quirk (Orthanc DICOMweb 1.7 compares contentType undecoded)', () => {
+  test('%2F in contentType values becomes "/", nothing else changes', () => {
+    const uids = 'requestType=WADO&studyUID=1.2&seriesUID=1.2.3&objectUID=1.2.3.4';
+    assert.equal(
+      normaliseWadoUriQuery(`${uids}&contentType=application%2Fdicom`, ORTHANC_DICOMWEB_1_7),
+      `${uids}&contentType=application/dicom`,
+    );
+    assert.equal(
+      normaliseWadoUriQuery(
+        'contentType=image%2fjpeg&x=a%2Fb&ContentType=image%2Fpng&transferSyntax=1.2.840.10008.1.2.1',
+        ORTHANC_DICOMWEB_1_7,
+      ),
+      'contentType=image/jpeg&x=a%2Fb&ContentType=image%2Fpng&transferSyntax=1.2.840.10008.1.2.1',
+      'only contentType (case-sensitive in PS3.18 §9)',
+    );
+    const q = `${uids}&contentType=application%2Fdicom`;
+    assert.equal(
+      normaliseWadoUriQuery(q, { ...ORTHANC_DICOMWEB_1_7, wadoUriContentTypeNeedsLiteralSlash: false }),
+      q,
+      'a PACS without the quirk',
+    );
+    assert.equal(normaliseWadoUriQuery(uids, ORTHANC_DICOMWEB_1_7), uids);
   });
 });
 
