@@ -76,6 +76,9 @@ describe('gateway security', () => {
     for (const path of ['/dicom-web/servers', '/dicom-web/info', '/dicom-web/studies/1.2.3/series/1.2.4/instances/1.2.5/../../../..']) {
       const r = await raw(gw.base, { path });
       assert.ok(r.status === 404 || r.status === 400, `${path} → ${r.status}`);
+      // The gateway's own refusal, not the PACS's 404 passed through.
+      assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/, path);
+      assert.ok(['NOT_FOUND', 'BAD_PATH'].includes(json<Problem>(r).code), `${path}: ${r.body.toString()}`);
     }
     // DELETE on a DICOMweb resource never reaches Orthanc's REST API.
     const del = await raw(gw.base, { path: '/dicom-web/studies/1.2.3', method: 'DELETE' });

@@ -33,6 +33,9 @@ test('a pass that outlasts the lock time keeps others out until it ends, then th
     await sleep(100);
   }
   held.release();
+  // Released means no longer extended, not deleted: the next pass waits out the lock time.
+  assert.ok((await a.pttl(key)) > 0, 'the key is left to expire');
+  assert.equal(await takePassLock(b, key, 300), undefined, 'not free at once after the pass');
   await sleep(400);
   const next = await takePassLock(b, key, 300);
   assert.ok(next, 'the lock expired after the pass');

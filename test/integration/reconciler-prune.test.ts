@@ -146,6 +146,9 @@ for (const backend of ['embedded', 'elasticsearch'] as const) {
           scriptedPacs({ '2.25.5': { '2.25.5.1': ['2.25.5.1.1', '2.25.5.1.2'] }, '2.25.6': { '2.25.6.1': ['2.25.6.1.1'] } }, ['2.25.6']),
         );
         assert.deepEqual([paged.pruned, paged.prunedStudies], [0, 0]);
+        // Kept because the PACS confirmed it by UID, not because the pruning step gave up.
+        assert.equal(paged.pruneRefused, undefined);
+        assert.equal(await ix.count(), 3);
         // Instances listed without SeriesInstanceUID: still listed, so their documents stay.
         const noSeries = await run(
           scriptedPacs({ '2.25.5': { '2.25.5.1': ['2.25.5.1.1', '2.25.5.1.2'] }, '2.25.6': { '2.25.6.1': ['2.25.6.1.1'] } }, [], true),

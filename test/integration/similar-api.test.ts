@@ -223,6 +223,7 @@ describe('/similar on the real stack', () => {
   test('filters: Modality and BodyPartExamined are applied inside the search', async () => {
     const all = json<Answer>(await get(uidQuery(q, '&limit=5')));
     const mr = json<Answer>(await get(uidQuery(q, '&limit=5&Modality=MR&BodyPartExamined=BRAIN')));
+    assert.equal(all.results.length, 5);
     assert.deepEqual(
       mr.results.map((h) => h.sopInstanceUid),
       all.results.map((h) => h.sopInstanceUid),
@@ -231,6 +232,36 @@ describe('/similar on the real stack', () => {
     assert.equal(ct.status, 200);
     assert.deepEqual(json<Answer>(ct).results, []);
     assert.deepEqual(json<Answer>(await get(uidQuery(q, '&BodyPartExamined=CHEST'))).results, []);
+    // A CT CHEST document with q's own vector, in another patient's (readable) study: the nearest
+    // of all. Filtered inside the search, MR/BRAIN still fills the page with the same five; a
+    // filter applied after the k nearest were taken would give four.
+    const other = plan.find((i) => i.patientId !== q.patientId && i.studyInstanceUid !== all.results[0]!.studyInstanceUid)!;
+    const [qDoc, otherDoc] = [await sys.index.get(q.sopInstanceUid), await sys.index.get(other.sopInstanceUid)];
+    assert.ok(qDoc && otherDoc);
+    const chestSop = `${other.sopInstanceUid}.9`;
+    await sys.index.ensure(qDoc.vector.length, qDoc.modelVersion);
+    await sys.index.upsert([{ ...otherDoc, sopInstanceUid: chestSop, modality: 'CT', bodyPartExamined: 'CHEST', vector: qDoc.vector }], {
+      refresh: 'wait_for',
+    });
+    try {
+      const withChest = json<Answer>(await get(uidQuery(q, '&limit=5')));
+      assert.equal(withChest.results[0]?.sopInstanceUid, chestSop, 'the CT CHEST document is the nearest');
+      const brain = json<Answer>(await get(uidQuery(q, '&limit=5&Modality=MR&BodyPartExamined=BRAIN')));
+      assert.deepEqual(
+        brain.results.map((h) => h.sopInstanceUid),
+        all.results.map((h) => h.sopInstanceUid),
+      );
+      for (const filter of ['&Modality=CT', '&BodyPartExamined=CHEST', '&Modality=CT,CR&BodyPartExamined=CHEST']) {
+        const only = json<Answer>(await get(uidQuery(q, `&limit=5${filter}`)));
+        assert.deepEqual(
+          only.results.map((h) => [h.sopInstanceUid, h.modality, h.bodyPartExamined]),
+          [[chestSop, 'CT', 'CHEST']],
+          filter,
+        );
+      }
+    } finally {
+      await sys.index.delete(chestSop, { refresh: 'wait_for' });
+    }
   });
 
   test('Accept: application/dicom+json → QIDO-shaped datasets with rank/score/distance in the CBMIR private block', async () => {
@@ -562,6 +593,7 @@ describe('/similar on the real stack', () => {
       assert.equal(allowed.status, 200, allowed.body.toString());
       // The open gateway shares the index: there the auth-PACS studies are invisible, the figshare ones visible.
       const open = json<Answer>(await get(uidQuery(q, '&limit=100&excludeSamePatient=false&excludeSameStudy=false')));
+      assert.ok(open.results.length >= 32, `the open gateway answers (${open.results.length} results)`);
       assert.ok(!open.results.some((h) => h.sopInstanceUid === a1.sop || h.sopInstanceUid === a2.sop));
     } finally {
       await g2.close();

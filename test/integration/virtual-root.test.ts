@@ -268,6 +268,8 @@ describe('virtual DICOMweb root /similar-to/{sop}/dicom-web on the real stack', 
     for (const p of [`/similar-to/${sop}/dicom-web/servers`, `/similar-to/${sop}/tools`, `/similar-to/${sop}`]) {
       const r = await raw(sys.base, { path: p });
       assert.equal(r.status, 404, p);
+      assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/, p);
+      assert.equal(json<{ code: string }>(r).code, 'NOT_FOUND', p);
     }
     const unknown = await raw(`${sys.base}/similar-to/1.2.826.0.1.3680043.99999.1/dicom-web/studies`);
     assert.equal(unknown.status, 404, unknown.body.toString());
