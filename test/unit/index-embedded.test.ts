@@ -94,9 +94,15 @@ test('embedded: a handle that follows the live version keeps only its matrix, no
     await admin.upsert(makeDocs('1.0.0', 2));
     assert.ok((await gateway.knn(q, { k: 3 })).length > 0);
     await admin.ensure(DIMS, '2.0.0');
-    await admin.upsert(makeDocs('2.0.0', 3));
+    const v2 = makeDocs('2.0.0', 3); // the same UIDs as 1.0.0's, other vectors: other nearest ones
+    await admin.upsert(v2);
     await admin.swapAlias('2.0.0');
-    assert.ok((await gateway.knn(q, { k: 3 })).every((h) => h.doc.modelVersion === '2.0.0'));
+    const hits = await gateway.knn(q, { k: 3 });
+    assert.equal(hits.length, 3);
+    assert.deepEqual(
+      hits.map((h) => [h.doc.sopInstanceUid, h.doc.modelVersion]),
+      bruteForce(v2, q, 3).map((w) => [w.uid, '2.0.0']),
+    );
     assert.equal(cached(), 1, "the previous live version's matrix is still held");
   } finally {
     await gateway.close();
@@ -178,7 +184,11 @@ test('embedded: a reader sees another handle’s upserts and deletes on its next
     const after = await reader.knn(q, { k: 10 });
     assert.deepEqual(
       after.map((h) => h.doc.sopInstanceUid),
-      bruteForce(docs.filter((_, i) => i !== 90), q, 10).map((w) => w.uid),
+      bruteForce(
+        docs.filter((_, i) => i !== 90),
+        q,
+        10,
+      ).map((w) => w.uid),
     );
   } finally {
     await writer.close();
@@ -186,32 +196,52 @@ test('embedded: a reader sees another handle’s upserts and deletes on its next
   }
 });
 
-test('embedded: two processes share one store (a child writes while the parent reads and writes)', async () => {
+test('embedded: two processes share one store (a child writes while the parent reads and writes)', { timeout: 60_000 }, async () => {
   const path = pathOf('shared');
   const docs = makeDocs('1.0.0', 6);
   const parent = new EmbeddedIndex({ path });
   await parent.ensure(DIMS, '1.0.0');
+  // The parent's matrix exists before the child writes: the child's rows must reach it as a refresh.
+  assert.deepEqual(await parent.knn(docs[0]!.vector, { k: 120 }), []);
+  // The child writes docs 0–79 in batches of 4 and holds after its first batch until told to go on.
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', fileURLToPath(new URL('./index-embedded-writer.ts', import.meta.url)), path, '1.0.0', '6', '0', '80', '4'],
+    ['--import', 'tsx', fileURLToPath(new URL('./index-embedded-writer.ts', import.meta.url)), path, '1.0.0', '6', '0', '80', '4', 'hold'],
     // cwd = repository root, where `--import tsx` resolves, whatever directory the runner uses.
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: fileURLToPath(new URL('../..', import.meta.url)) },
+    { stdio: ['pipe', 'pipe', 'pipe'], cwd: fileURLToPath(new URL('../..', import.meta.url)) },
   );
   let out = '';
   let err = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  const lineSeen: Array<() => void> = [];
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+    for (const seen of lineSeen) seen();
+  });
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  /** The number the child printed after `word`, once it has (its exit first is a failure). */
+  const childSays = (word: string) =>
+    new Promise<number>((resolve, reject) => {
+      const seen = () => {
+        const m = new RegExp(`^${word} (\\d+)\\n`, 'm').exec(out);
+        if (m) resolve(Number(m[1]));
+      };
+      lineSeen.push(seen);
+      seen();
+      void exited.then((code) => reject(new Error(`child exited (${code}) before "${word}": ${out}${err}`)));
+    });
+  const uidsOf = (from: number, to: number) => docs.slice(from, to).map((d) => d.sopInstanceUid);
   try {
-    // Meanwhile the parent writes the other 40 docs and keeps searching.
-    let sawPartial = false;
+    assert.equal(await childSays('held'), 4, 'the child sees its first batch');
+    // The child holds with its first 4 docs written: the parent sees them, and its own writes, exactly.
     for (let i = 80; i < 120; i += 4) {
       const r = await parent.upsert(docs.slice(i, i + 4));
       assert.deepEqual(r.failed, []);
-      const n = (await parent.knn(docs[0]!.vector, { k: 120 })).length;
-      if (n > 4 && n < 120) sawPartial = true;
-      await new Promise((res) => setTimeout(res, 10));
+      const visible = (await parent.knn(docs[0]!.vector, { k: 120 })).map((h) => h.doc.sopInstanceUid);
+      assert.deepEqual(visible.sort(), [...uidsOf(0, 4), ...uidsOf(80, i + 4)].sort(), `after the parent's docs 80–${i + 3}`);
     }
+    child.stdin.end('go\n');
+    assert.equal(await childSays('released'), 44, "the child sees the parent's 40 docs before writing its next batch");
     assert.equal(await exited, 0, `child failed: ${err}`);
     assert.match(out, /wrote 80/);
     assert.equal(await parent.count(), 120);
@@ -222,8 +252,6 @@ test('embedded: two processes share one store (a child writes while the parent r
       hits.slice(0, 10).map((h) => h.doc.sopInstanceUid),
       bruteForce(docs, q, 10).map((w) => w.uid),
     );
-    // Not an assertion of timing luck: just record whether reads interleaved with the child's writes.
-    if (!sawPartial) process.stderr.write('note: parent never observed a partial state (child finished first)\n');
   } finally {
     child.kill();
     await parent.close();

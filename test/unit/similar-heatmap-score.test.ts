@@ -21,21 +21,39 @@ import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 interface Schema {
+  type?: 'object' | 'array' | 'string' | 'number' | 'integer';
+  enum?: unknown[];
+  pattern?: string;
+  maxLength?: number;
+  items?: Schema;
   required?: string[];
   properties?: Record<string, Schema>;
   minimum?: number;
   maximum?: number;
 }
 
+const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isString = (v: unknown): boolean => typeof v === 'string';
+
 const UIDS =
   'StudyInstanceUID=1.2&SeriesInstanceUID=1.2.3&SOPInstanceUID=1.2.3.4' +
   '&ResultStudyInstanceUID=1.5&ResultSeriesInstanceUID=1.5.6&ResultSOPInstanceUID=1.5.6.7';
 
-/** Required keys present, no key the schema does not name, numbers within bounds: what a client relying on the schema needs. */
+/**
+ * Types, enums, patterns, lengths and bounds as given, required keys present, no key the schema
+ * does not name, array items each checked: what a client relying on the schema needs.
+ */
 function conforms(value: unknown, schema: Schema, where = 'answer'): void {
+  const kinds = { object: isObject, array: Array.isArray, string: isString, number: Number.isFinite, integer: Number.isInteger };
+  if (schema.type) assert.ok(kinds[schema.type](value), `${where} ${JSON.stringify(value)} is not of type ${schema.type}`);
+  if (schema.enum) assert.ok(schema.enum.includes(value), `${where} ${JSON.stringify(value)} is not one of ${JSON.stringify(schema.enum)}`);
+  if (schema.pattern !== undefined) assert.match(String(value), new RegExp(schema.pattern), where);
+  if (schema.maxLength !== undefined) assert.ok(String(value).length <= schema.maxLength, `${where} is longer than ${schema.maxLength}`);
   if (schema.minimum !== undefined) assert.ok((value as number) >= schema.minimum, `${where} ${String(value)} < ${schema.minimum}`);
   if (schema.maximum !== undefined) assert.ok((value as number) <= schema.maximum, `${where} ${String(value)} > ${schema.maximum}`);
+  if (schema.items) (value as unknown[]).forEach((v, i) => conforms(v, schema.items!, `${where}[${i}]`));
   if (!schema.properties) return;
+  assert.ok(isObject(value), `${where} is not an object`);
   const obj = value as Record<string, unknown>;
   for (const k of schema.required ?? []) assert.ok(k in obj, `${where}.${k} is required`);
   for (const [k, v] of Object.entries(obj)) {
@@ -58,10 +76,11 @@ describe('/similar/heatmap answer', () => {
         status: 'heatmap',
         modelVersion: d.modelVersion,
         similarity,
+        // Not square: rows and columns swapped would show.
         height: 2,
-        width: 2,
-        query: [0.1234567, -0.2, 0, 0.5],
-        result: [0.3, 0, -0.1, 0.25],
+        width: 3,
+        query: [0.1234567, -0.2, 0, 0.5, 0.25, -0.75],
+        result: [0.3, 0, -0.1, 0.25, 0.125, -0.5],
       }),
       close: async () => undefined,
     };
@@ -117,15 +136,34 @@ describe('/similar/heatmap answer', () => {
     }
     const answer = await heatmap(0.5);
     conforms(answer, doc.components.schemas.HeatmapAnswer!);
-    assert.deepEqual(answer.query, {
-      studyInstanceUid: '1.2',
-      seriesInstanceUid: '1.2.3',
-      sopInstanceUid: '1.2.3.4',
-      source: 'archive',
-      grid: [
-        [0.123457, -0.2],
-        [0, 0.5],
-      ],
+    // The whole answer the stand-in job implies: its 2 × 3 row-major grids as rows (6 significant
+    // digits), the UIDs asked, the score (1 + 0.5) / 2 and the live model version.
+    assert.deepEqual(answer, {
+      query: {
+        studyInstanceUid: '1.2',
+        seriesInstanceUid: '1.2.3',
+        sopInstanceUid: '1.2.3.4',
+        source: 'archive',
+        grid: [
+          [0.123457, -0.2, 0],
+          [0.5, 0.25, -0.75],
+        ],
+      },
+      result: {
+        studyInstanceUid: '1.5',
+        seriesInstanceUid: '1.5.6',
+        sopInstanceUid: '1.5.6.7',
+        source: 'archive',
+        grid: [
+          [0.3, 0, -0.1],
+          [0.25, 0.125, -0.5],
+        ],
+      },
+      similarity: 0.5,
+      score: 0.75,
+      modelVersion: 'v1',
+      height: 2,
+      width: 3,
     });
   });
 });

@@ -120,12 +120,16 @@ describe('POST /similar: credentials before the upload', () => {
 
   test('a PACS that asks for no credentials keeps taking uploads; the probe is cached per caller', async () => {
     embedded.length = 0;
+    // Earlier tests probed for other callers: only this caller's probes are counted, from here.
+    const probes = () => pacsAsked.filter((u) => new URL(u, 'http://pacs').searchParams.get('limit') === '1').length;
+    const probesBefore = probes();
     const first = await upload();
     assert.equal(first.status, 200, await first.clone().text());
     assert.equal(embedded.length, 1);
-    const probes = pacsAsked.filter((u) => u.includes('limit=1')).length;
+    assert.equal(probes(), probesBefore + 1, 'the first upload of this caller probes the PACS once');
     assert.equal((await upload()).status, 200);
-    assert.equal(pacsAsked.filter((u) => u.includes('limit=1')).length, probes, 'the second upload asked the PACS nothing more');
+    assert.equal(embedded.length, 2);
+    assert.equal(probes(), probesBefore + 1, 'the second upload asked the PACS nothing more');
   });
 
   test('a failed embed job: the client is told no internal address, the log is told why (UIDs blanked)', async () => {
