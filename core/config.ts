@@ -237,8 +237,19 @@ function withoutBlankSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([k, v]) => !(k.startsWith('CBMIR_') && v !== undefined && v.trim() === '')));
 }
 
+export interface LoadConfigOptions {
+  /**
+   * Whether this process answers HTTP with these settings (the gateway: default). Workers and
+   * the CLI commands pass false: the checks of what a listening gateway would expose
+   * (CBMIR_PACS_USER beyond loopback, CORS `*` with a PACS login) are the gateway's, so one env
+   * file can serve every process.
+   */
+  readonly serves?: boolean;
+}
+
 /** Parse and freeze configuration; throws ConfigError listing every bad setting by name. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadConfigOptions = {}): Config {
+  const serves = opts.serves ?? true;
   const parsed = envSchema.safeParse(withoutBlankSettings(env));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
@@ -254,7 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((e.CBMIR_PACS_USER === undefined) !== (e.CBMIR_PACS_PASSWORD === undefined)) {
     problems.push('CBMIR_PACS_USER / CBMIR_PACS_PASSWORD: set both or neither');
   }
-  if (e.CBMIR_PACS_USER !== undefined && !isLoopback(e.CBMIR_HOST) && !e.CBMIR_ANONYMOUS_USES_PACS_LOGIN) {
+  if (serves && e.CBMIR_PACS_USER !== undefined && !isLoopback(e.CBMIR_HOST) && !e.CBMIR_ANONYMOUS_USES_PACS_LOGIN) {
     // The gateway sends its own login when a request carries none: bound to the network, that
     // is the PACS opened to every host that can reach the gateway.
     problems.push(
@@ -265,7 +276,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const origins = e.CBMIR_CORS_ORIGINS.trim();
   const originList = origins === '*' ? '*' : origins.split(',').map((o) => o.trim()).filter(Boolean);
-  if (originList === '*' && e.CBMIR_PACS_USER !== undefined) {
+  if (serves && originList === '*' && e.CBMIR_PACS_USER !== undefined) {
     // The gateway adds its PACS login to requests that carry none, so `*` would let any web page read the PACS.
     problems.push('CBMIR_CORS_ORIGINS: `*` is refused while CBMIR_PACS_USER is set; list the viewer origins');
   }

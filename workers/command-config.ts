@@ -7,9 +7,10 @@ import { loadModelManifest, type ModelManifest } from '../core/model-manifest.js
 import { Embedder } from '../models/runtime/embedder.js';
 import { isCalendarDate } from './load.js';
 
+/** A command's configuration (it serves no HTTP: see LoadConfigOptions.serves). */
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
   try {
-    return loadConfig(env);
+    return loadConfig(env, { serves: false });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -70,6 +71,15 @@ export function invocationPath(p: string, env: NodeJS.ProcessEnv = process.env):
   return env.npm_lifecycle_event === 'cbmir' && env.INIT_CWD ? path.resolve(env.INIT_CWD, p) : p;
 }
 
+/** A URL as it may be printed: a password (redis://:secret@host) or user name in it replaced by `***`. */
+export function withoutCredentials(url: string): string {
+  if (!URL.canParse(url)) return url.replace(/\/\/[^@/]*@/, '//***@');
+  const u = new URL(url);
+  if (u.username) u.username = '***';
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
 /** Wait (bounded) for a fail-fast producer connection to come up; throws a clear error if it does not. */
 export async function redisReachable(ping: () => Promise<unknown>, url: string, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -78,7 +88,7 @@ export async function redisReachable(ping: () => Promise<unknown>, url: string, 
       await ping();
       return;
     } catch (err) {
-      if (Date.now() >= deadline) throw new Error(`Redis at ${url} is unreachable (${(err as Error).message})`);
+      if (Date.now() >= deadline) throw new Error(`Redis at ${withoutCredentials(url)} is unreachable (${(err as Error).message})`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

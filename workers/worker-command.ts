@@ -15,7 +15,7 @@ export function workerCommand(): Command {
     .action(async (o: { namespace?: string; stalledIntervalMs?: number }) => {
       let config;
       try {
-        config = loadConfig();
+        config = loadConfig(process.env, { serves: false });
       } catch (err) {
         if (err instanceof ConfigError) {
           process.stderr.write(`${err.message}\n`);

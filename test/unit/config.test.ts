@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { CONFIG_ENV_KEYS, loadConfig, ConfigError } from '../../core/config.js';
+import { configOrExit, redisReachable, withoutCredentials } from '../../workers/command-config.js';
 
 test('defaults bind to loopback and use the embedded index', () => {
   const c = loadConfig({});
@@ -134,6 +135,26 @@ test('bound beyond loopback, the service login is not handed to anonymous caller
   assert.doesNotThrow(() => loadConfig({ CBMIR_HOST: '0.0.0.0' })); // no service login: clients bring their own
 });
 
+test("the checks of what a listening gateway exposes are the gateway's: workers and commands share its env file", () => {
+  const shared = { CBMIR_PACS_USER: 'svc', CBMIR_PACS_PASSWORD: 'p', CBMIR_HOST: '0.0.0.0', CBMIR_CORS_ORIGINS: '*' };
+  const problems = (() => {
+    try {
+      loadConfig(shared);
+      return '';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  })();
+  assert.match(problems, /CBMIR_PACS_USER: with CBMIR_HOST/);
+  assert.match(problems, /CBMIR_CORS_ORIGINS: `\*` is refused/);
+  const worker = loadConfig(shared, { serves: false });
+  assert.equal(worker.pacs.user, 'svc');
+  assert.equal(configOrExit(shared).pacs.user, 'svc', 'a CLI command does not exit 2 on them');
+  // Every other check still holds for them.
+  assert.throws(() => loadConfig({ ...shared, CBMIR_PORT: 'x' }, { serves: false }), /CBMIR_PORT/);
+  assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'svc' }, { serves: false }), /set both or neither/);
+});
+
 test('PACS credentials must come in pairs', () => {
   assert.throws(() => loadConfig({ CBMIR_PACS_USER: 'u' }), /CBMIR_PACS_USER/);
   const c = loadConfig({ CBMIR_PACS_USER: 'u', CBMIR_PACS_PASSWORD: 'p', CBMIR_SHOW_PATIENT: 'yes' });
@@ -166,4 +187,17 @@ test('every setting the local stack scripts read (${NAME:-default}) is documente
   const missing = [...names].filter((n) => !internal.has(n) && !doc.includes(`\`${n}\``));
   assert.deepEqual(missing, []);
   assert.ok(names.has('REDIS_MAXMEMORY') && names.has('ORTHANC_BIN'));
+});
+
+test('a Redis that cannot be reached is named without its password', async () => {
+  await assert.rejects(
+    redisReachable(() => Promise.reject(new Error('connect ECONNREFUSED')), 'redis://:s3cret@redis.example:6379/0', 20),
+    (err: Error) => {
+      assert.ok(!err.message.includes('s3cret'), err.message);
+      assert.match(err.message, /^Redis at redis:\/\/:\*\*\*@redis\.example:6379\/0 is unreachable \(connect ECONNREFUSED\)/);
+      return true;
+    },
+  );
+  assert.equal(withoutCredentials('rediss://user:pw@r:6380'), 'rediss://***:***@r:6380');
+  assert.equal(withoutCredentials('redis://127.0.0.1:6379'), 'redis://127.0.0.1:6379');
 });
