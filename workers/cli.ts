@@ -9,6 +9,7 @@
  *   backfill       enqueue every PACS instance missing from the index (workers/backfill-command.ts)
  *   reindex        index everything with a new model, then swap it live (workers/reindex-command.ts)
  *   failed         failed index jobs: step, reason; --retry          (workers/failed-command.ts)
+ *   status         queues, worker connections, the vector index      (workers/status-command.ts)
  */
 import { Command, type CommanderError } from 'commander';
 import { embedCommand } from './embed-command.js';
@@ -17,6 +18,7 @@ import { workerCommand } from './worker-command.js';
 import { backfillCommand } from './backfill-command.js';
 import { reindexCommand } from './reindex-command.js';
 import { failedCommand } from './failed-command.js';
+import { statusCommand } from './status-command.js';
 
 /** Usage errors exit 2 (commander's default is 1, which we keep for "the work failed"). */
 function exitOnUsageError(err: CommanderError): never {
@@ -33,7 +35,8 @@ export function buildProgram(): Command {
     .addCommand(embedCommand())
     .addCommand(backfillCommand())
     .addCommand(reindexCommand())
-    .addCommand(failedCommand());
+    .addCommand(failedCommand())
+    .addCommand(statusCommand());
   for (const cmd of [program, ...program.commands]) cmd.exitOverride(exitOnUsageError);
   return program;
 }

@@ -1,0 +1,115 @@
+/**
+ * `cbmir status [--json] [--namespace ns]`: what an operator checks first — the index and
+ * embed queues (waiting, active, delayed, failed …), the worker connections BullMQ sees on
+ * them, and the vector index (live model version, its document count, the versions held).
+ * Each part is asked on its own, so a Redis or index that is down is reported, not fatal.
+ * Exit 0 when every part answered, 1 otherwise (usable as a monitoring probe).
+ */
+import { Command } from 'commander';
+import { Queue } from 'bullmq';
+import { queueName, type QueueKind } from '../core/jobs.js';
+import { producerConnection, quiet } from '../core/queue/redis.js';
+import { createVectorIndex } from '../core/index/factory.js';
+import { configOrExit, redisReachable, withoutCredentials } from './command-config.js';
+
+/** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
+const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
+
+export interface QueueStatus {
+  readonly queue: string;
+  readonly counts?: Record<(typeof STATES)[number], number>;
+  /** Paused queues hand out no jobs (BullMQ's queue.pause()): its waiting jobs stay waiting. */
+  readonly paused?: boolean;
+  /** Connections of running workers on this queue; undefined when Redis does not list clients (CLIENT LIST disabled). */
+  readonly workers?: number;
+  readonly error?: string;
+}
+
+export interface IndexStatus {
+  readonly backend: 'embedded' | 'elasticsearch';
+  readonly liveVersion?: string;
+  readonly documents?: number;
+  readonly versions?: string[];
+  readonly error?: string;
+}
+
+export interface Status {
+  readonly redis: string;
+  readonly queues: QueueStatus[];
+  readonly index: IndexStatus;
+  readonly ok: boolean;
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+async function queueStatus(queue: Queue): Promise<QueueStatus> {
+  const counts = (await queue.getJobCounts(...STATES)) as Record<(typeof STATES)[number], number>;
+  // CLIENT LIST is often disabled on managed Redis: the counts still stand without it.
+  const workers = await queue.getWorkersCount().catch(() => undefined);
+  return { queue: queue.name, counts, paused: await queue.isPaused(), ...(workers === undefined ? {} : { workers }) };
+}
+
+export async function collectStatus(config: ReturnType<typeof configOrExit>, namespace?: string): Promise<Status> {
+  const conn = quiet(producerConnection(config.redisUrl));
+  const queues = (['index', 'embed'] as QueueKind[]).map((k) => new Queue(queueName(k, namespace), { connection: conn }));
+  for (const q of queues) q.on('error', () => undefined);
+  const index = createVectorIndex(config);
+  try {
+    const [queueStates, indexState] = await Promise.all([
+      redisReachable(() => conn.ping(), config.redisUrl, 3_000).then(
+        () => Promise.all(queues.map((q) => queueStatus(q).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
+        (err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) })),
+      ),
+      (async (): Promise<IndexStatus> => {
+        try {
+          const [liveVersion, documents, versions] = await Promise.all([index.liveVersion(), index.count(), index.versions()]);
+          return { backend: index.backend, ...(liveVersion === undefined ? {} : { liveVersion }), documents, versions };
+        } catch (err) {
+          return { backend: index.backend, error: message(err) };
+        }
+      })(),
+    ]);
+    const ok = queueStates.every((q) => !q.error) && !indexState.error;
+    return { redis: withoutCredentials(config.redisUrl), queues: queueStates, index: indexState, ok };
+  } finally {
+    await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
+    conn.disconnect();
+    await index.close().catch(() => undefined);
+  }
+}
+
+function text(s: Status): string {
+  const lines: string[] = [];
+  for (const q of s.queues) {
+    if (q.error || !q.counts) {
+      lines.push(`${q.queue}: unreachable (${q.error ?? 'no answer'})`);
+      continue;
+    }
+    const c = q.counts;
+    lines.push(
+      `${q.queue}: ${c.waiting + c.prioritized} waiting, ${c.active} active, ${c.delayed} delayed, ${c.failed} failed` +
+        `${q.paused ? ' (queue paused)' : ''}; ${q.workers === undefined ? 'workers: unknown (Redis lists no clients)' : `${q.workers} worker connection${q.workers === 1 ? '' : 's'}`}`,
+    );
+  }
+  const ix = s.index;
+  if (ix.error) lines.push(`index (${ix.backend}): unreachable (${ix.error})`);
+  else
+    lines.push(
+      `index (${ix.backend}): ${ix.liveVersion ? `live version ${ix.liveVersion}, ${ix.documents} documents` : 'no live version yet (nothing indexed)'}` +
+        `${ix.versions && ix.versions.length > 1 ? `; versions held: ${ix.versions.join(', ')}` : ''}`,
+    );
+  if (s.queues.some((q) => (q.counts?.failed ?? 0) > 0)) lines.push('failed jobs: `cbmir failed` lists them with their reasons');
+  return lines.join('\n');
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('queues (waiting, active, failed …), worker connections and the vector index; exit 1 when a part does not answer')
+    .option('--json', 'one JSON object')
+    .option('--namespace <ns>', 'queue namespace (tests, or reindex-<version> for a reindex run)')
+    .action(async (o: { json?: boolean; namespace?: string }) => {
+      const status = await collectStatus(configOrExit(), o.namespace);
+      process.stdout.write(`${o.json ? JSON.stringify(status) : text(status)}\n`);
+      process.exitCode = status.ok ? 0 : 1;
+    });
+}
