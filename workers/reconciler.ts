@@ -332,7 +332,7 @@ export class Reconciler {
         if (gone.length > 0 && (seen.size === 0 || gone.length === indexed.length || gone.length > bound)) {
           pruneRefused =
             `the PACS no longer lists ${gone.length} of the ${indexed.length} indexed studies (${seen.size === 0 ? 'it lists none' : gone.length === indexed.length ? 'none of them' : `more than ${bound} at once`}): ` +
-            'nothing deleted; if they really were deleted, `cbmir reindex` rebuilds the index';
+            'nothing deleted; if they really were deleted, rebuild the index (docs/indexing.md, "Rebuilding the live version")';
           this.deps.log?.warn({ gone: gone.length, indexed: indexed.length }, 'reconciler: too many indexed studies missing from the PACS; none deleted');
         } else
           for (const uid of gone) {

@@ -1,7 +1,7 @@
 /**
  * createVectorIndex: Elasticsearch when a URL is configured (CBMIR_ES_URL), the embedded
- * SQLite store otherwise (file `${dataDir}/${index}.sqlite`, index = CBMIR_ES_INDEX so one
- * name identifies the index whichever backend holds it).
+ * SQLite store otherwise (file `${dataDir}/${indexName}.sqlite`: cbmir-vectors.sqlite for the
+ * services, whose configuration names no other; tests and benchmarks pass their own).
  */
 import { join, resolve } from 'node:path';
 import { EmbeddedIndex } from './embedded/embedded-index.js';
