@@ -102,6 +102,9 @@ const envSchema = z.object({
   CBMIR_PATIENT_KEY_SECRET: z.string().min(16).optional(),
   /** Elasticsearch HNSW variant for new indices (docs/index.md has the measured recall/latency of each). */
   CBMIR_ES_VECTOR_TYPE: z.enum(['hnsw', 'int8_hnsw']).default('int8_hnsw'),
+  /** Shards and replicas of each new per-version index (docs/index.md, "Shards and replicas"). */
+  CBMIR_ES_SHARDS: int(1, 64).default(1),
+  CBMIR_ES_REPLICAS: int(0, 16).default(0),
   /** Reconciler pass inside each worker process every N seconds (workers/reconcile/periodic.ts); 0 = off. */
   CBMIR_RECONCILE_INTERVAL_S: int(0, 7 * 24 * 3600).default(300),
   /** Upper bound on the reconciler's PACS requests per second (periodic passes and `cbmir backfill`). */
@@ -184,6 +187,8 @@ export interface Config {
   readonly showPatient: boolean;
   readonly patientKeySecret: string | undefined;
   readonly esVectorType: 'hnsw' | 'int8_hnsw';
+  readonly esShards: number;
+  readonly esReplicas: number;
   readonly reconcile: { readonly intervalS: number; readonly maxRequestsPerSecond: number; readonly changesIntervalS: number; readonly pacsRestUrl: string };
   readonly similar: {
     readonly embedTimeoutMs: number;
@@ -321,6 +326,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadConfi
     showPatient: e.CBMIR_SHOW_PATIENT,
     patientKeySecret: e.CBMIR_PATIENT_KEY_SECRET,
     esVectorType: e.CBMIR_ES_VECTOR_TYPE,
+    esShards: e.CBMIR_ES_SHARDS,
+    esReplicas: e.CBMIR_ES_REPLICAS,
     reconcile: Object.freeze({
       intervalS: e.CBMIR_RECONCILE_INTERVAL_S,
       maxRequestsPerSecond: e.CBMIR_RECONCILE_RATE,

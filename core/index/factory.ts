@@ -17,6 +17,9 @@ export interface VectorIndexConfig {
   readonly indexName?: string;
   /** HNSW variant for new Elasticsearch indices (CBMIR_ES_VECTOR_TYPE). */
   readonly esVectorType?: VectorMappingOptions['type'];
+  /** Shards and replicas of new Elasticsearch indices (CBMIR_ES_SHARDS, CBMIR_ES_REPLICAS). */
+  readonly esShards?: number;
+  readonly esReplicas?: number;
   /** Elasticsearch mapping overrides (HNSW type, m, ef_construction); win over esVectorType. */
   readonly mapping?: VectorMappingOptions;
 }
@@ -25,7 +28,12 @@ export const DEFAULT_INDEX_NAME = 'cbmir-vectors';
 
 export function createVectorIndex(config: VectorIndexConfig): VectorIndex {
   if (config.es) {
-    const mapping: VectorMappingOptions = { ...(config.esVectorType ? { type: config.esVectorType } : {}), ...config.mapping };
+    const mapping: VectorMappingOptions = {
+      ...(config.esVectorType ? { type: config.esVectorType } : {}),
+      ...(config.esShards === undefined ? {} : { shards: config.esShards }),
+      ...(config.esReplicas === undefined ? {} : { replicas: config.esReplicas }),
+      ...config.mapping,
+    };
     return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, mapping });
   }
   const name = config.indexName ?? DEFAULT_INDEX_NAME;

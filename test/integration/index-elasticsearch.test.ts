@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import { Client } from '@elastic/elasticsearch';
 import { ElasticsearchIndex } from '../../core/index/elasticsearch/es-index.js';
 import { classifyIndexError, IndexError } from '../../core/index/errors.js';
+import { loadConfig } from '../../core/config.js';
 import { createVectorIndex } from '../../core/index/factory.js';
 import { testStack } from '../helpers/stack.js';
 import { bruteForce, DIMS, indexContractSuite, makeDocs, unitVectors } from '../unit/index-suite.js';
@@ -145,6 +146,31 @@ test('elasticsearch: CBMIR_ES_VECTOR_TYPE=hnsw creates float vectors, and any ha
   } finally {
     await writer.close();
     await reader.close();
+    await cleanup(base);
+  }
+});
+
+test('elasticsearch: CBMIR_ES_SHARDS / CBMIR_ES_REPLICAS shape every new version\'s index (the default is 1 and 0)', async () => {
+  const base = uniqueBase();
+  const config = loadConfig({ CBMIR_ES_URL: esUrl, CBMIR_ES_INDEX: base, CBMIR_ES_SHARDS: '2', CBMIR_ES_REPLICAS: '1' });
+  const sized = createVectorIndex(config);
+  const plain = createVectorIndex({ es: { url: esUrl, index: base }, dataDir: tmpdir() });
+  try {
+    await sized.ensure(DIMS, '1.0.0');
+    await plain.ensure(DIMS, '2.0.0');
+    const settings = async (index: string) => {
+      const s = (await admin.indices.getSettings({ index }))[index]!.settings!.index!;
+      return [s.number_of_shards, s.number_of_replicas];
+    };
+    assert.deepEqual(await settings(`${base}-1.0.0`), ['2', '1']);
+    assert.deepEqual(await settings(`${base}-2.0.0`), ['1', '0']);
+    // On this one-node stack a replica cannot be placed: writes and searches still work.
+    const docs = makeDocs('1.0.0', 6);
+    await sized.upsert(docs, { refresh: 'wait_for' });
+    assert.equal(await sized.count(), docs.length);
+  } finally {
+    await sized.close();
+    await plain.close();
     await cleanup(base);
   }
 });
