@@ -9,7 +9,8 @@ import { Command } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { createVectorIndex } from '../core/index/factory.js';
+import { existsSync } from 'node:fs';
+import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
 import { configOrExit, redisReachable, withoutCredentials } from './command-config.js';
 
 /** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
@@ -50,17 +51,31 @@ async function queueStatus(queue: Queue): Promise<QueueStatus> {
 }
 
 export async function collectStatus(config: ReturnType<typeof configOrExit>, namespace?: string): Promise<Status> {
-  const conn = quiet(producerConnection(config.redisUrl));
+  let connectionError: Error | undefined;
+  const conn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
   const queues = (['index', 'embed'] as QueueKind[]).map((k) => new Queue(queueName(k, namespace), { connection: conn }));
   for (const q of queues) q.on('error', () => undefined);
-  const index = createVectorIndex(config);
+  // Opening the embedded store creates it: a status probe with the wrong CBMIR_DATA_DIR would
+  // then report an empty index instead of the missing one.
+  const embeddedMissing = config.es ? undefined : [embeddedIndexPath(config)].find((p) => !existsSync(p));
+  const index = embeddedMissing ? undefined : createVectorIndex(config);
   try {
     const [queueStates, indexState] = await Promise.all([
       redisReachable(() => conn.ping(), config.redisUrl, 3_000).then(
         () => Promise.all(queues.map((q) => queueStatus(q).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
-        (err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) })),
+        (err: unknown) => {
+          // ioredis's own complaint ("Stream isn't writeable …") says less than the socket's error.
+          const why = connectionError ? `Redis at ${withoutCredentials(config.redisUrl)}: ${connectionError.message}` : message(err);
+          return queues.map((q) => ({ queue: q.name, error: why }));
+        },
       ),
       (async (): Promise<IndexStatus> => {
+        if (!index) {
+          return {
+            backend: 'embedded',
+            error: `no embedded index at ${embeddedMissing} (CBMIR_DATA_DIR); a worker creates it when it starts`,
+          };
+        }
         try {
           const [liveVersion, documents, versions] = await Promise.all([index.liveVersion(), index.count(), index.versions()]);
           return { backend: index.backend, ...(liveVersion === undefined ? {} : { liveVersion }), documents, versions };
@@ -74,7 +89,7 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
   } finally {
     await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
     conn.disconnect();
-    await index.close().catch(() => undefined);
+    await index?.close().catch(() => undefined);
   }
 }
 

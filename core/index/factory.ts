@@ -36,6 +36,10 @@ export function createVectorIndex(config: VectorIndexConfig): VectorIndex {
     };
     return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, mapping });
   }
-  const name = config.indexName ?? DEFAULT_INDEX_NAME;
-  return new EmbeddedIndex({ path: resolve(join(config.dataDir, `${name}.sqlite`)) });
+  return new EmbeddedIndex({ path: embeddedIndexPath(config) });
+}
+
+/** Where the embedded store of this configuration lives (whether or not it exists yet). */
+export function embeddedIndexPath(config: Pick<VectorIndexConfig, 'dataDir' | 'indexName'>): string {
+  return resolve(join(config.dataDir, `${config.indexName ?? DEFAULT_INDEX_NAME}.sqlite`));
 }

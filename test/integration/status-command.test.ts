@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { UnrecoverableError, Worker } from 'bullmq';
@@ -98,4 +101,16 @@ test('a Redis that does not answer: exit 1, every queue marked unreachable, no p
   assert.ok(r.status.queues.every((q) => q.error && !q.counts));
   assert.equal(r.status.index.error, undefined, 'the index still answers');
   assert.ok(!JSON.stringify(r.status).includes('s3cret-pw') && !r.stderr.includes('s3cret-pw'));
+});
+
+test('an embedded index that is not where CBMIR_DATA_DIR says: reported missing, not created empty', { timeout: 60_000 }, async () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'cbmir-status-'));
+  const r = await status({ CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_ES_URL: '', CBMIR_DATA_DIR: dataDir });
+  assert.equal(r.code, 1);
+  assert.match(r.status.index.error ?? '', /^no embedded index at .*cbmir-vectors\.sqlite \(CBMIR_DATA_DIR\)/);
+  assert.deepEqual(readdirSync(dataDir), []);
+  assert.ok(
+    r.status.queues.every((q) => q.counts),
+    'the queues still answer',
+  );
 });
