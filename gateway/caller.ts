@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { METHOD_OVERRIDE_HEADERS } from './headers.js';
 
 /**
  * Request headers that say nothing about who is asking: content negotiation, conditionals,
@@ -70,7 +71,8 @@ const NOT_IDENTITY = new Set([
   'x-request-id',
 ]);
 
-const isIdentity = (name: string) => !NOT_IDENTITY.has(name) && !name.startsWith('sec-') && !name.startsWith('x-b3-');
+const isIdentity = (name: string) =>
+  !NOT_IDENTITY.has(name) && !METHOD_OVERRIDE_HEADERS.has(name) && !name.startsWith('sec-') && !name.startsWith('x-b3-');
 
 /** Hash of the identity-bearing request headers (empty when there are none). */
 export function callerKey(headers: IncomingHttpHeaders): string {

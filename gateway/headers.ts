@@ -12,6 +12,12 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
  */
 const GATEWAY_OWNED = new Set(['host', 'expect', 'forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port']);
 
+/**
+ * Method overrides: Orthanc (and other servers) read `X-HTTP-Method-Override: DELETE` on a GET
+ * as a DELETE. The route table decides which methods reach the PACS; these never go up.
+ */
+export const METHOD_OVERRIDE_HEADERS: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -51,7 +57,7 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, o: Upstream
   const listed = connectionListed(inbound);
   const out: OutgoingHttpHeaders = {};
   for (const name in inbound) {
-    if (HOP_BY_HOP.has(name) || GATEWAY_OWNED.has(name) || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || GATEWAY_OWNED.has(name) || METHOD_OVERRIDE_HEADERS.has(name) || listed?.has(name)) continue;
     if (!o.hasBody && (name === 'content-type' || name === 'content-length')) continue;
     out[name] = inbound[name];
   }

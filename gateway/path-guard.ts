@@ -17,7 +17,9 @@
  * …/wado, pass the same checks: the generic ones above on the whole path, then
  * the UID, then the root rules on what follows it. They are tagged with the
  * query instance (`virtualSop`) and otherwise routed exactly like the real roots.
- * Query strings are bounded in length and passed on verbatim.
+ * Query strings are bounded in length and passed on verbatim, except that a `_method`
+ * parameter is refused under the roots: Orthanc (and Rails-style servers) read
+ * `GET …?_method=DELETE` as a DELETE, which would step past the route table's methods.
  */
 import { HttpProblem, isValidUid } from '../core/errors.js';
 
@@ -73,11 +75,32 @@ function classifyRoot(path: string, query: string): GuardedTarget {
     const segments = rest.length ? rest.replace(/\/$/, '').split('/') : [];
     for (const s of segments)
       if (!DICOMWEB_SEGMENT_RE.test(s)) throw bad('DICOMweb path segments are UIDs, keywords, frame lists or bulk tags');
+    refuseMethodOverride(query);
     return { kind: 'dicomweb', segments, query };
   }
-  if (path === WADO_URI_ROOT || path === `${WADO_URI_ROOT}/`) return { kind: 'wado-uri', query };
+  if (path === WADO_URI_ROOT || path === `${WADO_URI_ROOT}/`) {
+    refuseMethodOverride(query);
+    return { kind: 'wado-uri', query };
+  }
   if (path.startsWith(WADO_URI_ROOT)) throw bad(`WADO-URI is served at ${WADO_URI_ROOT} only`);
   return { kind: 'other', path, query };
+}
+
+/** A `_method` query parameter, however spelled (`%5Fmethod`, `_METHOD`), is the client's 400. */
+function refuseMethodOverride(query: string): void {
+  if (!/_|%5f/i.test(query)) return;
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=');
+    const raw = eq === -1 ? pair : pair.slice(0, eq);
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw.replace(/\+/g, ' '));
+    } catch {
+      // undecodable: compared as sent
+    }
+    if (name.trim().toLowerCase() === '_method')
+      throw new HttpProblem('BAD_PARAM', 'the _method parameter is not forwarded: a PACS may read it as another HTTP method');
+  }
 }
 
 /** Percent-escapes are well-formed and spell UTF-8 (what decodeURIComponent accepts). */

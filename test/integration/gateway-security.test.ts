@@ -87,6 +87,19 @@ describe('gateway security', () => {
     assert.equal(del.headers.allow, 'GET, HEAD, POST, OPTIONS', 'a 405 says what the resource serves');
   });
 
+  test('method overrides never reach Orthanc, which would read a GET carrying one as a DELETE', async () => {
+    // Orthanc's own reading: the override turns the QIDO into a DELETE (405 on this route; on its REST API, a deletion).
+    const path = '/dicom-web/studies?limit=1';
+    assert.equal((await raw(stack.orthancUrl, { path, headers: { 'x-http-method-override': 'DELETE' } })).status, 405);
+    assert.equal((await raw(stack.orthancUrl, { path: `${path}&_method=DELETE` })).status, 405);
+    // Through the gateway: the header is dropped (the GET is answered), the parameter refused.
+    const overridden = await raw(gw.base, { path, headers: { 'x-http-method-override': 'DELETE' } });
+    assert.equal(overridden.status, 200, overridden.body.toString());
+    const param = await raw(gw.base, { path: `${path}&_method=DELETE` });
+    assert.equal(param.status, 400);
+    assert.equal(json<Problem>(param).code, 'BAD_PARAM');
+  });
+
   test('malformed UIDs in paths and WADO-URI queries are refused', async () => {
     for (const path of [
       '/dicom-web/studies/1.2.abc/series',

@@ -49,3 +49,15 @@ test('callerOf: what proxies and tracers add per request is not who the caller i
   assert.equal(a.key, b.key);
   assert.deepEqual(a.headers, {});
 });
+
+test('callerOf: a method override is not identity, so it never rides along on access checks and lookups', () => {
+  const plain = callerOf({ authorization: 'Basic x' });
+  const overriding = callerOf({
+    authorization: 'Basic x',
+    'x-http-method-override': 'DELETE',
+    'x-method-override': 'PUT',
+    'x-http-method': 'DELETE',
+  });
+  assert.equal(overriding.key, plain.key);
+  assert.deepEqual(overriding.headers, {});
+});

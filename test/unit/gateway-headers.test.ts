@@ -37,6 +37,19 @@ test("the client's X-Forwarded-Host/-Proto/-Port stop at the gateway (it tells t
   assert.deepEqual(out, { 'x-forwarded-for': '10.0.0.1', accept: 'application/dicom+json', host: 'pacs:8042' });
 });
 
+test('method overrides never reach the PACS (Orthanc reads X-HTTP-Method-Override: DELETE on a GET as a DELETE)', () => {
+  const out = upstreamRequestHeaders(
+    {
+      'x-http-method-override': 'DELETE',
+      'x-http-method': 'PUT',
+      'x-method-override': 'DELETE',
+      authorization: 'Basic x',
+    },
+    { host: 'pacs:8042', defaultAuthorization: undefined, accept: undefined, hasBody: false },
+  );
+  assert.deepEqual(out, { authorization: 'Basic x', host: 'pacs:8042' });
+});
+
 test('configured credentials only fill in a missing Authorization; accept override applies', () => {
   const out = upstreamRequestHeaders(
     { 'content-type': 'multipart/related', 'content-length': '10' },

@@ -29,6 +29,25 @@ test('an encoded comma in a frame list is accepted as a comma', () => {
   assert.deepEqual(t.kind === 'dicomweb' && t.segments.at(-1), '1,2');
 });
 
+test('a _method query parameter (read by Orthanc as the HTTP method) is refused under every PACS root, however spelled', () => {
+  for (const url of [
+    '/dicom-web/studies/1.2.3?_method=DELETE',
+    '/dicom-web/studies/1.2.3?limit=1&_method=delete',
+    '/dicom-web/studies?%5Fmethod=DELETE',
+    '/dicom-web/studies?_%6Dethod=PUT',
+    '/dicom-web/studies?_METHOD=DELETE',
+    '/dicom-web/studies?_method',
+    '/dicom-web/studies/1/series/2/instances/3/thumbnail?_method=delete',
+    '/wado?requestType=WADO&_method=DELETE',
+    '/similar-to/1.2.3/dicom-web/studies?_method=DELETE',
+    '/similar-to/1.2.3/wado?_method=DELETE',
+  ])
+    assert.equal(code(url), 'BAD_PARAM', url);
+  // Names that merely contain it, and values, are not method overrides.
+  for (const url of ['/dicom-web/studies?x_method=1', '/dicom-web/studies?PatientName=_method', '/dicom-web/studies?StudyDescription=a_b'])
+    assert.equal(code(url), 'ok', url);
+});
+
 test('WADO-URI root and other paths are classified', () => {
   assert.equal(guardTarget('/wado?requestType=WADO', 1024).kind, 'wado-uri');
   assert.deepEqual(guardTarget('/similar?k=5', 1024), { kind: 'other', path: '/similar', query: 'k=5' });
