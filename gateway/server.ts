@@ -100,6 +100,8 @@ const CLIENT_ERROR_REPLIES: Readonly<Record<string, string>> = {
   ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
 };
 
+const OPS_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.logger ?? createLogger(config.logLevel, 'gateway');
   const quirks = deps.quirks ?? ORTHANC_DICOMWEB_1_7;
@@ -137,6 +139,16 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   app.set('etag', false);
   app.use((req: Request, res: Response, next: NextFunction) => {
     res.locals.log = log.child({ reqId: res.getHeader('x-request-id') });
+    next();
+  });
+  // The operations endpoints answer at their exact paths only. Express would also serve
+  // /METRICS and /metrics/, which slip past a proxy rule written for /metrics (`location =`).
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const p = req.path;
+    if (p !== '/healthz' && p !== '/readyz' && p !== '/metrics' && OPS_PATHS.has(p.toLowerCase().replace(/\/+$/, ''))) {
+      sendProblem(res, new HttpProblem('NOT_FOUND', 'no such resource'));
+      return;
+    }
     next();
   });
   app.get('/healthz', (_req, res) => {

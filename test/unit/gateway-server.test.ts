@@ -198,6 +198,17 @@ describe('gateway HTTP edge', () => {
     );
   });
 
+  test('the operations endpoints answer at their exact paths only (a proxy rule for /metrics covers them)', async () => {
+    assert.equal((await request(gw.base, '/metrics')).status, 200);
+    assert.equal((await request(gw.base, '/healthz')).status, 200);
+    for (const path of ['/METRICS', '/Metrics', '/metrics/', '/READYZ', '/readyz/', '/Healthz', '/healthz/']) {
+      const r = await request(gw.base, path);
+      assert.equal(r.status, 404, path);
+      assert.equal(JSON.parse(r.body).code, 'NOT_FOUND', path);
+      assert.ok(!r.body.includes('cbmir_gateway_'), path);
+    }
+  });
+
   test('405 answers carry Allow; OPTIONS lists the methods of the resource', async () => {
     const cases: [string, string, string][] = [
       ['DELETE', '/dicom-web/studies/1.2.3', 'GET, HEAD, POST, OPTIONS'],
