@@ -21,6 +21,8 @@ declare module 'dcmjs' {
       buffer: ArrayBuffer,
       options?: { ignoreErrors?: boolean; untilTag?: string | null; includeUntilTagValue?: boolean; noCopy?: boolean; forceStoreRaw?: boolean },
     ): DicomDict;
+    /** Internal: reads one element (every level, sequence items included); core/dicom/parse.ts wraps it for one read. */
+    static _readTag(...args: unknown[]): { tag: { toCleanString(): string }; values: unknown[] };
   }
 
   interface Logger {
@@ -36,6 +38,8 @@ declare module 'dcmjs' {
   const dcmjs: {
     data: { DicomDict: typeof DicomDict; DicomMessage: typeof DicomMessage; ReadBufferStream: typeof ReadBufferStream };
     log: Logger;
+    /** Specific Character Set term, normalised as dcmjs does ("ISO_IR 100" → "iso-ir-100"), → TextDecoder label. */
+    constants: { encodingMapping: Readonly<Record<string, string>> };
   };
   export default dcmjs;
 }

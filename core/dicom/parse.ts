@@ -5,7 +5,7 @@
  * Little Endian, the only encoding such a file may use (PS3.10 §7.1 predecessor rule).
  */
 import { inflateRawSync } from 'node:zlib';
-import dcmjs, { type DcmDataset } from 'dcmjs';
+import dcmjs, { type DcmDataset, type DicomDict } from 'dcmjs';
 import { str } from './dataset-values.js';
 import { TS } from './transfer-syntaxes.js';
 
@@ -37,6 +37,76 @@ function guardOverlongReads(): void {
   proto.__cbmirGuarded = true;
 }
 guardOverlongReads();
+
+/**
+ * dcmjs 0.51 reads text through one TextDecoder chosen by Specific Character Set (0008,0005), and
+ * throws on a set it cannot map to one: several values (ISO 2022 code extensions, the rule for
+ * Japanese, Korean and Chinese text: `ISO 2022 IR 6\ISO 2022 IR 87`, `\ISO 2022 IR 149`) or a
+ * misspelled term (`ISO_IR100`, `UTF-8`). That is a problem of the file's text, not of its pixels:
+ * such a file is read again with the set replaced by one term dcmjs accepts (its text may then
+ * decode imperfectly; the pixels are the same). Every other read error still refuses the file.
+ */
+const CHARSET_ERROR = /^(Unsupported character set|Using multiple character sets is not supported)/;
+
+function isCharsetError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  // A decoder this Node build lacks (one without full ICU) is the same problem.
+  return CHARSET_ERROR.test(err.message) || (err as NodeJS.ErrnoException).code === 'ERR_ENCODING_NOT_SUPPORTED';
+}
+
+/** A term as the standard spells it: "ISO_IR100" → "ISO_IR 100", "UTF-8" → "ISO_IR 192". */
+function respelled(term: string): string {
+  const t = term.trim();
+  if (/^UTF-?8$/i.test(t)) return 'ISO_IR 192';
+  return t.replace(/^(ISO[ _](?:2022[ _])?IR)[ _]?(\d+)$/i, '$1 $2');
+}
+
+/** Whether dcmjs maps the term (normalised as it does: "ISO_IR 100" → "iso-ir-100") to a decoder this Node has. */
+function decodable(term: string): boolean {
+  const label = dcmjs.constants.encodingMapping[term.replace(/[_ ]/g, '-').toLowerCase()];
+  if (label === undefined) return false;
+  try {
+    new TextDecoder(label);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The one term to read the text with: the last that dcmjs decodes (with code extensions, the
+ * extension's decoder, e.g. iso-2022-jp or euc-kr, reads the default set's ASCII too), else the
+ * default repertoire ("").
+ */
+function tolerableCharset(values: unknown[]): string {
+  const terms = values.filter((v): v is string => typeof v === 'string').map(respelled);
+  return terms.filter((t) => t !== '' && decodable(t)).at(-1) ?? '';
+}
+
+/** dcmjs's read with every Specific Character Set (sequence items' too) replaced by a tolerable one. */
+function readWithTolerableCharset(buffer: ArrayBuffer): DicomDict {
+  const message = dcmjs.data.DicomMessage;
+  const readTag = message._readTag;
+  message._readTag = function readTagTolerantOfCharset(this: unknown, ...args: unknown[]) {
+    const info = readTag.apply(this, args);
+    if (Array.isArray(info.values) && info.tag.toCleanString() === '00080005') info.values = [tolerableCharset(info.values)];
+    return info;
+  };
+  try {
+    return message.readFile(buffer);
+  } finally {
+    message._readTag = readTag; // synchronous: no other read ran in between
+  }
+}
+
+function readFile(buffer: ArrayBuffer): DicomDict {
+  try {
+    return dcmjs.data.DicomMessage.readFile(buffer);
+  } catch (err) {
+    if (!isCharsetError(err)) throw err;
+    return readWithTolerableCharset(buffer);
+  }
+}
 
 export interface ParsedDicom {
   readonly meta: DcmDataset;
@@ -136,7 +206,7 @@ export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number 
     }
   }
   try {
-    const dict = dcmjs.data.DicomMessage.readFile(toArrayBuffer(bytes));
+    const dict = readFile(toArrayBuffer(bytes));
     const transferSyntaxUid = str(dict.meta, '00020010');
     if (!transferSyntaxUid) return { ok: false, reason: 'File Meta has no Transfer Syntax UID (0002,0010)' };
     if (!dict.dict || typeof dict.dict !== 'object') return { ok: false, reason: 'no dataset after File Meta' };
