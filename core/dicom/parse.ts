@@ -158,29 +158,82 @@ function wrapBareDataset(b: Uint8Array): Uint8Array {
   return Buffer.concat([head, groupLength, tsElement, b]);
 }
 
-/** Where the File Meta group (explicit VR little endian, group 0002) ends, and its Transfer Syntax UID. */
-function fileMetaEnd(b: Uint8Array): { end: number; ts: string | undefined } {
+/** Explicit VRs whose header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1). */
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+
+interface FileMeta {
+  /** Where the dataset starts. */
+  readonly end: number;
+  readonly ts: string | undefined;
+  /** Where the Transfer Syntax UID's value is in the bytes. */
+  readonly tsValue?: { readonly at: number; readonly length: number };
+}
+
+/** The File Meta Information Group Length (0002,0000, UL), when the group starts with it. */
+function groupLength(b: Uint8Array, v: DataView): number | undefined {
+  const off = 132;
+  if (off + 12 > b.length || v.getUint16(off, true) !== 0x0002 || v.getUint16(off + 2, true) !== 0x0000) return undefined;
+  if (b[off + 4] !== 0x55 || b[off + 5] !== 0x4c || v.getUint16(off + 6, true) !== 4) return undefined; // "UL", 4 bytes
+  return v.getUint32(off + 8, true);
+}
+
+/**
+ * Where the File Meta group (explicit VR little endian, group 0002) ends, and its Transfer Syntax
+ * UID. The end is where (0002,0000) says, as dcmjs reads it (a File Meta without it is refused by
+ * dcmjs anyway); else where the group's elements end.
+ */
+function fileMeta(b: Uint8Array): FileMeta {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const length = groupLength(b, v);
+  const declaredEnd = length === undefined ? undefined : 132 + 12 + length;
+  const limit = Math.min(b.length, declaredEnd ?? b.length);
   let off = 132;
   let ts: string | undefined;
-  while (off + 8 <= b.length && v.getUint16(off, true) === 0x0002) {
+  let tsValue: FileMeta['tsValue'];
+  while (off + 8 <= limit && v.getUint16(off, true) === 0x0002) {
     const element = v.getUint16(off + 2, true);
-    const vr = String.fromCharCode(b[off + 4]!, b[off + 5]!);
-    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr);
-    if (long && off + 12 > b.length) break;
+    const long = LONG_VRS.has(String.fromCharCode(b[off + 4]!, b[off + 5]!));
+    if (long && off + 12 > limit) break;
     const len = long ? v.getUint32(off + 8, true) : v.getUint16(off + 6, true);
     const start = off + (long ? 12 : 8);
-    if (element === 0x0010 && start + len <= b.length)
+    if (element === 0x0010 && start + len <= limit) {
       ts = Buffer.from(b.subarray(start, start + len))
         .toString('latin1')
         .replace(/[\0 ]+$/, '');
+      tsValue = { at: start, length: len };
+    }
     off = start + len;
   }
-  return { end: off, ts };
+  return { end: declaredEnd ?? off, ts, ...(tsValue ? { tsValue } : {}) };
 }
 
-/** Inflated size allowed for a Deflated dataset: dcmjs inflates it whole, before any size check. */
+/** Inflated size allowed for a Deflated dataset (memory bound). */
 const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
+type Inflated = { ok: true; bytes: Uint8Array } | { ok: false; reason: string };
+
+/**
+ * A Deflated dataset inflated here, within `max` bytes, and handed to dcmjs as what it then is:
+ * Explicit VR Little Endian. dcmjs would inflate it whole itself (pako, no bound: a few MiB of
+ * deflated zeros inflate to tens of GB), so it never sees the deflated bytes: the Transfer Syntax
+ * UID is rewritten in place, NUL-padded to its length, and the caller restores it in the meta.
+ */
+function inflateDataset(bytes: Uint8Array, meta: FileMeta & Required<Pick<FileMeta, 'tsValue'>>, max: number): Inflated {
+  let dataset: Buffer;
+  try {
+    dataset = inflateRawSync(bytes.subarray(meta.end), { maxOutputLength: max });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
+    return { ok: false, reason: `corrupt deflated dataset: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200) };
+  }
+  const { at, length } = meta.tsValue;
+  const out = new Uint8Array(meta.end + dataset.length);
+  out.set(bytes.subarray(0, meta.end));
+  out.set(dataset, meta.end);
+  out.fill(0, at, at + length).set(Buffer.from(TS.ExplicitVRLittleEndian, 'latin1'), at);
+  return { ok: true, bytes: out };
+}
 
 export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number } = {}): ParseResult {
   if (!(input instanceof Uint8Array)) return { ok: false, reason: 'input is not a byte array' };
@@ -192,21 +245,16 @@ export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number 
     bytes = wrapBareDataset(input);
     hadFileMeta = false;
   }
-  const head = fileMetaEnd(bytes);
-  if (head.ts === TS.DeflatedExplicitVRLittleEndian) {
-    // A few MiB of deflated zeros inflate to tens of GB: measure with a bound first (a second
-    // inflate by dcmjs follows; the syntax is rare, and a worker killed for memory is worse).
-    const max = opts.maxInflatedBytes ?? MAX_INFLATED_BYTES;
-    try {
-      inflateRawSync(bytes.subarray(head.end), { maxOutputLength: max });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
-        return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
-      // anything else (corrupt stream) is dcmjs's to report, as before
-    }
+  const head = fileMeta(bytes);
+  const deflated = head.ts === TS.DeflatedExplicitVRLittleEndian;
+  if (deflated && head.tsValue) {
+    const inflated = inflateDataset(bytes, { ...head, tsValue: head.tsValue }, opts.maxInflatedBytes ?? MAX_INFLATED_BYTES);
+    if (!inflated.ok) return inflated;
+    bytes = inflated.bytes;
   }
   try {
     const dict = readFile(toArrayBuffer(bytes));
+    if (deflated) dict.meta['00020010'] = { vr: 'UI', Value: [TS.DeflatedExplicitVRLittleEndian] };
     const transferSyntaxUid = str(dict.meta, '00020010');
     if (!transferSyntaxUid) return { ok: false, reason: 'File Meta has no Transfer Syntax UID (0002,0010)' };
     if (!dict.dict || typeof dict.dict !== 'object') return { ok: false, reason: 'no dataset after File Meta' };

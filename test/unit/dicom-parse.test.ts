@@ -75,3 +75,51 @@ describe('Specific Character Set that dcmjs 0.51 throws on', () => {
     if (!r.ok) assert.equal(r.code, 'MALFORMED', r.reason);
   });
 });
+
+/** An explicit VR element of a 4-byte-length VR (UR, UC, OL, …): tag, VR, 2 reserved bytes, length, value. */
+function longElement(group: number, element: number, vr: string, value: string): Buffer {
+  const v = Buffer.from(value.length % 2 ? `${value} ` : value, 'latin1');
+  const header = Buffer.alloc(12);
+  header.writeUInt16LE(group, 0);
+  header.writeUInt16LE(element, 2);
+  header.write(vr, 4, 'latin1');
+  header.writeUInt32LE(v.length, 8);
+  return Buffer.concat([header, v]);
+}
+
+/** The file with `element` appended to its File Meta, and the group length (0002,0000) grown to match. */
+function withMetaElement(file: Buffer, element: Buffer): Buffer {
+  const at = datasetStart(file);
+  const out = Buffer.concat([file.subarray(0, at), element, file.subarray(at)]);
+  out.writeUInt32LE(file.readUInt32LE(140) + element.length, 140);
+  return out;
+}
+
+describe('Deflated datasets: inflated once, within the bound', () => {
+  const deflated = () => fixture('transfer-syntax/deflate_image_dfl.dcm');
+  // (0002,0026) Source Presentation Address, UR: a 4-byte-length VR a File Meta may hold.
+  const withUr = () => withMetaElement(deflated(), longElement(0x0002, 0x0026, 'UR', 'http://example.org/dicom-web'));
+
+  it('the unmodified sample is refused TOO_LARGE under a small maxInflatedBytes', async () => {
+    const r = await decodeDicom(deflated(), { maxInflatedBytes: 100_000 });
+    assert.deepEqual(r.ok ? [] : [r.code, r.reason], ['TOO_LARGE', 'too large: the deflated dataset inflates beyond 100000 bytes']);
+  });
+
+  it('with a UR element in its File Meta it is refused alike, not inflated past the bound', async () => {
+    const r = await decodeDicom(withUr(), { maxInflatedBytes: 100_000 });
+    assert.deepEqual(r.ok ? [] : [r.code, r.reason], ['TOO_LARGE', 'too large: the deflated dataset inflates beyond 100000 bytes']);
+  });
+
+  it('with a UR element in its File Meta it decodes, within the default bound, to the same pixels', async () => {
+    const o = ok(await decodeDicom(deflated()));
+    const d = ok(await decodeDicom(withUr()));
+    assert.deepEqual(d.frames[0]!.pixels, o.frames[0]!.pixels);
+    assert.equal(d.meta.transferSyntaxUid, '1.2.840.10008.1.2.1.99');
+  });
+
+  it('a deflated stream that does not inflate is refused MALFORMED, naming it, without another inflate', async () => {
+    const file = deflated();
+    const r = await decodeDicom(file.subarray(0, datasetStart(file) + 2000));
+    assert.deepEqual(r.ok ? [] : [r.code, /^corrupt deflated dataset: /.test(r.reason)], ['MALFORMED', true], r.ok ? 'decoded' : r.reason);
+  });
+});
