@@ -82,7 +82,7 @@ export class EmbeddingPipeline {
     return selectFrames(count, this.decodeOpts.frames, this.decodeOpts.maxFrames)[0]! + 1;
   }
 
-  /** Decode and embed a DICOM Part-10 object; refusals carry a reason and never throw. */
+  /** Decode and embed a DICOM Part-10 object; refusals carry a reason; a DecoderResourceError (out of memory) is thrown, for a retry. */
   async embedDicom(bytes: Uint8Array, withFeatureMap = false): Promise<EmbedResult> {
     const decoded = await decodeDicom(bytes, this.decodeOpts);
     if (!decoded.ok) return decoded;

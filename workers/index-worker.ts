@@ -10,12 +10,13 @@
  *   heatmap job: both images of a /similar/heatmap pair → feature maps → the
  *              heatmap graph (workers/heatmap.ts, docs/heatmaps.md).
  *
- * Failure policy (BullMQ): transient faults (PACS or index unreachable, 5xx)
- * throw and are retried with exponential backoff (core/jobs.ts); objects that
- * can never be embedded (SR, presentation states, corrupt files) fail with
- * UnrecoverableError naming the step and the reason, and stay in the failed
- * set for `cbmir failed`. A worker killed mid-batch leaves its jobs "active";
- * BullMQ's stalled-job check hands them to the next worker, so nothing is lost.
+ * Failure policy (BullMQ): transient faults (PACS or index unreachable, 5xx,
+ * memory exhausted while decoding: core/dicom/resources.ts) throw and are retried
+ * with exponential backoff (core/jobs.ts); objects that can never be embedded (SR,
+ * presentation states, corrupt files) fail with UnrecoverableError naming the step
+ * and the reason, and stay in the failed set for `cbmir failed`. A worker killed
+ * mid-batch leaves its jobs "active"; BullMQ's stalled-job check hands them to the
+ * next worker, so nothing is lost.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
@@ -242,6 +243,55 @@ export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstance
   ) as unknown as VectorDoc;
 }
 
+/** What an index job does besides reading its data: startWorkers' steps, or a test's stand-ins. */
+export interface IndexJobSteps {
+  /** The model version this worker embeds with. */
+  readonly version: string;
+  /** Fetch and embed the instance: a refusal comes back as a value; PACS faults as fetchFailure's errors; anything else thrown. */
+  embed(ids: InstanceIds): Promise<EmbedResult>;
+  write(doc: VectorDoc): Promise<void>;
+  keyOf(meta: InstanceMeta): string | undefined;
+  /** Runs `fn` while it holds an instance (fetch → decode → embed), bounded by decodeConcurrency. */
+  holdingInstance<T>(fn: () => Promise<T>): Promise<T>;
+  /** A job for another model version is being put back. */
+  onOtherModel(jobModel: string): void;
+  onIndexed?(job: IndexJobData, msToSearchable: number): void;
+}
+
+/**
+ * The index queue's job handler. A decoder refusal is permanent (UnrecoverableError "decode: CODE:
+ * reason"); what the decoder throws instead (out of memory, codecs unavailable: core/dicom/resources.ts)
+ * is passed on as it is, so BullMQ retries the job with backoff like a PACS outage.
+ */
+export function indexJobProcessor(steps: IndexJobSteps) {
+  const { version } = steps;
+  return async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
+    const d = job.data;
+    if (d.modelVersion !== version) {
+      // Another model's job: put it back for a worker of that version. Completing it as
+      // "skipped" lost it (the reconciler counts a completed job as queued until it is removed).
+      if (Date.now() - d.enqueuedAt > OTHER_MODEL_MAX_AGE_MS)
+        throw new UnrecoverableError(
+          `model version ${d.modelVersion}: no worker of that version took the job (this worker runs ${version}); ` +
+            'run one, then `cbmir failed --retry`, or let the reconciler index the instance with the live version',
+        );
+      steps.onOtherModel(d.modelVersion);
+      await job.moveToDelayed(Date.now() + OTHER_MODEL_DELAY_MS, token);
+      throw new DelayedError();
+    }
+    const { doc, frame } = await steps.holdingInstance(async () => {
+      const r = await steps.embed(d);
+      if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
+      const v = r.vectors[0];
+      if (!v) throw new UnrecoverableError('decode: no frame to embed');
+      return { doc: toDoc(r.meta, d, v.vector, v.frameNumber, version, steps.keyOf(r.meta)), frame: v.frameNumber };
+    });
+    await steps.write(doc);
+    steps.onIndexed?.(d, Date.now() - d.enqueuedAt);
+    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame, indexedAt: new Date().toISOString() };
+  };
+}
+
 export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   const { pipeline, index, pacs, log } = deps;
   const version = pipeline.modelVersion;
@@ -298,31 +348,15 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       'job for another model version put back for a worker of that version: is CBMIR_MODEL the same on the gateway and every worker?',
     );
   };
-  const processIndex = async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
-    const d = job.data;
-    if (d.modelVersion !== version) {
-      // Another model's job: put it back for a worker of that version. Completing it as
-      // "skipped" lost it (the reconciler counts a completed job as queued until it is removed).
-      if (Date.now() - d.enqueuedAt > OTHER_MODEL_MAX_AGE_MS)
-        throw new UnrecoverableError(
-          `model version ${d.modelVersion}: no worker of that version took the job (this worker runs ${version}); ` +
-            'run one, then `cbmir failed --retry`, or let the reconciler index the instance with the live version',
-        );
-      warnOtherModel(d.modelVersion);
-      await job.moveToDelayed(Date.now() + OTHER_MODEL_DELAY_MS, token);
-      throw new DelayedError();
-    }
-    const { doc, frame } = await decodeSlots(async () => {
-      const r = await embedInstance(d);
-      if (!r.ok) throw new UnrecoverableError(`decode: ${r.code}: ${r.reason}`);
-      const v = r.vectors[0];
-      if (!v) throw new UnrecoverableError('decode: no frame to embed');
-      return { doc: toDoc(r.meta, d, v.vector, v.frameNumber, version, keyOf(r.meta)), frame: v.frameNumber };
-    });
-    await write(doc);
-    deps.onIndexed?.(d, Date.now() - d.enqueuedAt);
-    return { status: 'indexed', sopInstanceUid: d.sopInstanceUid, modelVersion: version, frame, indexedAt: new Date().toISOString() };
-  };
+  const processIndex = indexJobProcessor({
+    version,
+    embed: embedInstance,
+    write,
+    keyOf,
+    holdingInstance: decodeSlots,
+    onOtherModel: warnOtherModel,
+    ...(deps.onIndexed ? { onIndexed: deps.onIndexed } : {}),
+  });
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.
   const heatmaps = new HeatmapJobs(pipeline, async (ids) => (await fetchInstance(ids)).bytes);

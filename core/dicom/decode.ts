@@ -1,6 +1,7 @@
 /**
  * DICOM Part-10 bytes (a file, or one part of a WADO-RS multipart answer) → the
- * grayscale frame(s) to embed, or a typed refusal saying why not. Never throws.
+ * grayscale frame(s) to embed, or a typed refusal saying why not. Throws only when
+ * the machine fails, not the file (below).
  *
  *   parse (dcmjs) → classify (SOP class, Pixel Data present) → split frames →
  *   decode (native bytes or a codec) → samples → Modality LUT → grayscale Float32.
@@ -17,7 +18,8 @@
  * embedded as their middle slice, for the same reason.
  *
  * Refusals are deterministic for the given bytes: a worker should record the reason
- * and not retry.
+ * and not retry. What is not (memory exhausted, codecs that did not start) is thrown as a
+ * DecoderResourceError instead (core/dicom/resources.ts): the worker retries it.
  */
 import type { DcmDataset } from 'dcmjs';
 import { codecsReady, decodeEncapsulatedFrame, FrameLayoutError, initCodecs, type FrameGeometry } from './codecs.js';
@@ -26,6 +28,7 @@ import { encapsulatedFrames, nativeFrames } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
 import { cropTile, mosaicTile } from './mosaic.js';
 import { parseDicom } from './parse.js';
+import { DecoderResourceError, isResourceError, resourceFailure } from './resources.js';
 import { pixelDataComplete } from './truncation.js';
 import { nativeFrameBytes, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
 import { isNonImageSopClass, sopClassName } from './sop-classes.js';
@@ -198,6 +201,8 @@ export async function decodeDicom(input: Uint8Array, opts: DecodeOptions = {}): 
   try {
     return await decodeUnsafe(input, opts);
   } catch (err) {
+    // Memory ran out somewhere (a frame's buffers, dcmjs's copies): the file may be fine.
+    if (isResourceError(err)) throw resourceFailure(err);
     // Defence in depth: every known failure is a typed refusal above; this is the net.
     return refuse('MALFORMED', `unexpected decoder error: ${err instanceof Error ? err.message : String(err)}`.slice(0, 300));
   }
@@ -275,8 +280,10 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
       // one awaited: initialise again rather than refuse a valid image (bounded).
       await initCodecs();
       for (let i = 0; i < 3 && !codecsReady(); i++) await initCodecs();
+      if (!codecsReady()) throw new Error('not ready after re-initialising');
     } catch (err) {
-      return refuse('DECODE_FAILED', `pixel codecs unavailable: ${err instanceof Error ? err.message : String(err)}`, meta);
+      // The WebAssembly module did not load or start (memory, a missing file): not this image's fault.
+      throw new DecoderResourceError(`pixel codecs unavailable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
@@ -306,6 +313,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
         };
       } catch (err) {
         if (err instanceof FrameLayoutError) return refuse(err.code, `frame ${index + 1}: ${err.message}`, meta);
+        if (isResourceError(err)) throw resourceFailure(err);
         return refuse('DECODE_FAILED', `frame ${index + 1}: ${err instanceof Error ? err.message : String(err)}`.slice(0, 300), meta);
       }
       // Anything but the exact size is a layout the reading below would get wrong.

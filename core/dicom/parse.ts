@@ -1,12 +1,13 @@
 /**
- * Part-10 parsing with dcmjs, made safe for untrusted bytes: never throws, says why
- * it could not read. Also accepts a bare dataset without the Part-10 preamble and
+ * Part-10 parsing with dcmjs, made safe for untrusted bytes: says why it could not read,
+ * and throws only when the machine fails (out of memory: core/dicom/resources.ts). Also accepts a bare dataset without the Part-10 preamble and
  * File Meta (old files such as pydicom's rtstruct.dcm) by reading it as Implicit VR
  * Little Endian, the only encoding such a file may use (PS3.10 §7.1 predecessor rule).
  */
 import { inflateRawSync } from 'node:zlib';
 import dcmjs, { type DcmDataset, type DicomDict } from 'dcmjs';
 import { str } from './dataset-values.js';
+import { isResourceError, resourceFailure } from './resources.js';
 import { TS } from './transfer-syntaxes.js';
 
 // dcmjs logs malformed VRs ("Invalid vr type xs") to the console; those are the
@@ -225,6 +226,7 @@ function inflateDataset(bytes: Uint8Array, meta: FileMeta & Required<Pick<FileMe
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
       return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
+    if (isResourceError(err)) throw resourceFailure(err);
     return { ok: false, reason: `corrupt deflated dataset: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200) };
   }
   const { at, length } = meta.tsValue;
@@ -260,6 +262,7 @@ export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number 
     if (!dict.dict || typeof dict.dict !== 'object') return { ok: false, reason: 'no dataset after File Meta' };
     return { ok: true, value: { meta: dict.meta, dataset: dict.dict, transferSyntaxUid, hadFileMeta } };
   } catch (err) {
+    if (isResourceError(err)) throw resourceFailure(err);
     const msg = err instanceof Error ? err.message : String(err);
     if (/runs past the end/.test(msg)) return { ok: false, reason: `truncated or corrupt DICOM: ${msg}` };
     return { ok: false, reason: `malformed DICOM: ${msg.slice(0, 200)}` };

@@ -3,16 +3,27 @@
  * `cbmir failed` then reads the reason it recorded.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import type { EmbedQueueJobData, EmbedQueueJobResult } from '../../core/jobs.js';
+import dcmjs from 'dcmjs';
+import type { EmbedQueueJobData, EmbedQueueJobResult, IndexJobData, IndexJobResult } from '../../core/jobs.js';
 import { PacsClient, PacsHttpError, PacsTooLargeError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
-import { asStoredFrame, deferOtherModelEmbed, embedConcurrency, fetchFailure, toDoc, withoutUploads } from '../../workers/index-worker.js';
-import type { InstanceMeta } from '../../core/dicom/decode.js';
+import {
+  asStoredFrame,
+  deferOtherModelEmbed,
+  embedConcurrency,
+  fetchFailure,
+  indexJobProcessor,
+  toDoc,
+  withoutUploads,
+} from '../../workers/index-worker.js';
+import { decodeDicom, type InstanceMeta } from '../../core/dicom/decode.js';
 import { docProblem } from '../../core/index/validate.js';
+import { dicomFixturesDir } from '../helpers/fixtures.js';
 
 const path = '/dicom-web/studies/1.2/series/1.3/instances/1.4';
 
@@ -301,4 +312,74 @@ test('withoutUploads blanks both sides of a heatmap and leaves jobs without file
   assert.deepEqual(both?.kind === 'heatmap' && [both.query, both.result], [{ dicomBase64: '' }, { dicomBase64: '' }]);
   assert.equal(withoutUploads({ kind: 'heatmap', query: ids, result: ids, modelVersion: 'v', enqueuedAt: 0 }), undefined);
   assert.equal(withoutUploads({ kind: 'upload', dicomBase64: '', modelVersion: 'v', enqueuedAt: 0 }), undefined, 'already blank');
+});
+
+/** The index job handler, its embed step decoding `bytes` as the pipeline does (core/dicom/decode), a stand-in vector for the model's. */
+function indexing(bytes: Uint8Array) {
+  const written: unknown[] = [];
+  const process = indexJobProcessor({
+    version: '0.4.0',
+    async embed() {
+      const d = await decodeDicom(bytes);
+      if (!d.ok) return d;
+      return {
+        ok: true,
+        meta: d.meta,
+        vectors: d.frames.map((f) => ({ frameNumber: f.frameNumber, vector: new Float32Array(4).fill(0.5) })),
+      };
+    },
+    write: async (doc) => void written.push(doc),
+    keyOf: () => undefined,
+    holdingInstance: (fn) => fn(),
+    onOtherModel: () => assert.fail('the job is for this model version'),
+  });
+  const job = {
+    data: {
+      studyInstanceUid: '1.2',
+      seriesInstanceUid: '1.2.3',
+      sopInstanceUid: '1.2.3.4',
+      modelVersion: '0.4.0',
+      source: 'stow',
+      enqueuedAt: Date.now(),
+    },
+  } as Job<IndexJobData, IndexJobResult>;
+  return { run: () => process(job), written };
+}
+
+const failureOf = (p: Promise<unknown>): Promise<Error> =>
+  p.then(
+    () => assert.fail('the job completed'),
+    (err: unknown) => (err instanceof Error ? err : assert.fail(String(err))),
+  );
+
+const mosaic = () => readFileSync(`${dicomFixturesDir}/transfer-syntax/siemens_mosaic_1.dcm`);
+
+test('an image the decoder could not read for want of memory is retried with backoff, not refused for good', async () => {
+  const ok = indexing(mosaic());
+  assert.equal((await ok.run()).status, 'indexed');
+  // Memory pressure as V8 reports it, in the first allocation of a read (dcmjs copying the file).
+  const readFile = dcmjs.data.DicomMessage.readFile;
+  dcmjs.data.DicomMessage.readFile = () => {
+    throw new RangeError('Array buffer allocation failed');
+  };
+  try {
+    const short = indexing(mosaic());
+    const err = await failureOf(short.run());
+    assert.ok(!(err instanceof UnrecoverableError), `retried, not given up: ${err.message}`);
+    assert.match(err.message, /Array buffer allocation failed/);
+    assert.deepEqual(short.written, []);
+    assert.equal(classifyFailure(err.message).retryable, true, 'listed by `cbmir failed` as retryable if every attempt fails');
+  } finally {
+    dcmjs.data.DicomMessage.readFile = readFile;
+  }
+});
+
+test('an image that is the problem is still refused for good, naming the code', async () => {
+  const sr = await failureOf(indexing(readFileSync(`${dicomFixturesDir}/non-image/comprehensive_sr_test-SR.dcm`)).run());
+  assert.ok(sr instanceof UnrecoverableError);
+  assert.match(sr.message, /^decode: NOT_AN_IMAGE: /);
+  const cut = mosaic().subarray(0, 60_000);
+  const truncated = await failureOf(indexing(cut).run());
+  assert.ok(truncated instanceof UnrecoverableError);
+  assert.deepEqual([classifyFailure(truncated.message).step, classifyFailure(truncated.message).code], ['decode', 'MALFORMED']);
 });
