@@ -32,7 +32,7 @@ import { workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
 import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
-import { frameCount, SingleFrameError, singleFrameInstance } from '../core/dicom/single-frame.js';
+import { checkPixelsSupported, frameCount, SingleFrameError, singleFrameInstance } from '../core/dicom/single-frame.js';
 import { MAX_TEXT_FIELD } from '../core/index/validate.js';
 import { DEFAULT_MAX_INSTANCE_BYTES } from '../core/config.js';
 
@@ -192,6 +192,12 @@ async function fetchOneFrame(
       throw fetchFailure('fetch (WADO-RS)', err);
     });
   const metadata = await fetching(pacs.retrieveMetadata(study, series, sop, {}, { maxBytes }));
+  try {
+    // Pixels refused whatever the frame (float): refused as the whole file would be, no frame fetched.
+    checkPixelsSupported(metadata);
+  } catch (err) {
+    throw singleFrameFailure(err);
+  }
   const frames = frameCount(metadata);
   if (frames <= 1) {
     throw new UnrecoverableError(`decode: TOO_LARGE: ${tooLarge(instanceTooLarge)}, and a single-frame instance has no smaller part to fetch`);
@@ -202,9 +208,13 @@ async function fetchOneFrame(
     const bytes = await singleFrameInstance(metadata, number, frame, (uri) => fetching(pacs.retrieveBulkData(uri, {}, { maxBytes })));
     return { bytes, frame: { number, of: frames } };
   } catch (err) {
-    if (err instanceof SingleFrameError) throw new UnrecoverableError(`decode: MALFORMED: ${err.message}`);
-    throw err;
+    throw singleFrameFailure(err);
   }
+}
+
+/** A SingleFrameError as the refusal decoding would record ("decode: CODE: reason"), for good; anything else as it is. */
+function singleFrameFailure(err: unknown): unknown {
+  return err instanceof SingleFrameError ? new UnrecoverableError(`decode: ${err.code}: ${err.message}`) : err;
 }
 
 /**

@@ -102,6 +102,9 @@ export interface DecodeOptions {
   readonly maxInflatedBytes?: number;
 }
 
+/** Float Pixel Data (7FE0,0008) or Double Float (7FE0,0009) without (7FE0,0010); single-frame.ts refuses alike from metadata. */
+export const FLOAT_PIXELS_REFUSAL = 'float pixel data is not supported';
+
 const refuse = (code: RefusalCode, reason: string, meta?: InstanceMeta): DecodeRefusal => ({ ok: false, code, reason, ...(meta ? { meta } : {}) });
 
 function readMeta(ds: DcmDataset, fileMeta: DcmDataset, ts: string): InstanceMeta {
@@ -220,7 +223,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   if (isNonImageSopClass(meta.sopClassUid)) return refuse('NOT_AN_IMAGE', `not an image: ${meta.sopClassName}`, meta);
   const pixelEl = ds['7FE00010'];
   if (!pixelEl || !Array.isArray(pixelEl.Value) || pixelEl.Value.length === 0) {
-    if (ds['7FE00008'] || ds['7FE00009']) return refuse('UNSUPPORTED_PIXELS', 'float pixel data is not supported', meta);
+    if (ds['7FE00008'] || ds['7FE00009']) return refuse('UNSUPPORTED_PIXELS', FLOAT_PIXELS_REFUSAL, meta);
     return refuse('NO_PIXEL_DATA', `not an image: no Pixel Data (7FE0,0010) in ${meta.sopClassName ?? 'this object'}`, meta);
   }
   const encoding = pixelEncoding(ts);

@@ -11,11 +11,16 @@
  *     frame 1 (Enhanced objects keep the frame's Pixel Value Transformation there);
  *   - Specific Character Set is ISO_IR 192: DICOM JSON strings are Unicode whatever the stored set.
  *
+ * Pixels the decoder refuses whatever the frame (Float or Double Float Pixel Data, which a frame
+ * written as Pixel Data would pass off as integers) are refused from the metadata, before the
+ * frame is fetched, with the whole file's refusal.
+ *
  * Binary attributes arrive as InlineBinary or as a BulkDataURI. Of the latter only those the decoder
  * reads (palette and Modality LUT data) are fetched; the rest (overlays, ICC profiles, private
  * blobs) are left out, as each fetch makes the PACS read the whole instance again.
  */
 import dcmjs, { type DcmDataset, type DcmElement } from 'dcmjs';
+import { FLOAT_PIXELS_REFUSAL } from './decode.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './mr-writer.js';
 import { pixelEncoding, TS } from './transfer-syntaxes.js';
 
@@ -37,9 +42,15 @@ export interface StoredFrame {
 
 export type FetchBulkData = (uri: string) => Promise<Uint8Array>;
 
-/** The metadata cannot make a one-frame object (an absent frame, values dcmjs cannot write). */
+/**
+ * The metadata cannot make a one-frame object: an absent frame, values dcmjs cannot write
+ * (MALFORMED), or pixels the decoder would refuse in the whole file (UNSUPPORTED_PIXELS, its reason).
+ */
 export class SingleFrameError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly code: 'MALFORMED' | 'UNSUPPORTED_PIXELS' = 'MALFORMED',
+  ) {
     super(message);
     this.name = 'SingleFrameError';
   }
@@ -48,11 +59,23 @@ export class SingleFrameError extends Error {
 const NUMBER_OF_FRAMES = '00280008';
 const PER_FRAME_GROUPS = '52009230';
 const PIXEL_DATA = '7FE00010';
-/** Pixel Data and its float variants: replaced by the one frame. */
+/** Pixel Data and its float variants (Float, Double Float): replaced by the one frame. */
 const PIXEL_DATA_TAGS = new Set(['7FE00008', '7FE00009', PIXEL_DATA]);
 const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
 /** Red/Green/Blue Palette Color LUT Data and LUT Data (Modality LUT Sequence): what decode.ts reads as bytes. */
 const BULK_DATA_READ = new Set(['00281201', '00281202', '00281203', '00283006']);
+
+const present = (metadata: JsonDataset, tag: string): boolean =>
+  Object.entries(metadata).some(([key, el]) => key.toUpperCase() === tag && el !== undefined);
+
+/**
+ * Throws SingleFrameError (UNSUPPORTED_PIXELS) for metadata whose pixels decodeDicom refuses in
+ * the whole file whatever the frame: Float or Double Float Pixel Data and no Pixel Data.
+ */
+export function checkPixelsSupported(metadata: JsonDataset): void {
+  if (!present(metadata, PIXEL_DATA) && (present(metadata, '7FE00008') || present(metadata, '7FE00009')))
+    throw new SingleFrameError(FLOAT_PIXELS_REFUSAL, 'UNSUPPORTED_PIXELS');
+}
 
 /** Number of Frames as the decoder counts it: 1 when absent or unreadable. */
 export function frameCount(metadata: JsonDataset): number {
@@ -140,6 +163,7 @@ export async function singleFrameInstance(
   frame: StoredFrame,
   fetchBulk?: FetchBulkData,
 ): Promise<Uint8Array> {
+  checkPixelsSupported(metadata);
   const frames = frameCount(metadata);
   if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > frames) {
     throw new SingleFrameError(`frame ${frameNumber} is not one of the instance's ${frames}`);

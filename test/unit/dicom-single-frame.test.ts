@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import dcmjs from 'dcmjs';
 import { decodeDicom, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
 import { parseDicom } from '../../core/dicom/parse.js';
 import { frameCount, singleFrameInstance, SingleFrameError, type JsonDataset } from '../../core/dicom/single-frame.js';
@@ -54,6 +55,23 @@ function metadata(extra: JsonDataset = {}): JsonDataset {
 }
 
 const native = (bytes: Uint8Array, transferSyntaxUid = '1.2.840.10008.1.2.1') => ({ bytes, transferSyntaxUid });
+
+/** A whole 3-frame 2 × 2 object whose pixels are `pixels` in element `tag` (Float or Double Float Pixel Data), written by dcmjs. */
+function wholeFile(tag: string, vr: string, bitsAllocated: number, pixels: Uint8Array): Uint8Array {
+  const dict = new dcmjs.data.DicomDict({ '00020010': { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] } });
+  dict.dict = {
+    '00080016': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.4.1'] },
+    '00080018': { vr: 'UI', Value: ['1.2.3.4.5'] },
+    '00280002': { vr: 'US', Value: [1] },
+    '00280004': { vr: 'CS', Value: ['MONOCHROME2'] },
+    '00280008': { vr: 'IS', Value: [3] },
+    '00280010': { vr: 'US', Value: [2] },
+    '00280011': { vr: 'US', Value: [2] },
+    '00280100': { vr: 'US', Value: [bitsAllocated] },
+    [tag]: { vr, Value: [new Uint8Array(pixels).buffer] },
+  };
+  return new Uint8Array(dict.write());
+}
 const pixels = (r: DecodeOk) => Array.from(r.frames[0]!.pixels);
 
 describe('singleFrameInstance', () => {
@@ -127,6 +145,28 @@ describe('singleFrameInstance', () => {
     assert.deepEqual(fetched, ['http://pacs/bulk/00283000/1/00283006'], 'the overlay is not fetched');
     const parsed = parseDicom(bytes);
     assert.ok(parsed.ok && !parsed.value.dataset['60003000'], 'and is left out');
+  });
+
+  it('refuses Float and Double Float Pixel Data as the whole file is refused, rather than pass the frame off as integers', async () => {
+    for (const [tag, vr, bits, samples] of [
+      ['7FE00008', 'OF', 32, new Float32Array([0.5, 1.25, -2, 3.75])],
+      ['7FE00009', 'OD', 64, new Float64Array([0.5, 1.25, -2, 3.75])],
+    ] as const) {
+      const md = {
+        ...metadata({ '00280100': { vr: 'US', Value: [bits] } }),
+        '7FE00010': undefined,
+        [tag]: { vr, BulkDataURI: `http://pacs/bulk/${tag.toLowerCase()}` },
+      };
+      const frame = native(new Uint8Array(samples.buffer));
+      const err = await singleFrameInstance(md, 2, frame).then(
+        () => assert.fail(`${tag}: made a one-frame object`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SingleFrameError, String(err));
+      // The same three frames in a whole file: the decoder's refusal, word for word.
+      const r = await decodeDicom(wholeFile(tag, vr, bits, Buffer.concat([frame.bytes, frame.bytes, frame.bytes])));
+      assert.deepEqual([err.code, err.message], r.ok ? [] : [r.code, r.reason], tag);
+    }
   });
 
   it('refuses a frame the instance does not have', async () => {

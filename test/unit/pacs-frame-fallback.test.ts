@@ -166,7 +166,7 @@ function bulkValue(ds: DcmDataset, route: string): Uint8Array | undefined {
 /** The frames as the PACS stores them. */
 function storedFrames(ds: DcmDataset, ts: string): Uint8Array[] {
   const count = Math.max(1, num(ds, '00280008') ?? 1);
-  const value = ds['7FE00010']!.Value!;
+  const value = (ds['7FE00010'] ?? ds['7FE00008'] ?? ds['7FE00009'])!.Value!; // Pixel Data, Float, Double Float
   const format = {
     rows: num(ds, '00280010')!,
     cols: num(ds, '00280011')!,
@@ -341,6 +341,35 @@ describe('what stays refused', () => {
       assert.ok(!stub.requests.some((r) => r.includes('/frames/')));
     } finally {
       await stub.close();
+    }
+  });
+
+  it('Float and Double Float Pixel Data are refused from the metadata as the whole file is, its frames never asked for', async () => {
+    const mr = readFileSync(path.join(dicomFixturesDir, 'multi-frame/enhanced_mr_xa10_6fr.dcm'));
+    for (const [tag, vr, bits, Samples] of [
+      ['7FE00008', 'OF', 32, Float32Array],
+      ['7FE00009', 'OD', 64, Float64Array],
+    ] as const) {
+      // The real sample's 16-bit samples as floats, in Float (or Double Float) Pixel Data.
+      const file = edited(mr, (ds) => {
+        const words = new Uint16Array((ds['7FE00010']!.Value as ArrayBuffer[])[0]!);
+        delete ds['7FE00010'];
+        for (const t of ['00280101', '00280102', '00280103']) delete ds[t];
+        ds['00280100'] = { vr: 'US', Value: [bits] };
+        ds[tag] = { vr, Value: [Samples.from(words).buffer] };
+      });
+      const whole = await decodeDicom(file);
+      assert.ok(!whole.ok, tag);
+      const stub = await stubPacs(file);
+      try {
+        const err = await failureOf(fetchForEmbedding(stub.pacs, IDS, LIMIT, middle));
+        assert.ok(err instanceof UnrecoverableError, String(err));
+        assert.equal(err.message, `decode: ${whole.code}: ${whole.reason}`);
+        assert.equal(err.message, 'decode: UNSUPPORTED_PIXELS: float pixel data is not supported');
+        assert.ok(!stub.requests.some((r) => r.includes('/frames/')), tag);
+      } finally {
+        await stub.close();
+      }
     }
   });
 
