@@ -67,6 +67,13 @@ const PER_GROUP = { instance: 1, series: 4, study: 8 } as const;
 /** Extra candidates per round, for results the access check may drop. */
 const HEADROOM = 10;
 const MAX_ROUNDS = 5;
+/**
+ * Distinct studies one search may ask the PACS about, over all its rounds. A caller who may
+ * read few studies would otherwise widen k to MAX_K and have thousands checked (hundreds of
+ * QIDOs through the shared, 2-slot access queue, holding up every other caller's checks);
+ * past this the page is answered short.
+ */
+export const MAX_STUDIES_CHECKED = 1000;
 
 export interface SimilarSearchDeps {
   readonly index: VectorIndex;
@@ -170,6 +177,7 @@ export class SimilarSearch {
     // (a caller who may read few studies, long series under groupBy=study), so five rounds suffice.
     let perGroup: number = PER_GROUP[p.groupBy];
     let anyReadable = false;
+    const checked = new Set<string>();
     while (rounds < MAX_ROUNDS && grouper.size < p.limit) {
       rounds++;
       const need = p.limit - grouper.size;
@@ -190,6 +198,8 @@ export class SimilarSearch {
       } catch (err) {
         throw indexProblem(err);
       }
+      const allHits = hits.length;
+      hits = withinStudyBudget(hits, checked, MAX_STUDIES_CHECKED);
       const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
       const t1 = performance.now();
       const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], caller);
@@ -222,7 +232,8 @@ export class SimilarSearch {
           if (a.patient) patients.set(h.doc.studyInstanceUid, a.patient);
         } else unreadable.add(h.doc.studyInstanceUid);
       }
-      if (hits.length < k) break; // the index has nothing more that passes the filters
+      if (allHits < k) break; // the index has nothing more that passes the filters
+      if (hits.length < allHits) break; // MAX_STUDIES_CHECKED reached
       const gained = grouper.size - before;
       perGroup = gained > 0 ? Math.max(perGroup, Math.ceil((hits.length / gained) * 1.5)) : perGroup * 4;
       for (const s of unreadable) excludeStudies.add(s);
@@ -242,6 +253,19 @@ export class SimilarSearch {
       accessMs,
     };
   }
+}
+
+/** The leading hits whose studies fit in what is left of the budget; `checked` gains their studies. */
+function withinStudyBudget<H extends { doc: { studyInstanceUid: string } }>(hits: H[], checked: Set<string>, max: number): H[] {
+  let n = 0;
+  for (; n < hits.length; n++) {
+    const study = hits[n]!.doc.studyInstanceUid;
+    if (!checked.has(study)) {
+      if (checked.size >= max) break;
+      checked.add(study);
+    }
+  }
+  return n === hits.length ? hits : hits.slice(0, n);
 }
 
 function fromEmbed(r: EmbedJobResult, source: QuerySource, uids?: InstanceUids): QueryVector {

@@ -12,7 +12,7 @@ import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
 import type { VectorDoc } from '../../core/index/types.js';
 import { createLogger } from '../../core/log.js';
 import type { AccessChecker, StudyAccess } from '../../gateway/similar-access.js';
-import { SimilarSearch, type SimilarSearchDeps } from '../../gateway/similar-search.js';
+import { MAX_STUDIES_CHECKED, SimilarSearch, type SimilarSearchDeps } from '../../gateway/similar-search.js';
 import { ANONYMOUS } from '../../gateway/caller.js';
 import { unitVectors } from './index-suite.js';
 
@@ -125,6 +125,57 @@ test('refused credentials: an answer while nothing was readable; after a readabl
       kept.results.map((g) => g.best.doc.studyInstanceUid),
       [readable],
     );
+  } finally {
+    await index.close();
+  }
+});
+
+test('one search asks the PACS about at most MAX_STUDIES_CHECKED studies, then answers short', async () => {
+  const dims = 16;
+  const index = new EmbeddedIndex({ path: join(dir, 'budget.sqlite') });
+  await index.ensure(dims, 'v1');
+  const vectors = unitVectors(4001, dims, 9);
+  await index.upsert(
+    vectors.slice(1).map((vector, i) => ({
+      sopInstanceUid: `2.25.7.${i}.1.1`,
+      studyInstanceUid: `2.25.7.${i}`,
+      seriesInstanceUid: `2.25.7.${i}.1`,
+      modelVersion: 'v1',
+      indexedAt: new Date(0).toISOString(),
+      vector,
+    })),
+  );
+  const asked = new Set<string>();
+  let readable = 0;
+  // Readable: 1 study in 700, so 10 results would take ~7,000 studies checked.
+  const access = {
+    async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
+      const list = [...studies];
+      for (const s of list) asked.add(s);
+      return new Map(
+        list.map((s) => {
+          const yes = Number(s.split('.')[3]) % 700 === 0;
+          if (yes) readable++;
+          return [s, { verdict: yes ? 'yes' : 'no' }] as const;
+        }),
+      );
+    },
+  } as unknown as AccessChecker;
+  const search = new SimilarSearch({
+    index,
+    access,
+    modelVersion: 'v1',
+    log: createLogger('silent', 'test'),
+  } as unknown as SimilarSearchDeps);
+  try {
+    const out = await search.search(
+      { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
+      { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
+      ANONYMOUS,
+    );
+    assert.equal(asked.size, MAX_STUDIES_CHECKED, `rounds ${out.rounds}`);
+    assert.ok(out.results.length < 10 && out.results.length === readable, `${out.results.length} results, ${readable} readable asked`);
+    for (const g of out.results) assert.equal(Number(g.best.doc.studyInstanceUid.split('.')[3]) % 700, 0);
   } finally {
     await index.close();
   }
