@@ -21,10 +21,10 @@
  * and not retry. What is not (memory exhausted, codecs that did not start) is thrown as a
  * DecoderResourceError instead (core/dicom/resources.ts): the worker retries it.
  */
-import type { DcmDataset } from 'dcmjs';
+import type { DcmDataset, DcmElement } from 'dcmjs';
 import { codecsReady, decodeEncapsulatedFrame, FrameLayoutError, initCodecs, type FrameGeometry } from './codecs.js';
 import { items, num, nums, str } from './dataset-values.js';
-import { encapsulatedFrames, nativeFrames } from './frames.js';
+import { encapsulatedFrames, nativeFrames, swapBytePairs } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
 import { cropTile, mosaicTile } from './mosaic.js';
 import { parseDicom } from './parse.js';
@@ -142,12 +142,17 @@ export function selectFrames(count: number, policy: DecodeOptions['frames'] = 'm
   return Array.from({ length: k }, (_, i) => Math.min(count - 1, Math.floor(((i + 0.5) * count) / k)));
 }
 
-/** LUT Descriptor + LUT Data (PS3.3 C.7.6.3.1.5, C.11.1.1.1). OW data arrive as raw bytes in the file's byte order. */
-function lutTable(descriptor: number[] | undefined, data: unknown, signedFirst: boolean, littleEndian: boolean): LutTable | undefined {
+/**
+ * LUT Descriptor + LUT Data (PS3.3 C.7.6.3.1.5, C.11.1.1.1). US/SS data arrive as numbers, OW data
+ * as raw bytes in the file's byte order: 8-bit entries packed two to a word are then pair-swapped
+ * in Explicit VR Big Endian (swapBytePairs), as 8-bit Pixel Data in OW is.
+ */
+function lutTable(descriptor: number[] | undefined, el: DcmElement | undefined, signedFirst: boolean, littleEndian: boolean): LutTable | undefined {
   if (!descriptor || descriptor.length < 3) return undefined;
   const entriesCount = descriptor[0] === 0 ? 65536 : descriptor[0]!;
   let first = descriptor[1]!;
   if (signedFirst && first > 32767) first -= 65536;
+  const data = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
   let entries: ArrayLike<number> | undefined;
   if (Array.isArray(data) && data.length > 0 && data.every((x) => typeof x === 'number')) entries = data as number[];
   else {
@@ -157,18 +162,16 @@ function lutTable(descriptor: number[] | undefined, data: unknown, signedFirst: 
     if (raw.length >= entriesCount * 2) {
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
       entries = Uint16Array.from({ length: entriesCount }, (_, i) => dv.getUint16(i * 2, littleEndian));
+    } else if (raw.length >= entriesCount) {
+      const inOrder = !littleEndian && el?.vr === 'OW' ? swapBytePairs(raw) : raw;
+      entries = inOrder.subarray(0, entriesCount);
     }
-    else if (raw.length >= entriesCount) entries = raw.subarray(0, entriesCount);
   }
   return entries && entries.length > 0 ? { firstMapped: first, entries } : undefined;
 }
 
 function readPalette(ds: DcmDataset, pixelRepresentation: number, littleEndian: boolean): Palette | undefined {
-  const ch = (d: string, t: string) => {
-    const el = ds[t];
-    const value = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
-    return lutTable(nums(ds, d), value, pixelRepresentation === 1, littleEndian);
-  };
+  const ch = (d: string, t: string) => lutTable(nums(ds, d), ds[t], pixelRepresentation === 1, littleEndian);
   const red = ch('00281101', '00281201');
   const green = ch('00281102', '00281202');
   const blue = ch('00281103', '00281203');
@@ -192,9 +195,7 @@ function modalityLut(ds: DcmDataset, frameIndex: number, pixelRepresentation: nu
   }
   const seq = items(ds, '00283000')[0];
   if (seq) {
-    const el = seq['00283006'];
-    const value = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
-    const table = lutTable(nums(seq, '00283002'), value, pixelRepresentation === 1, littleEndian);
+    const table = lutTable(nums(seq, '00283002'), seq['00283006'], pixelRepresentation === 1, littleEndian);
     if (table) return { kind: 'table', table };
   }
   return { kind: 'none' };
@@ -270,9 +271,11 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
     photometric,
     littleEndian: encoding.kind === 'native' ? encoding.littleEndian : true,
   };
+  // Explicit VR Big Endian writes OW as 16-bit words: 8-bit samples in it come pair-swapped (OB's do not).
+  const pairSwapped = ts === TS.ExplicitVRBigEndian && pixelEl.vr === 'OW' && bitsAllocated === 8;
   const split =
     encoding.kind === 'native'
-      ? nativeFrames(pixelEl.Value, frameCount, nativeFrameBytes(fmt))
+      ? nativeFrames(pixelEl.Value, frameCount, nativeFrameBytes(fmt), pairSwapped)
       : encapsulatedFrames(pixelEl.Value, frameCount);
   if (!split.ok) return refuse('MALFORMED', split.reason, meta);
 

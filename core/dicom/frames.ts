@@ -18,16 +18,38 @@ function u8(v: unknown): Uint8Array | undefined {
   return undefined;
 }
 
-/** Lazily sliced native frames: only the frames asked for are copied. */
-export function nativeFrames(value: unknown[], frameCount: number, frameBytes: number): FramesResult {
+/**
+ * The bytes with each pair exchanged (a last odd byte kept). OW is a stream of 16-bit words, which
+ * Explicit VR Big Endian writes most significant byte first (PS3.5 §7.3): 8-bit values packed two
+ * to a word (8-bit Pixel Data, 8-bit palette entries) arrive with every pair exchanged, and read in
+ * order once swapped back. OB is a stream of bytes and has no byte order.
+ */
+export function swapBytePairs(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  const even = bytes.length - (bytes.length % 2);
+  for (let i = 0; i < even; i += 2) {
+    out[i] = bytes[i + 1]!;
+    out[i + 1] = bytes[i]!;
+  }
+  if (even < bytes.length) out[even] = bytes[even]!;
+  return out;
+}
+
+/**
+ * Lazily sliced native frames: only the frames asked for are copied. `pairSwapped`: 8-bit samples
+ * in big-endian OW (swapBytePairs), swapped over the whole Pixel Data, since a pair may straddle
+ * two frames of an odd number of bytes.
+ */
+export function nativeFrames(value: unknown[], frameCount: number, frameBytes: number, pairSwapped = false): FramesResult {
   const parts = value.map(u8);
   if (parts.some((p) => p === undefined)) return { ok: false, reason: 'Pixel Data is not binary' };
-  const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Uint8Array[]);
+  const stored = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Uint8Array[]);
   // 1-bit data is packed across frame boundaries; callers compute frameBytes accordingly.
   const need = frameCount * frameBytes;
-  if (all.length < need) {
-    return { ok: false, reason: `Pixel Data is truncated: ${all.length} bytes for ${frameCount} frame(s) of ${frameBytes} bytes` };
+  if (stored.length < need) {
+    return { ok: false, reason: `Pixel Data is truncated: ${stored.length} bytes for ${frameCount} frame(s) of ${frameBytes} bytes` };
   }
+  const all = pairSwapped ? swapBytePairs(stored) : stored;
   const frames: Uint8Array[] = [];
   for (let i = 0; i < frameCount; i++) frames.push(all.subarray(i * frameBytes, (i + 1) * frameBytes));
   return { ok: true, frames };

@@ -21,6 +21,7 @@
  */
 import dcmjs, { type DcmDataset, type DcmElement } from 'dcmjs';
 import { FLOAT_PIXELS_REFUSAL } from './decode.js';
+import { swapBytePairs } from './frames.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './mr-writer.js';
 import { pixelEncoding, TS } from './transfer-syntaxes.js';
 
@@ -65,8 +66,9 @@ const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
 /** Red/Green/Blue Palette Color LUT Data and LUT Data (Modality LUT Sequence): what decode.ts reads as bytes. */
 const BULK_DATA_READ = new Set(['00281201', '00281202', '00281203', '00283006']);
 
-const present = (metadata: JsonDataset, tag: string): boolean =>
-  Object.entries(metadata).some(([key, el]) => key.toUpperCase() === tag && el !== undefined);
+const element = (metadata: JsonDataset, tag: string): JsonElement | undefined =>
+  Object.entries(metadata).find(([key, el]) => key.toUpperCase() === tag && el !== undefined)?.[1];
+const present = (metadata: JsonDataset, tag: string): boolean => element(metadata, tag) !== undefined;
 
 /**
  * Throws SingleFrameError (UNSUPPORTED_PIXELS) for metadata whose pixels decodeDicom refuses in
@@ -91,21 +93,31 @@ function evenBuffer(bytes: Uint8Array): ArrayBuffer {
   return out.buffer;
 }
 
-/** Big-endian native samples in little-endian order (8-bit samples have no order). */
-function toLittleEndian(bytes: Uint8Array, bitsAllocated: number): Uint8Array {
+/**
+ * Big-endian native samples in little-endian order. 8-bit samples have no order of their own, but
+ * in OW (the stored Pixel Data's VR) they come two to a 16-bit word, pair-swapped (swapBytePairs).
+ * Pairs are counted from the frame's first byte, as a frame starts on a word unless frames have
+ * an odd number of bytes: then every other frame starts mid-word and is read wrong (not detected).
+ */
+function toLittleEndian(bytes: Uint8Array, bitsAllocated: number, vr: string | undefined): Uint8Array {
   const width = bitsAllocated / 8;
+  if (width === 1 && vr === 'OW') return swapBytePairs(bytes);
   if (!Number.isInteger(width) || width <= 1) return bytes;
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i + width <= bytes.length; i += width) for (let k = 0; k < width; k++) out[i + k] = bytes[i + width - 1 - k]!;
   return out;
 }
 
-/** The frame as Pixel Data, and the transfer syntax the object is written in. */
-function pixelData(frame: StoredFrame, bitsAllocated: number): { transferSyntaxUid: string; element: DcmElement } {
+/** The frame as Pixel Data (stored with VR `storedVr`), and the transfer syntax the object is written in. */
+function pixelData(
+  frame: StoredFrame,
+  bitsAllocated: number,
+  storedVr: string | undefined,
+): { transferSyntaxUid: string; element: DcmElement } {
   const encoding = pixelEncoding(frame.transferSyntaxUid);
   if (encoding?.kind !== 'native')
     return { transferSyntaxUid: frame.transferSyntaxUid, element: { vr: 'OB', Value: [evenBuffer(frame.bytes)] } };
-  const bytes = encoding.littleEndian ? frame.bytes : toLittleEndian(frame.bytes, bitsAllocated);
+  const bytes = encoding.littleEndian ? frame.bytes : toLittleEndian(frame.bytes, bitsAllocated, storedVr);
   return { transferSyntaxUid: TS.ExplicitVRLittleEndian, element: { vr: bitsAllocated > 8 ? 'OW' : 'OB', Value: [evenBuffer(bytes)] } };
 }
 
@@ -170,7 +182,7 @@ export async function singleFrameInstance(
   }
   const ds = await toDataset(attributesOfFrame(metadata, frameNumber), fetchBulk);
   const bitsAllocated = Number(ds['00280100']?.Value?.[0] ?? 8);
-  const pixels = pixelData(frame, bitsAllocated);
+  const pixels = pixelData(frame, bitsAllocated, element(metadata, PIXEL_DATA)?.vr);
   ds[NUMBER_OF_FRAMES] = { vr: 'IS', Value: [1] };
   ds['00080005'] = { vr: 'CS', Value: ['ISO_IR 192'] };
   ds[PIXEL_DATA] = pixels.element;

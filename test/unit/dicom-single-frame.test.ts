@@ -95,6 +95,24 @@ describe('singleFrameInstance', () => {
     assert.equal(big.meta.transferSyntaxUid, '1.2.840.10008.1.2.1');
   });
 
+  it('reads 8-bit samples sent big endian in OW, two to a pair-swapped word, as sent little endian; in OB as they come', async () => {
+    const eightBit = (vr: string) =>
+      metadata({
+        '00280100': { vr: 'US', Value: [8] },
+        '00280101': { vr: 'US', Value: [8] },
+        '00280102': { vr: 'US', Value: [7] },
+        '7FE00010': { vr, BulkDataURI: 'http://pacs/bulk/7fe00010' },
+      });
+    const samples = Uint8Array.from([20, 21, 22, 23]); // frame 2
+    const little = ok(await decodeDicom(await singleFrameInstance(eightBit('OW'), 2, native(samples))));
+    assert.deepEqual(pixels(little), [38, 40, 42, 44], 'its slope 2 and intercept -2');
+    const swapped = Uint8Array.from([21, 20, 23, 22]);
+    const bigOw = ok(await decodeDicom(await singleFrameInstance(eightBit('OW'), 2, native(swapped, '1.2.840.10008.1.2.2'))));
+    const bigOb = ok(await decodeDicom(await singleFrameInstance(eightBit('OB'), 2, native(samples, '1.2.840.10008.1.2.2'))));
+    assert.deepEqual(pixels(bigOw), pixels(little));
+    assert.deepEqual(pixels(bigOb), pixels(little));
+  });
+
   it('keeps Unicode text as the metadata gave it, whatever character set the instance was stored in', async () => {
     const r = ok(await decodeDicom(await singleFrameInstance(metadata(), 1, native(le(FRAMES[0]!)))));
     assert.deepEqual(

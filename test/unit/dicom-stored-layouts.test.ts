@@ -1,0 +1,142 @@
+/**
+ * The same pixels stored in another layout decode to the same image: the repo's real samples
+ * (test/fixtures/dicom-samples) re-encoded with dcmjs as DCMTK writes them. Checked by hand with
+ * DCMTK 3.6.7: `dcmconv +tb` of an 8-bit file whose Pixel Data is OW, and `dcmquant +tb`, dump
+ * as the files written here do (UIDs and sequence lengths aside), and DCMTK renders both alike.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import dcmjs, { type DcmDataset } from 'dcmjs';
+import { decodeEncapsulatedFrame, initCodecs } from '../../core/dicom/codecs.js';
+import { decodeDicom, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
+import { dicomFixturesDir } from '../helpers/fixtures.js';
+
+const fixture = (name: string) => readFileSync(path.join(dicomFixturesDir, name));
+
+function ok(r: DecodeResult): DecodeOk {
+  if (!r.ok) assert.fail(`expected a decoded image, got refusal ${r.code}: ${r.reason}`);
+  return r;
+}
+
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+const EXPLICIT_BE = '1.2.840.10008.1.2.2';
+
+/** Padded to even length, then the bytes of every 16-bit word exchanged: how Explicit VR Big Endian stores OW holding 8-bit values. */
+function pairSwapped(buffer: ArrayBuffer): ArrayBuffer {
+  const src = new Uint8Array(buffer);
+  const out = new Uint8Array(src.length + (src.length % 2));
+  for (let i = 0; i < src.length; i += 2) [out[i], out[i + 1]] = [src[i + 1] ?? 0, src[i]!];
+  return out.buffer;
+}
+
+/** A real sample's dataset (a deflated one inflated) to edit, and write in a syntax of its own. */
+function sample(name: string): DcmDataset {
+  return dcmjs.data.DicomMessage.readFile(new Uint8Array(fixture(name)).buffer).dict;
+}
+
+/**
+ * The dataset as Part-10 bytes in Explicit VR Little or Big Endian. In big endian every OW
+ * element holding 8-bit values (`ow8`: Pixel Data, 8-bit palette data) is pair-swapped, as a
+ * writer stores 16-bit words; dcmjs writes the numbers (US, …) big endian itself.
+ */
+function write(ds: DcmDataset, syntax: string, ow8: readonly string[] = []): Uint8Array {
+  const dict = new dcmjs.data.DicomDict({ '00020010': { vr: 'UI', Value: [syntax] } });
+  dict.dict = { ...ds };
+  if (syntax === EXPLICIT_BE) {
+    for (const tag of ow8) {
+      const el = ds[tag]!;
+      assert.equal(el.vr, 'OW', tag);
+      dict.dict[tag] = { vr: 'OW', Value: [pairSwapped(el.Value![0] as ArrayBuffer)] };
+    }
+  }
+  return new Uint8Array(dict.write());
+}
+
+const pixelsOf = (r: DecodeOk) => r.frames.map((f) => f.pixels);
+
+describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', () => {
+  /** deflate_image_dfl.dcm (8-bit MONOCHROME2) with its Pixel Data as OW, as a file converted from implicit VR has it. */
+  const grayOw = () => {
+    const ds = sample('transfer-syntax/deflate_image_dfl.dcm');
+    ds['7FE00010'] = { vr: 'OW', Value: ds['7FE00010']!.Value! };
+    return ds;
+  };
+
+  it('grayscale decodes to the little-endian original, and OB (no byte order) is read as stored', async () => {
+    const original = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm')));
+    const little = ok(await decodeDicom(write(grayOw(), EXPLICIT_LE)));
+    const big = ok(await decodeDicom(write(grayOw(), EXPLICIT_BE, ['7FE00010'])));
+    const bigOb = ok(await decodeDicom(write(sample('transfer-syntax/deflate_image_dfl.dcm'), EXPLICIT_BE)));
+    assert.equal(big.meta.transferSyntaxUid, EXPLICIT_BE);
+    assert.deepEqual(pixelsOf(little), pixelsOf(original));
+    assert.deepEqual(pixelsOf(big), pixelsOf(original));
+    assert.deepEqual(pixelsOf(bigOb), pixelsOf(original));
+  });
+
+  it('frames of an odd number of bytes, whose words straddle two frames, decode to the little-endian frames', async () => {
+    // Three 101×101 crops of the real image as a 3-frame object: frames 2 and 3 start mid-word.
+    const source = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!;
+    const crop = (top: number, left: number) =>
+      Uint8Array.from({ length: 101 * 101 }, (_, i) => source.pixels[(top + Math.floor(i / 101)) * source.cols + left + (i % 101)]!);
+    const crops = new Uint8Array(3 * 101 * 101);
+    [100, 201, 302].forEach((top, f) => crops.set(crop(top, 150), f * 101 * 101));
+    const ds = grayOw();
+    Object.assign(ds, {
+      '00280008': { vr: 'IS', Value: [3] },
+      '00280010': { vr: 'US', Value: [101] },
+      '00280011': { vr: 'US', Value: [101] },
+      '7FE00010': { vr: 'OW', Value: [crops.buffer] },
+    });
+    const little = ok(await decodeDicom(write(ds, EXPLICIT_LE), { frames: 'all' }));
+    const big = ok(await decodeDicom(write(ds, EXPLICIT_BE, ['7FE00010']), { frames: 'all' }));
+    assert.equal(big.frames.length, 3);
+    assert.deepEqual(pixelsOf(big), pixelsOf(little));
+    assert.deepEqual(Array.from(little.frames[2]!.pixels), Array.from(crops.subarray(2 * 101 * 101)));
+  });
+
+  it('RGB decodes to the little-endian original (the JPEG sample decoded once, stored natively)', async () => {
+    await initCodecs();
+    const ds = sample('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
+    const frame = new Uint8Array((ds['7FE00010']!.Value as ArrayBuffer[])[0]!);
+    const geometry = {
+      rows: 100,
+      cols: 100,
+      bitsAllocated: 8,
+      bitsStored: 8,
+      samplesPerPixel: 3,
+      pixelRepresentation: 0,
+      planarConfiguration: 0,
+    };
+    const rgb = decodeEncapsulatedFrame('jpeg', frame, { ...geometry, photometric: 'YBR_FULL' }).bytes;
+    ds['00280004'] = { vr: 'CS', Value: ['RGB'] };
+    ds['7FE00010'] = { vr: 'OW', Value: [Uint8Array.from(rgb).buffer] };
+    const little = ok(await decodeDicom(write(ds, EXPLICIT_LE)));
+    const big = ok(await decodeDicom(write(ds, EXPLICIT_BE, ['7FE00010'])));
+    assert.deepEqual(pixelsOf(big), pixelsOf(little));
+    assert.deepEqual(pixelsOf(little), pixelsOf(ok(await decodeDicom(fixture('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm')))));
+  });
+
+  it('PALETTE COLOR with 8-bit entries packed in OW decodes to the little-endian original, pixels and palette alike', async () => {
+    // The real 8-bit image as palette indices; per channel a different permutation of 0…255, so
+    // that an entry read from the other byte of its word shows.
+    const ds = grayOw();
+    ds['00280004'] = { vr: 'CS', Value: ['PALETTE COLOR'] };
+    const luts = [
+      ['00281101', '00281201', (i: number) => i],
+      ['00281102', '00281202', (i: number) => 255 - i],
+      ['00281103', '00281203', (i: number) => (i * 7) % 256],
+    ] as const;
+    for (const [descriptor, data, entry] of luts) {
+      ds[descriptor] = { vr: 'US', Value: [256, 0, 8] };
+      ds[data] = { vr: 'OW', Value: [Uint8Array.from({ length: 256 }, (_, i) => entry(i)).buffer] };
+    }
+    const little = ok(await decodeDicom(write(ds, EXPLICIT_LE)));
+    const big = ok(await decodeDicom(write(ds, EXPLICIT_BE, ['7FE00010', '00281201', '00281202', '00281203'])));
+    assert.deepEqual(pixelsOf(big), pixelsOf(little));
+    const gray = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!.pixels;
+    const want = Float32Array.from(gray, (v) => 0.299 * v + 0.587 * (255 - v) + 0.114 * ((v * 7) % 256));
+    assert.deepEqual(little.frames[0]!.pixels, want);
+  });
+});
