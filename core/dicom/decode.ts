@@ -30,7 +30,7 @@ import { cropTile, mosaicTile } from './mosaic.js';
 import { parseDicom } from './parse.js';
 import { DecoderResourceError, isResourceError, resourceFailure } from './resources.js';
 import { pixelDataComplete } from './truncation.js';
-import { nativeFrameBytes, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
+import { nativeFrameBytes, nativePhotometric, toGrayscale, type LutTable, type ModalityLut, type Palette, type PixelFormat } from './pixels.js';
 import { isNonImageSopClass, sopClassName } from './sop-classes.js';
 import { pixelEncoding, transferSyntaxName, TS } from './transfer-syntaxes.js';
 
@@ -104,6 +104,9 @@ export interface DecodeOptions {
 
 /** Float Pixel Data (7FE0,0008) or Double Float (7FE0,0009) without (7FE0,0010); single-frame.ts refuses alike from metadata. */
 export const FLOAT_PIXELS_REFUSAL = 'float pixel data is not supported';
+
+/** Bytes in a binary value as dcmjs gives it (one buffer, or several for native Pixel Data read in parts). */
+const byteLength = (value: unknown[]): number => value.reduce<number>((n, v) => n + (v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? v.byteLength : 0), 0);
 
 const refuse = (code: RefusalCode, reason: string, meta?: InstanceMeta): DecodeRefusal => ({ ok: false, code, reason, ...(meta ? { meta } : {}) });
 
@@ -268,7 +271,7 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
     highBit,
     pixelRepresentation,
     planarConfiguration,
-    photometric,
+    photometric: encoding.kind === 'native' ? nativePhotometric({ rows, cols, samplesPerPixel, bitsAllocated, photometric }, frameCount, byteLength(pixelEl.Value)) : photometric,
     littleEndian: encoding.kind === 'native' ? encoding.littleEndian : true,
   };
   // Explicit VR Big Endian writes OW as 16-bit words: 8-bit samples in it come pair-swapped (OB's do not).

@@ -83,6 +83,24 @@ export function nativeFrameBytes(f: Pick<PixelFormat, 'rows' | 'cols' | 'samples
 }
 
 /**
+ * The photometric interpretation to read native Pixel Data of `storedBytes` bytes as. YBR_FULL_422
+ * over three full samples for every pixel (the exact size, with its padding byte if odd), not two
+ * samples per pixel, is what a decompressor leaves when it writes the YBR_FULL it decoded and keeps
+ * the compressed image's label: it is read as YBR_FULL, where the sample positions of 4:2:2 would
+ * mix neighbouring pixels' Y, Cb and Cr over two thirds of the data. (pydicom 2 warns and reads it
+ * as 4:2:2 all the same; pydicom 3 refuses it, naming RGB or YBR_FULL as what it may be.)
+ */
+export function nativePhotometric(
+  f: Pick<PixelFormat, 'rows' | 'cols' | 'samplesPerPixel' | 'bitsAllocated' | 'photometric'>,
+  frameCount: number,
+  storedBytes: number,
+): string {
+  if (f.photometric !== 'YBR_FULL_422' || f.samplesPerPixel !== 3) return f.photometric;
+  const full = frameCount * nativeFrameBytes({ ...f, photometric: 'YBR_FULL' });
+  return storedBytes === full || storedBytes === full + (full % 2) ? 'YBR_FULL' : f.photometric;
+}
+
+/**
  * Every stored sample as a number (masked at Bits Stored, sign-extended). Fast paths
  * (typed-array views, no per-sample DataView) for the common layouts: 8-bit, and 16-bit
  * little endian at an even offset; the general path handles the rest.

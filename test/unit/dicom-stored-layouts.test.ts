@@ -56,6 +56,23 @@ function write(ds: DcmDataset, syntax: string, ow8: readonly string[] = []): Uin
 
 const pixelsOf = (r: DecodeOk) => r.frames.map((f) => f.pixels);
 
+/** The JPEG sample (100×100 colour) decoded once: its dataset, to store the RGB samples natively. */
+async function jpegSampleAsRgb(): Promise<{ ds: DcmDataset; rgb: Uint8Array }> {
+  await initCodecs();
+  const ds = sample('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
+  const frame = new Uint8Array((ds['7FE00010']!.Value as ArrayBuffer[])[0]!);
+  const geometry = {
+    rows: 100,
+    cols: 100,
+    bitsAllocated: 8,
+    bitsStored: 8,
+    samplesPerPixel: 3,
+    pixelRepresentation: 0,
+    planarConfiguration: 0,
+  };
+  return { ds, rgb: decodeEncapsulatedFrame('jpeg', frame, { ...geometry, photometric: 'YBR_FULL' }).bytes };
+}
+
 describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', () => {
   /** deflate_image_dfl.dcm (8-bit MONOCHROME2) with its Pixel Data as OW, as a file converted from implicit VR has it. */
   const grayOw = () => {
@@ -97,19 +114,7 @@ describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', (
   });
 
   it('RGB decodes to the little-endian original (the JPEG sample decoded once, stored natively)', async () => {
-    await initCodecs();
-    const ds = sample('transfer-syntax/jpeg_baseline_SC_rgb_jpeg_dcmtk.dcm');
-    const frame = new Uint8Array((ds['7FE00010']!.Value as ArrayBuffer[])[0]!);
-    const geometry = {
-      rows: 100,
-      cols: 100,
-      bitsAllocated: 8,
-      bitsStored: 8,
-      samplesPerPixel: 3,
-      pixelRepresentation: 0,
-      planarConfiguration: 0,
-    };
-    const rgb = decodeEncapsulatedFrame('jpeg', frame, { ...geometry, photometric: 'YBR_FULL' }).bytes;
+    const { ds, rgb } = await jpegSampleAsRgb();
     ds['00280004'] = { vr: 'CS', Value: ['RGB'] };
     ds['7FE00010'] = { vr: 'OW', Value: [Uint8Array.from(rgb).buffer] };
     const little = ok(await decodeDicom(write(ds, EXPLICIT_LE)));
@@ -138,5 +143,55 @@ describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', (
     const gray = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!.pixels;
     const want = Float32Array.from(gray, (v) => 0.299 * v + 0.587 * (255 - v) + 0.114 * ((v * 7) % 256));
     assert.deepEqual(little.frames[0]!.pixels, want);
+  });
+});
+
+describe('YBR_FULL_422 over three full samples per pixel (the label a decompressor left on YBR_FULL)', () => {
+  /** The JPEG sample's colours as native YBR_FULL (PS3.3 C.7.6.3.1.2), `frames` times over. */
+  async function ybrFull(frames: number): Promise<DcmDataset> {
+    const { ds, rgb } = await jpegSampleAsRgb();
+    const byte = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
+    const ybr = new Uint8Array(frames * rgb.length);
+    for (let p = 0; p < ybr.length; p += 3) {
+      const [r, g, b] = [rgb[p % rgb.length]!, rgb[(p % rgb.length) + 1]!, rgb[(p % rgb.length) + 2]!];
+      ybr[p] = byte(0.299 * r + 0.587 * g + 0.114 * b);
+      ybr[p + 1] = byte(-0.168736 * r - 0.331264 * g + 0.5 * b + 128);
+      ybr[p + 2] = byte(0.5 * r - 0.418688 * g - 0.081312 * b + 128);
+    }
+    ds['00280004'] = { vr: 'CS', Value: ['YBR_FULL'] };
+    ds['00280008'] = { vr: 'IS', Value: [frames] };
+    ds['7FE00010'] = { vr: 'OB', Value: [ybr.buffer] };
+    return ds;
+  }
+
+  it('decodes as the same samples labelled YBR_FULL, one frame or several', async () => {
+    for (const frames of [1, 3]) {
+      const ds = await ybrFull(frames);
+      const labelled = ok(await decodeDicom(write(ds, EXPLICIT_LE), { frames: 'all' }));
+      // Only (0028,0004) changed, as `dcmodify -m "(0028,0004)=YBR_FULL_422"` changes it.
+      ds['00280004'] = { vr: 'CS', Value: ['YBR_FULL_422'] };
+      const mislabelled = ok(await decodeDicom(write(ds, EXPLICIT_LE), { frames: 'all' }));
+      assert.equal(mislabelled.frames.length, frames);
+      assert.deepEqual(pixelsOf(mislabelled), pixelsOf(labelled), `${frames} frame(s)`);
+      assert.equal(mislabelled.meta.photometric, 'YBR_FULL_422', 'the metadata keeps the label as stored');
+    }
+  });
+
+  it('still reads two samples per pixel as 4:2:2 when the Pixel Data has that size', async () => {
+    const ds = await ybrFull(1);
+    const full = new Uint8Array(ds['7FE00010']!.Value![0] as ArrayBuffer);
+    // Y0 Y1 Cb Cr per pixel pair (PS3.3 C.7.6.3.1.2), the chroma of the pair's first pixel.
+    const pairs = Uint8Array.from({ length: (full.length / 3) * 2 }, (_, i) => {
+      const [pair, k] = [Math.floor(i / 4), i % 4];
+      return k < 2 ? full[(pair * 2 + k) * 3]! : full[pair * 6 + k - 1]!;
+    });
+    ds['00280004'] = { vr: 'CS', Value: ['YBR_FULL_422'] };
+    ds['7FE00010'] = { vr: 'OB', Value: [pairs.buffer] };
+    const subsampled = ok(await decodeDicom(write(ds, EXPLICIT_LE))).frames[0]!.pixels;
+    ds['00280004'] = { vr: 'CS', Value: ['YBR_FULL'] };
+    ds['7FE00010'] = { vr: 'OB', Value: [full.buffer] };
+    const whole = ok(await decodeDicom(write(ds, EXPLICIT_LE))).frames[0]!.pixels;
+    // The first pixel of each pair has its own chroma: the same colour either way.
+    for (let p = 0; p < whole.length; p += 2) assert.equal(subsampled[p], whole[p], `pixel ${p}`);
   });
 });
