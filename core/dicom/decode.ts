@@ -146,29 +146,43 @@ export function selectFrames(count: number, policy: DecodeOptions['frames'] = 'm
 }
 
 /**
- * LUT Descriptor + LUT Data (PS3.3 C.7.6.3.1.5, C.11.1.1.1). US/SS data arrive as numbers, OW data
- * as raw bytes in the file's byte order: 8-bit entries packed two to a word are then pair-swapped
- * in Explicit VR Big Endian (swapBytePairs), as 8-bit Pixel Data in OW is.
+ * LUT Data given as numbers (US, SS). Entries of 8 bits may come packed two to a word, the first in
+ * the low byte, in the retired US form of palette data (`dcmquant +pu` writes it): then there are
+ * half as many numbers as the descriptor's entries.
  */
+function numberEntries(values: number[], entriesCount: number, bitsPerEntry: number | undefined): ArrayLike<number> {
+  if (bitsPerEntry !== 8 || values.length === entriesCount || values.length !== Math.ceil(entriesCount / 2)) return values;
+  return Uint8Array.from({ length: entriesCount }, (_, i) => (values[i >> 1]! >> ((i % 2) * 8)) & 0xff);
+}
+
+/**
+ * LUT Data given as bytes (OW), in the file's byte order: a 16-bit word per entry, or 8-bit entries
+ * packed one per byte, which Explicit VR Big Endian stores pair-swapped (swapBytePairs), as 8-bit
+ * Pixel Data in OW.
+ */
+function byteEntries(raw: Uint8Array, entriesCount: number, littleEndian: boolean, vr: string | undefined): ArrayLike<number> | undefined {
+  if (raw.length >= entriesCount * 2) {
+    const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    return Uint16Array.from({ length: entriesCount }, (_, i) => dv.getUint16(i * 2, littleEndian));
+  }
+  if (raw.length < entriesCount) return undefined;
+  const inOrder = !littleEndian && vr === 'OW' ? swapBytePairs(raw) : raw;
+  return inOrder.subarray(0, entriesCount);
+}
+
+/** LUT Descriptor + LUT Data (PS3.3 C.7.6.3.1.5, C.11.1.1.1). */
 function lutTable(descriptor: number[] | undefined, el: DcmElement | undefined, signedFirst: boolean, littleEndian: boolean): LutTable | undefined {
   if (!descriptor || descriptor.length < 3) return undefined;
   const entriesCount = descriptor[0] === 0 ? 65536 : descriptor[0]!;
   let first = descriptor[1]!;
   if (signedFirst && first > 32767) first -= 65536;
-  const data = Array.isArray(el?.Value) && el.Value.length > 1 ? el.Value : el?.Value?.[0];
+  const values = el?.Value;
   let entries: ArrayLike<number> | undefined;
-  if (Array.isArray(data) && data.length > 0 && data.every((x) => typeof x === 'number')) entries = data as number[];
+  if (Array.isArray(values) && values.length > 0 && values.every((x) => typeof x === 'number')) entries = numberEntries(values as number[], entriesCount, descriptor[2]);
   else {
+    const data = values?.length === 1 ? values[0] : undefined;
     const raw = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
-    if (!raw) return undefined;
-    // 16-bit words per entry, or (8-bit palettes written byte-packed) one byte per entry.
-    if (raw.length >= entriesCount * 2) {
-      const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-      entries = Uint16Array.from({ length: entriesCount }, (_, i) => dv.getUint16(i * 2, littleEndian));
-    } else if (raw.length >= entriesCount) {
-      const inOrder = !littleEndian && el?.vr === 'OW' ? swapBytePairs(raw) : raw;
-      entries = inOrder.subarray(0, entriesCount);
-    }
+    if (raw) entries = byteEntries(raw, entriesCount, littleEndian, el?.vr);
   }
   return entries && entries.length > 0 ? { firstMapped: first, entries } : undefined;
 }

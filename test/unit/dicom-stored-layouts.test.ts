@@ -73,14 +73,44 @@ async function jpegSampleAsRgb(): Promise<{ ds: DcmDataset; rgb: Uint8Array }> {
   return { ds, rgb: decodeEncapsulatedFrame('jpeg', frame, { ...geometry, photometric: 'YBR_FULL' }).bytes };
 }
 
-describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', () => {
-  /** deflate_image_dfl.dcm (8-bit MONOCHROME2) with its Pixel Data as OW, as a file converted from implicit VR has it. */
-  const grayOw = () => {
-    const ds = sample('transfer-syntax/deflate_image_dfl.dcm');
-    ds['7FE00010'] = { vr: 'OW', Value: ds['7FE00010']!.Value! };
-    return ds;
-  };
+/** deflate_image_dfl.dcm (8-bit MONOCHROME2) with its Pixel Data as OW, as a file converted from implicit VR has it. */
+function grayOw(): DcmDataset {
+  const ds = sample('transfer-syntax/deflate_image_dfl.dcm');
+  ds['7FE00010'] = { vr: 'OW', Value: ds['7FE00010']!.Value! };
+  return ds;
+}
 
+/** Per channel a different permutation of 0…255, so that an entry read from the other byte of its word shows. */
+const PALETTE = [
+  ['00281101', '00281201', (i: number) => i],
+  ['00281102', '00281202', (i: number) => 255 - i],
+  ['00281103', '00281203', (i: number) => (i * 7) % 256],
+] as const;
+const PALETTE_DATA = PALETTE.map(([, data]) => data);
+
+/**
+ * The real 8-bit image as the indices of PALETTE, its 8-bit entries stored as OW, one per byte, or
+ * in the retired US form, two to a word, the first in the low byte (`dcmquant +pw` and `+pu`).
+ */
+function paletteImage(form: 'OW' | 'US'): DcmDataset {
+  const ds = grayOw();
+  ds['00280004'] = { vr: 'CS', Value: ['PALETTE COLOR'] };
+  for (const [descriptor, data, entry] of PALETTE) {
+    ds[descriptor] = { vr: 'US', Value: [256, 0, 8] };
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => entry(i));
+    const words = Array.from({ length: 128 }, (_, i) => bytes[2 * i]! | (bytes[2 * i + 1]! << 8));
+    ds[data] = form === 'OW' ? { vr: 'OW', Value: [bytes.buffer] } : { vr: 'US', Value: words };
+  }
+  return ds;
+}
+
+/** What PALETTE COLOR over the real image must decode to: the luma of each index's colour. */
+async function paletteLuma(): Promise<Float32Array> {
+  const gray = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!.pixels;
+  return Float32Array.from(gray, (v) => 0.299 * PALETTE[0][2](v) + 0.587 * PALETTE[1][2](v) + 0.114 * PALETTE[2][2](v));
+}
+
+describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', () => {
   it('grayscale decodes to the little-endian original, and OB (no byte order) is read as stored', async () => {
     const original = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm')));
     const little = ok(await decodeDicom(write(grayOw(), EXPLICIT_LE)));
@@ -124,25 +154,26 @@ describe('8-bit data in OW under Explicit VR Big Endian (pair-swapped words)', (
   });
 
   it('PALETTE COLOR with 8-bit entries packed in OW decodes to the little-endian original, pixels and palette alike', async () => {
-    // The real 8-bit image as palette indices; per channel a different permutation of 0…255, so
-    // that an entry read from the other byte of its word shows.
-    const ds = grayOw();
-    ds['00280004'] = { vr: 'CS', Value: ['PALETTE COLOR'] };
-    const luts = [
-      ['00281101', '00281201', (i: number) => i],
-      ['00281102', '00281202', (i: number) => 255 - i],
-      ['00281103', '00281203', (i: number) => (i * 7) % 256],
-    ] as const;
-    for (const [descriptor, data, entry] of luts) {
-      ds[descriptor] = { vr: 'US', Value: [256, 0, 8] };
-      ds[data] = { vr: 'OW', Value: [Uint8Array.from({ length: 256 }, (_, i) => entry(i)).buffer] };
-    }
-    const little = ok(await decodeDicom(write(ds, EXPLICIT_LE)));
-    const big = ok(await decodeDicom(write(ds, EXPLICIT_BE, ['7FE00010', '00281201', '00281202', '00281203'])));
+    const little = ok(await decodeDicom(write(paletteImage('OW'), EXPLICIT_LE)));
+    const big = ok(await decodeDicom(write(paletteImage('OW'), EXPLICIT_BE, ['7FE00010', ...PALETTE_DATA])));
     assert.deepEqual(pixelsOf(big), pixelsOf(little));
-    const gray = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!.pixels;
-    const want = Float32Array.from(gray, (v) => 0.299 * v + 0.587 * (255 - v) + 0.114 * ((v * 7) % 256));
+    assert.deepEqual(little.frames[0]!.pixels, await paletteLuma());
+  });
+});
+
+describe('8-bit palette entries in US, two to a word (the retired form)', () => {
+  it('decode as the same palette stored in OW, little and big endian', async () => {
+    const want = await paletteLuma();
+    const little = ok(await decodeDicom(write(paletteImage('US'), EXPLICIT_LE)));
+    const big = ok(await decodeDicom(write(paletteImage('US'), EXPLICIT_BE, ['7FE00010'])));
     assert.deepEqual(little.frames[0]!.pixels, want);
+    assert.deepEqual(big.frames[0]!.pixels, want);
+  });
+
+  it('a word per entry (as many numbers as entries) is still read one entry per number', async () => {
+    const ds = paletteImage('US');
+    for (const [, data, entry] of PALETTE) ds[data] = { vr: 'US', Value: Array.from({ length: 256 }, (_, i) => entry(i)) };
+    assert.deepEqual(ok(await decodeDicom(write(ds, EXPLICIT_LE))).frames[0]!.pixels, await paletteLuma());
   });
 });
 
