@@ -4,6 +4,7 @@
  * frozen. Defaults carry their units in the key name (…Ms, …Bytes).
  */
 import { z } from 'zod';
+import { DEFAULT_MAX_PIXELS_PER_FRAME, MAX_MAX_PIXELS_PER_FRAME, MIN_MAX_PIXELS_PER_FRAME } from './dicom/limits.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -95,6 +96,8 @@ const envSchema = z.object({
   CBMIR_WORKER_DECODE_CONCURRENCY: int(1, 256).default(32),
   /** Largest instance (bytes as the PACS sends it) a worker fetches to embed; larger ones are refused as decode/TOO_LARGE. */
   CBMIR_WORKER_MAX_INSTANCE_BYTES: int(1 << 20, 16 * (1 << 30)).default(DEFAULT_MAX_INSTANCE_BYTES),
+  /** Largest frame (Rows × Columns) a worker decodes to embed; larger ones are refused as decode/TOO_LARGE. Up to ~28 bytes a pixel while it is decoded (core/dicom/limits.ts). */
+  CBMIR_WORKER_MAX_FRAME_PIXELS: int(MIN_MAX_PIXELS_PER_FRAME, MAX_MAX_PIXELS_PER_FRAME).default(DEFAULT_MAX_PIXELS_PER_FRAME),
   CBMIR_BATCH_SIZE: int(1, 256).default(16),
   CBMIR_BATCH_WAIT_MS: int(0, 10_000).default(20),
   CBMIR_SHOW_PATIENT: bool.default(false),
@@ -180,6 +183,7 @@ export interface Config {
     readonly concurrency: number;
     readonly decodeConcurrency: number;
     readonly maxInstanceBytes: number;
+    readonly maxFramePixels: number;
     readonly batchSize: number;
     readonly batchWaitMs: number;
     readonly ortThreads: number;
@@ -319,6 +323,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadConfi
       concurrency: e.CBMIR_WORKER_CONCURRENCY,
       decodeConcurrency: e.CBMIR_WORKER_DECODE_CONCURRENCY,
       maxInstanceBytes: e.CBMIR_WORKER_MAX_INSTANCE_BYTES,
+      maxFramePixels: e.CBMIR_WORKER_MAX_FRAME_PIXELS,
       batchSize: e.CBMIR_BATCH_SIZE,
       batchWaitMs: e.CBMIR_BATCH_WAIT_MS,
       ortThreads: e.CBMIR_ORT_THREADS,

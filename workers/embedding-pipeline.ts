@@ -4,6 +4,7 @@
  * Used by the index worker, the on-demand embed jobs behind POST /similar and
  * `cbmir embed`. Pixel work and inference live here, never in the gateway.
  */
+import type { Config } from '../core/config.js';
 import { decodeDicom, selectFrames, type DecodeOptions, type DecodeRefusal, type InstanceMeta } from '../core/dicom/decode.js';
 import { Embedder, type EmbedderOptions } from '../models/runtime/embedder.js';
 import { MicroBatcher } from '../models/runtime/micro-batcher.js';
@@ -24,6 +25,11 @@ export interface PipelineOptions extends EmbedderOptions {
   readonly batchSize?: number;
   readonly batchWaitMs?: number;
   readonly decode?: DecodeOptions;
+}
+
+/** The decoder's options a worker process takes from its configuration (`cbmir worker`, and `cbmir reindex`'s local worker alike). */
+export function workerDecodeOptions(config: Pick<Config, 'worker'>): DecodeOptions {
+  return { maxPixelsPerFrame: config.worker.maxFramePixels };
 }
 
 interface BatchItem {

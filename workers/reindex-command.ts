@@ -39,7 +39,7 @@ import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { interruptOnSignals, parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
 import { checkedManifestOrExit, configOrExit, invocationPath, redisReachable } from './command-config.js';
-import { EmbeddingPipeline } from './embedding-pipeline.js';
+import { EmbeddingPipeline, workerDecodeOptions } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
@@ -322,6 +322,7 @@ export function reindexCommand(): Command {
             batchSize: config.worker.batchSize,
             batchWaitMs: config.worker.batchWaitMs,
             ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
+            decode: workerDecodeOptions(config),
           });
           workers = await startWorkers({
             redisUrl: config.redisUrl,

@@ -19,7 +19,7 @@ import { freshSecretProblem, loadPatientKeySecret, PATIENT_KEY_SECRET_FILE } fro
 import { PacsClient } from '../core/pacs/client.js';
 import { ModelContractError } from '../models/runtime/embedder.js';
 import { cpuHasVnni, isInt8Version } from '../models/runtime/int8-cpu.js';
-import { EmbeddingPipeline } from './embedding-pipeline.js';
+import { EmbeddingPipeline, workerDecodeOptions } from './embedding-pipeline.js';
 import { startWorkers } from './index-worker.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { startPeriodicReconciler, type PeriodicReconciler } from './reconcile/periodic.js';
@@ -68,6 +68,7 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
       batchSize: config.worker.batchSize,
       batchWaitMs: config.worker.batchWaitMs,
       ...(config.worker.ortThreads > 0 ? { threads: config.worker.ortThreads } : {}),
+      decode: workerDecodeOptions(config),
     });
   } catch (err) {
     if (!(err instanceof ModelContractError)) throw err;

@@ -26,6 +26,7 @@ import { codecsReady, decodeEncapsulatedFrame, FrameLayoutError, initCodecs, typ
 import { items, num, nums, str } from './dataset-values.js';
 import { encapsulatedFrames, nativeFrames, swapBytePairs } from './frames.js';
 import { readLabel, type DatasetLabel } from './label.js';
+import { DEFAULT_MAX_PIXELS_PER_FRAME } from './limits.js';
 import { cropTile, mosaicTile } from './mosaic.js';
 import { parseDicom } from './parse.js';
 import { DecoderResourceError, isResourceError, resourceFailure } from './resources.js';
@@ -96,7 +97,7 @@ export interface DecodeOptions {
   readonly frames?: 'middle' | 'first' | 'all';
   /** Cap for frames: 'all' (evenly spaced when the object has more). Default 16. */
   readonly maxFrames?: number;
-  /** Refuse frames with more pixels than this (memory bound). Default 4096 × 4096. */
+  /** Refuse frames with more pixels (Rows × Columns) than this: a memory bound (limits.ts). Default 36 Mi (6144²). */
   readonly maxPixelsPerFrame?: number;
   /** Refuse a Deflated dataset that inflates beyond this many bytes (memory bound). Default 256 MiB. */
   readonly maxInflatedBytes?: number;
@@ -269,11 +270,9 @@ async function decodeUnsafe(input: Uint8Array, opts: DecodeOptions): Promise<Dec
   if (highBit < bitsStored - 1 || highBit >= bitsAllocated) highBit = bitsStored - 1;
   const pixelRepresentation = num(ds, '00280103') === 1 ? 1 : 0;
   const planarConfiguration = num(ds, '00280006') === 1 ? 1 : 0;
-  const maxPixels = opts.maxPixelsPerFrame ?? 4096 * 4096;
+  // Memory grows with the pixel count alone: preprocessing pads to a square without building it (resizePadded).
+  const maxPixels = opts.maxPixelsPerFrame ?? DEFAULT_MAX_PIXELS_PER_FRAME;
   if (rows * cols > maxPixels) return refuse('TOO_LARGE', `frame of ${rows}×${cols} exceeds ${maxPixels} pixels`, meta);
-  // Preprocessing pads to a square (models/PREPROCESSING.md step 3): a thin strip is as big as its long side squared.
-  const side = Math.max(rows, cols);
-  if (side * side > maxPixels) return refuse('TOO_LARGE', `frame of ${rows}×${cols} pads to ${side}×${side}, over ${maxPixels} pixels`, meta);
   const frameCount = Math.max(1, Math.floor(num(ds, '00280008') ?? 1));
 
   const fmt: PixelFormat = {

@@ -14,7 +14,9 @@
  * Arithmetic is float64 throughout, as in the reference; only the result is float32.
  * Percentiles use a histogram for integer data, else quickselect (both give the values of a
  * full sort, in O(n)); the resize uses only
- * the non-zero taps of each weight row (identical values, S/224 × fewer multiplies).
+ * the non-zero taps of each weight row (identical values, S/224 × fewer multiplies), and
+ * skips the padding's zeros rather than build the padded S×S image (identical values too:
+ * resizePadded), so the padding costs no memory (the padded image was 8·S² bytes).
  */
 export const OUT_SIZE = 224;
 export const Q_LO = 0.005;
@@ -209,15 +211,54 @@ export function resizeSquare(img: Float64Array, size: number, outSize: number = 
 }
 
 /**
+ * resizeSquare(padSquare(img)) without the padded S×S image. The padding is zeros, and every
+ * other term is ≥ 0 (weights and normalised values), so the terms left out would have added +0
+ * to each sum: the result is the same to the last bit, in the same order of additions, while the
+ * memory is 8·out·cols bytes instead of 8·S².
+ */
+export function resizePadded(img: Float64Array, rows: number, cols: number, outSize: number = OUT_SIZE): Float64Array {
+  const size = Math.max(rows, cols);
+  const top = Math.floor((size - rows) / 2);
+  const left = Math.floor((size - cols) / 2);
+  const { start, weights } = resizeWeights(size, outSize);
+  // Vertical pass over the image's own columns, padding rows left out: [outSize][cols]
+  const tmp = new Float64Array(outSize * cols);
+  for (let i = 0; i < outSize; i++) {
+    const w = weights[i]!;
+    const row = i * cols;
+    const k0 = Math.max(0, top - start[i]!);
+    const k1 = Math.min(w.length, top + rows - start[i]!);
+    for (let k = k0; k < k1; k++) {
+      const wk = w[k]!;
+      const src = (start[i]! + k - top) * cols;
+      for (let x = 0; x < cols; x++) tmp[row + x] = tmp[row + x]! + wk * img[src + x]!;
+    }
+  }
+  // Horizontal pass, padding columns left out: [outSize][outSize]
+  const out = new Float64Array(outSize * outSize);
+  for (let r = 0; r < outSize; r++) {
+    const row = r * cols;
+    for (let i = 0; i < outSize; i++) {
+      const w = weights[i]!;
+      const k0 = Math.max(0, left - start[i]!);
+      const k1 = Math.min(w.length, left + cols - start[i]!);
+      const at = row + start[i]! - left;
+      let acc = 0;
+      for (let k = k0; k < k1; k++) acc += w[k]! * tmp[at + k]!;
+      out[r * outSize + i] = acc;
+    }
+  }
+  return out;
+}
+
+/**
  * Grayscale pixels (rows × cols, row-major, any numeric array) → model input
  * float32 [outSize × outSize] in [0,1].
  */
 export function preprocess(pixels: ArrayLike<number>, rows: number, cols: number, outSize: number = OUT_SIZE): Float32Array {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new RangeError(`invalid size ${rows}×${cols}`);
   if (pixels.length !== rows * cols) throw new RangeError(`expected ${rows * cols} pixels, got ${pixels.length}`);
-  const n = normalise(pixels);
-  const { data, size } = padSquare(n, rows, cols);
-  const r = resizeSquare(data, size, outSize);
+  const r = resizePadded(normalise(pixels), rows, cols, outSize);
   const out = new Float32Array(r.length);
   for (let i = 0; i < r.length; i++) {
     const v = r[i]!;

@@ -66,6 +66,19 @@ test('numbers are digits only, and a bad one is refused naming its setting', () 
   assert.equal(loadConfig({ CBMIR_RECONCILE_INTERVAL_S: '0' }).reconcile.intervalS, 0);
 });
 
+test('CBMIR_WORKER_MAX_FRAME_PIXELS: 36 Mi pixels by default (a 6000 × 4800 frame), a whole number within its bounds', () => {
+  assert.equal(loadConfig({}).worker.maxFramePixels, 36 * 2 ** 20);
+  assert.ok(loadConfig({}).worker.maxFramePixels >= 6000 * 4800);
+  assert.equal(loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: '50000000' }).worker.maxFramePixels, 50_000_000);
+  for (const bad of ['36Mi', '3.6e7', '-1', '6000x4800']) {
+    assert.throws(() => loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: bad }), /CBMIR_WORKER_MAX_FRAME_PIXELS: must be a whole number/, bad);
+  }
+  // Below 256²: most likely meant in Mi; above 64 Mi: over what one frame may take (core/dicom/limits.ts).
+  assert.throws(() => loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: '36' }), /CBMIR_WORKER_MAX_FRAME_PIXELS: Too small/);
+  assert.throws(() => loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: String(2 ** 26 + 1) }), /CBMIR_WORKER_MAX_FRAME_PIXELS: Too big/);
+  assert.equal(loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: String(2 ** 26) }).worker.maxFramePixels, 2 ** 26);
+});
+
 test('URLs must use the scheme their setting needs', () => {
   assert.throws(
     () => loadConfig({ CBMIR_PACS_URL: 'ftp://pacs/dicom-web' }),

@@ -16,6 +16,8 @@ import dcmjs, { type DcmDataset } from 'dcmjs';
 import { decodeDicom, selectFrames, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
 import { decodeEncapsulatedFrame, initCodecs, markCodecsForReset } from '../../core/dicom/codecs.js';
 import { LUMA } from '../../core/dicom/pixels.js';
+import { loadConfig } from '../../core/config.js';
+import { workerDecodeOptions } from '../../workers/embedding-pipeline.js';
 import { dicomFixturesDir, listDicom, readManifest } from '../helpers/fixtures.js';
 
 const fixture = (name: string) => readFileSync(path.join(dicomFixturesDir, name));
@@ -91,18 +93,42 @@ describe('decodeDicom on test/fixtures/dicom-samples', () => {
     ok(await pending);
   });
 
-  it('refuses a frame whose padded square would be too large, before reading its pixels', async () => {
-    // The mosaic's 384×384 pixels re-declared as a 16×9216 strip: few pixels, but it pads to 9216².
+  it('refuses a frame over the pixel limit (36 Mi by default) from its Rows and Columns, before reading its pixels', async () => {
+    // The mosaic's header re-declared 6145 × 6144, one row over 6144²: its 384² pixels are never read.
+    const huge = withHeader(fixture('transfer-syntax/siemens_mosaic_1.dcm'), (ds) => {
+      ds['00280010'] = { vr: 'US', Value: [6145] };
+      ds['00280011'] = { vr: 'US', Value: [6144] };
+    });
+    const r = await decodeDicom(huge);
+    assert.deepEqual(r.ok ? [] : [r.code, r.reason], ['TOO_LARGE', 'frame of 6145×6144 exceeds 37748736 pixels']);
+    // A thin strip is bounded by its own pixels: preprocessing pads it to a square without building it.
     const strip = withHeader(fixture('transfer-syntax/siemens_mosaic_1.dcm'), (ds) => {
       ds['00280010'] = { vr: 'US', Value: [16] };
       ds['00280011'] = { vr: 'US', Value: [9216] };
     });
-    const r = await decodeDicom(strip);
-    assert.equal(r.ok, false);
-    if (r.ok) return;
-    assert.equal(r.code, 'TOO_LARGE');
-    assert.match(r.reason, /16×9216 pads to 9216×9216/);
-    ok(await decodeDicom(strip, { maxPixelsPerFrame: 9216 * 9216 })); // the same frame within a larger limit
+    const long = ok(await decodeDicom(strip)).frames[0]!;
+    assert.deepEqual([long.rows, long.cols], [16, 9216]);
+    const low = await decodeDicom(strip, { maxPixelsPerFrame: 100_000 });
+    assert.deepEqual(low.ok ? [] : [low.code, low.reason], ['TOO_LARGE', 'frame of 16×9216 exceeds 100000 pixels']);
+  });
+
+  it('decodes a frame over the default when a worker is configured with a larger CBMIR_WORKER_MAX_FRAME_PIXELS', async () => {
+    // The real 8-bit image tiled to 5000 × 7600 (38 M pixels, over 36 Mi), built here rather than stored.
+    const source = ok(await decodeDicom(fixture('transfer-syntax/deflate_image_dfl.dcm'))).frames[0]!;
+    const [rows, cols] = [5000, 7600];
+    const tiled = new Uint8Array(rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) tiled[r * cols + c] = source.pixels[(r % 512) * 512 + (c % 512)]!;
+    const big = withHeader(fixture('transfer-syntax/deflate_image_dfl.dcm'), (ds) => {
+      ds['00280010'] = { vr: 'US', Value: [rows] };
+      ds['00280011'] = { vr: 'US', Value: [cols] };
+      ds['7FE00010'] = { vr: 'OB', Value: [tiled.buffer] };
+    });
+    const refused = await decodeDicom(big, workerDecodeOptions(loadConfig({}, { serves: false })));
+    assert.deepEqual(refused.ok ? [] : [refused.code, refused.reason], ['TOO_LARGE', 'frame of 5000×7600 exceeds 37748736 pixels']);
+    const raised = workerDecodeOptions(loadConfig({ CBMIR_WORKER_MAX_FRAME_PIXELS: '40000000' }, { serves: false }));
+    const frame = ok(await decodeDicom(big, raised)).frames[0]!;
+    assert.deepEqual([frame.rows, frame.cols], [rows, cols]);
+    for (const [r, c] of [[0, 0], [4999, 7599], [2600, 3333]] as const) assert.equal(frame.pixels[r * cols + c], source.pixels[(r % 512) * 512 + (c % 512)]);
   });
 
   it('decodes the same mosaic identically in all 7 encodings (LE, implicit, BE, RLE, JPEG-LL, JPEG-LS, J2K)', async () => {

@@ -15,7 +15,7 @@ import { writeMrInstance } from '../../core/dicom/mr-writer.js';
 import { decodeSourceImage } from '../../core/dicom/source-image.js';
 import { deterministicUid } from '../../core/dicom/uids.js';
 import { LUMA as DECODER_LUMA } from '../../core/dicom/pixels.js';
-import { LUMA, normalise, percentiles, preprocess, resizeWeights, rgbToGray } from '../../models/runtime/preprocess.js';
+import { LUMA, normalise, padSquare, percentiles, preprocess, resizePadded, resizeSquare, resizeWeights, rgbToGray } from '../../models/runtime/preprocess.js';
 import { Embedder } from '../../models/runtime/embedder.js';
 import { loadModelManifest } from '../../core/model-manifest.js';
 import { repoRoot } from '../helpers/fixtures.js';
@@ -200,6 +200,28 @@ describe('preprocess building blocks', () => {
       const w = weights[i]!;
       const j = w.findIndex((v) => v === 1);
       assert.equal(start[i]! + j, i);
+    }
+  });
+
+  it('resizes without the padded square to the same bits as padding, then resizing (the spec\'s steps 3 and 4)', async () => {
+    // The golden cases (odd padding, upsampling, signed fractional values) and crops of a real
+    // DICOM image: wide and tall by odd and even amounts, thin strips, and at another output size.
+    const dfl = await decodeDicom(readFileSync(path.join(repoRoot, 'test', 'fixtures', 'dicom-samples', 'transfer-syntax', 'deflate_image_dfl.dcm')));
+    assert.ok(dfl.ok);
+    if (!dfl.ok) return;
+    const real = dfl.frames[0]!;
+    const crop = (rows: number, cols: number) => ({
+      gray: Float32Array.from({ length: rows * cols }, (_, i) => real.pixels[(100 + Math.floor(i / cols)) * real.cols + 50 + (i % cols)]!),
+      rows,
+      cols,
+    });
+    const images = [...manifest.cases.map(grayOf), crop(300, 411), crop(411, 300), crop(301, 410), crop(1, 400), crop(400, 1), crop(150, 150)];
+    for (const { gray, rows, cols } of images) {
+      for (const outSize of [224, 320]) {
+        const n = normalise(gray);
+        const { data, size } = padSquare(n, rows, cols);
+        assert.deepEqual(resizePadded(n, rows, cols, outSize), resizeSquare(data, size, outSize), `${rows}×${cols} → ${outSize}`);
+      }
     }
   });
 
