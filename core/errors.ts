@@ -21,6 +21,7 @@ const catalogue = {
   NOT_FOUND: { status: 404, title: 'Not found' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   NOT_ACCEPTABLE: { status: 406, title: 'Not acceptable' },
+  UPLOAD_TIMEOUT: { status: 408, title: 'Upload too slow' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   NOT_EMBEDDABLE: { status: 422, title: 'Image cannot be embedded' },

@@ -33,7 +33,7 @@ import { sendProblem } from './problem.js';
 import { answerProblem } from './problem-answer.js';
 import type { Gateway } from './server.js';
 import type { AccessChecker } from './similar-access.js';
-import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
+import { extractDicom, readBody, uploadBoundary, type UploadPace } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
 import { callerOf } from './caller.js';
 import { mergeVary } from './headers.js';
@@ -47,6 +47,8 @@ export interface SimilarHeatmapDeps {
   readonly logger: Logger;
   readonly queueNamespace?: string;
   readonly maxUploadBytes?: number;
+  /** How fast an uploaded query must come; default UPLOAD_PACE (tests shorten it). */
+  readonly uploadPace?: UploadPace;
   /** The /similar upload bound (attachSimilar(...).uploads), shared; one of its own otherwise. */
   readonly uploads?: UploadSlots;
   /** Who runs the heatmap jobs; a HeatmapRequester on config.redisUrl otherwise (tests answer without Redis). */
@@ -127,8 +129,8 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       }
       let querySide: HeatmapSide;
       if (upload) {
-        release = uploads.acquire();
-        const bytes = extractDicom(ct, await readBody(req, maxUpload), maxUpload);
+        release = uploads.acquire(auth.key);
+        const bytes = extractDicom(ct, await readBody(req, maxUpload, deps.uploadPace), maxUpload);
         querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
         querySide = p.query!;

@@ -5,7 +5,9 @@
  *                                                           (STOW-RS shape, PS3.18 §10.5;
  *                                                            the first application/dicom part)
  * bounded by MAX_UPLOAD_BYTES (core/jobs.ts: the bytes travel in a job through Redis):
- * a Content-Length above it is refused before reading, a chunked body once it passes it.
+ * a Content-Length above it is refused before reading, a chunked body once it passes it;
+ * and in time (UPLOAD_PACE): a body read while it holds one of the few upload slots must
+ * keep coming, or a client sending a byte a minute would hold its slot for ever.
  */
 import type { IncomingMessage } from 'node:http';
 import { parseMultipart } from '@remix-run/multipart-parser';
@@ -13,18 +15,51 @@ import { HttpProblem } from '../core/errors.js';
 
 const DICM_OFFSET = 128;
 
+/** How fast an upload must come: `graceMs` for free, then a second more per `minBytesPerSecond` bytes received. */
+export interface UploadPace {
+  readonly graceMs: number;
+  readonly minBytesPerSecond: number;
+}
+
 /**
- * Read the request body, at most `limit` bytes (413 beyond). Past the limit it stops reading
- * and leaves the request open (paused), so the caller can answer 413 and drop the rest
+ * 10 s, then 64 KiB/s on average (512 kbit/s: a 64 MiB image may take 17 min, a 5 MB one
+ * 86 s). The deadline moves on with what has arrived rather than being one fixed bound, so
+ * that a slot is held only by a client really sending: one that trickles (a byte every
+ * 100 s keeps the idle timer off) loses it after the grace, while a slow but steady upload of
+ * any size up to the limit still gets through. A total bound short enough to stop a trickle
+ * (60 s) would refuse a large image over a modest link instead.
+ */
+export const UPLOAD_PACE: UploadPace = Object.freeze({ graceMs: 10_000, minBytesPerSecond: 64 * 1024 });
+
+/**
+ * Read the request body, at most `limit` bytes (413 beyond), at the `pace` (408
+ * UPLOAD_TIMEOUT when it falls behind). Past the limit or the deadline it stops reading and
+ * leaves the request open (paused), so the caller can answer and drop the rest
  * (discardUpload): leaving a `for await` loop early would destroy the request under the answer.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, pace: UploadPace = UPLOAD_PACE): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let seen = 0;
+    const started = performance.now();
+    const deadline = (): number => started + pace.graceMs + (seen / pace.minBytesPerSecond) * 1000;
+    // One timer, looked at again when it fires: rescheduling on every chunk would cost a timer per chunk.
+    const check = (): void => {
+      const left = deadline() - performance.now();
+      if (left > 0) {
+        timer = setTimeout(check, left).unref();
+        return;
+      }
+      done();
+      req.pause();
+      chunks.length = 0;
+      reject(tooSlow(pace));
+    };
+    let timer = setTimeout(check, pace.graceMs).unref();
     const done = (): void => {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
@@ -63,6 +98,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 function tooLarge(limit: number): HttpProblem {
   return new HttpProblem('PAYLOAD_TOO_LARGE', `a query image is at most ${limit} bytes`);
+}
+
+function tooSlow(pace: UploadPace): HttpProblem {
+  return new HttpProblem(
+    'UPLOAD_TIMEOUT',
+    `the upload came too slowly: after its first ${pace.graceMs / 1000} s a query image must arrive at ${pace.minBytesPerSecond} bytes a second on average`,
+  );
 }
 
 /**

@@ -38,7 +38,7 @@ import { AccessChecker } from './similar-access.js';
 import { CredentialProbe } from './similar-credentials.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
-import { extractDicom, readBody, uploadBoundary } from './similar-upload.js';
+import { extractDicom, readBody, uploadBoundary, type UploadPace } from './similar-upload.js';
 import { UploadSlots } from './upload-slots.js';
 import { callerOf, type Caller } from './caller.js';
 
@@ -53,6 +53,8 @@ export interface SimilarDeps {
   readonly queueNamespace?: string;
   /** Upload bound; default MAX_UPLOAD_BYTES (tests lower it). */
   readonly maxUploadBytes?: number;
+  /** How fast an upload must come; default UPLOAD_PACE (tests shorten it). */
+  readonly uploadPace?: UploadPace;
   /** Who computes query vectors; an EmbedRequester on config.redisUrl otherwise (tests answer without Redis). */
   readonly embed?: Pick<EmbedRequester, 'embed' | 'close'>;
 }
@@ -235,10 +237,11 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         // A caller the PACS refuses holds no slot, nor a worker's time, for the search it would be refused.
         await credentials.require(caller);
         // Each upload holds its body and a base64 copy (in memory and in a Redis job) until a worker
-        // has embedded it: bounded, so that a burst of large uploads cannot exhaust either.
-        const release = uploads.acquire();
+        // has embedded it: bounded, so that a burst of large uploads cannot exhaust either, shared
+        // out among callers, and read against a deadline, so that a trickle cannot hold a slot.
+        const release = uploads.acquire(caller.key);
         try {
-          const body = await readBody(req, maxUpload);
+          const body = await readBody(req, maxUpload, deps.uploadPace);
           return await search.byUpload(extractDicom(ct, body, maxUpload));
         } finally {
           release();

@@ -1,24 +1,51 @@
 /**
  * Uploaded query images searched at once, across POST /similar and POST /similar/heatmap: each
  * holds its body and a base64 copy (in memory and in a Redis job) until a worker has used it.
+ *
+ * One caller (callerKey, gateway/caller.ts: the same identity headers; callers that send none
+ * are one caller) holds at most half of the slots, rounded up, so that one client — a script
+ * looping, or slow uploads held open — cannot take every slot. The key is what the client
+ * sends, so a client that varies its headers counts as several: the share spreads slots among
+ * well-behaved clients; what bounds how long anyone holds one is the upload deadline
+ * (similar-upload.ts UPLOAD_PACE) and the embed timeout.
  */
 import { HttpProblem } from '../core/errors.js';
 
 export class UploadSlots {
   private inFlight = 0;
+  private readonly byCaller = new Map<string, number>();
+  /** Slots one caller may hold. */
+  readonly perCaller: number;
 
-  constructor(readonly max: number) {}
+  constructor(readonly max: number) {
+    this.perCaller = Math.ceil(max / 2);
+  }
 
-  /** A release function, or a 503 problem (with Retry-After) when every slot is taken. */
-  acquire(): () => void {
+  /** A release function, or a 503 problem (with Retry-After) when every slot, or this caller's share, is taken. */
+  acquire(callerKey: string): () => void {
     if (this.inFlight >= this.max) {
       throw new HttpProblem('EMBED_UNAVAILABLE', `${this.max} uploaded images are being searched already; try again`, { retryAfter: 2 });
     }
+    const mine = this.byCaller.get(callerKey) ?? 0;
+    if (mine >= this.perCaller) {
+      throw new HttpProblem(
+        'EMBED_UNAVAILABLE',
+        `this caller has ${mine} uploaded images being searched already, its share of the ${this.max} slots; try again`,
+        {
+          retryAfter: 2,
+        },
+      );
+    }
     this.inFlight++;
+    this.byCaller.set(callerKey, mine + 1);
     let released = false;
     return () => {
-      if (!released) this.inFlight--;
+      if (released) return;
       released = true;
+      this.inFlight--;
+      const left = (this.byCaller.get(callerKey) ?? 1) - 1;
+      if (left > 0) this.byCaller.set(callerKey, left);
+      else this.byCaller.delete(callerKey);
     };
   }
 }
