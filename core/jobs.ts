@@ -17,6 +17,7 @@
  * legacy repeatable-job form a:b:c slips through, and would be misread as one) and ids
  * that parse as integers; {@link indexJobId} makes any model version safe.
  */
+import { createHash } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
 
 /** Queue base names. Queue names may not contain ':' (BullMQ key separator). */
@@ -149,6 +150,29 @@ export function indexJobId(sopInstanceUid: string, modelVersion: string): string
   if (!sopInstanceUid) throw new Error('indexJobId: sopInstanceUid is empty');
   if (!modelVersion) throw new Error('indexJobId: modelVersion is empty');
   return `${sanitiseIdPart(sopInstanceUid)}_${sanitiseIdPart(modelVersion)}`;
+}
+
+/**
+ * 32 hex digits (128 bits) of SHA-256 over the UIDs, in order: a job id part of fixed length
+ * for several UIDs of up to 64 characters each. A collision is not relied on never to happen:
+ * whoever joins a job under such an id checks its data first (core/queue/job-requester.ts addShared).
+ */
+function uidsDigest(uids: readonly string[]): string {
+  return createHash('sha256').update(uids.join('\n')).digest('hex').slice(0, 32);
+}
+
+/**
+ * Job id of a heatmap of two archived instances: `h_${digest of both UID triples, query first}_${modelVersion}`,
+ * so that identical requests made together share one job. None for a heatmap of an uploaded
+ * query: nobody else asks for it, and its job is removed once answered.
+ */
+export function heatmapJobId(d: HeatmapJobData): string | undefined {
+  const q = d.query;
+  const r = d.result;
+  if ('dicomBase64' in q || 'dicomBase64' in r) return undefined;
+  if (!d.modelVersion) throw new Error('heatmapJobId: modelVersion is empty');
+  const uids = [q.studyInstanceUid, q.seriesInstanceUid, q.sopInstanceUid, r.studyInstanceUid, r.seriesInstanceUid, r.sopInstanceUid];
+  return `h_${uidsDigest(uids)}_${sanitiseIdPart(d.modelVersion)}`;
 }
 
 /**

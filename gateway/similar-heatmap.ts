@@ -18,7 +18,10 @@
  * Access: as /similar — each archived image's study must be readable by the caller with
  * its own credentials (similar-access.ts) before a worker fetches it with the service's.
  * The work (two embeddings with feature maps + the heatmap graph) is a "heatmap" job on
- * the embed queue (core/heatmap/requester.ts, workers/heatmap.ts).
+ * the embed queue (core/heatmap/requester.ts, workers/heatmap.ts), which on-demand /similar
+ * queries and uploads use too: a request holds a slot while it waits (upload-slots.ts), an
+ * upload one of the shared upload slots, two archived images one of a pool of as many of
+ * their own, so that heatmaps cannot fill the queue and starve everyone's /similar.
  */
 import type { ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
@@ -100,6 +103,8 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
     });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
   const uploads = deps.uploads ?? new UploadSlots(deps.config.similar.maxUploads);
+  // As many as uploads (CBMIR_SIMILAR_MAX_UPLOADS), not taken from them: they hold no body.
+  const archived = new UploadSlots(deps.config.similar.maxUploads, 'heatmaps of archived images being made');
 
   const liveVersion = async (): Promise<string> => {
     try {
@@ -116,7 +121,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       const auth = callerOf(req.headers);
       // Every check that needs no body comes before a byte of it is read: media type, the
       // caller's access to each archived image (its study, then the instance at its full path,
-      // with the caller's own credentials), then a slot among the uploads in flight.
+      // with the caller's own credentials), then a slot among the uploads (or heatmaps) in flight.
       const ct = req.headers['content-type'];
       if (upload) uploadBoundary(ct);
       for (const [side, what] of [
@@ -133,6 +138,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
         const bytes = extractDicom(ct, await readBody(req, maxUpload, deps.uploadPace), maxUpload);
         querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
+        release = archived.acquire(auth.key);
         querySide = p.query!;
       }
       const r = await requester.request({ kind: 'heatmap', query: querySide, result: p.result, modelVersion: await liveVersion(), enqueuedAt: Date.now() });

@@ -19,7 +19,7 @@
  * meanwhile — seen here as a job that completed in 0.2 s and a request that timed out
  * waiting for it. With a concrete id, a re-issued read resumes where it stopped.
  */
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HttpProblem } from '../errors.js';
 // The log's own definition of a UID in text (bounded by digits, not \b, so "sop_1.2.3.4.5" is
@@ -64,6 +64,34 @@ export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** What addShared uses of a Queue (a concrete one: BullMQ's generic typing does not narrow). */
+export interface SharedQueue<D, R> {
+  getJob(jobId: string): Promise<Job<D, R> | undefined>;
+  add(name: string, data: D, opts?: JobsOptions): Promise<Job<D, R>>;
+}
+
+/**
+ * Add a job under `jobId`, an id that identical requests made together share (one job, one
+ * worker's time, for all of them), or join the one already there. A failed one is cleared
+ * first: it would answer every request with its old failure until it expires
+ * (EMBED_JOB_OPTIONS.removeOnFail). One that is not this request (`sameRequest` false on its
+ * data: the id's digest collided) is not joined, whose answer would be another image's: the
+ * request gets an anonymous job of its own.
+ */
+export async function addShared<D, R>(
+  queue: SharedQueue<D, R>,
+  name: string,
+  data: D,
+  opts: Readonly<JobsOptions> & { readonly jobId: string },
+  sameRequest: (stored: D) => boolean,
+): Promise<Job<D, R>> {
+  const { jobId, ...anonymous } = opts;
+  const old = await queue.getJob(jobId);
+  if (old && !sameRequest(old.data)) return queue.add(name, data, anonymous);
+  if (old && (await old.isFailed())) await old.remove().catch(() => undefined);
+  return queue.add(name, data, { ...anonymous, jobId });
 }
 
 export interface RequestOptions<D, R> {
