@@ -22,7 +22,16 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
-import { queueName, type EmbedQueueJobData, type EmbedQueueJobResult, type HeatmapSide, type IndexJobData, type IndexJobResult } from '../core/jobs.js';
+import {
+  queueName,
+  type EmbedQueueJobData,
+  type EmbedQueueJobResult,
+  type HeatmapJobData,
+  type HeatmapJobResult,
+  type HeatmapSide,
+  type IndexJobData,
+  type IndexJobResult,
+} from '../core/jobs.js';
 import { isTransientPacsError, PacsHttpError, PacsTooLargeError, type PacsClient } from '../core/pacs/client.js';
 import { patientKey } from '../core/index/patient-key.js';
 import { classifyIndexError } from '../core/index/errors.js';
@@ -302,6 +311,105 @@ export function indexJobProcessor(steps: IndexJobSteps) {
   };
 }
 
+/** What an embed-queue job does besides reading its data: startWorkers' steps, or a test's stand-ins. */
+export interface EmbedJobSteps {
+  /** The model version this worker embeds with. */
+  readonly version: string;
+  /** Fetch and embed an archived instance: a refusal as a value, or UnrecoverableError; PACS faults thrown. */
+  embedInstance(ids: InstanceIds): Promise<EmbedResult>;
+  /** Embed an uploaded file. */
+  embedDicom(bytes: Uint8Array): Promise<EmbedResult>;
+  heatmap(d: HeatmapJobData): Promise<HeatmapJobResult>;
+  write(doc: VectorDoc): Promise<void>;
+  keyOf(meta: InstanceMeta): string | undefined;
+  /** A job for another model version is being put back. */
+  onOtherModel(jobModel: string): void;
+  /** How long such a job may be put back (deferOtherModelEmbed). */
+  readonly otherModelMaxAgeMs: number;
+}
+
+/** The job's uploaded files dropped from Redis (best effort: the job may be gone already). */
+async function dropUploads(job: Pick<Job<EmbedQueueJobData, EmbedQueueJobResult>, 'data' | 'updateData'>): Promise<void> {
+  const bare = withoutUploads(job.data);
+  if (bare) await job.updateData(bare).catch(() => undefined);
+}
+
+/**
+ * The embed queue's job handler: a query vector for an instance or an upload, or a heatmap. An
+ * uploaded file is blanked in the job once used, and when the job fails for good, so that Redis
+ * keeps it no longer than the request needs it.
+ */
+export function embedJobProcessor(steps: EmbedJobSteps) {
+  const { version } = steps;
+  return async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>, token?: string): Promise<EmbedQueueJobResult> => {
+    const d = job.data;
+    if (d.modelVersion !== version) {
+      // Another model's query: a refusal would reach the user as "this image cannot be searched".
+      steps.onOtherModel(d.modelVersion);
+      return deferOtherModelEmbed(job, token, version, steps.otherModelMaxAgeMs);
+    }
+    try {
+      return await runEmbedJob(steps, job);
+    } catch (err) {
+      // A failed job is kept (EMBED_JOB_OPTIONS.removeOnFail, 600 s) and the gateway cannot
+      // remove one a worker holds: once no attempt is left, it must not keep the uploaded file
+      // with it. Before that the file stays: the retry needs it.
+      if (isLastAttempt(job, err)) await dropUploads(job);
+      throw err;
+    }
+  };
+}
+
+/** Will BullMQ give the job up when this attempt throws `err`? (Job.shouldRetryJob's rule.) */
+function isLastAttempt(job: Pick<Job, 'attemptsMade' | 'opts'>, err: unknown): boolean {
+  const unrecoverable = err instanceof UnrecoverableError || (err as Error | undefined)?.name === 'UnrecoverableError';
+  return unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+}
+
+async function runEmbedJob(steps: EmbedJobSteps, job: Job<EmbedQueueJobData, EmbedQueueJobResult>): Promise<EmbedQueueJobResult> {
+  const { version } = steps;
+  const d = job.data;
+  if (d.kind === 'heatmap') {
+    const out = await steps.heatmap(d);
+    // As for an upload below: a job the gateway could not delete keeps no uploaded file.
+    await dropUploads(job);
+    return out;
+  }
+  let r: EmbedResult;
+  if (d.kind === 'upload') {
+    r = await steps.embedDicom(new Uint8Array(Buffer.from(d.dicomBase64, 'base64')));
+    // The gateway deletes the job once answered, but not one a worker still held when the
+    // gateway gave up (timeout): that job would keep the image in Redis until it expires.
+    await dropUploads(job);
+  } else {
+    try {
+      r = await steps.embedInstance(d);
+    } catch (err) {
+      if (err instanceof UnrecoverableError) return { status: 'refused', reason: err.message };
+      throw err;
+    }
+  }
+  if (!r.ok) return { status: 'refused', reason: `${r.code}: ${r.reason}` };
+  const v = r.vectors[0];
+  if (!v) return { status: 'refused', reason: 'no frame to embed' };
+  const key = steps.keyOf(r.meta);
+  if (d.kind === 'instance' && d.index) await steps.write(toDoc(r.meta, d, v.vector, v.frameNumber, version, key));
+  const m = r.meta;
+  const out: Record<string, unknown> = {
+    status: 'embedded',
+    vector: Array.from(v.vector),
+    modelVersion: version,
+    frame: v.frameNumber,
+    studyInstanceUid: m.studyInstanceUid,
+    seriesInstanceUid: m.seriesInstanceUid,
+    sopInstanceUid: m.sopInstanceUid,
+    modality: m.modality,
+    bodyPartExamined: m.bodyPartExamined,
+    patientKey: key,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, x]) => x !== undefined)) as EmbedQueueJobResult;
+}
+
 export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   const { pipeline, index, pacs, log } = deps;
   const version = pipeline.modelVersion;
@@ -373,54 +481,16 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   // Twice the gateway's wait: past that no /similar request is waiting for the job.
   const otherModelEmbedMaxAgeMs = 2 * (deps.embedTimeoutMs ?? 10_000);
 
-  const processEmbed = async (job: Job<EmbedQueueJobData, EmbedQueueJobResult>, token?: string): Promise<EmbedQueueJobResult> => {
-    const d = job.data;
-    if (d.modelVersion !== version) {
-      // Another model's query: a refusal would reach the user as "this image cannot be searched".
-      warnOtherModel(d.modelVersion);
-      return deferOtherModelEmbed(job, token, version, otherModelEmbedMaxAgeMs);
-    }
-    if (d.kind === 'heatmap') {
-      const out = await heatmaps.run(d);
-      // As for an upload below: a job the gateway could not delete keeps no uploaded file.
-      const bare = withoutUploads(d);
-      if (bare) await job.updateData(bare).catch(() => undefined);
-      return out;
-    }
-    let r: EmbedResult;
-    if (d.kind === 'upload') {
-      r = await pipeline.embedDicom(new Uint8Array(Buffer.from(d.dicomBase64, 'base64')));
-      // The gateway deletes the job once answered, but not one a worker still held when the
-      // gateway gave up (timeout): that job would keep the image in Redis until it expires.
-      await job.updateData({ ...d, dicomBase64: '' }).catch(() => undefined);
-    } else {
-      try {
-        r = await embedInstance(d);
-      } catch (err) {
-        if (err instanceof UnrecoverableError) return { status: 'refused', reason: err.message };
-        throw err;
-      }
-    }
-    if (!r.ok) return { status: 'refused', reason: `${r.code}: ${r.reason}` };
-    const v = r.vectors[0];
-    if (!v) return { status: 'refused', reason: 'no frame to embed' };
-    const key = keyOf(r.meta);
-    if (d.kind === 'instance' && d.index) await write(toDoc(r.meta, d, v.vector, v.frameNumber, version, key));
-    const m = r.meta;
-    const out: Record<string, unknown> = {
-      status: 'embedded',
-      vector: Array.from(v.vector),
-      modelVersion: version,
-      frame: v.frameNumber,
-      studyInstanceUid: m.studyInstanceUid,
-      seriesInstanceUid: m.seriesInstanceUid,
-      sopInstanceUid: m.sopInstanceUid,
-      modality: m.modality,
-      bodyPartExamined: m.bodyPartExamined,
-      patientKey: key,
-    };
-    return Object.fromEntries(Object.entries(out).filter(([, x]) => x !== undefined)) as EmbedQueueJobResult;
-  };
+  const processEmbed = embedJobProcessor({
+    version,
+    embedInstance,
+    embedDicom: (bytes) => pipeline.embedDicom(bytes),
+    heatmap: (d) => heatmaps.run(d),
+    write,
+    keyOf,
+    onOtherModel: warnOtherModel,
+    otherModelMaxAgeMs: otherModelEmbedMaxAgeMs,
+  });
 
   const conns: Redis[] = [];
   const conn = () => {

@@ -9,13 +9,20 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import dcmjs from 'dcmjs';
-import type { EmbedQueueJobData, EmbedQueueJobResult, IndexJobData, IndexJobResult } from '../../core/jobs.js';
+import {
+  EMBED_JOB_OPTIONS,
+  type EmbedQueueJobData,
+  type EmbedQueueJobResult,
+  type IndexJobData,
+  type IndexJobResult,
+} from '../../core/jobs.js';
 import { PacsClient, PacsHttpError, PacsTooLargeError } from '../../core/pacs/client.js';
 import { classifyFailure } from '../../workers/failed-jobs.js';
 import {
   asStoredFrame,
   deferOtherModelEmbed,
   embedConcurrency,
+  embedJobProcessor,
   fetchFailure,
   indexJobProcessor,
   toDoc,
@@ -382,4 +389,68 @@ test('an image that is the problem is still refused for good, naming the code', 
   const truncated = await failureOf(indexing(cut).run());
   assert.ok(truncated instanceof UnrecoverableError);
   assert.deepEqual([classifyFailure(truncated.message).step, classifyFailure(truncated.message).code], ['decode', 'MALFORMED']);
+});
+
+/**
+ * The embed job handler on a stand-in job (attempt `attemptsMade + 1` of EMBED_JOB_OPTIONS.attempts),
+ * its upload embedding and heatmap steps throwing `fault`: what it threw, and the job's data after.
+ */
+async function failingEmbedJob(data: EmbedQueueJobData, attemptsMade: number, fault: Error) {
+  const seen: string[] = [];
+  const process = embedJobProcessor({
+    version: '0.4.0',
+    embedInstance: async () => assert.fail('no archived instance here'),
+    embedDicom: async (bytes) => {
+      seen.push(Buffer.from(bytes).toString('base64'));
+      throw fault;
+    },
+    heatmap: async (d) => {
+      seen.push('dicomBase64' in d.query ? d.query.dicomBase64 : '');
+      throw fault;
+    },
+    write: async () => undefined,
+    keyOf: () => undefined,
+    onOtherModel: () => assert.fail('the job is for this model version'),
+    otherModelMaxAgeMs: 20_000,
+  });
+  const job = {
+    data,
+    opts: { ...EMBED_JOB_OPTIONS },
+    attemptsMade,
+    async updateData(d: EmbedQueueJobData) {
+      job.data = d;
+    },
+  };
+  const err = await failureOf(process(job as unknown as Job<EmbedQueueJobData, EmbedQueueJobResult>));
+  return { err, data: job.data, seen };
+}
+
+test('an upload whose embedding throws keeps its file for the retry, and drops it when no attempt is left', async () => {
+  assert.equal(EMBED_JOB_OPTIONS.attempts, 2);
+  const upload: EmbedQueueJobData = { kind: 'upload', dicomBase64: 'AAAA', modelVersion: '0.4.0', enqueuedAt: NOW };
+  const outage = () => new Error('connect ECONNREFUSED 10.0.0.5:9200');
+
+  const first = await failingEmbedJob(upload, 0, outage());
+  assert.match(first.err.message, /ECONNREFUSED/, 'thrown as it was, so BullMQ retries');
+  assert.deepEqual(first.seen, ['AAAA']);
+  assert.equal(first.data.kind === 'upload' && first.data.dicomBase64, 'AAAA', 'the retry needs the file');
+
+  const last = await failingEmbedJob(first.data, 1, outage());
+  assert.match(last.err.message, /ECONNREFUSED/);
+  assert.deepEqual(last.seen, ['AAAA'], 'the retry had the file');
+  assert.equal(last.data.kind === 'upload' && last.data.dicomBase64, '', 'the failed job, kept 10 minutes, keeps no image');
+
+  // Given up at the first attempt: nothing will read the file again.
+  const unrecoverable = await failingEmbedJob(upload, 0, new UnrecoverableError('decode: MALFORMED: cut short'));
+  assert.ok(unrecoverable.err instanceof UnrecoverableError);
+  assert.equal(unrecoverable.data.kind === 'upload' && unrecoverable.data.dicomBase64, '');
+});
+
+test('a heatmap of an uploaded query that throws drops the upload when no attempt is left, and keeps the archived side', async () => {
+  const result = { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' };
+  const heatmap: EmbedQueueJobData = { kind: 'heatmap', query: { dicomBase64: 'AAAA' }, result, modelVersion: '0.4.0', enqueuedAt: NOW };
+  const retried = await failingEmbedJob(heatmap, 0, new Error('fetch (WADO-RS): 503'));
+  assert.deepEqual(retried.data.kind === 'heatmap' && retried.data.query, { dicomBase64: 'AAAA' });
+  const last = await failingEmbedJob(heatmap, 1, new Error('fetch (WADO-RS): 503'));
+  assert.deepEqual(last.data.kind === 'heatmap' && [last.data.query, last.data.result], [{ dicomBase64: '' }, result]);
 });
