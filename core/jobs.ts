@@ -15,7 +15,9 @@
  * racing the STOW hook, adds nothing while the first job is still known to Redis.
  * BullMQ refuses custom ids containing ':' (its Redis key separator; only the 3-part
  * legacy repeatable-job form a:b:c slips through, and would be misread as one) and ids
- * that parse as integers; {@link indexJobId} makes any model version safe.
+ * that parse as integers; {@link indexJobId} makes any model version safe. Interactive jobs
+ * on the embed queue that requests share are named by a digest of all the UIDs they are
+ * about ({@link instanceQueryJobId}, {@link heatmapJobId}).
  */
 import { createHash } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
@@ -159,6 +161,18 @@ export function indexJobId(sopInstanceUid: string, modelVersion: string): string
  */
 function uidsDigest(uids: readonly string[]): string {
   return createHash('sha256').update(uids.join('\n')).digest('hex').slice(0, 32);
+}
+
+/**
+ * Job id of an on-demand embedding of an archived instance (a /similar query for an instance
+ * not indexed yet): `q_${digest of its study, series and SOP Instance UIDs}_${modelVersion}`, so
+ * that identical requests made together share one job. All three UIDs: a SOP Instance UID is
+ * not unique across archives in practice (copied studies, UIDs made by hand), and a job for
+ * (study B, series B, sop X) must not answer a request for (study A, series A, sop X).
+ */
+export function instanceQueryJobId(d: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid' | 'modelVersion'>): string {
+  if (!d.modelVersion) throw new Error('instanceQueryJobId: modelVersion is empty');
+  return `q_${uidsDigest([d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid])}_${sanitiseIdPart(d.modelVersion)}`;
 }
 
 /**

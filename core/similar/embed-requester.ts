@@ -7,8 +7,8 @@
  * indexed and the retry is fast; an upload's job is removed once answered.
  */
 import { HttpProblem } from '../errors.js';
-import { EMBED_JOB_OPTIONS, indexJobId, queueName, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
-import { JobRequester } from '../queue/job-requester.js';
+import { EMBED_JOB_OPTIONS, instanceQueryJobId, queueName, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
+import { addShared, JobRequester } from '../queue/job-requester.js';
 
 export { retryAfterSeconds } from '../queue/job-requester.js';
 
@@ -17,18 +17,34 @@ export interface EmbedRequesterOptions {
   /** Queue namespace (tests); must match the workers'. */
   readonly namespace?: string;
   readonly timeoutMs: number;
+  /** Who enqueues and waits; a JobRequester on redisUrl otherwise (tests). */
+  readonly jobs?: Pick<JobRequester<EmbedJobData, EmbedJobResult>, 'request' | 'close'>;
+}
+
+type InstanceJob = Extract<EmbedJobData, { kind: 'instance' }>;
+
+/** A job's data names the instance (all three UIDs) and model version asked for. */
+function sameInstance(stored: EmbedJobData, d: InstanceJob): boolean {
+  return (
+    stored.kind === 'instance' &&
+    stored.studyInstanceUid === d.studyInstanceUid &&
+    stored.seriesInstanceUid === d.seriesInstanceUid &&
+    stored.sopInstanceUid === d.sopInstanceUid &&
+    stored.modelVersion === d.modelVersion
+  );
 }
 
 export class EmbedRequester {
-  private readonly jobs: JobRequester<EmbedJobData, EmbedJobResult>;
+  private readonly jobs: Pick<JobRequester<EmbedJobData, EmbedJobResult>, 'request' | 'close'>;
 
   constructor(private readonly opts: EmbedRequesterOptions) {
-    this.jobs = new JobRequester(opts.redisUrl, queueName('embed', opts.namespace));
+    this.jobs = opts.jobs ?? new JobRequester(opts.redisUrl, queueName('embed', opts.namespace));
   }
 
   /**
-   * Instance jobs get a stable id (one job per instance and model version while it
-   * lives: 100 users asking about one unindexed image make one job); upload jobs
+   * Instance jobs get a stable id (one job per instance — study, series and SOP Instance
+   * UID — and model version while it lives: 100 users asking about one unindexed image
+   * make one job), joined only when its data names that instance (addShared); upload jobs
    * are anonymous.
    */
   async embed(data: EmbedJobData, timeoutMs = this.opts.timeoutMs): Promise<EmbedJobResult> {
@@ -38,12 +54,8 @@ export class EmbedRequester {
       removeAfter: data.kind === 'upload',
       add: async (queue) => {
         if (data.kind === 'upload') return queue.add('upload', data, EMBED_JOB_OPTIONS);
-        const jobId = `q_${indexJobId(data.sopInstanceUid, data.modelVersion)}`;
-        // A failed job with this id would answer every request with its old failure
-        // until it expires (EMBED_JOB_OPTIONS.removeOnFail): clear it and try afresh.
-        const old = await queue.getJob(jobId);
-        if (old && (await old.isFailed())) await old.remove().catch(() => undefined);
-        return queue.add('instance', data, { ...EMBED_JOB_OPTIONS, jobId });
+        const jobId = instanceQueryJobId(data);
+        return addShared(queue, 'instance', data, { ...EMBED_JOB_OPTIONS, jobId }, (stored) => sameInstance(stored, data));
       },
     });
     if (!result || typeof result !== 'object' || !('status' in result)) {

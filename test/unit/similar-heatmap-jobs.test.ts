@@ -10,14 +10,14 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import type { Job } from 'bullmq';
 import { loadConfig } from '../../core/config.js';
 import { HeatmapRequester } from '../../core/heatmap/requester.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobResult, EmbedQueueJobData, EmbedQueueJobResult, HeatmapJobData, HeatmapJobResult } from '../../core/jobs.js';
 import { createLogger } from '../../core/log.js';
-import type { JobRequester, RequestOptions, SharedQueue } from '../../core/queue/job-requester.js';
+import type { SharedQueue } from '../../core/queue/job-requester.js';
 import { expressGateway } from './fake-gateway.js';
+import { answeringRequester, standInQueue } from './stand-in-queue.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 
@@ -136,42 +136,9 @@ describe('GET /similar/heatmap requests in flight', () => {
   });
 });
 
-/** A stand-in for the embed queue: jobs by id, BullMQ's duplicate rule (an id already there adds nothing). */
-function standInQueue() {
-  const jobs = new Map<string, { data: EmbedQueueJobData; failed: boolean }>();
-  const added: Array<{ name: string; jobId: string | undefined; created: boolean }> = [];
-  let anonymous = 0;
-  const asJob = (id: string) => {
-    const j = jobs.get(id)!;
-    return { id, data: j.data, isFailed: async () => j.failed, remove: async () => void jobs.delete(id) } as unknown as Job<
-      EmbedQueueJobData,
-      EmbedQueueJobResult
-    >;
-  };
-  const queue: SharedQueue<EmbedQueueJobData, EmbedQueueJobResult> = {
-    getJob: async (id) => (jobs.has(id) ? asJob(id) : undefined),
-    add: async (name, data, opts) => {
-      const id = opts?.jobId ?? `${++anonymous}`;
-      const created = !jobs.has(id);
-      if (created) jobs.set(id, { data, failed: false });
-      added.push({ name, jobId: opts?.jobId, created });
-      return asJob(id);
-    },
-  };
-  return { queue, jobs, added };
-}
-
-/** A HeatmapRequester whose requests go to `queue`, each answered HEATMAP; what it asked is kept. */
-function requesterOn(queue: SharedQueue<EmbedQueueJobData, EmbedQueueJobResult>) {
-  const asked: Array<RequestOptions<EmbedQueueJobData, EmbedQueueJobResult>> = [];
-  const jobs = {
-    request: async (o: RequestOptions<EmbedQueueJobData, EmbedQueueJobResult>) => {
-      asked.push(o);
-      await o.add(queue as never);
-      return HEATMAP;
-    },
-    close: async () => undefined,
-  } as unknown as Pick<JobRequester<EmbedQueueJobData, EmbedQueueJobResult>, 'request' | 'close'>;
+/** A HeatmapRequester whose requests go to a stand-in queue, each answered HEATMAP. */
+function requesterOn(queue: SharedQueue<EmbedQueueJobData, unknown>) {
+  const { jobs, asked } = answeringRequester<EmbedQueueJobData, EmbedQueueJobResult>(queue, HEATMAP);
   // No Redis is asked: the port is closed, should anything try.
   return { requester: new HeatmapRequester({ redisUrl: 'redis://127.0.0.1:1', timeoutMs: 1_000, jobs }), asked };
 }
@@ -189,7 +156,7 @@ describe('heatmap jobs', () => {
   });
 
   test('identical requests made together share one job, kept for the others to find; another pair or model gets its own', async () => {
-    const { queue, added } = standInQueue();
+    const { queue, added } = standInQueue<EmbedQueueJobData>();
     const { requester, asked } = requesterOn(queue);
     await Promise.all([requester.request(pair({ enqueuedAt: 1 })), requester.request(pair({ enqueuedAt: 2 }))]);
     assert.equal(added.length, 2);
@@ -219,7 +186,7 @@ describe('heatmap jobs', () => {
   });
 
   test('a failed job of the pair is cleared and made again, not answered with its old failure', async () => {
-    const { queue, jobs, added } = standInQueue();
+    const { queue, jobs, added } = standInQueue<EmbedQueueJobData>();
     const { requester } = requesterOn(queue);
     await requester.request(pair());
     const id = added[0]!.jobId!;
@@ -229,7 +196,7 @@ describe('heatmap jobs', () => {
   });
 
   test('a job under the id that is not this pair (a digest collision) is not joined', async () => {
-    const { queue, jobs, added } = standInQueue();
+    const { queue, jobs, added } = standInQueue<EmbedQueueJobData>();
     const { requester } = requesterOn(queue);
     await requester.request(pair());
     const id = added[0]!.jobId!;
@@ -239,7 +206,7 @@ describe('heatmap jobs', () => {
   });
 
   test('a heatmap of an uploaded query is anonymous and removed once answered', async () => {
-    const { queue, added } = standInQueue();
+    const { queue, added } = standInQueue<EmbedQueueJobData>();
     const { requester, asked } = requesterOn(queue);
     await requester.request(pair({ query: { dicomBase64: 'AAAA' } }));
     assert.deepEqual(added, [{ name: 'heatmap', jobId: undefined, created: true }]);
