@@ -163,6 +163,13 @@ function uidsDigest(uids: readonly string[]): string {
   return createHash('sha256').update(uids.join('\n')).digest('hex').slice(0, 32);
 }
 
+type InstanceUidTriple = Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>;
+
+/** The same archived instance: study, series and SOP Instance UID alike (see instanceQueryJobId for why all three). */
+export function sameInstanceUids(a: InstanceUidTriple, b: InstanceUidTriple): boolean {
+  return a.studyInstanceUid === b.studyInstanceUid && a.seriesInstanceUid === b.seriesInstanceUid && a.sopInstanceUid === b.sopInstanceUid;
+}
+
 /**
  * Job id of an on-demand embedding of an archived instance (a /similar query for an instance
  * not indexed yet): `q_${digest of its study, series and SOP Instance UIDs}_${modelVersion}`, so

@@ -19,7 +19,7 @@
  * its own credentials (similar-access.ts) before a worker fetches it with the service's.
  * The work (two embeddings with feature maps + the heatmap graph) is a "heatmap" job on
  * the embed queue (core/heatmap/requester.ts, workers/heatmap.ts), which on-demand /similar
- * queries and uploads use too: a request holds a slot while it waits (upload-slots.ts), an
+ * queries and uploads use too: a request holds a slot while it waits (request-slots.ts), an
  * upload one of the shared upload slots, two archived images one of a pool of as many of
  * their own, so that heatmaps cannot fill the queue and starve everyone's /similar.
  */
@@ -36,8 +36,8 @@ import { sendProblem } from './problem.js';
 import { answerProblem } from './problem-answer.js';
 import type { Gateway } from './server.js';
 import type { AccessChecker } from './similar-access.js';
-import { extractDicom, readBody, uploadBoundary, type UploadPace } from './similar-upload.js';
-import { UploadSlots } from './upload-slots.js';
+import { readUploadedDicom, uploadBoundary, type UploadPace } from './similar-upload.js';
+import { RequestSlots } from './request-slots.js';
 import { callerOf } from './caller.js';
 import { mergeVary } from './headers.js';
 
@@ -53,7 +53,7 @@ export interface SimilarHeatmapDeps {
   /** How fast an uploaded query must come; default UPLOAD_PACE (tests shorten it). */
   readonly uploadPace?: UploadPace;
   /** The /similar upload bound (attachSimilar(...).uploads), shared; one of its own otherwise. */
-  readonly uploads?: UploadSlots;
+  readonly uploads?: RequestSlots;
   /** Who runs the heatmap jobs; a HeatmapRequester on config.redisUrl otherwise (tests answer without Redis). */
   readonly requester?: Pick<HeatmapRequester, 'request' | 'close'>;
 }
@@ -102,9 +102,9 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       ...(deps.queueNamespace ? { namespace: deps.queueNamespace } : {}),
     });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
-  const uploads = deps.uploads ?? new UploadSlots(deps.config.similar.maxUploads);
+  const uploads = deps.uploads ?? new RequestSlots(deps.config.similar.maxUploads);
   // As many as uploads (CBMIR_SIMILAR_MAX_UPLOADS), not taken from them: they hold no body.
-  const archived = new UploadSlots(deps.config.similar.maxUploads, 'heatmaps of archived images being made');
+  const archived = new RequestSlots(deps.config.similar.maxUploads, 'heatmaps of archived images being made');
 
   const liveVersion = async (): Promise<string> => {
     try {
@@ -135,7 +135,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       let querySide: HeatmapSide;
       if (upload) {
         release = uploads.acquire(auth.key);
-        const bytes = extractDicom(ct, await readBody(req, maxUpload, deps.uploadPace), maxUpload);
+        const bytes = await readUploadedDicom(req, maxUpload, deps.uploadPace);
         querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
         release = archived.acquire(auth.key);

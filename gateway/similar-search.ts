@@ -57,9 +57,6 @@ export interface SearchOutcome {
   /** kNN rounds run and studies dropped as unreadable (for logs/metrics; no UIDs). */
   readonly rounds: number;
   readonly unreadableStudies: number;
-  /** Time spent in kNN searches and in access checks (ms), for Server-Timing. */
-  readonly knnMs: number;
-  readonly accessMs: number;
 }
 
 /** Instances fetched per wanted group in a round (a study has many matching slices). */
@@ -171,8 +168,6 @@ export class SimilarSearch {
     const grouper = new Grouper(p.groupBy);
     const patients = new Map<string, PatientInfo>();
     let rounds = 0;
-    let knnMs = 0;
-    let accessMs = 0;
     // Candidates asked per missing result; grows with what a round really needed per new result
     // (a caller who may read few studies, long series under groupBy=study), so five rounds suffice.
     let perGroup: number = PER_GROUP[p.groupBy];
@@ -192,18 +187,14 @@ export class SimilarSearch {
       };
       let hits;
       try {
-        const t0 = performance.now();
         hits = await this.d.index.knn(q.vector, { k, filter });
-        knnMs += performance.now() - t0;
       } catch (err) {
         throw indexProblem(err);
       }
       const allHits = hits.length;
       hits = withinStudyBudget(hits, checked, MAX_STUDIES_CHECKED);
       const mustCheck = rounds === 1 && q.checkStudy ? [q.checkStudy] : [];
-      const t1 = performance.now();
       const access = await this.d.access.checkStudies([...mustCheck, ...hits.map((h) => h.doc.studyInstanceUid)], caller);
-      accessMs += performance.now() - t1;
       // Nothing is answered (not even "no results", nor a 503 below) before the query study is
       // known readable, and in the words used for a missing instance, which it must not differ from.
       if (mustCheck[0]) throwUnlessReadable(access.get(mustCheck[0]) ?? { verdict: 'no' }, 'the instance');
@@ -249,8 +240,6 @@ export class SimilarSearch {
       patients: new Map([...patients].filter(([study]) => shown.has(study))),
       rounds,
       unreadableStudies: unreadable.size,
-      knnMs,
-      accessMs,
     };
   }
 }

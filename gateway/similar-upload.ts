@@ -127,6 +127,11 @@ export function uploadBoundary(contentType: string | undefined): string | undefi
   return b;
 }
 
+/** The uploaded instance: the body read within `limit` and at the `pace`, then its DICOM by Content-Type. */
+export async function readUploadedDicom(req: IncomingMessage, limit: number, pace: UploadPace = UPLOAD_PACE): Promise<Uint8Array> {
+  return extractDicom(req.headers['content-type'], await readBody(req, limit, pace), limit);
+}
+
 /** The DICOM instance in a POST /similar body, by Content-Type. */
 export function extractDicom(contentType: string | undefined, body: Buffer, limit: number): Uint8Array {
   const b = uploadBoundary(contentType);

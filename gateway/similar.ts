@@ -38,8 +38,8 @@ import { AccessChecker } from './similar-access.js';
 import { CredentialProbe } from './similar-credentials.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
-import { extractDicom, readBody, uploadBoundary, type UploadPace } from './similar-upload.js';
-import { UploadSlots } from './upload-slots.js';
+import { readUploadedDicom, uploadBoundary, type UploadPace } from './similar-upload.js';
+import { RequestSlots } from './request-slots.js';
 import { callerOf, type Caller } from './caller.js';
 
 export interface SimilarDeps {
@@ -63,7 +63,7 @@ export interface SimilarHandle {
   readonly search: SimilarSearch;
   readonly access: AccessChecker;
   /** Shared with POST /similar/heatmap: one bound on uploads in flight. */
-  readonly uploads: UploadSlots;
+  readonly uploads: RequestSlots;
 }
 
 const DICOM_JSON = 'application/dicom+json';
@@ -128,7 +128,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
     log: logger,
   });
   const maxUpload = deps.maxUploadBytes ?? MAX_UPLOAD_BYTES;
-  const uploads = new UploadSlots(config.similar.maxUploads);
+  const uploads = new RequestSlots(config.similar.maxUploads);
   const fixedBase = config.publicUrl ? fixedPublicBase(config.publicUrl) : undefined;
   const openapi = loadOpenApi();
 
@@ -241,8 +241,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         // out among callers, and read against a deadline, so that a trickle cannot hold a slot.
         const release = uploads.acquire(caller.key);
         try {
-          const body = await readBody(req, maxUpload, deps.uploadPace);
-          return await search.byUpload(extractDicom(ct, body, maxUpload));
+          return await search.byUpload(await readUploadedDicom(req, maxUpload, deps.uploadPace));
         } finally {
           release();
         }

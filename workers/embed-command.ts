@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
+import { isResourceError } from '../core/dicom/resources.js';
 import { invocationPath, modelOptionOrExit } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 
@@ -55,7 +56,20 @@ export function embedCommand(): Command {
             line = input.unreadable;
             text = `cannot read ${file}: ${input.why}`;
           } else {
-            const r = await pipeline.embedDicom(input.bytes);
+            let r: Awaited<ReturnType<EmbeddingPipeline['embedDicom']>>;
+            try {
+              r = await pipeline.embedDicom(input.bytes);
+            } catch (err) {
+              // Memory or codecs failed on this machine (DecoderResourceError): not a refusal of
+              // the file, and no reason to give up on the files after it.
+              if (!isResourceError(err)) throw err;
+              broken++;
+              const why = (err as Error).message.replace(/ \(retried\)/, '');
+              process.stdout.write(
+                `${o.json ? JSON.stringify({ file, ok: false, reason: why, code: 'RESOURCES' }) : `failed  ${file}: ${why}`}\n`,
+              );
+              continue;
+            }
             line = r.ok
               ? {
                   file,

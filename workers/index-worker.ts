@@ -41,7 +41,7 @@ import { workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
 import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
-import { checkPixelsSupported, frameCount, SingleFrameError, singleFrameInstance } from '../core/dicom/single-frame.js';
+import { checkPixelsSupported, frameCount, SingleFrameError, singleFrameInstance, wordAlignedFrame } from '../core/dicom/single-frame.js';
 import { MAX_TEXT_FIELD } from '../core/index/validate.js';
 import { DEFAULT_MAX_INSTANCE_BYTES } from '../core/config.js';
 
@@ -211,7 +211,7 @@ async function fetchOneFrame(
   if (frames <= 1) {
     throw new UnrecoverableError(`decode: TOO_LARGE: ${tooLarge(instanceTooLarge)}, and a single-frame instance has no smaller part to fetch`);
   }
-  const number = frameToEmbed(frames);
+  const number = wordAlignedFrame(metadata, frameToEmbed(frames));
   const frame = await fetching(pacs.retrieveFrame(study, series, sop, number, {}, { maxBytes }));
   try {
     const bytes = await singleFrameInstance(metadata, number, frame, (uri) => fetching(pacs.retrieveBulkData(uri, {}, { maxBytes })));

@@ -8,11 +8,12 @@
 
 /**
  * What V8, Node's zlib and the WebAssembly codecs say when memory runs out: "Array buffer allocation
- * failed" (an ArrayBuffer), "Invalid array length" (an Array grown past what the heap can hold),
- * "WebAssembly.instantiate(): Out of memory", "Maximum memory size exceeded" (a WebAssembly memory
- * that cannot grow), "std::bad_alloc" (a codec's own allocation, as dcmjs-codecs reports it).
+ * failed" (an ArrayBuffer), "WebAssembly.instantiate(): Out of memory", "Maximum memory size
+ * exceeded" (a WebAssembly memory that cannot grow), "std::bad_alloc" (a codec's own allocation, as
+ * dcmjs-codecs reports it). Not "Invalid array length": V8 throws it for a length out of range
+ * (`new Array(2 ** 32)` on an idle machine), which a file's own numbers can cause every time.
  */
-const OUT_OF_MEMORY = /Array buffer allocation failed|Invalid array length|out of memory|Maximum memory size exceeded|bad_alloc/i;
+const OUT_OF_MEMORY = /Array buffer allocation failed|out of memory|Maximum memory size exceeded|bad_alloc/i;
 
 /** The decoder could not run (out of memory, codecs unavailable): retry later; says nothing about the file. */
 export class DecoderResourceError extends Error {

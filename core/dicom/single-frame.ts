@@ -86,6 +86,24 @@ export function frameCount(metadata: JsonDataset): number {
   return Number.isFinite(n) ? Math.max(1, Math.floor(n)) : 1;
 }
 
+const numberOf = (metadata: JsonDataset, tag: string): number => {
+  const v = element(metadata, tag)?.Value?.[0];
+  return typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+};
+
+/**
+ * The frame to fetch alone in place of `wanted`: the one before it when 8-bit frames have an odd
+ * number of bytes and `wanted` starts mid-word. Big endian stores such data as 16-bit words
+ * (OW), so a frame fetched alone is pair-swapped from its first byte (toLittleEndian), which is
+ * right only for a frame that starts on a word: frame n starts at (n − 1) × its size. Whatever
+ * the transfer syntax, the frame before is as good a frame to index.
+ */
+export function wordAlignedFrame(metadata: JsonDataset, wanted: number): number {
+  const frameBytes = numberOf(metadata, '00280010') * numberOf(metadata, '00280011') * (numberOf(metadata, '00280002') || 1);
+  const startsMidWord = numberOf(metadata, '00280100') === 8 && frameBytes % 2 === 1 && (wanted - 1) % 2 === 1;
+  return startsMidWord ? wanted - 1 : wanted;
+}
+
 /** An ArrayBuffer of exactly these bytes, one byte longer when odd (PS3.5 §7.1.1: values have even length). */
 function evenBuffer(bytes: Uint8Array): ArrayBuffer {
   const out = new Uint8Array(bytes.length + (bytes.length % 2));
@@ -96,8 +114,9 @@ function evenBuffer(bytes: Uint8Array): ArrayBuffer {
 /**
  * Big-endian native samples in little-endian order. 8-bit samples have no order of their own, but
  * in OW (the stored Pixel Data's VR) they come two to a 16-bit word, pair-swapped (swapBytePairs).
- * Pairs are counted from the frame's first byte, as a frame starts on a word unless frames have
- * an odd number of bytes: then every other frame starts mid-word and is read wrong (not detected).
+ * Pairs are counted from the frame's first byte, right for a frame that starts on a word: the
+ * worker fetches only such frames (wordAlignedFrame). When frames have an odd number of bytes,
+ * the last byte's partner lies in the next frame, so that one sample is off.
  */
 function toLittleEndian(bytes: Uint8Array, bitsAllocated: number, vr: string | undefined): Uint8Array {
   const width = bitsAllocated / 8;

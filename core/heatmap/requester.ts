@@ -11,7 +11,8 @@
  * (core/jobs.ts heatmapJobId), so identical requests made together share one job, and is
  * left to expire (EMBED_JOB_OPTIONS.removeOnComplete, 60 s) as an instance embedding is:
  * removing it once answered could leave another request waiting on it with nothing to
- * find. One with an uploaded query is anonymous and removed once answered (an uploaded
+ * find (unless its last waiting request gives up before a worker took it: then it is removed,
+ * core/queue/job-requester.ts). One with an uploaded query is anonymous and removed once answered (an uploaded
  * query must not stay in Redis). Its own Queue/QueueEvents pair: heatmaps are rare next
  * to /similar queries, and this keeps the vector requester's job typing exhaustive.
 
@@ -22,6 +23,7 @@ import {
   EMBED_JOB_OPTIONS,
   heatmapJobId,
   queueName,
+  sameInstanceUids,
   type EmbedQueueJobData,
   type EmbedQueueJobResult,
   type HeatmapJobData,
@@ -41,12 +43,7 @@ export interface HeatmapRequesterOptions {
 
 /** The same pair of archived images, in the same roles, for the same model. */
 function samePair(a: EmbedQueueJobData, b: HeatmapJobData): boolean {
-  const same = (x: HeatmapSide, y: HeatmapSide) =>
-    !('dicomBase64' in x) &&
-    !('dicomBase64' in y) &&
-    x.studyInstanceUid === y.studyInstanceUid &&
-    x.seriesInstanceUid === y.seriesInstanceUid &&
-    x.sopInstanceUid === y.sopInstanceUid;
+  const same = (x: HeatmapSide, y: HeatmapSide) => !('dicomBase64' in x) && !('dicomBase64' in y) && sameInstanceUids(x, y);
   return a.kind === 'heatmap' && a.modelVersion === b.modelVersion && same(a.query, b.query) && same(a.result, b.result);
 }
 
@@ -63,6 +60,7 @@ export class HeatmapRequester {
       what: 'heatmap',
       timeoutMs,
       removeAfter: jobId === undefined,
+      dropIfAbandoned: true,
       add: (queue) =>
         jobId === undefined
           ? queue.add('heatmap', data, EMBED_JOB_OPTIONS)

@@ -102,6 +102,19 @@ export interface RequestOptions<D, R> {
   readonly add: (queue: Queue<D, R>) => Promise<Job<D, R>>;
   /** Remove the job once answered (uploads must not stay in Redis). */
   readonly removeAfter: boolean;
+  /**
+   * Remove a job no worker has taken yet when the last request of this process waiting for it
+   * gives up (EMBED_TIMEOUT): a heatmap nobody waits for any more would only take a worker from
+   * the queries still waiting. (An instance embedding stays: it indexes the instance, so the
+   * retry is fast.)
+   */
+  readonly dropIfAbandoned?: boolean;
+}
+
+/** Remove a job still queued; one a worker has taken (locked) or finished stays. */
+async function removeIfNotStarted(job: Job): Promise<void> {
+  const state = await job.getState().catch(() => undefined);
+  if (state === 'waiting' || state === 'prioritized' || state === 'delayed') await job.remove().catch(() => undefined);
 }
 
 export class JobRequester<D, R> {
@@ -109,6 +122,8 @@ export class JobRequester<D, R> {
   private readonly producer: Redis;
   private readonly conns: Redis[] = [];
   private events: Promise<QueueEvents> | undefined;
+  /** Requests of this process waiting, per job id. */
+  private readonly waiting = new Map<string, number>();
 
   constructor(
     private readonly redisUrl: string,
@@ -151,17 +166,23 @@ export class JobRequester<D, R> {
         retryAfter,
       );
     }
+    const id = job.id ?? '';
+    this.waiting.set(id, (this.waiting.get(id) ?? 0) + 1);
     try {
       return (await job.waitUntilFinished(events, Math.max(1, deadline - Date.now()))) as R;
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
       if (/timed out before finishing/.test(msg) || Date.now() >= deadline) {
+        if (o.dropIfAbandoned && this.waiting.get(id) === 1) await removeIfNotStarted(job);
         throw new HttpProblem('EMBED_TIMEOUT', `no ${o.what} within ${o.timeoutMs} ms; try again`, { retryAfter });
       }
       if (DECODE_REFUSAL.test(msg))
         throw new HttpProblem('EMBED_UNAVAILABLE', `the ${o.what} job failed: ${msg.slice(0, 300)}`, { retryAfter });
       throw new JobUnavailable(`the ${o.what} job failed`, msg, retryAfter);
     } finally {
+      const left = (this.waiting.get(id) ?? 1) - 1;
+      if (left > 0) this.waiting.set(id, left);
+      else this.waiting.delete(id);
       if (o.removeAfter) await job.remove().catch(() => undefined);
     }
   }

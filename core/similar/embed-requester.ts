@@ -7,7 +7,7 @@
  * indexed and the retry is fast; an upload's job is removed once answered.
  */
 import { HttpProblem } from '../errors.js';
-import { EMBED_JOB_OPTIONS, instanceQueryJobId, queueName, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
+import { EMBED_JOB_OPTIONS, instanceQueryJobId, queueName, sameInstanceUids, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
 import { addShared, JobRequester } from '../queue/job-requester.js';
 
 export { retryAfterSeconds } from '../queue/job-requester.js';
@@ -25,13 +25,7 @@ type InstanceJob = Extract<EmbedJobData, { kind: 'instance' }>;
 
 /** A job's data names the instance (all three UIDs) and model version asked for. */
 function sameInstance(stored: EmbedJobData, d: InstanceJob): boolean {
-  return (
-    stored.kind === 'instance' &&
-    stored.studyInstanceUid === d.studyInstanceUid &&
-    stored.seriesInstanceUid === d.seriesInstanceUid &&
-    stored.sopInstanceUid === d.sopInstanceUid &&
-    stored.modelVersion === d.modelVersion
-  );
+  return stored.kind === 'instance' && sameInstanceUids(stored, d) && stored.modelVersion === d.modelVersion;
 }
 
 export class EmbedRequester {

@@ -76,6 +76,15 @@ describe('decodeDicom: resource failures are thrown, for a retry, not refused', 
     assert.ok(again.ok, 'decodes once the module loads');
   });
 
+  it('an array length out of range is the file\'s (V8 says "Invalid array length" whatever memory is free): a refusal', async () => {
+    stub(dcmjs.data.DicomMessage, 'readFile', () => {
+      throw new RangeError('Invalid array length');
+    });
+    const r = await decodeDicom(fixture('transfer-syntax/siemens_mosaic_1.dcm'));
+    assert.ok(!r.ok, 'refused, not thrown for a retry');
+    assert.match(r.reason, /Invalid array length/);
+  });
+
   it('the codec rejecting the data, or trapping on it, is still a refusal', async () => {
     await initCodecs();
     stub(lib.NativeCodecs, 'decodeRle', () => {

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import dcmjs from 'dcmjs';
 import { decodeDicom, type DecodeOk, type DecodeResult } from '../../core/dicom/decode.js';
 import { parseDicom } from '../../core/dicom/parse.js';
-import { frameCount, singleFrameInstance, SingleFrameError, type JsonDataset } from '../../core/dicom/single-frame.js';
+import { frameCount, singleFrameInstance, SingleFrameError, type JsonDataset, wordAlignedFrame } from '../../core/dicom/single-frame.js';
 
 function ok(r: DecodeResult): DecodeOk {
   if (!r.ok) assert.fail(`expected a decoded image, got refusal ${r.code}: ${r.reason}`);
@@ -111,6 +111,23 @@ describe('singleFrameInstance', () => {
     const bigOb = ok(await decodeDicom(await singleFrameInstance(eightBit('OB'), 2, native(samples, '1.2.840.10008.1.2.2'))));
     assert.deepEqual(pixels(bigOw), pixels(little));
     assert.deepEqual(pixels(bigOb), pixels(little));
+  });
+
+  it('fetches a frame that starts on a 16-bit word: with odd-sized 8-bit frames, the one before an even-numbered one', () => {
+    const dims = (bits: number, rows: number, cols: number, spp: number): JsonDataset => ({
+      '00280100': { vr: 'US', Value: [bits] },
+      '00280010': { vr: 'US', Value: [rows] },
+      '00280011': { vr: 'US', Value: [cols] },
+      '00280002': { vr: 'US', Value: [spp] },
+    });
+    const oddRgb = dims(8, 255, 255, 3); // 195,075 bytes a frame: frame 2 starts at an odd offset
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((n) => wordAlignedFrame(oddRgb, n)),
+      [1, 1, 3, 3, 5],
+    );
+    assert.equal(wordAlignedFrame(dims(8, 256, 255, 1), 2), 2, 'even-sized frames all start on a word');
+    assert.equal(wordAlignedFrame(dims(16, 255, 255, 1), 2), 2, '16-bit frames are whole words');
+    assert.equal(wordAlignedFrame({}, 2), 2, 'no dimensions: as asked');
   });
 
   it('keeps Unicode text as the metadata gave it, whatever character set the instance was stored in', async () => {

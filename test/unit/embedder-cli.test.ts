@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import type { EmbeddingPipeline as EmbeddingPipelineType } from '../../workers/embedding-pipeline.js';
 import { dicomFixturesDir, repoRoot } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
@@ -101,3 +102,45 @@ test(
     assert.deepEqual([line.file, line.ok, line.model], ['../dicom-samples/transfer-syntax/siemens_mosaic_1.dcm', true, 'tiny32-0.0.1']);
   },
 );
+
+test('cbmir embed: a file the machine could not decode (out of memory, codecs) gets a RESOURCES line, and the files after it are embedded', async () => {
+  const { embedCommand } = await import('../../workers/embed-command.js');
+  const { EmbeddingPipeline } = await import('../../workers/embedding-pipeline.js');
+  const { DecoderResourceError } = await import('../../core/dicom/resources.js');
+  const files = ['siemens_mosaic_1.dcm', 'siemens_mosaic_4.dcm', 'deflate_image_dfl.dcm'].map((f) =>
+    path.join(dicomFixturesDir, 'transfer-syntax', f),
+  );
+  const original = EmbeddingPipeline.prototype.embedDicom;
+  let calls = 0;
+  EmbeddingPipeline.prototype.embedDicom = function (this: EmbeddingPipelineType, bytes: Uint8Array) {
+    if (++calls === 2) return Promise.reject(new DecoderResourceError('out of memory while decoding (retried): rle codec: bad_alloc'));
+    return original.call(this, bytes);
+  };
+  const out: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+  const exitCode = process.exitCode;
+  try {
+    await embedCommand().parseAsync(['--json', '--model', TINY, ...files], { from: 'user' });
+  } finally {
+    process.stdout.write = write;
+    EmbeddingPipeline.prototype.embedDicom = original;
+  }
+  const code = process.exitCode;
+  process.exitCode = exitCode;
+  const lines = out
+    .join('')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { file: string; ok: boolean; code?: string; reason?: string });
+  assert.deepEqual(
+    lines.map((l) => [l.file, l.ok, l.code ?? null]),
+    [
+      [files[0], true, null],
+      [files[1], false, 'RESOURCES'],
+      [files[2], true, null],
+    ],
+  );
+  assert.equal(lines[1]!.reason, 'out of memory while decoding: rle codec: bad_alloc');
+  assert.equal(code, 1);
+});

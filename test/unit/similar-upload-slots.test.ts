@@ -1,5 +1,5 @@
 /**
- * The upload slots of POST /similar and POST /similar/heatmap (gateway/upload-slots.ts) against a
+ * The upload slots of POST /similar and POST /similar/heatmap (gateway/request-slots.ts) against a
  * stand-in PACS: an upload that trickles in loses its slot once it falls behind the pace
  * (408 UPLOAD_TIMEOUT), so a few connections sending a byte now and then cannot keep every other
  * upload out; a slow but steady one is read whole; and one caller holds at most its share of

@@ -1,5 +1,6 @@
 /**
- * Uploaded query images searched at once, across POST /similar and POST /similar/heatmap: each
+ * Requests that hold a worker or memory while they wait, bounded per pool. Uploaded query images
+ * searched at once, across POST /similar and POST /similar/heatmap: each
  * holds its body and a base64 copy (in memory and in a Redis job) until a worker has used it.
  * Also, in a pool of their own, GET /similar/heatmap requests in flight: each holds a worker
  * for two embeddings and the heatmap graph, on the embed queue every /similar query uses.
@@ -13,7 +14,7 @@
  */
 import { HttpProblem } from '../core/errors.js';
 
-export class UploadSlots {
+export class RequestSlots {
   private inFlight = 0;
   private readonly byCaller = new Map<string, number>();
   /** Slots one caller may hold. */

@@ -1,0 +1,71 @@
+/**
+ * core/queue/job-requester.ts on the test stack's Redis: a job kept for others to share and
+ * asked with dropIfAbandoned (a heatmap of two archived images) is removed when the last request
+ * of this process waiting for it gives up while no worker has taken it, so an abandoned job does
+ * not take a worker from the queries still waiting; a job a worker is running stays, and so
+ * does one asked without it (an instance embedding, which indexes the instance).
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { Worker } from 'bullmq';
+import { JobRequester } from '../../core/queue/job-requester.js';
+import { testStack } from '../helpers/stack.js';
+import { uniqueName } from './indexing-fixture.js';
+
+const name = uniqueName('job-requester');
+const requester = new JobRequester<{ n: number }, { ok: boolean }>(testStack().redisUrl, name);
+after(async () => {
+  await requester.queue.obliterate({ force: true }).catch(() => undefined);
+  await requester.close();
+});
+
+const ask = (jobId: string, timeoutMs: number) =>
+  requester.request({ what: 'test', timeoutMs, removeAfter: false, dropIfAbandoned: true, add: (q) => q.add('t', { n: 1 }, { jobId }) });
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => 'answered',
+    (e: { code?: string }) => e.code ?? String(e),
+  );
+
+test('a shared job nobody waits for any more, and no worker took, is removed; while someone still waits, it stays', async () => {
+  assert.equal(await code(ask('alone', 300)), 'EMBED_TIMEOUT');
+  assert.equal(await requester.queue.getJob('alone'), undefined, 'removed once its only waiter gave up');
+
+  const short = code(ask('pair', 300));
+  const long = code(ask('pair', 1_500));
+  assert.equal(await short, 'EMBED_TIMEOUT');
+  assert.equal(await requester.queue.getJobState('pair'), 'waiting', 'kept: the other request still waits for it');
+  assert.equal(await long, 'EMBED_TIMEOUT');
+  assert.equal(await requester.queue.getJob('pair'), undefined);
+});
+
+test('without dropIfAbandoned (an instance embedding) the job stays queued for a worker to index', async () => {
+  const r = requester.request({ what: 'test', timeoutMs: 300, removeAfter: false, add: (q) => q.add('t', { n: 1 }, { jobId: 'kept' }) });
+  assert.equal(await code(r), 'EMBED_TIMEOUT');
+  assert.equal(await requester.queue.getJobState('kept'), 'waiting');
+});
+
+test('a shared job a worker is running when the wait runs out stays, and finishes', async () => {
+  const u = new URL(testStack().redisUrl);
+  const worker = new Worker<{ n: number }, { ok: boolean }>(
+    name,
+    async () => {
+      await new Promise((r) => setTimeout(r, 1_000));
+      return { ok: true };
+    },
+    { connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null } },
+  );
+  try {
+    assert.equal(await code(ask('running', 300)), 'EMBED_TIMEOUT');
+    const job = await requester.queue.getJob('running');
+    assert.ok(job, 'not removed under the worker');
+    assert.deepEqual(await job.waitUntilFinished(await requesterEvents(), 5_000), { ok: true });
+  } finally {
+    await worker.close();
+  }
+});
+
+/** The requester's own event stream (what request() waits on). */
+function requesterEvents() {
+  return (requester as unknown as { eventStream(): Promise<import('bullmq').QueueEvents> }).eventStream();
+}
