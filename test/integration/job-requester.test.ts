@@ -6,7 +6,7 @@
  * does one asked without it (an instance embedding, which indexes the instance).
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Worker } from 'bullmq';
 import { JobRequester } from '../../core/queue/job-requester.js';
 import { testStack } from '../helpers/stack.js';
@@ -14,6 +14,8 @@ import { uniqueName } from './indexing-fixture.js';
 
 const name = uniqueName('job-requester');
 const requester = new JobRequester<{ n: number }, { ok: boolean }>(testStack().redisUrl, name);
+// Its producer connection queues nothing while it connects (a request then is 503 at once, as meant).
+before(() => requester.queue.waitUntilReady());
 after(async () => {
   await requester.queue.obliterate({ force: true }).catch(() => undefined);
   await requester.close();
@@ -50,12 +52,18 @@ test('a shared job a worker is running when the wait runs out stays, and finishe
   const worker = new Worker<{ n: number }, { ok: boolean }>(
     name,
     async () => {
-      await new Promise((r) => setTimeout(r, 1_000));
+      await new Promise((r) => setTimeout(r, 1_500));
       return { ok: true };
     },
     { connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null } },
   );
   try {
+    // Taken by the worker before anyone waits for it; the request then joins it.
+    await requester.queue.add('t', { n: 1 }, { jobId: 'running' });
+    const deadline = Date.now() + 10_000;
+    while ((await requester.queue.getJobState('running')) !== 'active' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await requester.queue.getJobState('running'), 'active');
     assert.equal(await code(ask('running', 300)), 'EMBED_TIMEOUT');
     const job = await requester.queue.getJob('running');
     assert.ok(job, 'not removed under the worker');
