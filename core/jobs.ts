@@ -222,3 +222,11 @@ export const EMBED_JOB_OPTIONS: Readonly<JobsOptions> = Object.freeze({
   removeOnComplete: { age: 60 },
   removeOnFail: { age: 600 },
 });
+
+/**
+ * Options for a job that carries an uploaded file (PHI): removed as soon as it fails. The
+ * gateway hears the failure through the queue's events all the same, and a failed job kept for
+ * 600 s would keep the file when the worker could not blank it (one killed mid-job, whose job
+ * BullMQ then fails as stalled).
+ */
+export const UPLOAD_JOB_OPTIONS: Readonly<JobsOptions> = Object.freeze({ ...EMBED_JOB_OPTIONS, removeOnFail: true });

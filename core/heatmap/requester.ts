@@ -24,6 +24,7 @@ import {
   heatmapJobId,
   queueName,
   sameInstanceUids,
+  UPLOAD_JOB_OPTIONS,
   type EmbedQueueJobData,
   type EmbedQueueJobResult,
   type HeatmapJobData,
@@ -63,7 +64,7 @@ export class HeatmapRequester {
       dropIfAbandoned: true,
       add: (queue) =>
         jobId === undefined
-          ? queue.add('heatmap', data, EMBED_JOB_OPTIONS)
+          ? queue.add('heatmap', data, UPLOAD_JOB_OPTIONS) // an uploaded query: the only heatmaps without an id
           : addShared(queue, 'heatmap', data, { ...EMBED_JOB_OPTIONS, jobId }, (stored) => samePair(stored, data)),
     })) as HeatmapJobResult | undefined;
     if (!result || typeof result !== 'object' || (result.status !== 'heatmap' && result.status !== 'refused')) {

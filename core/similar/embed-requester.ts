@@ -7,7 +7,7 @@
  * indexed and the retry is fast; an upload's job is removed once answered.
  */
 import { HttpProblem } from '../errors.js';
-import { EMBED_JOB_OPTIONS, instanceQueryJobId, queueName, sameInstanceUids, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
+import { EMBED_JOB_OPTIONS, instanceQueryJobId, queueName, sameInstanceUids, UPLOAD_JOB_OPTIONS, type EmbedJobData, type EmbedJobResult } from '../jobs.js';
 import { addShared, JobRequester } from '../queue/job-requester.js';
 
 export { retryAfterSeconds } from '../queue/job-requester.js';
@@ -47,7 +47,7 @@ export class EmbedRequester {
       timeoutMs,
       removeAfter: data.kind === 'upload',
       add: async (queue) => {
-        if (data.kind === 'upload') return queue.add('upload', data, EMBED_JOB_OPTIONS);
+        if (data.kind === 'upload') return queue.add('upload', data, UPLOAD_JOB_OPTIONS);
         const jobId = instanceQueryJobId(data);
         return addShared(queue, 'instance', data, { ...EMBED_JOB_OPTIONS, jobId }, (stored) => sameInstance(stored, data));
       },

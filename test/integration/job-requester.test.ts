@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Worker } from 'bullmq';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { UPLOAD_JOB_OPTIONS } from '../../core/jobs.js';
 import { JobRequester } from '../../core/queue/job-requester.js';
 import { testStack } from '../helpers/stack.js';
 import { uniqueName } from './indexing-fixture.js';
@@ -68,6 +69,37 @@ test('a shared job a worker is running when the wait runs out stays, and finishe
     const job = await requester.queue.getJob('running');
     assert.ok(job, 'not removed under the worker');
     assert.deepEqual(await job.waitUntilFinished(await requesterEvents(), 5_000), { ok: true });
+  } finally {
+    await worker.close();
+  }
+});
+
+test('a job carrying an upload is gone from Redis as soon as it fails, and the waiting request still hears why', async () => {
+  const u = new URL(testStack().redisUrl);
+  const worker = new Worker<{ n: number }, { ok: boolean }>(
+    name,
+    async (job) => {
+      if (job.data.n === 1) throw new UnrecoverableError('decode: MALFORMED: not DICOM');
+      throw new Error('index unreachable'); // retried once (attempts: 2), then failed
+    },
+    { connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null } },
+  );
+  try {
+    for (const n of [1, 2]) {
+      // removeAfter off, so that only the job's own options can remove it.
+      const r = requester.request({
+        what: 'test',
+        timeoutMs: 10_000,
+        removeAfter: false,
+        add: (q) => q.add('t', { n }, UPLOAD_JOB_OPTIONS),
+      });
+      const err = await r.then(
+        () => assert.fail('answered'),
+        (e: Error & { code?: string }) => e,
+      );
+      assert.match(`${err.message} ${(err as { reason?: string }).reason ?? ''}`, n === 1 ? /not DICOM/ : /index unreachable/, String(err));
+      assert.equal(await requester.queue.getFailedCount(), 0, `job ${n}: no failed job kept`);
+    }
   } finally {
     await worker.close();
   }
