@@ -6,9 +6,7 @@
  * stand-in queue.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../core/config.js';
 import { HeatmapRequester } from '../../core/heatmap/requester.js';
@@ -16,7 +14,7 @@ import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobResult, EmbedQueueJobData, EmbedQueueJobResult, HeatmapJobData, HeatmapJobResult } from '../../core/jobs.js';
 import { createLogger } from '../../core/log.js';
 import type { SharedQueue } from '../../core/queue/job-requester.js';
-import { expressGateway } from './fake-gateway.js';
+import { expressGateway, listening, readablePacs } from './fake-gateway.js';
 import { answeringRequester, standInQueue } from './stand-in-queue.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
@@ -40,16 +38,10 @@ describe('GET /similar/heatmap requests in flight', () => {
 
   before(async () => {
     // Every study and instance asked about is there and readable: the access rules have their own tests.
-    pacs = http.createServer((req, res) => {
-      const u = new URL(req.url ?? '/', 'http://pacs');
-      const studies = u.searchParams.get('StudyInstanceUID')?.split(',') ?? [];
-      const found = u.pathname.endsWith('/instances') ? [{}] : studies.map((s) => ({ '0020000D': { vr: 'UI', Value: [s] } }));
-      res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(JSON.stringify(found));
-    });
-    pacs.listen(0, '127.0.0.1');
-    await once(pacs, 'listening');
+    const stand = await readablePacs();
+    pacs = stand.server;
     const config = loadConfig({
-      CBMIR_PACS_URL: `http://127.0.0.1:${(pacs.address() as AddressInfo).port}/dicom-web`,
+      CBMIR_PACS_URL: stand.url,
       CBMIR_SIMILAR_MAX_UPLOADS: '2',
     });
     const { gateway, app } = expressGateway(closeHooks);
@@ -77,9 +69,7 @@ describe('GET /similar/heatmap requests in flight', () => {
       uploads: similar.uploads,
       requester,
     });
-    server = app.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
   });
 
   after(async () => {

@@ -4,10 +4,8 @@
  * unit vectors passes ±1, and the answer has the shape docs/openapi.json's HeatmapAnswer gives.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import express from 'express';
@@ -19,6 +17,7 @@ import type { Gateway } from '../../gateway/server.js';
 import type { AccessChecker } from '../../gateway/similar-access.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 import { repoRoot } from '../helpers/fixtures.js';
+import { listening } from './fake-gateway.js';
 
 interface Schema {
   type?: 'object' | 'array' | 'string' | 'number' | 'integer';
@@ -95,9 +94,7 @@ describe('/similar/heatmap answer', () => {
       logger: createLogger('silent', 'test'),
       requester,
     });
-    server = app.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
   });
 
   after(async () => {

@@ -19,34 +19,43 @@ import { unitVectors } from './index-suite.js';
 const dir = mkdtempSync(join(tmpdir(), 'cbmir-rounds-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('a caller who may read 1 study in 20 still gets `limit` results when the index holds them', async () => {
+/** An embedded index in `dir` of `count` documents, each its own study `2.25.<tag>.<i>`, and the query vector (vectors[0]). */
+async function oneStudyPerDoc(
+  file: string,
+  tag: number,
+  count: number,
+  seed: number,
+): Promise<{ index: EmbeddedIndex; vectors: Float32Array[] }> {
   const dims = 16;
-  const index = new EmbeddedIndex({ path: join(dir, 'rounds.sqlite') });
+  const index = new EmbeddedIndex({ path: join(dir, file) });
   await index.ensure(dims, 'v1');
-  const vectors = unitVectors(1001, dims, 3);
+  const vectors = unitVectors(count + 1, dims, seed);
   const docs: VectorDoc[] = vectors.slice(1).map((vector, i) => ({
-    sopInstanceUid: `2.25.9.${i}.1.1`,
-    studyInstanceUid: `2.25.9.${i}`,
-    seriesInstanceUid: `2.25.9.${i}.1`,
+    sopInstanceUid: `2.25.${tag}.${i}.1.1`,
+    studyInstanceUid: `2.25.${tag}.${i}`,
+    seriesInstanceUid: `2.25.${tag}.${i}.1`,
     modelVersion: 'v1',
     indexedAt: new Date(0).toISOString(),
     vector,
   }));
   await index.upsert(docs);
+  return { index, vectors };
+}
+
+/** A SimilarSearch over `index` whose access checks are `checkStudies`. */
+function searchOver(index: EmbeddedIndex, checkStudies: (studies: Iterable<string>) => Promise<Map<string, StudyAccess>>): SimilarSearch {
+  const access = { checkStudies } as unknown as AccessChecker;
+  return new SimilarSearch({ index, access, modelVersion: 'v1', log: createLogger('silent', 'test') } as unknown as SimilarSearchDeps);
+}
+
+test('a caller who may read 1 study in 20 still gets `limit` results when the index holds them', async () => {
+  const { index, vectors } = await oneStudyPerDoc('rounds.sqlite', 9, 1000, 3);
   const asked: number[] = [];
-  const access = {
-    async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
-      const list = [...studies];
-      asked.push(list.length);
-      return new Map(list.map((s) => [s, { verdict: Number(s.split('.')[3]) % 20 === 0 ? 'yes' : 'no' }] as const));
-    },
-  } as unknown as AccessChecker;
-  const search = new SimilarSearch({
-    index,
-    access,
-    modelVersion: 'v1',
-    log: createLogger('silent', 'test'),
-  } as unknown as SimilarSearchDeps);
+  const search = searchOver(index, async (studies) => {
+    const list = [...studies];
+    asked.push(list.length);
+    return new Map(list.map((s) => [s, { verdict: Number(s.split('.')[3]) % 20 === 0 ? 'yes' : 'no' }] as const));
+  });
   try {
     const out = await search.search(
       { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
@@ -71,34 +80,13 @@ test('a caller who may read 1 study in 20 still gets `limit` results when the in
 });
 
 test('refused credentials: an answer while nothing was readable; after a readable study, refused studies are only dropped', async () => {
-  const dims = 16;
-  const index = new EmbeddedIndex({ path: join(dir, 'refused.sqlite') });
-  await index.ensure(dims, 'v1');
-  const vectors = unitVectors(201, dims, 5);
-  await index.upsert(
-    vectors.slice(1).map((vector, i) => ({
-      sopInstanceUid: `2.25.8.${i}.1.1`,
-      studyInstanceUid: `2.25.8.${i}`,
-      seriesInstanceUid: `2.25.8.${i}.1`,
-      modelVersion: 'v1',
-      indexedAt: new Date(0).toISOString(),
-      vector,
-    })),
-  );
+  const { index, vectors } = await oneStudyPerDoc('refused.sqlite', 8, 200, 5);
   const searchWith = (verdict: (study: string, round: number, position: number) => 'yes' | 'no' | 401 | 403) => {
     let round = 0;
-    const access = {
-      async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
-        round++;
-        return new Map([...studies].map((s, k) => [s, { verdict: verdict(s, round, k) }] as const));
-      },
-    } as unknown as AccessChecker;
-    return new SimilarSearch({
-      index,
-      access,
-      modelVersion: 'v1',
-      log: createLogger('silent', 'test'),
-    } as unknown as SimilarSearchDeps).search(
+    return searchOver(index, async (studies) => {
+      round++;
+      return new Map([...studies].map((s, k) => [s, { verdict: verdict(s, round, k) }] as const));
+    }).search(
       { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },
       { limit: 10, groupBy: 'instance', excludeSameStudy: true, excludeSamePatient: true },
       ANONYMOUS,
@@ -131,42 +119,21 @@ test('refused credentials: an answer while nothing was readable; after a readabl
 });
 
 test('one search asks the PACS about at most MAX_STUDIES_CHECKED studies, then answers short', async () => {
-  const dims = 16;
-  const index = new EmbeddedIndex({ path: join(dir, 'budget.sqlite') });
-  await index.ensure(dims, 'v1');
-  const vectors = unitVectors(4001, dims, 9);
-  await index.upsert(
-    vectors.slice(1).map((vector, i) => ({
-      sopInstanceUid: `2.25.7.${i}.1.1`,
-      studyInstanceUid: `2.25.7.${i}`,
-      seriesInstanceUid: `2.25.7.${i}.1`,
-      modelVersion: 'v1',
-      indexedAt: new Date(0).toISOString(),
-      vector,
-    })),
-  );
+  const { index, vectors } = await oneStudyPerDoc('budget.sqlite', 7, 4000, 9);
   const asked = new Set<string>();
   let readable = 0;
   // Readable: 1 study in 700, so 10 results would take ~7,000 studies checked.
-  const access = {
-    async checkStudies(studies: Iterable<string>): Promise<Map<string, StudyAccess>> {
-      const list = [...studies];
-      for (const s of list) asked.add(s);
-      return new Map(
-        list.map((s) => {
-          const yes = Number(s.split('.')[3]) % 700 === 0;
-          if (yes) readable++;
-          return [s, { verdict: yes ? 'yes' : 'no' }] as const;
-        }),
-      );
-    },
-  } as unknown as AccessChecker;
-  const search = new SimilarSearch({
-    index,
-    access,
-    modelVersion: 'v1',
-    log: createLogger('silent', 'test'),
-  } as unknown as SimilarSearchDeps);
+  const search = searchOver(index, async (studies) => {
+    const list = [...studies];
+    for (const s of list) asked.add(s);
+    return new Map(
+      list.map((s) => {
+        const yes = Number(s.split('.')[3]) % 700 === 0;
+        if (yes) readable++;
+        return [s, { verdict: yes ? 'yes' : 'no' }] as const;
+      }),
+    );
+  });
   try {
     const out = await search.search(
       { vector: vectors[0]!, source: 'upload', modelVersion: 'v1' },

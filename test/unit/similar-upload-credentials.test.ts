@@ -14,7 +14,7 @@ import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobData, EmbedJobResult } from '../../core/jobs.js';
 import type { Logger } from '../../core/log.js';
 import { JobUnavailable } from '../../core/queue/job-requester.js';
-import { expressGateway } from './fake-gateway.js';
+import { expressGateway, listening } from './fake-gateway.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 
@@ -69,9 +69,7 @@ describe('POST /similar: credentials before the upload', () => {
       logger,
       requester: { request: async () => ({ status: 'refused', reason: 'not reached' }), close: async () => undefined },
     });
-    server = app.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
   });
 
   after(async () => {

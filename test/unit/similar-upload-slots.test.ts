@@ -6,15 +6,14 @@
  * the slots.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { loadConfig } from '../../core/config.js';
 import type { VectorIndex } from '../../core/index/types.js';
 import type { EmbedJobResult } from '../../core/jobs.js';
 import { createLogger } from '../../core/log.js';
-import { expressGateway } from './fake-gateway.js';
+import { expressGateway, listening, readablePacs } from './fake-gateway.js';
 import { attachSimilar } from '../../gateway/similar.js';
 import { attachSimilarHeatmap } from '../../gateway/similar-heatmap.js';
 
@@ -59,16 +58,10 @@ describe('upload slots', () => {
 
   before(async () => {
     // Every study and instance asked about is there and readable: the access rules have their own tests.
-    pacs = http.createServer((req, res) => {
-      const u = new URL(req.url ?? '/', 'http://pacs');
-      const studies = u.searchParams.get('StudyInstanceUID')?.split(',') ?? [];
-      const found = u.pathname.endsWith('/instances') ? [{}] : studies.map((s) => ({ '0020000D': { vr: 'UI', Value: [s] } }));
-      res.writeHead(200, { 'content-type': 'application/dicom+json' }).end(JSON.stringify(found));
-    });
-    pacs.listen(0, '127.0.0.1');
-    await once(pacs, 'listening');
+    const stand = await readablePacs();
+    pacs = stand.server;
     const config = loadConfig({
-      CBMIR_PACS_URL: `http://127.0.0.1:${(pacs.address() as AddressInfo).port}/dicom-web`,
+      CBMIR_PACS_URL: stand.url,
       CBMIR_SIMILAR_MAX_UPLOADS: '2',
     });
     const { gateway, app } = expressGateway(closeHooks);
@@ -93,9 +86,7 @@ describe('upload slots', () => {
       uploadPace: PACE,
       requester: { request: async () => ({ status: 'refused', reason: 'not an image' }), close: async () => undefined },
     });
-    server = app.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    port = (server.address() as AddressInfo).port;
+    ({ server, port } = await listening(app.listen(0, '127.0.0.1')));
   });
 
   /** Closes this test's connections, so that one failing leaves no slot taken for the next. */
