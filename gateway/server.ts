@@ -100,8 +100,6 @@ const CLIENT_ERROR_REPLIES: Readonly<Record<string, string>> = {
   ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
 };
 
-const OPS_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
-
 export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.logger ?? createLogger(config.logLevel, 'gateway');
   const quirks = deps.quirks ?? ORTHANC_DICOMWEB_1_7;
@@ -141,20 +139,14 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     res.locals.log = log.child({ reqId: res.getHeader('x-request-id') });
     next();
   });
-  // The operations endpoints answer at their exact paths only. Express would also serve
-  // /METRICS and /metrics/, which slip past a proxy rule written for /metrics (`location =`).
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const p = req.path;
-    if (p !== '/healthz' && p !== '/readyz' && p !== '/metrics' && OPS_PATHS.has(p.toLowerCase().replace(/\/+$/, ''))) {
-      sendProblem(res, new HttpProblem('NOT_FOUND', 'no such resource'));
-      return;
-    }
-    next();
-  });
-  app.get('/healthz', (_req, res) => {
+  // The operations endpoints answer at their exact paths only: express's default routing would
+  // also serve /METRICS and /metrics/, which slip past a proxy rule for /metrics (`location =`).
+  const ops = express.Router({ caseSensitive: true, strict: true });
+  app.use(ops);
+  ops.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  app.get('/readyz', async (_req, res) => {
+  ops.get('/readyz', async (_req, res) => {
     if (draining) {
       sendProblem(res, new HttpProblem('NOT_READY', 'shutting down'));
       return;
@@ -166,7 +158,7 @@ export function createGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     if (failed.length) sendProblem(res, notReady(outcome, `not ready: ${failed.join(', ')}`));
     else res.json({ status: 'ready', checks: outcome });
   });
-  app.get('/metrics', async (_req, res) => {
+  ops.get('/metrics', async (_req, res) => {
     const m = await metrics.render();
     res.type(m.contentType).send(m.body);
   });

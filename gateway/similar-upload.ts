@@ -37,7 +37,7 @@ export const UPLOAD_PACE: UploadPace = Object.freeze({ graceMs: 10_000, minBytes
  * leaves the request open (paused), so the caller can answer and drop the rest
  * (discardUpload): leaving a `for await` loop early would destroy the request under the answer.
  */
-export function readBody(req: IncomingMessage, limit: number, pace: UploadPace = UPLOAD_PACE): Promise<Buffer> {
+function readBody(req: IncomingMessage, limit: number, pace: UploadPace): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { isResourceError } from '../core/dicom/resources.js';
+import { DecoderResourceError, isResourceError, resourceFailure } from '../core/dicom/resources.js';
 import { invocationPath, modelOptionOrExit } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 
@@ -56,31 +56,29 @@ export function embedCommand(): Command {
             line = input.unreadable;
             text = `cannot read ${file}: ${input.why}`;
           } else {
-            let r: Awaited<ReturnType<EmbeddingPipeline['embedDicom']>>;
-            try {
-              r = await pipeline.embedDicom(input.bytes);
-            } catch (err) {
-              // Memory or codecs failed on this machine (DecoderResourceError): not a refusal of
-              // the file, and no reason to give up on the files after it.
-              if (!isResourceError(err)) throw err;
+            // Memory or codecs failed on this machine (DecoderResourceError): not a refusal of the
+            // file, and no reason to give up on the files after it.
+            const r = await pipeline.embedDicom(input.bytes).catch((err: unknown) => {
+              if (isResourceError(err)) return resourceFailure(err);
+              throw err;
+            });
+            if (r instanceof DecoderResourceError) {
               broken++;
-              const why = (err as Error).message.replace(/ \(retried\)/, '');
-              process.stdout.write(
-                `${o.json ? JSON.stringify({ file, ok: false, reason: why, code: 'RESOURCES' }) : `failed  ${file}: ${why}`}\n`,
-              );
-              continue;
+              line = { file, ok: false, reason: r.reason, code: 'RESOURCES' };
+              text = `failed  ${file}: ${r.reason}`;
+            } else {
+              line = r.ok
+                ? {
+                    file,
+                    ok: true,
+                    dims: r.vectors[0]?.vector.length ?? 0,
+                    model: `${pipeline.modelName}-${pipeline.modelVersion}`,
+                    frame: r.vectors[0]?.frameNumber,
+                    ...(o.vectors ? { vector: Array.from(r.vectors[0]?.vector ?? []) } : {}),
+                  }
+                : { file, ok: false, reason: r.reason, code: r.code };
+              text = r.ok ? `ok      ${file} dims=${String(line.dims)}` : `refused ${file}: ${r.reason}`;
             }
-            line = r.ok
-              ? {
-                  file,
-                  ok: true,
-                  dims: r.vectors[0]?.vector.length ?? 0,
-                  model: `${pipeline.modelName}-${pipeline.modelVersion}`,
-                  frame: r.vectors[0]?.frameNumber,
-                  ...(o.vectors ? { vector: Array.from(r.vectors[0]?.vector ?? []) } : {}),
-                }
-              : { file, ok: false, reason: r.reason, code: r.code };
-            text = r.ok ? `ok      ${file} dims=${String(line.dims)}` : `refused ${file}: ${r.reason}`;
           }
           process.stdout.write(`${o.json ? JSON.stringify(line) : text}\n`);
         }

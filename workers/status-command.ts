@@ -11,6 +11,7 @@ import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { existsSync } from 'node:fs';
 import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
+import type { VectorIndex } from '../core/index/types.js';
 import { configOrExit, redisReachable, withoutCredentials } from './command-config.js';
 
 /** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
@@ -27,7 +28,7 @@ export interface QueueStatus {
 }
 
 export interface IndexStatus {
-  readonly backend: 'embedded' | 'elasticsearch';
+  readonly backend: VectorIndex['backend'];
   readonly liveVersion?: string;
   readonly documents?: number;
   readonly versions?: string[];
@@ -57,7 +58,8 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
   for (const q of queues) q.on('error', () => undefined);
   // Opening the embedded store creates it: a status probe with the wrong CBMIR_DATA_DIR would
   // then report an empty index instead of the missing one.
-  const embeddedMissing = config.es ? undefined : [embeddedIndexPath(config)].find((p) => !existsSync(p));
+  const embeddedPath = config.es ? undefined : embeddedIndexPath(config);
+  const embeddedMissing = embeddedPath !== undefined && !existsSync(embeddedPath) ? embeddedPath : undefined;
   const index = embeddedMissing ? undefined : createVectorIndex(config);
   try {
     const [queueStates, indexState] = await Promise.all([

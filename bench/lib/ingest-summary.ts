@@ -110,11 +110,8 @@ export function workerCpuCeiling(cpus: number, workerCpuMsPerImage: number): num
 /** Issue #4's targets: every image indexed, ≥ 30 images/s end to end, p95 STOW answered → searchable ≤ 5 s. */
 export const INGEST_TARGETS = { minImagesPerS: 30, maxP95Ms: 5_000 } as const;
 
-/** The verdict of one target, as bench:proxy and bench:similar give theirs. */
-export type IngestVerdict = Verdict;
-
 export interface IngestVerdicts {
-  readonly byTarget: { indexed_all: IngestVerdict; images_per_s: IngestVerdict; p95_ms_to_searchable: IngestVerdict };
+  readonly byTarget: { indexed_all: Verdict; images_per_s: Verdict; p95_ms_to_searchable: Verdict };
   readonly met: boolean;
   /** [target, result] rows for the report. */
   readonly rows: [string, string][];
@@ -126,12 +123,11 @@ export function ingestVerdicts(r: {
   readonly images_per_s: number;
   readonly p95_ms_to_searchable: number | null;
 }): IngestVerdicts {
-  const cell = (v: IngestVerdict, what: string): string => (v === 'not run' ? v : `${verdictCell(v)} (${what})`);
-  const indexed: IngestVerdict = r.images > 0 && r.indexed === r.images ? 'met' : 'missed';
-  const rate: IngestVerdict = r.images_per_s >= INGEST_TARGETS.minImagesPerS ? 'met' : 'missed';
+  const cell = (v: Verdict, what: string): string => (v === 'not run' ? v : `${verdictCell(v)} (${what})`);
+  const indexed: Verdict = r.images > 0 && r.indexed === r.images ? 'met' : 'missed';
+  const rate: Verdict = r.images_per_s >= INGEST_TARGETS.minImagesPerS ? 'met' : 'missed';
   // No latency phase (--latency-images 0): no evidence either way.
-  const p95: IngestVerdict =
-    r.p95_ms_to_searchable === null ? 'not run' : r.p95_ms_to_searchable <= INGEST_TARGETS.maxP95Ms ? 'met' : 'missed';
+  const p95: Verdict = r.p95_ms_to_searchable === null ? 'not run' : r.p95_ms_to_searchable <= INGEST_TARGETS.maxP95Ms ? 'met' : 'missed';
   return {
     byTarget: { indexed_all: indexed, images_per_s: rate, p95_ms_to_searchable: p95 },
     met: [indexed, rate, p95].every((v) => v === 'met'),

@@ -3,6 +3,7 @@ export interface LatencySummary {
   readonly meanMs: number;
   readonly p50Ms: number;
   readonly p90Ms: number;
+  readonly p95Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
 }
@@ -22,6 +23,7 @@ export function summarise(samples: Float64Array): LatencySummary {
     meanMs: s.length ? sum / s.length : Number.NaN,
     p50Ms: percentile(s, 50),
     p90Ms: percentile(s, 90),
+    p95Ms: percentile(s, 95),
     p99Ms: percentile(s, 99),
     maxMs: s.length ? (s[s.length - 1] as number) : Number.NaN,
   };

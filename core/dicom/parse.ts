@@ -219,20 +219,20 @@ type Inflated = { ok: true; bytes: Uint8Array } | { ok: false; reason: string };
  * deflated zeros inflate to tens of GB), so it never sees the deflated bytes: the Transfer Syntax
  * UID is rewritten in place, NUL-padded to its length, and the caller restores it in the meta.
  */
-function inflateDataset(bytes: Uint8Array, meta: FileMeta & Required<Pick<FileMeta, 'tsValue'>>, max: number): Inflated {
+function inflateDataset(bytes: Uint8Array, end: number, tsValue: NonNullable<FileMeta['tsValue']>, max: number): Inflated {
   let dataset: Buffer;
   try {
-    dataset = inflateRawSync(bytes.subarray(meta.end), { maxOutputLength: max });
+    dataset = inflateRawSync(bytes.subarray(end), { maxOutputLength: max });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
       return { ok: false, reason: `too large: the deflated dataset inflates beyond ${max} bytes` };
     if (isResourceError(err)) throw resourceFailure(err);
     return { ok: false, reason: `corrupt deflated dataset: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200) };
   }
-  const { at, length } = meta.tsValue;
-  const out = new Uint8Array(meta.end + dataset.length);
-  out.set(bytes.subarray(0, meta.end));
-  out.set(dataset, meta.end);
+  const { at, length } = tsValue;
+  const out = new Uint8Array(end + dataset.length);
+  out.set(bytes.subarray(0, end));
+  out.set(dataset, end);
   out.fill(0, at, at + length).set(Buffer.from(TS.ExplicitVRLittleEndian, 'latin1'), at);
   return { ok: true, bytes: out };
 }
@@ -250,7 +250,7 @@ export function parseDicom(input: Uint8Array, opts: { maxInflatedBytes?: number 
   const head = fileMeta(bytes);
   const deflated = head.ts === TS.DeflatedExplicitVRLittleEndian;
   if (deflated && head.tsValue) {
-    const inflated = inflateDataset(bytes, { ...head, tsValue: head.tsValue }, opts.maxInflatedBytes ?? MAX_INFLATED_BYTES);
+    const inflated = inflateDataset(bytes, head.end, head.tsValue, opts.maxInflatedBytes ?? MAX_INFLATED_BYTES);
     if (!inflated.ok) return inflated;
     bytes = inflated.bytes;
   }

@@ -17,9 +17,12 @@ const OUT_OF_MEMORY = /Array buffer allocation failed|out of memory|Maximum memo
 
 /** The decoder could not run (out of memory, codecs unavailable): retry later; says nothing about the file. */
 export class DecoderResourceError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** What failed, without what the worker does about it ("(retried)"): for a caller that does not retry. */
+  readonly reason: string;
+  constructor(message: string, options?: { cause?: unknown; reason?: string }) {
     super(message, options);
     this.name = 'DecoderResourceError';
+    this.reason = options?.reason ?? message;
   }
 }
 
@@ -37,5 +40,8 @@ export function isResourceError(err: unknown): boolean {
 export function resourceFailure(err: unknown): DecoderResourceError {
   if (err instanceof DecoderResourceError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new DecoderResourceError(`out of memory while decoding (retried): ${message}`.slice(0, 300), { cause: err });
+  return new DecoderResourceError(`out of memory while decoding (retried): ${message}`.slice(0, 300), {
+    cause: err,
+    reason: `out of memory while decoding: ${message}`.slice(0, 300),
+  });
 }

@@ -122,7 +122,7 @@ export class JobRequester<D, R> {
   private readonly producer: Redis;
   private readonly conns: Redis[] = [];
   private events: Promise<QueueEvents> | undefined;
-  /** Requests of this process waiting, per job id. */
+  /** Requests of this process waiting, per job id (of those asked with dropIfAbandoned). */
   private readonly waiting = new Map<string, number>();
 
   constructor(
@@ -167,7 +167,7 @@ export class JobRequester<D, R> {
       );
     }
     const id = job.id ?? '';
-    this.waiting.set(id, (this.waiting.get(id) ?? 0) + 1);
+    if (o.dropIfAbandoned) this.waiting.set(id, (this.waiting.get(id) ?? 0) + 1);
     try {
       return (await job.waitUntilFinished(events, Math.max(1, deadline - Date.now()))) as R;
     } catch (err) {
@@ -180,9 +180,11 @@ export class JobRequester<D, R> {
         throw new HttpProblem('EMBED_UNAVAILABLE', `the ${o.what} job failed: ${msg.slice(0, 300)}`, { retryAfter });
       throw new JobUnavailable(`the ${o.what} job failed`, msg, retryAfter);
     } finally {
-      const left = (this.waiting.get(id) ?? 1) - 1;
-      if (left > 0) this.waiting.set(id, left);
-      else this.waiting.delete(id);
+      if (o.dropIfAbandoned) {
+        const left = (this.waiting.get(id) ?? 1) - 1;
+        if (left > 0) this.waiting.set(id, left);
+        else this.waiting.delete(id);
+      }
       if (o.removeAfter) await job.remove().catch(() => undefined);
     }
   }

@@ -147,13 +147,9 @@ function forgetLists() {
 }
 
 async function loadStudies() {
-  const seq = ++listSeq.studies;
-  listSeq.series++;
-  resetInstances();
+  forgetLists();
+  const seq = listSeq.studies;
   const ul = $('studies');
-  ul.replaceChildren();
-  $('series').replaceChildren();
-  note('studies-note', '');
   let match;
   try {
     match = studyMatch($('filter-field').value, $('filter-text').value);

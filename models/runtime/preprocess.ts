@@ -180,34 +180,9 @@ export function resizeWeights(inSize: number, outSize: number = OUT_SIZE): Resiz
   return rw;
 }
 
-/** out = W · img · Wᵀ for a square S×S image (float64). */
+/** out = W · img · Wᵀ for a square S×S image (float64): resizePadded with no padding to skip. */
 export function resizeSquare(img: Float64Array, size: number, outSize: number = OUT_SIZE): Float64Array {
-  const { start, weights } = resizeWeights(size, outSize);
-  // Vertical pass: [outSize][size]
-  const tmp = new Float64Array(outSize * size);
-  for (let i = 0; i < outSize; i++) {
-    const w = weights[i]!;
-    const j0 = start[i]!;
-    const row = i * size;
-    for (let k = 0; k < w.length; k++) {
-      const wk = w[k]!;
-      const src = (j0 + k) * size;
-      for (let x = 0; x < size; x++) tmp[row + x] = tmp[row + x]! + wk * img[src + x]!;
-    }
-  }
-  // Horizontal pass: [outSize][outSize]
-  const out = new Float64Array(outSize * outSize);
-  for (let r = 0; r < outSize; r++) {
-    const row = r * size;
-    for (let i = 0; i < outSize; i++) {
-      const w = weights[i]!;
-      const j0 = start[i]!;
-      let acc = 0;
-      for (let k = 0; k < w.length; k++) acc += w[k]! * tmp[row + j0 + k]!;
-      out[r * outSize + i] = acc;
-    }
-  }
-  return out;
+  return resizePadded(img, size, size, outSize);
 }
 
 /**

@@ -106,14 +106,14 @@ test(
 test('cbmir embed: a file the machine could not decode (out of memory, codecs) gets a RESOURCES line, and the files after it are embedded', async () => {
   const { embedCommand } = await import('../../workers/embed-command.js');
   const { EmbeddingPipeline } = await import('../../workers/embedding-pipeline.js');
-  const { DecoderResourceError } = await import('../../core/dicom/resources.js');
+  const { resourceFailure } = await import('../../core/dicom/resources.js');
   const files = ['siemens_mosaic_1.dcm', 'siemens_mosaic_4.dcm', 'deflate_image_dfl.dcm'].map((f) =>
     path.join(dicomFixturesDir, 'transfer-syntax', f),
   );
   const original = EmbeddingPipeline.prototype.embedDicom;
   let calls = 0;
   EmbeddingPipeline.prototype.embedDicom = function (this: EmbeddingPipelineType, bytes: Uint8Array) {
-    if (++calls === 2) return Promise.reject(new DecoderResourceError('out of memory while decoding (retried): rle codec: bad_alloc'));
+    if (++calls === 2) return Promise.reject(resourceFailure(new Error('rle codec: bad_alloc')));
     return original.call(this, bytes);
   };
   const out: string[] = [];
