@@ -6,7 +6,7 @@ Protocols (all patient-wise; query = held-out fold, database = the other folds):
   3class_family  like 3class, but only queries whose patient_family has no slice in
                  the database folds (the stricter check; see figshare README)
 CIs: cluster percentile bootstrap (metrics.py) over patients, except in 3class_family,
-where the clusters are patient families (bootstrap_groups).
+where the clusters are patient families (cluster_key).
 
 Embeddings come from the cached `eval` view (features.py: exact inference
 preprocessing, no harmonisation) pushed through the trainable top of the net.
@@ -78,17 +78,13 @@ def protocols(meta, test_fold: int):
 
 
 def cluster_key(protocol: str) -> str:
-    """The meta key of the clusters a protocol's CIs resample (see bootstrap_groups)."""
+    """The meta key of the clusters a protocol's CIs resample (per row: meta[cluster_key(p)]).
+    3class_family treats a family as one person, so its CI must too: two ids of one family are
+    probably one person's correlated slices. The published-fold protocols keep Cheng's convention
+    (233 patients) in their CIs as in their figures, so they stay comparable with the recorded
+    results; a family grouping is a superset and would be safe there too, and on fold 5 it moves the
+    3-class mAP CI by 0.2-0.3 points only (model card)."""
     return "families" if protocol == "3class_family" else "patients"
-
-
-def bootstrap_groups(meta, protocol: str) -> np.ndarray:
-    """The clusters a protocol's CIs resample, per row. 3class_family treats a family as one person,
-    so its CI must too: two ids of one family are probably one person's correlated slices. The
-    published-fold protocols keep Cheng's convention (233 patients) in their CIs as in their figures,
-    so they stay comparable with the recorded results; a family grouping is a superset and would
-    be safe there too, and on fold 5 it moves the 3-class mAP CI by 0.2-0.3 points only (model card)."""
-    return meta[cluster_key(protocol)]
 
 
 def evaluate_embeddings(emb: np.ndarray, meta, test_fold: int = 5, n_boot: int = 1000) -> dict:
@@ -97,7 +93,7 @@ def evaluate_embeddings(emb: np.ndarray, meta, test_fold: int = 5, n_boot: int =
         if len(q) == 0:
             continue
         r = metrics.evaluate_split(emb[q], meta["labels"][q], emb[db], meta["labels"][db], data.CLASS_NAMES,
-                                   q_groups=bootstrap_groups(meta, name)[q], n_boot=n_boot)
+                                   q_groups=meta[cluster_key(name)][q], n_boot=n_boot)
         r["ci_clusters"] = cluster_key(name)
         r["n_database"] = int(len(db))
         out[name] = r

@@ -17,7 +17,7 @@ query by query:
   pooled      all folds' queries together: mean AP / P@10 of each arm, and the
               mean per-query difference B - A with a 95 % CI that resamples
               patients (a patient's slices move together, as in metrics.py;
-              families under --protocol 3class_family, evaluate.bootstrap_groups)
+              families under --protocol 3class_family, evaluate.cluster_key)
   per class   the pooled difference per tumour class
 
 Why pooled and paired: with five folds, fold-to-fold spread (1-2 mAP points for
@@ -38,7 +38,7 @@ import numpy as np
 
 import data
 import metrics
-from evaluate import bootstrap_groups, cache_meta, protocols
+from evaluate import cache_meta, cluster_key, protocols
 from posthoc import ensemble
 
 
@@ -112,7 +112,7 @@ def compare(emb_a: dict, emb_b: dict, meta: dict, n_boot: int = 2000, protocol: 
             pooled[f"{arm}_p10"].append(r["p10"])
     rows = np.concatenate(pooled["rows"])
     cat = {k: np.concatenate(v) for k, v in pooled.items() if k != "rows"}
-    groups, labels = bootstrap_groups(meta, protocol)[rows], meta["labels"][rows]
+    groups, labels = meta[cluster_key(protocol)][rows], meta["labels"][rows]
 
     def block(mask):
         d_ap = cat["b_ap"][mask] - cat["a_ap"][mask]
