@@ -114,6 +114,8 @@ export class ElasticsearchIndex implements VectorIndex {
       }
       if (!(await this.client.indices.existsAlias({ name: this.options.base }))) {
         if (await this.client.indices.exists({ index: this.options.base })) {
+          // exists() answers for an alias too: one another process has just made is no squatter.
+          if (await this.client.indices.existsAlias({ name: this.options.base })) return;
           throw new IndexError('BAD_INPUT', `"${this.options.base}" exists as an index, so it cannot be the alias; rename or delete it`);
         }
         await this.client.indices.updateAliases({ actions: [{ add: { index, alias: this.options.base } }] });
