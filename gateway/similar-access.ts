@@ -28,7 +28,7 @@ import pLimit from 'p-limit';
 import { createHash } from 'node:crypto';
 import { HttpProblem } from '../core/errors.js';
 import { PacsHttpError, type PacsClient } from '../core/pacs/client.js';
-import { stringValue, TAG } from '../core/dicom-json.js';
+import { stringValue, TAG, type DicomJsonDataset } from '../core/dicom-json.js';
 import { Batcher, KeyFailure } from '../core/batcher.js';
 import { LruCache } from './lru.js';
 import type { Caller } from './caller.js';
@@ -277,6 +277,7 @@ export class AccessChecker {
         caller,
       );
     } catch (err) {
+      if (err instanceof PacsHttpError && err.status === 404) throw notFound(what); // "no match", as above
       throw pacsProblem(err);
     }
     if (found.length === 0) throw notFound(what);
@@ -290,15 +291,22 @@ export class AccessChecker {
   /** One QIDO for the list; a refusal is thrown (PacsHttpError) for ask() to judge. */
   private async askList(studies: string[], caller: Caller): Promise<Map<string, StudyAccess>> {
     this.qidoCount++;
-    const found = await this.pacs.qido(
-      '/studies',
-      {
-        StudyInstanceUID: studies.join(','),
-        includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
-        limit: studies.length,
-      },
-      caller,
-    );
+    let found: DicomJsonDataset[];
+    try {
+      found = await this.pacs.qido(
+        '/studies',
+        {
+          StudyInstanceUID: studies.join(','),
+          includefield: this.opts.withPatient ? `${TAG.StudyInstanceUID},${PATIENT_NAME},${TAG.PatientID}` : TAG.StudyInstanceUID,
+          limit: studies.length,
+        },
+        caller,
+      );
+    } catch (err) {
+      // Some PACSes say "no match" with 404 rather than [] or 204; the query is the gateway's own.
+      if (!(err instanceof PacsHttpError && err.status === 404)) throw err;
+      found = [];
+    }
     const readable = new Map<string, StudyAccess>();
     for (const d of found) {
       const uid = stringValue(d, TAG.StudyInstanceUID);

@@ -36,7 +36,7 @@ import { sendProblem } from './problem.js';
 import { answerProblem } from './problem-answer.js';
 import type { Gateway } from './server.js';
 import type { AccessChecker } from './similar-access.js';
-import { readUploadedDicom, uploadBoundary, type UploadPace } from './similar-upload.js';
+import { readUploadedDicom, refuseDeclaredTooLarge, uploadBoundary, type UploadPace } from './similar-upload.js';
 import { RequestSlots } from './request-slots.js';
 import { callerOf } from './caller.js';
 import { mergeVary } from './headers.js';
@@ -119,11 +119,14 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
     try {
       const p = parseHeatmapParams(new URL(req.url ?? '/', 'http://x').searchParams, upload);
       const auth = callerOf(req.headers);
-      // Every check that needs no body comes before a byte of it is read: media type, the
-      // caller's access to each archived image (its study, then the instance at its full path,
+      // Every check that needs no body comes before a byte of it is read: media type and declared
+      // length, the caller's access to each archived image (its study, then the instance at its full path,
       // with the caller's own credentials), then a slot among the uploads (or heatmaps) in flight.
       const ct = req.headers['content-type'];
-      if (upload) uploadBoundary(ct);
+      if (upload) {
+        uploadBoundary(ct);
+        refuseDeclaredTooLarge(req, maxUpload);
+      }
       for (const [side, what] of [
         [p.query, 'the query instance'],
         [p.result, 'the result instance'],
@@ -135,7 +138,10 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
       let querySide: HeatmapSide;
       if (upload) {
         release = uploads.acquire(auth.key);
-        const bytes = await readUploadedDicom(req, maxUpload, deps.uploadPace);
+        const bytes = await readUploadedDicom(req, maxUpload, deps.uploadPace).catch((err: unknown) => {
+          // Worded as the worker's refusals are: the side first.
+          throw err instanceof HttpProblem && err.code === 'NOT_EMBEDDABLE' ? new HttpProblem('NOT_EMBEDDABLE', `query: ${err.detail}`) : err;
+        });
         querySide = { dicomBase64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
       } else {
         release = archived.acquire(auth.key);
@@ -170,7 +176,7 @@ export function attachSimilarHeatmap(gateway: Gateway, deps: SimilarHeatmapDeps)
   gateway.app.post('/similar/heatmap', (req, res) => handle(req, res, true));
   gateway.app.all('/similar/heatmap', (_req, res) => {
     sendProblem(res as unknown as ServerResponse, new HttpProblem('METHOD_NOT_ALLOWED', 'use GET (two archived images) or POST (an uploaded query)'), {
-      allow: 'GET, POST',
+      allow: 'GET, HEAD, POST',
     });
   });
   gateway.addCloseHook(() => requester.close());

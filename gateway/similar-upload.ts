@@ -38,8 +38,11 @@ export const UPLOAD_PACE: UploadPace = Object.freeze({ graceMs: 10_000, minBytes
  * (discardUpload): leaving a `for await` loop early would destroy the request under the answer.
  */
 function readBody(req: IncomingMessage, limit: number, pace: UploadPace): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
+  try {
+    refuseDeclaredTooLarge(req, limit);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let seen = 0;
@@ -94,6 +97,15 @@ function readBody(req: IncomingMessage, limit: number, pace: UploadPace): Promis
     req.once('error', onError);
     req.once('close', onClose);
   });
+}
+
+/**
+ * 413 for a Content-Length above `limit`, before anything else is asked: a client told to wait
+ * for a slot (503 + Retry-After) would otherwise retry a body that can only ever be refused.
+ */
+export function refuseDeclaredTooLarge(req: IncomingMessage, limit: number): void {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
 }
 
 function tooLarge(limit: number): HttpProblem {

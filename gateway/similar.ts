@@ -38,7 +38,7 @@ import { AccessChecker } from './similar-access.js';
 import { CredentialProbe } from './similar-credentials.js';
 import { renderDicomJson, renderJson } from './similar-render.js';
 import { SimilarSearch, type QuerySource, type QueryVector } from './similar-search.js';
-import { readUploadedDicom, uploadBoundary, type UploadPace } from './similar-upload.js';
+import { readUploadedDicom, refuseDeclaredTooLarge, uploadBoundary, type UploadPace } from './similar-upload.js';
 import { RequestSlots } from './request-slots.js';
 import { callerOf, type Caller } from './caller.js';
 
@@ -234,6 +234,7 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
         // Validate the media type (and a multipart boundary) before reading a byte of the body.
         const ct = req.headers['content-type'];
         uploadBoundary(ct);
+        refuseDeclaredTooLarge(req, maxUpload);
         // A caller the PACS refuses holds no slot, nor a worker's time, for the search it would be refused.
         await credentials.require(caller);
         // Each upload holds its body and a base64 copy (in memory and in a Redis job) until a worker
@@ -249,9 +250,13 @@ export function attachSimilar(gateway: Gateway, deps: SimilarDeps): SimilarHandl
       false,
     ),
   );
+  // Express answers HEAD with the GET handler (the whole search, no body), so Allow lists it.
+  app.all('/studies/:study/series/:series/instances/:sop/similar', (_req, res) => {
+    sendProblem(res as unknown as ServerResponse, new HttpProblem('METHOD_NOT_ALLOWED', 'use GET'), { allow: 'GET, HEAD' });
+  });
   app.all('/similar', (_req, res) => {
     sendProblem(res as unknown as ServerResponse, new HttpProblem('METHOD_NOT_ALLOWED', 'use GET (by UIDs) or POST (an image)'), {
-      allow: 'GET, POST',
+      allow: 'GET, HEAD, POST',
     });
   });
   app.get('/openapi.json', (_req, res) => {

@@ -187,10 +187,7 @@ export function attachVirtualRoot(gateway: Gateway, deps: VirtualRootDeps): void
   gateway.addCloseHook(() => pacs.close());
 }
 
-/**
- * 406 problem body. Written here because core/errors.ts's catalogue has no 406 code; once it
- * has one (NOT_ACCEPTABLE), throw that HttpProblem instead.
- */
+/** 406: the answer varies with Accept, so the problem says so for caches. */
 function sendNotAcceptable(res: ServerResponse): void {
   sendProblem(res, new HttpProblem('NOT_ACCEPTABLE', 'a virtual root answers its study search as application/dicom+json only'), { vary: mergeVary(res.getHeader('vary'), 'Accept') });
 }

@@ -68,6 +68,32 @@ test('a 401 of a list is the credential’s: every study asked gets it from one 
   });
 });
 
+test('a PACS that says "no match" with 404 (not [] or 204): the study or instance is not found, not a PACS failure', async () => {
+  const asked: string[] = [];
+  const pacs = {
+    async qido(path: string) {
+      asked.push(path);
+      throw new PacsHttpError(404, path);
+    },
+  } as unknown as PacsClient;
+  const access = new AccessChecker(pacs, { ttlMs: 60_000, maxEntries: 100, defaultAuthorization: undefined });
+  assert.deepEqual(Object.fromEntries(await access.check([QUERY_STUDY, READABLE], caller)), { [QUERY_STUDY]: 'no', [READABLE]: 'no' });
+  const notFound = (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'NOT_FOUND');
+    assert.match(e.message, /^the query instance is not in the PACS/);
+    return true;
+  };
+  await assert.rejects(access.requireReadable('2.25.40.3', caller, 'the query instance'), notFound);
+  const uids = { studyInstanceUid: QUERY_STUDY, seriesInstanceUid: `${QUERY_STUDY}.1`, sopInstanceUid: `${QUERY_STUDY}.1.1` };
+  await assert.rejects(access.requireInstance(uids, caller, 'the query instance'), notFound);
+  assert.deepEqual(asked, ['/studies', '/studies', `/studies/${QUERY_STUDY}/series/${QUERY_STUDY}.1/instances`]);
+  // Other refusals keep their meaning: a 500 is the PACS's failure.
+  const failing = { qido: async (path: string) => Promise.reject(new PacsHttpError(500, path)) } as unknown as PacsClient;
+  const checker = new AccessChecker(failing, { ttlMs: 60_000, maxEntries: 100, defaultAuthorization: undefined });
+  await assert.rejects(checker.requireInstance(uids, caller, 'the query instance'), { code: 'UPSTREAM_UNREACHABLE' });
+  await assert.rejects(checker.requireReadable(QUERY_STUDY, caller, 'the query instance'), { code: 'UPSTREAM_UNREACHABLE' });
+});
+
 test('WWW-Authenticate: the PACS’s challenge where it sent one, the gateway’s own otherwise', () => {
   assert.equal(
     wwwAuthenticate(pacsProblem(new PacsHttpError(401, '/studies', 'Digest realm="orthanc", nonce="1"'))),

@@ -180,6 +180,62 @@ describe('upload slots', () => {
     assert.ok(performance.now() - t0 > PACE.graceMs, 'it did outlast the grace');
   });
 
+  test('a declared Content-Length over the bound is 413 before anything else, even with every slot taken', async () => {
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    try {
+      embedded = 0;
+      const held = [upload('Basic ZGF2ZTp4'), upload('Basic ZXZlOng=')];
+      await until(() => embedded === 2, 'both slots taken');
+      const full = await within(upload('Basic ZnJhbms6eA=='), 5_000, 'an upload with no slot free');
+      assert.equal(full.status, 503, 'the slots are taken');
+      // 65 MiB declared, nothing sent: a 503 + Retry-After here would have the client retry a body that can only be refused.
+      const big = { declared: 65 * 1024 * 1024, body: Buffer.alloc(0), chunk: 1, everyMs: 0 };
+      for (const path of ['/similar', `/similar/heatmap?${RESULT_UIDS}`]) {
+        const a = await within(post(path, 'Basic ZnJhbms6eA==', big), 5_000, `${path}: oversized upload`);
+        assert.equal(a.status, 413, `${path}: ${a.body}`);
+        assert.equal((JSON.parse(a.body) as Problem).code, 'PAYLOAD_TOO_LARGE');
+      }
+      open();
+      for (const h of held) assert.equal((await within(h, 5_000, 'held upload')).status, 200);
+    } finally {
+      open();
+      gate = Promise.resolve();
+    }
+  });
+
+  test('an uploaded heatmap query that is not DICOM is refused naming the side, as the worker’s refusals are', async () => {
+    const notDicom = Buffer.alloc(200, 65);
+    const a = await within(
+      post(`/similar/heatmap?${RESULT_UIDS}`, 'Basic Z3JhY2U6eA==', {
+        declared: notDicom.length,
+        body: notDicom,
+        chunk: notDicom.length,
+        everyMs: 0,
+      }),
+      5_000,
+      'heatmap upload',
+    );
+    assert.equal(a.status, 422, a.body);
+    const p = JSON.parse(a.body) as Problem;
+    assert.equal(p.code, 'NOT_EMBEDDABLE');
+    assert.match(p.detail ?? '', /^query: not a DICOM Part-10 file/);
+  });
+
+  test('other methods are 405 with the methods each resource takes, HEAD among them', async () => {
+    for (const [method, path, allow] of [
+      ['PUT', '/similar', 'GET, HEAD, POST'],
+      ['POST', '/studies/1.2/series/1.2.3/instances/1.2.3.4/similar', 'GET, HEAD'],
+      ['DELETE', '/studies/1.2/series/1.2.3/instances/1.2.3.4/similar', 'GET, HEAD'],
+      ['DELETE', `/similar/heatmap?${RESULT_UIDS}`, 'GET, HEAD, POST'],
+    ] as const) {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method });
+      assert.equal(r.status, 405, `${method} ${path}`);
+      assert.equal(r.headers.get('allow'), allow, `${method} ${path}`);
+      assert.equal(((await r.json()) as Problem).code, 'METHOD_NOT_ALLOWED');
+    }
+  });
+
   test('one caller holds at most its share of the slots; the others stay open to other callers', async () => {
     let open!: () => void;
     gate = new Promise((r) => (open = r));
