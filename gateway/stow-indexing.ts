@@ -9,7 +9,7 @@
 import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
 import type { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
-import { storedInstances } from '../core/pacs/stow-response.js';
+import { readStowResponse } from '../core/pacs/stow-response.js';
 import type { Gateway } from './server.js';
 
 export function attachStowIndexing(gateway: Gateway, enqueuer: IndexEnqueuer, log: Logger): void {
@@ -23,9 +23,24 @@ export function attachStowIndexing(gateway: Gateway, enqueuer: IndexEnqueuer, lo
     help: 'Stored instances whose index job could not be enqueued (Redis down); the reconciler catches up',
     registers: [gateway.metrics.registry],
   });
+  const unread = new Counter({
+    name: 'cbmir_gateway_stow_unread_total',
+    help: 'STOW answers the gateway could not read (what: answer = a 2xx body neither DICOM JSON nor XML; reference = a stored instance without study, series and SOP UIDs); the reconciler catches up',
+    labelNames: ['what'] as const,
+    registers: [gateway.metrics.registry],
+  });
   gateway.onStowResponse(async (ev) => {
     if (ev.status >= 500) return;
-    const stored = storedInstances(ev.body);
+    const { stored, unread: refs, parsed } = readStowResponse(ev.body);
+    // A PACS whose answers the hook cannot read would otherwise index nothing on STOW, unseen.
+    const badAnswer = !parsed && ev.status < 300;
+    if (badAnswer) unread.inc({ what: 'answer' });
+    if (refs > 0) unread.inc({ what: 'reference' }, refs);
+    if (badAnswer || refs > 0)
+      log.warn(
+        { reqId: ev.reqId, status: ev.status, unreadReferences: refs, answerUnreadable: badAnswer },
+        'STOW answer not fully readable (no ReferencedSOPSequence with study/series RetrieveURLs?): those instances wait for the reconciler',
+      );
     if (stored.length === 0) return;
     const r = await enqueuer.enqueue(stored, 'stow');
     enqueued.inc(r.enqueued);

@@ -17,28 +17,47 @@ export interface StoredInstance {
 
 const RETRIEVE_RE = /\/studies\/([0-9.]+)\/series\/([0-9.]+)\/instances\/([0-9.]+)\/?$/;
 
-/** Stored instances named in a STOW-RS response body (DICOM JSON or XML); [] for anything unparseable. */
+/**
+ * What a STOW-RS response body (DICOM JSON or XML) says was stored: the instances it names in
+ * full (`stored`), how many of its ReferencedSOPSequence items could not be read (`unread`: no
+ * series in the RetrieveURL, a malformed UID), and whether the body was DICOM JSON or XML at all.
+ */
+export interface StowResponse {
+  readonly stored: StoredInstance[];
+  readonly unread: number;
+  readonly parsed: boolean;
+}
+
+/** Stored instances named in a STOW-RS response body; [] for anything unparseable. */
 export function storedInstances(body: Uint8Array | string): StoredInstance[] {
+  return readStowResponse(body).stored;
+}
+
+export function readStowResponse(body: Uint8Array | string): StowResponse {
   const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
   if (/^\s*</.test(text.replace(/^\uFEFF/, ''))) return storedInstancesXml(text);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    return []; // garbage: nothing we can trust; the reconciler will catch up.
+    return { stored: [], unread: 0, parsed: false }; // garbage: nothing we can trust; the reconciler will catch up.
   }
   const root = (Array.isArray(json) ? json[0] : json) as DicomJsonDataset | undefined;
-  if (!root || typeof root !== 'object') return [];
-  const out: StoredInstance[] = [];
+  if (!root || typeof root !== 'object') return { stored: [], unread: 0, parsed: false };
+  const stored: StoredInstance[] = [];
+  let unread = 0;
   for (const item of sequenceItems(root, TAG.ReferencedSOPSequence)) {
     const sop = stringValue(item, TAG.ReferencedSOPInstanceUID);
     const m = RETRIEVE_RE.exec(stringValue(item, TAG.RetrieveURL) ?? '');
     const study = m?.[1] ?? stringValue(root, TAG.StudyInstanceUID);
     const series = m?.[2];
-    if (!isValidUid(sop) || !isValidUid(study) || !isValidUid(series)) continue;
-    out.push({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, sopClassUid: stringValue(item, TAG.ReferencedSOPClassUID) });
+    if (!isValidUid(sop) || !isValidUid(study) || !isValidUid(series)) {
+      unread++;
+      continue;
+    }
+    stored.push({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, sopClassUid: stringValue(item, TAG.ReferencedSOPClassUID) });
   }
-  return out;
+  return { stored, unread, parsed: true };
 }
 
 const xmlValue = (item: string, tag: string): string | undefined =>
@@ -47,18 +66,27 @@ const xmlValue = (item: string, tag: string): string | undefined =>
 /**
  * The same from the PS3.19 Native DICOM Model (a client that asked for application/dicom+xml):
  * each Item of ReferencedSOPSequence (0008,1199) with its RetrieveURL. The failed-instances
- * sequence (0008,1198) comes before it in tag order and is skipped; items of later sequences
- * carry no instance RetrieveURL and are skipped as well.
+ * sequence (0008,1198) comes before it in tag order and is skipped, Other Failures (0008,119A)
+ * after it is cut off.
  */
-function storedInstancesXml(xml: string): StoredInstance[] {
+function storedInstancesXml(xml: string): StowResponse {
+  const parsed = /<NativeDicomModel\b/i.test(xml);
   const start = xml.search(/<DicomAttribute\b[^>]*\btag="00081199"/i);
-  if (start < 0) return [];
-  const out: StoredInstance[] = [];
-  for (const item of xml.slice(start).split(/<Item\b/i).slice(1)) {
+  if (start < 0) return { stored: [], unread: 0, parsed };
+  const stored: StoredInstance[] = [];
+  let unread = 0;
+  // Up to Other Failures (0008,119A), whose items name instances too: not stored ones.
+  const section = xml.slice(start);
+  const end = section.search(/<DicomAttribute\b[^>]*\btag="0008119A"/i);
+  for (const item of (end < 0 ? section : section.slice(0, end)).split(/<Item\b/i).slice(1)) {
     const sop = xmlValue(item, '00081155');
+    if (sop === undefined) continue; // a nested sequence's item
     const m = RETRIEVE_RE.exec(xmlValue(item, '00081190') ?? '');
-    if (!m || !isValidUid(sop) || !isValidUid(m[1]) || !isValidUid(m[2]) || m[3] !== sop) continue;
-    out.push({ studyInstanceUid: m[1]!, seriesInstanceUid: m[2]!, sopInstanceUid: sop, sopClassUid: xmlValue(item, '00081150') });
+    if (!m || !isValidUid(sop) || !isValidUid(m[1]) || !isValidUid(m[2]) || m[3] !== sop) {
+      unread++;
+      continue;
+    }
+    stored.push({ studyInstanceUid: m[1]!, seriesInstanceUid: m[2]!, sopInstanceUid: sop, sopClassUid: xmlValue(item, '00081150') });
   }
-  return out;
+  return { stored, unread, parsed };
 }

@@ -2,7 +2,7 @@
  * The reconciler's pass lock on the test stack's Redis: held for as long as the pass
  * runs however long that is (a full crawl outlasts the interval by hours), so no
  * second worker starts crawling beside it; left to expire afterwards; and never
- * extended once someone else holds the key.
+ * extended once someone else holds the key (which the holder is told of).
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -42,12 +42,15 @@ test('a pass that outlasts the lock time keeps others out until it ends, then th
   next.release();
 });
 
-test('a holder never extends a lock that is no longer its own', async () => {
+test('a holder never extends a lock that is no longer its own, and says once that it lost it', async () => {
   const key = `test-pass-lock:${randomUUID()}`;
-  const held = await takePassLock(a, key, 300);
+  const errors: string[] = [];
+  const held = await takePassLock(a, key, 300, (err) => errors.push(err.message));
   assert.ok(held);
   await b.set(key, 'someone-else', 'PX', 200);
   await sleep(500);
   assert.equal(await b.get(key), null, "the other holder's lock ran out; ours did not prolong it");
   held.release();
+  assert.equal(errors.length, 1, errors.join('; '));
+  assert.match(errors[0]!, /was lost .*another worker may run a pass at the same time/);
 });

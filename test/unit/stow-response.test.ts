@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { storedInstances } from '../../core/pacs/stow-response.js';
+import { readStowResponse, storedInstances } from '../../core/pacs/stow-response.js';
 
 // Shape of Orthanc 1.10 + DICOMweb 1.7's STOW answer (captured from a real run).
 const body = {
@@ -56,4 +56,28 @@ test('garbage answers give nothing, never throw', () => {
   assert.deepEqual(storedInstances(new Uint8Array([0xff, 0x00])), []);
   assert.deepEqual(storedInstances('null'), []);
   assert.deepEqual(storedInstances('{}'), []);
+});
+
+test('what the hook could not read is counted: references without a series or a valid UID, and a body that is neither JSON nor XML', () => {
+  assert.deepEqual(
+    { ...readStowResponse(JSON.stringify(body)), stored: undefined },
+    { stored: undefined, unread: 1, parsed: true },
+    'the malformed item; the failed instance (0008,1198) is not a stored one',
+  );
+  // A PACS that names stored instances without a per-instance RetrieveURL: none can be queued.
+  const noUrls = {
+    '0020000D': { vr: 'UI', Value: ['1.2.3'] },
+    '00081199': {
+      vr: 'SQ',
+      Value: [{ '00081155': { vr: 'UI', Value: ['1.2.3.4.5'] } }, { '00081155': { vr: 'UI', Value: ['1.2.3.4.6'] } }],
+    },
+  };
+  assert.deepEqual(readStowResponse(JSON.stringify(noUrls)), { stored: [], unread: 2, parsed: true });
+  assert.deepEqual(readStowResponse('Stored 2 instances'), { stored: [], unread: 0, parsed: false });
+  const v = (tag: string, value: string) => `<DicomAttribute tag="${tag}" vr="UI"><Value number="1">${value}</Value></DicomAttribute>`;
+  // Other Failures (0008,119A) after the stored list names instances too: not unread stored ones.
+  const xml =
+    `<NativeDicomModel><DicomAttribute tag="00081199" vr="SQ"><Item number="1">${v('00081155', '1.2.3.4.5')}</Item></DicomAttribute>` +
+    `<DicomAttribute tag="0008119A" vr="SQ"><Item number="1">${v('00081155', '1.2.3.4.7')}</Item></DicomAttribute></NativeDicomModel>`;
+  assert.deepEqual(readStowResponse(xml), { stored: [], unread: 1, parsed: true });
 });

@@ -18,13 +18,27 @@ export interface HeldLock {
   release(): void;
 }
 
-/** Take the lock for ttlMs, or undefined when another process holds it; while held it is extended every ttlMs/3. */
+/**
+ * Take the lock for ttlMs, or undefined when another process holds it; while held it is extended every
+ * ttlMs/3. `onError` hears of a failed extension and, once, of a lock found lost.
+ */
 export async function takePassLock(conn: Redis, key: string, ttlMs: number, onError?: (err: Error) => void): Promise<HeldLock | undefined> {
   const token = randomUUID();
   if ((await conn.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') return undefined;
+  let lost = false;
   const timer = setInterval(
     () => {
-      conn.eval(EXTEND, 1, key, token, String(ttlMs)).catch((err: Error) => onError?.(err));
+      conn
+        .eval(EXTEND, 1, key, token, String(ttlMs))
+        .then((held) => {
+          // The key is gone or another's (a Redis restarted without persistence, a pause past the
+          // ttl): another worker may be crawling too. Said once; the pass goes on, as duplicates are harmless.
+          if (held === 0 && !lost) {
+            lost = true;
+            onError?.(new Error(`the lock ${key} was lost (Redis restarted or lapsed); another worker may run a pass at the same time`));
+          }
+        })
+        .catch((err: Error) => onError?.(err));
     },
     Math.max(100, Math.floor(ttlMs / 3)),
   );
