@@ -49,3 +49,38 @@ test('change feed: a poll names each study once, follows the pages, and waits fo
     await feed.close();
   }
 });
+
+test('change feed: a study lookup that fails (not 404) fails the poll, so the cursor is not moved past it; a 404 (deleted) is skipped', async () => {
+  let lookup = 503;
+  const srv = http.createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.pathname === '/changes')
+      return res.end(
+        JSON.stringify({
+          Changes: [
+            { ChangeType: 'StableSeries', ID: 'ab', Seq: 7 },
+            { ChangeType: 'StableSeries', ID: 'cd', Seq: 8 },
+          ],
+          Done: true,
+          Last: 8,
+        }),
+      );
+    if (u.pathname === '/series/ab/study') {
+      res.statusCode = lookup;
+      return res.end(lookup === 200 ? JSON.stringify({ MainDicomTags: { StudyInstanceUID: '2.25.9' } }) : '{}');
+    }
+    res.statusCode = 404; // 'cd': deleted since
+    res.end('{}');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const feed = new OrthancChangeFeed({ url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` });
+  try {
+    await assert.rejects(feed.poll(6), /Orthanc answered 503 for a changed series' study/);
+    lookup = 200;
+    assert.deepEqual(await feed.poll(6), { studies: ['2.25.9'], last: 8 });
+  } finally {
+    await feed.close();
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
+});

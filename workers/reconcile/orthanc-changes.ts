@@ -73,8 +73,11 @@ export class OrthancChangeFeed {
         if (c.ChangeType !== 'StableSeries' || !c.ID || !/^[0-9a-f-]+$/.test(c.ID)) continue;
         await take();
         const s = await this.get<{ MainDicomTags?: { StudyInstanceUID?: string } }>(`/series/${c.ID}/study`);
+        if (s.status === 404) continue; // deleted since; nothing to index
+        // Anything else unanswered fails the poll: the cursor stays, and the next poll asks again.
+        if (s.status !== 200) throw new Error(`Orthanc answered ${s.status} for a changed series' study`);
         const uid = s.body?.MainDicomTags?.StudyInstanceUID;
-        if (isValidUid(uid)) studies.add(uid); // 404: deleted since; nothing to index
+        if (isValidUid(uid)) studies.add(uid);
       }
       const last = typeof r.body.Last === 'number' ? r.body.Last : cursor;
       const done = r.body.Done !== false || last <= cursor;

@@ -23,8 +23,10 @@ import { takePassLock } from './pass-lock.js';
 import { RateLimiter } from './rate-limiter.js';
 import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary } from '../reconciler.js';
 
-/** Changes behind the feed's head beyond which the fast path starts again at the head. */
+/** Changes behind the feed's head (or studies due) beyond which the fast path leaves them to the full crawl. */
 const MAX_BACKLOG = 10_000;
+/** The change feed's cursor and due studies outlive a month without workers, not more. */
+const CURSOR_TTL_S = 30 * 24 * 3600;
 
 export interface PeriodicOptions {
   /** Redis holding the lock (the queue's Redis). */
@@ -98,6 +100,7 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
     let cursor: number | undefined;
     let warned = false;
     const cursorKey = `${lockKey}:changes-cursor`;
+    const dueKey = `${lockKey}:changes-due`;
     const fast = async (): Promise<void> => {
       try {
         const lock = await takePassLock(lockConn, `${lockKey}:changes`, Math.max(1_000, changes.intervalS * 1000 - 500));
@@ -116,15 +119,32 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
             opts.log.info({ skipped: head - cursor }, 'reconciler change feed: backlog left to the full crawl');
             cursor = head;
           }
-          const { studies, last } = await changes.feed.poll(cursor, 1000, () => limiter.take(abort.signal));
+          const { studies: changed, last } = await changes.feed.poll(cursor, 1000, () => limiter.take(abort.signal));
+          // The studies read are kept as due (with those a run left unfinished before) in the same
+          // step that moves the cursor past them, and removed only once reconciled: a run that fails
+          // or is killed half-way leaves them for the next poll, not for the next full crawl.
+          const tx = lockConn.multi();
+          if (changed.length > 0) tx.sadd(dueKey, ...changed).expire(dueKey, CURSOR_TTL_S);
+          await tx.set(cursorKey, String(last), 'EX', CURSOR_TTL_S).exec();
           cursor = last;
-          await lockConn.set(cursorKey, String(last), 'EX', 30 * 24 * 3600);
           warned = false;
+          let studies = await lockConn.smembers(dueKey);
+          if (studies.length > MAX_BACKLOG) {
+            opts.log.warn({ due: studies.length }, 'reconciler change feed: due studies left to the full crawl');
+            await lockConn.del(dueKey);
+            studies = [];
+          }
           if (studies.length === 0) return;
           const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
+          // A stop or a lost enqueue leaves every study due (which ones it spared is not known).
+          if (!summary.stopped && summary.enqueueFailures === 0) {
+            const failed = new Set(summary.studyErrors.map((e) => e.study));
+            const done = studies.filter((u) => !failed.has(u));
+            if (done.length > 0) await lockConn.srem(dueKey, ...done);
+          }
           opts.log[summary.complete ? 'info' : 'warn'](
             { studies: studies.length, enqueued: summary.enqueued },
-            `reconciler (change feed): ${describeSummary(summary)}`,
+            `reconciler (change feed): ${describeSummary(summary)}${summary.complete ? '' : '; the studies not reconciled are asked again next poll'}`,
           );
           opts.onPass?.(summary);
         } finally {

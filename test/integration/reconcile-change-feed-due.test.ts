@@ -1,0 +1,84 @@
+/**
+ * The change feed's fast path (workers/reconcile/periodic.ts) on the test stack's Redis, with a
+ * scripted feed and PACS: a study whose reconciliation fails is kept due and reconciled at the
+ * next poll, although the feed's cursor has moved past the change that named it (before, it
+ * waited for the next full crawl: never, with the full crawl off).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { Redis } from 'ioredis';
+import { createLogger } from '../../core/log.js';
+import type { PacsClient } from '../../core/pacs/client.js';
+import type { StoredInstance } from '../../core/pacs/stow-response.js';
+import type { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
+import type { ReconcileDeps, ReconcileSummary } from '../../workers/reconciler.js';
+import type { OrthancChangeFeed } from '../../workers/reconcile/orthanc-changes.js';
+import { startPeriodicReconciler } from '../../workers/reconcile/periodic.js';
+import { testStack } from '../helpers/stack.js';
+
+const A = '2.25.77.1';
+const B = '2.25.77.2';
+
+test('a study the fast path could not reconcile stays due and is reconciled at the next poll', { timeout: 30_000 }, async () => {
+  const queueName = `test-due-${randomUUID()}`;
+  let polls = 0;
+  const feed = {
+    head: async () => 10,
+    // One import names A and B; nothing changes after it.
+    poll: async (since: number) => (polls++ === 0 ? { studies: [A, B], last: 12 } : { studies: [], last: Math.max(since, 12) }),
+    close: async () => undefined,
+  } as unknown as OrthancChangeFeed;
+  let bFailures = 1;
+  const pacs = {
+    qido: async (path: string, params: { offset?: number }) => {
+      if (path === `/studies/${B}/instances` && bFailures-- > 0) throw new Error('the PACS answered 503');
+      const study = /^\/studies\/([0-9.]+)\/instances$/.exec(path)?.[1];
+      return study && !params.offset ? [{ '0020000E': { vr: 'UI', Value: [`${study}.1`] }, '00080018': { vr: 'UI', Value: [`${study}.1.1`] } }] : [];
+    },
+  } as unknown as PacsClient;
+  const queued: StoredInstance[] = [];
+  const deps: ReconcileDeps = {
+    pacs,
+    index: { has: async () => new Set(), listStudy: async () => [], studyUids: async () => [], deleteMany: async () => 0 },
+    enqueuer: {
+      queue: { name: queueName, getJobState: async () => 'unknown' },
+      modelVersion: 'v-test',
+      enqueue: async (list: readonly StoredInstance[]) => {
+        queued.push(...list);
+        return { enqueued: list.length, failed: 0 };
+      },
+    } as unknown as IndexEnqueuer,
+  };
+  const passes: ReconcileSummary[] = [];
+  const r = startPeriodicReconciler(deps, {
+    redisUrl: testStack().redisUrl,
+    intervalS: 0,
+    changes: { feed, intervalS: 0.2 },
+    log: createLogger('silent', 'test'),
+    onPass: (s) => passes.push(s),
+  });
+  const redis = new Redis(testStack().redisUrl);
+  const dueKey = `cbmir-reconcile-lock:${queueName}:v-test:changes-due`;
+  try {
+    const deadline = Date.now() + 20_000;
+    while (passes.length < 2 && Date.now() < deadline) await sleep(50);
+    assert.equal(passes.length, 2, `passes: ${JSON.stringify(passes)}`);
+    assert.deepEqual(
+      passes[0]!.studyErrors.map((e) => e.study),
+      [B],
+    );
+    assert.equal(passes[1]!.studies, 1, 'only B is asked again');
+    assert.deepEqual(queued.map((i) => i.sopInstanceUid).sort(), [`${A}.1.1`, `${B}.1.1`]);
+    assert.equal(await redis.get(`cbmir-reconcile-lock:${queueName}:v-test:changes-cursor`), '12', 'the cursor moved past the import');
+    assert.equal(await redis.scard(dueKey), 0, 'nothing left due');
+    const seen = polls;
+    while (polls < seen + 2 && Date.now() < deadline) await sleep(50);
+    assert.equal(passes.length, 2, 'polls with nothing due run no pass');
+  } finally {
+    await r.stop();
+    await redis.del(dueKey, `cbmir-reconcile-lock:${queueName}:v-test:changes-cursor`);
+    redis.disconnect();
+  }
+});
