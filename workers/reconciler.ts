@@ -34,15 +34,16 @@
  *   Documents indexed after the PACS was listed are kept (an image stored meanwhile).
  * A study is "done" (checkpointed, for `cbmir backfill --resume`) when all of its
  * pages were checked and every enqueue succeeded. A PACS error skips one study (recorded
- * in studyErrors); an unreachable queue or index stops the pass (`stopped`), since every
- * further study would fail the same way.
+ * in studyErrors); a failing queue or index stops the pass (`stopped`), since every
+ * further study would fail the same way, and so do five studies in a row with the PACS
+ * unreachable.
  */
 import { isNonImageSopClass } from '../core/dicom/sop-classes.js';
 import type { Queue } from 'bullmq';
 import { isValidUid } from '../core/errors.js';
 import { indexJobId, type IndexJobData, type IndexJobResult, type IndexJobSource } from '../core/jobs.js';
 import { stringValue, type DicomJsonDataset } from '../core/dicom-json.js';
-import type { PacsClient } from '../core/pacs/client.js';
+import { isTransientPacsError, type PacsClient } from '../core/pacs/client.js';
 import type { StoredInstance } from '../core/pacs/stow-response.js';
 import type { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import type { VectorIndex } from '../core/index/types.js';
@@ -131,7 +132,7 @@ export interface ReconcileSummary {
   }>;
   readonly pacsRequests: number;
   readonly elapsedMs: number;
-  /** Why the pass stopped early (queue or index unreachable); the studies after it were not checked. */
+  /** Why the pass stopped early (the queue or the index failed, the PACS unreachable study after study); the studies after it were not checked. */
   readonly stopped?: string;
   /** Every study was checked and every missing instance enqueued. */
   readonly complete: boolean;
@@ -150,6 +151,8 @@ const SOP_CLASS = '00080016';
 const STUDY_INSTANCES = '00201208';
 /** Clock difference between worker and reconciler machines tolerated when keeping documents indexed during a listing. */
 const CLOCK_MARGIN_MS = 5 * 60_000;
+/** Studies in a row whose listing failed with the PACS unreachable (down, 5xx, timeouts) before a pass stops. */
+const MAX_PACS_FAILURES_IN_ROW = 5;
 /** Documents of one study compared with the PACS per pass (more than any real study holds). */
 const MAX_STUDY_DOCS = 10_000;
 
@@ -256,10 +259,12 @@ export class Reconciler {
     progress();
 
     // 2. Each study, page by page: memory stays bounded by one page.
+    let pacsDownInRow = 0;
     for (const study of todo) {
       signal?.throwIfAborted();
       let ok = true;
       let seenInStudy = 0;
+      let pages = 0;
       /** SOP Instance UID → its series, as the PACS lists them. */
       const sopsOfStudy = new Map<string, string>();
       const studyListedAt = Date.now();
@@ -271,6 +276,7 @@ export class Reconciler {
           });
           if (page.length === 0) break;
           offset += page.length;
+          pages++;
           const instances: StoredInstance[] = [];
           const knownBefore = sopsOfStudy.size;
           for (const ds of page) {
@@ -301,7 +307,10 @@ export class Reconciler {
         // nor one whose listing came out smaller than the PACS's own count of it (a page lost to
         // offset paging while the archive changed, a capped answer).
         const short = study.instances !== undefined && seenInStudy < study.instances;
-        if (prune && sopsOfStudy.size > 0 && !short) s.pruned += await this.pruneStudy(study.uid, sopsOfStudy, studyListedAt);
+        // Without the PACS's count (a change-feed run, a PACS without 00201208) a listing paged
+        // while the study changed cannot be checked, so only a one-page listing is trusted to prune.
+        const unchecked = study.instances === undefined && pages > 1;
+        if (prune && sopsOfStudy.size > 0 && !short && !unchecked) s.pruned += await this.pruneStudy(study.uid, sopsOfStudy, studyListedAt);
       } catch (err) {
         if (signal?.aborted) throw err;
         if (err instanceof PassStopped) {
@@ -312,7 +321,17 @@ export class Reconciler {
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
         this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: study not checked'); // the summary names it; logs carry no UIDs
+        // A PACS that is down fails every study alike: going on would cost each remaining study
+        // its own timeout (a hung PACS: 30 s apiece, days for a large archive) under the pass lock.
+        if (isTransientPacsError(err) && ++pacsDownInRow >= MAX_PACS_FAILURES_IN_ROW) {
+          stopped = `PACS unreachable: ${pacsDownInRow} studies in a row failed (last: ${(err as Error).message}); the rest wait for the next pass`;
+          this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: pass stopped');
+          studiesDone++;
+          progress();
+          break;
+        }
       }
+      if (ok) pacsDownInRow = 0;
       // The PACS's count was a guess (instances may have arrived since): keep the total honest.
       if (study.instances !== undefined && seenInStudy > study.instances) instancesTotal += seenInStudy - study.instances;
       if (ok) opts.checkpoint?.markDone(study.uid);
@@ -395,7 +414,7 @@ export class Reconciler {
       });
       return stale.length === 0 ? 0 : await index.deleteMany(stale.map((r) => r.sopInstanceUid));
     } catch (err) {
-      throw new PassStopped(`index unreachable: ${(err as Error).message}`);
+      throw new PassStopped(`index failed: ${(err as Error).message}`);
     }
   }
 
@@ -407,7 +426,7 @@ export class Reconciler {
     try {
       present = await index.has(instances.map((i) => i.sopInstanceUid));
     } catch (err) {
-      throw new PassStopped(`index unreachable: ${(err as Error).message}`);
+      throw new PassStopped(`index failed: ${(err as Error).message}`);
     }
     const missing = instances.filter((i) => !present.has(i.sopInstanceUid));
     s.alreadyIndexed += instances.length - missing.length;
@@ -422,7 +441,7 @@ export class Reconciler {
       );
     } catch (err) {
       s.enqueueFailures += missing.length;
-      throw new PassStopped(`queue unreachable: ${(err as Error).message}`);
+      throw new PassStopped(`queue failed: ${(err as Error).message}`);
     }
     const toAdd: StoredInstance[] = [];
     const toRequeue: StoredInstance[] = [];
@@ -439,7 +458,7 @@ export class Reconciler {
       // has() ran before the state check: a job may have completed in between. Look again
       // before throwing its record away, so a fresh document is never indexed twice.
       const nowPresent = await index.has(toRequeue.map((i) => i.sopInstanceUid)).catch((err: Error) => {
-        throw new PassStopped(`index unreachable: ${err.message}`);
+        throw new PassStopped(`index failed: ${err.message}`);
       });
       const gone = toRequeue.filter((i) => !nowPresent.has(i.sopInstanceUid));
       s.alreadyIndexed += toRequeue.length - gone.length;
@@ -447,7 +466,7 @@ export class Reconciler {
       try {
         for (const i of gone) await enqueuer.queue.remove(indexJobId(i.sopInstanceUid, enqueuer.modelVersion));
       } catch (err) {
-        throw new PassStopped(`queue unreachable: ${(err as Error).message}`);
+        throw new PassStopped(`queue failed: ${(err as Error).message}`);
       }
       toRequeue.length = 0;
       toRequeue.push(...gone);
@@ -461,7 +480,7 @@ export class Reconciler {
       s[key] += r.enqueued;
       if (r.failed) {
         s.enqueueFailures += r.failed;
-        throw new PassStopped(`queue unreachable: ${r.error ?? 'enqueue failed'}`);
+        throw new PassStopped(`queue failed: ${r.error ?? 'enqueue failed'}`);
       }
     }
   }
@@ -505,7 +524,7 @@ export function describeSummary(r: ReconcileSummary): string {
     `${r.studies} studies${r.studiesResumed ? ` (${r.studiesResumed} already done)` : ''}, ${r.instances} instances: ` +
     `${r.alreadyIndexed} indexed, ${r.missing} missing → ${r.enqueued} enqueued, ${r.requeued} re-enqueued, ` +
     `${r.alreadyQueued} already queued, ${r.previouslyFailed} failed before` +
-    `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue unreachable)` : ''}` +
+    `${r.enqueueFailures ? `, ${r.enqueueFailures} NOT enqueued (queue failed)` : ''}` +
     `${r.studyErrors.length ? `, ${r.studyErrors.length} studies not checked` : ''}` +
     `${r.stopped ? `, STOPPED (${r.stopped})` : ''}` +
     `${r.invalid ? `, ${r.invalid} listed without valid UIDs` : ''}` +

@@ -250,7 +250,7 @@ describe('indexing: reconciler', () => {
           studyQuery: { StudyDescription: ns },
           maxRequestsPerSecond: 50,
         });
-        assert.match(down.stopped ?? '', /queue unreachable/);
+        assert.match(down.stopped ?? '', /^queue failed: /);
         assert.deepEqual([down.complete, down.enqueued], [false, 0]);
 
         redis = await startRedis();
