@@ -240,9 +240,12 @@ const OPTIONAL_TEXT = new Set(['modality', 'bodyPartExamined', 'label']);
 
 export function toDoc(meta: InstanceMeta, ids: Pick<IndexJobData, 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid'>, vector: Float32Array, frame: number, modelVersion: string, key: string | undefined): VectorDoc {
   const fields = {
+    // The PACS's own UIDs (from its listing or STOW answer), not the file's: a PACS that coerced
+    // them, or split or merged a study, answers access checks and the reconciler by its own, and a
+    // document under the file's was pruned as moved and indexed again on every pass.
     sopInstanceUid: ids.sopInstanceUid,
-    studyInstanceUid: meta.studyInstanceUid ?? ids.studyInstanceUid,
-    seriesInstanceUid: meta.seriesInstanceUid ?? ids.seriesInstanceUid,
+    studyInstanceUid: ids.studyInstanceUid,
+    seriesInstanceUid: ids.seriesInstanceUid,
     sopClassUid: meta.sopClassUid,
     // Code strings as the standard writes them (upper case, trimmed): many archives store
     // "Brain" or "Abdomen", and /similar's filters match exactly.

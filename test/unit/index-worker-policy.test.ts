@@ -91,6 +91,21 @@ test('an optional text over the index limit (a 300-character label) is left out,
   assert.deepEqual([mixed.bodyPartExamined, mixed.modality], ['BRAIN', 'MR']);
 });
 
+test('a document carries the PACS’s study and series UIDs (the job’s), not the file’s', () => {
+  // A PACS that coerced the UIDs on storage, or where a study was split: the reconciler and the
+  // access checks see the PACS's, and a document under the file's was pruned as moved every pass.
+  const meta = { studyInstanceUid: '9.9', seriesInstanceUid: '9.9.9', modality: 'MR' } as unknown as InstanceMeta;
+  const doc = toDoc(
+    meta,
+    { studyInstanceUid: '1.2', seriesInstanceUid: '1.2.3', sopInstanceUid: '1.2.3.4' },
+    new Float32Array(4).fill(0.5),
+    1,
+    '0.4.0',
+    undefined,
+  );
+  assert.deepEqual([doc.studyInstanceUid, doc.seriesInstanceUid, doc.sopInstanceUid], ['1.2', '1.2.3', '1.2.3.4']);
+});
+
 test('a frame fetched alone is recorded, and refused, under its number in the stored instance, which the document keeps as `frame`', () => {
   const meta = { sopInstanceUid: '1.2.3.4', numberOfFrames: 1 } as InstanceMeta;
   const vector = new Float32Array(4).fill(0.5);
