@@ -68,6 +68,8 @@ export interface WorkerDeps {
   readonly writeBatch?: number;
   readonly writeWaitMs?: number;
   readonly onIndexed?: (job: IndexJobData, msToSearchable: number) => void;
+  /** How long index jobs wait while the index does not answer, before one looks again (ms); default 5 s. */
+  readonly indexDownPauseMs?: number;
   readonly onFailed?: (queue: 'index' | 'embed', reason: string) => void;
 }
 
@@ -443,13 +445,17 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     return asStoredFrame(await pipeline.embedDicom(fetched.bytes), fetched.frame);
   }
 
+  /** Write failures of an index that does not answer (or is overloaded): the index queue waits them out. */
+  const indexFaults = new WeakSet<object>();
   async function write(doc: VectorDoc): Promise<void> {
     try {
       const refused = await writer.submit(doc);
       if (refused) throw refused;
     } catch (err) {
       const transient = (err as { transient?: boolean }).transient ?? classifyIndexError(err) === 'transient';
-      throw transient ? err : new UnrecoverableError(`index write: ${(err as Error).message}`);
+      if (!transient) throw new UnrecoverableError(`index write: ${(err as Error).message}`);
+      if (err instanceof Object) indexFaults.add(err);
+      throw err;
     }
   }
 
@@ -469,7 +475,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       'job for another model version put back for a worker of that version: is CBMIR_MODEL the same on the gateway and every worker?',
     );
   };
-  const processIndex = indexJobProcessor({
+  const processIndexJob = indexJobProcessor({
     version,
     embed: embedInstance,
     write,
@@ -478,6 +484,43 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     onOtherModel: warnOtherModel,
     ...(deps.onIndexed ? { onIndexed: deps.onIndexed } : {}),
   });
+
+  // While the index does not answer, each index job would still be fetched from the PACS and
+  // embedded, then fail its write, 12 times over about 70 minutes, and the whole backlog end up
+  // failed. Instead the queue is paused (BullMQ's manual rate limit, for every worker of it:
+  // jobs go back to waiting, not counted as attempts), and after each pause one cheap request
+  // to the index decides whether jobs go on.
+  const pauseMs = deps.indexDownPauseMs ?? 5_000;
+  let indexDownSince: number | undefined;
+  const waitForIndex = async (err?: unknown): Promise<never> => {
+    if (indexDownSince === undefined) {
+      indexDownSince = Date.now();
+      log.warn(
+        { err: (err as Error | undefined)?.message },
+        `the index does not answer: index jobs wait in the queue (not counted as attempts) and it is asked again every ${pauseMs / 1000} s`,
+      );
+    }
+    await indexWorker.rateLimit(pauseMs);
+    throw Worker.RateLimitError();
+  };
+  const processIndex = async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
+    if (indexDownSince !== undefined) {
+      try {
+        await index.count();
+        log.info({ downMs: Date.now() - indexDownSince }, 'the index answers again: index jobs go on');
+        indexDownSince = undefined;
+      } catch (err) {
+        if (classifyIndexError(err) === 'transient') await waitForIndex(err);
+        indexDownSince = undefined; // another fault: the job meets it itself, as without the pause
+      }
+    }
+    try {
+      return await processIndexJob(job, token);
+    } catch (err) {
+      if (err instanceof Object && indexFaults.has(err)) await waitForIndex(err);
+      throw err;
+    }
+  };
 
   // Similarity heatmaps (workers/heatmap.ts): fetch failures that can never succeed come back as refusals.
   const heatmaps = new HeatmapJobs(pipeline, async (ids) => (await fetchInstance(ids)).bytes);
@@ -506,6 +549,8 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   const indexWorker = new Worker<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), processIndex, {
     connection: conn(),
     concurrency: deps.concurrency,
+    // Never reached: a limiter makes every worker of the queue honour waitForIndex's pause, not only this one.
+    limiter: { max: Number.MAX_SAFE_INTEGER - 1, duration: 1_000 },
     ...common,
   });
   // Interactive queries: their own queue, so a backfill never starves them. Each one holds an

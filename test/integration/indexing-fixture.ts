@@ -89,13 +89,17 @@ export async function inProcessWorkers(opts: {
   redisUrl?: string;
   concurrency?: number;
   pacsUrl?: string;
+  /** Wraps the workers' PACS client (to count its calls). */
+  wrapPacs?: (pacs: PacsClient) => PacsClient;
+  indexDownPauseMs?: number;
 }): Promise<{ workers: RunningWorkers; pacs: PacsClient; close(): Promise<void> }> {
   const pacs = new PacsClient({ url: opts.pacsUrl ?? testStack().orthancDicomWebUrl, timeoutMs: 10_000 });
   const workers = await startWorkers({
+    ...(opts.indexDownPauseMs ? { indexDownPauseMs: opts.indexDownPauseMs } : {}),
     redisUrl: opts.redisUrl ?? testStack().redisUrl,
     pipeline: await sharedPipeline(),
     index: opts.index,
-    pacs,
+    pacs: opts.wrapPacs ? opts.wrapPacs(pacs) : pacs,
     patientKeySecret: 'indexing-test-secret-0123456789',
     log: quietLog,
     concurrency: opts.concurrency ?? 4,

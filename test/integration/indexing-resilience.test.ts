@@ -4,21 +4,19 @@
  *     "active" with an expiring lock; a restarted worker reclaims them (BullMQ stalled
  *     check) and every image ends up indexed — nothing lost, nothing failed;
  *   - Elasticsearch unreachable (a TCP forwarder in front of the test ES, switched off):
- *     jobs fail transiently and are retried with backoff; once ES answers again they are
- *     indexed; a job that ran out of attempts is listed as retryable by `cbmir failed` and
- *     indexed after `cbmir failed --retry`.
+ *     the index queue waits without spending attempts or fetching the instances again,
+ *     and once ES answers every job is indexed, none failed.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { createVectorIndex } from '../../core/index/factory.js';
 import { EMBED_JOB_OPTIONS, INDEX_JOB_OPTIONS, indexJobId, queueName, type EmbedQueueJobData } from '../../core/jobs.js';
 import { Queue } from 'bullmq';
 import { createLogger } from '../../core/log.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
+import type { PacsClient } from '../../core/pacs/client.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
-import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
+import { figshareSampleDir, ixiSampleDir } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { OTHER_MODEL_MAX_AGE_MS } from '../../workers/index-worker.js';
 import { startGateway } from './gateway-fixture.js';
@@ -37,8 +35,6 @@ import {
   uniqueName,
   waitFor,
 } from './indexing-fixture.js';
-
-const run = promisify(execFile);
 
 describe('indexing: resilience', () => {
   after(closeSharedPipeline);
@@ -177,97 +173,86 @@ describe('indexing: resilience', () => {
     }
   });
 
-  it('Elasticsearch unreachable: jobs are retried with backoff, then indexed when it answers again', { timeout: 240_000 }, async () => {
-    const ns = uniqueName('es-down');
-    const es = new URL(testStack().esUrl);
-    const forwarder = new SwitchableForwarder(await freePort(), { host: es.hostname, port: Number(es.port) });
-    await forwarder.up();
-    const place = indexPlace('elasticsearch', ns, `http://127.0.0.1:${forwarder.port}`);
-    const direct = createVectorIndex({ es: { url: testStack().esUrl, index: place.env.CBMIR_ES_INDEX! }, dataDir: '.' });
-    const pipeline = await sharedPipeline();
-    const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
-    const queue = indexQueue(ns);
-    const index = place.open();
-    const workers = await inProcessWorkers({ namespace: ns, index }); // creates the index while ES is reachable
-    let instances: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string }[] = [];
-    try {
-      await direct.ensure(pipeline.dims, pipeline.modelVersion);
-      // Straight into the PACS (no hook): this test enqueues itself, after ES went away.
-      const loaded = await loadAs(ixiSampleDir, ns, testStack().orthancDicomWebUrl);
-      instances = loaded.instances;
-      assert.equal(loaded.summary.stored, 6);
-
-      await forwarder.down();
-      const [last, ...rest] = [...instances].reverse();
-      const r = await enqueuer.enqueue(
-        rest.map((i) => ({ ...i, sopClassUid: undefined })),
-        'reconciler',
-      );
-      assert.equal(r.enqueued, 5);
-      // One job with a single attempt: it fails for good on the transient fault, which is
-      // what `cbmir failed --retry` is for.
-      await queue.add(
-        'reconciler',
-        { ...last!, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() },
-        { ...INDEX_JOB_OPTIONS, attempts: 1, jobId: indexJobId(last!.sopInstanceUid, pipeline.modelVersion) },
-      );
-      await waitFor(
-        'failed attempts waiting for a retry',
-        async () => {
-          const delayed = await queue.getDelayed();
-          return delayed.length > 0 && delayed.every((j) => j.attemptsMade >= 1) && (await queue.getFailedCount()) === 1;
-        },
-        120_000,
-        200,
-      );
-      assert.equal(await direct.count(), 0, 'nothing written while ES is unreachable');
-      const [exhausted] = await queue.getFailed();
-      assert.equal(exhausted?.id, indexJobId(last!.sopInstanceUid, pipeline.modelVersion), 'only the single-attempt job failed for good');
-
+  it(
+    'Elasticsearch unreachable: the index queue waits (no attempts spent, nothing fetched again), then indexes all when it answers',
+    { timeout: 240_000 },
+    async () => {
+      const ns = uniqueName('es-down');
+      const es = new URL(testStack().esUrl);
+      const forwarder = new SwitchableForwarder(await freePort(), { host: es.hostname, port: Number(es.port) });
       await forwarder.up();
-      await waitFor('5 indexed after ES returned', async () => (await direct.count()) === 5, 120_000, 500);
-      assert.equal((await direct.has(rest.map((i) => i.sopInstanceUid))).size, 5);
-      const jobs = await queue.getCompleted();
-      assert.ok(
-        jobs.some((j) => j.attemptsMade >= 2),
-        'at least one job took more than one attempt',
-      );
+      const place = indexPlace('elasticsearch', ns, `http://127.0.0.1:${forwarder.port}`);
+      const direct = createVectorIndex({ es: { url: testStack().esUrl, index: place.env.CBMIR_ES_INDEX! }, dataDir: '.' });
+      const pipeline = await sharedPipeline();
+      const enqueuer = new IndexEnqueuer(testStack().redisUrl, pipeline.modelVersion, { namespace: ns });
+      const queue = indexQueue(ns);
+      const index = place.open();
+      let fetches = 0;
+      // Counts the instances fetched from the PACS: an outage of the index must not cost fetches.
+      const wrapPacs = (pacs: PacsClient) =>
+        new Proxy(pacs, {
+          get(target, key) {
+            const v = Reflect.get(target, key, target) as unknown;
+            if (key === 'retrieveInstance')
+              return (...args: Parameters<PacsClient['retrieveInstance']>) => (fetches++, target.retrieveInstance(...args));
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        });
+      // creates the index while ES is reachable
+      const workers = await inProcessWorkers({ namespace: ns, index, concurrency: 4, wrapPacs, indexDownPauseMs: 500 });
+      let instances: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string }[] = [];
+      try {
+        await direct.ensure(pipeline.dims, pipeline.modelVersion);
+        // Straight into the PACS (no hook): this test enqueues itself, after ES went away.
+        const loaded = await loadAs(ixiSampleDir, ns, testStack().orthancDicomWebUrl);
+        instances = loaded.instances;
+        assert.equal(loaded.summary.stored, 6);
 
-      // The exhausted one: listed as retryable, re-queued by `cbmir failed --retry`, then indexed.
-      const cliEnv = { ...process.env, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' };
-      const listed = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], {
-        cwd: repoRoot,
-        env: cliEnv,
-      });
-      const lines = listed.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.deepEqual(
-        lines.map((l) => [l.sopInstanceUid ?? 'summary', l.retryable, l.step]),
-        [
-          [last!.sopInstanceUid, true, 'transient'],
-          ['summary', 1, undefined],
-        ],
-      );
-      const retried = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--retry', '--namespace', ns], {
-        cwd: repoRoot,
-        env: cliEnv,
-      });
-      assert.match(retried.stdout, /1 re-queued/);
-      await waitFor('the retried job indexed', async () => (await direct.count()) === 6, 120_000, 500);
-      assert.equal(await queue.getFailedCount(), 0);
-    } finally {
-      await forwarder.up().catch(() => undefined);
-      await workers.close();
-      await enqueuer.close();
-      await queue.close();
-      await index.close();
-      await direct.close();
-      await forwarder.down();
-      await place.cleanup();
-      await dropQueues(ns);
-      await deleteLoaded(instances);
-    }
-  });
+        await forwarder.down();
+        const [last, ...rest] = [...instances].reverse();
+        const r = await enqueuer.enqueue(
+          rest.map((i) => ({ ...i, sopClassUid: undefined })),
+          'reconciler',
+        );
+        assert.equal(r.enqueued, 5);
+        // Even a job allowed a single attempt does not fail: waiting for the index is not an attempt.
+        await queue.add(
+          'reconciler',
+          { ...last!, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() },
+          { ...INDEX_JOB_OPTIONS, attempts: 1, jobId: indexJobId(last!.sopInstanceUid, pipeline.modelVersion) },
+        );
+        await waitFor('the first instances fetched', async () => fetches > 0, 60_000, 50);
+        // Eight pauses long: with retries and backoff (2 s, 4 s) every job would have been fetched again by now.
+        await new Promise((res) => setTimeout(res, 4_000));
+        assert.ok(fetches <= 4, `fetched ${fetches} times: at most the jobs in flight when the index went away`);
+        assert.equal(await direct.count(), 0, 'nothing written while ES is unreachable');
+        assert.equal(await queue.getFailedCount(), 0, 'nothing failed');
+        assert.equal(await queue.getDelayedCount(), 0, 'nothing waiting for a retry');
+        const waiting = await queue.getJobs(['waiting', 'active', 'prioritized']);
+        assert.equal(waiting.length, 6);
+        assert.deepEqual(
+          waiting.map((j) => j.attemptsMade),
+          [0, 0, 0, 0, 0, 0],
+          'no attempt spent',
+        );
+
+        await forwarder.up();
+        await waitFor('6 indexed after ES returned', async () => (await direct.count()) === 6, 120_000, 500);
+        assert.equal((await direct.has(instances.map((i) => i.sopInstanceUid))).size, 6);
+        assert.equal(await queue.getFailedCount(), 0);
+        assert.equal((await queue.getCompleted()).length, 6);
+      } finally {
+        await forwarder.up().catch(() => undefined);
+        await workers.close();
+        await enqueuer.close();
+        await queue.close();
+        await index.close();
+        await direct.close();
+        await forwarder.down();
+        await place.cleanup();
+        await dropQueues(ns);
+        await deleteLoaded(instances);
+      }
+    },
+  );
 });
