@@ -153,6 +153,8 @@ const STUDY_INSTANCES = '00201208';
 const CLOCK_MARGIN_MS = 5 * 60_000;
 /** Studies in a row whose listing failed with the PACS unreachable (down, 5xx, timeouts) before a pass stops. */
 const MAX_PACS_FAILURES_IN_ROW = 5;
+/** How long a job that WADO answered 404 for stays failed before a listing of its instance queues it again. */
+const FETCH_404_RETRY_MS = 3_600_000;
 /** Documents of one study compared with the PACS per pass (more than any real study holds). */
 const MAX_STUDY_DOCS = 10_000;
 
@@ -450,8 +452,9 @@ export class Reconciler {
       if (st === 'unknown') toAdd.push(inst);
       else if (st === 'failed') s.previouslyFailed++;
       // A job failed only because no worker of its version came (index-worker.ts): this pass runs
-      // that version now, so it is queued again rather than left failed for a week.
-      else if (st === 'completed-indexed' || st === 'failed-other-model') toRequeue.push(inst);
+      // that version now, so it is queued again rather than left failed for a week. So is one
+      // WADO said was not there, an hour later, when QIDO lists the instance all the same.
+      else if (st === 'completed-indexed' || st === 'failed-other-model' || st === 'failed-not-found') toRequeue.push(inst);
       else s.alreadyQueued++;
     });
     if (toRequeue.length) {
@@ -496,7 +499,7 @@ type Counters = {
   enqueueFailures: number;
 };
 
-type JobState = 'unknown' | 'failed' | 'failed-other-model' | 'completed-indexed' | 'completed-other' | 'pending';
+type JobState = 'unknown' | 'failed' | 'failed-other-model' | 'failed-not-found' | 'completed-indexed' | 'completed-other' | 'pending';
 
 /** Where each job id stands. ioredis pipelines the concurrent calls on one connection. */
 async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Promise<JobState[]> {
@@ -506,7 +509,13 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
       if (st === 'unknown') return 'unknown';
       if (st === 'failed') {
         const job = await queue.getJob(id);
-        return job && classifyFailure(job.failedReason ?? '').step === 'other-model' ? 'failed-other-model' : 'failed';
+        if (!job) return 'unknown';
+        const step = classifyFailure(job.failedReason ?? '').step;
+        if (step === 'other-model') return 'failed-other-model';
+        // "Not found" from WADO while QIDO lists the instance (a replica behind, a proxy's
+        // wrong turn): the listing says otherwise, so the job gets another go, once an hour at most.
+        if (step === 'fetch' && / 404 /.test(job.failedReason ?? '') && Date.now() - (job.finishedOn ?? 0) > FETCH_404_RETRY_MS) return 'failed-not-found';
+        return 'failed';
       }
       if (st === 'completed') {
         const job = await queue.getJob(id);

@@ -105,3 +105,38 @@ test('a study listed over several pages without the PACS’s count is not pruned
   await new Reconciler(whole.d).run({ source: 'reconciler', studyUids: [study], instancePageSize: 500, maxRequestsPerSecond: 1000 });
   assert.deepEqual(whole.deleted, [`${study}.1.3`], 'one page: the unlisted document is pruned');
 });
+
+test('a job WADO answered 404 for is queued again, an hour after it failed, when the PACS lists its instance; other refusals stay failed', async () => {
+  const study = studyUid(5);
+  const sops = [1, 2, 3].map((k) => `${study}.1.${k}`);
+  const hour = 3_600_000;
+  const failed: Record<string, { failedReason: string; finishedOn: number }> = {
+    [sops[0]!]: {
+      failedReason: `fetch (WADO-RS): PACS answered 404 for /studies/${study}/series/${study}.1/instances/${sops[0]}`,
+      finishedOn: Date.now() - hour - 60_000,
+    },
+    [sops[1]!]: {
+      failedReason: `fetch (WADO-RS): PACS answered 404 for /studies/${study}/series/${study}.1/instances/${sops[1]}`,
+      finishedOn: Date.now() - 60_000,
+    },
+    [sops[2]!]: { failedReason: 'decode: NOT_AN_IMAGE: not an image: Comprehensive SR', finishedOn: Date.now() - 2 * hour },
+  };
+  const sopOf = (id: string) => id.split('_')[0]!; // indexJobId: `${sop}_${model}`
+  const removed: string[] = [];
+  const { d, queued } = deps(async (_path, params) =>
+    params.offset ? [] : sops.map((sop) => ({ '0020000E': { vr: 'UI', Value: [`${study}.1`] }, '00080018': { vr: 'UI', Value: [sop] } })),
+  );
+  Object.assign(d.enqueuer.queue, {
+    getJobState: async () => 'failed',
+    getJob: async (id: string) => failed[sopOf(id)],
+    remove: async (id: string) => (removed.push(sopOf(id)), 1),
+  });
+  const r = await new Reconciler(d).run({ source: 'reconciler', studyUids: [study], maxRequestsPerSecond: 1000, prune: false });
+  assert.deepEqual(removed, [sops[0]]);
+  assert.deepEqual(
+    queued.map((q) => q.sopInstanceUid),
+    [sops[0]],
+  );
+  assert.equal(r.requeued, 1);
+  assert.equal(r.previouslyFailed, 2, 'the 404 of a minute ago, and the refusal');
+});
