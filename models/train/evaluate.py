@@ -102,7 +102,8 @@ def evaluate_embeddings(emb: np.ndarray, meta, test_fold: int = 5, n_boot: int =
 
 def print_report(res: dict, title: str = ""):
     for name, r in res.items():
-        print(metrics.format_table(r, f"== {title} {name} (query n={r['n_queries']}, database n={r['n_database']})"))
+        print(metrics.format_table(r, f"== {title} {name} (query n={r['n_queries']}, database n={r['n_database']})",
+                                   unit="family" if r.get("ci_clusters") == "families" else "patient"))
 
 
 def tsne_plot(emb, labels, path, title="t-SNE of held-out embeddings", seed=0):

@@ -9,7 +9,9 @@ get AP = NaN and are left out of means. P@k = relevant among the first k / k.
 95% CIs: percentile bootstrap (default 1000 resamples, fixed seed) that
 resamples *patients* of the query set with replacement (cluster bootstrap),
 because slices of one patient are not independent. Falls back to resampling
-single queries when no patient ids are given.
+single queries when no patient ids are given. Over fewer than two clusters there is
+no interval (None): resampling one patient only ever draws that patient, and its
+[x, x] would claim a certainty the data do not have.
 """
 from __future__ import annotations
 
@@ -52,19 +54,21 @@ def rank_metrics(dist: np.ndarray, q_lab: np.ndarray, db_lab: np.ndarray, exclud
     return out
 
 
+def n_clusters(groups: np.ndarray) -> int:
+    return int(len(np.unique(np.asarray(groups)))) if len(groups) else 0
+
+
 def bootstrap_ci(values: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0,
                  alpha: float = 0.05):
-    """Percentile CI of the mean of `values` (NaNs dropped), resampling groups (patients)."""
+    """Percentile CI of the mean of `values` (NaNs dropped), resampling groups (patients);
+    None when fewer than two groups hold a value (n_clusters counts them)."""
     values = np.asarray(values, np.float64)
     ok = ~np.isnan(values)
     values = values[ok]
-    if values.size == 0:
-        return (float("nan"), float("nan"))
+    groups = np.arange(values.size) if groups is None else np.asarray(groups)[ok]
+    if n_clusters(groups) < 2:
+        return None
     rng = np.random.default_rng(seed)
-    if groups is None:
-        groups = np.arange(values.size)
-    else:
-        groups = np.asarray(groups)[ok]
     uniq, inv = np.unique(groups, return_inverse=True)
     sums = np.bincount(inv, weights=values, minlength=len(uniq))
     cnts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
@@ -89,8 +93,11 @@ def summarise(per_query: dict, q_lab: np.ndarray, class_names: dict, groups: np.
             v = per_query[k][mask]
             name = "map" if k == "ap" else k
             b[name] = float(np.nanmean(v)) if np.any(~np.isnan(v)) else float("nan")
-            b[name + "_ci95"] = list(bootstrap_ci(v, None if groups is None else np.asarray(groups)[mask],
-                                                  n_boot, seed))
+            g = np.arange(int(mask.sum())) if groups is None else np.asarray(groups)[mask]
+            ci = bootstrap_ci(v, g, n_boot, seed)
+            b[name + "_ci95"] = None if ci is None else list(ci)
+            if ci is None:  # format_table's "n/a (1 patient)"
+                b[name + "_clusters"] = n_clusters(g[~np.isnan(v)])
         return b
 
     res = block(np.ones(len(q_lab), bool))
@@ -105,14 +112,24 @@ def evaluate_split(q_emb, q_lab, db_emb, db_lab, class_names, q_groups=None, exc
     return summarise(pq, q_lab, class_names, q_groups, n_boot)
 
 
-def format_table(res: dict, title: str = "") -> str:
+def format_ci(ci, n: int | None = None, unit: str = "patient") -> str:
+    """"[lo, hi]" in %, or "n/a (1 patient)" where there is no interval (bootstrap_ci's None)."""
+    if ci is None:
+        return "n/a" if n is None else f"n/a ({n} {unit}{'' if n == 1 else 's'})"
+    return f"[{100*ci[0]:5.2f},{100*ci[1]:6.2f}]"
+
+
+def format_table(res: dict, title: str = "", unit: str = "patient") -> str:
+    """The per-class and overall table; `unit` names what the CIs resample (patient, image, family)."""
     lines = [title] if title else []
     lines.append(f"{'class':<12}{'n':>6}  {'mAP':>16}  {'P@1':>7}  {'P@5':>7}  {'P@10':>16}")
 
     def row(name, b):
-        return (f"{name:<12}{b['n_queries']:>6}  {100*b['map']:6.2f} [{100*b['map_ci95'][0]:5.2f},{100*b['map_ci95'][1]:6.2f}]"
+        def ci(k):
+            return format_ci(b[f"{k}_ci95"], b.get(f"{k}_clusters"), unit)
+        return (f"{name:<12}{b['n_queries']:>6}  {100*b['map']:6.2f} {ci('map')}"
                 f"  {100*b.get('p1', float('nan')):7.2f}  {100*b.get('p5', float('nan')):7.2f}"
-                f"  {100*b['p10']:6.2f} [{100*b['p10_ci95'][0]:5.2f},{100*b['p10_ci95'][1]:6.2f}]")
+                f"  {100*b['p10']:6.2f} {ci('p10')}")
 
     for name, b in res["per_class"].items():
         lines.append(row(name, b))

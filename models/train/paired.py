@@ -93,6 +93,11 @@ def per_query(embs, meta: dict, fold: int, protocol: str = "3class") -> dict:
             "p10": np.mean([p["p10"] for p in pqs], 0)}
 
 
+def ci_list(ci):
+    """bootstrap_ci's interval as JSON keeps it: a list, or None where there is none (one patient)."""
+    return None if ci is None else list(ci)
+
+
 def compare(emb_a: dict, emb_b: dict, meta: dict, n_boot: int = 2000, protocol: str = "3class") -> dict:
     """emb_a / emb_b: fold -> embeddings [N,D] (cache rows), or a list of them (several runs)."""
     if sorted(emb_a) != sorted(emb_b):
@@ -120,10 +125,10 @@ def compare(emb_a: dict, emb_b: dict, meta: dict, n_boot: int = 2000, protocol: 
         return {"n_queries": int(mask.sum()),
                 "a_map": float(np.nanmean(cat["a_ap"][mask])), "b_map": float(np.nanmean(cat["b_ap"][mask])),
                 "d_map": float(np.nanmean(d_ap)),
-                "d_map_ci95": list(metrics.bootstrap_ci(d_ap, groups[mask], n_boot)),
+                "d_map_ci95": ci_list(metrics.bootstrap_ci(d_ap, groups[mask], n_boot)),
                 "a_p10": float(np.nanmean(cat["a_p10"][mask])), "b_p10": float(np.nanmean(cat["b_p10"][mask])),
                 "d_p10": float(np.nanmean(d_p10)),
-                "d_p10_ci95": list(metrics.bootstrap_ci(d_p10, groups[mask], n_boot)),
+                "d_p10_ci95": ci_list(metrics.bootstrap_ci(d_p10, groups[mask], n_boot)),
                 "queries_better": int((d_ap > 1e-12).sum()), "queries_worse": int((d_ap < -1e-12).sum())}
 
     out = {"protocol": protocol, "folds": folds, "per_fold": per_fold,
@@ -141,7 +146,7 @@ def format_report(res: dict, names: tuple[str, str]) -> str:
         lines.append(f"{k:<12}{r['n_queries']:>6}  {pct(r['a_map']):>12}{pct(r['b_map']):>12}{pct(r['d_map']):>8}  "
                      f"{pct(r['a_p10']):>12}{pct(r['b_p10']):>12}{pct(r['d_p10']):>8}")
     for name, r in [("pooled", res["pooled"])] + list(res["per_class"].items()):
-        ci = lambda k: f"[{100 * r[k][0]:.2f}, {100 * r[k][1]:.2f}]"  # noqa: E731
+        ci = lambda k: "n/a" if r[k] is None else f"[{100 * r[k][0]:.2f}, {100 * r[k][1]:.2f}]"  # noqa: E731
         lines.append(f"{name:<12}{r['n_queries']:>6}  {pct(r['a_map']):>12}{pct(r['b_map']):>12}{pct(r['d_map']):>8} "
                      f"{ci('d_map_ci95')}  {pct(r['a_p10']):>12}{pct(r['b_p10']):>12}{pct(r['d_p10']):>8} "
                      f"{ci('d_p10_ci95')}")

@@ -64,3 +64,28 @@ def test_bootstrap_ci_is_patient_clustered_and_brackets_mean():
     assert lo == 0.0 and hi == 1.0
     lo, hi = metrics.bootstrap_ci(np.full(10, 0.7), None, n_boot=100)
     assert lo == pytest.approx(0.7) and hi == pytest.approx(0.7)
+
+
+def test_one_cluster_has_no_ci_rather_than_a_zero_width_one():
+    # one patient: every resample draws that patient, so [x, x] would claim certainty the data do not have
+    v = np.array([1.0, 0.5, 0.0])
+    assert metrics.bootstrap_ci(v, np.array(["a", "a", "a"]), n_boot=100) is None
+    assert metrics.bootstrap_ci(np.array([0.7]), None, n_boot=100) is None
+    assert metrics.bootstrap_ci(np.array([np.nan, np.nan]), None, n_boot=100) is None
+    # two patients, one of them with NaN only: one cluster holds a value
+    assert metrics.bootstrap_ci(np.array([1.0, np.nan]), np.array(["a", "b"]), n_boot=100) is None
+    assert metrics.bootstrap_ci(v, np.array(["a", "a", "b"]), n_boot=100) is not None
+
+
+def test_summarise_and_the_table_say_n_a_for_a_class_of_one_patient():
+    pq = {"ap": np.array([1.0, 0.5, 0.8, 0.2]), "p1": np.array([1.0, 0.0, 1.0, 0.0]),
+          "p5": np.array([0.6, 0.4, 0.2, 0.2]), "p10": np.array([0.5, 0.4, 0.3, 0.2])}
+    res = metrics.summarise(pq, np.array([1, 1, 2, 2]), {1: "a", 2: "b"}, np.array(["P1", "P1", "P2", "P3"]), 50)
+    assert res["per_class"]["a"]["map_ci95"] is None and res["per_class"]["a"]["p10_ci95"] is None
+    assert res["per_class"]["b"]["map_ci95"] is not None and res["map_ci95"] is not None
+    table = metrics.format_table(res, unit="patient")
+    line = next(l for l in table.splitlines() if l.startswith("a "))
+    assert line.count("n/a (1 patient)") == 2 and "nan" not in line
+    assert "n/a" not in next(l for l in table.splitlines() if l.startswith("b "))
+    res = metrics.summarise(pq, np.array([1, 2, 2, 2]), {1: "a", 2: "b"}, None, 50)
+    assert "n/a (1 image)" in metrics.format_table(res, unit="image")

@@ -138,3 +138,16 @@ def test_several_runs_of_a_fold_are_averaged_query_by_query():
     # AP is averaged per query, so the pooled mAP is the mean of the single-run mAPs
     assert two["pooled"]["a_map"] == pytest.approx(np.mean([o["pooled"]["a_map"] for o in one]))
     assert two["pooled"]["d_map"] == pytest.approx(np.mean([o["pooled"]["d_map"] for o in one]))
+
+
+def test_a_class_of_one_patient_has_no_ci_and_the_report_says_so():
+    meta = _meta()
+    meta["patients"] = np.where(meta["labels"] == 3, "fig:one", meta["patients"])
+    meta["families"] = meta["patients"]
+    a, b = _noisy(meta, 0.9, 1), _noisy(meta, 0.3, 2)
+    res = compare({1: a, 2: a}, {1: b, 2: b}, meta, n_boot=100)
+    assert res["per_class"]["pituitary"]["d_map_ci95"] is None and res["per_class"]["pituitary"]["d_p10_ci95"] is None
+    assert res["pooled"]["d_map_ci95"] is not None
+    from paired import format_report
+    line = next(l for l in format_report(res, ("A", "B")).splitlines() if l.startswith("pituitary"))
+    assert line.count("n/a") == 2
