@@ -113,14 +113,97 @@ def preprocess(arr: np.ndarray, out_size: int = OUT_SIZE) -> np.ndarray:
     return np.clip(r, 0.0, 1.0).astype(np.float32)
 
 
+def png_header(path: str) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR (PNG spec 11.2.2), None for another file."""
+    with open(path, "rb") as f:
+        b = f.read(29)
+    if len(b) < 29 or b[:8] != b"\x89PNG\r\n\x1a\n" or b[12:16] != b"IHDR":
+        return None
+    return b[24], b[25]
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def read_png16(path: str) -> np.ndarray:
+    """A 16-bit PNG's samples, every bit kept: uint16 [H, W, C] (C = 1 gray, 2 gray+alpha, 3 RGB,
+    4 RGBA). PIL opens 16-bit gray+alpha as 8-bit RGBA and 16-bit RGB(A) as 8-bit RGB(A), so those
+    are decoded here (zlib + the five PNG row filters, PNG spec 9); not interlaced ones."""
+    import struct
+    import zlib
+
+    data = open(path, "rb").read()
+    pos, idat, hdr = 8, [], None
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", data[pos + 8:pos + 21])
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8:pos + 8 + n])
+        elif kind == b"IEND":
+            break
+        pos += 12 + n
+    if hdr is None:
+        raise ValueError("not a PNG file (no IHDR)")
+    w, h, depth, ctype, _, _, interlace = hdr
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth != 16 or channels is None:
+        raise ValueError(f"not a 16-bit gray/RGB PNG (bit depth {depth}, colour type {ctype})")
+    if interlace:
+        raise ValueError("interlaced 16-bit PNG: not supported (save it without interlacing)")
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat))
+    except zlib.error as e:
+        raise ValueError(f"corrupt PNG data: {e}") from None
+    bpp, stride = 2 * channels, 2 * channels * w
+    if len(raw) < h * (stride + 1):
+        raise ValueError("truncated PNG data")
+    rows = np.frombuffer(raw, np.uint8, h * (stride + 1)).reshape(h, stride + 1)
+    out = np.empty((h, stride), np.uint8)
+    prev = np.zeros(stride, np.int64)
+    for y in range(h):
+        ft, line = int(rows[y, 0]), rows[y, 1:].astype(np.int64)
+        if ft == 0:
+            cur = line
+        elif ft == 1:  # Sub: a running sum along each byte lane
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).ravel() & 255
+        elif ft == 2:  # Up
+            cur = (line + prev) & 255
+        elif ft in (3, 4):  # Average, Paeth: each byte depends on the one decoded to its left
+            c, up = line.tolist(), prev.tolist()
+            for i in range(stride):
+                left = c[i - bpp] if i >= bpp else 0
+                if ft == 3:
+                    c[i] = (c[i] + ((left + up[i]) >> 1)) & 255
+                else:
+                    c[i] = (c[i] + _paeth(left, up[i], up[i - bpp] if i >= bpp else 0)) & 255
+            cur = np.array(c, np.int64)
+        else:
+            raise ValueError(f"corrupt PNG data: row filter type {ft}")
+        out[y] = cur
+        prev = cur
+    return out.view(">u2").astype(np.uint16).reshape(h, w, channels)
+
+
 def load_image(path: str) -> np.ndarray:
-    """Decode an image file to a numpy pixel array (PIL; 8/16-bit gray or RGB)."""
+    """Decode a single-frame image file to a numpy pixel array (PIL; 8/16-bit gray or RGB[A]), every
+    bit kept: a 16-bit PNG with alpha or colour, which PIL cuts to 8 bits, is read by read_png16
+    (gray+alpha: the gray samples). A multi-frame file raises ValueError rather than giving frame 0."""
     from PIL import Image
 
     with Image.open(path) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise ValueError(f"{frames} frames (a multi-frame {im.format} file): each image must be a file of its own")
+        if im.format == "PNG" and (png_header(path) or (0, 0))[0] == 16 and im.mode not in ("I", "I;16", "I;16B"):
+            px = read_png16(path)
+            return px[..., 0] if px.shape[2] <= 2 else px
         if im.mode in ("L", "I;16", "I;16B", "I;16L", "I", "F", "RGB", "RGBA"):
             arr = np.array(im)
-        elif im.mode == "LA":
+        elif im.mode in ("LA", "1"):
             arr = np.array(im.convert("L"))
         else:
             arr = np.array(im.convert("RGB"))

@@ -77,3 +77,68 @@ def test_golden_vectors_reproduce():
             expected = np.fromfile(GOLDEN / o["file"], "<f4").reshape(o["size"], o["size"])
             np.testing.assert_allclose(pp.preprocess(pix, out_size=o["size"]), expected, atol=1e-6)
     assert any(c.get("inputs_other_sizes") for c in man["cases"])
+
+
+REPO = Path(__file__).resolve().parents[3]
+SLICE = REPO / "test" / "fixtures" / "figshare-sample" / "images" / "722.jpg"
+
+
+def png16(samples, colour_type, filters=(0, 1, 2, 3, 4)):
+    """A 16-bit PNG of samples [H,W,C], each row under the next of the five PNG filters (spec 9.2), so a
+    decoder is checked on every one; checked against pngjs's decoder (what `cbmir load` uses)."""
+    import struct
+    import zlib
+
+    h, w, ch = samples.shape
+    raw = samples.astype(">u2").view(np.uint8).reshape(h, w * ch * 2).astype(np.int64)
+    bpp, prev, body = ch * 2, np.zeros(raw.shape[1], np.int64), b""
+    for y in range(h):
+        x, ft = raw[y], filters[y % len(filters)]
+        left = np.concatenate([np.zeros(bpp, np.int64), x[:-bpp]])
+        ul = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
+        p = left + prev - ul
+        pa, pb, pc = abs(p - left), abs(p - prev), abs(p - ul)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, ul))
+        pred = {0: 0, 1: left, 2: prev, 3: (left + prev) >> 1, 4: paeth}[ft]
+        body += bytes([ft]) + ((x - pred) & 255).astype(np.uint8).tobytes()
+        prev = x
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b""))
+
+
+def slice16():
+    """A real slice (figshare-cheng 722) spread over 16 bits as golden.py's 16-bit case: x*173+900, so
+    that the low byte of every sample matters."""
+    from PIL import Image
+
+    return np.array(Image.open(SLICE)).astype(np.uint16) * 173 + 900
+
+
+def test_a_16_bit_png_with_alpha_or_colour_keeps_all_its_bits(tmp_path):
+    # PIL opens these as 8-bit RGBA / RGB: the gray values would silently lose their low byte.
+    g = slice16()
+    alpha = (np.arange(g.size).reshape(g.shape) * 7919 % 65536).astype(np.uint16)
+    (tmp_path / "ga.png").write_bytes(png16(np.stack([g, alpha], -1), 4))
+    (tmp_path / "rgb.png").write_bytes(png16(np.stack([g, 65535 - g, alpha], -1), 2))
+    (tmp_path / "rgba.png").write_bytes(png16(np.stack([g, g, g, alpha], -1), 6))
+    ga = pp.load_image(str(tmp_path / "ga.png"))
+    assert ga.dtype == np.uint16 and ga.shape == g.shape
+    np.testing.assert_array_equal(ga, g)
+    rgb = pp.load_image(str(tmp_path / "rgb.png"))
+    assert rgb.dtype == np.uint16
+    np.testing.assert_array_equal(rgb, np.stack([g, 65535 - g, alpha], -1))
+    np.testing.assert_array_equal(pp.load_image(str(tmp_path / "rgba.png"))[..., 0], g)
+    # gray+alpha preprocesses exactly as the same gray values without alpha
+    np.testing.assert_array_equal(pp.preprocess_file(str(tmp_path / "ga.png")), pp.preprocess(g))
+
+
+def test_a_multi_frame_file_is_refused_not_cut_to_its_first_frame(tmp_path):
+    from PIL import Image
+
+    frames = [Image.open(REPO / "test" / "fixtures" / "figshare-sample" / "images" / f) for f in ("1.jpg", "20.jpg")]
+    frames[0].save(tmp_path / "two.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"2 frames \(a multi-frame TIFF file\)"):
+        pp.load_image(str(tmp_path / "two.tif"))
