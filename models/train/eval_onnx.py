@@ -1,19 +1,27 @@
 """`npm run eval:model -- [--dataset DIR] [--model PATH]`: evaluate an ONNX model (no training).
 
-DIR holds images + labels.csv (columns file,label,class_name and optional
+DIR holds images + labels.csv (UTF-8; columns file,label,class_name and optional
 patient_id,fold). Images are run through preprocess.py (the exact inference
 preprocessing, as the TypeScript worker does) and the ONNX model with onnxruntime.
+The images are those `cbmir load` takes: grayscale PNG (gray or gray+alpha, up to 16 bits)
+and grayscale JPEG, single-frame; colour, other formats (TIFF, DICOM …), multi-frame files
+and a JPEG without its EOI marker are refused before any embedding, as are a file listed
+twice and a database of fewer than two classes.
 
 Protocol:
   * with a `fold` column: query = rows of the held-out fold of the shipped model
-    (manifest.json evaluation.query_fold, 5; override --query-fold), database = all other rows;
+    (manifest.json evaluation.query_fold, 5, also for its variants such as the INT8 file;
+    override --query-fold), database = all other rows; `held_out` in the JSON says whether
+    the queries are the model's held-out fold (false, with a warning, when --query-fold names
+    a fold it was trained on; null for a model the manifest does not describe);
     a patient found in both (a bad fold column) never retrieves their own images: those are
     left out of that query's ranking, and `n_patients_in_both` counts such patients;
   * without `fold`: leave-one-patient-out (each image queries all images of the other
     patients) when `patient_id` is present, otherwise leave-one-out.
 Relevant = same `label`. Euclidean distance on the embeddings. Figures are fractions
 in [0,1]; 95% CIs by percentile bootstrap (metrics.py) over patients when `patient_id` is
-present, over single images otherwise (`ci_method`).
+present, over single images otherwise (`ci_method`); a figure over fewer than two such
+clusters has no CI (null, printed "n/a (1 patient)").
 
 Family-grouped figures (the stricter check): where a folder has a folds.csv with
 `patient_family` (figshare-cheng: ids that differ only by a trailing letter), the fold
@@ -22,7 +30,8 @@ in the database (evaluate.py's 3class_family, families.py), with family-cluster 
 
 Prints per-class and overall figures; the LAST stdout line is one JSON object:
   {"map":…, "p10":…, "p1":…, "p5":…, "n_queries":…, "per_class":{name:{…}}, "ci_method":…,
-   "n_patients_in_both":…, "family":{"map":…, "p10":…, "p1":…, "n_queries":…, …} or null, …}
+   "n_patients_in_both":…, "family":{"map":…, "p10":…, "p1":…, "n_queries":…, …} or null,
+   "held_out": true/false/null, …}
 
 Defaults: DIR = $CBMIR_DATASETS/figshare-cheng (CBMIR_DATASETS defaults to
 <repo>/../shared/datasets); model = models/<manifest.json "file">.
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -64,6 +74,40 @@ def read_manifest() -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def model_entry(model: Path, man: dict) -> dict | None:
+    """What the manifest says of this model file: {"file", "version", "query_fold"} where it is the
+    shipped model or one of its variants (the INT8 file, derived from it: the same held-out fold),
+    found by path, or by name and sha256 for a copy elsewhere; None for any other file."""
+    if not man.get("file"):
+        return None
+    held = (man.get("evaluation") or {}).get("query_fold", 5)
+    entries = [man] + [v for v in (man.get("variants") or {}).values() if isinstance(v, dict) and v.get("file")]
+    for e in entries:
+        f = MODELS_DIR / str(e["file"])
+        same = model.resolve() == f.resolve() or (
+            model.name == f.name and e.get("sha256") is not None and _sha256(model) == e["sha256"])
+        if same:
+            return {"file": e["file"], "version": e.get("version"),
+                    "query_fold": (e.get("evaluation") or {}).get("query_fold", held)}
+    return None
+
+
+def read_csv_text(p: Path) -> str:
+    """A CSV file's text, or SystemExit naming the file: it must be readable and UTF-8 (a leading BOM,
+    as a spreadsheet writes it, is dropped: it would hide the first column's name)."""
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise SystemExit(f"{p}: cannot read it ({e.strerror or e})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+        line = raw[:bom + e.start].count(b"\n") + 1
+        raise SystemExit(f"{p} is not UTF-8 text (byte 0x{raw[bom + e.start]:02x} on line {line}); save it as UTF-8 "
+                         "(a spreadsheet's \"CSV UTF-8\")") from None
+
+
 def read_dataset(d: Path) -> list[dict]:
     """labels.csv's rows, each checked, or SystemExit naming the file and line (never a traceback,
     and never after the embedding run has been paid for)."""
@@ -71,8 +115,8 @@ def read_dataset(d: Path) -> list[dict]:
         raise SystemExit(f"dataset folder not found: {d}")
     if not (d / "labels.csv").is_file():
         raise SystemExit(f"{d} has no labels.csv (columns file,label,class_name and optional patient_id,fold)")
-    # utf-8-sig: a labels.csv saved by a spreadsheet starts with a BOM, which would hide the first column's name.
-    with open(d / "labels.csv", newline="", encoding="utf-8-sig") as f:
+    text = read_csv_text(d / "labels.csv")
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         # Column names as `cbmir load` reads them (workers/load/dataset.ts): trimmed, any case, so a
         # folder it loads is one this evaluates ("File,Label,Class_Name", "file, label, class_name").
@@ -92,6 +136,8 @@ def read_dataset(d: Path) -> list[dict]:
             rows.append((reader.line_num, r))
     if not rows:
         raise SystemExit(f"{d}/labels.csv has no rows")
+    if (d / "folds.csv").is_file():
+        read_csv_text(d / "folds.csv")  # the same checks, so that read_families cannot fail with a traceback
     fams = read_families(d)
     out = []
     for line, r in rows:
@@ -121,7 +167,23 @@ def read_dataset(d: Path) -> list[dict]:
 
 def check_rows(rows: list[dict]) -> dict:
     """Checks across all pooled rows, before any embedding: one class name per label, every image
-    present. Returns label -> class name."""
+    present, no image listed twice. Returns label -> class name."""
+    seen, dups = {}, []
+    for r in rows:
+        # Resolved, so that a folder given twice (--dataset d --dataset ./d) or a file reached by two
+        # spellings or a link counts once: a duplicate would be its own nearest neighbour and inflate P@k.
+        key = os.path.realpath(r["path"])
+        if key in seen:
+            dups.append((seen[key], r))
+        else:
+            seen[key] = r
+    if dups:
+        a, b = dups[0]
+        labels = "" if a["label"] == b["label"] else (f"; labelled {a['label']} ({a['class_name']!r}) there and "
+                                                      f"{b['label']} ({b['class_name']!r}) here")
+        more = f" (and {len(dups) - 1} more duplicate row(s))" if len(dups) > 1 else ""
+        raise SystemExit(f"{b['where']}: duplicate file row (the same image as {a['where']}): {b['path']}{labels}; "
+                         f"list each image once{more}")
     names, first = {}, {}
     for r in rows:
         n = names.setdefault(r["label"], r["class_name"])
@@ -141,6 +203,93 @@ def check_rows(rows: list[dict]) -> dict:
         more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise SystemExit(f"{len(missing)} image(s) named in labels.csv not found:\n  {shown}{more}")
     return names
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DICOM_HINT = ("a DICOM file: eval:model reads grayscale PNG/JPEG exports, as `cbmir load` does; the gateway's worker "
+              "reads DICOM, see `npm run eval:live`")
+
+
+def jpeg_has_eoi(b: bytes) -> bool:
+    """Whether JPEG data reaches an EOI marker after its scans, as core/dicom/source-image.ts's
+    hasJpegEoi decides it: segments skipped by their length, entropy-coded data up to the next
+    marker (FF followed by neither 00, a fill FF nor RSTn)."""
+    i, n = 2, len(b)
+    while i < n:
+        j = b.find(b"\xff", i)
+        if j < 0:
+            return False
+        k = j + 1
+        while k < n and b[k] == 0xFF:  # fill bytes
+            k += 1
+        if k >= n:
+            return False
+        m = b[k]
+        if m == 0xD9:
+            return True
+        if m in (0x00, 0x01, 0xD8) or 0xD0 <= m <= 0xD7:
+            i = k + 1
+            continue
+        if k + 2 >= n:
+            return False
+        i = k + 1 + ((b[k + 1] << 8) | b[k + 2])
+    return False
+
+
+def image_problem(path: str) -> str | None:
+    """Why this file cannot be evaluated, None when it can: it is read, and judged as `cbmir load`
+    judges a dataset image (core/dicom/source-image.ts: JPEG or PNG by content, grayscale, a JPEG
+    with its EOI marker), on its header only. Multi-frame files are refused too, where cbmir load
+    would silently take the first frame. A decode error in the pixel data shows only when embedding."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            b = f.read()
+    except OSError as e:
+        return f"cannot read the file ({e.strerror or e})"
+    is_jpeg, is_png = b[:3] == b"\xff\xd8\xff", b[:8] == PNG_SIGNATURE
+    if not (is_jpeg or is_png):
+        if not b:
+            return "empty file (0 bytes)"
+        if b[128:132] == b"DICM":
+            return f"cannot decode as an image ({DICOM_HINT})"
+        try:
+            with Image.open(io.BytesIO(b)) as im:
+                fmt = f"a {im.format} file"
+        except Exception:
+            fmt = "neither PNG nor JPEG data"
+        return f"unsupported image format ({fmt}): eval:model reads grayscale PNG and JPEG, as `cbmir load` does"
+    try:
+        with Image.open(io.BytesIO(b)) as im:
+            frames, layers = getattr(im, "n_frames", 1), getattr(im, "layers", None)
+            if is_png:
+                im.verify()  # every chunk present, with its checksum
+    except Exception as e:  # PIL raises several types for one cause
+        return f"cannot decode as an image: {e}"
+    if is_jpeg:
+        if not jpeg_has_eoi(b):
+            return "truncated JPEG (no EOI marker)"
+        if layers != 1:
+            return f"colour JPEG ({layers} components): expected grayscale"
+    elif b[25] not in (0, 4):  # IHDR colour type: 0 gray, 4 gray+alpha; 2/6 RGB(A), 3 palette
+        return f"colour PNG (colour type {b[25]}): expected grayscale"
+    if frames > 1:
+        return (f"{frames} frames (a multi-frame {'JPEG' if is_jpeg else 'PNG'}): eval:model reads single-frame "
+                "images; save each frame as a file of its own")
+    return None
+
+
+def check_images(rows: list[dict]) -> None:
+    """SystemExit naming every listed image that cannot be evaluated (image_problem), before any
+    embedding: a bad file near the end must not cost the whole run."""
+    bad = [(r["path"], why) for r in rows if (why := image_problem(r["path"]))]
+    if len(bad) == 1:
+        raise SystemExit(f"{bad[0][0]}: {bad[0][1]}")
+    if bad:
+        shown = "\n  ".join(f"{p}: {why}" for p, why in bad[:10])
+        more = f"\n  … and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise SystemExit(f"{len(bad)} image(s) named in labels.csv cannot be evaluated:\n  {shown}{more}")
 
 
 def _sha256(path: Path) -> str:
@@ -226,12 +375,19 @@ def open_session(model_path: Path, threads: int):
 def _preprocess_or_exit(path: str, out_size: int) -> np.ndarray:
     try:
         return preprocess_file(path, out_size)
+    except OSError as e:
+        if e.errno is not None:  # the file system's refusal (permissions, gone); PIL's own errors carry none
+            raise SystemExit(f"{path}: cannot read the file ({e.strerror or e})") from None
+        err = e
     except Exception as e:  # PIL raises several types for one cause: the file is not an image it reads
+        err = e
+    try:
         with open(path, "rb") as f:
             head = f.read(132)
-        hint = (" (a DICOM file: eval:model reads PNG/JPEG/TIFF exports; the gateway's worker reads DICOM, "
-                "see `npm run eval:live`)" if head[128:132] == b"DICM" else "")
-        raise SystemExit(f"{path}: cannot decode as an image{hint}: {e}") from None
+    except OSError:
+        head = b""
+    hint = f" ({DICOM_HINT})" if head[128:132] == b"DICM" else ""
+    raise SystemExit(f"{path}: cannot decode as an image{hint}: {err}") from None
 
 
 def embed(model_path: Path, paths: list[str], batch: int = 32, threads: int = 2, log=print) -> np.ndarray:
@@ -301,6 +457,11 @@ def main(argv=None):
         raise SystemExit(f"model not found: {model}")
     if not model.is_file():
         raise SystemExit(f"--model {model}: is not a file (give an .onnx file)")
+    try:
+        with open(model, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise SystemExit(f"--model {model}: cannot read it ({e.strerror or e})") from None
     dirs = [Path(d) for d in (a.dataset or [str(default_dataset())])]
     per_dir = [(d, read_dataset(d)) for d in dirs]
     # Within a folder a column is used by every row or none (read_dataset); across pooled folders
@@ -318,11 +479,11 @@ def main(argv=None):
     has_pid = rows[0]["patient_id"] is not None
     if a.query_fold is not None and not has_fold:
         raise SystemExit("--query-fold needs a fold column in labels.csv")
-    shipped = model.resolve() == (MODELS_DIR / str(man.get("file"))).resolve()
+    entry = model_entry(model, man)
     if a.query_fold is not None:
         qf = a.query_fold
-    elif shipped:
-        qf = (man.get("evaluation") or {}).get("query_fold", 5)
+    elif entry:
+        qf = entry["query_fold"]
         if qf is None and has_fold:
             raise SystemExit(f"{model.name} was trained on every fold (its manifest names no held-out fold), so "
                              "no fold is honest to query; pass --query-fold knowing that")
@@ -340,6 +501,23 @@ def main(argv=None):
         raise SystemExit(f"every row is in fold {qf}, so the database would be empty; pass --query-fold")
     if not has_fold and len(set(patients.tolist())) < 2:
         raise SystemExit("leave-one-out needs at least two images (two patients with patient_id)")
+    # With one class in the database every image retrieved is relevant (or, for a query of another
+    # class, none is): the figures would say nothing of the ranking, whatever the model.
+    db_labels = sorted({r["label"] for r in rows if not has_fold or r["fold"] != qf})
+    if len(db_labels) < 2:
+        where = f"the database (the rows outside fold {qf})" if has_fold else "the dataset"
+        raise SystemExit(f"retrieval by class needs at least two classes, but {where} holds one only: "
+                         f"{names[db_labels[0]]!r} (label {db_labels[0]}); add images of another class")
+    # Whether the queries are images the model was trained without: the manifest's held-out fold.
+    held_out = None
+    if has_fold and entry:
+        held_out = entry["query_fold"] is not None and qf == entry["query_fold"]
+        if not held_out:
+            trained = (f"its held-out fold is {entry['query_fold']}" if entry["query_fold"] is not None
+                       else "it was trained on every fold")
+            log(f"WARNING: fold {qf} is not the held-out fold of {model.name} ({trained}): these queries were in its "
+                "training set, so the figures overstate it on unseen patients (held_out: false in the JSON)")
+    check_images(rows)  # last: it reads every file
 
     log(f"model {model.name}; {len(rows)} images from {', '.join(str(d) for d in dirs)}")
     emb = embed_cached(model, [r["path"] for r in rows], a.batch, a.threads, log, use_cache=not a.no_cache)
@@ -379,18 +557,20 @@ def main(argv=None):
             "class in their database; they count in P@k (as misses) but not in mAP (undefined there)")
     if n_db < 10:
         log(f"note: the database holds {n_db} images, fewer than 10; P@10 still divides by 10")
-    print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: {ci_method})"))
+    print(metrics.format_table(res, f"{model.name} — {protocol} (figures in %, 95% CI: {ci_method})",
+                               unit="patient" if has_pid else "image"))
     if fam_res is not None:
         print(metrics.format_table(
             fam_res, f"{model.name} — family-clean: the {family['n_queries']} of {len(q)} fold {qf} queries whose "
-            f"patient family has no image in the database (figures in %, 95% CI: {family['ci_method']})"))
+            f"patient family has no image in the database (figures in %, 95% CI: {family['ci_method']})",
+            unit="family"))
     elif family is not None:
         log(f"note: every fold {qf} query's patient family has an image in the database: no family-clean figures")
     out = {
         **block_json(res, n_db),
         "ci_method": ci_method, "n_patients_in_both": n_in_both, "family": family,
-        "protocol": protocol, "units": "fraction",
-        "model": {"file": model.name, "version": man.get("version") if model.name == man.get("file") else None},
+        "protocol": protocol, "held_out": held_out, "units": "fraction",
+        "model": {"file": model.name, "version": entry["version"] if entry else None},
         "dataset": [str(d) for d in dirs],
     }
     # A class with no relevant item for any query (one image, or one patient under LOPO) has a

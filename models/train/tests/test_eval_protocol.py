@@ -153,3 +153,78 @@ def test_no_folds_csv_no_family_figures(tmp_path, capsys):
     shutil.copytree(SAMPLE, d)
     res, cap = run(d, TINY, capsys, "--query-fold", "5")
     assert res["family"] is None and "family-clean" not in cap.out
+
+
+def test_a_class_of_one_query_patient_has_no_ci(tmp_path, capsys):
+    # figshare-sample's fold-5 glioma slices are all patient 102075: resampling one patient gives [x, x]
+    d = tmp_path / "figshare-sample"
+    shutil.copytree(SAMPLE, d)
+    res, cap = run(d, TINY, capsys, "--query-fold", "5")
+    glioma = res["per_class"]["glioma"]
+    assert glioma["n_queries"] == 4
+    for k in ("map", "p10", "p1", "p5"):
+        assert glioma[f"{k}_ci95"] is None
+    assert res["per_class"]["meningioma"]["map_ci95"] is not None and res["map_ci95"] is not None
+    line = next(l for l in cap.out.splitlines() if l.startswith("glioma"))
+    assert line.count("n/a (1 patient)") == 2
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """A models/ folder as the repository's: a manifest naming the model (held-out fold 5) and its INT8
+    variant, both files the tiny fixture model."""
+    m = tmp_path / "models"
+    m.mkdir()
+    for name in ("net-1.0.0.onnx", "net-1.0.0-int8.onnx"):
+        shutil.copyfile(TINY, m / name)
+    (m / "manifest.json").write_text(json.dumps({
+        "file": "net-1.0.0.onnx", "version": "1.0.0", "evaluation": {"query_fold": 5, "database_folds": [1, 2, 3, 4]},
+        "variants": {"int8": {"file": "net-1.0.0-int8.onnx", "version": "1.0.0-int8"}}}))
+    monkeypatch.setattr(eval_onnx, "MODELS_DIR", m)
+    d = tmp_path / "figshare-sample"
+    shutil.copytree(SAMPLE, d)
+    return m, d
+
+
+def test_a_query_fold_the_model_was_trained_on_is_flagged(models_dir, capsys):
+    m, d = models_dir
+    res, cap = run(d, m / "net-1.0.0.onnx", capsys)
+    assert res["held_out"] is True and "WARNING" not in cap.err
+    assert res["protocol"] == "fold 5 queries vs other folds database"
+    res, cap = run(d, m / "net-1.0.0.onnx", capsys, "--query-fold", "5")
+    assert res["held_out"] is True and "WARNING" not in cap.err
+    res, cap = run(d, m / "net-1.0.0.onnx", capsys, "--query-fold", "1")
+    assert res["held_out"] is False
+    assert "WARNING: fold 1 is not the held-out fold of net-1.0.0.onnx (its held-out fold is 5)" in cap.err
+    # a model the manifest does not describe: unknown, not false
+    res, cap = run(d, TINY, capsys, "--query-fold", "1")
+    assert res["held_out"] is None and "WARNING: fold" not in cap.err
+    # a model trained on every fold: no fold is held out
+    man = json.loads((m / "manifest.json").read_text())
+    man["evaluation"] = {"query_fold": None, "database_folds": None}
+    (m / "manifest.json").write_text(json.dumps(man))
+    res, cap = run(d, m / "net-1.0.0.onnx", capsys, "--query-fold", "5")
+    assert res["held_out"] is False and "(it was trained on every fold)" in cap.err
+
+
+def test_the_int8_variant_is_the_shipped_model_s_variant(models_dir, capsys):
+    m, d = models_dir
+    res, cap = run(d, m / "net-1.0.0-int8.onnx", capsys)
+    assert res["model"] == {"file": "net-1.0.0-int8.onnx", "version": "1.0.0-int8"}
+    assert res["held_out"] is True and "held-out fold is unknown" not in cap.err
+    res, cap = run(d, m / "net-1.0.0-int8.onnx", capsys, "--query-fold", "1")
+    assert res["held_out"] is False and "not the held-out fold of net-1.0.0-int8.onnx" in cap.err
+
+
+def test_a_copy_of_the_shipped_model_is_known_by_its_sha256(models_dir, capsys):
+    m, d = models_dir
+    man = json.loads((m / "manifest.json").read_text())
+    man["sha256"] = eval_onnx._sha256(m / "net-1.0.0.onnx")
+    (m / "manifest.json").write_text(json.dumps(man))
+    (m.parent / "elsewhere").mkdir()
+    copy = m.parent / "elsewhere" / "net-1.0.0.onnx"
+    shutil.copyfile(m / "net-1.0.0.onnx", copy)
+    res, _ = run(d, copy, capsys)
+    assert res["model"]["version"] == "1.0.0" and res["held_out"] is True
+    copy.write_bytes(copy.read_bytes() + b"\0")  # the same name, another file: not the shipped model
+    assert eval_onnx.model_entry(copy, man) is None and eval_onnx.model_entry(m / "net-1.0.0.onnx", man)
