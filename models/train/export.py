@@ -14,6 +14,7 @@ Checks: onnx.checker, then onnxruntime vs PyTorch on real dataset images
 Usage:
   python3 models/train/export.py --ckpt models/train/runs/<run>/last.pt --version 1.0.0
   python3 models/train/export.py --random-head --version 0.1.0-dev   # BVLC backbone, untrained head
+  python3 models/train/export.py --ckpt … --version 1.0.0-try --out-dir /tmp/x --no-manifest   # elsewhere
 """
 from __future__ import annotations
 
@@ -179,12 +180,19 @@ def main(argv=None):
     ap.add_argument("--ckpt", help="training checkpoint (.pt); omit with --random-head")
     ap.add_argument("--random-head", action="store_true", help="BVLC backbone + untrained head (dev artifact)")
     ap.add_argument("--version", required=True)
-    ap.add_argument("--out-dir", default=str(MODELS_DIR))
+    ap.add_argument("--out-dir", default=str(MODELS_DIR),
+                    help="where the .onnx goes (default: models/). Any other folder needs --no-manifest: "
+                         "models/manifest.json names its model by file name inside models/")
     ap.add_argument("--keep-old", action="store_true", help="do not delete other .onnx files in models/")
-    ap.add_argument("--no-manifest", action="store_true")
+    ap.add_argument("--no-manifest", action="store_true", help="do not write models/manifest.json")
     a = ap.parse_args(argv)
     if not a.ckpt and not a.random_head:
         ap.error("--ckpt or --random-head")
+    # The manifest names the model by file name, read from models/: pointed at a file elsewhere,
+    # `npm run eval:model` and the worker would look for it in models/ and not find it.
+    if not a.no_manifest and Path(a.out_dir).resolve() != MODELS_DIR.resolve():
+        raise SystemExit(f"--out-dir {a.out_dir}: models/manifest.json can only describe a model in {MODELS_DIR}; "
+                         "pass --no-manifest to export elsewhere (or export into models/)")
     torch.set_num_threads(2)
     net, meta = load_net(None if a.random_head else a.ckpt)
     out = Path(a.out_dir) / f"{NAME}-{a.version}.onnx"
