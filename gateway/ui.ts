@@ -5,7 +5,8 @@
  *   GET /ui               → 308 to /ui/
  *   GET /ui/              index.html
  *   GET /ui/{file}        the page's assets (the files of gateway/ui/, read once at start)
- *   GET /ui/config.json   what the page needs from the configuration: viewer URL templates
+ *   GET /ui/config.json   what the page needs from the configuration: viewer URL templates,
+ *                         the upload bound, the largest /similar limit
  *
  * The page talks to the gateway only: QIDO/thumbnails under /dicom-web, /similar and
  * /similar/heatmap, with the user's Authorization when one is entered. A strict
@@ -68,19 +69,26 @@ export interface UiPageConfig {
   readonly viewerSimilarUrlTemplate: string | null;
   readonly blueLightUrlTemplate: string | null;
   readonly maxUploadBytes: number;
+  /** The largest `limit` /similar accepts (CBMIR_SIMILAR_MAX_LIMIT): the page asks for no more. */
+  readonly maxLimit: number;
 }
 
-export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string } = {}): void {
-  const assets = loadAssets(opts.dir ?? uiDir());
-  const pageConfig: UiPageConfig = {
+/** What `GET /ui/config.json` answers. */
+export function uiPageConfig(config: Config): UiPageConfig {
+  return {
     // Relative to the page (…/ui/): the gateway may be published under a path prefix by a proxy.
     dicomWebRoot: '../dicom-web',
     viewerUrlTemplate: config.ui.viewerUrlTemplate ?? null,
     viewerSimilarUrlTemplate: config.ui.viewerSimilarUrlTemplate ?? null,
     blueLightUrlTemplate: config.ui.blueLightUrlTemplate ?? null,
     maxUploadBytes: MAX_UPLOAD_BYTES,
+    maxLimit: config.similar.maxLimit,
   };
-  const configBody = Buffer.from(JSON.stringify(pageConfig));
+}
+
+export function attachUi(gateway: Gateway, config: Config, opts: { dir?: string } = {}): void {
+  const assets = loadAssets(opts.dir ?? uiDir());
+  const configBody = Buffer.from(JSON.stringify(uiPageConfig(config)));
 
   const common = (res: ServerResponse) => {
     res.setHeader('content-security-policy', UI_CSP);

@@ -1,6 +1,8 @@
 // The gateway as the page sees it: QIDO and thumbnails through /dicom-web, /similar,
 // /similar/heatmap. Every request carries the user's Authorization when one is entered
 // (kept in memory only); problems become Errors with a message a person can act on.
+// Requests take an AbortSignal (`signal`): a superseded one is cancelled, and rejects
+// with an AbortError, which the page shows nothing for.
 
 let authorization = '';
 
@@ -102,50 +104,80 @@ async function check(res) {
   throw err;
 }
 
-async function getJson(url, accept = 'application/json') {
-  const res = await fetch(url, { headers: headers({ accept }) });
-  await check(res);
-  if (res.status === 204) return [];
-  return res.json();
+export const NETWORK_MESSAGE = 'Cannot reach the gateway (network error): check the connection and try again.';
+
+/**
+ * What a failed fetch (or the read of its body) says to a person: fetch rejects with a bare
+ * TypeError ("Failed to fetch", "fetch failed", "NetworkError when attempting to fetch
+ * resource.") when the gateway cannot be reached or the connection drops. An AbortError
+ * (the request was cancelled on purpose) and the page's own errors pass unchanged.
+ */
+export function networkError(err) {
+  if (err?.name === 'AbortError' || !(err instanceof TypeError)) return err;
+  const e = new Error(NETWORK_MESSAGE, { cause: err });
+  e.network = true;
+  return e;
+}
+
+/** fetch, refused answers (check) and the answer's body read by `read`, with networkError's messages. */
+async function request(url, init, read) {
+  try {
+    const res = await fetch(url, init);
+    await check(res);
+    return await read(res);
+  } catch (err) {
+    throw networkError(err);
+  }
+}
+
+function getJson(url, { accept = 'application/json', signal } = {}) {
+  return request(url, { headers: headers({ accept }), signal }, (res) => (res.status === 204 ? [] : res.json()));
 }
 
 // --- DICOM JSON (PS3.18 F.2) ---------------------------------------------------
+/**
+ * The first value of an attribute. A person name (PN: an object of component groups) is its
+ * Alphabetic group, or where that is absent or empty the Ideographic, then the Phonetic one
+ * (a name stored in kanji or hangul only); undefined when it has none.
+ */
 export function tagValue(ds, tag) {
   const v = ds?.[tag]?.Value?.[0];
-  if (v && typeof v === 'object' && 'Alphabetic' in v) return v.Alphabetic;
+  if (v && typeof v === 'object' && (ds[tag].vr === 'PN' || 'Alphabetic' in v || 'Ideographic' in v || 'Phonetic' in v)) {
+    return [v.Alphabetic, v.Ideographic, v.Phonetic].find((g) => typeof g === 'string' && g !== '');
+  }
   return v;
 }
 
 const enc = encodeURIComponent;
-const qido = (root, path, params) => {
+const qido = (root, path, params, signal) => {
   const q = new URLSearchParams(params);
-  return getJson(`${root}${path}?${q}`, 'application/dicom+json');
+  return getJson(`${root}${path}?${q}`, { accept: 'application/dicom+json', signal });
 };
 
 /**
  * Studies matching `match` (QIDO matching parameters, browse.js studyMatch), at most `limit`:
  * one more is asked for, so `more` says whether the archive holds others the list leaves out.
  */
-export async function listStudies(root, match = [], limit = 200) {
+export async function listStudies(root, match = [], limit = 200, { signal } = {}) {
   const fields = [['includefield', '00081030'], ['includefield', '00080061'], ['includefield', '00201208']];
-  const list = await qido(root, '/studies', [...match, ['limit', String(limit + 1)], ...fields]);
+  const list = await qido(root, '/studies', [...match, ['limit', String(limit + 1)], ...fields], signal);
   return { studies: list.slice(0, limit), more: list.length > limit };
 }
-export function listSeries(root, study) {
-  return qido(root, `/studies/${enc(study)}/series`, [['includefield', '0008103E'], ['includefield', '00201209']]);
+export function listSeries(root, study, { signal } = {}) {
+  return qido(root, `/studies/${enc(study)}/series`, [['includefield', '0008103E'], ['includefield', '00201209']], signal);
 }
 /**
  * Every instance of a series, paged with offset, up to `max`: `complete` is false when the
  * series holds more (one more than `max` is asked for to tell). An instance listed on two
  * pages (the PACS's order shifted while paging) is kept once.
  */
-export async function listInstances(root, study, series, { pageSize = 1000, max = 5000 } = {}) {
+export async function listInstances(root, study, series, { pageSize = 1000, max = 5000, signal } = {}) {
   const path = `/studies/${enc(study)}/series/${enc(series)}/instances`;
   const all = [];
   let asked = 0;
   while (asked <= max) {
     const limit = Math.min(pageSize, max + 1 - asked);
-    const page = await qido(root, path, [['limit', String(limit)], ['offset', String(asked)], ['includefield', '00200013']]);
+    const page = await qido(root, path, [['limit', String(limit)], ['offset', String(asked)], ['includefield', '00200013']], signal);
     all.push(...page);
     asked += page.length;
     // Only an empty page ends the series: a PACS may cap a page below the limit asked for
@@ -223,60 +255,81 @@ function slot(fn, wanted, priority) {
  */
 export function thumbnailUrl(path, { wanted, priority = 'high' } = {}) {
   return slot(
-    async () => {
-      const res = await fetch(path, { headers: headers({ accept: 'image/jpeg, image/png' }) });
-      await check(res);
-      return URL.createObjectURL(await res.blob());
-    },
+    () => request(path, { headers: headers({ accept: 'image/jpeg, image/png' }) }, async (res) => URL.createObjectURL(await res.blob())),
     wanted,
     priority,
   );
 }
 
 // --- /similar --------------------------------------------------------------------
+/** The most results the page asks for, whatever the gateway would allow. */
+export const PAGE_MAX_LIMIT = 50;
+
+/**
+ * The largest `limit` the page may send: its own PAGE_MAX_LIMIT, or the gateway's
+ * CBMIR_SIMILAR_MAX_LIMIT (config.json `maxLimit`) where that is lower; a gateway that does
+ * not say leaves the page's own.
+ */
+export function limitBound(maxLimit) {
+  const n = Number(maxLimit);
+  return Number.isInteger(n) && n >= 1 ? Math.min(PAGE_MAX_LIMIT, n) : PAGE_MAX_LIMIT;
+}
+
+/** The `limit` sent for what the Results field holds: a whole number from 1 to `max`, 10 when it holds none. */
+export function clampLimit(value, max = PAGE_MAX_LIMIT) {
+  return Math.min(max, Math.max(1, Math.round(Number(value) || 10)));
+}
+
 function similarOptions(opts) {
   const q = new URLSearchParams({ limit: String(opts.limit), excludeSamePatient: String(opts.excludeSamePatient) });
   return q;
 }
 
+/** `opts`: `limit`, `excludeSamePatient`, and the request's `signal`. */
 export function similarByUids(uids, opts) {
   const q = similarOptions(opts);
   q.set('StudyInstanceUID', uids.study);
   q.set('SeriesInstanceUID', uids.series);
   q.set('SOPInstanceUID', uids.sop);
-  return getJson(`../similar?${q}`);
+  return getJson(`../similar?${q}`, { signal: opts.signal });
 }
 
-export async function similarByUpload(file, opts) {
-  const res = await fetch(`../similar?${similarOptions(opts)}`, {
-    method: 'POST',
-    headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
-    body: file,
-  });
-  await check(res);
-  return res.json();
+export function similarByUpload(file, opts) {
+  return request(
+    `../similar?${similarOptions(opts)}`,
+    {
+      method: 'POST',
+      headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
+      body: file,
+      signal: opts.signal,
+    },
+    (res) => res.json(),
+  );
 }
 
 /** Heatmap of a query (UIDs, or the dropped file) and a result (UIDs). */
-export async function heatmap(query, result) {
+export function heatmap(query, result, { signal } = {}) {
   const q = new URLSearchParams({
     ResultStudyInstanceUID: result.study,
     ResultSeriesInstanceUID: result.series,
     ResultSOPInstanceUID: result.sop,
   });
   if (query.file) {
-    const res = await fetch(`../similar/heatmap?${q}`, {
-      method: 'POST',
-      headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
-      body: query.file,
-    });
-    await check(res);
-    return res.json();
+    return request(
+      `../similar/heatmap?${q}`,
+      {
+        method: 'POST',
+        headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
+        body: query.file,
+        signal,
+      },
+      (res) => res.json(),
+    );
   }
   q.set('StudyInstanceUID', query.study);
   q.set('SeriesInstanceUID', query.series);
   q.set('SOPInstanceUID', query.sop);
-  return getJson(`../similar/heatmap?${q}`);
+  return getJson(`../similar/heatmap?${q}`, { signal });
 }
 
 export function pageConfig() {

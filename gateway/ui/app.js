@@ -13,15 +13,31 @@ const MAX_INSTANCES = 5000;
 const MAX_STRIP = 200;
 
 const state = {
-  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: null, viewerSimilarUrlTemplate: null, blueLightUrlTemplate: null, maxUploadBytes: 64 << 20 },
+  config: { dicomWebRoot: '../dicom-web', viewerUrlTemplate: null, viewerSimilarUrlTemplate: null, blueLightUrlTemplate: null, maxUploadBytes: 64 << 20, maxLimit: null },
+  /** The largest number of results the page asks for (api.limitBound of config.maxLimit). */
+  maxLimit: api.PAGE_MAX_LIMIT,
   /** {study, series, sop} from the archive, or {file, name, previewUrl} for a dropped file. */
   query: null,
   queryFigure: null,
   /** blob: URLs of the current view, revoked when it is replaced. */
   urls: new Set(),
+  /** {button, figure, controller} of the heatmap shown or being computed. */
   activeHeatmap: null,
-  searchSeq: 0,
+  /**
+   * The view's requests (the search, its series strips): aborted when a new search or token
+   * replaces it, so a superseded upload (up to 64 MiB) stops holding one of this caller's
+   * upload slots, which the next search would find full (503).
+   */
+  view: new AbortController(),
+  /** The Authorization field's value the page's requests go with, and the one the lists were asked with. */
+  token: '',
+  listedWith: '',
+  /** Why the entered token cannot be sent (api.authorizationOf), while it cannot. */
+  tokenError: null,
 };
+
+/** A superseded request's end: cancelled (AbortError), nothing to tell anyone. */
+const aborted = (err) => err?.name === 'AbortError';
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -110,9 +126,17 @@ function revokeAll() {
 
 // --- archive browser -------------------------------------------------------------
 // Clicks can outrun the PACS: only the answer to the latest click may fill a list, or one
-// study's series would be listed under another (patient's) highlighted study. A new token
-// or filter bumps them all, so nothing asked before it fills the page or reports an error.
-const listSeq = { studies: 0, series: 0, instances: 0 };
+// study's series would be listed under another (patient's) highlighted study. Each list's
+// listing has its AbortController: a new click aborts the one before, and a new token or
+// filter aborts them all, so nothing asked before it fills the page or reports an error.
+const listing = { studies: new AbortController(), series: new AbortController(), instances: new AbortController() };
+
+/** A fresh controller for the list `kind`, the listing under way there cancelled. */
+function relist(kind) {
+  listing[kind].abort();
+  listing[kind] = new AbortController();
+  return listing[kind].signal;
+}
 
 function selectOne(list, button) {
   for (const b of list.querySelectorAll('button[aria-pressed]')) b.setAttribute('aria-pressed', String(b === button));
@@ -128,18 +152,18 @@ function loading(ul, text = 'Loading…') {
   ul.replaceChildren(el('li', { class: 'hint loading', text }));
 }
 
-/** The image picker emptied, and any listing still on its way to it made stale. */
+/** The image picker emptied, and any listing still on its way to it cancelled; the signal of the next one. */
 function resetInstances() {
   picker?.disconnect(); // the figures of the list removed
   $('instances').replaceChildren();
   note('instances-note', '');
-  return ++listSeq.instances;
+  return relist('instances');
 }
 
-/** Every list emptied, and every listing still on its way made stale. */
+/** Every list emptied, and every listing still on its way cancelled. */
 function forgetLists() {
-  listSeq.studies++;
-  listSeq.series++;
+  relist('studies');
+  relist('series');
   resetInstances();
   $('studies').replaceChildren();
   $('series').replaceChildren();
@@ -148,7 +172,13 @@ function forgetLists() {
 
 async function loadStudies() {
   forgetLists();
-  const seq = listSeq.studies;
+  if (state.tokenError) {
+    // Nothing listed under no credentials (or the gateway's own) that the person did not ask for.
+    showError(state.tokenError);
+    return;
+  }
+  const signal = listing.studies.signal;
+  state.listedWith = state.token;
   const ul = $('studies');
   let match;
   try {
@@ -159,8 +189,8 @@ async function loadStudies() {
   }
   loading(ul);
   try {
-    const { studies, more } = await api.listStudies(state.config.dicomWebRoot, match, MAX_STUDIES);
-    if (seq !== listSeq.studies) return;
+    const { studies, more } = await api.listStudies(state.config.dicomWebRoot, match, MAX_STUDIES, { signal });
+    if (signal.aborted) return;
     ul.replaceChildren();
     for (const s of studies) {
       const uid = api.tagValue(s, '0020000D');
@@ -182,22 +212,22 @@ async function loadStudies() {
     if (!studies.length) ul.append(el('li', { class: 'hint', text: match.length ? 'No study matches the filter.' : 'The archive holds no studies.' }));
     if (more) note('studies-note', `Showing the first ${studies.length} studies the archive listed; refine the filter to find the others.`);
   } catch (err) {
-    if (seq !== listSeq.studies) return;
+    if (signal.aborted || aborted(err)) return;
     ul.replaceChildren();
     showError(`Cannot list the archive: ${err.message}`);
   }
 }
 
 async function loadSeries(study) {
-  const seq = ++listSeq.series;
+  const signal = relist('series');
   // An error about an earlier click (another study, a failed search) no longer applies.
   clearError();
   resetInstances();
   const ul = $('series');
   loading(ul);
   try {
-    const series = await api.listSeries(state.config.dicomWebRoot, study);
-    if (seq !== listSeq.series) return;
+    const series = await api.listSeries(state.config.dicomWebRoot, study, { signal });
+    if (signal.aborted) return;
     ul.replaceChildren();
     let only;
     for (const s of series) {
@@ -215,15 +245,15 @@ async function loadSeries(study) {
     }
     if (series.length === 1) only?.click();
   } catch (err) {
-    if (seq !== listSeq.series) return;
+    if (signal.aborted || aborted(err)) return;
     ul.replaceChildren();
     showError(`Cannot list the study's series: ${err.message}`);
   }
 }
 
 /** The series' instances by InstanceNumber; `complete` is false when it holds more than MAX_INSTANCES. */
-async function seriesInstances(study, series) {
-  const { instances, complete } = await api.listInstances(state.config.dicomWebRoot, study, series, { max: MAX_INSTANCES });
+async function seriesInstances(study, series, signal) {
+  const { instances, complete } = await api.listInstances(state.config.dicomWebRoot, study, series, { max: MAX_INSTANCES, signal });
   const list = instances
     .map((d) => ({ sop: api.tagValue(d, '00080018'), number: Number(api.tagValue(d, '00200013') ?? NaN) }))
     .sort((a, b) => (a.number || 0) - (b.number || 0));
@@ -231,13 +261,13 @@ async function seriesInstances(study, series) {
 }
 
 async function loadInstances(study, series) {
-  const seq = resetInstances();
+  const signal = resetInstances();
   clearError();
   const ul = $('instances');
   loading(ul);
   try {
-    const { list, complete } = await seriesInstances(study, series);
-    if (seq !== listSeq.instances) return;
+    const { list, complete } = await seriesInstances(study, series, signal);
+    if (signal.aborted) return;
     ul.replaceChildren();
     for (const i of list) {
       const name = Number.isFinite(i.number) ? `Image ${i.number}` : 'Image';
@@ -248,37 +278,52 @@ async function loadInstances(study, series) {
     }
     if (!complete) note('instances-note', `The series holds more than ${MAX_INSTANCES} images: showing the first ${list.length} the archive listed; open it in a viewer for the rest.`);
   } catch (err) {
-    if (seq !== listSeq.instances) return;
+    if (signal.aborted || aborted(err)) return;
     ul.replaceChildren();
     showError(`Cannot list the series' images: ${err.message}`);
   }
 }
 
 // --- search --------------------------------------------------------------------------
-function options() {
-  const limit = Math.min(50, Math.max(1, Math.round(Number($('limit').value) || 10)));
-  return { limit, excludeSamePatient: $('exclude-patient').checked };
+function options(signal) {
+  return { limit: api.clampLimit($('limit').value, state.maxLimit), excludeSamePatient: $('exclude-patient').checked, signal };
+}
+
+/** The view's requests cancelled (a search, its strips); the signal of the next view's. */
+function newView() {
+  state.view.abort();
+  state.view = new AbortController();
+  return state.view.signal;
 }
 
 async function search(query) {
-  const seq = ++state.searchSeq;
+  clearHeatmap();
+  const signal = newView();
   clearError();
   revokeAll();
   state.query = query;
-  state.activeHeatmap = null;
+  state.queryFigure = null;
   $('results').replaceChildren();
   $('legend').hidden = true;
   $('empty').hidden = true;
+  if (state.tokenError) {
+    // No search under no credentials (or the gateway's own) that the person did not ask for.
+    $('query').hidden = true;
+    $('empty').hidden = false;
+    status('');
+    showError(state.tokenError);
+    return;
+  }
   renderQuery(query, undefined);
   status('Searching…');
   try {
-    const answer = query.file ? await api.similarByUpload(query.file, options()) : await api.similarByUids(query, options());
-    if (seq !== state.searchSeq) return;
+    const answer = query.file ? await api.similarByUpload(query.file, options(signal)) : await api.similarByUids(query, options(signal));
+    if (signal.aborted) return;
     renderQuery(query, answer.query);
     renderResults(answer.results);
     status(`${answer.results.length} similar image${answer.results.length === 1 ? '' : 's'}.`);
   } catch (err) {
-    if (seq !== state.searchSeq) return;
+    if (signal.aborted || aborted(err)) return;
     status('');
     $('query').hidden = true;
     $('empty').hidden = false;
@@ -349,7 +394,10 @@ function resultCard(h) {
     el('div', { class: 'actions' }, heatBtn, seriesBtn, ...links),
     strip,
   );
-  heatBtn.addEventListener('click', () => toggleHeatmap(li, heatBtn, figure, uids, h.rank));
+  heatBtn.addEventListener('click', () => {
+    // Computing: aria-disabled, not disabled, so keyboard focus stays on the button.
+    if (heatBtn.getAttribute('aria-disabled') !== 'true') toggleHeatmap(li, heatBtn, figure, uids, h.rank);
+  });
   seriesBtn.addEventListener('click', () => toggleSeries(li, seriesBtn, strip, uids));
   return li;
 }
@@ -368,9 +416,10 @@ async function toggleSeries(li, button, strip, uids) {
   strip.hidden = false;
   if (strip.childElementCount) return;
   strip.append(el('li', { class: 'hint', text: 'Loading the series…' }));
+  const signal = state.view.signal;
   try {
-    const { list: all, complete } = await seriesInstances(uids.study, uids.series);
-    if (!li.isConnected) return; // its results were replaced (a new search or token) meanwhile
+    const { list: all, complete } = await seriesInstances(uids.study, uids.series, signal);
+    if (signal.aborted || !li.isConnected) return; // its results were replaced (a new search or token) meanwhile
     strip.replaceChildren();
     const matched = all.findIndex((i) => i.sop === uids.sop);
     const w = stripWindow(all.length, matched, MAX_STRIP);
@@ -388,7 +437,8 @@ async function toggleSeries(li, button, strip, uids) {
     // The window puts the match in its middle, far off the strip's left edge: scroll it into view.
     if (current) strip.scrollLeft += current.getBoundingClientRect().left - strip.getBoundingClientRect().left - (strip.clientWidth - current.offsetWidth) / 2;
   } catch (err) {
-    if (li.isConnected) strip.replaceChildren(el('li', { class: 'hint', text: `Cannot list the series: ${err.message}` }));
+    if (signal.aborted || aborted(err) || !li.isConnected) return;
+    strip.replaceChildren(el('li', { class: 'hint', text: `Cannot list the series: ${err.message}` }));
   }
 }
 
@@ -403,9 +453,11 @@ function loaded(img) {
   });
 }
 
+/** The heatmap shown goes, and one still being computed is cancelled. */
 function clearHeatmap() {
   const a = state.activeHeatmap;
   if (!a) return;
+  a.controller.abort();
   a.button.setAttribute('aria-pressed', 'false');
   clearOverlay(a.figure.canvas);
   if (state.queryFigure) clearOverlay(state.queryFigure.canvas);
@@ -419,12 +471,15 @@ async function toggleHeatmap(li, button, figure, uids, rank) {
   const wasActive = state.activeHeatmap?.button === button;
   clearHeatmap();
   if (wasActive) return;
-  state.activeHeatmap = { button, figure };
+  const controller = new AbortController();
+  state.activeHeatmap = { button, figure, controller };
   button.setAttribute('aria-pressed', 'true');
-  button.disabled = true;
+  // Not `disabled`: that would drop the keyboard focus on the page's body (the click handler
+  // ignores a button marked aria-disabled).
+  button.setAttribute('aria-disabled', 'true');
   status(`Computing the heatmap for result #${rank}…`);
   try {
-    const r = await api.heatmap(state.query, uids);
+    const r = await api.heatmap(state.query, uids, { signal: controller.signal });
     if (state.activeHeatmap?.button !== button) return;
     const scale = scaleOf(r.query.grid, r.result.grid);
     const [resultShown, queryShown] = await Promise.all([
@@ -445,21 +500,21 @@ async function toggleHeatmap(li, button, figure, uids, rank) {
     status(`Heatmap for result #${rank}: score ${r.score.toFixed(3)} (cosine ${r.similarity.toFixed(3)}).`);
   } catch (err) {
     // Superseded (another heatmap, a new search or token): the screen belongs to that one now.
-    if (state.activeHeatmap?.button !== button) return;
+    if (controller.signal.aborted || aborted(err) || state.activeHeatmap?.button !== button) return;
     clearHeatmap();
     status('');
     showError(`Heatmap: ${err.message}`);
   } finally {
-    button.disabled = false;
+    button.removeAttribute('aria-disabled');
   }
 }
 
 /**
  * What was shown or is under way with the previous credentials goes: the query, its results
- * and heatmap, and a search still running (its answer is dropped, as a superseded one's is).
+ * and heatmap, and a search still running (cancelled, as a superseded one is).
  */
 function forgetView() {
-  state.searchSeq++;
+  newView();
   clearHeatmap();
   revokeAll();
   state.query = null;
@@ -480,7 +535,15 @@ async function searchFile(file) {
     showError(`The file is too large (${Math.round(file.size / 1e6)} MB; at most ${Math.round(state.config.maxUploadBytes / 1e6)} MB).`);
     return;
   }
-  const buf = await file.arrayBuffer();
+  let buf;
+  try {
+    buf = await file.arrayBuffer();
+  } catch {
+    // A folder (a browser hands it over as an empty File that cannot be read), or a file
+    // that went away or may not be read.
+    showError(unreadable(file.name));
+    return;
+  }
   let previewUrl = null;
   try {
     const img = previewDicom(buf);
@@ -495,12 +558,21 @@ async function searchFile(file) {
   await search({ file: new Blob([buf], { type: 'application/dicom' }), name: file.name, previewUrl });
 }
 
+const unreadable = (name) => `${name || 'The dropped item'} cannot be read: drop a single DICOM file (not a folder).`;
+
+/** searchFile, with anything it did not foresee said on the page rather than lost in the console. */
+function searchDropped(file) {
+  searchFile(file).catch((err) => {
+    if (!aborted(err)) showError(`${file.name}: ${err?.message || unreadable(file.name)}`);
+  });
+}
+
 function bindDrop() {
   const drop = $('drop');
   const input = $('file');
   input.addEventListener('change', () => {
     const f = input.files?.[0];
-    if (f) searchFile(f);
+    if (f) searchDropped(f);
     input.value = '';
   });
   for (const ev of ['dragenter', 'dragover']) {
@@ -513,7 +585,10 @@ function bindDrop() {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     const f = e.dataTransfer?.files?.[0];
-    if (f) searchFile(f);
+    // A folder is told as one at once (where the browser says so); else its read fails in searchFile.
+    const entry = e.dataTransfer?.items?.[0]?.webkitGetAsEntry?.();
+    if (f && entry?.isDirectory) showError(unreadable(f.name));
+    else if (f) searchDropped(f);
   });
   // A file dropped beside the drop zone would make the browser open it in place of the page,
   // losing the query, the results and the token: there it is refused (no-drop cursor). Only
@@ -527,23 +602,55 @@ function bindDrop() {
   }
 }
 
+/**
+ * The Results field bounded by what the gateway accepts (config.json `maxLimit`, its
+ * CBMIR_SIMILAR_MAX_LIMIT): above it every search would be refused (400).
+ */
+function applyMaxLimit() {
+  state.maxLimit = api.limitBound(state.config.maxLimit);
+  const field = $('limit');
+  field.max = String(state.maxLimit);
+  if (Number(field.value) > state.maxLimit) field.value = String(state.maxLimit);
+}
+
+/**
+ * A changed Authorization field: what was shown or is under way with the previous
+ * credentials goes (view and lists), and every later request carries the new one. One that
+ * cannot be sent leaves none, says why, and nothing is listed or searched until it is fixed.
+ */
+function applyToken() {
+  const value = $('token').value;
+  if (value === state.token) return;
+  state.token = value;
+  forgetView();
+  forgetLists();
+  state.listedWith = null;
+  try {
+    api.setToken(value);
+    state.tokenError = null;
+  } catch (err) {
+    state.tokenError = err.message;
+    showError(err.message);
+    return;
+  }
+  $('studies').replaceChildren(el('li', { class: 'hint pending', text: 'Leave the Authorization field (Tab) or press Enter to list the archive again.' }));
+}
+
 async function init() {
   try {
     state.config = { ...state.config, ...(await api.pageConfig()) };
   } catch (err) {
     showError(`Cannot read the page's configuration: ${err.message}`);
   }
+  applyMaxLimit();
+  // Applied as it is typed or pasted (a file dropped right after a paste goes with it); the
+  // archive is listed again once the field is left or Enter pressed (change), not on every
+  // keystroke: a PACS may lock an account after a few refused passwords.
+  $('token').addEventListener('input', applyToken);
   $('token').addEventListener('change', () => {
-    forgetView();
-    try {
-      api.setToken($('token').value);
-    } catch (err) {
-      // No listing under no credentials (or the gateway's own) that the person did not ask for.
-      forgetLists();
-      showError(err.message);
-      return;
-    }
-    loadStudies();
+    applyToken();
+    if (state.tokenError) showError(state.tokenError);
+    else if (state.listedWith !== state.token) loadStudies();
   });
   $('study-filter').addEventListener('submit', (e) => {
     e.preventDefault(); // the CSP allows no form submission: the page asks the PACS itself

@@ -3,7 +3,8 @@
  * the STOW indexing hook, /similar, /similar/heatmap and /ui, in-process workers with
  * the shipped model; the figshare sample (36 real MR slices) loaded through it. What a
  * radiologist does: pick study → series → image, read the ranked results, open a
- * result's whole series, toggle the heatmap, drop a DICOM file, drop an SR.
+ * result's whole series, toggle the heatmap, drop a DICOM file, drop an SR or a folder, lose
+ * the network, supersede a search or heatmap (the earlier request is cancelled).
  * Screenshots go to test-artifacts/ui/.
  *
  * The shipped model may be untrained: nothing asserts retrieval quality. The page must
@@ -157,8 +158,9 @@ describe('/ui in headless Chromium', () => {
     assert.equal(r.status, 200);
     assert.match(r.headers['content-type'] ?? '', /^text\/html/);
     assert.equal(r.headers['content-security-policy'], UI_CSP);
-    const cfg = json<{ viewerUrlTemplate: string; dicomWebRoot: string }>(await raw(`${sys.base}/ui/config.json`));
+    const cfg = json<{ viewerUrlTemplate: string; dicomWebRoot: string; maxLimit: number }>(await raw(`${sys.base}/ui/config.json`));
     assert.equal(cfg.viewerUrlTemplate, VIEWER_TEMPLATE);
+    assert.equal(cfg.maxLimit, sys.config.similar.maxLimit, "the largest /similar limit, which bounds the page's Results field");
     assert.equal(cfg.dicomWebRoot, '../dicom-web', 'relative to the page: a path prefix in front of the gateway is kept');
     assert.equal((await raw(`${sys.base}/ui/nothing.js`)).status, 404);
     // An encoded traversal never reaches the page's files (the gateway's path guard answers 400).
@@ -169,6 +171,19 @@ describe('/ui in headless Chromium', () => {
   test('pick study → series → image: the results the API ranks, with rank, score and label', async () => {
     await page.goto(`${sys.base}/ui/`, { waitUntil: 'domcontentloaded' });
     await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+    // The file chooser shows every file (DICOM files often have no extension: IM000001).
+    assert.equal(await page.getAttribute('#file', 'accept'), null);
+    // The Authorization field: a text field drawn masked (no password manager offers to save it).
+    assert.deepEqual(
+      await page.$eval('#token', (i) => [
+        (i as HTMLInputElement).type,
+        getComputedStyle(i).getPropertyValue('-webkit-text-security'),
+        i.getAttribute('autocomplete'),
+      ]),
+      ['text', 'disc', 'off'],
+    );
+    // The Results field within the gateway's bound (CBMIR_SIMILAR_MAX_LIMIT, default 100) and the page's own 50.
+    assert.equal(await page.getAttribute('#limit', 'max'), String(Math.min(50, sys.config.similar.maxLimit)));
     await page.click(`#studies button[data-study="${q.studyInstanceUid}"]`);
     // One series per study: the page opens it by itself.
     await page.click(`#instances button[data-sop="${q.sopInstanceUid}"]`, { timeout: 30_000 });
@@ -251,10 +266,18 @@ describe('/ui in headless Chromium', () => {
     for (const v of [hm.score, hm.similarity]) assert.match(String(v), /^-?\d+(\.\d{1,6})?$/, 'rounded to 6 decimals');
     assert.equal(hm.query.grid.length, 7);
     assert.equal(hm.result.grid[0]!.length, 7);
-    await first.locator('button.heatmap-toggle').click();
+    // From the keyboard: the button keeps the focus while the heatmap is computed (aria-disabled,
+    // not disabled, which would drop it on the page's body).
+    await first.locator('button.heatmap-toggle').press('Enter');
     await page.waitForSelector('#results li.card canvas.overlay[data-drawn="true"]', { timeout: 60_000 });
     await page.waitForSelector('#query canvas.overlay[data-drawn="true"]', { timeout: 10_000 });
     assert.equal(await first.locator('button.heatmap-toggle').getAttribute('aria-pressed'), 'true');
+    assert.equal(
+      await first.locator('button.heatmap-toggle').evaluate((b) => b === document.activeElement),
+      true,
+      'focus stays on the Heatmap button',
+    );
+    assert.equal(await first.locator('button.heatmap-toggle').getAttribute('aria-disabled'), null, 'usable again once drawn');
     for (const [sel, grid] of [
       ['#results li.card canvas.overlay[data-drawn="true"]', hm.result.grid],
       ['#query canvas.overlay', hm.query.grid],
@@ -301,6 +324,85 @@ describe('/ui in headless Chromium', () => {
     await viewer.screenshot('ui-sr-refused');
   });
 
+  test('a dropped folder (or a file that cannot be read) is refused with a clear message', async () => {
+    // What a browser hands over for a dropped folder: a File whose read fails (Chromium: NotFoundError).
+    await page.$eval('#drop', (drop) => {
+      const folder = {
+        name: 'IMAGES',
+        size: 0,
+        type: '',
+        arrayBuffer: () => Promise.reject(new DOMException('A requested file or directory could not be found', 'NotFoundError')),
+      };
+      const e = new Event('drop', { bubbles: true, cancelable: true });
+      Object.defineProperty(e, 'dataTransfer', { value: { files: [folder], types: ['Files'] } });
+      drop.dispatchEvent(e);
+    });
+    // (The error shown before, the SR's, is replaced.)
+    await page.waitForFunction(() => /cannot be read/.test(document.querySelector('#error:not([hidden])')?.textContent ?? ''), undefined, {
+      timeout: 10_000,
+    });
+    assert.match((await page.textContent('#error')) ?? '', /^IMAGES cannot be read: drop a single DICOM file/);
+  });
+
+  test('a gateway that cannot be reached: the page says so, not "Failed to fetch"', async () => {
+    const similar = (u: URL) => u.pathname === '/similar';
+    await page.route(similar, (route) => route.abort('internetdisconnected'));
+    try {
+      await page.click(`#instances button[data-sop="${q.sopInstanceUid}"]`, { timeout: 30_000 });
+      await page.waitForFunction(() => /Cannot reach/.test(document.querySelector('#error:not([hidden])')?.textContent ?? ''), undefined, {
+        timeout: 30_000,
+      });
+      assert.equal(await page.textContent('#error'), 'Cannot reach the gateway (network error): check the connection and try again.');
+    } finally {
+      await page.unroute(similar);
+    }
+  });
+
+  test('a superseded search or heatmap is cancelled, and says nothing', async () => {
+    // Every request's signal, as the page passes it to fetch.
+    await page.evaluate(() => {
+      const w = window as unknown as { fetch: typeof fetch; sent: Array<{ url: string; method: string; signal?: AbortSignal | null }> };
+      const real = w.fetch.bind(window);
+      w.sent = [];
+      w.fetch = (url, init) => {
+        w.sent.push({ url: String(url), method: init?.method ?? 'GET', signal: init?.signal });
+        return real(url, init);
+      };
+    });
+    const sent = (pathname: string, method: string) =>
+      page.evaluate(
+        ([p, m]) =>
+          (window as unknown as { sent: Array<{ url: string; method: string; signal?: AbortSignal | null }> }).sent
+            .filter((r) => new URL(r.url, location.href).pathname === p && r.method === m)
+            .map((r) => ({ hasSignal: Boolean(r.signal), aborted: Boolean(r.signal?.aborted) })),
+        [pathname, method],
+      );
+    // An upload under way, then an image picked from the archive: the upload is cancelled.
+    await page.setInputFiles('#file', MOSAIC);
+    await page.waitForFunction(
+      () => (window as unknown as { sent: Array<{ method: string }> }).sent.some((r) => r.method === 'POST'),
+      undefined,
+      { timeout: 10_000 },
+    );
+    await page.click(`#instances button[data-sop="${q.sopInstanceUid}"]`, { timeout: 30_000 });
+    await page.waitForSelector('#results li.card', { timeout: 60_000 });
+    assert.deepEqual(await sent('/similar', 'POST'), [{ hasSignal: true, aborted: true }], 'the superseded upload');
+    assert.deepEqual(await sent('/similar', 'GET'), [{ hasSignal: true, aborted: false }], 'the search shown');
+    // A heatmap, then another result's: the first is cancelled, the second drawn, no error.
+    const cards = page.locator('#results li.card');
+    assert.ok((await cards.count()) >= 2, viewer.failureReport());
+    await cards.nth(0).locator('button.heatmap-toggle').click();
+    await cards.nth(1).locator('button.heatmap-toggle').click();
+    await page.waitForSelector('#results li.card:nth-child(2) canvas.overlay[data-drawn="true"]', { timeout: 60_000 });
+    assert.deepEqual(await sent('/similar/heatmap', 'GET'), [
+      { hasSignal: true, aborted: true },
+      { hasSignal: true, aborted: false },
+    ]);
+    assert.equal(await cards.nth(0).locator('button.heatmap-toggle').getAttribute('aria-pressed'), 'false');
+    assert.equal(await page.isHidden('#error'), true, viewer.failureReport());
+    await cards.nth(1).locator('button.heatmap-toggle').click();
+  });
+
   test('an entered token goes out as Authorization on QIDO and /similar', async () => {
     const seen: Record<string, string | undefined> = {};
     page.on('request', (req) => {
@@ -319,7 +421,14 @@ describe('/ui in headless Chromium', () => {
 
   test('an archive that asks for credentials: a clear message, then the entered credentials open it', async () => {
     // A gateway with no PACS credentials of its own in front of the Orthanc that requires them.
-    const config = loadConfig({ CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl, CBMIR_REDIS_URL: stack.redisUrl, CBMIR_LOG_LEVEL: 'silent', CBMIR_SHUTDOWN_GRACE_MS: '200' });
+    // A low CBMIR_SIMILAR_MAX_LIMIT besides: the page's Results field keeps within it (a search above it is a 400).
+    const config = loadConfig({
+      CBMIR_PACS_URL: stack.orthancAuthDicomWebUrl,
+      CBMIR_REDIS_URL: stack.redisUrl,
+      CBMIR_LOG_LEVEL: 'silent',
+      CBMIR_SHUTDOWN_GRACE_MS: '200',
+      CBMIR_SIMILAR_MAX_LIMIT: '5',
+    });
     const gw = createGateway(config, { defaultMetrics: false, logger: silent });
     attachUi(gw, config);
     const addr = await gw.listen(0, '127.0.0.1');
@@ -334,11 +443,17 @@ describe('/ui in headless Chromium', () => {
         throw new Error(`${e.message}${viewer.failureReport(20)}`);
       });
       assert.match((await page.textContent('#error')) ?? '', /asks for credentials: enter an Authorization token above/);
+      assert.deepEqual([await page.getAttribute('#limit', 'max'), await page.inputValue('#limit')], ['5', '5']);
       await page.fill('#token', orthancAuthHeader());
       await page.press('#token', 'Tab');
-      await page.waitForFunction(() => (document.querySelector('#error') as HTMLElement).hidden && document.querySelectorAll('#studies li:not(.loading)').length > 0, undefined, {
-        timeout: 30_000,
-      });
+      // (.pending: the hint shown while the field is edited, before it is left.)
+      await page.waitForFunction(
+        () =>
+          (document.querySelector('#error') as HTMLElement).hidden &&
+          document.querySelectorAll('#studies li:not(.loading):not(.pending)').length > 0,
+        undefined,
+        { timeout: 30_000 },
+      );
       await viewer.screenshot('ui-credentials');
     } finally {
       await viewer.context.setHTTPCredentials(null);

@@ -1,7 +1,10 @@
 /**
  * gateway/ui/api.js (plain browser JS, imported here as an ES module): what the page's
  * Authorization field sends, and the messages a person reads when the gateway refuses
- * (a refused token is not a missing one; a busy service says when to try again).
+ * (a refused token is not a missing one; a busy service says when to try again) or cannot be
+ * reached; requests the page cancels (a superseded search, heatmap or listing) are cancelled
+ * on the wire and end in an AbortError, never in a message; person names in any script; the
+ * number of results the page may ask for.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -12,12 +15,27 @@ import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { repoRoot } from '../helpers/fixtures.js';
 
+type Uids = { study: string; series: string; sop: string };
+type Signal = { signal?: AbortSignal };
+type SimilarOpts = { limit: number; excludeSamePatient: boolean } & Signal;
 interface ApiModule {
   authorizationOf(raw: string | undefined): string;
   setToken(raw: string | undefined): void;
   retryAfterSeconds(header: string | null | undefined, now?: number): number | undefined;
   problemMessage(status: number, body: unknown, opts?: { retryAfter?: number; tokenSet?: boolean }): string;
   thumbnailUrl(path: string): Promise<string>;
+  NETWORK_MESSAGE: string;
+  networkError(err: unknown): unknown;
+  tagValue(ds: unknown, tag: string): unknown;
+  listStudies(root: string, match?: Array<[string, string]>, limit?: number, opts?: Signal): Promise<unknown>;
+  listSeries(root: string, study: string, opts?: Signal): Promise<unknown>;
+  listInstances(root: string, study: string, series: string, opts?: { max?: number } & Signal): Promise<unknown>;
+  similarByUids(uids: Uids, opts: SimilarOpts): Promise<unknown>;
+  similarByUpload(file: Blob, opts: SimilarOpts): Promise<unknown>;
+  heatmap(query: Uids | { file: Blob }, result: Uids, opts?: Signal): Promise<unknown>;
+  PAGE_MAX_LIMIT: number;
+  limitBound(maxLimit: unknown): number;
+  clampLimit(value: unknown, max?: number): number;
 }
 
 let api: ApiModule;
@@ -25,8 +43,19 @@ let base = '';
 /** What the test server answers next, and the Authorization it was sent. */
 let answer: { status: number; headers?: Record<string, string>; body?: unknown } = { status: 200 };
 let seenAuthorization: string | undefined;
+/** Requests under /hang/ get no answer; each one's path is told here when its client goes away. */
+const hung = new Map<string, Promise<void>>();
 const server = http.createServer((req, res) => {
   seenAuthorization = req.headers.authorization;
+  const p = new URL(req.url ?? '/', 'http://x').pathname;
+  if (p.startsWith('/hang/')) {
+    req.resume(); // an upload keeps flowing until the client cancels it
+    hung.set(
+      p,
+      once(res, 'close').then(() => undefined),
+    );
+    return;
+  }
   res.writeHead(answer.status, { 'content-type': 'application/problem+json', ...answer.headers }).end(JSON.stringify(answer.body ?? {}));
 });
 
@@ -37,7 +66,10 @@ before(async () => {
   await once(server, 'listening');
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
-after(() => server.close());
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
@@ -129,5 +161,157 @@ describe('ui: problem messages', () => {
     api.setToken('wrong-token');
     await assert.rejects(api.thumbnailUrl(`${base}/refused`), (e: Error) => /PACS refused the token entered/.test(e.message));
     api.setToken('');
+  });
+});
+
+/** The fetch the module calls, replaced for `fn`: each call's URL and init recorded, and `answer` called with them. */
+async function withFetch<T>(
+  answerWith: (url: string, init: RequestInit) => Promise<Response>,
+  fn: (calls: Array<{ url: string; init: RequestInit }>) => Promise<T>,
+): Promise<T> {
+  const real = globalThis.fetch;
+  const calls: Array<{ url: string; init: RequestInit }> = [];
+  globalThis.fetch = ((url: string, init: RequestInit) => {
+    calls.push({ url: String(url), init });
+    return answerWith(String(url), init);
+  }) as typeof fetch;
+  try {
+    return await fn(calls);
+  } finally {
+    globalThis.fetch = real;
+  }
+}
+
+/** The page's relative URLs (../similar …) resolved as the browser does from a page at /hang/ui/ of the test server. */
+const realFetch = globalThis.fetch;
+const fromHungPage = (url: string, init: RequestInit) => realFetch(new URL(url, `${base}/hang/ui/`), init);
+
+describe('ui: a gateway that cannot be reached', () => {
+  it("says so in words a person can act on, not the browser's TypeError", async () => {
+    // A port nothing listens on: fetch rejects with a TypeError ("fetch failed" here, "Failed to fetch" in Chromium).
+    const closed = http.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as AddressInfo).port;
+    closed.close();
+    await once(closed, 'close');
+    const gone = `http://127.0.0.1:${port}`;
+    const network = (e: Error & { network?: boolean }) =>
+      e.message === api.NETWORK_MESSAGE && e.network === true && !/fetch/i.test(e.message);
+    await assert.rejects(api.thumbnailUrl(`${gone}/t`), network);
+    await assert.rejects(api.listStudies(`${gone}/dicom-web`), network);
+    await assert.rejects(api.listInstances(`${gone}/dicom-web`, '1', '2'), network);
+    assert.match(api.NETWORK_MESSAGE, /^Cannot reach the gateway \(network error\): check the connection and try again\.$/);
+    // The gateway's POSTs alike (relative URLs, resolved from the page), and a connection dropped mid-answer.
+    await withFetch(
+      () => Promise.reject(new TypeError('Failed to fetch')),
+      async () => {
+        await assert.rejects(api.similarByUpload(new Blob([new Uint8Array(4)]), { limit: 3, excludeSamePatient: true }), network);
+        await assert.rejects(api.heatmap({ study: '1', series: '2', sop: '3' }, { study: '1', series: '2', sop: '4' }), network);
+      },
+    );
+    await withFetch(
+      async () => ({ ok: true, status: 200, json: () => Promise.reject(new TypeError('network error')) }) as unknown as Response,
+      async () => {
+        await assert.rejects(api.similarByUids({ study: '1', series: '2', sop: '3' }, { limit: 3, excludeSamePatient: true }), network);
+      },
+    );
+  });
+
+  it("a cancelled request stays an AbortError, and the page's own errors pass as they are", () => {
+    const abort = new DOMException('This operation was aborted', 'AbortError');
+    assert.equal(api.networkError(abort), abort);
+    const own = new Error('The gateway answered HTTP 500.');
+    assert.equal(api.networkError(own), own);
+    const mapped = api.networkError(new TypeError('Failed to fetch')) as Error;
+    assert.equal(mapped.message, api.NETWORK_MESSAGE);
+    assert.equal((mapped.cause as Error).message, 'Failed to fetch', "the browser's own words kept as the cause");
+  });
+});
+
+describe('ui: superseded requests are cancelled', () => {
+  it("every search, heatmap and listing request carries the caller's signal", async () => {
+    const uids = { study: '1.2', series: '1.2.3', sop: '1.2.3.4' };
+    const signal = new AbortController().signal;
+    const json = (body: unknown) => new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
+    await withFetch(
+      async (url) => json(url.includes('/instances') ? [] : url.includes('similar') ? { results: [] } : []),
+      async (calls) => {
+        await api.listStudies('/dicom-web', [], 10, { signal });
+        await api.listSeries('/dicom-web', uids.study, { signal });
+        await api.listInstances('/dicom-web', uids.study, uids.series, { signal });
+        await api.similarByUids(uids, { limit: 5, excludeSamePatient: true, signal });
+        await api.similarByUpload(new Blob([new Uint8Array(8)]), { limit: 5, excludeSamePatient: false, signal });
+        await api.heatmap(uids, uids, { signal });
+        await api.heatmap({ file: new Blob([new Uint8Array(8)]) }, uids, { signal });
+        assert.equal(calls.length, 7);
+        for (const c of calls) assert.equal(c.init.signal, signal, c.url);
+        // The signal is no query parameter.
+        for (const c of calls) assert.doesNotMatch(c.url, /signal/, c.url);
+      },
+    );
+  });
+
+  it('a cancelled upload ends on the wire (its slot is freed) and rejects with an AbortError, not a message', async () => {
+    await withFetch(fromHungPage, async () => {
+      const c = new AbortController();
+      const upload = api.heatmap(
+        { file: new Blob([new Uint8Array(1 << 20)]) },
+        { study: '1', series: '2', sop: '3' },
+        { signal: c.signal },
+      );
+      await waitForHung('/similar/heatmap', upload);
+      c.abort();
+      await assert.rejects(upload, (e: Error) => e.name === 'AbortError' && e.message !== api.NETWORK_MESSAGE);
+      await hung.get('/hang/similar/heatmap'); // the server saw the request go
+    });
+    const c = new AbortController();
+    const listing = api.listStudies(`${base}/hang/dicom-web`, [], 10, { signal: c.signal });
+    await waitForHung('/dicom-web/studies', listing);
+    c.abort();
+    await assert.rejects(listing, (e: Error) => e.name === 'AbortError');
+    await hung.get('/hang/dicom-web/studies');
+  });
+});
+
+/** Waits until the test server holds the request to /hang{path} (the page's request is under way). */
+async function waitForHung(path: string, pending: Promise<unknown>): Promise<void> {
+  pending.catch(() => undefined); // asserted by the caller
+  for (let i = 0; i < 200 && !hung.has(`/hang${path}`); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(hung.has(`/hang${path}`), `no request to /hang${path}`);
+}
+
+describe('ui: person names', () => {
+  const pn = (v: unknown) => ({ '00100010': { vr: 'PN', Value: [v] } });
+  it('the Alphabetic group, else the Ideographic, else the Phonetic one', () => {
+    assert.equal(api.tagValue(pn({ Alphabetic: 'Yamada^Tarou', Ideographic: '山田^太郎' }), '00100010'), 'Yamada^Tarou');
+    assert.equal(api.tagValue(pn({ Ideographic: '山田^太郎', Phonetic: 'やまだ^たろう' }), '00100010'), '山田^太郎');
+    assert.equal(api.tagValue(pn({ Phonetic: 'やまだ^たろう' }), '00100010'), 'やまだ^たろう');
+    assert.equal(api.tagValue(pn({ Alphabetic: '', Ideographic: '홍^길동' }), '00100010'), '홍^길동', 'an empty group is no name');
+    assert.equal(api.tagValue(pn({}), '00100010'), undefined, 'no group: no name, never "[object Object]"');
+    assert.equal(api.tagValue({ '00100010': { vr: 'PN' } }, '00100010'), undefined);
+    // Other values as they are.
+    assert.equal(api.tagValue({ '00200013': { vr: 'IS', Value: [7] } }, '00200013'), 7);
+  });
+});
+
+describe('ui: how many results the page asks for', () => {
+  it("the page's own bound, or the gateway's CBMIR_SIMILAR_MAX_LIMIT (config.json maxLimit) where lower", () => {
+    assert.equal(api.PAGE_MAX_LIMIT, 50);
+    assert.equal(api.limitBound(100), 50);
+    assert.equal(api.limitBound(10_000), 50);
+    assert.equal(api.limitBound(5), 5);
+    assert.equal(api.limitBound(1), 1);
+    for (const none of [undefined, null, 0, -3, 2.5, 'x']) assert.equal(api.limitBound(none), 50, String(none));
+  });
+
+  it('the Results field as a limit within the bound', () => {
+    assert.equal(api.clampLimit('10', 5), 5);
+    assert.equal(api.clampLimit('50', 50), 50);
+    assert.equal(api.clampLimit('500'), 50);
+    assert.equal(api.clampLimit('-3', 5), 1);
+    assert.equal(api.clampLimit('0', 5), 5, 'none (0 or empty): the default 10, within the bound');
+    assert.equal(api.clampLimit('', 50), 10);
+    assert.equal(api.clampLimit('3.6', 50), 4);
   });
 });

@@ -2,16 +2,21 @@
  * The page's settings and files (core/config.ts CBMIR_VIEWER_URL_TEMPLATE /
  * CBMIR_BLUELIGHT_URL_TEMPLATE, gateway/ui.ts loadAssets): a template becomes an href on
  * the page, so only http(s) URLs and gateway paths are accepted (never javascript:);
- * only the page's own kinds of files are served.
+ * only the page's own kinds of files are served; config.json tells the page the largest
+ * /similar limit (CBMIR_SIMILAR_MAX_LIMIT), which bounds its Results field.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import express from 'express';
 import { ConfigError, loadConfig } from '../../core/config.js';
-import { loadAssets, uiDir } from '../../gateway/ui.js';
+import type { Gateway } from '../../gateway/server.js';
+import { attachUi, loadAssets, uiDir, uiPageConfig, type UiPageConfig } from '../../gateway/ui.js';
 
 const DEFAULT_VIEWER = 'http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study}&initialSeriesInstanceUID={series}&initialSOPInstanceUID={instance}';
 
@@ -61,5 +66,33 @@ describe('/ui settings and files', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it("config.json tells the page the largest /similar limit, and the page's Results field keeps within it", async () => {
+    assert.equal(uiPageConfig(loadConfig({})).maxLimit, 100);
+    const low = loadConfig({ CBMIR_SIMILAR_MAX_LIMIT: '5' });
+    assert.equal(uiPageConfig(low).maxLimit, 5);
+    // As served: a gateway's express app with only the page attached.
+    const app = express();
+    attachUi({ app } as unknown as Gateway, low);
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/ui/config.json`);
+      assert.equal(res.status, 200);
+      const cfg = (await res.json()) as UiPageConfig;
+      assert.equal(cfg.maxLimit, 5);
+      assert.equal(cfg.dicomWebRoot, '../dicom-web');
+    } finally {
+      server.close();
+    }
+    // The page's side (api.js): it asks for at most that many, never more than its own 50.
+    const api = (await import(pathToFileURL(path.join(uiDir(), 'api.js')).href)) as {
+      limitBound(maxLimit: unknown): number;
+      clampLimit(value: unknown, max?: number): number;
+    };
+    assert.equal(api.clampLimit('10', api.limitBound(5)), 5, 'the default 10 above a bound of 5');
+    assert.equal(api.clampLimit('50', api.limitBound(100)), 50);
+    assert.equal(api.clampLimit('50', api.limitBound(undefined)), 50, 'a gateway that does not say');
   });
 });
