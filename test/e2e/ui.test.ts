@@ -326,7 +326,8 @@ describe('/ui in headless Chromium', () => {
 
   test('a dropped folder (or a file that cannot be read) is refused with a clear message', async () => {
     // What a browser hands over for a dropped folder: a File whose read fails (Chromium: NotFoundError).
-    await page.$eval('#drop', (drop) => {
+    // A script, not a function: tsx would name the object's arrow function with a helper the page lacks.
+    await page.evaluate(`(() => {
       const folder = {
         name: 'IMAGES',
         size: 0,
@@ -335,8 +336,8 @@ describe('/ui in headless Chromium', () => {
       };
       const e = new Event('drop', { bubbles: true, cancelable: true });
       Object.defineProperty(e, 'dataTransfer', { value: { files: [folder], types: ['Files'] } });
-      drop.dispatchEvent(e);
-    });
+      document.querySelector('#drop').dispatchEvent(e);
+    })()`);
     // (The error shown before, the SR's, is replaced.)
     await page.waitForFunction(() => /cannot be read/.test(document.querySelector('#error:not([hidden])')?.textContent ?? ''), undefined, {
       timeout: 10_000,
