@@ -18,7 +18,7 @@
  * mid-batch leaves its jobs "active"; BullMQ's stalled-job check hands them to the
  * next worker, so nothing is lost.
  */
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../core/log.js';
@@ -488,10 +488,25 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   // While the index does not answer, each index job would still be fetched from the PACS and
   // embedded, then fail its write, 12 times over about 70 minutes, and the whole backlog end up
   // failed. Instead the queue is paused (BullMQ's manual rate limit, for every worker of it:
-  // jobs go back to waiting, not counted as attempts), and after each pause one cheap request
-  // to the index decides whether jobs go on.
+  // jobs go back to waiting, not counted as attempts), and after each pause one cheap read of
+  // the index decides whether jobs go on. Only an index that does not answer a read pauses the
+  // queue: one that reads but refuses writes (a disk watermark's read-only block, a full disk)
+  // would pass every probe and pause again for ever, so its jobs fail and retry as before and
+  // end in `cbmir failed`.
   const pauseMs = deps.indexDownPauseMs ?? 5_000;
   let indexDownSince: number | undefined;
+  let probing: Promise<boolean> | undefined;
+  /** Whether the index answers a read: one request at a time in this process, shared by the jobs asking. */
+  const indexAnswers = (): Promise<boolean> =>
+    (probing ??= index
+      .count()
+      .then(
+        () => true,
+        (err: unknown) => classifyIndexError(err) !== 'transient', // another fault: each job meets it itself
+      )
+      .finally(() => {
+        probing = undefined;
+      }));
   const waitForIndex = async (err?: unknown): Promise<never> => {
     if (indexDownSince === undefined) {
       indexDownSince = Date.now();
@@ -500,24 +515,22 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
         `the index does not answer: index jobs wait in the queue (not counted as attempts) and it is asked again every ${pauseMs / 1000} s`,
       );
     }
-    await indexWorker.rateLimit(pauseMs);
+    await indexQueue.rateLimit(pauseMs);
     throw Worker.RateLimitError();
   };
   const processIndex = async (job: Job<IndexJobData, IndexJobResult>, token?: string): Promise<IndexJobResult> => {
     if (indexDownSince !== undefined) {
-      try {
-        await index.count();
-        log.info({ downMs: Date.now() - indexDownSince }, 'the index answers again: index jobs go on');
+      if (!(await indexAnswers())) await waitForIndex();
+      const since = indexDownSince;
+      if (since !== undefined) {
         indexDownSince = undefined;
-      } catch (err) {
-        if (classifyIndexError(err) === 'transient') await waitForIndex(err);
-        indexDownSince = undefined; // another fault: the job meets it itself, as without the pause
+        log.info({ downMs: Date.now() - since }, 'the index answers again: index jobs go on');
       }
     }
     try {
       return await processIndexJob(job, token);
     } catch (err) {
-      if (err instanceof Object && indexFaults.has(err)) await waitForIndex(err);
+      if (err instanceof Object && indexFaults.has(err) && !(await indexAnswers())) await waitForIndex(err);
       throw err;
     }
   };
@@ -546,6 +559,8 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     return c;
   };
   const common = { stalledInterval: deps.stalledIntervalMs ?? 30_000, maxStalledCount: 3 };
+  // Only for the pause (Worker.rateLimit is deprecated for Queue.rateLimit).
+  const indexQueue = new Queue<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), { connection: conn() });
   const indexWorker = new Worker<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), processIndex, {
     connection: conn(),
     concurrency: deps.concurrency,
@@ -576,6 +591,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     async close() {
       // Let in-flight jobs finish, then flush pending writes.
       await Promise.all([indexWorker.close(), embedWorker.close()]);
+      await indexQueue.close();
       await writer.close();
       await heatmaps.close();
       for (const c of conns) c.disconnect();

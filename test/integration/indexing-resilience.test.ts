@@ -5,9 +5,14 @@
  *     check) and every image ends up indexed — nothing lost, nothing failed;
  *   - Elasticsearch unreachable (a TCP forwarder in front of the test ES, switched off):
  *     the index queue waits without spending attempts or fetching the instances again,
- *     and once ES answers every job is indexed, none failed.
+ *     and once ES answers every job is indexed, none failed;
+ *   - Elasticsearch answering reads but refusing writes (a read-only block, as a disk
+ *     watermark sets): jobs are not paused for ever but retried and failed as before,
+ *     listed as retryable by `cbmir failed`, and indexed after `cbmir failed --retry`.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import { createVectorIndex } from '../../core/index/factory.js';
 import { EMBED_JOB_OPTIONS, INDEX_JOB_OPTIONS, indexJobId, queueName, type EmbedQueueJobData } from '../../core/jobs.js';
@@ -16,7 +21,7 @@ import { createLogger } from '../../core/log.js';
 import { IndexEnqueuer } from '../../core/queue/index-enqueuer.js';
 import type { PacsClient } from '../../core/pacs/client.js';
 import { attachStowIndexing } from '../../gateway/stow-indexing.js';
-import { figshareSampleDir, ixiSampleDir } from '../helpers/fixtures.js';
+import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
 import { testStack } from '../helpers/stack.js';
 import { OTHER_MODEL_MAX_AGE_MS } from '../../workers/index-worker.js';
 import { startGateway } from './gateway-fixture.js';
@@ -35,6 +40,8 @@ import {
   uniqueName,
   waitFor,
 } from './indexing-fixture.js';
+
+const run = promisify(execFile);
 
 describe('indexing: resilience', () => {
   after(closeSharedPipeline);
@@ -249,6 +256,77 @@ describe('indexing: resilience', () => {
         await index.close();
         await direct.close();
         await forwarder.down();
+        await place.cleanup();
+        await dropQueues(ns);
+        await deleteLoaded(instances);
+      }
+    },
+  );
+  it(
+    'Elasticsearch that reads but refuses writes (a read-only block): jobs fail with retries, not paused for ever; `cbmir failed --retry` indexes them once it is lifted',
+    { timeout: 240_000 },
+    async () => {
+      const ns = uniqueName('es-ro');
+      const place = indexPlace('elasticsearch', ns);
+      const base = place.env.CBMIR_ES_INDEX!;
+      const direct = createVectorIndex({ es: { url: testStack().esUrl, index: base }, dataDir: '.' });
+      const pipeline = await sharedPipeline();
+      const queue = indexQueue(ns);
+      const index = place.open();
+      const workers = await inProcessWorkers({ namespace: ns, index, indexDownPauseMs: 500 });
+      // The block a flood-stage disk watermark sets: writes answer 429, reads and counts still work.
+      const block = (on: boolean) =>
+        fetch(`${testStack().esUrl}/${base}*/_settings`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ 'index.blocks.read_only_allow_delete': on ? true : null }),
+        }).then(async (r) => assert.equal(r.status, 200, await r.text()));
+      let instances: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string }[] = [];
+      try {
+        const loaded = await loadAs(ixiSampleDir, ns, testStack().orthancDicomWebUrl);
+        instances = loaded.instances;
+        const one = instances[0]!;
+        await block(true);
+        await queue.add(
+          'reconciler',
+          { ...one, modelVersion: pipeline.modelVersion, source: 'reconciler', enqueuedAt: Date.now() },
+          { ...INDEX_JOB_OPTIONS, attempts: 2, jobId: indexJobId(one.sopInstanceUid, pipeline.modelVersion) },
+        );
+        await waitFor('the job failed after its two attempts', async () => (await queue.getFailedCount()) === 1, 60_000, 200);
+        const [failed] = await queue.getFailed();
+        assert.equal(failed?.attemptsMade, 2, 'both attempts spent: the queue was not paused');
+        assert.match(failed?.failedReason ?? '', /read-only|cluster_block_exception/);
+
+        const cliEnv = { ...process.env, CBMIR_REDIS_URL: testStack().redisUrl, CBMIR_LOG_LEVEL: 'silent' };
+        const listed = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--json', '--namespace', ns], {
+          cwd: repoRoot,
+          env: cliEnv,
+        });
+        const lines = listed.stdout
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(
+          lines.map((l) => [l.sopInstanceUid ?? 'summary', l.retryable, l.step]),
+          [
+            [one.sopInstanceUid, true, 'transient'],
+            ['summary', 1, undefined],
+          ],
+        );
+        await block(false);
+        const retried = await run(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'failed', '--retry', '--namespace', ns], {
+          cwd: repoRoot,
+          env: cliEnv,
+        });
+        assert.match(retried.stdout, /1 re-queued/);
+        await waitFor('the retried job indexed', async () => (await direct.count()) === 1, 120_000, 500);
+        assert.equal(await queue.getFailedCount(), 0);
+      } finally {
+        await block(false).catch(() => undefined);
+        await workers.close();
+        await queue.close();
+        await index.close();
+        await direct.close();
         await place.cleanup();
         await dropQueues(ns);
         await deleteLoaded(instances);
