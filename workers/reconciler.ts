@@ -43,7 +43,7 @@ import type { Queue } from 'bullmq';
 import { isValidUid } from '../core/errors.js';
 import { indexJobId, type IndexJobData, type IndexJobResult, type IndexJobSource } from '../core/jobs.js';
 import { stringValue, type DicomJsonDataset } from '../core/dicom-json.js';
-import { isTransientPacsError, type PacsClient } from '../core/pacs/client.js';
+import { isTransientPacsError, PacsHttpError, type PacsClient } from '../core/pacs/client.js';
 import type { StoredInstance } from '../core/pacs/stow-response.js';
 import type { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import type { VectorIndex } from '../core/index/types.js';
@@ -84,7 +84,7 @@ export interface ReconcileOptions {
   /** Reconcile exactly these studies instead of crawling /studies (the change-feed fast path). */
   readonly studyUids?: readonly string[];
   /** Skip the studies it lists; record each study finished. */
-  readonly checkpoint?: Checkpoint;
+  readonly checkpoint?: Pick<Checkpoint, 'has' | 'markDone'>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: ReconcileProgress) => void;
 }
@@ -322,12 +322,13 @@ export class Reconciler {
         }
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
-        this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: study not checked'); // the summary names it; logs carry no UIDs
+        // The summary names the study; logs carry no UIDs (a PACS error's message holds its path).
+        this.deps.log?.warn({ err: withoutPath(err) }, 'reconciler: study not checked');
         // A PACS that is down fails every study alike: going on would cost each remaining study
         // its own timeout (a hung PACS: 30 s apiece, days for a large archive) under the pass lock.
         if (isTransientPacsError(err) && ++pacsDownInRow >= MAX_PACS_FAILURES_IN_ROW) {
-          stopped = `PACS unreachable: ${pacsDownInRow} studies in a row failed (last: ${(err as Error).message}); the rest wait for the next pass`;
-          this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: pass stopped');
+          stopped = `PACS unreachable: ${pacsDownInRow} studies in a row failed (last: ${withoutPath(err)}); the rest wait for the next pass`;
+          this.deps.log?.warn({ err: withoutPath(err) }, 'reconciler: pass stopped');
           studiesDone++;
           progress();
           break;
@@ -514,7 +515,8 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
         if (step === 'other-model') return 'failed-other-model';
         // "Not found" from WADO while QIDO lists the instance (a replica behind, a proxy's
         // wrong turn): the listing says otherwise, so the job gets another go, once an hour at most.
-        if (step === 'fetch' && / 404 /.test(job.failedReason ?? '') && Date.now() - (job.finishedOn ?? 0) > FETCH_404_RETRY_MS) return 'failed-not-found';
+        if (step === 'fetch' && / 404 /.test(job.failedReason ?? '') && Date.now() - (job.finishedOn ?? Date.now()) > FETCH_404_RETRY_MS)
+          return 'failed-not-found';
         return 'failed';
       }
       if (st === 'completed') {
@@ -525,6 +527,11 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
       return 'pending';
     }),
   );
+}
+
+/** An error's message for a log line: a PACS answer's without the path, which names the study. */
+function withoutPath(err: unknown): string {
+  return err instanceof PacsHttpError ? `PACS answered ${err.status}` : (err as Error).message;
 }
 
 /** One line for logs and the CLI. */

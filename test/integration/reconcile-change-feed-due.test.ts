@@ -35,7 +35,9 @@ test('a study the fast path could not reconcile stays due and is reconciled at t
     qido: async (path: string, params: { offset?: number }) => {
       if (path === `/studies/${B}/instances` && bFailures-- > 0) throw new Error('the PACS answered 503');
       const study = /^\/studies\/([0-9.]+)\/instances$/.exec(path)?.[1];
-      return study && !params.offset ? [{ '0020000E': { vr: 'UI', Value: [`${study}.1`] }, '00080018': { vr: 'UI', Value: [`${study}.1.1`] } }] : [];
+      return study && !params.offset
+        ? [{ '0020000E': { vr: 'UI', Value: [`${study}.1`] }, '00080018': { vr: 'UI', Value: [`${study}.1.1`] } }]
+        : [];
     },
   } as unknown as PacsClient;
   const queued: StoredInstance[] = [];
@@ -82,3 +84,71 @@ test('a study the fast path could not reconcile stays due and is reconciled at t
     redis.disconnect();
   }
 });
+
+test(
+  'a study that always fails does not hold back later changes, and is left to the full crawl after five polls',
+  { timeout: 60_000 },
+  async () => {
+    const queueName = `test-due-${randomUUID()}`;
+    const BAD = ['2.25.78.1', '2.25.78.2', '2.25.78.3', '2.25.78.4', '2.25.78.5'];
+    const LATER = '2.25.78.9';
+    let polls = 0;
+    const feed = {
+      head: async () => 10,
+      // Five studies the PACS always fails (a stop after five in a row), then one more change.
+      poll: async (since: number) => {
+        polls++;
+        if (polls === 1) return { studies: BAD, last: 15 };
+        if (polls === 3) return { studies: [LATER], last: 16 };
+        return { studies: [], last: Math.max(since, 16) };
+      },
+      close: async () => undefined,
+    } as unknown as OrthancChangeFeed;
+    const pacs = {
+      qido: async (path: string, params: { offset?: number }) => {
+        const study = /^\/studies\/([0-9.]+)\/instances$/.exec(path)?.[1];
+        if (study && BAD.includes(study)) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8042'), { code: 'ECONNREFUSED' });
+        return study && !params.offset
+          ? [{ '0020000E': { vr: 'UI', Value: [`${study}.1`] }, '00080018': { vr: 'UI', Value: [`${study}.1.1`] } }]
+          : [];
+      },
+    } as unknown as PacsClient;
+    const queued: string[] = [];
+    const deps: ReconcileDeps = {
+      pacs,
+      index: { has: async () => new Set(), listStudy: async () => [], studyUids: async () => [], deleteMany: async () => 0 },
+      enqueuer: {
+        queue: { name: queueName, getJobState: async () => 'unknown' },
+        modelVersion: 'v-test',
+        enqueue: async (list: readonly StoredInstance[]) => {
+          queued.push(...list.map((i) => i.studyInstanceUid));
+          return { enqueued: list.length, failed: 0 };
+        },
+      } as unknown as IndexEnqueuer,
+    };
+    const passes: ReconcileSummary[] = [];
+    const r = startPeriodicReconciler(deps, {
+      redisUrl: testStack().redisUrl,
+      intervalS: 0,
+      changes: { feed, intervalS: 0.2 },
+      log: createLogger('silent', 'test'),
+      onPass: (s) => passes.push(s),
+    });
+    const redis = new Redis(testStack().redisUrl);
+    const prefix = `cbmir-reconcile-lock:${queueName}:v-test`;
+    try {
+      const deadline = Date.now() + 45_000;
+      while ((passes.length < 5 || (await redis.scard(`${prefix}:changes-due`)) > 0) && Date.now() < deadline) await sleep(100);
+      assert.deepEqual(queued, [LATER], 'the later change was reconciled although the five before it kept failing');
+      const later = passes.findIndex((p) => p.enqueued === 1);
+      assert.ok(later >= 0 && later <= 2, `reconciled at pass ${later}, not after the failing ones gave up`);
+      assert.equal(passes.filter((p) => p.stopped).length, 5, 'each run stopped at the five failures in a row');
+      assert.equal(await redis.scard(`${prefix}:changes-due`), 0, 'left to the full crawl after five polls');
+      assert.equal(await redis.hlen(`${prefix}:changes-tries`), 0);
+    } finally {
+      await r.stop();
+      await redis.del(`${prefix}:changes-due`, `${prefix}:changes-tries`, `${prefix}:changes-cursor`);
+      redis.disconnect();
+    }
+  },
+);

@@ -25,6 +25,8 @@ import { describeSummary, Reconciler, type ReconcileDeps, type ReconcileSummary 
 
 /** Changes behind the feed's head (or studies due) beyond which the fast path leaves them to the full crawl. */
 const MAX_BACKLOG = 10_000;
+/** Polls a due study may fail before it is left to the full crawl. */
+const MAX_TRIES = 5;
 /** The change feed's cursor and due studies outlive a month without workers, not more. */
 const CURSOR_TTL_S = 30 * 24 * 3600;
 
@@ -101,9 +103,13 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
     let warned = false;
     const cursorKey = `${lockKey}:changes-cursor`;
     const dueKey = `${lockKey}:changes-due`;
+    /** Failed runs per due study. */
+    const triesKey = `${lockKey}:changes-tries`;
     const fast = async (): Promise<void> => {
       try {
-        const lock = await takePassLock(lockConn, `${lockKey}:changes`, Math.max(1_000, changes.intervalS * 1000 - 500));
+        const lock = await takePassLock(lockConn, `${lockKey}:changes`, Math.max(1_000, changes.intervalS * 1000 - 500), (err) =>
+          opts.log.warn({ err: err.message }, 'reconciler change feed: could not extend its lock'),
+        );
         if (!lock) return; // another worker process polls this interval
         try {
           // The shared cursor wins over this process's own (continuity across processes),
@@ -128,19 +134,44 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
           await tx.set(cursorKey, String(last), 'EX', CURSOR_TTL_S).exec();
           cursor = last;
           warned = false;
-          let studies = await lockConn.smembers(dueKey);
-          if (studies.length > MAX_BACKLOG) {
-            opts.log.warn({ due: studies.length }, 'reconciler change feed: due studies left to the full crawl');
-            await lockConn.del(dueKey);
-            studies = [];
+          let due = await lockConn.smembers(dueKey);
+          if (due.length > MAX_BACKLOG) {
+            opts.log.warn({ due: due.length }, 'reconciler change feed: due studies left to the full crawl');
+            await lockConn.del(dueKey, triesKey);
+            due = [];
           }
-          if (studies.length === 0) return;
-          const summary = await reconciler.run({ source: 'reconciler', studyUids: studies, signal: abort.signal, limiter });
-          // A stop or a lost enqueue leaves every study due (which ones it spared is not known).
-          if (!summary.stopped && summary.enqueueFailures === 0) {
-            const failed = new Set(summary.studyErrors.map((e) => e.study));
-            const done = studies.filter((u) => !failed.has(u));
-            if (done.length > 0) await lockConn.srem(dueKey, ...done);
+          if (due.length === 0) return;
+          // This poll's studies first: one that keeps failing must not hold back the changes after it.
+          const fresh = new Set(changed);
+          const dueSet = new Set(due);
+          const studies = [...changed.filter((u) => dueSet.has(u)), ...due.filter((u) => !fresh.has(u))];
+          // A study leaves the set as soon as it is reconciled (the reconciler's checkpoint), even
+          // in a run that stops or fails later.
+          const done: string[] = [];
+          let summary: ReconcileSummary;
+          try {
+            summary = await reconciler.run({
+              source: 'reconciler',
+              studyUids: studies,
+              signal: abort.signal,
+              limiter,
+              checkpoint: { has: () => false, markDone: (uid) => void done.push(uid) },
+            });
+          } finally {
+            if (done.length > 0) await lockConn.multi().srem(dueKey, ...done).hdel(triesKey, ...done).exec();
+          }
+          // A study that failed on its own is asked again, MAX_TRIES polls at most, then left to the
+          // full crawl; one the run did not reach (it stopped) is not counted.
+          const failed = summary.studyErrors.map((e) => e.study).filter((u) => dueSet.has(u));
+          if (failed.length > 0) {
+            const tx = lockConn.multi();
+            for (const u of failed) tx.hincrby(triesKey, u, 1);
+            const counts = ((await tx.expire(triesKey, CURSOR_TTL_S).exec()) ?? []).slice(0, failed.length).map(([, n]) => Number(n));
+            const given = failed.filter((_, i) => (counts[i] ?? 0) >= MAX_TRIES);
+            if (given.length > 0) {
+              await lockConn.multi().srem(dueKey, ...given).hdel(triesKey, ...given).exec();
+              opts.log.warn({ studies: given.length }, `reconciler change feed: studies that failed ${MAX_TRIES} polls in a row left to the full crawl`);
+            }
           }
           opts.log[summary.complete ? 'info' : 'warn'](
             { studies: studies.length, enqueued: summary.enqueued },
