@@ -535,10 +535,16 @@ async function searchFile(file) {
     showError(`The file is too large (${Math.round(file.size / 1e6)} MB; at most ${Math.round(state.config.maxUploadBytes / 1e6)} MB).`);
     return;
   }
+  // A view of its own from the start: a click on an archived image, or another drop, while a
+  // large file is read is the later action and wins (each replaces state.view).
+  newView();
+  const view = state.view;
   let buf;
   try {
     buf = await file.arrayBuffer();
+    if (state.view !== view) return;
   } catch {
+    if (state.view !== view) return;
     // A folder (a browser hands it over as an empty File that cannot be read), or a file
     // that went away or may not be read.
     showError(unreadable(file.name));

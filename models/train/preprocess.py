@@ -128,6 +128,10 @@ def _paeth(a: int, b: int, c: int) -> int:
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
+# As the TypeScript worker's bound on one frame (CBMIR_WORKER_MAX_FRAME_PIXELS' default, 36 Mi).
+MAX_PNG16_PIXELS = 36 * 1024 * 1024
+
+
 def read_png16(path: str) -> np.ndarray:
     """A 16-bit PNG's samples, every bit kept: uint16 [H, W, C] (C = 1 gray, 2 gray+alpha, 3 RGB,
     4 RGBA). PIL opens 16-bit gray+alpha as 8-bit RGBA and 16-bit RGB(A) as 8-bit RGB(A), so those
@@ -154,11 +158,14 @@ def read_png16(path: str) -> np.ndarray:
         raise ValueError(f"not a 16-bit gray/RGB PNG (bit depth {depth}, colour type {ctype})")
     if interlace:
         raise ValueError("interlaced 16-bit PNG: not supported (save it without interlacing)")
+    bpp, stride = 2 * channels, 2 * channels * w
+    if w * h > MAX_PNG16_PIXELS:
+        raise ValueError(f"{w}x{h} pixels: over the {MAX_PNG16_PIXELS} a 16-bit PNG may hold here")
     try:
-        raw = zlib.decompressobj().decompress(b"".join(idat))
+        # Bounded by what the header says it holds: a small file must not inflate without end.
+        raw = zlib.decompressobj().decompress(b"".join(idat), h * (stride + 1))
     except zlib.error as e:
         raise ValueError(f"corrupt PNG data: {e}") from None
-    bpp, stride = 2 * channels, 2 * channels * w
     if len(raw) < h * (stride + 1):
         raise ValueError("truncated PNG data")
     rows = np.frombuffer(raw, np.uint8, h * (stride + 1)).reshape(h, stride + 1)

@@ -142,3 +142,23 @@ def test_a_multi_frame_file_is_refused_not_cut_to_its_first_frame(tmp_path):
     frames[0].save(tmp_path / "two.tif", save_all=True, append_images=frames[1:])
     with pytest.raises(ValueError, match=r"2 frames \(a multi-frame TIFF file\)"):
         pp.load_image(str(tmp_path / "two.tif"))
+
+
+def test_a_16_bit_png_declaring_more_pixels_than_a_frame_may_hold_is_refused_before_inflating(tmp_path):
+    """A few hundred bytes that declare 8192 x 8192 16-bit gray+alpha pixels (a decompression bomb):
+    refused from the header, not inflated to 512 MiB."""
+    import struct
+    import zlib
+
+    from preprocess import read_png16
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    w = h = 8192
+    bomb = zlib.compress(b"\0" * (w * 4 + 1) * 64, 9)  # the first 64 rows; the rest would be more of the same
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)) + chunk(b"IDAT", bomb) + chunk(b"IEND", b"")
+    p = tmp_path / "bomb.png"
+    p.write_bytes(png)
+    with pytest.raises(ValueError, match=r"8192x8192 pixels: over the"):
+        read_png16(str(p))
