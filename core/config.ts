@@ -353,3 +353,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadConfi
     }),
   });
 }
+
+/** A URL as it may be printed: a password (redis://:secret@host) or user name in it replaced by `***`. */
+export function withoutCredentials(url: string): string {
+  if (!URL.canParse(url)) return url.replace(/\/\/[^@/]*@/, '//***@');
+  const u = new URL(url);
+  if (u.username) u.username = '***';
+  if (u.password) u.password = '***';
+  return u.toString();
+}

@@ -16,7 +16,8 @@ import cliProgress from 'cli-progress';
 import { createVectorIndex } from '../core/index/factory.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
-import { checkedManifestOrExit, configOrExit, dateOption, redisReachable } from './command-config.js';
+import type { VectorIndex } from '../core/index/types.js';
+import { checkedManifestOrExit, configOrExit, dateOption, embeddedIndexOrExit, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 import { progressLines } from './progress-lines.js';
@@ -125,6 +126,14 @@ export function backfillCommand(): Command {
     .action(async (o: BackfillCliOptions) => {
       const config = configOrExit();
       const manifest = await checkedManifestOrExit(config.model, 'backfill');
+      // Nothing is created (index store, checkpoint) before the index is known to be there and
+      // Redis answers: a run with the wrong CBMIR_DATA_DIR or Redis leaves no trace.
+      embeddedIndexOrExit(config, 'backfill');
+      let connectionError: Error | undefined;
+      const enqueuer = new IndexEnqueuer(config.redisUrl, manifest.version, {
+        ...(o.namespace ? { namespace: o.namespace } : {}),
+        onConnectionError: (err) => (connectionError = err),
+      });
       const pacs = new PacsClient({
         url: config.pacs.url,
         user: config.pacs.user,
@@ -132,14 +141,20 @@ export function backfillCommand(): Command {
         timeoutMs: config.pacs.timeoutMs,
         connections: 2,
       });
-      const index = createVectorIndex(config);
-      const enqueuer = new IndexEnqueuer(config.redisUrl, manifest.version, o.namespace ? { namespace: o.namespace } : {});
       const abort = new AbortController();
       const stopListening = interruptOnSignals(abort);
-      const bar = reconcileProgress({ bar: o.progress && !o.json, lines: o.progress, prefix: 'cbmir backfill' });
-      const checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
+      let index: VectorIndex | undefined;
+      let checkpoint: Checkpoint | undefined;
+      let bar: ReturnType<typeof reconcileProgress>;
       try {
-        await redisReachable(() => enqueuer.ping(), config.redisUrl);
+        await redisReachable(() => enqueuer.ping(), config.redisUrl, {
+          lastError: () => connectionError,
+          isReady: () => enqueuer.connected,
+          signal: abort.signal,
+        });
+        index = createVectorIndex(config);
+        bar = reconcileProgress({ bar: o.progress && !o.json, lines: o.progress, prefix: 'cbmir backfill' });
+        checkpoint = Checkpoint.open(Checkpoint.fileFor(config.dataDir, 'backfill', manifest.version, o.namespace), Boolean(o.resume));
         // Backfill fills the live version. Jobs stamped with another one would be put back by
         // every worker of the live model (and storage for it created on the way): a new model
         // goes in with `cbmir reindex`.
@@ -178,7 +193,7 @@ export function backfillCommand(): Command {
       } catch (err) {
         bar?.stop();
         if (abort.signal.aborted) {
-          process.stderr.write(`cbmir backfill: interrupted after ${checkpoint.size} studies; continue with --resume\n`);
+          process.stderr.write(`cbmir backfill: interrupted after ${checkpoint?.size ?? 0} studies; continue with --resume\n`);
           process.exitCode = 1;
           return;
         }
@@ -186,7 +201,7 @@ export function backfillCommand(): Command {
       } finally {
         stopListening();
         await enqueuer.close();
-        await index.close();
+        await index?.close();
         await pacs.close();
       }
     });

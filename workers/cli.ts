@@ -19,12 +19,16 @@ import { backfillCommand } from './backfill-command.js';
 import { reindexCommand } from './reindex-command.js';
 import { failedCommand } from './failed-command.js';
 import { statusCommand } from './status-command.js';
+import { commandErrorMessage } from './command-config.js';
 
 /** Usage errors exit 2 (commander's default is 1, which we keep for "the work failed"). */
 function exitOnUsageError(err: CommanderError): never {
   const usage = err.exitCode === 1 && err.code.startsWith('commander.') && err.code !== 'commander.executeSubCommandAsync';
   process.exit(usage ? 2 : err.exitCode);
 }
+
+/** `cbmir <subcommand>` once a subcommand runs: what an error that ends it is prefixed with. */
+let running = 'cbmir';
 
 export function buildProgram(): Command {
   const program = new Command('cbmir')
@@ -38,12 +42,16 @@ export function buildProgram(): Command {
     .addCommand(failedCommand())
     .addCommand(statusCommand());
   for (const cmd of [program, ...program.commands]) cmd.exitOverride(exitOnUsageError);
+  program.hook('preAction', (_program, action) => {
+    running = `cbmir ${action.name()}`;
+  });
   return program;
 }
 
 buildProgram()
   .parseAsync(process.argv)
   .catch((err: unknown) => {
-    process.stderr.write(`cbmir: ${err instanceof Error ? err.message : String(err)}\n`);
+    const message = commandErrorMessage(err);
+    process.stderr.write(`${message.startsWith(`${running}:`) ? message : `${running}: ${message}`}\n`);
     process.exitCode = 1;
   });

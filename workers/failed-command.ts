@@ -65,13 +65,17 @@ export function failedCommand(): Command {
           exitCode: 2,
         });
       const config = configOrExit();
-      const conn = quiet(producerConnection(config.redisUrl));
+      let connectionError: Error | undefined;
+      const conn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
       const queue = new Queue<IndexJobData>(queueName('index', o.namespace), {
         connection: conn,
       });
       queue.on('error', () => undefined);
       try {
-        await redisReachable(() => conn.ping(), config.redisUrl);
+        await redisReachable(() => conn.ping(), config.redisUrl, {
+          lastError: () => connectionError,
+          isReady: () => conn.status === 'ready',
+        });
         const { total, jobs } = await listFailed(queue, o.limit);
         const { retried, gone } = o.retry ? await retryFailed(queue, { all: Boolean(o.all) }) : { retried: 0, gone: 0 };
         const retryable = jobs.filter((j) => j.retryable).length;

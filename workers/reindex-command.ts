@@ -38,7 +38,7 @@ import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { interruptOnSignals, parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
-import { checkedManifestOrExit, configOrExit, invocationPath, redisReachable } from './command-config.js';
+import { checkedManifestOrExit, configOrExit, embeddedIndexOrExit, invocationPath, redisReachable } from './command-config.js';
 import { EmbeddingPipeline, workerDecodeOptions } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
@@ -167,6 +167,8 @@ export function reindexCommand(): Command {
         if (others.length > 0)
           cmd.error(`cbmir reindex: --drop goes alone (with --json at most), not with ${others.join(', ')}`, { exitCode: 2 });
         const config = configOrExit();
+        // What --drop deletes is in the store the services use: a missing one is a wrong CBMIR_DATA_DIR, not created empty here.
+        embeddedIndexOrExit(config, 'reindex');
         const index = createVectorIndex(config);
         try {
           const r = await dropVersion(index, o.drop);
@@ -198,8 +200,17 @@ export function reindexCommand(): Command {
       const config = configOrExit();
       const manifest = await checkedManifestOrExit(invocationPath(modelRef), 'reindex', '--model');
       const version = manifest.version;
+      // The new version's storage is created (below) in the store the services read, beside the
+      // live version: a store that is not there means another CBMIR_DATA_DIR than theirs.
+      embeddedIndexOrExit(config, 'reindex');
       const index = createVectorIndex(config);
-      const oldLive = await index.liveVersion();
+      let oldLive: string | undefined;
+      try {
+        oldLive = await index.liveVersion();
+      } catch (err) {
+        await index.close();
+        throw err;
+      }
       const finish = async (swapped: boolean, extra: Record<string, unknown> = {}) => {
         let dropped: string | undefined;
         if (swapped && o.dropOld && oldLive && oldLive !== version) {
@@ -248,7 +259,8 @@ export function reindexCommand(): Command {
 
       if (o.swapOnly) {
         const namespace = reindexNamespace(version);
-        const queueConn = quiet(producerConnection(config.redisUrl));
+        let connectionError: Error | undefined;
+        const queueConn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
         const queue = new Queue<IndexJobData>(queueName('index', namespace), { connection: queueConn });
         queue.on('error', () => undefined);
         try {
@@ -256,7 +268,10 @@ export function reindexCommand(): Command {
             cmd.error(`cbmir reindex: version ${version} has no storage yet: run the reindex without --swap-only first`, { exitCode: 2 });
           const liveCount = oldLive ? await index.count() : 0; // unbound: the live version
           await index.ensure(manifest.dims, version); // exists: binds, creates nothing
-          await redisReachable(() => queueConn.ping(), config.redisUrl);
+          await redisReachable(() => queueConn.ping(), config.redisUrl, {
+            lastError: () => connectionError,
+            isReady: () => queueConn.status === 'ready',
+          });
           const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
           const blockers = swapBlockers({
             newCount: await index.count(),
@@ -291,8 +306,10 @@ export function reindexCommand(): Command {
         password: config.pacs.password,
         timeoutMs: config.pacs.timeoutMs,
       });
+      let connectionError: Error | undefined;
       const enqueuer = new IndexEnqueuer(config.redisUrl, version, {
         namespace,
+        onConnectionError: (err) => (connectionError = err),
       });
       const queueConn = quiet(producerConnection(config.redisUrl));
       const queue = new Queue<IndexJobData>(queueName('index', namespace), {
@@ -304,7 +321,11 @@ export function reindexCommand(): Command {
       const abort = new AbortController();
       const stopListening = interruptOnSignals(abort);
       try {
-        await redisReachable(() => enqueuer.ping(), config.redisUrl);
+        await redisReachable(() => enqueuer.ping(), config.redisUrl, {
+          lastError: () => connectionError,
+          isReady: () => enqueuer.connected,
+          signal: abort.signal,
+        });
         const liveCount = oldLive ? await index.count() : 0; // still unbound: the live version
         const secretProblem = o.localWorker
           ? freshSecretProblem(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, liveCount)

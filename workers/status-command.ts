@@ -9,10 +9,9 @@ import { Command } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { existsSync } from 'node:fs';
-import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
+import { createVectorIndex } from '../core/index/factory.js';
 import type { VectorIndex } from '../core/index/types.js';
-import { configOrExit, redisReachable, withoutCredentials } from './command-config.js';
+import { configOrExit, missingEmbeddedIndex, redisReachable, withoutCredentials } from './command-config.js';
 
 /** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
 const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -58,18 +57,17 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
   for (const q of queues) q.on('error', () => undefined);
   // Opening the embedded store creates it: a status probe with the wrong CBMIR_DATA_DIR would
   // then report an empty index instead of the missing one.
-  const embeddedPath = config.es ? undefined : embeddedIndexPath(config);
-  const embeddedMissing = embeddedPath !== undefined && !existsSync(embeddedPath) ? embeddedPath : undefined;
+  const embeddedMissing = missingEmbeddedIndex(config);
   const index = embeddedMissing ? undefined : createVectorIndex(config);
   try {
     const [queueStates, indexState] = await Promise.all([
-      redisReachable(() => conn.ping(), config.redisUrl, 3_000).then(
+      redisReachable(() => conn.ping(), config.redisUrl, {
+        timeoutMs: 3_000,
+        lastError: () => connectionError,
+        isReady: () => conn.status === 'ready',
+      }).then(
         () => Promise.all(queues.map((q) => queueStatus(q).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
-        (err: unknown) => {
-          // ioredis's own complaint ("Stream isn't writeable …") says less than the socket's error.
-          const why = connectionError ? `Redis at ${withoutCredentials(config.redisUrl)}: ${connectionError.message}` : message(err);
-          return queues.map((q) => ({ queue: q.name, error: why }));
-        },
+        (err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) })),
       ),
       (async (): Promise<IndexStatus> => {
         if (!index) {

@@ -86,6 +86,11 @@ export class IndexEnqueuer {
     for (const id of failed) await this.queue.remove(id);
   }
 
+  /** Whether the Redis connection is up now (no command is sent). */
+  get connected(): boolean {
+    return this.conn.status === 'ready';
+  }
+
   /** Cheap liveness probe for /readyz. */
   async ping(): Promise<void> {
     await this.conn.ping();

@@ -1,18 +1,44 @@
 /** `cbmir backfill` (and the parsers `load` and `reindex` share with it) without Redis or a PACS. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { InvalidArgumentError } from 'commander';
+import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
 import { interruptOnSignals, parseDate } from '../../workers/backfill-command.js';
 import { isCalendarDate } from '../../workers/load.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 const TINY = path.join(repoRoot, 'test/fixtures/models/tiny32-0.0.1.onnx');
 const tmp = mkdtempSync(path.join(tmpdir(), 'cbmir-backfill-'));
-after(() => rmSync(tmp, { recursive: true, force: true }));
+/** A Redis that accepts connections and never answers. */
+const hung = createServer(() => undefined);
+before(() => new Promise<void>((r) => hung.listen(0, '127.0.0.1', r)));
+after(() => {
+  rmSync(tmp, { recursive: true, force: true });
+  hung.close();
+});
+
+/** A data dir holding an (empty) embedded index, as a worker leaves it. */
+async function withIndex(name: string): Promise<string> {
+  const dataDir = path.join(tmp, name);
+  await new EmbeddedIndex({ path: path.join(dataDir, 'cbmir-vectors.sqlite') }).close();
+  return dataDir;
+}
+
+/** `cbmir backfill …` on the embedded store in dataDir with the 0.0.1 test model. */
+function backfill(dataDir: string, redisUrl: string, ...args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, CBMIR_DATA_DIR: dataDir, CBMIR_MODEL: TINY, CBMIR_REDIS_URL: redisUrl };
+  delete env.CBMIR_ES_URL;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'backfill', ...args], { cwd: repoRoot, env });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; stderr: string }>((r) => child.on('exit', (code) => r({ code, stderr })));
+  return Object.assign(child, { done });
+}
 
 describe('dates on the command line (--since, --study-date)', () => {
   it('are days of the calendar, not only eight digits', () => {
@@ -44,23 +70,55 @@ describe('cbmir backfill interrupted', () => {
   });
 
   it('by SIGTERM (systemd, docker stop) prints the --resume line and exits 1', { timeout: 60_000 }, async () => {
-    const dataDir = path.join(tmp, 'sigterm');
-    const env: NodeJS.ProcessEnv = { ...process.env, CBMIR_DATA_DIR: dataDir, CBMIR_MODEL: TINY, CBMIR_REDIS_URL: 'redis://127.0.0.1:1' };
+    const dataDir = await withIndex('sigterm');
+    // A Redis that takes the connection and never answers: the command waits for it (5 s).
+    const connected = new Promise<void>((resolve) => {
+      hung.once('connection', () => resolve());
+    });
+    const child = backfill(dataDir, `redis://127.0.0.1:${(hung.address() as AddressInfo).port}`, '--no-progress');
+    await connected;
+    child.kill('SIGTERM');
+    const r = await child.done;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /cbmir backfill: interrupted after 0 studies; continue with --resume/);
+  });
+});
+
+describe('cbmir backfill refuses before creating anything', () => {
+  it('when the embedded index is not where CBMIR_DATA_DIR says (exit 2, the absolute path named)', { timeout: 60_000 }, async () => {
+    const cwd = path.join(tmp, 'elsewhere');
+    mkdirSync(cwd);
+    // The default CBMIR_DATA_DIR (.cbmir-data) is relative: run from another folder, it names another store.
+    const env: NodeJS.ProcessEnv = { ...process.env, CBMIR_MODEL: TINY, CBMIR_REDIS_URL: 'redis://127.0.0.1:1' };
     delete env.CBMIR_ES_URL;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'backfill', '--no-progress'], { cwd: repoRoot, env });
+    delete env.CBMIR_DATA_DIR;
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'cbmir.js'), 'backfill'], { cwd, env });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-      child.on('exit', (code, signal) => r({ code, signal })),
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 2, stderr);
+    const file = path.join(cwd, '.cbmir-data', 'cbmir-vectors.sqlite');
+    assert.ok(
+      stderr.startsWith(`cbmir backfill: no embedded index at ${file} (CBMIR_DATA_DIR=.cbmir-data, taken from the current folder ${cwd})`),
+      stderr,
     );
-    // The checkpoint is opened once the signal handlers are in place; Redis (nothing listens there)
-    // then holds the command for 5 s.
-    const checkpoint = path.join(dataDir, 'checkpoints', 'backfill-0.0.1.txt');
-    const deadline = Date.now() + 45_000;
-    while (!existsSync(checkpoint) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(existsSync(checkpoint), stderr);
-    child.kill('SIGTERM');
-    assert.deepEqual(await exited, { code: 1, signal: null }, stderr);
-    assert.match(stderr, /cbmir backfill: interrupted after 0 studies; continue with --resume/);
+    assert.deepEqual(readdirSync(cwd), [], 'no index file, no checkpoint');
   });
+
+  it(
+    'when Redis refuses the connection: says so at once, naming CBMIR_REDIS_URL, and writes no checkpoint',
+    { timeout: 60_000 },
+    async () => {
+      const dataDir = await withIndex('redis-down');
+      const t0 = Date.now();
+      const r = await backfill(dataDir, 'redis://127.0.0.1:1').done;
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(
+        r.stderr,
+        'cbmir backfill: Redis at redis://127.0.0.1:1 (CBMIR_REDIS_URL) is unreachable: connect ECONNREFUSED 127.0.0.1:1\n',
+      );
+      assert.ok(Date.now() - t0 < 20_000, `${Date.now() - t0} ms`);
+      assert.deepEqual(readdirSync(dataDir), ['cbmir-vectors.sqlite']);
+    },
+  );
 });

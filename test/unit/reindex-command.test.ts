@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -38,10 +38,19 @@ async function versionsIn(dataDir: string): Promise<{ live: string | undefined; 
   }
 }
 
-/** `cbmir reindex …` on the embedded store in dataDir; Redis at a port nothing listens on. */
+/** `cbmir reindex …` on the embedded store in dataDir (or `extra`'s); Redis at a port nothing listens on. */
 function reindex(dataDir: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return reindexWith({}, dataDir, ...args);
+}
+
+function reindexWith(
+  extra: NodeJS.ProcessEnv,
+  dataDir: string,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, CBMIR_DATA_DIR: dataDir, CBMIR_REDIS_URL: 'redis://127.0.0.1:1' };
   delete env.CBMIR_ES_URL;
+  Object.assign(env, extra);
   delete env.CBMIR_MODEL;
   const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'reindex', ...args], { cwd: repoRoot, env });
   let stdout = '';
@@ -136,4 +145,50 @@ describe('cbmir reindex', () => {
       assert.match(none.stderr, /required option '--model <manifest>' not specified/);
     },
   );
+
+  it(
+    'refuses (exit 2) a missing embedded index instead of creating one: --drop, --swap-only and a full run',
+    { timeout: 60_000 },
+    async () => {
+      const dataDir = path.join(tmp, 'no-index');
+      const runs = await Promise.all([
+        reindex(dataDir, '--drop', '0.0.0'),
+        reindex(dataDir, '--model', TINY, '--swap-only'),
+        reindex(dataDir, '--model', TINY),
+      ]);
+      for (const r of runs) {
+        assert.equal(r.code, 2, r.stderr);
+        assert.ok(
+          r.stderr.startsWith(
+            `cbmir reindex: no embedded index at ${path.join(dataDir, 'cbmir-vectors.sqlite')} (CBMIR_DATA_DIR=${dataDir})`,
+          ),
+          r.stderr,
+        );
+      }
+      assert.equal(existsSync(dataDir), false, 'nothing created');
+    },
+  );
+
+  it('names CBMIR_ES_URL and its URL (no password) when Elasticsearch does not answer', { timeout: 60_000 }, async () => {
+    const r = await reindexWith({ CBMIR_ES_URL: 'http://elastic:s3cret@127.0.0.1:1' }, path.join(tmp, 'es'), '--model', TINY);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^cbmir reindex: Elasticsearch at http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:1\/ \(CBMIR_ES_URL\) does not answer: .*ECONNREFUSED/,
+    );
+    assert.ok(!r.stderr.includes('s3cret'));
+  });
+
+  it('names CBMIR_REDIS_URL and the refused connection, after the index is read', { timeout: 60_000 }, async () => {
+    const dataDir = path.join(tmp, 'redis-down');
+    const index = new EmbeddedIndex({ path: path.join(dataDir, 'cbmir-vectors.sqlite') });
+    await index.ensure(256, '0.0.0'); // live: 0.0.0; the run is for 0.0.1
+    await index.close();
+    const r = await reindex(dataDir, '--model', TINY);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^cbmir reindex: Redis at redis:\/\/127\.0\.0\.1:1 \(CBMIR_REDIS_URL\) is unreachable: connect ECONNREFUSED 127\.0\.0\.1:1\n$/,
+    );
+  });
 });
