@@ -37,13 +37,13 @@ import { patientKey } from '../core/index/patient-key.js';
 import { classifyIndexError } from '../core/index/errors.js';
 import type { VectorDoc, VectorIndex } from '../core/index/types.js';
 import { MicroBatcher } from '../models/runtime/micro-batcher.js';
-import { workerConnection } from '../core/queue/redis.js';
+import { isRedisConnectionError, workerConnection } from '../core/queue/redis.js';
 import type { EmbeddingPipeline, EmbedResult } from './embedding-pipeline.js';
 import { HeatmapJobs } from './heatmap.js';
 import type { InstanceMeta } from '../core/dicom/decode.js';
 import { checkPixelsSupported, frameCount, SingleFrameError, singleFrameInstance, wordAlignedFrame } from '../core/dicom/single-frame.js';
 import { MAX_TEXT_FIELD } from '../core/index/validate.js';
-import { DEFAULT_MAX_INSTANCE_BYTES } from '../core/config.js';
+import { DEFAULT_MAX_INSTANCE_BYTES, withoutCredentials } from '../core/config.js';
 
 export interface WorkerDeps {
   readonly redisUrl: string;
@@ -76,7 +76,54 @@ export interface WorkerDeps {
 export interface RunningWorkers {
   readonly index: Worker<IndexJobData, IndexJobResult>;
   readonly embed: Worker<EmbedQueueJobData, EmbedQueueJobResult>;
+  /** Jobs being processed in this process now (both queues). */
+  activeJobs(): number;
+  /** Whether every Redis connection of the workers is up. */
+  redisConnected(): boolean;
+  /** Resolves once both workers' Redis connections (blocking ones included) are up. */
+  ready(): Promise<void>;
+  /**
+   * Stop taking jobs, let the active ones finish, flush pending index writes. With no job active,
+   * or Redis not connected (an active job could not report its result anyway; another worker's
+   * stalled check takes it), it does not wait on Redis.
+   */
   close(): Promise<void>;
+}
+
+/** How often a repeated worker 'error' is logged at most (a Redis that is down emits one per reconnect attempt). */
+export const WORKER_ERROR_LOG_EVERY_MS = 60_000;
+
+/**
+ * The logger of the workers' 'error' events: the first of a kind (Redis connection, other)
+ * at once, then at most one every `everyMs`, with how many were left out since. A connection
+ * error names Redis and CBMIR_REDIS_URL (without credentials): ECONNREFUSED alone says neither.
+ */
+export function workerErrorLogger(
+  log: Pick<Logger, 'warn'>,
+  redisUrl: string,
+  everyMs = WORKER_ERROR_LOG_EVERY_MS,
+  now: () => number = Date.now,
+): (queue: string, err: Error) => void {
+  const kinds = { redis: { at: -Infinity, left: 0 }, other: { at: -Infinity, left: 0 } };
+  return (queue, err) => {
+    const redis = isRedisConnectionError(err);
+    const k = kinds[redis ? 'redis' : 'other'];
+    const t = now();
+    if (t - k.at < everyMs) {
+      k.left++;
+      return;
+    }
+    const left = k.left;
+    k.at = t;
+    k.left = 0;
+    const more = left > 0 ? ` (${left} more since the last one)` : '';
+    if (redis)
+      log.warn(
+        { queue, err: err.message, redis: withoutCredentials(redisUrl), ...(left > 0 ? { left } : {}) },
+        `worker error: Redis at ${withoutCredentials(redisUrl)} (CBMIR_REDIS_URL) does not answer; reconnecting, logged once a minute${more}`,
+      );
+    else log.warn({ queue, err: err.message, ...(left > 0 ? { left } : {}) }, `worker error${more}`);
+  };
 }
 
 /** Embed/heatmap jobs in flight per worker: at least 2, at most the decode bound (memory: one instance each). */
@@ -551,6 +598,19 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
     otherModelMaxAgeMs: otherModelEmbedMaxAgeMs,
   });
 
+  // Counted here (BullMQ keeps no public count): closing waits on Redis only for active jobs.
+  let active = 0;
+  const counted =
+    <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+    async (...a: A): Promise<R> => {
+      active++;
+      try {
+        return await fn(...a);
+      } finally {
+        active--;
+      }
+    };
+
   const conns: Redis[] = [];
   const conn = () => {
     const c = workerConnection(deps.redisUrl);
@@ -561,7 +621,7 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   const common = { stalledInterval: deps.stalledIntervalMs ?? 30_000, maxStalledCount: 3 };
   // Only for the pause (Worker.rateLimit is deprecated for Queue.rateLimit).
   const indexQueue = new Queue<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), { connection: conn() });
-  const indexWorker = new Worker<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), processIndex, {
+  const indexWorker = new Worker<IndexJobData, IndexJobResult>(queueName('index', deps.namespace), counted(processIndex), {
     connection: conn(),
     concurrency: deps.concurrency,
     // Never reached: a limiter makes every worker of the queue honour waitForIndex's pause, not only this one.
@@ -571,26 +631,36 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
   // Interactive queries: their own queue, so a backfill never starves them. Each one holds an
   // instance (an upload's is in the job itself) and none waits on an index refresh, so they are
   // bounded like decodes, not like index jobs.
-  const embedWorker = new Worker<EmbedQueueJobData, EmbedQueueJobResult>(queueName('embed', deps.namespace), processEmbed, {
+  const embedWorker = new Worker<EmbedQueueJobData, EmbedQueueJobResult>(queueName('embed', deps.namespace), counted(processEmbed), {
     connection: conn(),
     concurrency: embedConcurrency(deps.concurrency, deps.decodeConcurrency),
     ...common,
   });
+  const logError = workerErrorLogger(log, deps.redisUrl);
   for (const [name, w] of [['index', indexWorker], ['embed', embedWorker]] as const) {
     w.on('failed', (job, err) => {
       const permanent = err instanceof UnrecoverableError || (job && job.attemptsMade >= (job.opts.attempts ?? 1));
       log[permanent ? 'warn' : 'info']({ queue: name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, permanent ? 'job failed permanently' : 'job failed, will retry');
       if (permanent) deps.onFailed?.(name, err.message);
     });
-    w.on('error', (err) => log.warn({ queue: name, err: err.message }, 'worker error'));
+    w.on('error', (err) => logError(name, err));
   }
 
+  const redisConnected = () => conns.every((c) => c.status === 'ready');
   return {
     index: indexWorker,
     embed: embedWorker,
+    activeJobs: () => active,
+    redisConnected,
+    async ready() {
+      await Promise.all([indexWorker.waitUntilReady(), embedWorker.waitUntilReady()]);
+    },
     async close() {
-      // Let in-flight jobs finish, then flush pending writes.
-      await Promise.all([indexWorker.close(), embedWorker.close()]);
+      // Let in-flight jobs finish, then flush pending writes. Without active jobs, or without
+      // Redis (a job could not report its result: another worker's stalled check takes it),
+      // nothing is waited for: a graceful close would wait for Redis to come back.
+      const force = active === 0 || !redisConnected();
+      await Promise.all([indexWorker.close(force), embedWorker.close(force)]);
       await indexQueue.close();
       await writer.close();
       await heatmaps.close();

@@ -1,6 +1,6 @@
 /** `cbmir worker`: run the index/embed queue consumers (see worker-process.ts). */
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig } from '../core/config.js';
+import { configOrExit } from './command-config.js';
 import { runWorkerProcess } from './worker-process.js';
 
 export function workerCommand(): Command {
@@ -13,16 +13,6 @@ export function workerCommand(): Command {
       return n;
     })
     .action(async (o: { namespace?: string; stalledIntervalMs?: number }) => {
-      let config;
-      try {
-        config = loadConfig(process.env, { serves: false });
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          process.stderr.write(`${err.message}\n`);
-          process.exit(2);
-        }
-        throw err;
-      }
-      await runWorkerProcess(config, o);
+      await runWorkerProcess(configOrExit(), o);
     });
 }

@@ -6,9 +6,14 @@
  * reconciler (workers/reconcile/periodic.ts): instances that reached the PACS
  * without a job (C-STORE, Redis outage) are enqueued within one interval.
  *
+ * Start: Redis is checked first; one that does not answer stops the process at once (exit 1,
+ * naming CBMIR_REDIS_URL). "worker ready" is logged once both queues' connections are up.
+ *
  * Shutdown order on SIGTERM/SIGINT: stop the reconciler → stop taking jobs and let
- * in-flight ones finish (BullMQ close) → flush pending index writes → release the ONNX
- * session → close index and PACS clients. A second signal exits at once.
+ * in-flight ones finish (BullMQ close; with none active, or Redis down, nothing is waited
+ * for) → flush pending index writes → release the ONNX session → close index and PACS
+ * clients; exit 0. Not done within CBMIR_SHUTDOWN_GRACE_MS + 10 s: exit 1. A second signal
+ * exits at once (1).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +29,7 @@ import { startWorkers } from './index-worker.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { startPeriodicReconciler, type PeriodicReconciler } from './reconcile/periodic.js';
 import { OrthancChangeFeed } from './reconcile/orthanc-changes.js';
+import { redisProblem } from './command-config.js';
 
 export type SecretAtStart = { secret: string } | { problem: string; exitCode: 1 | 2 };
 
@@ -53,6 +59,13 @@ export async function patientKeySecretAtStart(configured: string | undefined, da
 
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
+  // Before anything else: without Redis the worker would log "worker ready" and then one
+  // connection error per reconnect attempt, forever. Exit 1: systemd (Restart=on-failure) tries again.
+  const redis = await redisProblem(config.redisUrl);
+  if (redis) {
+    process.stderr.write(`cbmir worker: ${redis}; not starting\n`);
+    process.exit(1);
+  }
   const index = createVectorIndex(config);
   // Before anything else (the model takes seconds to load): unbound, count() is the live version's.
   const patientKeySecret = await patientKeySecretAtStart(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, () => index.count());
@@ -94,6 +107,47 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
   });
   let reconciler: PeriodicReconciler | undefined;
   let enqueuer: IndexEnqueuer | undefined;
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    const active = workers.activeJobs();
+    log.info({ signal, activeJobs: active, redisConnected: workers.redisConnected() }, 'worker shutting down');
+    // Bounded: closing waits for active jobs, whose completion retries forever while Redis is
+    // down. Cut short, their jobs stay active and another worker's stalled check takes them.
+    const limitMs = config.shutdownGraceMs + 10_000;
+    setTimeout(() => {
+      const left = workers.activeJobs();
+      log.error(
+        { limitMs, activeJobs: left },
+        left > 0
+          ? `worker shutdown did not finish in time; exiting (its ${left} active jobs go to another worker)`
+          : 'worker shutdown did not finish in time; exiting (no job was active)',
+      );
+      process.exit(1);
+    }, limitMs).unref();
+    (async () => {
+      await reconciler?.stop();
+      await enqueuer?.close();
+      await workers.close();
+      await pipeline.close();
+      await index.close();
+      await pacs.close();
+    })().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'worker shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  // "ready" means jobs can be taken: both queues' connections (the blocking ones too) are up.
+  await workers.ready();
+  if (stopping) return;
   if (config.reconcile.intervalS > 0 || config.reconcile.changesIntervalS > 0) {
     enqueuer = new IndexEnqueuer(config.redisUrl, pipeline.modelVersion, opts.namespace ? { namespace: opts.namespace } : {});
     reconciler = startPeriodicReconciler(
@@ -128,34 +182,4 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
       'INT8 model on a CPU without VNNI: measured only 1.08x faster than FP32 there, and 0.28 mAP points worse; use the FP32 model (docs/benchmarks.md, "INT8")',
     );
   }
-
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    log.info({ signal }, 'worker shutting down');
-    // Bounded: closing waits for active jobs, whose completion retries forever while Redis is
-    // down. Cut short, their jobs stay active and another worker's stalled check takes them.
-    const limitMs = config.shutdownGraceMs + 10_000;
-    setTimeout(() => {
-      log.error({ limitMs }, 'worker shutdown did not finish in time; exiting (active jobs go to another worker)');
-      process.exit(1);
-    }, limitMs).unref();
-    (async () => {
-      await reconciler?.stop();
-      await enqueuer?.close();
-      await workers.close();
-      await pipeline.close();
-      await index.close();
-      await pacs.close();
-    })().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err: (err as Error).message }, 'worker shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
