@@ -2,7 +2,8 @@
  * `cbmir backfill [--resume] [--rate N] [--since YYYYMMDD] [--json]`: one reconciler
  * pass over the whole PACS (workers/reconciler.ts) for the configured model version,
  * with progress on stderr (a bar on a terminal, elsewhere a line every 30 s; none with
- * --no-progress) and a summary. Enqueues only: the workers (`cbmir worker`) do the indexing.
+ * --no-progress), the listing of the PACS's studies included, and a summary. Enqueues
+ * only: the workers (`cbmir worker`) do the indexing.
  *
  * Resumable: every study checked is appended to a checkpoint file in CBMIR_DATA_DIR;
  * after an interruption (Ctrl-C, SIGTERM, crash, PACS outage), `--resume` skips those. A run
@@ -57,8 +58,25 @@ export function reconcileBar(enabled: boolean): { update(p: ReconcileProgress): 
     cliProgress.Presets.shades_classic,
   );
   let started = false;
+  // While the study list is paged there is no total yet: a counter of the studies listed.
+  let listing: cliProgress.SingleBar | undefined;
   return {
     update(p) {
+      if (p.listing) {
+        if (!listing) {
+          listing = new cliProgress.SingleBar({
+            stream: process.stderr,
+            format: ' listing the PACS studies: {value} so far',
+            hideCursor: true,
+            clearOnComplete: true,
+          });
+          listing.start(0, 0);
+        }
+        listing.update(p.studiesTotal);
+        return;
+      }
+      listing?.stop();
+      listing = undefined;
       const payload = {
         studies: `${p.studiesDone}/${p.studiesTotal}`,
         missing: p.missing,
@@ -72,6 +90,7 @@ export function reconcileBar(enabled: boolean): { update(p: ReconcileProgress): 
       bar.update(p.instancesSeen, payload);
     },
     stop: () => {
+      listing?.stop();
       if (started) bar.stop();
     },
   };
@@ -91,7 +110,9 @@ export function reconcileProgress(o: {
   if (bar || !o.lines) return bar;
   return progressLines<ReconcileProgress>(
     (p) =>
-      `${o.prefix}: ${p.studiesDone}/${p.studiesTotal} studies, ${p.instancesSeen}/${p.instancesTotal} instances, ${p.missing} missing, ${p.enqueued} enqueued`,
+      p.listing
+        ? `${o.prefix}: listing the PACS studies: ${p.studiesTotal} so far`
+        : `${o.prefix}: ${p.studiesDone}/${p.studiesTotal} studies, ${p.instancesSeen}/${p.instancesTotal} instances, ${p.missing} missing, ${p.enqueued} enqueued`,
     o.everyMs,
   );
 }

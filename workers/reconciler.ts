@@ -90,6 +90,11 @@ export interface ReconcileOptions {
 }
 
 export interface ReconcileProgress {
+  /**
+   * True while the study list is being paged (before any study is checked): studiesTotal is then
+   * the number of studies listed so far, instancesTotal the instances they hold, the rest 0.
+   */
+  readonly listing?: boolean;
   readonly studiesTotal: number;
   readonly studiesDone: number;
   /** Sum of NumberOfStudyRelatedInstances when the PACS reports it, else what was seen so far. */
@@ -241,6 +246,16 @@ export class Reconciler {
         listTruncated = `the PACS answered offset=${offset - page.length} with studies already listed (does it support QIDO offset?); the study list may be incomplete`;
         break;
       }
+      // A large archive takes minutes to list at the rate limit: say how far it got.
+      opts.onProgress?.({
+        listing: true,
+        studiesTotal: studies.length,
+        studiesDone: 0,
+        instancesTotal: studies.reduce((a, st) => a + (st.instances ?? 0), 0),
+        instancesSeen: 0,
+        missing: 0,
+        enqueued: 0,
+      });
     }
 
     if (listTruncated) studyErrors.push({ study: '(study list)', reason: listTruncated });
