@@ -3,14 +3,15 @@
  * elsewhere a line every 30 s) → summary (stdout; `--json` for one machine-readable line).
  * Exit status: 0 when every selected image was stored/written/converted, 1 when any failed,
  * the run was interrupted (Ctrl-C, SIGTERM), the target refused any batch (401/403/404/405: no
- * more are sent) or answered none of 3 batches in a row, labels.csv lists no image, or the
- * filters selected nothing; 2 for bad usage.
+ * more are sent) or answered none of 3 batches in a row, a file could not be written under --out
+ * (no more are written), labels.csv lists no image, or the filters selected nothing; 2 for bad
+ * usage (an --out that is not a writable folder included).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
-import { MAX_FAILURES_LISTED, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
+import { MAX_FAILURES_LISTED, outDirProblem, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
 import { dateOption, invocationPath } from './command-config.js';
 import { progressLines } from './progress-lines.js';
 
@@ -22,14 +23,26 @@ const positiveInt = (name: string) => (v: string) => {
   return n;
 };
 
-const list = (v: string) =>
-  v
+/** A whole number in min..max, or exit 2 naming the option and the range. */
+const intIn = (name: string, min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`${name} must be ${min}..${max}`);
+  return n;
+};
+
+/** A comma-separated list; an empty one (`--patients ""`) would select nothing, or everything if ignored. */
+const list = (name: string) => (v: string) => {
+  const values = v
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+  if (values.length === 0) throw new InvalidArgumentError(`${name} must name at least one value (comma-separated)`);
+  return values;
+};
 
 const foldList = (v: string) => {
-  const folds = list(v).map(Number);
+  const folds = list('--folds')(v).map(Number);
   if (folds.length === 0 || !folds.every(Number.isInteger)) throw new InvalidArgumentError('folds must be a comma-separated list of integers, e.g. 1,2');
   return folds;
 };
@@ -120,7 +133,9 @@ export function printSummary(s: LoadSummary, out: NodeJS.WritableStream = proces
     `cbmir load ${s.dataset}: ${s.mode}${s.target ? ` → ${s.target}` : ''}`,
     `  selected ${s.selected} of ${s.rows} images (${s.studies} studies, ${s.series} series)${s.rejectedRows ? `; ${s.rejectedRows} labels.csv rows rejected` : ''}`,
     ...(s.unmatched?.length ? [`  matched nothing in labels.csv: ${describeUnmatched(s.unmatched)}`] : []),
-    ...(s.stopped ? [`  stopped with ${s.selected - s.stored - s.failed} images not sent: ${s.stopped}`] : []),
+    ...(s.stopped
+      ? [`  stopped with ${s.selected - s.stored - s.failed} images not ${s.mode === 'write' ? 'written' : 'sent'}: ${s.stopped}`]
+      : []),
     `  converted ${s.converted}${s.mode === 'send' ? `, sent ${s.sent}, stored ${s.stored}` : s.mode === 'write' ? `, written ${s.stored}` : ''}, failed ${s.failed}  (${(s.elapsedMs / 1000).toFixed(1)} s, ${s.imagesPerSecond} images/s)`,
     '  per class:',
     ...Object.entries(s.byClass).map(
@@ -153,19 +168,19 @@ export function loadCommand(): Command {
     .addOption(new Option('--url <dicomweb-root>', 'DICOMweb root to STOW to').env('CBMIR_LOAD_URL').default(DEFAULT_URL))
     .addOption(new Option('--auth <credentials>', 'Authorization: "user:password" or a full header value ("Bearer …")').env('CBMIR_LOAD_AUTH'))
     .option('--limit <n>', 'load at most n images (after filters)', positiveInt('--limit'))
-    .option('--patients <ids>', 'only these patient ids (comma-separated)', list)
+    .option('--patients <ids>', 'only these patient ids (comma-separated)', list('--patients'))
     .option('--folds <folds>', 'only these folds (comma-separated, e.g. 1,2)', foldList)
-    .option('--classes <names>', 'only these class names (comma-separated)', list)
+    .option('--classes <names>', 'only these class names (comma-separated)', list('--classes'))
     .option('--dry-run', 'convert and check every image, send nothing')
-    .option('--out <dir>', 'write .dcm files <dir>/<dataset>/<patient>/<SOP Instance UID>.dcm instead of sending')
-    .option('--batch-size <n>', 'instances per STOW request', positiveInt('--batch-size'), 16)
-    .option('--concurrency <n>', 'STOW requests in flight', positiveInt('--concurrency'), 4)
+    .option('--out <dir>', 'write .dcm files <dir>/<dataset>/<patient>/<SOP Instance UID>.dcm instead of sending (created if missing)')
+    .option('--batch-size <n>', 'instances per STOW request, 1..1000', intIn('--batch-size', 1, 1000), 16)
+    .option('--concurrency <n>', 'STOW requests in flight, 1..64', intIn('--concurrency', 1, 64), 4)
     .option('--retries <n>', 'retries per request on transient errors', (v) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 0 || n > 20) throw new InvalidArgumentError('--retries must be 0..20');
       return n;
     }, 3)
-    .option('--timeout-ms <ms>', 'per-request timeout', positiveInt('--timeout-ms'), 120_000)
+    .option('--timeout-ms <ms>', 'per-request timeout, 1..86400000', intIn('--timeout-ms', 1, 86_400_000), 120_000)
     .option('--study-date <YYYYMMDD>', 'Study/Series/Content Date (default: today, UTC)', dateOption('--study-date'))
     .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
     .option('--json', 'print the summary as one JSON line')
@@ -189,6 +204,10 @@ export function loadCommand(): Command {
         }
       } catch (err) {
         cmd.error(`cbmir load: ${(err as Error).message}`, { exitCode: 2 });
+      }
+      if (opts.out !== undefined) {
+        const problem = outDirProblem(invocationPath(opts.out));
+        if (problem) cmd.error(`cbmir load: --out ${opts.out}: ${problem}`, { exitCode: 2 });
       }
       const bar = loadProgress({ bar: opts.progress && !opts.json, lines: opts.progress, mode });
       const abort = new AbortController();

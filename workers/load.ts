@@ -9,6 +9,7 @@
  * (workers/load/stow). UIDs are deterministic (workers/load/dataset), so a re-run
  * re-sends the same instances and the PACS and the index dedupe them.
  */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeMrInstance } from '../core/dicom/mr-writer.js';
@@ -87,7 +88,7 @@ export interface LoadSummary {
   readonly failures: { file: string; reason: string }[];
   readonly elapsedMs: number;
   readonly imagesPerSecond: number;
-  /** Why the run stopped before sending every image: the target refused a batch as it would refuse them all, or could not be reached. */
+  /** Why the run stopped before sending (or writing) every image: the target refused a batch as it would refuse them all, could not be reached, or a file could not be written. */
   readonly stopped?: string;
 }
 
@@ -158,6 +159,33 @@ export async function convertInstance(dir: string, inst: PlannedInstance, studyD
 }
 
 /**
+ * Why files cannot be written under `outDir` (created if missing), or undefined: checked before
+ * anything is converted, so that a wrong --out fails at once rather than once per image.
+ */
+export function outDirProblem(outDir: string): string | undefined {
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EEXIST' || code === 'ENOTDIR'
+      ? `${outDir} is not a folder (a file is in the way)`
+      : `cannot create ${outDir} (${code ?? (err as Error).message})`;
+  }
+  const probe = path.join(outDir, `.cbmir-load-${process.pid}.tmp`);
+  try {
+    writeFileSync(probe, 'cbmir load: writable?\n');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOTDIR'
+      ? `${outDir} is not a folder (a file is in the way)`
+      : `cannot write in ${outDir} (${code ?? (err as Error).message})`;
+  } finally {
+    rmSync(probe, { force: true });
+  }
+  return undefined;
+}
+
+/**
  * The file of one instance under --out. Named by its SOP Instance UID, unique per (dataset, file):
  * a file stem is not (t1/slice_001.png and t2/slice_001.png of one patient, a.png next to a.jpg).
  */
@@ -216,12 +244,20 @@ export async function runLoad(o: LoadOptions): Promise<LoadSummary> {
   const runBatch = async (batch: PlannedInstance[]) => {
     const parts: (StowPart & { inst: PlannedInstance })[] = [];
     for (const inst of batch) {
+      // A write that failed (a full disk, a folder that cannot be written) fails every image alike.
+      if (o.mode === 'write' && stopped) break;
       try {
         const bytes = await convertInstance(plan.dir, inst, studyDate);
         converted++;
         byClass[inst.className]!.converted++;
         if (o.mode === 'write') {
-          await writeOut(inst, bytes);
+          try {
+            await writeOut(inst, bytes);
+          } catch (err) {
+            const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+            stopped ??= `writing ${outputFile(o.outDir!, inst)} failed (${why}): every image would fail alike, so no more were written`;
+            throw new Error(`cannot write: ${why}`);
+          }
           ok(inst);
           done++;
         } else if (o.mode === 'dry-run') {

@@ -4,14 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { emptySelectionMessage, loadProgress, printSummary } from '../../workers/load-command.js';
-import { runLoad, type LoadSummary } from '../../workers/load.js';
+import { outDirProblem, runLoad, type LoadSummary } from '../../workers/load.js';
 import { figshareSampleDir, ixiSampleDir, repoRoot } from '../helpers/fixtures.js';
 import { captureStderr } from '../helpers/stderr.js';
 
@@ -210,5 +210,77 @@ describe('cbmir load on SIGTERM', () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe('cbmir load --out', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'cbmir-load-out-'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('that cannot be written is refused before anything is converted (exit 2, naming --out)', { timeout: 60_000 }, async () => {
+    const file = path.join(tmp, 'a-file');
+    writeFileSync(file, 'not a folder');
+    const r = await cbmirLoad(figshareSampleDir, '--out', file, '--json');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^cbmir load: --out ${file}: ${file} is not a folder \\(a file is in the way\\)`));
+    assert.equal(r.stdout, '');
+    const nested = await cbmirLoad(figshareSampleDir, '--out', path.join(file, 'sub'));
+    assert.equal(nested.code, 2, nested.stderr);
+    assert.match(nested.stderr, /--out .*a-file\/sub: .* is not a folder/);
+  });
+
+  it('is created when missing', async () => {
+    const dir = path.join(tmp, 'new', 'deeper');
+    assert.equal(outDirProblem(dir), undefined);
+    assert.deepEqual(readdirSync(dir), [], 'the probe file is gone');
+  });
+
+  it('stops at the first image it cannot write instead of failing every one', { timeout: 60_000 }, async () => {
+    const outDir = path.join(tmp, 'blocked-run');
+    mkdirSync(outDir);
+    writeFileSync(path.join(outDir, 'blocked'), ''); // where the dataset's folder would go
+    const one = await runLoad({
+      dir: figshareSampleDir,
+      datasetName: 'blocked',
+      mode: 'write',
+      outDir,
+      concurrency: 1,
+      studyDate: '20250101',
+    });
+    assert.deepEqual([one.selected, one.stored, one.failed], [36, 0, 1]);
+    assert.match(one.failures[0]!.reason, /^cannot write: (ENOTDIR|EEXIST)/);
+    assert.match(
+      one.stopped ?? '',
+      /^writing .*blocked.*\.dcm failed \((ENOTDIR|EEXIST)\): every image would fail alike, so no more were written$/,
+    );
+    const four = await runLoad({
+      dir: figshareSampleDir,
+      datasetName: 'blocked',
+      mode: 'write',
+      outDir,
+      concurrency: 4,
+      studyDate: '20250101',
+    });
+    assert.ok(four.failed >= 1 && four.failed <= 4, `${four.failed} failed: at most the images in flight`);
+  });
+});
+
+describe('cbmir load options', () => {
+  it('refuses an empty list and values out of range (exit 2)', { timeout: 60_000 }, async () => {
+    const runs = await Promise.all([
+      cbmirLoad(figshareSampleDir, '--dry-run', '--patients', ''),
+      cbmirLoad(figshareSampleDir, '--dry-run', '--classes', ' , '),
+      cbmirLoad(figshareSampleDir, '--dry-run', '--batch-size', '100000'),
+      cbmirLoad(figshareSampleDir, '--dry-run', '--concurrency', '1000'),
+    ]);
+    assert.deepEqual(
+      runs.map((r) => r.code),
+      [2, 2, 2, 2],
+      runs.map((r) => r.stderr).join('\n'),
+    );
+    assert.match(runs[0]!.stderr, /--patients must name at least one value/);
+    assert.match(runs[1]!.stderr, /--classes must name at least one value/);
+    assert.match(runs[2]!.stderr, /--batch-size must be 1\.\.1000/);
+    assert.match(runs[3]!.stderr, /--concurrency must be 1\.\.64/);
   });
 });
