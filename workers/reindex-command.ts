@@ -447,17 +447,22 @@ export function reindexCommand(): Command {
     });
 }
 
-/** Wait until the reindex queue has nothing waiting, delayed or running; progress = documents in the new storage. */
 /** How long a drain may see no progress and no running job before it says so. */
 const STALL_WARN_MS = 120_000;
 
-async function drain(
-  queue: Queue<IndexJobData>,
+/**
+ * Wait until the reindex queue has nothing waiting, delayed or running; progress = documents in
+ * the new storage: a bar on a terminal, elsewhere a line every `lineEveryMs`; none with --no-progress.
+ */
+export async function drain(
+  queue: Pick<Queue<IndexJobData>, 'name' | 'getJobCounts'>,
   index: { count(): Promise<number> },
   target: number,
-  o: ReindexCliOptions,
+  o: Pick<ReindexCliOptions, 'progress' | 'json' | 'model'>,
   signal: AbortSignal,
+  timing: { pollMs?: number; lineEveryMs?: number } = {},
 ): Promise<void> {
+  const { pollMs = 1000, lineEveryMs = 30_000 } = timing;
   const bar =
     o.progress && !o.json && process.stderr.isTTY
       ? new cliProgress.SingleBar(
@@ -470,8 +475,8 @@ async function drain(
         )
       : undefined;
   bar?.start(Math.max(1, target), 0, { failed: 0 });
-  // Without a bar (--json, not a terminal) a line every 30 s, so a long drain is never silent;
-  // and a warning when nothing moves, e.g. --no-local-worker with no helper worker running.
+  // Without a bar (--json, not a terminal) a line every 30 s unless --no-progress, so a long drain
+  // is never silent; and a warning when nothing moves, e.g. --no-local-worker with no helper worker running.
   let lastLine = Date.now();
   let lastCount = -1;
   let stillSince = Date.now();
@@ -489,7 +494,7 @@ async function drain(
         lastCount = count;
         stillSince = now;
       }
-      if (!bar && now - lastLine >= 30_000) {
+      if (!bar && o.progress && now - lastLine >= lineEveryMs) {
         lastLine = now;
         process.stderr.write(`cbmir reindex: ${count}/${target} indexed, ${pending} pending, ${c.failed ?? 0} failed\n`);
       }
@@ -501,7 +506,7 @@ async function drain(
             `(without the local worker: CBMIR_MODEL=${o.model ?? '<manifest>'} cbmir worker --namespace ${queue.name.replace(/^cbmir-index-/, '')})\n`,
         );
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   } finally {
     bar?.stop();

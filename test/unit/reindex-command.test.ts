@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
-import { dropVersion, reindexLogger } from '../../workers/reindex-command.js';
+import { drain, dropVersion, reindexLogger } from '../../workers/reindex-command.js';
+import { captureStderr } from '../helpers/stderr.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 // A 1 KB graph named …-0.0.1.onnx: model version 0.0.1, 256-d (test/fixtures/models/README.md).
@@ -190,5 +191,38 @@ describe('cbmir reindex', () => {
       r.stderr,
       /^cbmir reindex: Redis at redis:\/\/127\.0\.0\.1:1 \(CBMIR_REDIS_URL\) is unreachable: connect ECONNREFUSED 127\.0\.0\.1:1\n$/,
     );
+  });
+
+  it('waits for the queue with a progress line when stderr is no terminal, and with --no-progress prints none', async () => {
+    const written: string[][] = [];
+    for (const progress of [true, false]) {
+      let polls = 0;
+      const queue = {
+        name: 'cbmir-index-reindex-0.0.1',
+        getJobCounts: async () => ({
+          waiting: ++polls < 4 ? 1 : 0,
+          active: 0,
+          delayed: 0,
+          prioritized: 0,
+          'waiting-children': 0,
+          failed: 0,
+        }),
+      };
+      const err = captureStderr();
+      try {
+        await drain(queue, { count: async () => polls }, 3, { progress, json: false }, new AbortController().signal, {
+          pollMs: 5,
+          lineEveryMs: 0,
+        });
+      } finally {
+        err.restore();
+      }
+      written.push(err.written);
+    }
+    assert.ok(
+      written[0]!.length > 0 && written[0]!.every((l) => /^cbmir reindex: \d+\/3 indexed, 1 pending, 0 failed\n$/.test(l)),
+      written[0]!.join(''),
+    );
+    assert.deepEqual(written[1], [], '--no-progress');
   });
 });
