@@ -32,13 +32,13 @@ const int = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().min(min).max(max));
 /** A plain decimal (digits, optional fraction): the same reasons as int. */
-const decimal = (max: number) =>
+const decimal = (min: number, max: number) =>
   z
     .string()
     .trim()
     .regex(/^(\d+\.?\d*|\.\d+)$/, 'must be a decimal number (e.g. 10 or 2.5)')
     .transform(Number)
-    .pipe(z.number().positive().max(max));
+    .pipe(z.number().min(min).max(max));
 /**
  * A viewer link template: absolute http(s) or a path on the gateway; placeholders {study} {series} {instance}.
  * A path may not start with // or /\: browsers resolve both as a link to another host (`//evil.example/…`).
@@ -111,7 +111,7 @@ const envSchema = z.object({
   /** Reconciler pass inside each worker process every N seconds (workers/reconcile/periodic.ts); 0 = off. */
   CBMIR_RECONCILE_INTERVAL_S: int(0, 7 * 24 * 3600).default(300),
   /** Upper bound on the reconciler's PACS requests per second (periodic passes and `cbmir backfill`). */
-  CBMIR_RECONCILE_RATE: decimal(10_000).default(10),
+  CBMIR_RECONCILE_RATE: decimal(0.01, 10_000).default(10),
   /** Orthanc only: poll its change feed every N seconds and reconcile the studies it names (fast path); 0 = off. */
   CBMIR_RECONCILE_CHANGES_INTERVAL_S: int(0, 3600).default(0),
   /** Orthanc's REST root for the change feed; default: the PACS URL's origin. */

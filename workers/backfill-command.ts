@@ -23,12 +23,26 @@ import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 import { progressLines } from './progress-lines.js';
 
+/** Slowest crawl --rate allows: one request every 100 s (below, a crawl of any archive would never end). */
+export const MIN_RATE = 0.01;
+
 export const parseRate = (v: string): number => {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 10_000)
-    throw new InvalidArgumentError('--rate must be a number of PACS requests per second in (0, 10000]');
+  if (!Number.isFinite(n) || n < MIN_RATE || n > 10_000)
+    throw new InvalidArgumentError(`--rate must be a number of PACS requests per second, ${MIN_RATE}..10000`);
   return n;
 };
+
+/** --match keys that name the Study Date, which --since sets too. */
+const STUDY_DATE_KEYS = new Set(['studydate', '00080020']);
+
+/** Options that cannot go together (the second would be ignored); undefined when none. */
+export function backfillConflict(o: { since?: string; match?: Record<string, string> }): string | undefined {
+  const date = Object.keys(o.match ?? {}).find((k) => STUDY_DATE_KEYS.has(k.toLowerCase()));
+  if (o.since !== undefined && date !== undefined)
+    return `--since and --match ${date}=… both set the Study Date (--match's would replace --since's): give one of them`;
+  return undefined;
+}
 
 export const parseDate = dateOption('--since');
 
@@ -144,7 +158,9 @@ export function backfillCommand(): Command {
     .option('--namespace <ns>', 'queue namespace (tests)')
     .option('--json', 'print the summary as one JSON line')
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
-    .action(async (o: BackfillCliOptions) => {
+    .action(async (o: BackfillCliOptions, cmd: Command) => {
+      const conflict = backfillConflict(o);
+      if (conflict) cmd.error(`cbmir backfill: ${conflict}`, { exitCode: 2 });
       const config = configOrExit();
       const manifest = await checkedManifestOrExit(config.model, 'backfill');
       // Nothing is created (index store, checkpoint) before the index is known to be there and

@@ -1,6 +1,7 @@
 /** Configuration for a CLI command: parsed once; a bad setting exits 2 with every problem named. */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { Queue } from 'bullmq';
 import { InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig, withoutCredentials, type Config } from '../core/config.js';
 import { embeddedIndexPath } from '../core/index/factory.js';
@@ -153,6 +154,26 @@ export async function redisProblem(url: string, o: Omit<RedisWait, 'lastError'> 
   } finally {
     conn.disconnect();
   }
+}
+
+/**
+ * Whether Redis holds any key of this queue (its jobs, counters, events or meta). An empty
+ * queue that workers or the gateway used has some; a --namespace with a typo has none, and its
+ * counts would all read 0 like a healthy idle queue. Queues opened only to read must be made with
+ * `skipMetasUpdate`, or opening one writes its meta key.
+ */
+export async function queueExists(queue: Pick<Queue, 'keys'>, conn: { exists(...keys: string[]): Promise<number> }): Promise<boolean> {
+  const keys = Object.entries(queue.keys)
+    .filter(([type]) => type !== '')
+    .map(([, key]) => key);
+  return (await conn.exists(...keys)) > 0;
+}
+
+/** The warning for a queue that queueExists says is not there. */
+export function noSuchQueue(name: string, namespace: string | undefined): string {
+  return namespace !== undefined
+    ? `no queue ${name} in Redis; check --namespace`
+    : `no queue ${name} in Redis yet (nothing was ever queued there: is this the Redis of the gateway and the workers? check CBMIR_REDIS_URL)`;
 }
 
 /**

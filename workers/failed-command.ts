@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { configOrExit, redisReachable } from './command-config.js';
+import { configOrExit, noSuchQueue, queueExists, redisReachable } from './command-config.js';
 import { listFailed, retryFailed, type FailedJobView } from './failed-jobs.js';
 
 interface FailedCliOptions {
@@ -67,8 +67,10 @@ export function failedCommand(): Command {
       const config = configOrExit();
       let connectionError: Error | undefined;
       const conn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
+      // Read only (--retry moves jobs, writes no meta): a Queue otherwise writes its meta key.
       const queue = new Queue<IndexJobData>(queueName('index', o.namespace), {
         connection: conn,
+        skipMetasUpdate: true,
       });
       queue.on('error', () => undefined);
       try {
@@ -76,6 +78,7 @@ export function failedCommand(): Command {
           lastError: () => connectionError,
           isReady: () => conn.status === 'ready',
         });
+        if (!(await queueExists(queue, conn))) process.stderr.write(`cbmir failed: warning: ${noSuchQueue(queue.name, o.namespace)}\n`);
         const { total, jobs } = await listFailed(queue, o.limit);
         const { retried, gone } = o.retry ? await retryFailed(queue, { all: Boolean(o.all) }) : { retried: 0, gone: 0 };
         const retryable = jobs.filter((j) => j.retryable).length;

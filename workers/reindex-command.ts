@@ -136,6 +136,32 @@ export async function dropVersion(
   return { ok: true, live };
 }
 
+/** Options a --swap-only run has no use for: it crawls nothing and runs no worker. */
+const CRAWL_OPTIONS = [
+  ['rate', '--rate'],
+  ['resume', '--resume'],
+  ['match', '--match'],
+  ['localWorker', '--no-local-worker'],
+  ['concurrency', '--concurrency'],
+] as const;
+
+/**
+ * Options given together where one would be ignored (exit 2 naming them): --swap-only does not
+ * crawl; a --match run never swaps, so it has nothing to --force or --drop-old.
+ */
+export function reindexConflict(given: (attribute: string) => boolean, swapOnly: boolean, match: boolean): string | undefined {
+  if (swapOnly) {
+    const crawl = CRAWL_OPTIONS.filter(([a]) => given(a)).map(([, flag]) => flag);
+    if (crawl.length > 0) return `--swap-only crawls nothing and runs no worker: not with ${crawl.join(', ')}`;
+  }
+  if (match) {
+    const swap = (['force', 'dropOld'] as const).filter((a) => given(a)).map((a) => (a === 'force' ? '--force' : '--drop-old'));
+    if (swap.length > 0)
+      return `--match indexes part of the PACS and never swaps, so ${swap.join(' and ')} would do nothing: pass ${swap.length > 1 ? 'them' : 'it'} to the --swap-only run that makes the version live`;
+  }
+  return undefined;
+}
+
 export function reindexCommand(): Command {
   return new Command('reindex')
     .description('index the whole PACS with another model version beside the live one, then swap it live')
@@ -191,6 +217,8 @@ export function reindexCommand(): Command {
       }
       if (o.model === undefined)
         cmd.error("cbmir reindex: required option '--model <manifest>' not specified (or --drop <version>)", { exitCode: 2 });
+      const conflict = reindexConflict((name) => cmd.getOptionValueSource(name) === 'cli', Boolean(o.swapOnly), o.match !== undefined);
+      if (conflict) cmd.error(`cbmir reindex: ${conflict}`, { exitCode: 2 });
       if (!o.localWorker && o.concurrency !== undefined)
         cmd.error(
           'cbmir reindex: --concurrency sets the local worker, and --no-local-worker runs none: set CBMIR_WORKER_CONCURRENCY for the `cbmir worker` processes instead',

@@ -11,7 +11,8 @@ import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { createVectorIndex } from '../core/index/factory.js';
 import type { VectorIndex } from '../core/index/types.js';
-import { configOrExit, missingEmbeddedIndex, redisReachable, withoutCredentials } from './command-config.js';
+import type { Redis } from 'ioredis';
+import { configOrExit, missingEmbeddedIndex, noSuchQueue, queueExists, redisReachable, withoutCredentials } from './command-config.js';
 
 /** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
 const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -23,6 +24,8 @@ export interface QueueStatus {
   readonly paused?: boolean;
   /** Connections of running workers on this queue; undefined when Redis does not list clients (CLIENT LIST disabled). */
   readonly workers?: number;
+  /** false when Redis holds no key of this queue at all (a wrong --namespace): not the same as an empty queue. */
+  readonly exists?: false;
   readonly error?: string;
 }
 
@@ -43,17 +46,27 @@ export interface Status {
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-async function queueStatus(queue: Queue): Promise<QueueStatus> {
+async function queueStatus(queue: Queue, conn: Redis): Promise<QueueStatus> {
+  const exists = await queueExists(queue, conn);
   const counts = (await queue.getJobCounts(...STATES)) as Record<(typeof STATES)[number], number>;
   // CLIENT LIST is often disabled on managed Redis: the counts still stand without it.
   const workers = await queue.getWorkersCount().catch(() => undefined);
-  return { queue: queue.name, counts, paused: await queue.isPaused(), ...(workers === undefined ? {} : { workers }) };
+  return {
+    queue: queue.name,
+    counts,
+    paused: await queue.isPaused(),
+    ...(workers === undefined ? {} : { workers }),
+    ...(exists ? {} : { exists: false as const }),
+  };
 }
 
 export async function collectStatus(config: ReturnType<typeof configOrExit>, namespace?: string): Promise<Status> {
   let connectionError: Error | undefined;
   const conn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
-  const queues = (['index', 'embed'] as QueueKind[]).map((k) => new Queue(queueName(k, namespace), { connection: conn }));
+  // Read only: a Queue otherwise writes its meta key, and a mistyped --namespace would then exist.
+  const queues = (['index', 'embed'] as QueueKind[]).map(
+    (k) => new Queue(queueName(k, namespace), { connection: conn, skipMetasUpdate: true }),
+  );
   for (const q of queues) q.on('error', () => undefined);
   // Opening the embedded store creates it: a status probe with the wrong CBMIR_DATA_DIR would
   // then report an empty index instead of the missing one.
@@ -66,7 +79,7 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
         lastError: () => connectionError,
         isReady: () => conn.status === 'ready',
       }).then(
-        () => Promise.all(queues.map((q) => queueStatus(q).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
+        () => Promise.all(queues.map((q) => queueStatus(q, conn).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
         (err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) })),
       ),
       (async (): Promise<IndexStatus> => {
@@ -93,11 +106,16 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
   }
 }
 
-function text(s: Status): string {
+/** The status as an operator reads it (without --json). */
+export function statusText(s: Status, namespace: string | undefined): string {
   const lines: string[] = [];
   for (const q of s.queues) {
     if (q.error || !q.counts) {
       lines.push(`${q.queue}: unreachable (${q.error ?? 'no answer'})`);
+      continue;
+    }
+    if (q.exists === false) {
+      lines.push(`${q.queue}: ${noSuchQueue(q.queue, namespace)}`);
       continue;
     }
     const c = q.counts;
@@ -124,7 +142,10 @@ export function statusCommand(): Command {
     .option('--namespace <ns>', 'queue namespace (tests, or reindex-<version> for a reindex run)')
     .action(async (o: { json?: boolean; namespace?: string }) => {
       const status = await collectStatus(configOrExit(), o.namespace);
-      process.stdout.write(`${o.json ? JSON.stringify(status) : text(status)}\n`);
+      if (o.json)
+        for (const q of status.queues)
+          if (q.exists === false) process.stderr.write(`cbmir status: warning: ${noSuchQueue(q.queue, o.namespace)}\n`);
+      process.stdout.write(`${o.json ? JSON.stringify(status) : statusText(status, o.namespace)}\n`);
       process.exitCode = status.ok ? 0 : 1;
     });
 }

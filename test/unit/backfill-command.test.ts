@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InvalidArgumentError } from 'commander';
 import { EmbeddedIndex } from '../../core/index/embedded/embedded-index.js';
-import { interruptOnSignals, parseDate } from '../../workers/backfill-command.js';
+import { backfillConflict, interruptOnSignals, parseDate, parseRate } from '../../workers/backfill-command.js';
 import { isCalendarDate } from '../../workers/load.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
@@ -121,4 +121,33 @@ describe('cbmir backfill refuses before creating anything', () => {
       assert.deepEqual(readdirSync(dataDir), ['cbmir-vectors.sqlite']);
     },
   );
+});
+
+describe('cbmir backfill values and combinations it refuses', () => {
+  it('--rate below 0.01 requests/s (a crawl that would never end)', () => {
+    for (const v of ['1e-9', '0.001', '0', '-1', 'abc', '10001']) {
+      assert.throws(
+        () => parseRate(v),
+        (e: unknown) =>
+          e instanceof InvalidArgumentError && e.message === '--rate must be a number of PACS requests per second, 0.01..10000',
+        v,
+      );
+    }
+    assert.equal(parseRate('0.01'), 0.01);
+    assert.equal(parseRate('10000'), 10_000);
+  });
+
+  it('--since with --match StudyDate (or its tag): the match would replace --since (exit 2)', { timeout: 60_000 }, async () => {
+    assert.match(
+      backfillConflict({ since: '20240101', match: { StudyDate: '2023' } }) ?? '',
+      /^--since and --match StudyDate=… both set the Study Date/,
+    );
+    assert.ok(backfillConflict({ since: '20240101', match: { '00080020': '2023' } }));
+    assert.equal(backfillConflict({ since: '20240101', match: { ModalitiesInStudy: 'CT' } }), undefined);
+    assert.equal(backfillConflict({ match: { StudyDate: '20240101-' } }), undefined);
+    const r = await backfill(path.join(tmp, 'conflict'), 'redis://127.0.0.1:1', '--since', '20240101', '--match', 'StudyDate=20230101-')
+      .done;
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^cbmir backfill: --since and --match StudyDate=… both set the Study Date/);
+  });
 });

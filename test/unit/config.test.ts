@@ -63,6 +63,8 @@ test('numbers are digits only, and a bad one is refused naming its setting', () 
   assert.throws(() => loadConfig({ CBMIR_RECONCILE_RATE: '0x10' }), /CBMIR_RECONCILE_RATE: must be a decimal number/);
   assert.equal(loadConfig({ CBMIR_PORT: ' 8081 ' }).port, 8081);
   assert.equal(loadConfig({ CBMIR_RECONCILE_RATE: '2.5' }).reconcile.maxRequestsPerSecond, 2.5);
+  assert.equal(loadConfig({ CBMIR_RECONCILE_RATE: '0.01' }).reconcile.maxRequestsPerSecond, 0.01);
+  assert.throws(() => loadConfig({ CBMIR_RECONCILE_RATE: '0.000000001' }), /CBMIR_RECONCILE_RATE: .*0\.01/);
   assert.equal(loadConfig({ CBMIR_RECONCILE_INTERVAL_S: '0' }).reconcile.intervalS, 0);
 });
 

@@ -132,13 +132,20 @@ describe('cbmir reindex', () => {
     { timeout: 60_000 },
     async () => {
       const dataDir = path.join(tmp, 'usage');
-      const [withModel, noWorker, missing, none] = await Promise.all([
+      const [withModel, noWorker, missing, none, swapCrawl, matchForce] = await Promise.all([
         reindex(dataDir, '--drop', '0.0.0', '--model', TINY),
         reindex(dataDir, '--model', TINY, '--no-local-worker', '--concurrency', '4'),
         reindex(dataDir, '--model', '/nope/manifest.json'),
         reindex(dataDir),
+        reindex(dataDir, '--model', TINY, '--swap-only', '--rate', '5', '--no-local-worker'),
+        reindex(dataDir, '--model', TINY, '--match', 'ModalitiesInStudy=MR', '--force', '--drop-old'),
       ]);
-      assert.deepEqual([withModel.code, noWorker.code, missing.code, none.code], [2, 2, 2, 2]);
+      assert.deepEqual([withModel.code, noWorker.code, missing.code, none.code, swapCrawl.code, matchForce.code], [2, 2, 2, 2, 2, 2]);
+      assert.match(swapCrawl.stderr, /cbmir reindex: --swap-only crawls nothing and runs no worker: not with --rate, --no-local-worker/);
+      assert.match(
+        matchForce.stderr,
+        /cbmir reindex: --match indexes part of the PACS and never swaps, so --force and --drop-old would do nothing/,
+      );
       assert.match(withModel.stderr, /--drop goes alone \(with --json at most\), not with --model/);
       assert.match(noWorker.stderr, /--concurrency sets the local worker, and --no-local-worker runs none/);
       assert.match(missing.stderr, /cbmir reindex: --model \/nope\/manifest\.json: no such file/);
