@@ -2,14 +2,16 @@
  * `cbmir status [--json] [--namespace ns]`: what an operator checks first — the index and
  * embed queues (waiting, active, delayed, failed …), the worker connections BullMQ sees on
  * them, and the vector index (live model version, its document count, the versions held).
- * Each part is asked on its own, so a Redis or index that is down is reported, not fatal.
- * Exit 0 when every part answered, 1 otherwise (usable as a monitoring probe).
+ * Each part is asked on its own, so a Redis or index that is down is reported, not fatal, and
+ * each is given --timeout-ms (5 s) to answer, so a probe answers in bounded time even when a
+ * part accepts connections and never answers. Exit 0 when every part answered, 1 otherwise
+ * (usable as a monitoring probe), 2 for bad usage or configuration.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { createVectorIndex } from '../core/index/factory.js';
+import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
 import type { VectorIndex } from '../core/index/types.js';
 import type { Redis } from 'ioredis';
 import { configOrExit, missingEmbeddedIndex, noSuchQueue, queueExists, redisReachable, withoutCredentials } from './command-config.js';
@@ -46,6 +48,19 @@ export interface Status {
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
+/** Default of --timeout-ms: how long each part (Redis, the index) may take to answer. */
+export const STATUS_TIMEOUT_MS = 5_000;
+
+/** `p`, or a rejection saying `what` did not answer within `ms`: a probe must answer in bounded time. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+  });
+  p.catch(() => undefined); // may settle after the deadline
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 async function queueStatus(queue: Queue, conn: Redis): Promise<QueueStatus> {
   const exists = await queueExists(queue, conn);
   const counts = (await queue.getJobCounts(...STATES)) as Record<(typeof STATES)[number], number>;
@@ -60,7 +75,12 @@ async function queueStatus(queue: Queue, conn: Redis): Promise<QueueStatus> {
   };
 }
 
-export async function collectStatus(config: ReturnType<typeof configOrExit>, namespace?: string): Promise<Status> {
+/** Every part asked at once, each given `timeoutMs` (default 5 s) to answer: a part that does not is reported so. */
+export async function collectStatus(
+  config: ReturnType<typeof configOrExit>,
+  namespace?: string,
+  timeoutMs = STATUS_TIMEOUT_MS,
+): Promise<Status> {
   let connectionError: Error | undefined;
   const conn = quiet(producerConnection(config.redisUrl), (err) => (connectionError = err));
   // Read only: a Queue otherwise writes its meta key, and a mistyped --namespace would then exist.
@@ -71,17 +91,20 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
   // Opening the embedded store creates it: a status probe with the wrong CBMIR_DATA_DIR would
   // then report an empty index instead of the missing one.
   const embeddedMissing = missingEmbeddedIndex(config);
-  const index = embeddedMissing ? undefined : createVectorIndex(config);
+  const index = embeddedMissing ? undefined : createVectorIndex({ ...config, esRequestTimeoutMs: timeoutMs });
   try {
     const [queueStates, indexState] = await Promise.all([
-      redisReachable(() => conn.ping(), config.redisUrl, {
-        timeoutMs: 3_000,
-        lastError: () => connectionError,
-        isReady: () => conn.status === 'ready',
-      }).then(
-        () => Promise.all(queues.map((q) => queueStatus(q, conn).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
-        (err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) })),
-      ),
+      within(
+        redisReachable(() => conn.ping(), config.redisUrl, {
+          timeoutMs: Math.min(3_000, timeoutMs),
+          lastError: () => connectionError,
+          isReady: () => conn.status === 'ready',
+        }).then(() =>
+          Promise.all(queues.map((q) => queueStatus(q, conn).catch((err: unknown) => ({ queue: q.name, error: message(err) })))),
+        ),
+        timeoutMs,
+        `Redis at ${withoutCredentials(config.redisUrl)} (CBMIR_REDIS_URL)`,
+      ).catch((err: unknown) => queues.map((q) => ({ queue: q.name, error: message(err) }))),
       (async (): Promise<IndexStatus> => {
         if (!index) {
           return {
@@ -89,8 +112,15 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
             error: `no embedded index at ${embeddedMissing} (CBMIR_DATA_DIR); a worker creates it when it starts`,
           };
         }
+        const where = config.es
+          ? `Elasticsearch at ${withoutCredentials(config.es.url)} (CBMIR_ES_URL)`
+          : `the embedded index ${embeddedIndexPath(config)}`;
         try {
-          const [liveVersion, documents, versions] = await Promise.all([index.liveVersion(), index.count(), index.versions()]);
+          const [liveVersion, documents, versions] = await within(
+            Promise.all([index.liveVersion(), index.count(), index.versions()]),
+            timeoutMs,
+            where,
+          );
           return { backend: index.backend, ...(liveVersion === undefined ? {} : { liveVersion }), documents, versions };
         } catch (err) {
           return { backend: index.backend, error: message(err) };
@@ -100,9 +130,9 @@ export async function collectStatus(config: ReturnType<typeof configOrExit>, nam
     const ok = queueStates.every((q) => !q.error) && !indexState.error;
     return { redis: withoutCredentials(config.redisUrl), queues: queueStates, index: indexState, ok };
   } finally {
-    await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
+    const closing = Promise.all([...queues.map((q) => q.close()), index?.close()]);
+    await within(closing, 1_000, 'closing').catch(() => undefined);
     conn.disconnect();
-    await index?.close().catch(() => undefined);
   }
 }
 
@@ -140,8 +170,18 @@ export function statusCommand(): Command {
     .description('queues (waiting, active, failed …), worker connections and the vector index; exit 1 when a part does not answer')
     .option('--json', 'one JSON object')
     .option('--namespace <ns>', 'queue namespace (tests, or reindex-<version> for a reindex run)')
-    .action(async (o: { json?: boolean; namespace?: string }) => {
-      const status = await collectStatus(configOrExit(), o.namespace);
+    .option(
+      '--timeout-ms <ms>',
+      'how long each part (Redis, the index) may take to answer before it is reported as not answering, 100..600000',
+      (v) => {
+        const n = Number(v);
+        if (!/^\d+$/.test(v.trim()) || n < 100 || n > 600_000) throw new InvalidArgumentError('--timeout-ms must be 100..600000');
+        return n;
+      },
+      STATUS_TIMEOUT_MS,
+    )
+    .action(async (o: { json?: boolean; namespace?: string; timeoutMs: number }) => {
+      const status = await collectStatus(configOrExit(), o.namespace, o.timeoutMs);
       if (o.json)
         for (const q of status.queues)
           if (q.exists === false) process.stderr.write(`cbmir status: warning: ${noSuchQueue(q.queue, o.namespace)}\n`);

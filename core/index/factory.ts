@@ -22,6 +22,8 @@ export interface VectorIndexConfig {
   readonly esReplicas?: number;
   /** Elasticsearch mapping overrides (HNSW type, m, ef_construction); win over esVectorType. */
   readonly mapping?: VectorMappingOptions;
+  /** Elasticsearch: how long one request may take (default 30 s; `cbmir status` asks for less). */
+  readonly esRequestTimeoutMs?: number;
 }
 
 export const DEFAULT_INDEX_NAME = 'cbmir-vectors';
@@ -34,7 +36,12 @@ export function createVectorIndex(config: VectorIndexConfig): VectorIndex {
       ...(config.esReplicas === undefined ? {} : { replicas: config.esReplicas }),
       ...config.mapping,
     };
-    return new ElasticsearchIndex({ url: config.es.url, base: config.es.index, mapping });
+    return new ElasticsearchIndex({
+      url: config.es.url,
+      base: config.es.index,
+      mapping,
+      ...(config.esRequestTimeoutMs === undefined ? {} : { requestTimeoutMs: config.esRequestTimeoutMs }),
+    });
   }
   return new EmbeddedIndex({ path: embeddedIndexPath(config) });
 }
