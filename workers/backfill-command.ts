@@ -18,7 +18,7 @@ import { createVectorIndex } from '../core/index/factory.js';
 import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import type { VectorIndex } from '../core/index/types.js';
-import { checkedManifestOrExit, configOrExit, dateOption, embeddedIndexOrExit, redisReachable } from './command-config.js';
+import { checkedManifestOrExit, configOrExit, dateOption, embeddedIndexOrExit, exitStatusHelp, redisReachable } from './command-config.js';
 import { Checkpoint } from './reconcile/checkpoint.js';
 import { describeSummary, Reconciler, type ReconcileProgress } from './reconciler.js';
 import { progressLines } from './progress-lines.js';
@@ -152,12 +152,23 @@ export function backfillCommand(): Command {
   return new Command('backfill')
     .description('crawl the PACS (QIDO, paged, rate-limited) and enqueue every instance missing from the index')
     .option('--resume', 'skip the studies an interrupted run already checked (checkpoint in CBMIR_DATA_DIR)')
-    .option('--rate <n>', 'at most n PACS requests per second (default CBMIR_RECONCILE_RATE, 10)', parseRate)
+    .option('--rate <n>', `at most n PACS requests per second, ${MIN_RATE}..10000 (default CBMIR_RECONCILE_RATE, 10)`, parseRate)
     .option('--since <YYYYMMDD>', 'only studies with StudyDate on or after this date', parseDate)
     .option('--match <attr=value>', 'only studies matching this QIDO attribute (repeatable), e.g. ModalitiesInStudy=CT', parseMatch)
-    .option('--namespace <ns>', 'queue namespace (tests)')
+    .option(
+      '--namespace <ns>',
+      'enqueue to cbmir-index-<ns> instead of cbmir-index, which only `cbmir worker --namespace <ns>` consumes (tests, a separate pool of workers)',
+    )
     .option('--json', 'print the summary as one JSON line')
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
+    .addHelpText(
+      'after',
+      exitStatusHelp([
+        '0  every study checked and every missing instance enqueued',
+        '1  some were not (the summary says which; rerun with --resume), interrupted, or Redis or the index did not answer',
+        '2  bad usage or configuration: options that conflict, no embedded index in CBMIR_DATA_DIR, CBMIR_MODEL not the live version',
+      ]),
+    )
     .action(async (o: BackfillCliOptions, cmd: Command) => {
       const conflict = backfillConflict(o);
       if (conflict) cmd.error(`cbmir backfill: ${conflict}`, { exitCode: 2 });

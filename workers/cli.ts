@@ -11,7 +11,10 @@
  *   failed         failed index jobs: step, reason; --retry          (workers/failed-command.ts)
  *   status         queues, worker connections, the vector index      (workers/status-command.ts)
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Command, type CommanderError } from 'commander';
+import { loadModelManifest } from '../core/model-manifest.js';
 import { embedCommand } from './embed-command.js';
 import { loadCommand } from './load-command.js';
 import { workerCommand } from './worker-command.js';
@@ -27,12 +30,53 @@ function exitOnUsageError(err: CommanderError): never {
   process.exit(usage ? 2 : err.exitCode);
 }
 
+/** The settings the commands read, for the top-level --help (docs/operations.md has them all). */
+const SETTINGS_HELP = `
+Settings (environment variables, checked at start; a bad one exits 2, naming it):
+  CBMIR_REDIS_URL           the queue's Redis (worker, backfill, reindex, failed, status)
+  CBMIR_PACS_URL            the PACS's DICOMweb root; CBMIR_PACS_USER, CBMIR_PACS_PASSWORD its login (worker, backfill, reindex)
+  CBMIR_ES_URL              Elasticsearch, CBMIR_ES_INDEX its alias; unset: the embedded index in CBMIR_DATA_DIR
+  CBMIR_DATA_DIR            embedded index, checkpoints, patient-key secret (default .cbmir-data, from the current folder)
+  CBMIR_MODEL               model manifest.json or .onnx (worker, embed, backfill; default models/manifest.json)
+  CBMIR_RECONCILE_RATE      PACS requests per second of backfill and reindex (default 10)
+  CBMIR_WORKER_CONCURRENCY, CBMIR_BATCH_SIZE, CBMIR_ORT_THREADS, CBMIR_GPU …  the worker's (and reindex's) model runs
+  CBMIR_PATIENT_KEY_SECRET  the patient-key secret (worker, reindex; default: a file in CBMIR_DATA_DIR)
+  CBMIR_LOG_LEVEL           fatal, error, warn, info (default), debug, trace, silent
+  CBMIR_LOAD_URL, CBMIR_LOAD_AUTH  load's --url and --auth (a password here stays out of the shell history)
+Every setting and its default: docs/operations.md, "Gateway and worker settings".
+Each command's --help ends with its exit statuses.
+`;
+
+/** `cbmir --version`: this package's version and the model a command would run (CBMIR_MODEL, else the shipped one). */
+export function versionText(env: NodeJS.ProcessEnv = process.env): string {
+  // workers/cli.ts, or dist/workers/cli.js of a build: package.json is one or two folders up.
+  const pkg = ['../package.json', '../../package.json']
+    .map((p) => fileURLToPath(new URL(p, import.meta.url)))
+    .filter((p) => existsSync(p))
+    .map((p) => JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string })
+    .find((j) => j.name === 'cbmir-gateway');
+  let model: string;
+  try {
+    const m = loadModelManifest(env.CBMIR_MODEL?.trim() || undefined);
+    model = `model ${m.name} ${m.version}${env.CBMIR_MODEL?.trim() ? ' (CBMIR_MODEL)' : ''}`;
+  } catch (err) {
+    model = `model: ${(err as Error).message}`;
+  }
+  return `cbmir-gateway ${pkg?.version ?? 'unknown'}\n${model}\n`;
+}
+
 /** `cbmir <subcommand>` once a subcommand runs: what an error that ends it is prefixed with. */
 let running = 'cbmir';
 
 export function buildProgram(): Command {
   const program = new Command('cbmir')
     .description('cbmir-gateway: content-based image retrieval in front of a DICOMweb PACS')
+    .option('-V, --version', 'print the version of cbmir-gateway and of the model, and exit')
+    .on('option:version', () => {
+      process.stdout.write(versionText());
+      process.exit(0);
+    })
+    .addHelpText('after', SETTINGS_HELP)
     .showHelpAfterError()
     .addCommand(loadCommand())
     .addCommand(workerCommand())

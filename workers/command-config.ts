@@ -222,6 +222,11 @@ export function commandErrorMessage(err: unknown): string {
   return indexErrorMessage(parsedConfig, err);
 }
 
+/** The "Exit status" paragraph at the end of a command's --help. */
+export function exitStatusHelp(lines: readonly string[]): string {
+  return `\nExit status:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
 /** A commander parser for a YYYYMMDD option: a real date, or exit 2 naming the option. */
 export const dateOption =
   (name: string) =>

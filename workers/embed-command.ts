@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { DecoderResourceError, isResourceError, resourceFailure } from '../core/dicom/resources.js';
-import { invocationPath, modelOptionOrExit } from './command-config.js';
+import { exitStatusHelp, invocationPath, modelOptionOrExit } from './command-config.js';
 import { EmbeddingPipeline } from './embedding-pipeline.js';
 
 /**
@@ -31,6 +31,14 @@ export function embedCommand(): Command {
     .option('--json', 'one JSON object per line', false)
     .option('--vectors', 'with --json: include the vector', false)
     .option('--model <path>', 'models/manifest.json or an .onnx file (default: CBMIR_MODEL, else the shipped model)')
+    .addHelpText(
+      'after',
+      exitStatusHelp([
+        '0  every file embedded, or refused with a reason (a refusal is an answer)',
+        '1  a file could not be read, or the machine could not decode it (memory, codecs)',
+        '2  bad usage, or a model that does not load',
+      ]),
+    )
     .action(async (files: string[], o: { json: boolean; vectors: boolean; model?: string }, cmd: Command) => {
       // The text lines have no room for 256 numbers: asked for, they would be dropped without a word.
       if (o.vectors && !o.json) cmd.error('cbmir embed: --vectors goes with --json', { exitCode: 2 });

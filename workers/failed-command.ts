@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type IndexJobData } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
-import { configOrExit, noSuchQueue, queueExists, redisReachable } from './command-config.js';
+import { configOrExit, exitStatusHelp, noSuchQueue, queueExists, redisReachable } from './command-config.js';
 import { listFailed, retryFailed, type FailedJobView } from './failed-jobs.js';
 
 interface FailedCliOptions {
@@ -58,6 +58,10 @@ export function failedCommand(): Command {
         return n;
       },
       1000,
+    )
+    .addHelpText(
+      'after',
+      exitStatusHelp(['0  listed (and, with --retry, re-queued)', '1  Redis did not answer', '2  bad usage or configuration']),
     )
     .action(async (o: FailedCliOptions, cmd: Command) => {
       if (o.all && !o.retry)

@@ -12,7 +12,7 @@ import cliProgress from 'cli-progress';
 import { DatasetError, type UnmatchedFilter } from './load/dataset.js';
 import { authorizationHeader } from './load/stow.js';
 import { MAX_FAILURES_LISTED, outDirProblem, runLoad, type LoadMode, type LoadProgress, type LoadSummary } from './load.js';
-import { dateOption, invocationPath } from './command-config.js';
+import { dateOption, exitStatusHelp, invocationPath } from './command-config.js';
 import { progressLines } from './progress-lines.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/dicom-web';
@@ -185,6 +185,15 @@ export function loadCommand(): Command {
     .option('--dataset-name <name>', 'dataset name in the DICOM (default: the folder name)')
     .option('--json', 'print the summary as one JSON line')
     .option('--no-progress', 'no progress (a bar on a terminal, elsewhere a line every 30 s)')
+    .addHelpText(
+      'after',
+      exitStatusHelp([
+        '0  every selected image stored (written with --out, converted with --dry-run)',
+        '1  some failed, labels.csv rows were rejected, the filters selected nothing, labels.csv lists no image,',
+        '   interrupted, or stopped (the target refused a batch or did not answer 3, a file could not be written)',
+        '2  bad usage: options, an unreadable labels.csv, an --out that is not a writable folder',
+      ]),
+    )
     .action(async (dir: string, opts: LoadCliOptions, cmd: Command) => {
       if (opts.dryRun && opts.out) cmd.error('--dry-run and --out exclude each other', { exitCode: 2 });
       const mode: LoadMode = opts.out ? 'write' : opts.dryRun ? 'dry-run' : 'send';

@@ -38,7 +38,14 @@ import { PacsClient } from '../core/pacs/client.js';
 import { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
 import { interruptOnSignals, parseMatch, parseRate, reconcileProgress } from './backfill-command.js';
-import { checkedManifestOrExit, configOrExit, embeddedIndexOrExit, invocationPath, redisReachable } from './command-config.js';
+import {
+  checkedManifestOrExit,
+  configOrExit,
+  embeddedIndexOrExit,
+  exitStatusHelp,
+  invocationPath,
+  redisReachable,
+} from './command-config.js';
 import { EmbeddingPipeline, workerDecodeOptions } from './embedding-pipeline.js';
 import { listAllFailed, listFailed } from './failed-jobs.js';
 import { startWorkers, type RunningWorkers } from './index-worker.js';
@@ -171,7 +178,7 @@ export function reindexCommand(): Command {
     .option('--drop-old', 'after the swap, delete the previous live version')
     .option('--drop <version>', 'only delete this stored version, which must not be live (e.g. the one an earlier swap replaced)')
     .option('--resume', 'skip the studies an interrupted reindex already crawled')
-    .option('--rate <n>', 'at most n PACS requests per second while crawling', parseRate)
+    .option('--rate <n>', 'at most n PACS requests per second while crawling, 0.01..10000 (default CBMIR_RECONCILE_RATE, 10)', parseRate)
     .option(
       '--match <attr=value>',
       'only studies matching this QIDO attribute (repeatable; staged rollouts); never swaps: finish with --swap-only',
@@ -185,6 +192,16 @@ export function reindexCommand(): Command {
     })
     .option('--json', 'print the outcome as one JSON line')
     .option('--no-progress', 'no progress (bars on a terminal, elsewhere a line every 30 s)')
+    .addHelpText(
+      'after',
+      exitStatusHelp([
+        '0  the version was made live (or is live already; with --match: indexed), or --drop dropped it',
+        '1  not made live (the reason is printed: incomplete, retryable failures, fewer documents), interrupted,',
+        '   --drop-old with nothing to drop, or Redis or the index did not answer',
+        '2  bad usage or configuration: options that conflict, no embedded index in CBMIR_DATA_DIR, a model that does not load,',
+        '   --swap-only of a version without storage, --drop of the live version or of one not stored',
+      ]),
+    )
     .action(async (o: ReindexCliOptions, cmd: Command) => {
       if (o.drop !== undefined) {
         const others = cmd.options

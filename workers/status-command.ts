@@ -14,7 +14,15 @@ import { producerConnection, quiet } from '../core/queue/redis.js';
 import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
 import type { VectorIndex } from '../core/index/types.js';
 import type { Redis } from 'ioredis';
-import { configOrExit, missingEmbeddedIndex, noSuchQueue, queueExists, redisReachable, withoutCredentials } from './command-config.js';
+import {
+  configOrExit,
+  exitStatusHelp,
+  missingEmbeddedIndex,
+  noSuchQueue,
+  queueExists,
+  redisReachable,
+  withoutCredentials,
+} from './command-config.js';
 
 /** BullMQ's job states an operator reads; prioritized jobs are waiting too (BullMQ ≥ 4 keeps them apart). */
 const STATES = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -179,6 +187,14 @@ export function statusCommand(): Command {
         return n;
       },
       STATUS_TIMEOUT_MS,
+    )
+    .addHelpText(
+      'after',
+      exitStatusHelp([
+        '0  every part answered',
+        '1  a part did not answer within --timeout-ms (Redis, the index), or the embedded index is missing',
+        '2  bad usage or configuration',
+      ]),
     )
     .action(async (o: { json?: boolean; namespace?: string; timeoutMs: number }) => {
       const status = await collectStatus(configOrExit(), o.namespace, o.timeoutMs);
