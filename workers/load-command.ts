@@ -166,7 +166,12 @@ export function loadCommand(): Command {
     .description('convert a dataset folder (images + labels.csv) to DICOM MR instances and STOW them')
     .argument('<dir>', 'dataset folder with labels.csv (file,label,class_name[,patient_id,fold])')
     .addOption(new Option('--url <dicomweb-root>', 'DICOMweb root to STOW to').env('CBMIR_LOAD_URL').default(DEFAULT_URL))
-    .addOption(new Option('--auth <credentials>', 'Authorization: "user:password" or a full header value ("Bearer …")').env('CBMIR_LOAD_AUTH'))
+    .addOption(
+      new Option(
+        '--auth <credentials>',
+        'Authorization: "user:password" or a full header value ("Bearer …"); prefer the variable: a password on the command line stays in the shell history',
+      ).env('CBMIR_LOAD_AUTH'),
+    )
     .option('--limit <n>', 'load at most n images (after filters)', positiveInt('--limit'))
     .option('--patients <ids>', 'only these patient ids (comma-separated)', list('--patients'))
     .option('--folds <folds>', 'only these folds (comma-separated, e.g. 1,2)', foldList)

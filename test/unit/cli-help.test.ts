@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
@@ -52,5 +52,23 @@ describe('cbmir --help', () => {
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
     const manifest = JSON.parse(readFileSync(path.join(repoRoot, 'models', 'manifest.json'), 'utf8')) as { name: string; version: string };
     assert.equal(await cbmir('--version'), `cbmir-gateway ${pkg.version}\nmodel ${manifest.name} ${manifest.version}\n`);
+  });
+});
+
+describe('the docs', () => {
+  it('show no password on a command line (shell history, ps): a login goes in CBMIR_LOAD_AUTH', () => {
+    const files = [
+      path.join(repoRoot, 'README.md'),
+      ...readdirSync(path.join(repoRoot, 'docs'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => path.join(repoRoot, 'docs', f)),
+    ];
+    const shown = files.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => /--auth[ =]+["']?[^\s"'<`]+:[^\s"'`]+/.test(l))
+        .map((l) => `${path.relative(repoRoot, f)}: ${l}`),
+    );
+    assert.deepEqual(shown, []);
   });
 });
