@@ -83,9 +83,9 @@ export interface RunningWorkers {
   /** Resolves once both workers' Redis connections (blocking ones included) are up. */
   ready(): Promise<void>;
   /**
-   * Stop taking jobs, let the active ones finish, flush pending index writes. With no job active,
-   * or Redis not connected (an active job could not report its result anyway; another worker's
-   * stalled check takes it), it does not wait on Redis.
+   * Stop taking jobs, let the active ones finish, flush pending index writes. With Redis not
+   * connected it waits for nothing: a graceful close would wait for Redis to come back, and an
+   * active job could not report its result anyway (another worker's stalled check takes it).
    */
   close(): Promise<void>;
 }
@@ -656,10 +656,11 @@ export async function startWorkers(deps: WorkerDeps): Promise<RunningWorkers> {
       await Promise.all([indexWorker.waitUntilReady(), embedWorker.waitUntilReady()]);
     },
     async close() {
-      // Let in-flight jobs finish, then flush pending writes. Without active jobs, or without
-      // Redis (a job could not report its result: another worker's stalled check takes it),
-      // nothing is waited for: a graceful close would wait for Redis to come back.
-      const force = active === 0 || !redisConnected();
+      // Let in-flight jobs finish, then flush pending writes. Without Redis nothing is waited for:
+      // a graceful close sends QUIT, which waits for Redis to come back, and a job could not report
+      // its result anyway (another worker's stalled check takes it). With Redis and no job active,
+      // a graceful close returns at once.
+      const force = !redisConnected();
       await Promise.all([indexWorker.close(force), embedWorker.close(force)]);
       await indexQueue.close();
       await writer.close();
