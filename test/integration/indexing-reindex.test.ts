@@ -108,7 +108,6 @@ describe('indexing: cbmir reindex', () => {
             `StudyDescription=${ns}`,
             '--rate',
             '50',
-            '--drop-old',
             '--json',
           ],
           {
@@ -127,7 +126,8 @@ describe('indexing: cbmir reindex', () => {
           },
         );
         const out = JSON.parse(cli.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-        // --match covered part of the PACS: indexed, complete, but not made live.
+        // --match covered part of the PACS: indexed, complete, but not made live (and with nothing
+        // swapped, --force or --drop-old are refused with it: test/unit/reindex-command.test.ts).
         assert.equal(out.complete, true, cli.stderr);
         assert.equal(out.swapped, false);
         assert.equal(out.dropped, null);
