@@ -6,8 +6,9 @@
  * reconciler (workers/reconcile/periodic.ts): instances that reached the PACS
  * without a job (C-STORE, Redis outage) are enqueued within one interval.
  *
- * Start: Redis is checked first; one that does not answer stops the process at once (exit 1,
- * naming CBMIR_REDIS_URL). "worker ready" is logged once both queues' connections are up.
+ * Start: the configuration (settings, patient-key secret, model) first, exit 2 when it is wrong;
+ * then Redis, once: one that does not answer stops the process (exit 1, naming CBMIR_REDIS_URL)
+ * before the queues are attached. "worker ready" is logged once both queues' connections are up.
  *
  * Shutdown order on SIGTERM/SIGINT: stop the reconciler → stop taking jobs and let
  * in-flight ones finish (BullMQ close; with none active, or Redis down, nothing is waited
@@ -59,13 +60,6 @@ export async function patientKeySecretAtStart(configured: string | undefined, da
 
 export async function runWorkerProcess(config: Config, opts: { namespace?: string; stalledIntervalMs?: number } = {}): Promise<void> {
   const log = createLogger(config.logLevel, 'worker');
-  // Before anything else: without Redis the worker would log "worker ready" and then one
-  // connection error per reconnect attempt, forever. Exit 1: systemd (Restart=on-failure) tries again.
-  const redis = await redisProblem(config.redisUrl);
-  if (redis) {
-    process.stderr.write(`cbmir worker: ${redis}; not starting\n`);
-    process.exit(1);
-  }
   const index = createVectorIndex(config);
   // Before anything else (the model takes seconds to load): unbound, count() is the live version's.
   const patientKeySecret = await patientKeySecretAtStart(process.env.CBMIR_PATIENT_KEY_SECRET, config.dataDir, () => index.count());
@@ -89,6 +83,16 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
     await index.close();
     process.stderr.write(`cbmir worker: ${err.message}\n`);
     process.exit(2);
+  }
+  // Once the configuration is known good (a bad model exits 2 above, whether or not Redis is up),
+  // before the queues: without Redis the worker would log "worker ready" and then one connection
+  // error per reconnect attempt, forever. Exit 1: systemd (Restart=on-failure) tries again.
+  const redis = await redisProblem(config.redisUrl);
+  if (redis) {
+    await pipeline.close();
+    await index.close();
+    process.stderr.write(`cbmir worker: ${redis}; not starting\n`);
+    process.exit(1);
   }
   const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
   const workers = await startWorkers({
