@@ -158,7 +158,12 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
               checkpoint: { has: () => false, markDone: (uid) => void done.push(uid) },
             });
           } finally {
-            if (done.length > 0) await lockConn.multi().srem(dueKey, ...done).hdel(triesKey, ...done).exec();
+            if (done.length > 0)
+              await lockConn
+                .multi()
+                .srem(dueKey, ...done)
+                .hdel(triesKey, ...done)
+                .exec();
           }
           // A study that failed on its own is asked again, MAX_TRIES polls at most, then left to the
           // full crawl; one the run did not reach (it stopped) is not counted.
@@ -169,8 +174,15 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
             const counts = ((await tx.expire(triesKey, CURSOR_TTL_S).exec()) ?? []).slice(0, failed.length).map(([, n]) => Number(n));
             const given = failed.filter((_, i) => (counts[i] ?? 0) >= MAX_TRIES);
             if (given.length > 0) {
-              await lockConn.multi().srem(dueKey, ...given).hdel(triesKey, ...given).exec();
-              opts.log.warn({ studies: given.length }, `reconciler change feed: studies that failed ${MAX_TRIES} polls in a row left to the full crawl`);
+              await lockConn
+                .multi()
+                .srem(dueKey, ...given)
+                .hdel(triesKey, ...given)
+                .exec();
+              opts.log.warn(
+                { studies: given.length },
+                `reconciler change feed: studies that failed ${MAX_TRIES} polls in a row left to the full crawl`,
+              );
             }
           }
           opts.log[summary.complete ? 'info' : 'warn'](
