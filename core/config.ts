@@ -360,5 +360,8 @@ export function withoutCredentials(url: string): string {
   const u = new URL(url);
   if (u.username) u.username = '***';
   if (u.password) u.password = '***';
+  // ioredis also takes options from the query (?password=…); none are needed to say where.
+  u.search = '';
+  u.hash = '';
   return u.toString();
 }

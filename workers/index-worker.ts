@@ -80,7 +80,7 @@ export interface RunningWorkers {
   activeJobs(): number;
   /** Whether every Redis connection of the workers is up. */
   redisConnected(): boolean;
-  /** Resolves once both workers' Redis connections (blocking ones included) are up. */
+  /** Resolves once both workers' main Redis connections are up (BullMQ's waitUntilReady). */
   ready(): Promise<void>;
   /**
    * Stop taking jobs, let the active ones finish, flush pending index writes. With Redis not

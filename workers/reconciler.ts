@@ -216,6 +216,7 @@ export class Reconciler {
       }
     }
     let listTruncated: string | undefined;
+    let listedInstances = 0; // kept as the list grows: summing it again per page is quadratic
     for (let offset = 0; !opts.studyUids;) {
       const page = await qido('/studies', {
         limit: studyPage,
@@ -239,6 +240,7 @@ export class Reconciler {
           uid,
           instances: Number.isFinite(n) && n >= 0 ? n : undefined,
         });
+        if (Number.isFinite(n) && n >= 0) listedInstances += n;
       }
       if (seen.size === before) {
         // A full page and nothing new: the PACS ignores `offset` (or the list shifted by a
@@ -251,7 +253,7 @@ export class Reconciler {
         listing: true,
         studiesTotal: studies.length,
         studiesDone: 0,
-        instancesTotal: studies.reduce((a, st) => a + (st.instances ?? 0), 0),
+        instancesTotal: listedInstances,
         instancesSeen: 0,
         missing: 0,
         enqueued: 0,

@@ -458,8 +458,11 @@ export function reindexCommand(): Command {
                 ? // Crawled and nothing to retry: only the count stands in the way, and a rerun
                   // would crawl everything again to the same count.
                   `If images were deleted from the PACS since the live version indexed them, make it live with \`cbmir reindex --model ${modelRef} --swap-only --force\`\n`
-                : `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${modelRef} --resume\`, ` +
-                  'or pass --force to swap it as it is\n'),
+                : o.match
+                  ? // A --match run never swaps, so --force is refused with it.
+                    `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${modelRef} --resume\` with the same --match\n`
+                  : `Fix, then \`cbmir failed --retry --namespace ${namespace}\` and \`cbmir reindex --model ${modelRef} --resume\`, ` +
+                    'or pass --force to swap it as it is\n'),
           );
         }
         await finish(swap, {

@@ -104,7 +104,7 @@ export async function collectStatus(
     const [queueStates, indexState] = await Promise.all([
       within(
         redisReachable(() => conn.ping(), config.redisUrl, {
-          timeoutMs: Math.min(3_000, timeoutMs),
+          timeoutMs,
           lastError: () => connectionError,
           isReady: () => conn.status === 'ready',
         }).then(() =>

@@ -86,13 +86,14 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
   }
   // Once the configuration is known good (a bad model exits 2 above, whether or not Redis is up),
   // before the queues: without Redis the worker would log "worker ready" and then one connection
-  // error per reconnect attempt, forever. Exit 1: systemd (Restart=on-failure) tries again.
+  // error per reconnect attempt, forever. Exit 1: systemd (Restart=on-failure) tries again;
+  // but a login Redis refuses is a bad setting, as a bad model is (exit 2: not restarted).
   const redis = await redisProblem(config.redisUrl);
   if (redis) {
     await pipeline.close();
     await index.close();
     process.stderr.write(`cbmir worker: ${redis}; not starting\n`);
-    process.exit(1);
+    process.exit(/\b(?:WRONGPASS|NOAUTH)\b/.test(redis) ? 2 : 1);
   }
   const pacs = new PacsClient({ url: config.pacs.url, user: config.pacs.user, password: config.pacs.password, timeoutMs: config.pacs.timeoutMs });
   const workers = await startWorkers({
@@ -149,8 +150,14 @@ export async function runWorkerProcess(config: Config, opts: { namespace?: strin
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  // "ready" means jobs can be taken: both queues' connections (the blocking ones too) are up.
-  await workers.ready();
+  // "ready" means jobs can be taken: both queues' main connections are up. A stop meanwhile
+  // closes them, which fails this wait: that is the stop, not a failure to start.
+  try {
+    await workers.ready();
+  } catch (err) {
+    if (stopping) return;
+    throw err;
+  }
   if (stopping) return;
   if (config.reconcile.intervalS > 0 || config.reconcile.changesIntervalS > 0) {
     enqueuer = new IndexEnqueuer(config.redisUrl, pipeline.modelVersion, opts.namespace ? { namespace: opts.namespace } : {});

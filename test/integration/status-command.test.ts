@@ -4,6 +4,7 @@
  * exit 1 (with the Redis password kept out of the output) when a part does not answer.
  */
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,6 +48,18 @@ test('queue counts, worker connections and the live index, as an operator reads 
     empty.status.queues.map((q) => q.queue),
     [queueName('index', ns), queueName('embed', ns)],
   );
+  // Asked read-only: a namespace nothing was ever queued in is said to be missing, and stays so.
+  assert.deepEqual(
+    empty.status.queues.map((q) => (q as { exists?: boolean }).exists),
+    [false, false],
+  );
+  assert.match(empty.stderr, /no queue .* in Redis; check --namespace/);
+  const probe = new Redis(testStack().redisUrl);
+  try {
+    assert.deepEqual(await probe.keys(`bull:${queueName('index', ns)}:*`), [], 'status wrote nothing to Redis');
+  } finally {
+    probe.disconnect();
+  }
 
   const queue = indexQueue(ns);
   const job = (i: number): IndexJobData => ({

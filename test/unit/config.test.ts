@@ -215,4 +215,6 @@ test('a Redis that cannot be reached is named without its password, with CBMIR_R
   );
   assert.equal(withoutCredentials('rediss://user:pw@r:6380'), 'rediss://***:***@r:6380');
   assert.equal(withoutCredentials('redis://127.0.0.1:6379'), 'redis://127.0.0.1:6379');
+  // ioredis takes options, the password among them, from the query too.
+  assert.equal(withoutCredentials('redis://r:6379/0?password=pw&db=1'), 'redis://r:6379/0');
 });

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -70,7 +71,10 @@ describe('queue consumers with Redis down', () => {
     });
     try {
       let ready = false;
-      void workers.ready().then(() => (ready = true));
+      void workers.ready().then(
+        () => (ready = true),
+        () => undefined,
+      );
       await new Promise((r) => setTimeout(r, 2_500)); // ioredis retries every 200 ms … 2 s meanwhile
       assert.equal(ready, false, 'not ready without Redis');
       assert.equal(workers.redisConnected(), false);
@@ -107,5 +111,32 @@ describe('cbmir worker with Redis down', () => {
       out,
       'cbmir worker: Redis at redis://:***@127.0.0.1:1 (CBMIR_REDIS_URL) is unreachable: connect ECONNREFUSED 127.0.0.1:1; not starting\n',
     );
+  });
+  it('a login Redis refuses is a bad setting: exit 2, which the unit does not restart', { timeout: 60_000 }, async () => {
+    // A Redis that refuses every login, as one does to a wrong CBMIR_REDIS_URL password.
+    const redis = net.createServer((s) =>
+      s.on('data', () => s.write('-WRONGPASS invalid username-password pair or user is disabled.\r\n')),
+    );
+    await new Promise<void>((r) => redis.listen(0, '127.0.0.1', r));
+    try {
+      const port = (redis.address() as net.AddressInfo).port;
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        CBMIR_REDIS_URL: `redis://:wrong@127.0.0.1:${port}`,
+        CBMIR_DATA_DIR: path.join(tmp, 'worker-data-auth'),
+        CBMIR_LOG_LEVEL: 'info',
+      };
+      delete env.CBMIR_ES_URL;
+      const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'worker'], { cwd: repoRoot, env });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+      assert.equal(code, 2, out);
+      assert.match(out, /WRONGPASS.*; not starting\n$/);
+      assert.ok(!out.includes('wrong@'), 'no password in the output');
+    } finally {
+      redis.close();
+    }
   });
 });
