@@ -38,11 +38,8 @@ export const UPLOAD_PACE: UploadPace = Object.freeze({ graceMs: 10_000, minBytes
  * (discardUpload): leaving a `for await` loop early would destroy the request under the answer.
  */
 function readBody(req: IncomingMessage, limit: number, pace: UploadPace): Promise<Buffer> {
-  try {
-    refuseDeclaredTooLarge(req, limit);
-  } catch (err) {
-    return Promise.reject(err);
-  }
+  // A declared length over the limit was refused by the route (refuseDeclaredTooLarge), before
+  // anything else; a body that passes it while streaming is cut here.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let seen = 0;

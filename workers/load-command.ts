@@ -43,7 +43,7 @@ const list = (name: string) => (v: string) => {
 
 const foldList = (v: string) => {
   const folds = list('--folds')(v).map(Number);
-  if (folds.length === 0 || !folds.every(Number.isInteger)) throw new InvalidArgumentError('folds must be a comma-separated list of integers, e.g. 1,2');
+  if (!folds.every(Number.isInteger)) throw new InvalidArgumentError('folds must be a comma-separated list of integers, e.g. 1,2');
   return folds;
 };
 

@@ -43,7 +43,7 @@ import type { Queue } from 'bullmq';
 import { isValidUid } from '../core/errors.js';
 import { indexJobId, type IndexJobData, type IndexJobResult, type IndexJobSource } from '../core/jobs.js';
 import { stringValue, type DicomJsonDataset } from '../core/dicom-json.js';
-import { isTransientPacsError, PacsHttpError, type PacsClient } from '../core/pacs/client.js';
+import { isTransientPacsError, type PacsClient } from '../core/pacs/client.js';
 import type { StoredInstance } from '../core/pacs/stow-response.js';
 import type { IndexEnqueuer } from '../core/queue/index-enqueuer.js';
 import type { VectorIndex } from '../core/index/types.js';
@@ -339,13 +339,13 @@ export class Reconciler {
         }
         ok = false;
         studyErrors.push({ study: study.uid, reason: (err as Error).message });
-        // The summary names the study; logs carry no UIDs (a PACS error's message holds its path).
-        this.deps.log?.warn({ err: withoutPath(err) }, 'reconciler: study not checked');
+        // The summary names the study; the logger takes UIDs out of the message (core/log.ts).
+        this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: study not checked');
         // A PACS that is down fails every study alike: going on would cost each remaining study
         // its own timeout (a hung PACS: 30 s apiece, days for a large archive) under the pass lock.
         if (isTransientPacsError(err) && ++pacsDownInRow >= MAX_PACS_FAILURES_IN_ROW) {
-          stopped = `PACS unreachable: ${pacsDownInRow} studies in a row failed (last: ${withoutPath(err)}); the rest wait for the next pass`;
-          this.deps.log?.warn({ err: withoutPath(err) }, 'reconciler: pass stopped');
+          stopped = `PACS unreachable: ${pacsDownInRow} studies in a row failed (last: ${(err as Error).message}); the rest wait for the next pass`;
+          this.deps.log?.warn({ err: (err as Error).message }, 'reconciler: pass stopped');
           studiesDone++;
           progress();
           break;
@@ -544,11 +544,6 @@ async function jobStates(queue: Queue<IndexJobData>, ids: readonly string[]): Pr
       return 'pending';
     }),
   );
-}
-
-/** An error's message for a log line: a PACS answer's without the path, which names the study. */
-function withoutPath(err: unknown): string {
-  return err instanceof PacsHttpError ? `PACS answered ${err.status}` : (err as Error).message;
 }
 
 /** One line for logs and the CLI. */

@@ -136,9 +136,8 @@ def read_dataset(d: Path) -> list[dict]:
             rows.append((reader.line_num, r))
     if not rows:
         raise SystemExit(f"{d}/labels.csv has no rows")
-    if (d / "folds.csv").is_file():
-        read_csv_text(d / "folds.csv")  # the same checks, so that read_families cannot fail with a traceback
-    fams = read_families(d)
+    # Read with labels.csv's checks (UTF-8, readable), so that a bad folds.csv is a message, not a traceback.
+    fams = read_families(d, read_csv_text(d / "folds.csv")) if (d / "folds.csv").is_file() else {}
     out = []
     for line, r in rows:
         where = f"{d}/labels.csv line {line}"

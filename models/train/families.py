@@ -8,20 +8,24 @@ protocol cannot drift apart.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 
-def read_families(dataset_dir: Path) -> dict[str, str]:
-    """file -> patient_family from the folder's folds.csv; {} without one (or without the
-    column). Callers fall back to the patient id for a file it does not list."""
+def read_families(dataset_dir: Path, text: str | None = None) -> dict[str, str]:
+    """file -> patient_family from the folder's folds.csv (or `text`, its contents already read);
+    {} without one (or without the column). Callers fall back to the patient id for a file it
+    does not list."""
     p = Path(dataset_dir) / "folds.csv"
-    if not p.is_file():
-        return {}
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        return {r["file"].strip(): r["patient_family"].strip()
-                for r in csv.DictReader(f) if (r.get("file") or "").strip() and (r.get("patient_family") or "").strip()}
+    if text is None:
+        if not p.is_file():
+            return {}
+        text = p.read_text(encoding="utf-8-sig")
+    return {r["file"].strip(): r["patient_family"].strip()
+            for r in csv.DictReader(io.StringIO(text, newline=""))
+            if (r.get("file") or "").strip() and (r.get("patient_family") or "").strip()}
 
 
 def family_clean(q_families: np.ndarray, db_families: np.ndarray) -> np.ndarray:

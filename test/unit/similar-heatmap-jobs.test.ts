@@ -69,7 +69,7 @@ describe('GET /similar/heatmap requests in flight', () => {
       uploads: similar.uploads,
       requester,
     });
-    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
+    ({ server, base } = await listening(http.createServer(app)));
   });
 
   after(async () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import express from 'express';
@@ -94,7 +94,7 @@ describe('/similar/heatmap answer', () => {
       logger: createLogger('silent', 'test'),
       requester,
     });
-    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
+    ({ server, base } = await listening(http.createServer(app)));
   });
 
   after(async () => {

@@ -69,7 +69,7 @@ describe('POST /similar: credentials before the upload', () => {
       logger,
       requester: { request: async () => ({ status: 'refused', reason: 'not reached' }), close: async () => undefined },
     });
-    ({ server, base } = await listening(app.listen(0, '127.0.0.1')));
+    ({ server, base } = await listening(http.createServer(app)));
   });
 
   after(async () => {

@@ -86,7 +86,7 @@ describe('upload slots', () => {
       uploadPace: PACE,
       requester: { request: async () => ({ status: 'refused', reason: 'not an image' }), close: async () => undefined },
     });
-    ({ server, port } = await listening(app.listen(0, '127.0.0.1')));
+    ({ server, port } = await listening(http.createServer(app)));
   });
 
   /** Closes this test's connections, so that one failing leaves no slot taken for the next. */

@@ -92,20 +92,26 @@ describe('queue consumers with Redis down', () => {
   });
 });
 
+/** `cbmir worker` with this Redis and an embedded index in `dataDir` (under tmp), run to its exit: code and output. */
+async function runWorker(redisUrl: string, dataDir: string): Promise<{ code: number | null; out: string }> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CBMIR_REDIS_URL: redisUrl,
+    CBMIR_DATA_DIR: path.join(tmp, dataDir),
+    CBMIR_LOG_LEVEL: 'info',
+  };
+  delete env.CBMIR_ES_URL;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'worker'], { cwd: repoRoot, env });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  return { code, out };
+}
+
 describe('cbmir worker with Redis down', () => {
   it('refuses to start: one line naming CBMIR_REDIS_URL (no password), exit 1, never "worker ready"', { timeout: 60_000 }, async () => {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      CBMIR_REDIS_URL: 'redis://:s3cret@127.0.0.1:1',
-      CBMIR_DATA_DIR: path.join(tmp, 'worker-data'),
-      CBMIR_LOG_LEVEL: 'info',
-    };
-    delete env.CBMIR_ES_URL;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'worker'], { cwd: repoRoot, env });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    const { code, out } = await runWorker('redis://:s3cret@127.0.0.1:1', 'worker-data');
     assert.equal(code, 1, out);
     assert.equal(
       out,
@@ -120,18 +126,7 @@ describe('cbmir worker with Redis down', () => {
     await new Promise<void>((r) => redis.listen(0, '127.0.0.1', r));
     try {
       const port = (redis.address() as net.AddressInfo).port;
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        CBMIR_REDIS_URL: `redis://:wrong@127.0.0.1:${port}`,
-        CBMIR_DATA_DIR: path.join(tmp, 'worker-data-auth'),
-        CBMIR_LOG_LEVEL: 'info',
-      };
-      delete env.CBMIR_ES_URL;
-      const child = spawn(process.execPath, ['--import', 'tsx', 'workers/cli.ts', 'worker'], { cwd: repoRoot, env });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+      const { code, out } = await runWorker(`redis://:wrong@127.0.0.1:${port}`, 'worker-data-auth');
       assert.equal(code, 2, out);
       assert.match(out, /WRONGPASS.*; not starting\n$/);
       assert.ok(!out.includes('wrong@'), 'no password in the output');

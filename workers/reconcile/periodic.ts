@@ -131,10 +131,10 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
           // or is killed half-way leaves them for the next poll, not for the next full crawl.
           const tx = lockConn.multi();
           if (changed.length > 0) tx.sadd(dueKey, ...changed).expire(dueKey, CURSOR_TTL_S);
-          await tx.set(cursorKey, String(last), 'EX', CURSOR_TTL_S).exec();
+          const written = await tx.set(cursorKey, String(last), 'EX', CURSOR_TTL_S).smembers(dueKey).exec();
           cursor = last;
           warned = false;
-          let due = await lockConn.smembers(dueKey);
+          let due = (written?.at(-1)?.[1] as string[] | undefined) ?? [];
           if (due.length > MAX_BACKLOG) {
             opts.log.warn({ due: due.length }, 'reconciler change feed: due studies left to the full crawl');
             await lockConn.del(dueKey, triesKey);
@@ -143,8 +143,7 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
           if (due.length === 0) return;
           // This poll's studies first: one that keeps failing must not hold back the changes after it.
           const fresh = new Set(changed);
-          const dueSet = new Set(due);
-          const studies = [...changed.filter((u) => dueSet.has(u)), ...due.filter((u) => !fresh.has(u))];
+          const studies = [...changed, ...due.filter((u) => !fresh.has(u))];
           // A study leaves the set as soon as it is reconciled (the reconciler's checkpoint), even
           // in a run that stops or fails later.
           const done: string[] = [];
@@ -167,7 +166,7 @@ export function startPeriodicReconciler(deps: ReconcileDeps, opts: PeriodicOptio
           }
           // A study that failed on its own is asked again, MAX_TRIES polls at most, then left to the
           // full crawl; one the run did not reach (it stopped) is not counted.
-          const failed = summary.studyErrors.map((e) => e.study).filter((u) => dueSet.has(u));
+          const failed = summary.studyErrors.map((e) => e.study);
           if (failed.length > 0) {
             const tx = lockConn.multi();
             for (const u of failed) tx.hincrby(triesKey, u, 1);
