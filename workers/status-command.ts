@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Queue } from 'bullmq';
 import { queueName, type QueueKind } from '../core/jobs.js';
 import { producerConnection, quiet } from '../core/queue/redis.js';
+import { withDeadline } from '../core/queue/job-requester.js';
 import { createVectorIndex, embeddedIndexPath } from '../core/index/factory.js';
 import type { VectorIndex } from '../core/index/types.js';
 import type { Redis } from 'ioredis';
@@ -61,12 +62,7 @@ export const STATUS_TIMEOUT_MS = 5_000;
 
 /** `p`, or a rejection saying `what` did not answer within `ms`: a probe must answer in bounded time. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
-  });
-  p.catch(() => undefined); // may settle after the deadline
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  return withDeadline(p, ms, () => new Error(`${what} did not answer within ${ms / 1000} s`));
 }
 
 async function queueStatus(queue: Queue, conn: Redis): Promise<QueueStatus> {

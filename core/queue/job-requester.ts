@@ -58,10 +58,15 @@ export function retryAfterSeconds(timeoutMs: number): number {
   return Math.max(1, Math.ceil(timeoutMs / 1000));
 }
 
-export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+/** `p`, or a rejection with `late()` once `ms` have passed (a Redis call by default). */
+export function withDeadline<T>(
+  p: Promise<T>,
+  ms: number,
+  late: () => Error = () => new Error(`Redis did not answer within ${ms} ms`),
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(late()), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }

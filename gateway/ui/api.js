@@ -294,17 +294,17 @@ export function similarByUids(uids, opts) {
   return getJson(`../similar?${q}`, { signal: opts.signal });
 }
 
-export function similarByUpload(file, opts) {
+/** POST of a DICOM file for a JSON answer (a search or a heatmap by upload). */
+function postDicom(url, file, signal) {
   return request(
-    `../similar?${similarOptions(opts)}`,
-    {
-      method: 'POST',
-      headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
-      body: file,
-      signal: opts.signal,
-    },
+    url,
+    { method: 'POST', headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }), body: file, signal },
     (res) => res.json(),
   );
+}
+
+export function similarByUpload(file, opts) {
+  return postDicom(`../similar?${similarOptions(opts)}`, file, opts.signal);
 }
 
 /** Heatmap of a query (UIDs, or the dropped file) and a result (UIDs). */
@@ -314,18 +314,7 @@ export function heatmap(query, result, { signal } = {}) {
     ResultSeriesInstanceUID: result.series,
     ResultSOPInstanceUID: result.sop,
   });
-  if (query.file) {
-    return request(
-      `../similar/heatmap?${q}`,
-      {
-        method: 'POST',
-        headers: headers({ 'content-type': 'application/dicom', accept: 'application/json' }),
-        body: query.file,
-        signal,
-      },
-      (res) => res.json(),
-    );
-  }
+  if (query.file) return postDicom(`../similar/heatmap?${q}`, query.file, signal);
   q.set('StudyInstanceUID', query.study);
   q.set('SeriesInstanceUID', query.series);
   q.set('SOPInstanceUID', query.sop);
